@@ -1,0 +1,1 @@
+"""The data layer: one annotation model, image I/O, readers, writers, splits and conversion."""

@@ -1,0 +1,236 @@
+"""``fracdet convert``: any supported dataset in, YOLO / COCO / manifest / FracAtlas out.
+
+Data flows one way: read (one annotation model) -> group and split -> place images ->
+write each target -> ``convert_report.json``. Sources are never modified and the output
+appears only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fracdet import __version__
+from fracdet.data.coco import coco_document, read_coco
+from fracdet.data.formats import SPLITS, AnnotatedDataset, ImageRecord, Problem, flat_name
+from fracdet.data.fracatlas import (
+    fracatlas_folder,
+    is_fracatlas,
+    read_fracatlas,
+    write_fracatlas_annotations,
+)
+from fracdet.data.manifest import LABEL_NAMES, format_manifest
+from fracdet.data.splits import SplitReport, apply_group_regex, assign_splits
+from fracdet.data.yolo import read_yolo_dataset, write_yolo_labels, yolo_data_yaml
+from fracdet.errors import ConfigError, DataError
+from fracdet.fsutil import LinkMode, atomic_output_dir, place_file
+from fracdet.log import progress
+from fracdet.provenance import records_hash, versions
+
+__all__ = ["ConvertConfig", "ConvertResult", "SOURCE_FORMATS", "TARGETS", "detect_format", "read_dataset", "convert"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE_FORMATS = ("auto", "fracatlas", "yolo", "coco")
+TARGETS = ("yolo", "coco", "manifest", "fracatlas")
+SPLIT_STRATEGIES = ("auto", "official", "random")
+REPORT_NAME = "convert_report.json"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything ``convert`` needs; the CLI and YAML configs build one of these."""
+
+    source: Path
+    output: Path
+    source_format: str = "auto"
+    targets: tuple[str, ...] = ("yolo", "coco", "manifest")
+    link: LinkMode = LinkMode.hardlink
+    split: str = "auto"
+    fractions: tuple[float, float, float] | None = None
+    seed: int = 0
+    group_regex: str | None = None
+    images_root: Path | None = None
+    full_check: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.source_format not in SOURCE_FORMATS:
+            raise ConfigError(f"unknown source format {self.source_format!r}; choose from {', '.join(SOURCE_FORMATS)}")
+        unknown = set(self.targets) - set(TARGETS)
+        if unknown or not self.targets:
+            raise ConfigError(f"unknown target(s) {sorted(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+        if "fracatlas" in self.targets and {"yolo", "coco"} & set(self.targets):
+            raise ConfigError("the fracatlas target cannot share an output folder with yolo/coco; convert twice")
+        if self.split not in SPLIT_STRATEGIES:
+            raise ConfigError(f"unknown split strategy {self.split!r}; choose from {', '.join(SPLIT_STRATEGIES)}")
+        if Path(self.output).resolve() == Path(self.source).resolve():
+            raise ConfigError("output must differ from the source (sources are never modified)")
+
+
+@dataclass
+class ConvertResult:
+    output: Path
+    n_images: int
+    n_skipped: int
+    split_counts: dict[str, dict[str, int]]
+    problem_counts: dict[str, int] = field(default_factory=dict)
+
+
+def detect_format(source: Path) -> str:
+    """fracatlas for its folder layout, yolo for a data.yaml, coco for a .json or annotations/."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError("source not found", source)
+    if source.is_dir() and is_fracatlas(source):
+        return "fracatlas"
+    if source.suffix in (".yaml", ".yml") or (source / "data.yaml").is_file():
+        return "yolo"
+    if source.suffix == ".json" or (source / "annotations").is_dir():
+        return "coco"
+    raise DataError("cannot tell the format: expected images/Fractured (FracAtlas), data.yaml (YOLO) or a COCO .json", source)
+
+
+def read_dataset(source: Path, source_format: str = "auto", *, images_root: Path | None = None, full_check: bool = False) -> AnnotatedDataset:
+    """Read any supported dataset into the one annotation model."""
+    fmt = detect_format(source) if source_format == "auto" else source_format
+    if fmt == "fracatlas":
+        return read_fracatlas(source, full_check=full_check)
+    if fmt == "yolo":
+        return read_yolo_dataset(source, full_check=full_check)
+    files = sorted(Path(source, "annotations").glob("*.json")) if Path(source).is_dir() else [Path(source)]
+    if not files:
+        raise DataError("no COCO .json files in annotations/", source)
+    parts = [read_coco(f, images_root, full_check=full_check) for f in files]
+    first = parts[0]
+    for part in parts[1:]:
+        if part.class_names != first.class_names:
+            raise DataError(f"categories differ from those of {files[0].name}", part.root)
+        first.records += part.records
+        first.problems += part.problems
+    return first
+
+
+def _dedupe_names(records: list[ImageRecord], problems: list[Problem]) -> list[ImageRecord]:
+    """Ultralytics pairs image and label by stem, so two images may not share one in a split."""
+    seen: set[tuple[str | None, str]] = set()
+    kept = []
+    for record in records:
+        key = (record.split, Path(flat_name(record.image_id)).stem.lower())
+        if key in seen:
+            problems.append(Problem(str(record.path), "duplicate_id", f"another image in {record.split} has the stem {key[1]!r}", "image skipped"))
+            continue
+        seen.add(key)
+        kept.append(record)
+    return kept
+
+
+def _usable_or_fail(dataset: AnnotatedDataset) -> None:
+    if dataset.records:
+        return
+    kinds = Counter(p.kind for p in dataset.problems)
+    first = next((p for p in dataset.problems if p.kind == "image_corrupt"), dataset.problems[0] if dataset.problems else None)
+    summary = ", ".join(f"{n} {k}" for k, n in kinds.most_common()) or "no images found"
+    hint = f" (first: {first.file}: {first.detail})" if first else ""
+    raise DataError(f"nothing usable left: {summary}{hint}", dataset.root)
+
+
+def convert(config: ConvertConfig) -> ConvertResult:
+    """Run one conversion; see :class:`ConvertConfig` for the options."""
+    started = time.perf_counter()
+    dataset = read_dataset(Path(config.source), config.source_format, images_root=config.images_root, full_check=config.full_check)
+    _usable_or_fail(dataset)
+    records = apply_group_regex(dataset.records, config.group_regex) if config.group_regex else dataset.records
+    if config.split == "official" and not dataset.has_official_split:
+        raise ConfigError(f"--split official: {config.source} has no official split")
+    records, split_report, split_problems = assign_splits(
+        records, fractions=config.fractions, seed=config.seed, use_official=config.split != "random", class_names=LABEL_NAMES
+    )
+    problems = [*dataset.problems, *split_problems]
+    records = _dedupe_names(records, problems)
+
+    with atomic_output_dir(Path(config.output), overwrite=config.overwrite) as tmp:
+        paths, link_modes = _place_images(records, tmp, config)
+        detection = [r for r in records if not (r.label and not r.boxes)]
+        if "yolo" in config.targets:
+            write_yolo_labels(detection, tmp)
+            (tmp / "data.yaml").write_text(yolo_data_yaml(dataset.class_names, SPLITS), encoding="utf-8")
+        if "coco" in config.targets:
+            _write_coco(detection, dataset.class_names, tmp)
+        if "manifest" in config.targets:
+            (tmp / "manifest.csv").write_text(format_manifest(records, paths), encoding="utf-8")
+        if "fracatlas" in config.targets:
+            write_fracatlas_annotations(records, tmp, dataset.class_names, name_of=lambda r: flat_name(r.image_id))
+        report = _report(config, dataset, records, split_report, problems, link_modes, time.perf_counter() - started)
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    n_skipped = sum(1 for p in problems if p.action == "image skipped")
+    logger.info("Converted %d images into %s (%d skipped; see %s)", len(records), config.output, n_skipped, REPORT_NAME)
+    return ConvertResult(Path(config.output), len(records), n_skipped, split_report.counts, report["problem_counts"])
+
+
+def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) -> tuple[list[str], Counter]:
+    """Link (or copy) images into the output; returns each record's manifest path."""
+    modes: Counter = Counter()
+    paths: list[str] = []
+    places_images = bool({"yolo", "coco", "fracatlas"} & set(config.targets))
+    for folder in {_image_folder(r, config) for r in records} if places_images else ():
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    if "yolo" in config.targets or "coco" in config.targets:
+        for split in SPLITS:
+            (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    for record in progress(records, "Placing images", total=len(records)):
+        fractured_without_box = record.label and not record.boxes and "fracatlas" not in config.targets
+        if not places_images or fractured_without_box:
+            paths.append(str(Path(record.path).resolve()))
+            continue
+        relative = f"{_image_folder(record, config)}/{flat_name(record.image_id)}"
+        modes[place_file(Path(record.path), out / relative, config.link).value] += 1
+        paths.append(relative)
+    if config.link is LinkMode.hardlink and modes.get("copy"):
+        logger.warning("Hard links are not possible here (another file system?): %d images were copied", modes["copy"])
+    return paths, modes
+
+
+def _image_folder(record: ImageRecord, config: ConvertConfig) -> str:
+    return f"images/{fracatlas_folder(record)}" if "fracatlas" in config.targets else f"images/{record.split}"
+
+
+def _write_coco(records: list[ImageRecord], class_names: tuple[str, ...], out: Path) -> None:
+    (out / "annotations").mkdir()
+    for split in SPLITS:
+        in_split = [r for r in records if r.split == split]
+        doc = coco_document(in_split, class_names, lambda r: flat_name(r.image_id))
+        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+
+
+def _report(
+    config: ConvertConfig,
+    dataset: AnnotatedDataset,
+    records: list[ImageRecord],
+    split_report: SplitReport,
+    problems: list[Problem],
+    link_modes: Counter,
+    elapsed: float,
+) -> dict:
+    config_dict = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, LinkMode) else v) for k, v in asdict(config).items()}
+    rows = ((r.image_id, r.width, r.height, r.label, r.split, [b.as_list() + [b.label] for b in r.boxes]) for r in records)
+    return {
+        "fracdet_version": __version__,
+        "versions": versions(("numpy", "pillow", "pyyaml")),
+        "config": config_dict,
+        "source_format": dataset.source_format,
+        "class_names": list(dataset.class_names),
+        "images_written": len(records),
+        "boxes_written": sum(len(r.boxes) for r in records),
+        "images_skipped": sum(1 for p in problems if p.action == "image skipped"),
+        "link_modes": dict(link_modes),
+        "records_hash": records_hash(rows),
+        "split": split_report.as_dict(),
+        "problem_counts": dict(Counter(p.kind for p in problems).most_common()),
+        "problems": [p.as_dict() for p in problems],
+        "elapsed_s": round(elapsed, 3),
+    }

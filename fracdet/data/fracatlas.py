@@ -1,0 +1,276 @@
+"""The FracAtlas layout: read it as published (with its quirks) and write it back.
+
+Layout::
+
+    images/Fractured/*.jpg, images/Non_fractured/*.jpg
+    Annotations/COCO JSON/COCO_fracture_masks.json   (fractured images only, category id 0)
+    Annotations/PASCAL VOC/*.xml, Annotations/YOLO/*.txt (+ labels.txt)
+    dataset.csv                                       (body part, view and hardware flags)
+    Utilities/Fracture Split/{train,valid,test}.csv   (official split, fractured images only)
+
+Quirks handled (see the dataset's SOURCE.md): folder names with spaces; COCO image ids that
+are not file names; annotation files listing images that are not on disk; EXIF-rotated
+images whose boxes refer to the rotated image; a CSV flag that contradicts the folder and
+the box (folder and box win, the conflict is reported); truncated JPEGs (skipped).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from fracdet.data.coco import CocoContent, coco_document, parse_coco
+from fracdet.data.formats import (
+    BODY_PARTS,
+    AnnotatedDataset,
+    Box,
+    ImageRecord,
+    Problem,
+    format_voc_xml,
+    format_yolo_label,
+    parse_voc_xml,
+    parse_yolo_label,
+)
+from fracdet.data.scan import list_images, probe_images, sanitize_boxes
+from fracdet.errors import DataError, ImageError
+
+__all__ = [
+    "FRACATLAS_CLASSES",
+    "CSV_COLUMNS",
+    "is_fracatlas",
+    "read_fracatlas",
+    "write_fracatlas_annotations",
+    "fracatlas_folder",
+]
+
+FRACATLAS_CLASSES: tuple[str, ...] = ("fractured",)
+CSV_COLUMNS: tuple[str, ...] = (
+    "image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware", "multiscan",
+    "fractured", "fracture_count", "frontal", "lateral", "oblique",
+)  # fmt: skip
+FOLDERS: dict[str, int] = {"Fractured": 1, "Non_fractured": 0}
+COCO_FILE = Path("Annotations", "COCO JSON", "COCO_fracture_masks.json")
+VOC_DIR = Path("Annotations", "PASCAL VOC")
+YOLO_DIR = Path("Annotations", "YOLO")
+SPLIT_DIR = Path("Utilities", "Fracture Split")
+SPLIT_FILES: dict[str, str] = {"train": "train", "valid": "val", "test": "test"}
+
+
+def is_fracatlas(root: Path) -> bool:
+    return any((Path(root) / "images" / folder).is_dir() for folder in FOLDERS)
+
+
+def fracatlas_folder(record: ImageRecord) -> str:
+    return "Fractured" if record.label else "Non_fractured"
+
+
+def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
+    if not path.is_file():
+        problems.append(Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown"))
+        return []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "image_id" not in rows[0]:
+        raise DataError("dataset.csv has no image_id column", path)
+    return rows
+
+
+def _body_part(row: dict[str, str]) -> str:
+    flagged = [part for part in BODY_PARTS if row.get(part) == "1"]
+    return flagged[0] if len(flagged) == 1 else "mixed" if flagged else "unknown"
+
+
+def _series_groups(rows: Sequence[dict[str, str]]) -> dict[str, str]:
+    """Group id per image: consecutive multi-scan rows of one body part form one series.
+
+    FracAtlas has no patient id. Images are numbered in acquisition order, so a run of
+    multi-scan images of the same body part most likely comes from one patient; keeping the
+    run in one split can only make the split stricter.
+    """
+    groups: dict[str, str] = {}
+    previous_key, current = None, ""
+    for row in rows:
+        image_id = row["image_id"]
+        key = _body_part(row) if row.get("multiscan") == "1" else None
+        if key is None or key != previous_key:
+            current = f"series-{Path(image_id).stem}" if key else Path(image_id).stem
+        groups[image_id] = current
+        previous_key = key
+    return groups
+
+
+def _read_official_split(root: Path, problems: list[Problem]) -> dict[str, str]:
+    split_of: dict[str, str] = {}
+    for file_stem, split in SPLIT_FILES.items():
+        path = root / SPLIT_DIR / f"{file_stem}.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.DictReader(fh):
+                image_id = row.get("image_id", "").strip()
+                if image_id in split_of and split_of[image_id] != split:
+                    problems.append(Problem(str(path), "duplicate_id", f"{image_id} is in the {split_of[image_id]} and {split} splits", f"kept in {split_of[image_id]}"))
+                elif image_id:
+                    split_of[image_id] = split
+    return split_of
+
+
+def _fallback_boxes(root: Path, image_id: str, width: int, height: int) -> tuple[list[Box], list[Problem], str]:
+    """Boxes from the YOLO txt (finer than VOC's integers), else the VOC XML."""
+    stem = Path(image_id).stem
+    yolo = root / YOLO_DIR / f"{stem}.txt"
+    if yolo.is_file():
+        boxes, problems = parse_yolo_label(yolo.read_text(encoding="utf-8"), width, height, 1, str(yolo))
+        return boxes, problems, "YOLO"
+    voc = root / VOC_DIR / f"{stem}.xml"
+    if voc.is_file():
+        boxes, problems = parse_voc_xml(voc, FRACATLAS_CLASSES)
+        return boxes, problems, "PASCAL VOC"
+    return [], [], ""
+
+
+def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
+    """Read a FracAtlas-layout tree into records (never modifies it)."""
+    root = Path(root)
+    problems: list[Problem] = []
+    on_disk: dict[str, tuple[Path, int]] = {}
+    for folder, folder_label in FOLDERS.items():
+        if not (root / "images" / folder).is_dir():
+            problems.append(Problem(str(root / "images" / folder), "missing_file", "folder missing", "no images of this class"))
+            continue
+        for path in list_images(root / "images" / folder):
+            if path.name in on_disk:
+                problems.append(Problem(str(path), "duplicate_id", f"{path.name} is in both image folders", "second copy skipped"))
+                continue
+            on_disk[path.name] = (path, folder_label)
+    if not on_disk:
+        raise DataError("no images under images/Fractured or images/Non_fractured", root)
+
+    rows = _read_csv_rows(root / "dataset.csv", problems)
+    row_of = {row["image_id"]: row for row in rows}
+    groups = _series_groups(rows)
+    official = _read_official_split(root, problems)
+    coco = parse_coco(root / COCO_FILE) if (root / COCO_FILE).is_file() else None
+    if coco is None:
+        problems.append(Problem(str(root / COCO_FILE), "missing_file", "no COCO file", "boxes read from YOLO txt / PASCAL VOC"))
+    else:
+        problems += coco.problems
+    _report_listed_but_missing(root, on_disk, row_of, official, coco, problems)
+
+    names = list(on_disk)
+    records: list[ImageRecord] = []
+    for name, info in zip(names, probe_images([on_disk[n][0] for n in names], full=full_check), strict=True):
+        path, folder_label = on_disk[name]
+        if isinstance(info, ImageError):
+            problems.append(Problem(str(path), "image_corrupt", info.message, "image skipped"))
+            continue
+        if coco is not None and (name in coco.boxes or not folder_label):
+            raw_boxes, source = coco.boxes.get(name, []), "COCO"
+        else:
+            raw_boxes, box_problems, source = _fallback_boxes(root, name, info.width, info.height)
+            problems += box_problems
+        boxes, box_problems = sanitize_boxes(raw_boxes, info.width, info.height, str(path))
+        problems += box_problems
+        row = row_of.get(name, {})
+        label = _resolve_label(path, folder_label, boxes, row, source, problems)
+        records.append(
+            ImageRecord(
+                image_id=name,
+                path=path,
+                width=info.width,
+                height=info.height,
+                label=label,
+                boxes=boxes,
+                group=groups.get(name, Path(name).stem),
+                split=official.get(name),
+                body_part=_body_part(row) if row else "unknown",
+                attributes={k: v for k, v in row.items() if k != "image_id"},
+            )
+        )
+    return AnnotatedDataset(records, FRACATLAS_CLASSES, "fracatlas", root, problems)
+
+
+def _resolve_label(path: Path, folder_label: int, boxes: tuple[Box, ...], row: dict[str, str], source: str, problems: list[Problem]) -> int:
+    """Folder and boxes decide; the CSV flag is only checked against them."""
+    label = 1 if (folder_label or boxes) else 0
+    folder = "Fractured" if folder_label else "Non_fractured"
+    if boxes and not folder_label:
+        problems.append(Problem(str(path), "label_conflict", f"in images/{folder} but has {len(boxes)} box(es) in {source}", "labelled fractured (boxes win)"))
+    if row.get("fractured") in ("0", "1") and int(row["fractured"]) != label:
+        problems.append(
+            Problem(str(path), "label_conflict", f"dataset.csv says fractured={row['fractured']} but the image is in images/{folder} with {len(boxes)} box(es)", f"trusted folder and boxes: fractured={label}")
+        )
+    if label and not boxes:
+        problems.append(Problem(str(path), "fractured_without_box", "fractured image without any box", "kept for classification, left out of detection outputs"))
+    return label
+
+
+def _report_listed_but_missing(
+    root: Path, on_disk: dict[str, tuple[Path, int]], row_of: dict, official: dict, coco: CocoContent | None, problems: list[Problem]
+) -> None:
+    """One problem per image named by an annotation source but absent from images/."""
+    present = {Path(name).stem for name in on_disk}
+    listed: dict[str, Iterable[str]] = {"dataset.csv": row_of, "split CSV": official}
+    if coco is not None:
+        listed["COCO"] = coco.sizes
+    for folder, suffix in ((YOLO_DIR, ".txt"), (VOC_DIR, ".xml")):
+        if (root / folder).is_dir():
+            listed[folder.name] = [n for n in os.listdir(root / folder) if n.endswith(suffix) and n != "labels.txt"]
+    sources: dict[str, list[str]] = {}
+    for source, names in listed.items():
+        for name in names:
+            if Path(name).stem not in present:
+                sources.setdefault(Path(name).stem, []).append(source)
+    for stem, where in sorted(sources.items()):
+        problems.append(Problem(stem, "annotation_without_image", f"listed in {', '.join(where)} but not in images/", "ignored"))
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def _csv_row(record: ImageRecord) -> dict[str, object]:
+    attributes = dict(record.attributes)
+    row: dict[str, object] = {column: attributes.get(column, 0) for column in CSV_COLUMNS}
+    row["image_id"] = record.image_id
+    if not any(column in attributes for column in BODY_PARTS):
+        for part in BODY_PARTS:
+            row[part] = int(record.body_part == part)
+    row["fractured"] = record.label
+    row["fracture_count"] = len(record.boxes)
+    return row
+
+
+def write_fracatlas_annotations(
+    records: Sequence[ImageRecord],
+    out: Path,
+    class_names: Sequence[str] = FRACATLAS_CLASSES,
+    *,
+    name_of: Callable[[ImageRecord], str] = lambda r: r.image_id,
+) -> None:
+    """Write FracAtlas' annotation files for images already placed under ``out/images``."""
+    out = Path(out)
+    for folder in (COCO_FILE.parent, VOC_DIR, YOLO_DIR, SPLIT_DIR):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    fractured = [r for r in records if r.label and r.boxes]
+    doc = coco_document(fractured, class_names, name_of, first_category_id=0)
+    (out / COCO_FILE).write_text(json.dumps(doc), encoding="utf-8")
+    for record in records:
+        name = name_of(record)
+        stem = Path(name).stem
+        (out / VOC_DIR / f"{stem}.xml").write_text(format_voc_xml(name, record.width, record.height, record.boxes, class_names), encoding="utf-8")
+        (out / YOLO_DIR / f"{stem}.txt").write_text(format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8")
+    (out / YOLO_DIR / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({**_csv_row(record), "image_id": name_of(record)})
+    (out / "dataset.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    inverse = {v: k for k, v in SPLIT_FILES.items()}
+    for split, file_stem in inverse.items():
+        names = [name_of(r) for r in fractured if r.split == split]
+        (out / SPLIT_DIR / f"{file_stem}.csv").write_text("image_id\n" + "".join(f"{n}\n" for n in names), encoding="utf-8")

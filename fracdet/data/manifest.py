@@ -1,0 +1,77 @@
+"""The classification manifest: one CSV row an image, read by the classifier and the audit."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from fracdet.data.formats import Box, ImageRecord
+from fracdet.errors import DataError
+
+__all__ = ["MANIFEST_COLUMNS", "LABEL_NAMES", "format_manifest", "read_manifest"]
+
+LABEL_NAMES: tuple[str, str] = ("not_fractured", "fractured")
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "image_id", "path", "label", "label_name", "split", "group", "body_part",
+    "width", "height", "n_boxes", "boxes", "source_path",
+)  # fmt: skip
+
+
+def format_manifest(records: Sequence[ImageRecord], paths: Sequence[str]) -> str:
+    """CSV text; ``boxes`` is JSON ``[[x1, y1, x2, y2, class], ...]`` in pixels.
+
+    Dataset attributes (FracAtlas view and hardware flags...) follow as extra columns.
+    """
+    extra = sorted({k for r in records for k in r.attributes} - set(MANIFEST_COLUMNS) - {"fractured", "fracture_count"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*MANIFEST_COLUMNS, *extra])
+    for record, path in zip(records, paths, strict=True):
+        boxes = json.dumps([[round(v, 3) for v in b.as_list()] + [b.label] for b in record.boxes])
+        writer.writerow(
+            [
+                record.image_id, path, record.label, LABEL_NAMES[record.label], record.split or "",
+                record.group, record.body_part, record.width, record.height, len(record.boxes),
+                boxes, str(Path(record.path).resolve()),
+                *(record.attributes.get(k, "") for k in extra),
+            ]
+        )  # fmt: skip
+    return buffer.getvalue()
+
+
+def read_manifest(path: str | Path) -> list[ImageRecord]:
+    """Records from a manifest; relative image paths are relative to the manifest's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("manifest not found (make one with `fracdet convert`)", path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"not a fracdet manifest (missing columns: {', '.join(sorted(missing))})", path)
+        records = []
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                boxes = tuple(Box(*map(float, b[:4]), label=int(b[4])) for b in json.loads(row["boxes"] or "[]"))
+                image = Path(row["path"])
+                records.append(
+                    ImageRecord(
+                        image_id=row["image_id"],
+                        path=image if image.is_absolute() else Path(os.path.normpath(path.parent / image)),
+                        width=int(row["width"]),
+                        height=int(row["height"]),
+                        label=int(row["label"]),
+                        boxes=boxes,
+                        group=row["group"],
+                        split=row["split"] or None,
+                        body_part=row["body_part"],
+                        attributes={k: v for k, v in row.items() if k not in MANIFEST_COLUMNS and k != "label_name"},
+                    )
+                )
+            except (ValueError, TypeError, IndexError, json.JSONDecodeError) as exc:
+                raise DataError(f"line {lineno}: cannot parse ({exc})", path) from exc
+    return records

@@ -1,0 +1,59 @@
+"""Finding, probing and checking images and boxes, shared by every reader."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fracdet.data.formats import Box, Problem, clip_box
+from fracdet.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, ImageInfo, read_image_info
+from fracdet.errors import ImageError
+from fracdet.log import progress
+
+__all__ = ["list_images", "probe_images", "sanitize_boxes"]
+
+
+def list_images(folder: Path, *, recursive: bool = False, dicom: bool = True) -> list[Path]:
+    """Image files in ``folder`` (sorted, so every run sees the same order)."""
+    suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES if dicom else IMAGE_SUFFIXES
+    if recursive:
+        found = [Path(d) / f for d, _, files in os.walk(folder) for f in files]
+    else:
+        with os.scandir(folder) as entries:
+            found = [Path(e.path) for e in entries if e.is_file()]
+    return sorted(p for p in found if p.suffix.lower() in suffixes)
+
+
+def _probe(path: Path, full: bool) -> ImageInfo | ImageError:
+    try:
+        return read_image_info(path, full=full)
+    except ImageError as exc:
+        return exc
+
+
+def probe_images(paths: Sequence[Path], *, full: bool = False, workers: int = 4) -> list[ImageInfo | ImageError]:
+    """Header (or full) check of many images; each result is an info or the error it raised.
+
+    Header reads wait on the file system, so threads overlap them even under the GIL.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_probe, paths, [full] * len(paths), chunksize=64)
+        return list(progress(results, "Checking images", total=len(paths)))
+
+
+def sanitize_boxes(boxes: Iterable[Box], width: int, height: int, file: str) -> tuple[tuple[Box, ...], list[Problem]]:
+    """Clip boxes to the image and drop those with no area left, reporting both."""
+    kept: list[Box] = []
+    problems: list[Problem] = []
+    for box in boxes:
+        clipped, kind = clip_box(box, width, height)
+        coords = ", ".join(f"{v:.1f}" for v in box.as_list())
+        if clipped is None:
+            problems.append(Problem(file, kind or "box_zero_area", f"box [{coords}] in a {width}x{height} image", "box dropped"))
+            continue
+        if kind:
+            problems.append(Problem(file, kind, f"box [{coords}] outside the {width}x{height} image", "box clipped to the image"))
+        kept.append(clipped)
+    return tuple(kept), problems

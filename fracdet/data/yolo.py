@@ -1,0 +1,147 @@
+"""YOLO datasets as Ultralytics reads them: ``data.yaml`` + ``images/`` + ``labels/``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from fracdet.data.formats import (
+    SPLITS,
+    AnnotatedDataset,
+    ImageRecord,
+    Problem,
+    flat_name,
+    format_yolo_label,
+    parse_yolo_label,
+)
+from fracdet.data.scan import list_images, probe_images, sanitize_boxes
+from fracdet.errors import DataError, ImageError
+
+__all__ = ["read_yolo_dataset", "write_yolo_labels", "yolo_data_yaml", "label_path_for"]
+
+_SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
+
+
+def label_path_for(image: Path) -> Path:
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, suffix ``.txt``."""
+    text = image.as_posix()
+    head, sep, tail = text.rpartition("/images/")
+    if not sep:
+        return image.with_suffix(".txt")
+    return Path(f"{head}/labels/{tail}").with_suffix(".txt")
+
+
+def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
+    names = doc.get("names")
+    if isinstance(names, dict):
+        try:
+            ordered = [names[i] for i in range(len(names))]
+        except KeyError as exc:
+            raise DataError(f"names must be numbered 0..{len(names) - 1} (missing {exc})", path) from exc
+    elif isinstance(names, list):
+        ordered = names
+    else:
+        raise DataError("data.yaml has no 'names' list", path)
+    if "nc" in doc and int(doc["nc"]) != len(ordered):
+        raise DataError(f"nc={doc['nc']} but {len(ordered)} names", path)
+    return tuple(str(n) for n in ordered)
+
+
+def _split_images(entry: str | list, root: Path, path: Path) -> list[Path]:
+    images: list[Path] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        where = (root / item) if not Path(item).is_absolute() else Path(item)
+        if where.is_dir():
+            images += list_images(where, recursive=True, dicom=False)
+        elif where.suffix == ".txt" and where.is_file():
+            for line in where.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    p = Path(line.strip())
+                    images.append(p if p.is_absolute() else (where.parent / p).resolve())
+        else:
+            raise DataError(f"split folder or list {item!r} not found under {root}", path)
+    return images
+
+
+def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> AnnotatedDataset:
+    """Read every split a ``data.yaml`` names; an image without a label file is a negative."""
+    path = Path(data_yaml)
+    if path.is_dir():
+        path = path / "data.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError("data.yaml not found", path) from exc
+    except yaml.YAMLError as exc:
+        raise DataError(f"not valid YAML ({exc})", path) from exc
+    if not isinstance(doc, dict):
+        raise DataError("data.yaml is not a mapping", path)
+    class_names = _class_names(doc, path)
+    root = Path(doc["path"]) if doc.get("path") else path.parent
+    root = root if root.is_absolute() else (path.parent / root)
+    problems: list[Problem] = []
+    split_of: dict[Path, str] = {}
+    for key, split in _SPLIT_KEYS.items():
+        if not doc.get(key):
+            continue
+        for image in _split_images(doc[key], root, path):
+            if image in split_of:
+                problems.append(Problem(str(image), "duplicate_id", f"listed in both {split_of[image]} and {split}", f"kept in {split_of[image]}"))
+            else:
+                split_of[image] = split
+    if not split_of:
+        raise DataError("no images in any split (train/val/test)", path)
+    problems += _labels_without_images(split_of)
+    images = list(split_of)
+    records: list[ImageRecord] = []
+    for image, info in zip(images, probe_images(images, full=full_check), strict=True):
+        if isinstance(info, ImageError):
+            problems.append(Problem(str(image), "image_corrupt", info.message, "image skipped"))
+            continue
+        label_file = label_path_for(image)
+        if label_file.is_file():
+            raw, label_problems = parse_yolo_label(label_file.read_text(encoding="utf-8"), info.width, info.height, len(class_names), str(label_file))
+            problems += label_problems
+        else:
+            raw = []
+            problems.append(Problem(str(image), "image_without_label", f"no {label_file.name}", "treated as negative"))
+        boxes, box_problems = sanitize_boxes(raw, info.width, info.height, str(label_file))
+        problems += box_problems
+        image_id = os.path.relpath(image, root).replace(os.sep, "/")
+        records.append(ImageRecord(image_id, image, info.width, info.height, int(bool(boxes)), boxes, group=image.stem, split=split_of[image]))
+    return AnnotatedDataset(records, class_names, "yolo", root, problems)
+
+
+def _labels_without_images(split_of: dict[Path, str]) -> list[Problem]:
+    expected = {label_path_for(image) for image in split_of}
+    folders = {p.parent for p in expected}
+    problems = []
+    for folder in sorted(folders):
+        if folder.is_dir():
+            for name in sorted(os.listdir(folder)):
+                candidate = folder / name
+                if name.endswith(".txt") and candidate not in expected and name != "classes.txt":
+                    problems.append(Problem(str(candidate), "label_without_image", "no image with this name", "ignored"))
+    return problems
+
+
+def yolo_data_yaml(class_names: Sequence[str], splits: Sequence[str]) -> str:
+    """``data.yaml`` without a ``path`` key: Ultralytics then resolves splits next to the file."""
+    doc: dict = {split: f"images/{split}" for split in SPLITS if split in splits}
+    doc["nc"] = len(class_names)
+    doc["names"] = dict(enumerate(class_names))
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def write_yolo_labels(records: Sequence[ImageRecord], out: Path) -> None:
+    """``labels/{split}/{stem}.txt`` for records already placed under ``images/{split}``."""
+    for split in {r.split for r in records}:
+        (out / "labels" / str(split)).mkdir(parents=True, exist_ok=True)
+    for record in records:
+        stem = Path(flat_name(record.image_id)).stem
+        (out / "labels" / str(record.split) / f"{stem}.txt").write_text(format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8")
+
+

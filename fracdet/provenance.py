@@ -1,0 +1,34 @@
+"""What every report records so that a number can be traced back: versions, seed, data hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+
+__all__ = ["versions", "records_hash"]
+
+_PACKAGES = ("fracdet", "numpy", "pillow", "torch", "torchvision", "timm", "ultralytics", "captum", "grad-cam", "pycocotools", "scikit-learn")
+
+
+def versions(packages: Iterable[str] = _PACKAGES) -> dict[str, str]:
+    """Installed versions (without importing the packages: importing torch costs seconds)."""
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def records_hash(rows: Iterable[object]) -> str:
+    """SHA-256 of JSON-serialisable rows, order-sensitive: the same data gives the same hash."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
