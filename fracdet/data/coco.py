@@ -117,7 +117,10 @@ def read_coco(path: Path, images_root: Path | None = None, *, full_check: bool =
     path = Path(path)
     content = parse_coco(path)
     problems = list(content.problems)
+    split = _split_from_stem(path.stem)
     roots = [images_root] if images_root else [path.parent, path.parent.parent, path.parent / "images", path.parent.parent / "images"]
+    if split and not images_root:
+        roots.append(path.parent.parent / "images" / split)  # fracdet's own layout
     found: list[tuple[str, Path]] = []
     for name in content.sizes:
         hit = next((r / name for r in roots if (r / name).is_file()), None)
@@ -125,7 +128,6 @@ def read_coco(path: Path, images_root: Path | None = None, *, full_check: bool =
             problems.append(Problem(name, "annotation_without_image", f"listed in {path.name} but not found under {', '.join(map(str, roots))}", "image skipped"))
         else:
             found.append((name, hit))
-    split = _split_from_stem(path.stem)
     records: list[ImageRecord] = []
     for (name, image_path), info in zip(found, probe_images([p for _, p in found], full=full_check), strict=True):
         if isinstance(info, ImageError):

@@ -142,7 +142,9 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
         if not (root / "images" / folder).is_dir():
             problems.append(Problem(str(root / "images" / folder), "missing_file", "folder missing", "no images of this class"))
             continue
-        for path in list_images(root / "images" / folder):
+        paths, listing_problems = list_images(root / "images" / folder)
+        problems += listing_problems
+        for path in paths:
             if path.name in on_disk:
                 problems.append(Problem(str(path), "duplicate_id", f"{path.name} is in both image folders", "second copy skipped"))
                 continue

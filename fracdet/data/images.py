@@ -86,12 +86,9 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
         with Image.open(path) as img:
             fmt = img.format or path.suffix.lstrip(".").upper()
             width, height = img.size
-            try:
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            except Exception:  # noqa: BLE001 - broken EXIF must not hide a readable image
-                orientation = 1
             if full:
                 img.load()
+            orientation = _orientation(img)
             mode = img.mode
     except ImageError:
         raise
@@ -103,6 +100,16 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return ImageInfo(width, height, mode, fmt)
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation from the header; PNG keeps EXIF after the pixels, so only if parsed."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1  # PIL would decode the whole image to look for a trailing eXIf chunk
+    try:
+        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - broken EXIF must not hide a readable image
+        return 1
 
 
 def _read_dicom_info(path: Path) -> ImageInfo:

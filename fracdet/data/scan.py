@@ -8,22 +8,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fracdet.data.formats import Box, Problem, clip_box
-from fracdet.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, ImageInfo, read_image_info
+from fracdet.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, ImageInfo, is_dicom, read_image_info
 from fracdet.errors import ImageError
 from fracdet.log import progress
 
 __all__ = ["list_images", "probe_images", "sanitize_boxes"]
 
 
-def list_images(folder: Path, *, recursive: bool = False, dicom: bool = True) -> list[Path]:
-    """Image files in ``folder`` (sorted, so every run sees the same order)."""
-    suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES if dicom else IMAGE_SUFFIXES
+def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], list[Problem]]:
+    """Raster images in ``folder`` (sorted, so every run sees the same order), and problems.
+
+    DICOM files are reported rather than listed: Ultralytics and COCO tools cannot read them
+    (``fracdet predict`` can). Other files are reported as not images.
+    """
     if recursive:
         found = [Path(d) / f for d, _, files in os.walk(folder) for f in files]
     else:
         with os.scandir(folder) as entries:
             found = [Path(e.path) for e in entries if e.is_file()]
-    return sorted(p for p in found if p.suffix.lower() in suffixes)
+    images, problems = [], []
+    for path in sorted(found):
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            images.append(path)
+        elif suffix in DICOM_SUFFIXES or is_dicom(path):
+            problems.append(Problem(str(path), "unsupported_format", "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; export it to PNG first", "image skipped"))
+        elif not path.name.startswith("."):
+            problems.append(Problem(str(path), "not_an_image", f"suffix {suffix or '(none)'} is not an image format", "ignored"))
+    return images, problems
 
 
 def _probe(path: Path, full: bool) -> ImageInfo | ImageError:

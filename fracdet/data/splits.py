@@ -105,16 +105,20 @@ def assign_splits(
         if group in split_of_group:
             have[stratum(items)][split_of_group[group]] += len(items)
 
+    overall = Counter({s: sum(h[s] for h in have.values()) for s in SPLITS})
     free = [g for g in members if g not in split_of_group]
     random.Random(seed).shuffle(free)
     free.sort(key=lambda g: -len(members[g]))  # stable: big groups first, ties in seeded order
     for group in free:
         key = stratum(members[group])
         total = wanted[key]["total"]
-        deficit = {s: targets[s] * total - have[key][s] for s in SPLITS if targets[s] > 0}
-        chosen = max(deficit, key=lambda s: (deficit[s], targets[s]))
+        # Furthest below target in this stratum; ties (common in small strata) go to the
+        # split furthest below target overall, so small splits are not starved.
+        score = {s: (targets[s] * total - have[key][s], targets[s] * len(records) - overall[s]) for s in SPLITS if targets[s] > 0}
+        chosen = max(score, key=score.__getitem__)
         split_of_group[group] = chosen
         have[key][chosen] += len(members[group])
+        overall[chosen] += len(members[group])
 
     assigned = [replace(r, split=split_of_group[r.group or r.image_id]) for r in records]
     report = SplitReport("official+grouped" if official else "grouped-stratified", targets)

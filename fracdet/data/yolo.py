@@ -50,17 +50,21 @@ def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
     return tuple(str(n) for n in ordered)
 
 
-def _split_images(entry: str | list, root: Path, path: Path) -> list[Path]:
-    images: list[Path] = []
+def _split_images(entry: str | list, root: Path, path: Path, problems: list[Problem]) -> dict[Path, str]:
+    """Image path -> image id (relative to the split folder, as users name their files)."""
+    images: dict[Path, str] = {}
     for item in entry if isinstance(entry, list) else [entry]:
         where = (root / item) if not Path(item).is_absolute() else Path(item)
         if where.is_dir():
-            images += list_images(where, recursive=True, dicom=False)
+            found, listing_problems = list_images(where, recursive=True)
+            images.update((p, p.relative_to(where).as_posix()) for p in found)
+            problems += listing_problems
         elif where.suffix == ".txt" and where.is_file():
             for line in where.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     p = Path(line.strip())
-                    images.append(p if p.is_absolute() else (where.parent / p).resolve())
+                    p = p if p.is_absolute() else (where.parent / p).resolve()
+                    images[p] = p.name
         else:
             raise DataError(f"split folder or list {item!r} not found under {root}", path)
     return images
@@ -84,14 +88,15 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
     root = root if root.is_absolute() else (path.parent / root)
     problems: list[Problem] = []
     split_of: dict[Path, str] = {}
+    id_of: dict[Path, str] = {}
     for key, split in _SPLIT_KEYS.items():
         if not doc.get(key):
             continue
-        for image in _split_images(doc[key], root, path):
+        for image, image_id in _split_images(doc[key], root, path, problems).items():
             if image in split_of:
                 problems.append(Problem(str(image), "duplicate_id", f"listed in both {split_of[image]} and {split}", f"kept in {split_of[image]}"))
             else:
-                split_of[image] = split
+                split_of[image], id_of[image] = split, image_id
     if not split_of:
         raise DataError("no images in any split (train/val/test)", path)
     problems += _labels_without_images(split_of)
@@ -110,8 +115,7 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
             problems.append(Problem(str(image), "image_without_label", f"no {label_file.name}", "treated as negative"))
         boxes, box_problems = sanitize_boxes(raw, info.width, info.height, str(label_file))
         problems += box_problems
-        image_id = os.path.relpath(image, root).replace(os.sep, "/")
-        records.append(ImageRecord(image_id, image, info.width, info.height, int(bool(boxes)), boxes, group=image.stem, split=split_of[image]))
+        records.append(ImageRecord(id_of[image], image, info.width, info.height, int(bool(boxes)), boxes, group=image.stem, split=split_of[image]))
     return AnnotatedDataset(records, class_names, "yolo", root, problems)
 
 

@@ -1,0 +1,3 @@
+from fracdet.cli import run
+
+run()

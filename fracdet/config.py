@@ -1,0 +1,88 @@
+"""Typed configs: dataclass defaults, overridden by a YAML file, overridden by the CLI.
+
+Unknown keys are errors that name the close matches, so a typo never silently falls back to
+a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from fracdet.errors import ConfigError
+
+__all__ = ["build_config", "load_yaml"]
+
+C = TypeVar("C")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping (an empty file is an empty mapping)."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError("config file not found", path) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", path) from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError("config must be a mapping of option: value", path)
+    return doc
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Turn YAML/CLI values into the field's type (paths, enums, tuples, optionals)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(value, options[0], key) if len(options) == 1 else value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, key) for v in value)
+    if isinstance(hint, type):
+        try:
+            if issubclass(hint, enum.Enum):
+                return hint(value.value if isinstance(value, enum.Enum) else value)
+            if hint is Path:
+                return Path(value)
+            if hint in (int, float) and not isinstance(value, bool):
+                return hint(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{key}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
+    return value
+
+
+def build_config(cls: type[C], file: str | Path | None = None, **overrides: Any) -> C:
+    """``cls`` from its defaults, then ``file`` (YAML), then non-``None`` ``overrides``."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if file is not None:
+        for key, value in load_yaml(file).items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(fields)}"
+                raise ConfigError(f"unknown option {key!r}{hint}", file)
+            values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    hints = typing.get_type_hints(cls)
+    coerced = {k: _coerce(v, hints[k], k) for k, v in values.items()}
+    missing = [n for n, f in fields.items() if n not in coerced and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing required option(s): {', '.join(missing)}")
+    return cls(**coerced)

@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny datasets built on the fly (no data is shipped with the tests)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from fracdet.data.formats import Box, ImageRecord  # noqa: E402
+from fracdet.data.fracatlas import write_fracatlas_annotations  # noqa: E402
+from fracdet.log import setup_logging  # noqa: E402
+
+REAL_FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fracatlas" / "FracAtlas"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logging():
+    setup_logging(quiet=True)
+
+
+def save_image(path: Path, width: int, height: int, *, seed: int = 0, mode: str = "L") -> Path:
+    """A grayscale image (JPEG or PNG by suffix): noise for small ones, a cheap ramp for big ones."""
+    if width * height <= 256 * 256:
+        pixels = np.random.default_rng(seed).integers(0, 255, size=(height, width), dtype=np.uint8)
+    else:
+        pixels = np.broadcast_to((np.arange(width) * 7 + seed).astype(np.uint8), (height, width))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, mode="L").convert(mode).save(path)
+    return path
+
+
+def make_fracatlas(root: Path, specs: list[tuple[str, int, int, list[tuple[float, float, float, float]]]], *, split: dict[str, str] | None = None) -> Path:
+    """A FracAtlas tree from ``(image_id, width, height, boxes)``; boxed images are fractured."""
+    records = []
+    for index, (image_id, width, height, boxes) in enumerate(specs):
+        folder = "Fractured" if boxes else "Non_fractured"
+        path = save_image(root / "images" / folder / image_id, width, height, seed=index)
+        records.append(
+            ImageRecord(
+                image_id, path, width, height, int(bool(boxes)), tuple(Box(*b) for b in boxes),
+                split=(split or {}).get(image_id), body_part=("hand", "leg")[index % 2],
+                attributes={"multiscan": "0"},
+            )
+        )  # fmt: skip
+    write_fracatlas_annotations(records, root)
+    return root
+
+
+@pytest.fixture
+def small_fracatlas(tmp_path: Path) -> Path:
+    """12 images (4 fractured), portrait and landscape, no official split."""
+    specs = []
+    for i in range(12):
+        w, h = (60, 80) if i % 2 else (80, 60)
+        boxes = [(10.5, 12.25, 30.75, 28.0)] if i % 3 == 0 else []
+        if i == 3:
+            boxes.append((40.0, 5.0, 55.5, 20.0))
+        specs.append((f"IMG{i:07d}.jpg", w, h, boxes))
+    return make_fracatlas(tmp_path / "fracatlas", specs)

@@ -1,0 +1,164 @@
+"""FracAtlas, YOLO and COCO readers: the quirks of real data and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import pytest
+import yaml
+from conftest import make_fracatlas, save_image
+
+from fracdet.data.coco import read_coco
+from fracdet.data.fracatlas import COCO_FILE, read_fracatlas
+from fracdet.data.yolo import label_path_for, read_yolo_dataset
+from fracdet.errors import DataError
+
+
+def kinds(dataset):
+    return Counter(p.kind for p in dataset.problems)
+
+
+def test_fracatlas_reads_boxes_labels_and_body_parts(small_fracatlas):
+    ds = read_fracatlas(small_fracatlas)
+    assert len(ds.records) == 12 and ds.class_names == ("fractured",)
+    by_id = {r.image_id: r for r in ds.records}
+    assert by_id["IMG0000003.jpg"].label == 1 and len(by_id["IMG0000003.jpg"].boxes) == 2
+    assert by_id["IMG0000001.jpg"].label == 0 and by_id["IMG0000001.jpg"].boxes == ()
+    assert by_id["IMG0000000.jpg"].boxes[0].as_list() == pytest.approx([10.5, 12.25, 30.75, 28.0])
+    assert {r.body_part for r in ds.records} == {"hand", "leg"}
+    assert not ds.problems
+
+
+def test_fracatlas_quirks(tmp_path):
+    root = make_fracatlas(tmp_path / "fa", [("IMG1.jpg", 50, 40, [(5, 5, 20, 20)]), ("IMG2.jpg", 50, 40, [])], split={"IMG1.jpg": "test"})
+    # CSV flag contradicting folder and box (like IMG0003298 in FracAtlas).
+    csv_path = root / "dataset.csv"
+    csv_path.write_text(csv_path.read_text().replace("IMG1.jpg,1,0,0,0,0,0,0,1,1", "IMG1.jpg,1,0,0,0,0,0,0,0,1"))
+    # COCO lists an image that is not on disk; YOLO has a label for another missing one.
+    doc = json.loads((root / COCO_FILE).read_text())
+    doc["images"].append({"id": 99, "file_name": "GONE.jpg", "width": 10, "height": 10})
+    (root / COCO_FILE).write_text(json.dumps(doc))
+    (root / "Annotations" / "YOLO" / "ALSO_GONE.txt").write_text("")
+    # A truncated JPEG and a DICOM in the image folders.
+    save_image(root / "images" / "Non_fractured" / "BAD.jpg", 50, 40)
+    data = (root / "images" / "Non_fractured" / "BAD.jpg").read_bytes()
+    (root / "images" / "Non_fractured" / "BAD.jpg").write_bytes(data[: len(data) // 2])
+    (root / "images" / "Non_fractured" / "scan.dcm").write_bytes(b"\0" * 128 + b"DICM")
+    ds = read_fracatlas(root)
+    found = kinds(ds)
+    assert found == {"label_conflict": 1, "annotation_without_image": 2, "image_corrupt": 1, "unsupported_format": 1}
+    assert {r.image_id: r.label for r in ds.records} == {"IMG1.jpg": 1, "IMG2.jpg": 0}
+    assert next(r for r in ds.records if r.image_id == "IMG1.jpg").split == "test"
+    conflict = next(p for p in ds.problems if p.kind == "label_conflict")
+    assert "IMG1.jpg" in conflict.file and "trusted folder and boxes" in conflict.action
+
+
+def test_fracatlas_falls_back_to_yolo_then_voc(small_fracatlas):
+    (small_fracatlas / COCO_FILE).unlink()
+    via_yolo = read_fracatlas(small_fracatlas)
+    assert kinds(via_yolo) == {"missing_file": 1}
+    shutil.rmtree(small_fracatlas / "Annotations" / "YOLO")
+    via_voc = read_fracatlas(small_fracatlas)
+    for a, b in zip(via_yolo.records, via_voc.records, strict=True):
+        assert len(a.boxes) == len(b.boxes)
+        for ba, bb in zip(a.boxes, b.boxes, strict=True):
+            assert ba.as_list() == pytest.approx(bb.as_list(), abs=1.0)  # VOC corners are integers
+
+
+def test_fracatlas_fractured_image_without_box_and_box_in_negative_folder(tmp_path):
+    root = make_fracatlas(tmp_path / "fa", [("A.jpg", 50, 40, [(5, 5, 20, 20)]), ("B.jpg", 50, 40, [])])
+    shutil.move(root / "images" / "Fractured" / "A.jpg", root / "images" / "Non_fractured" / "A.jpg")
+    save_image(root / "images" / "Fractured" / "C.jpg", 50, 40)
+    ds = read_fracatlas(root)
+    assert {r.image_id: r.label for r in ds.records} == {"A.jpg": 1, "B.jpg": 0, "C.jpg": 1}
+    assert kinds(ds)["fractured_without_box"] == 1
+    assert any(p.kind == "label_conflict" and "boxes win" in p.action for p in ds.problems)
+
+
+def test_fracatlas_without_images_is_an_error(tmp_path):
+    (tmp_path / "fa" / "images" / "Fractured").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images under"):
+        read_fracatlas(tmp_path / "fa")
+
+
+def make_yolo(root, names=("fracture",)):
+    for split in ("train", "val"):
+        for i in range(3):
+            save_image(root / "images" / split / f"{split}{i}.png", 64, 32, seed=i)
+            label_path_for(root / "images" / split / f"{split}{i}.png").parent.mkdir(parents=True, exist_ok=True)
+            label_path_for(root / "images" / split / f"{split}{i}.png").write_text("0 0.5 0.5 0.25 0.5\n" if i else "")
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val", "names": list(names)}))
+    return root / "data.yaml"
+
+
+def test_yolo_reader(tmp_path):
+    ds = read_yolo_dataset(make_yolo(tmp_path / "y"))
+    assert ds.class_names == ("fracture",) and len(ds.records) == 6 and not ds.problems
+    record = next(r for r in ds.records if r.image_id == "train1.png")
+    assert record.split == "train" and record.label == 1
+    assert record.boxes[0].as_list() == pytest.approx([24, 8, 40, 24])
+
+
+def test_yolo_bad_labels(tmp_path):
+    data = make_yolo(tmp_path / "y")
+    labels = tmp_path / "y" / "labels" / "train"
+    (labels / "train1.txt").write_text("5 0.5 0.5 0.1 0.1\n0 1.2 0.5 0.5 0.5\n")  # class out of range; box past the edge
+    (labels / "train2.txt").unlink()  # image without label
+    (labels / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # label without image
+    (labels.parent / "val" / "val1.txt").write_text("0 2.0 2.0 0.1 0.1\n")  # wholly outside: dropped
+    ds = read_yolo_dataset(data)
+    assert kinds(ds) == {"class_id_out_of_range": 1, "box_clipped": 1, "image_without_label": 1, "label_without_image": 1, "box_zero_area": 1}
+    labels_of = {r.image_id: r.label for r in ds.records}
+    assert labels_of["train2.png"] == 0 and labels_of["val1.png"] == 0
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"train": "images/train", "val": "images/val"}, "no 'names'"),
+        ({"train": "images/train", "names": ["a"], "nc": 2}, "nc=2 but 1 names"),
+        ({"train": "images/nowhere", "names": ["a"]}, "not found"),
+        ({"names": ["a"]}, "no images in any split"),
+        ({"train": "images/train", "names": {0: "a", 2: "b"}}, "numbered"),
+    ],
+)
+def test_yolo_bad_data_yaml(tmp_path, doc, message):
+    make_yolo(tmp_path / "y")
+    (tmp_path / "y" / "data.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=message):
+        read_yolo_dataset(tmp_path / "y" / "data.yaml")
+
+
+def test_yolo_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(DataError, match="data.yaml not found"):
+        read_yolo_dataset(tmp_path)
+    (tmp_path / "data.yaml").write_text("names: [unclosed")
+    with pytest.raises(DataError, match="not valid YAML"):
+        read_yolo_dataset(tmp_path / "data.yaml")
+
+
+def test_coco_reader_and_its_errors(tmp_path):
+    save_image(tmp_path / "imgs" / "a.jpg", 40, 30)
+    save_image(tmp_path / "imgs" / "b.jpg", 40, 30)
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30}, {"id": 2, "file_name": "b.jpg"}, {"id": 3, "file_name": "c.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 10, 5], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [1, 2, 10, 5], "iscrowd": 0},
+            {"id": 3, "image_id": 42, "category_id": 7, "bbox": [1, 2, 10, 5], "iscrowd": 0},
+        ],
+        "categories": [{"id": 7, "name": "fracture"}],
+    }
+    (tmp_path / "val.json").write_text(json.dumps(doc))
+    ds = read_coco(tmp_path / "val.json", tmp_path / "imgs")
+    assert kinds(ds) == {"class_id_out_of_range": 1, "annotation_without_image": 2}
+    assert [(r.image_id, r.label, r.split) for r in ds.records] == [("a.jpg", 1, "val"), ("b.jpg", 0, "val")]
+    assert ds.records[0].boxes[0].as_list() == [1, 2, 11, 7]
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DataError, match="not valid JSON"):
+        read_coco(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DataError, match="not a COCO detection file"):
+        read_coco(tmp_path / "bad.json")
