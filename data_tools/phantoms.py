@@ -35,7 +35,7 @@ from fracdet.log import progress
 
 __all__ = ["PhantomConfig", "generate_phantoms", "IMAGE_FORMATS"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(f"fracdet.{__name__}")
 
 IMAGE_FORMATS = {"jpg": ".jpg", "png": ".png", "png16": ".png"}
 # Body parts in roughly FracAtlas' proportions (hand, leg, hip, shoulder, mixed).

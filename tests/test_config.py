@@ -1,0 +1,46 @@
+"""Typed configs: YAML then CLI overrides, coercion, and the errors users meet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fracdet.config import build_config
+from fracdet.data.convert import ConvertConfig
+from fracdet.errors import ConfigError
+from fracdet.fsutil import LinkMode
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("link: copy\nseed: 3\ntargets: [coco]\n")
+    cfg = build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b", seed=9, fractions="0.6,0.2,0.2")
+    assert cfg.link is LinkMode.copy and cfg.seed == 9 and cfg.targets == ("coco",)
+    assert cfg.source == Path("a") and cfg.fractions == (0.6, 0.2, 0.2)
+
+
+def test_repository_configs_load(tmp_path):
+    from data_tools.phantoms import PhantomConfig
+    from fracdet.demo import DemoConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert build_config(ConvertConfig, root / "convert.yaml", source="a", output="b").split == "auto"
+    assert build_config(PhantomConfig, root / "phantoms.yaml", output="x").prevalence == 0.18
+    assert build_config(DemoConfig, root / "demo.yaml").count > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[1, 2]", "must be a mapping"), ("seed: [", "not valid YAML"), ("sed: 1", "did you mean seed"), ("link: teleport", "not a valid LinkMode")],
+)
+def test_bad_config_files(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b")
+
+
+def test_missing_file_and_required_option(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        build_config(ConvertConfig, tmp_path / "none.yaml", source="a", output="b")
+    with pytest.raises(ConfigError, match="missing required option"):
+        build_config(ConvertConfig, None, source="a")
