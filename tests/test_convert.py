@@ -148,3 +148,27 @@ def test_round_trip_fracatlas_yolo_coco_fracatlas(tmp_path_factory, data):
             assert match is not None, f"{name}: {box} lost, left {remaining}"
             remaining.remove(match)
         assert not remaining, f"{name}: extra boxes {remaining}"
+
+
+def test_fractured_image_without_box_stays_out_of_detection_outputs(tmp_path):
+    root = make_fracatlas(tmp_path / "fa", [("A.jpg", 30, 30, [(1, 1, 9, 9)]), ("B.jpg", 30, 30, [])])
+    save_image(root / "images" / "Fractured" / "C.jpg", 30, 30)  # fractured, no box anywhere
+    out = tmp_path / "out"
+    convert(ConvertConfig(root, out, fractions=(1.0, 0.0, 0.0)))
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == ["A.jpg", "B.jpg"]
+    manifest = {r.image_id: r for r in read_manifest(out / "manifest.csv")}
+    assert manifest["C.jpg"].label == 1 and manifest["C.jpg"].path == (root / "images" / "Fractured" / "C.jpg").resolve()
+    report = json.loads((out / "convert_report.json").read_text())
+    assert report["problem_counts"]["fractured_without_box"] == 1
+
+
+def test_hard_link_across_file_systems_falls_back_to_copy(small_fracatlas, tmp_path, monkeypatch):
+    import errno
+
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    convert(ConvertConfig(small_fracatlas, tmp_path / "out", targets=("yolo",)))
+    report = json.loads((tmp_path / "out" / "convert_report.json").read_text())
+    assert report["link_modes"] == {"copy": 12}

@@ -173,21 +173,24 @@ def convert(config: ConvertConfig) -> ConvertResult:
 
 
 def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) -> tuple[list[str], Counter]:
-    """Link (or copy) images into the output; returns each record's manifest path."""
+    """Link (or copy) images into the output; returns each record's manifest path.
+
+    A fractured image without a box stays out of the image folders (a detector would learn it
+    as background); its manifest row points at the source instead.
+    """
     modes: Counter = Counter()
     paths: list[str] = []
-    places_images = bool({"yolo", "coco", "fracatlas"} & set(config.targets))
-    for folder in {_image_folder(r, config) for r in records} if places_images else ():
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    if "yolo" in config.targets or "coco" in config.targets:
-        for split in SPLITS:
-            (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    fracatlas = "fracatlas" in config.targets
+    if not (fracatlas or {"yolo", "coco"} & set(config.targets)):
+        return [str(Path(r.path).resolve()) for r in records], modes
+    folders = ("images/Fractured", "images/Non_fractured") if fracatlas else tuple(f"images/{s}" for s in SPLITS)
+    for folder in folders:
+        (out / folder).mkdir(parents=True)
     for record in progress(records, "Placing images", total=len(records)):
-        fractured_without_box = record.label and not record.boxes and "fracatlas" not in config.targets
-        if not places_images or fractured_without_box:
+        if record.label and not record.boxes and not fracatlas:
             paths.append(str(Path(record.path).resolve()))
             continue
-        relative = f"{_image_folder(record, config)}/{flat_name(record.image_id)}"
+        relative = f"{_image_folder(record, fracatlas)}/{flat_name(record.image_id)}"
         modes[place_file(Path(record.path), out / relative, config.link).value] += 1
         paths.append(relative)
     if config.link is LinkMode.hardlink and modes.get("copy"):
@@ -195,8 +198,8 @@ def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) 
     return paths, modes
 
 
-def _image_folder(record: ImageRecord, config: ConvertConfig) -> str:
-    return f"images/{fracatlas_folder(record)}" if "fracatlas" in config.targets else f"images/{record.split}"
+def _image_folder(record: ImageRecord, fracatlas: bool) -> str:
+    return f"images/{fracatlas_folder(record)}" if fracatlas else f"images/{record.split}"
 
 
 def _write_coco(records: list[ImageRecord], class_names: tuple[str, ...], out: Path) -> None:
