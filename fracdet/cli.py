@@ -148,6 +148,24 @@ def demo(
     typer.echo(summary)
 
 
+@app.command()
+@clean_errors
+def fetch_fracatlas(
+    output: Annotated[Path, typer.Argument(help="Folder to create; the published zip lands in OUT/FracAtlas.")],
+    from_zip: Annotated[Path | None, typer.Option("--from-zip", help="Extract this FracAtlas zip (downloaded by hand) instead of downloading.")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Download the real FracAtlas from figshare (or extract a zip), check MD5 and layout."""
+    from data_tools.fracatlas_download import extract_fracatlas_zip, verify_fracatlas
+    from data_tools.fracatlas_download import fetch_fracatlas as download
+
+    root = extract_fracatlas_zip(from_zip, output, overwrite=overwrite) if from_zip else download(output, overwrite=overwrite)
+    report = verify_fracatlas(root)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"FracAtlas tree at {root} ({report.counts['fractured_images']} fractured, {report.counts['non_fractured_images']} non-fractured images); run `fracdet convert {root} OUT`")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m fracdet`
     app(prog_name="fracdet")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REAL_FRACATLAS
+
 from fracdet.data.convert import ConvertConfig, convert
 
 pytestmark = [pytest.mark.fracatlas, pytest.mark.skipif(not REAL_FRACATLAS.is_dir(), reason="real FracAtlas sample not present")]

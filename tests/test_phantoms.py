@@ -45,7 +45,7 @@ def test_png16_output(tmp_path):
     out = generate_phantoms(PhantomConfig(tmp_path / "p", count=4, size=64, image_format="png16", workers=1))
     image_path = next((out / "images").rglob("*.png"))
     image = load_image(image_path)
-    assert image.dtype == np.float32 and 0.0 <= image.min() and image.max() <= 1.0
+    assert image.dtype == np.float32 and image.min() >= 0.0 and image.max() <= 1.0
     from PIL import Image
 
     assert Image.open(image_path).mode.startswith("I;16")
