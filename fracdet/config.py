@@ -16,26 +16,26 @@ from typing import Any, TypeVar
 
 import yaml
 
-from fracdet.errors import ConfigError
+from fracdet.errors import ConfigError, FracdetError
 
 __all__ = ["build_config", "load_yaml"]
 
 C = TypeVar("C")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping (an empty file is an empty mapping)."""
+def load_yaml(path: str | Path, *, error: type[FracdetError] = ConfigError, what: str = "config file") -> dict[str, Any]:
+    """A YAML mapping (an empty file is an empty mapping); problems raise ``error``."""
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ConfigError("config file not found", path) from exc
+        raise error(f"{what} not found", path) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", path) from exc
+        raise error(f"not valid YAML ({exc})", path) from exc
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ConfigError("config must be a mapping of option: value", path)
+        raise error(f"{what} must be a mapping of key: value", path)
     return doc
 
 

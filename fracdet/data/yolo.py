@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from fracdet.config import load_yaml
 from fracdet.data.formats import (
     SPLITS,
     AnnotatedDataset,
@@ -75,14 +76,7 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
     path = Path(data_yaml)
     if path.is_dir():
         path = path / "data.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError("data.yaml not found", path) from exc
-    except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML ({exc})", path) from exc
-    if not isinstance(doc, dict):
-        raise DataError("data.yaml is not a mapping", path)
+    doc = load_yaml(path, error=DataError, what="data.yaml")
     class_names = _class_names(doc, path)
     root = Path(doc["path"]) if doc.get("path") else path.parent
     root = root if root.is_absolute() else (path.parent / root)
