@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -182,13 +183,13 @@ def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) 
     paths: list[str] = []
     fracatlas = "fracatlas" in config.targets
     if not (fracatlas or {"yolo", "coco"} & set(config.targets)):
-        return [str(Path(r.path).resolve()) for r in records], modes
+        return [os.path.abspath(r.path) for r in records], modes
     folders = ("images/Fractured", "images/Non_fractured") if fracatlas else tuple(f"images/{s}" for s in SPLITS)
     for folder in folders:
         (out / folder).mkdir(parents=True)
     for record in progress(records, "Placing images", total=len(records)):
         if record.label and not record.boxes and not fracatlas:
-            paths.append(str(Path(record.path).resolve()))
+            paths.append(os.path.abspath(record.path))
             continue
         relative = f"{_image_folder(record, fracatlas)}/{flat_name(record.image_id)}"
         modes[place_file(Path(record.path), out / relative, config.link).value] += 1

@@ -10,6 +10,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -47,8 +48,9 @@ class ImageInfo:
 
 def is_dicom(path: Path) -> bool:
     """DICOM by suffix or by its ``DICM`` magic at byte 128 (exports often lack a suffix)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES or suffix in IMAGE_SUFFIXES:
+        return suffix in DICOM_SUFFIXES
     try:
         with open(path, "rb") as fh:
             fh.seek(128)
@@ -57,16 +59,13 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _check_complete(path: Path, fmt: str) -> None:
+def _check_complete(fh: BinaryIO, size: int, fmt: str, path: Path) -> None:
     """Catch truncated files cheaply: a complete JPEG ends with EOI, a PNG with IEND."""
     marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(fmt)
     if marker is None:
         return
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
-        fh.seek(max(0, size - _TAIL_BYTES))
-        tail = fh.read()
-    if marker not in tail:
+    fh.seek(max(0, size - _TAIL_BYTES))
+    if marker not in fh.read():
         raise ImageError(f"truncated {fmt} (no end-of-image marker)", path)
 
 
@@ -75,28 +74,31 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
 
     ``full=False`` parses the header and checks the end-of-image marker (fast, catches
     truncated files); ``full=True`` decodes every pixel (slow, catches corrupt data too).
-    DICOM is read with pydicom.
+    DICOM is read with pydicom. The file is opened once: on datasets of thousands of
+    small images, opens dominate.
     """
     path = Path(path)
     if is_dicom(path):
         return _read_dicom_info(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageError("empty file", path)
-        with Image.open(path) as img:
-            fmt = img.format or path.suffix.lstrip(".").upper()
-            width, height = img.size
-            if full:
-                img.load()
-            orientation = _orientation(img)
-            mode = img.mode
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise ImageError("empty file", path)
+            with Image.open(fh) as img:
+                fmt = img.format or path.suffix.lstrip(".").upper()
+                width, height = img.size
+                orientation = _orientation(img)
+                mode = img.mode
+                if full:
+                    img.load()
+            _check_complete(fh, size, fmt, path)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (or an unsupported format)", path) from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"cannot decode image ({exc})", path) from exc
-    _check_complete(path, fmt)
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return ImageInfo(width, height, mode, fmt)

@@ -36,7 +36,7 @@ def format_manifest(records: Sequence[ImageRecord], paths: Sequence[str]) -> str
             [
                 record.image_id, path, record.label, LABEL_NAMES[record.label], record.split or "",
                 record.group, record.body_part, record.width, record.height, len(record.boxes),
-                boxes, str(Path(record.path).resolve()),
+                boxes, os.path.abspath(record.path),
                 *(record.attributes.get(k, "") for k in extra),
             ]
         )  # fmt: skip
