@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fracdet.errors import OutputExistsError
 
-__all__ = ["LinkMode", "place_file", "atomic_output_dir", "write_text_atomic"]
+__all__ = ["LinkMode", "place_file", "atomic_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +75,3 @@ def atomic_output_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary name so readers never see half of it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

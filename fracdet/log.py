@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["setup_logging", "progress", "progress_enabled"]
+__all__ = ["setup_logging", "progress"]
 
 T = TypeVar("T")
 _state = {"progress": True}
@@ -37,10 +37,6 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         logger.propagate = False
     logger.setLevel(level)
     _state["progress"] = not quiet
-
-
-def progress_enabled() -> bool:
-    return _state["progress"]
 
 
 def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
