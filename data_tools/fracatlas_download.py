@@ -35,7 +35,9 @@ from typing import Any, BinaryIO
 from urllib.request import Request, urlopen
 
 from fracdet import __version__
-from fracdet.data.fracatlas import COCO_FILE, SPLIT_DIR, VOC_DIR, YOLO_DIR
+from fracdet.data.coco import parse_coco
+from fracdet.data.fracatlas import COCO_FILE, SPLIT_DIR, SPLIT_FILES, VOC_DIR, YOLO_DIR
+from fracdet.data.scan import list_images
 from fracdet.errors import DataError, OutputExistsError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.log import progress
@@ -74,8 +76,6 @@ _COUNT_LABELS: dict[str, str] = {
     "coco_images": f"images in {COCO_FILE.as_posix()}",
     "coco_annotations": f"annotations in {COCO_FILE.as_posix()}",
 }
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
-_SPLITS = ("train", "valid", "test")
 _REQUIRED: tuple[tuple[Path, str], ...] = (
     (Path("images", "Fractured"), "dir"),
     (Path("images", "Non_fractured"), "dir"),
@@ -83,7 +83,7 @@ _REQUIRED: tuple[tuple[Path, str], ...] = (
     (VOC_DIR, "dir"),
     (YOLO_DIR, "dir"),
     (Path("dataset.csv"), "file"),
-    *((SPLIT_DIR / f"{split}.csv", "file") for split in _SPLITS),
+    *((SPLIT_DIR / f"{split}.csv", "file") for split in SPLIT_FILES),
 )
 _JUNK_PREFIXES = ("__MACOSX/",)
 # URLError (HTTPError included) and TimeoutError (socket.timeout) are OSErrors; named for clarity.
@@ -252,11 +252,7 @@ def _tree_root(root: Path) -> Path:
 
 
 def _count_images(folder: Path) -> int:
-    return sum(
-        1
-        for p in folder.iterdir()
-        if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    return len(list_images(folder)[0])
 
 
 def _count_csv_rows(path: Path, *, column: str = "image_id") -> int:
@@ -268,16 +264,9 @@ def _count_csv_rows(path: Path, *, column: str = "image_id") -> int:
 
 
 def _coco_counts(path: Path) -> tuple[int, int]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", path) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise DataError("not a COCO file: no 'images' list", path)
-    annotations = doc.get("annotations")
-    if not isinstance(annotations, list):
-        raise DataError("not a COCO file: no 'annotations' list", path)
-    return len(doc["images"]), len(annotations)
+    """Images and usable boxes in a COCO file, read by the converter's own parser."""
+    content = parse_coco(path)
+    return len(content.sizes), sum(len(boxes) for boxes in content.boxes.values())
 
 
 def verify_fracatlas(root: Path) -> VerifyReport:
@@ -308,7 +297,7 @@ def verify_fracatlas(root: Path) -> VerifyReport:
         "coco_images": coco_images,
         "coco_annotations": coco_annotations,
     }
-    for split in _SPLITS:
+    for split in SPLIT_FILES:
         counts[f"split_{split}"] = _count_csv_rows(root / SPLIT_DIR / f"{split}.csv")
     warnings = [
         f"{_COUNT_LABELS[key]}: found {counts[key]}, the published dataset has {expected}"

@@ -28,7 +28,7 @@ import numpy as np
 
 from data_tools.phantom_render import BODY_PARTS, render_radiograph
 from fracdet.data.formats import Box, ImageRecord
-from fracdet.data.fracatlas import FRACATLAS_CLASSES, fracatlas_folder, write_fracatlas_annotations
+from fracdet.data.fracatlas import FRACATLAS_CLASSES, write_fracatlas_annotations
 from fracdet.errors import ConfigError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.log import progress
@@ -207,7 +207,7 @@ def _record(task: _Task, facts: dict, meta: dict[str, str], split_of: dict[str, 
         lateral=str(int(view % 2 == 1)),
         oblique="0",
     )
-    record = ImageRecord(
+    return ImageRecord(
         image_id=task.image_id,
         path=Path(task.path),
         width=task.width,
@@ -219,8 +219,6 @@ def _record(task: _Task, facts: dict, meta: dict[str, str], split_of: dict[str, 
         body_part=task.body_part,
         attributes=attributes,
     )
-    assert fracatlas_folder(record) == task.folder
-    return record
 
 
 def _write_meta(path: Path, tasks: list[_Task], results: dict[int, dict], meta: dict[str, dict[str, str]]) -> None:

@@ -293,3 +293,16 @@ def test_real_sample_layout_and_counts():
     assert report.counts["coco_images"] == 717 and report.counts["coco_annotations"] == 922
     assert (report.counts["split_train"], report.counts["split_valid"], report.counts["split_test"]) == (574, 82, 61)
     assert report.warnings == ["images in images/Non_fractured: found 717, the published dataset has 3366 (a partial copy?)"]
+
+
+def test_verify_errors_name_the_file(tiny_zip, tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        verify_fracatlas(tmp_path / "nowhere")
+    root = extract_fracatlas_zip(tiny_zip, tmp_path / "out")
+    (root / "dataset.csv").write_text("name,fractured\nA.jpg,1\n")
+    with pytest.raises(DataError, match=r"dataset.csv: no image_id column"):
+        verify_fracatlas(root)
+    (root / "dataset.csv").write_text("image_id,fractured\n")
+    (root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").write_text("{")
+    with pytest.raises(DataError, match=r"COCO_fracture_masks.json: not valid JSON"):
+        verify_fracatlas(root)

@@ -162,3 +162,25 @@ def test_coco_reader_and_its_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DataError, match="not a COCO detection file"):
         read_coco(tmp_path / "bad.json")
+
+
+def test_dataset_csv_without_image_id_column(small_fracatlas):
+    (small_fracatlas / "dataset.csv").write_text("name,hand\nIMG0000000.jpg,1\n")
+    with pytest.raises(DataError, match=r"dataset.csv has no image_id column"):
+        read_fracatlas(small_fracatlas)
+
+
+def test_coco_files_with_different_categories_are_refused(tmp_path):
+    from fracdet.data.convert import read_dataset
+
+    (tmp_path / "annotations").mkdir()
+    save_image(tmp_path / "images" / "a.jpg", 20, 20)
+    for split, name in (("train", "fracture"), ("val", "lesion")):
+        doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [{"id": 1, "name": name}]}
+        (tmp_path / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="categories differ"):
+        read_dataset(tmp_path)
+    for path in (tmp_path / "annotations").iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match="no COCO .json files"):
+        read_dataset(tmp_path, "coco")
