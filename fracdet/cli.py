@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -164,6 +165,102 @@ def fetch_fracatlas(
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"FracAtlas tree at {root} ({report.counts['fractured_images']} fractured, {report.counts['non_fractured_images']} non-fractured images); run `fracdet convert {root} OUT`")
+
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA when present).")]
+PrecisionOpt = Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where fast, incl. AMX/AVX-512 BF16 CPUs).")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Data-loading processes.")]
+
+
+@app.command("train-cls")
+@clean_errors
+def train_cls(
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")],
+    output: Annotated[Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics log).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Any timm model name, e.g. resnet50, efficientnet_b0, convnext_tiny, vit_base_patch16_224.mae.")] = None,
+    target: Annotated[str | None, typer.Option(help="label (fractured or not), body_part, or another manifest column.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm hub weights (needs internet; offline use --weights).")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Local backbone state dict (.safetensors, .pth, .bin) to start from.")] = None,
+    freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Linear probe: train the head only.")] = False,
+    mode: Annotated[str | None, typer.Option(help="full, linear or partial (head + last --unfreeze-blocks stages).")] = None,
+    unfreeze_blocks: Annotated[int | None, typer.Option(help="Stages trained in partial mode.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (per process under torchrun).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adamw, adam or sgd.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="cosine, plateau or none (after warm-up).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping: epochs without val AUROC gain.")] = None,
+    imbalance: Annotated[str | None, typer.Option(help="loss (class weights), sampler (weighted sampling) or none.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce or focal.")] = None,
+    adv: Annotated[str | None, typer.Option(help="Adversarial training: none, pgd (Madry) or trades.")] = None,
+    adv_eps: Annotated[float | None, typer.Option(help="PGD l-inf budget in [0, 1] pixel units (default 4/255).")] = None,
+    adv_steps: Annotated[int | None, typer.Option(help="PGD steps.")] = None,
+    adv_step_size: Annotated[float | None, typer.Option(help="PGD step size (default 1/255).")] = None,
+    threshold_method: Annotated[str | None, typer.Option(help="Operating point tuned on val: f1, youden, sensitivity or specificity.")] = None,
+    threshold_target: Annotated[float | None, typer.Option(help="Target sensitivity/specificity for those methods.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")] = False,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train a timm classifier (fractured / not) from a convert manifest; torchrun-ready."""
+    from fracdet.cls.train import ClsTrainConfig, train_classifier
+    from fracdet.config import build_config
+
+    cfg = build_config(
+        ClsTrainConfig, config, manifest=manifest, output=output, backbone=backbone, target=target,
+        pretrained=pretrained or None, weights=weights, mode="linear" if freeze_backbone else mode,
+        unfreeze_blocks=unfreeze_blocks, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+        optimizer=optimizer, scheduler=scheduler, patience=patience, imbalance=imbalance, loss=loss, adv=adv,
+        adv_eps=adv_eps, adv_steps=adv_steps, adv_step_size=adv_step_size, threshold_method=threshold_method,
+        threshold_target=threshold_target, precision=precision, device=device, workers=workers, seed=seed,
+        resume=resume or None, overwrite=overwrite or None,
+    )  # fmt: skip
+    result = train_classifier(cfg)
+    if result is not None and int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(
+            f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
+            f"temperature {result.temperature:.3f} -> {result.best}"
+        )
+
+
+@app.command("eval-cls")
+@clean_errors
+def eval_cls(
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint: run folder, best.safetensors or its .json.")],
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")],
+    split: Annotated[str | None, typer.Option(help="train, val, test or all.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Report folder to create.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    n_boot: Annotated[int | None, typer.Option(help="Bootstrap replicates for the 95% CIs.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Score a classifier on a split: AUROC, sensitivity/specificity, calibration, CIs, figures."""
+    from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
+    from fracdet.config import build_config
+
+    cfg = build_config(
+        EvalClsConfig, config, checkpoint=checkpoint, manifest=manifest, split=split, output=output,
+        batch_size=batch_size, n_boot=n_boot, precision=precision, device=device, workers=workers, seed=seed,
+        overwrite=overwrite or None,
+    )  # fmt: skip
+    m = evaluate_classifier(cfg)
+    if "auroc" in m:
+        auroc = "undefined (one class)" if m["auroc"] is None else f"{m['auroc']:.3f}"
+        typer.echo(
+            f"{m['n']} images: AUROC {auroc}, sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} "
+            f"at threshold {m['threshold']:.3f}; report: {cfg.output / 'report.html'}"
+        )
+    else:
+        typer.echo(f"accuracy {m['accuracy']:.3f}, macro AUROC {m.get('auroc_macro')}; report: {cfg.output / 'report.html'}")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m fracdet`

@@ -63,3 +63,17 @@ def small_fracatlas(tmp_path: Path) -> Path:
             boxes.append((40.0, 5.0, 55.5, 20.0))
         specs.append((f"IMG{i:07d}.jpg", w, h, boxes))
     return make_fracatlas(tmp_path / "fracatlas", specs)
+
+
+@pytest.fixture(scope="session")
+def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 phantom radiographs (96 px, half fractured) converted: data.yaml, COCO, manifest.csv.
+
+    Session-scoped and read-only: tests that change files copy it first.
+    """
+    from data_tools.phantoms import PhantomConfig, generate_phantoms
+    from fracdet.data.convert import ConvertConfig, convert
+
+    root = tmp_path_factory.mktemp("phantom_dataset")
+    source = generate_phantoms(PhantomConfig(root / "phantoms", count=48, size=96, seed=0, prevalence=0.5, workers=1))
+    return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output

@@ -1,0 +1,1 @@
+"""Classification track: timm models, training, evaluation, checkpoints."""

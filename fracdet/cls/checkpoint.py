@@ -1,0 +1,133 @@
+"""Classifier checkpoints as data: ``NAME.safetensors`` weights beside ``NAME.json`` metadata.
+
+Loading never unpickles (ARCHITECTURE invariant 3): weights come from safetensors, and the
+JSON says which timm backbone to build, the image size, normalisation, class names, the
+tuned threshold and the temperature, so predict and the audit need nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fracdet.cls.model import PixelClassifier, create_classifier
+from fracdet.errors import ConfigError
+
+__all__ = ["ClassifierMeta", "save_classifier", "load_classifier", "resolve_checkpoint", "FORMAT"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "fracdet-classifier/1"
+
+
+@dataclass(frozen=True)
+class ClassifierMeta:
+    """Everything needed to rebuild and use a classifier, saved as JSON next to the weights."""
+
+    backbone: str
+    class_names: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    threshold: float = 0.5
+    temperature: float = 1.0
+    epoch: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    data_hash: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def binary(self) -> bool:
+        return len(self.class_names) == 2
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.binary else len(self.class_names)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> ClassifierMeta:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ConfigError(f"not a fracdet classifier checkpoint (no \"format\": \"{FORMAT}\")", path)
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            values = {k: v for k, v in doc.items() if k in names}
+            for key in ("class_names", "mean", "std"):
+                values[key] = tuple(values[key])
+            return cls(**values)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"checkpoint metadata is incomplete ({exc})", path) from exc
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths from a run folder, a ``.safetensors`` or a ``.json`` file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if path.suffix == ".pt":
+        raise ConfigError("this looks like an Ultralytics detector (.pt), not a fracdet classifier: pass it with --det", path)
+    if path.suffix not in (".safetensors", ".json"):
+        raise ConfigError("a classifier checkpoint is a .safetensors file with a .json beside it (or its run folder)", path)
+    weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
+    for needed in (weights, meta):
+        if not needed.is_file():
+            raise ConfigError("classifier checkpoint file not found", needed)
+    return weights, meta
+
+
+def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json``; each through a temporary file, then renamed."""
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).backbone.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone})
+    tmp.replace(path)
+    tmp_json = path.with_suffix(".json.tmp")
+    tmp_json.write_text(meta.to_json(), encoding="utf-8")
+    tmp_json.replace(path.with_suffix(".json"))
+    return path
+
+
+def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelClassifier, ClassifierMeta]:
+    """Rebuild the model from the JSON and load the safetensors weights strictly, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, meta_path = resolve_checkpoint(path)
+    meta = ClassifierMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
+    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs)
+    try:
+        model.backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise ConfigError(f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} ({first[:200]})", weights) from exc
+    model.mean.copy_(torch.tensor(meta.mean).view(1, -1, 1, 1))
+    model.std.copy_(torch.tensor(meta.std).view(1, -1, 1, 1))
+    return model.to(device).eval(), meta
+
+
+def _unwrap(model: torch.nn.Module) -> PixelClassifier:
+    """The plain model inside DDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model  # type: ignore[return-value]

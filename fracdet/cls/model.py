@@ -1,0 +1,199 @@
+"""timm classifiers wrapped to take pixel-space radiographs.
+
+The wrapper is what the whole toolkit relies on (ARCHITECTURE invariant 1): it takes images
+in [0, 1], one grey channel or three, and normalises inside. Attacks and attributions then
+work in pixel space, where ε = 4/255 means what it says, and a grey radiograph never needs
+the user to think about channels.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fracdet.errors import ConfigError
+
+__all__ = ["PixelClassifier", "create_classifier", "load_state_dict_file", "set_trainable", "freeze_batchnorm", "hub_reachable"]
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PixelClassifier(nn.Module):
+    """A timm backbone behind a normalisation layer; input ``(B, 1|3, H, W)`` in [0, 1].
+
+    ``num_outputs`` is 1 for the binary task (one fracture logit) or the number of classes.
+    """
+
+    def __init__(self, backbone: nn.Module, *, mean: Sequence[float], std: Sequence[float], check_range: bool = True) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.check_range = check_range
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.backbone.num_classes)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
+            raise ValueError(f"expected images of shape (B, 1|3, H, W), got {tuple(pixels.shape)}")
+        if self.check_range and not torch.jit.is_tracing():
+            low, high = torch.aminmax(pixels.detach())
+            if low < -1e-3 or high > 1 + 1e-3:
+                raise ValueError(f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside")
+        if pixels.shape[1] == 1:
+            pixels = pixels.expand(-1, 3, -1, -1)
+        logits = self.backbone((pixels - self.mean) / self.std)
+        return logits.squeeze(1) if self.num_outputs == 1 else logits
+
+
+def _close_backbones(name: str) -> str:
+    import timm
+
+    candidates = timm.list_models() + timm.list_models(pretrained=True)
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    return f" (close matches: {', '.join(close)})" if close else " (see timm.list_models())"
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether the weight hub answers; checked first so offline users wait seconds, not minutes."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def create_classifier(
+    backbone: str,
+    *,
+    num_outputs: int = 1,
+    pretrained: bool = False,
+    weights: Path | None = None,
+    drop_rate: float = 0.0,
+) -> PixelClassifier:
+    """Build ``backbone`` from timm with a ``num_outputs`` head, wrapped for pixel input.
+
+    ``pretrained`` downloads timm's hub weights (online only); ``weights`` loads a local
+    state dict (safetensors, or a torch file read without unpickling code) strictly, head
+    excepted, because a new task needs a new head.
+    """
+    import timm
+
+    if not timm.is_model(backbone):
+        raise ConfigError(f"unknown timm backbone {backbone!r}{_close_backbones(backbone)}")
+    if pretrained and weights is None and not hub_reachable():
+        raise ConfigError(
+            f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
+            "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
+        )
+    try:
+        model = timm.create_model(backbone, pretrained=pretrained and weights is None, num_classes=num_outputs, drop_rate=drop_rate)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"cannot load pretrained weights for {backbone!r} ({exc}); pass --weights FILE instead") from exc
+    if weights is not None:
+        _load_backbone_weights(model, Path(weights))
+    cfg = model.pretrained_cfg or {}
+    mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
+    if len(mean) != 3:  # a grey-pretrained backbone: normalise the one channel we expand
+        mean, std = (mean[0],) * 3, (std[0],) * 3
+    return PixelClassifier(model, mean=mean, std=std)
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch file, never unpickling code.
+
+    ``torch.load(weights_only=True)`` refuses anything but tensors and plain containers,
+    which is what invariant 3 asks for. timm/Lightning wrappers (``state_dict``, ``model``)
+    are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("weights file not found", path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a bad file
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"not a readable state dict ({type(exc).__name__}: {first_line})", path) from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError("not a state dict of tensors", path)
+    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+
+
+def _load_backbone_weights(model: nn.Module, path: Path) -> None:
+    state = load_state_dict_file(path)
+    head = {f"{name}.{p}" for name in _head_names(model) for p in ("weight", "bias")}
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k not in head}
+    missing = sorted(set(own) - set(state) - head)
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(
+            part for part in (
+                f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
+                f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+                f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}" if mismatched else "",
+            ) if part
+        )  # fmt: skip
+        raise ConfigError(f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}", path)
+    model.load_state_dict(state, strict=False)
+    logger.info("loaded backbone weights from %s", path)
+
+
+def _head_names(model: nn.Module) -> list[str]:
+    """The classifier head's module names in timm (``fc``, ``head.fc``, ``classifier``...)."""
+    name = (model.pretrained_cfg or {}).get("classifier", "fc")
+    return list(name) if isinstance(name, (list, tuple)) else [name]
+
+
+def set_trainable(model: PixelClassifier, mode: str = "full", *, unfreeze_blocks: int = 1) -> int:
+    """Choose what trains: ``full``, ``linear`` (the head only: a linear probe) or ``partial``.
+
+    ``partial`` trains the head and the last ``unfreeze_blocks`` top-level stages of the
+    backbone. Frozen BatchNorm layers are kept in eval mode by :func:`freeze_batchnorm`.
+    Returns the number of trainable parameters.
+    """
+    if mode not in ("full", "linear", "partial"):
+        raise ConfigError(f"unknown training mode {mode!r} (full, linear, partial)")
+    backbone = model.backbone
+    for param in backbone.parameters():
+        param.requires_grad = mode == "full"
+    if mode != "full":
+        head = backbone.get_classifier()
+        for param in head.parameters():
+            param.requires_grad = True
+        if mode == "partial":
+            stages = [m for n, m in backbone.named_children() if any(p.numel() for p in m.parameters()) and m is not head]
+            for stage in stages[-unfreeze_blocks:]:
+                for param in stage.parameters():
+                    param.requires_grad = True
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put BatchNorm layers whose parameters are frozen in eval mode (a probe must not drift)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()

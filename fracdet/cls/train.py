@@ -1,0 +1,488 @@
+"""``fracdet train-cls``: train a timm classifier on a convert manifest.
+
+Full fine-tuning, a linear probe (frozen backbone) or partial unfreezing; clean, PGD-AT or
+TRADES training; mixed precision and channels-last; early stopping on validation AUROC;
+``best``/``last`` checkpoints and an exact ``--resume``; torchrun DDP. At the end the
+temperature and the decision threshold are fitted on the validation split and stored in the
+``best`` checkpoint, so eval-cls, predict and the audit use the same operating point.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
+from fracdet.cls.data import LabelledSplit, load_split, make_loader
+from fracdet.cls.inference import Predictions, predict_logits, probabilities
+from fracdet.cls.losses import class_weights, make_criterion
+from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
+from fracdet.cls.runtime import Runtime, autocast, distributed_runtime, resolve_precision
+from fracdet.data.datasets import AugmentConfig
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.log import progress
+from fracdet.provenance import records_hash, versions
+from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
+
+__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "last_state.pt"
+
+
+@dataclass(frozen=True)
+class ClsTrainConfig:
+    """Everything ``train-cls`` needs; defaults suit real radiographs (``configs/cls.yaml``)."""
+
+    manifest: Path
+    output: Path = Path("runs/cls")
+    backbone: str = "resnet18"
+    target: str = "label"  # label (fractured or not), body_part, or another manifest column
+    pretrained: bool = False
+    weights: Path | None = None
+    image_size: int = 384
+    mode: str = "full"  # full | linear (frozen backbone) | partial
+    unfreeze_blocks: int = 1
+    epochs: int = 25
+    batch_size: int = 16
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"  # cosine | plateau | none
+    warmup_epochs: float = 1.0
+    grad_clip: float | None = 1.0
+    imbalance: str = "loss"  # loss (class weights) | sampler (weighted sampling) | none
+    loss: str = "ce"  # ce | focal
+    focal_gamma: float = 2.0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    patience: int = 5
+    adv: str = "none"  # none | pgd (Madry PGD-AT) | trades
+    adv_eps: float = 4 / 255
+    adv_steps: int = 10
+    adv_step_size: float = 1 / 255
+    trades_beta: float = 6.0
+    rotate: float = 10.0
+    scale_jitter: float = 0.1
+    translate: float = 0.05
+    brightness: float = 0.1
+    contrast: float = 0.1
+    clahe: bool = False
+    hflip: bool = False
+    augment_p: float = 0.5
+    threshold_method: str = "f1"  # f1 | youden | sensitivity | specificity
+    threshold_target: float | None = None
+    workers: int = 2
+    device: str | None = None
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {
+            "mode": ("full", "linear", "partial"), "optimizer": ("adamw", "adam", "sgd"),
+            "scheduler": ("cosine", "plateau", "none"), "imbalance": ("loss", "sampler", "none"),
+            "loss": ("ce", "focal"), "adv": ("none", "pgd", "trades"),
+            "threshold_method": ("f1", "youden", "sensitivity", "specificity"),
+        }  # fmt: skip
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
+            raise ConfigError("epochs and batch_size must be >= 1 and image_size >= 16")
+        if self.threshold_method in ("sensitivity", "specificity") and self.threshold_target is None:
+            raise ConfigError(f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)")
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(self.rotate, self.scale_jitter, self.translate, self.brightness, self.contrast, self.clahe, self.hflip, self.augment_p)
+
+    @property
+    def pgd(self) -> PGDConfig:
+        return PGDConfig(self.adv_eps, self.adv_steps, self.adv_step_size)
+
+
+@dataclass
+class TrainResult:
+    """Where the run went and how it ended."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    best_epoch: int
+    best_score: float
+    threshold: float
+    temperature: float
+    history: list[dict[str, Any]]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    """What an exact resume needs beyond model weights (saved as tensors and plain values)."""
+
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
+    """Validation AUROC (macro one-vs-rest for multi-class); accuracy when AUROC is undefined."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(preds.labels) == 0:
+        return float("nan"), "none"
+    probs = probabilities(preds.logits)
+    present = np.unique(preds.labels)
+    if num_outputs == 1 and len(present) == 2:
+        return float(roc_auc_score(preds.labels, probs)), "auroc"
+    if num_outputs > 1 and len(present) == probs.shape[1]:
+        return float(roc_auc_score(preds.labels, probs, multi_class="ovr", average="macro")), "auroc"
+    predicted = (probs >= 0.5).astype(int) if num_outputs == 1 else probs.argmax(1)
+    return float((predicted == preds.labels).mean()), "accuracy"
+
+
+def _prepare_output(cfg: ClsTrainConfig, runtime: Runtime) -> Path:
+    out = Path(cfg.output)
+    if runtime.is_main:
+        if cfg.resume:
+            if not (out / STATE_FILE).is_file():
+                raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
+        elif out.exists() and any(out.iterdir()):
+            if not cfg.overwrite:
+                raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    _barrier(runtime)
+    return out
+
+
+def _barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _broadcast_flag(flag: bool, runtime: Runtime) -> bool:
+    if not runtime.distributed:
+        return flag
+    import torch.distributed as dist
+
+    tensor = torch.tensor([int(flag)], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def _step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler != "cosine":
+            return 1.0
+        progress_ = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _sampler(cfg: ClsTrainConfig, train: LabelledSplit, runtime: Runtime, num_classes: int):
+    if runtime.distributed:
+        if cfg.imbalance == "sampler":
+            raise ConfigError("imbalance 'sampler' cannot be combined with torchrun; use imbalance 'loss'")
+        from torch.utils.data.distributed import DistributedSampler
+
+        return DistributedSampler(range(len(train.records)), num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.seed)
+    if cfg.imbalance == "sampler":
+        from torch.utils.data import WeightedRandomSampler
+
+        weights = class_weights(train.labels, num_classes).numpy()[train.labels]
+        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(weights), replacement=True)
+    return None
+
+
+def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint."""
+    runtime = distributed_runtime(cfg.device)
+    out = _prepare_output(cfg, runtime)
+    train = load_split(cfg.manifest, "train", target=cfg.target)
+    val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
+    if not train.records or not val.records:
+        raise DataError(f"the {'train' if not train.records else 'val'} split has no usable images for target {cfg.target!r}", cfg.manifest)
+    names = train.class_names
+    num_outputs = 1 if len(names) == 2 else len(names)
+    present = set(train.labels.tolist())
+    if len(present) < 2:
+        raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
+    precision = resolve_precision(cfg.precision, runtime.device)
+    torch.manual_seed(cfg.seed)
+    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights)
+    n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
+    model.to(runtime.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(cfg, params)
+    weights = class_weights(train.labels, len(names)) if cfg.imbalance == "loss" else None
+    criterion = make_criterion(cfg.loss, num_outputs=num_outputs, weights=weights, gamma=cfg.focal_gamma)
+    sampler = _sampler(cfg, train, runtime, len(names))
+    generator = torch.Generator()
+    pin = runtime.device.type == "cuda"
+    train_loader = make_loader(
+        train, cfg.image_size, batch_size=cfg.batch_size, augment=cfg.augment, seed=cfg.seed, shuffle=True, sampler=sampler, workers=cfg.workers, pin_memory=pin, generator=generator,
+        drop_last=len(train.records) > cfg.batch_size,  # a one-image batch breaks BatchNorm
+    )
+    val_loader = make_loader(val, cfg.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=pin)
+    scheduler = _step_schedule(cfg, optimizer, len(train_loader))
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
+    state = _State()
+    if cfg.resume:
+        state = _load_state(out, model, optimizer, scheduler, plateau, scaler, runtime)
+    net: nn.Module = model
+    if runtime.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
+    meta = ClassifierMeta(
+        backbone=cfg.backbone, class_names=names, image_size=cfg.image_size,
+        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()),
+        train_config=_jsonable(asdict(cfg)), data_hash=data_hash, versions=versions(),
+    )  # fmt: skip
+    writer = _tensorboard(out) if runtime.is_main else None
+    if runtime.is_main:
+        logger.info(
+            "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision %s, adv %s%s",
+            cfg.backbone, cfg.mode, n_trainable, len(train.records), len(val.records), runtime.device, precision, cfg.adv,
+            f", {runtime.world_size} processes" if runtime.distributed else "",
+        )  # fmt: skip
+    for epoch in range(state.epoch, cfg.epochs):
+        train_loader.dataset.epoch = epoch
+        generator.manual_seed(cfg.seed + epoch)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        row = _train_one_epoch(cfg, net, model, train_loader, optimizer, scheduler, scaler, criterion, precision, runtime, epoch, state)
+        stop = False
+        if runtime.is_main:
+            preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="validate", channels_last=cfg.channels_last)
+            _record_failures(state, preds.failures, val)
+            score, score_name = validation_score(preds, num_outputs)
+            val_loss = float(classification_loss(torch.from_numpy(preds.logits), torch.from_numpy(preds.labels)) / max(len(preds.labels), 1)) if len(preds.labels) else float("nan")
+            row.update(val_loss=val_loss, **{f"val_{score_name}": score})
+            if plateau is not None and not math.isnan(score):
+                plateau.step(score)
+            improved = not math.isnan(score) and score > state.best_score + 1e-6
+            if improved:
+                state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
+                save_classifier(model, _with(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "best.safetensors")
+            else:
+                state.bad_epochs += 1
+            state.epoch = epoch + 1
+            state.history.append(row)
+            save_classifier(model, _with(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
+            _save_state(out, state, optimizer, scheduler, plateau, scaler)
+            _write_history(out, state.history)
+            if writer is not None:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, float):
+                        writer.add_scalar(key, value, epoch)
+            logger.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+            stop = state.bad_epochs >= cfg.patience
+            if stop:
+                logger.info("early stop: no val %s gain for %d epochs (best %.4f at epoch %d)", score_name, cfg.patience, state.best_score, state.best_epoch + 1)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if _broadcast_flag(stop, runtime):
+            break
+    if writer is not None:
+        writer.close()
+    result = None
+    if runtime.is_main:
+        result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
+    _barrier(runtime)
+    return result if result is not None else TrainResult(out, out / "best.safetensors", out / "last.safetensors", state.best_epoch, state.best_score, 0.5, 1.0, state.history)
+
+
+def _with(meta: ClassifierMeta, **changes: Any) -> ClassifierMeta:
+    from dataclasses import replace
+
+    return replace(meta, **changes)
+
+
+def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, criterion, precision, runtime: Runtime, epoch: int, state: _State) -> dict[str, Any]:
+    """One pass over the training data; returns the epoch's row for the metrics log."""
+    net.train()
+    freeze_batchnorm(model)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    seen, wait, start = 0, 0.0, time.perf_counter()
+    batches = progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader)) if runtime.is_main else loader
+    tick = time.perf_counter()
+    for batch in batches:
+        wait += time.perf_counter() - tick
+        _record_failures(state, batch.failures, loader.dataset)
+        if len(batch) == 0:
+            tick = time.perf_counter()
+            continue
+        images = batch.images.to(runtime.device, non_blocking=True)
+        labels = batch.labels.to(runtime.device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(runtime.device, precision):
+            if cfg.adv == "trades":
+                loss = trades_loss(net, images, labels, cfg.pgd, beta=cfg.trades_beta, natural_loss=criterion, attack_model=model)
+            else:
+                if cfg.adv == "pgd":
+                    images = pgd_attack(model, images, labels, cfg.pgd)
+                loss = criterion(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.detach().double().cpu() * len(batch)
+        seen += len(batch)
+        tick = time.perf_counter()
+    elapsed = time.perf_counter() - start
+    return {
+        "epoch": epoch + 1,
+        "train_loss": float(loss_sum / max(seen, 1)),
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
+        "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
+    }
+
+
+def _record_failures(state: _State, failures: list[tuple[int, str]], source) -> None:
+    records = source.records
+    for index, reason in failures:
+        state.skipped.setdefault(str(records[index].path), reason)
+
+
+def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime: Runtime, out: Path, state: _State, train: LabelledSplit) -> TrainResult:
+    """Reload the best weights; fit temperature and threshold on validation; store them in ``best``."""
+    from safetensors.torch import load_file
+
+    from fracdet.cls.checkpoint import load_classifier
+    from fracdet.cls.metrics import binary_metrics, fit_temperature, tune_threshold
+
+    best_path = out / "best.safetensors"
+    if not best_path.is_file():  # validation score was never defined: keep the last weights
+        shutil.copyfile(out / "last.safetensors", best_path)
+        shutil.copyfile(out / "last.json", out / "best.json")
+    _, meta = load_classifier(best_path)
+    model.backbone.load_state_dict(load_file(str(best_path)))
+    preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="calibrate", channels_last=cfg.channels_last)
+    temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
+    if len(preds.labels) and len(np.unique(preds.labels)) > 1:
+        temperature = float(fit_temperature(preds.logits, preds.labels))
+        if meta.binary:
+            probs = probabilities(preds.logits, temperature)
+            threshold = float(tune_threshold(preds.labels, probs, method=cfg.threshold_method, target=cfg.threshold_target))
+            val_metrics.update({f"val_{k}": v for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items() if isinstance(v, (int, float)) and v is not None})
+    else:
+        logger.warning("validation split holds one class only: threshold stays 0.5 and temperature 1.0")
+    save_classifier(model, _with(meta, threshold=threshold, temperature=temperature, metrics=val_metrics), best_path)
+    skipped = [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())] + train.skipped + val.skipped
+    report = {
+        "best_epoch": state.best_epoch + 1, "best_score": state.best_score, "threshold": threshold,
+        "temperature": temperature, "epochs_run": state.epoch, "skipped": skipped,
+        "config": _jsonable(asdict(cfg)), "versions": versions(), "data_hash": meta.data_hash,
+    }  # fmt: skip
+    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    if skipped:
+        logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
+    return TrainResult(out, best_path, out / "last.safetensors", state.best_epoch + 1, state.best_score, threshold, temperature, state.history, skipped)
+
+
+def _save_state(out: Path, state: _State, optimizer, scheduler, plateau, scaler) -> None:
+    payload = {
+        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs, "history": json.dumps(state.history), "skipped": json.dumps(state.skipped),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
+        "plateau": plateau.state_dict() if plateau else {}, "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }  # fmt: skip
+    tmp = out / (STATE_FILE + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(out / STATE_FILE)
+
+
+def _load_state(out: Path, model, optimizer, scheduler, plateau, scaler, runtime: Runtime) -> _State:
+    """Model, optimiser, schedules and RNG as they were at the end of the last finished epoch."""
+    from safetensors.torch import load_file
+
+    path = out / STATE_FILE
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # plain data only, no code
+        model.backbone.load_state_dict(load_file(str(out / "last.safetensors")))
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        raise ConfigError(f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?", path) from exc
+    if scheduler and payload["scheduler"]:
+        scheduler.load_state_dict(payload["scheduler"])
+    if plateau and payload["plateau"]:
+        plateau.load_state_dict(payload["plateau"])
+    scaler.load_state_dict(payload["scaler"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    state = _State(payload["epoch"], payload["best_score"], payload["best_epoch"], payload["bad_epochs"], json.loads(payload["history"]), json.loads(payload["skipped"]))
+    if runtime.is_main:
+        logger.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_score, state.best_epoch + 1)
+    return state
+
+
+def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    (out / "metrics.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+
+
+def _tensorboard(out: Path):
+    """A SummaryWriter when tensorboard is installed (optional), else ``None``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(values, default=str))

@@ -1,0 +1,156 @@
+"""The pixel-space classifier wrapper, local weights and safetensors checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from fracdet.cls.checkpoint import ClassifierMeta, load_classifier, save_classifier
+from fracdet.cls.model import create_classifier, load_state_dict_file, set_trainable
+from fracdet.cls.runtime import resolve_precision
+from fracdet.errors import ConfigError
+
+
+def _meta(model, backbone="resnet10t", **kw) -> ClassifierMeta:
+    return ClassifierMeta(backbone=backbone, class_names=("not_fractured", "fractured"), image_size=32, mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), **kw)
+
+
+def test_wrapper_normalises_inside_and_takes_grey_or_rgb():
+    torch.manual_seed(0)
+    model = create_classifier("resnet10t", num_outputs=1).eval()
+    grey = torch.rand(2, 1, 32, 32)
+    out_grey = model(grey)
+    assert out_grey.shape == (2,)
+    # a grey image is the same as its three-channel copy
+    assert torch.allclose(out_grey, model(grey.expand(-1, 3, -1, -1)), atol=1e-5)
+    # normalisation is the first layer: the backbone sees (x - mean) / std
+    expected = model.backbone((grey.expand(-1, 3, -1, -1) - model.mean) / model.std).squeeze(1)
+    assert torch.allclose(out_grey, expected, atol=1e-5)
+
+
+def test_wrapper_rejects_pixels_outside_unit_range_and_bad_shapes():
+    model = create_classifier("resnet10t", num_outputs=1).eval()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model(torch.full((1, 1, 32, 32), 255.0))
+    with pytest.raises(ValueError, match="shape"):
+        model(torch.rand(1, 2, 32, 32))
+
+
+def test_multiclass_head_has_one_logit_per_class():
+    model = create_classifier("resnet10t", num_outputs=4).eval()
+    assert model(torch.rand(3, 1, 32, 32)).shape == (3, 4)
+
+
+def test_unknown_backbone_lists_close_matches():
+    with pytest.raises(ConfigError, match="close matches: .*resnet18"):
+        create_classifier("resnet181")
+
+
+def test_pretrained_offline_says_how_to_pass_local_weights(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="--weights FILE"):
+        create_classifier("resnet10t", pretrained=True)
+
+
+def test_local_weights_load_strictly_except_the_head(tmp_path):
+    torch.manual_seed(1)
+    source = create_classifier("resnet10t", num_outputs=1000)
+    path = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.backbone.state_dict().items()}, str(path))
+    model = create_classifier("resnet10t", num_outputs=1, weights=path)
+    conv = "conv1.0.weight"
+    assert torch.equal(model.backbone.state_dict()[conv], source.backbone.state_dict()[conv])
+    # a torch file with a wrapper key, read without unpickling code
+    torch.save({"state_dict": source.backbone.state_dict()}, tmp_path / "backbone.pth")
+    model = create_classifier("resnet10t", num_outputs=1, weights=tmp_path / "backbone.pth")
+    assert torch.equal(model.backbone.state_dict()[conv], source.backbone.state_dict()[conv])
+
+
+def test_weights_of_another_backbone_give_one_clear_line(tmp_path):
+    other = create_classifier("resnet18", num_outputs=1)
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in other.backbone.state_dict().items()}, str(path))
+    with pytest.raises(ConfigError, match="do not fit backbone 'resnet10t'") as info:
+        create_classifier("resnet10t", weights=path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"not a state dict", b""])
+def test_unreadable_weights_file(tmp_path, content):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="junk.pth"):
+        load_state_dict_file(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_state_dict_file(tmp_path / "missing.safetensors")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(ConfigError, match="evil.pth"):
+        load_state_dict_file(path)
+
+
+def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path):
+    torch.manual_seed(2)
+    model = create_classifier("resnet10t").eval()
+    path = save_classifier(model, _meta(model, threshold=0.37, temperature=1.8), tmp_path / "best")
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
+    loaded, meta = load_classifier(tmp_path)  # a run folder resolves to best.safetensors
+    assert meta.threshold == 0.37 and meta.temperature == 1.8 and meta.binary
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(loaded(x), model(x))
+    assert not loaded.training
+
+
+def test_checkpoint_of_another_backbone_is_one_clear_line(tmp_path):
+    model = create_classifier("resnet10t")
+    save_classifier(model, _meta(model), tmp_path / "best")
+    doc = json.loads((tmp_path / "best.json").read_text())
+    doc["backbone"] = "resnet18"
+    (tmp_path / "best.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="do not match backbone 'resnet18'") as info:
+        load_classifier(tmp_path / "best.safetensors")
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_classifier(tmp_path / "nothing.safetensors")
+    (tmp_path / "det.pt").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="--det"):
+        load_classifier(tmp_path / "det.pt")
+    model = create_classifier("resnet10t")
+    save_classifier(model, _meta(model), tmp_path / "x")
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    with pytest.raises(ConfigError, match="not a fracdet classifier checkpoint"):
+        load_classifier(tmp_path / "x.json")
+
+
+def test_linear_mode_trains_the_head_only():
+    model = create_classifier("resnet10t")
+    n = set_trainable(model, "linear")
+    head = model.backbone.get_classifier()
+    assert n == sum(p.numel() for p in head.parameters())
+    partial = set_trainable(model, "partial", unfreeze_blocks=1)
+    assert n < partial < set_trainable(model, "full")
+    with pytest.raises(ConfigError):
+        set_trainable(model, "half")
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("bf16", "fp32")
+    with pytest.raises(ConfigError, match="CUDA"):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(ConfigError):
+        resolve_precision("fp8", cpu)

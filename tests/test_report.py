@@ -1,0 +1,159 @@
+"""Report figures and the HTML/Markdown writer."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fracdet.report import (
+    FOOTER,
+    Section,
+    format_value,
+    plot_confusion,
+    plot_curves,
+    plot_pr,
+    plot_reliability,
+    plot_roc,
+    write_report,
+)
+
+
+def _data(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, np.clip(0.35 * y + 0.65 * rng.random(n), 0.0, 1.0)
+
+
+def _assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 5_000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width > 300 and image.height > 300
+    assert not list(path.parent.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_figures_are_valid_pngs(tmp_path):
+    y, p = _data()
+    history = [
+        {"epoch": 1, "train_loss": 0.9, "val_loss": 0.8, "val_auroc": 0.6},
+        {"epoch": 2, "train_loss": 0.6, "val_loss": 0.7, "val_auroc": None},
+        {"epoch": 3, "train_loss": 0.4, "val_loss": 0.65, "val_auroc": 0.8},
+    ]
+    paths = [
+        plot_roc(y, p, tmp_path / "roc.png", operating_point=0.5),
+        plot_pr(y, p, tmp_path / "pr.png", operating_point=0.5, title="PR <test>"),
+        plot_confusion([[40, 10], [5, 65]], ["not fractured", "fractured"], tmp_path / "cm.png"),
+        plot_confusion(np.eye(3) * 7, ["a", "b", "c"], tmp_path / "cm3.png"),
+        plot_reliability(y, p, tmp_path / "rel.png", n_bins=10),
+        plot_curves(history, ["train_loss", "val_loss", "val_auroc"], tmp_path / "sub" / "c.png"),
+    ]
+    for path in paths:
+        _assert_png(path)
+    assert paths[-1] == tmp_path / "sub" / "c.png"
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_figures_survive_one_class(tmp_path, label):
+    y = np.full(20, label)
+    p = np.linspace(0.0, 1.0, 20)
+    for plot in (plot_roc, plot_pr):
+        _assert_png(plot(y, p, tmp_path / f"{plot.__name__}.png", operating_point=0.5))
+    _assert_png(plot_reliability(y, p, tmp_path / "rel.png"))
+
+
+def test_plot_curves_with_nothing_to_plot(tmp_path):
+    _assert_png(plot_curves([], ["val_auroc"], tmp_path / "empty.png"))
+    _assert_png(plot_curves([{"epoch": 1}], ["train_loss"], tmp_path / "missing.png"))
+
+
+def test_plot_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        plot_confusion(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="shapes"):
+        plot_roc([0, 1, 1], [0.2, 0.4], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "–"),
+        (math.nan, "–"),
+        (0.87654321, "0.8765"),
+        (np.float32(0.5), "0.5"),
+        (2000, "2000"),
+        (np.int64(7), "7"),
+        (12345.67, "12,346"),
+        (True, "True"),
+        ([0.81234, 0.9], "0.8123–0.9"),
+        ((0.1, None), "0.1; –"),
+        ([[2, 1], [1, 2]], "[[2, 1], [1, 2]]"),
+        (["one note", "two"], "one note; two"),
+        ({"auroc": 0.91234, "support": 3}, "auroc: 0.9123, support: 3"),
+    ],
+)
+def test_format_value(value, text):
+    assert format_value(value) == text
+
+
+def test_write_report_html_and_markdown(tmp_path):
+    y, p = _data()
+    figures = tmp_path / "figures"
+    roc = plot_roc(y, p, figures / "roc.png", operating_point=0.4)
+    sections = [
+        Section(
+            "Test metrics <held out>",
+            text='Threshold tuned on "val" & frozen.\n\nSecond paragraph.',
+            table={"auroc": 0.912345, "ci95 auroc": [0.88123, 0.94], "n": 120, "notes": []},
+            figures=[roc],
+        ),
+        Section(
+            "Per class",
+            table=[
+                {"class": "fractured", "f1": 0.8, "support": 50},
+                {"class": "a|b", "auroc": None, "support": 70},
+            ],
+        ),
+    ]
+    html_path, md_path = write_report(
+        tmp_path / "out" / "report.html", title="Eval <cls>", sections=sections
+    )
+    assert md_path == tmp_path / "out" / "report.md"
+
+    page = html_path.read_text(encoding="utf-8")
+    assert "<title>Eval &lt;cls&gt;</title>" in page and "<style>" in page
+    assert "<h2>Test metrics &lt;held out&gt;</h2>" in page and "<h2>Per class</h2>" in page
+    assert "Threshold tuned on &quot;val&quot; &amp; frozen." in page
+    assert page.count("<p>") >= 3  # two paragraphs plus the footer
+    assert "0.9123" in page and "0.8812–0.94" in page and ">120<" in page
+    assert "<th>class</th><th>f1</th><th>support</th><th>auroc</th>" in page
+    assert FOOTER in page
+    embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == 1 and base64.b64decode(embedded[0]) == roc.read_bytes()
+    assert "<held out>" not in page and "<cls>" not in page  # nothing unescaped
+
+    markdown = md_path.read_text(encoding="utf-8")
+    assert markdown.startswith("# Eval <cls>\n")
+    assert "## Test metrics <held out>" in markdown and "## Per class" in markdown
+    assert "](../figures/roc.png)" in markdown
+    assert "| auroc | 0.9123 |" in markdown and "a\\|b" in markdown
+    assert FOOTER in markdown
+    assert not list((tmp_path / "out").glob(".*tmp*"))
+
+
+def test_write_report_notes_missing_figure(tmp_path):
+    sections = [Section("Figures", figures=[tmp_path / "nope.png"])]
+    html_path, md_path = write_report(tmp_path / "r.html", title="t", sections=sections)
+    assert "figure missing: nope.png" in html_path.read_text(encoding="utf-8")
+    assert "](nope.png)" in md_path.read_text(encoding="utf-8")
+
+
+def test_write_report_rejects_md_suffix(tmp_path):
+    with pytest.raises(ValueError, match="suffix"):
+        write_report(tmp_path / "r.md", title="t", sections=[])
