@@ -942,6 +942,7 @@ def render_radiograph(
     hardware: bool,
     letter_marker: bool,
     shortcut_marker: bool,
+    crack_scale: float = 1.0,
 ) -> RenderedPhantom:
     """Render one synthetic radiograph; ground truth comes from the pixels actually drawn.
 
@@ -965,6 +966,8 @@ def render_radiograph(
     tex, low = _texture(tex_rng)
     anat = _Anatomy(bones, tissue, tex, low)
     fracs = [_draw_fracture(frac_rng) for _ in range(n_fractures)]
+    for fr in fracs:  # conspicuity knob: scales the drawn crack only, no extra random draws
+        fr.width_frac *= crack_scale
     _assign_fractures(bones, fracs)
 
     view = _draw_view(pose_rng, height, width)

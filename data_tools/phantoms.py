@@ -55,6 +55,7 @@ class PhantomConfig:
     max_fractures: int = 2
     image_format: str = "jpg"
     shortcut_rate: float | None = None
+    crack_scale: float = 1.0  # crack width multiplier: 1 is FracAtlas-subtle, 3 is learnable in CPU minutes
     hardware_rate: float = 0.05
     letter_marker_rate: float = 0.5
     series_rate: float = 0.15
@@ -70,6 +71,7 @@ class PhantomConfig:
             (self.max_fractures >= 1, f"max_fractures must be >= 1, got {self.max_fractures}"),
             (self.image_format in IMAGE_FORMATS, f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}"),
             (self.shortcut_rate is None or 0.0 <= self.shortcut_rate <= 1.0, f"shortcut_rate must be in [0, 1], got {self.shortcut_rate}"),
+            (0.5 <= self.crack_scale <= 10.0, f"crack_scale must be in 0.5..10, got {self.crack_scale}"),
             (abs(sum(self.official_split) - 1) < 1e-6, f"official_split must sum to 1, got {self.official_split}"),
         ]
         for ok, message in checks:
@@ -95,6 +97,7 @@ class _Task:
     anatomy_seed: tuple[int, ...]
     view_seed: tuple[int, ...]
     image_format: str
+    crack_scale: float = 1.0
 
 
 def _plan(config: PhantomConfig, out: Path) -> tuple[list[_Task], dict[str, dict[str, str]]]:
@@ -124,6 +127,7 @@ def _plan(config: PhantomConfig, out: Path) -> tuple[list[_Task], dict[str, dict
                     long_side if portrait else short_side, short_side if portrait else long_side,
                     body_part, n_fractures, hardware, bool(rng.random() < config.letter_marker_rate),
                     shortcut, (config.seed, patient), (config.seed, patient, view, 1), config.image_format,
+                    config.crack_scale,
                 )
             )  # fmt: skip
             meta[image_id] = {"patient": f"P{patient:06d}", "view": str(view), "n_views": str(n_views)}
@@ -143,6 +147,7 @@ def _render(task: _Task) -> tuple[int, dict]:
         hardware=task.hardware,
         letter_marker=task.letter_marker,
         shortcut_marker=task.shortcut_marker,
+        crack_scale=task.crack_scale,
     )
     image = np.clip(phantom.image, 0.0, 1.0)
     if task.image_format == "png16":

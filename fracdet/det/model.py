@@ -1,0 +1,236 @@
+"""Loading Ultralytics detectors safely and keeping Ultralytics offline.
+
+Ultralytics ``.pt`` files are Python pickles: loading one can run code. fracdet therefore
+loads only a ``.pt`` file the user named on the command line or in a config, never
+downloads one (a missing ``yolov8n.pt`` is an error, not a fetch), and recognises its own
+classifier checkpoints (safetensors + JSON) so that passing one where a detector is expected
+gets a clear message instead of an unpickling traceback.
+
+Ultralytics also reaches for the network by itself: a font for its plots, ``yolo26n.pt`` for
+its GPU mixed-precision check, a PyPI version check and usage analytics.
+:func:`ultralytics_offline` turns those off for the duration of a fracdet call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fracdet.config import load_yaml
+from fracdet.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # importing ultralytics costs seconds; only the functions below do it
+    from ultralytics import YOLO
+
+__all__ = [
+    "CLASSIFIER_SUFFIXES",
+    "load_detector",
+    "check_detector_path",
+    "is_classifier_checkpoint",
+    "resolve_data_yaml",
+    "data_class_names",
+    "model_class_names",
+    "check_class_names",
+    "ultralytics_offline",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Files that are fracdet classifier checkpoints (weights and their JSON config).
+CLASSIFIER_SUFFIXES = frozenset({".safetensors", ".json"})
+_CLASSIFIER_HINT = "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
+
+
+def is_classifier_checkpoint(path: str | Path) -> bool:
+    """True for a fracdet classifier checkpoint: a .safetensors/.json file or a run folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        return any(path.glob("*.safetensors"))
+    return path.suffix.lower() in CLASSIFIER_SUFFIXES
+
+
+def check_detector_path(path: str | Path) -> Path:
+    """``path`` if it can be a local Ultralytics detector checkpoint, else a :class:`ConfigError`.
+
+    Checked before anything is unpickled, so a wrong file never reaches ``torch.load``.
+    """
+    path = Path(path)
+    if is_classifier_checkpoint(path):
+        raise ConfigError(_CLASSIFIER_HINT, path)
+    if path.is_dir():
+        best = path / "weights" / "best.pt"
+        hint = f"; did you mean {best}?" if best.is_file() else ""
+        raise ConfigError(f"is a folder, expected a YOLO .pt weights file{hint}", path)
+    if not path.exists():
+        raise ConfigError(
+            "detector weights not found (fracdet never downloads weights: pass the path of a local YOLO .pt file, "
+            "e.g. runs/det/train/weights/best.pt from `fracdet train-det`)",
+            path,
+        )
+    if path.suffix.lower() != ".pt":
+        raise ConfigError(f"expected a YOLO .pt weights file, got a {path.suffix or 'suffix-less'} file", path)
+    return path
+
+
+def load_detector(path: str | Path, *, safe_only: bool = False) -> YOLO:
+    """An Ultralytics ``YOLO`` detector from a local ``.pt`` file the user named.
+
+    ``.pt`` files are pickles (loading one can execute code), so only the file passed here is
+    loaded and nothing is ever downloaded. ``safe_only`` loads through Ultralytics' restricted
+    ``weights_only`` loader (an allow-list of known layer classes) and refuses anything else.
+    A classifier checkpoint, a missing file or a file Ultralytics cannot load is a
+    :class:`ConfigError`; a model that does not detect boxes too.
+    """
+    path = check_detector_path(path)
+    with ultralytics_offline():
+        from ultralytics import YOLO
+
+        try:
+            with _restricted_loading(safe_only):
+                model = YOLO(str(path))
+        except Exception as exc:  # torch/pickle raise many types for a bad file; all mean "cannot load"
+            raise ConfigError(f"cannot load as an Ultralytics YOLO checkpoint ({_reason(exc)})", path) from exc
+    if getattr(model, "task", None) != "detect":
+        raise ConfigError(f"is an Ultralytics {model.task!r} model, not a detector (task 'detect')", path)
+    return model
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an Ultralytics error, without its "ERROR ❌️" decoration."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    line = line.replace("ERROR", "", 1).replace("❌️", "").replace("❌", "").strip(" :") if line.startswith("ERROR") else line
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _restricted_loading(enabled: bool) -> Iterator[None]:
+    """Ultralytics reads its ``ULTRALYTICS_SAFE_LOAD`` flag at import; flip it for one load."""
+    if not enabled:
+        yield
+        return
+    import ultralytics.nn.tasks as tasks
+
+    previous = tasks.SAFE_LOAD
+    tasks.SAFE_LOAD = True
+    try:
+        yield
+    finally:
+        tasks.SAFE_LOAD = previous
+
+
+# --- class names ---------------------------------------------------------------------------
+
+
+def resolve_data_yaml(data: str | Path) -> Path:
+    """The ``data.yaml`` of a converted dataset, given it or its folder; missing -> :class:`DataError`."""
+    data = Path(data)
+    path = data / "data.yaml" if data.is_dir() else data
+    if not path.is_file():
+        raise DataError("data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or OUT/data.yaml)", path)
+    return path
+
+
+def data_class_names(data_yaml: str | Path) -> tuple[str, ...]:
+    """Class names of a ``data.yaml`` in class-id order (``names`` as a list or an id mapping)."""
+    path = resolve_data_yaml(data_yaml)
+    doc = load_yaml(path, error=DataError, what="data.yaml")
+    names = doc.get("names")
+    if isinstance(names, Mapping):
+        try:
+            return tuple(str(names[i]) for i in range(len(names)))
+        except KeyError as exc:
+            raise DataError(f"names must be numbered 0..{len(names) - 1} (missing {exc})", path) from exc
+    if isinstance(names, list):
+        return tuple(str(n) for n in names)
+    raise DataError("data.yaml has no 'names' list", path)
+
+
+def model_class_names(model: Any) -> tuple[str, ...]:
+    """Class names of an Ultralytics model (``model.names`` is an id -> name dict)."""
+    names = model.names
+    if isinstance(names, Mapping):
+        return tuple(str(names[i]) for i in sorted(names))
+    return tuple(str(n) for n in names)
+
+
+def check_class_names(model_names: Sequence[str], data_names: Sequence[str], *, weights: Path, data: Path) -> None:
+    """A model must be scored against the classes it was trained on; a mismatch is a :class:`DataError`."""
+    if tuple(model_names) != tuple(data_names):
+        raise DataError(
+            f"class names differ: the detector {weights} has {list(model_names)} but the dataset has {list(data_names)}",
+            data,
+        )
+
+
+# --- offline guard -------------------------------------------------------------------------
+
+
+def _local_font(font: str = "Arial.ttf") -> Path | None:
+    """Ultralytics' ``check_font`` without the download: its cache, a system font, else matplotlib's DejaVu."""
+    from matplotlib import font_manager
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    cached = USER_CONFIG_DIR / Path(font).name
+    if cached.exists():
+        return cached
+    for entry in font_manager.fontManager.ttflist:
+        if font in entry.fname and Path(entry.fname).exists():
+            return Path(entry.fname)
+    try:
+        return Path(font_manager.findfont("DejaVu Sans", fallback_to_default=True))
+    except Exception:  # no usable font at all: Ultralytics falls back to PIL's default
+        return None
+
+
+def _amp_check_without_download(original: Any) -> Any:
+    """Ultralytics' AMP check needs ``yolo26n.pt``; without it locally, do what it does offline (AMP on)."""
+
+    def check_amp(model: Any) -> bool:
+        from ultralytics.utils import WEIGHTS_DIR
+
+        device = next(model.parameters()).device
+        if device.type in {"cpu", "mps"}:
+            return False
+        if (WEIGHTS_DIR / "yolo26n.pt").is_file():
+            return original(model)
+        logger.info("AMP check skipped (it needs yolo26n.pt, which fracdet does not download); AMP stays on")
+        return True
+
+    return check_amp
+
+
+@contextlib.contextmanager
+def ultralytics_offline() -> Iterator[None]:
+    """Within the block, Ultralytics downloads no fonts or AMP-check weights and sends nothing.
+
+    Only module attributes are swapped, and they are restored afterwards. Multi-GPU (DDP)
+    training runs in child processes that Ultralytics starts itself, outside this guard; set
+    ``YOLO_OFFLINE=1`` there to keep them offline too.
+    """
+    import ultralytics.data.utils as data_utils
+    import ultralytics.engine.trainer as trainer
+    import ultralytics.utils.checks as checks
+    import ultralytics.utils.events as events
+    import ultralytics.utils.plotting as plotting
+
+    saved: list[tuple[Any, str, Any]] = []
+
+    def swap(owner: Any, name: str, value: Any) -> None:
+        if hasattr(owner, name):
+            saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, value)
+
+    for module in (checks, data_utils, plotting):
+        swap(module, "check_font", _local_font)
+    swap(trainer, "check_amp", _amp_check_without_download(checks.check_amp))
+    swap(checks, "check_pip_update_available", lambda: False)
+    swap(events.events, "enabled", False)
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)

@@ -1,0 +1,398 @@
+"""``fracdet train-det``: train an Ultralytics YOLO fracture detector on a converted dataset.
+
+A thin, checked wrapper: fracdet validates the inputs (a local model, a data.yaml from
+``fracdet convert``, matching class names), keeps Ultralytics offline, chooses augmentation
+defaults that make sense for radiographs, and writes ``metrics.json`` with the provenance
+every fracdet report carries. The training loop itself is Ultralytics' own, so its
+multi-GPU DDP (``device="0,1"``) and its resumable checkpoints work unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fracdet import __version__
+from fracdet.det.model import (
+    check_detector_path,
+    data_class_names,
+    load_detector,
+    model_class_names,
+    resolve_data_yaml,
+    ultralytics_offline,
+)
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.provenance import records_hash, versions
+
+__all__ = ["DetTrainConfig", "DetTrainResult", "train_detector", "parse_extra", "METRICS_NAME"]
+
+logger = logging.getLogger(__name__)
+
+METRICS_NAME = "metrics.json"
+OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp")
+# Ultralytics arguments fracdet sets itself (from the run folder, the config fields or the mode);
+# letting ``extra`` set them too would make two sources of truth.
+_MANAGED_KEYS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "mode", "task", "save_dir", "cfg"})
+# Ultralytics' own keys that mean "what Ultralytics calls it" -> "what fracdet's final metrics call it".
+_METRIC_KEYS = {
+    "metrics/mAP50(B)": "mAP50",
+    "metrics/mAP50-95(B)": "mAP50-95",
+    "metrics/precision(B)": "precision",
+    "metrics/recall(B)": "recall",
+}
+
+
+@dataclass(frozen=True)
+class DetTrainConfig:
+    """Everything ``train-det`` needs; the CLI and ``configs/det.yaml`` build one of these.
+
+    ``model`` is a YOLO architecture to train from scratch (``yolov8n.yaml`` .. ``yolov8x.yaml``
+    or any Ultralytics model YAML) or a local ``.pt`` file the user names (a pickle: only
+    name files you trust). Augmentation defaults suit radiographs: no hue/saturation jitter
+    (grayscale), mild brightness, small rotations, and no flips because left/right
+    (laterality) is clinical information; ``fliplr`` can be raised where that does not matter.
+    ``extra`` passes any other Ultralytics training argument (``cos_lr``, ``close_mosaic``,
+    ``cache``, ...), checked against Ultralytics' own list.
+    """
+
+    data: Path
+    model: str = "yolov8n.yaml"
+    output: Path = Path("runs/det")
+    name: str = "train"
+    epochs: int = 100
+    imgsz: int = 640
+    batch: int = 16
+    optimizer: str = "auto"
+    lr0: float = 0.01
+    patience: int = 50
+    device: str | None = None
+    workers: int = 2
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    hsv_h: float = 0.0
+    hsv_s: float = 0.0
+    hsv_v: float = 0.2
+    degrees: float = 5.0
+    translate: float = 0.05
+    scale: float = 0.2
+    fliplr: float = 0.0
+    flipud: float = 0.0
+    mosaic: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}"),
+            (self.batch >= 1 or self.batch == -1, f"batch must be >= 1 (or -1 for Ultralytics' auto batch on GPU), got {self.batch}"),
+            (self.lr0 > 0, f"lr0 must be > 0, got {self.lr0}"),
+            (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (0.0 <= self.degrees <= 180.0, f"degrees must be in [0, 180], got {self.degrees}"),
+            (bool(self.name) and Path(self.name).name == self.name and self.name not in (".", ".."), f"name must be a plain folder name, got {self.name!r}"),
+        ]
+        for key in ("hsv_h", "hsv_s", "hsv_v", "translate", "scale", "fliplr", "flipud", "mosaic"):
+            value = getattr(self, key)
+            checks.append((0.0 <= value <= 1.0, f"{key} must be in [0, 1], got {value}"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite exclude each other: resume continues a run, overwrite replaces it")
+        _check_extra(self.extra)
+
+
+@dataclass
+class DetTrainResult:
+    """Where a training run put its outputs, and its final validation metrics."""
+
+    run_dir: Path
+    best_weights: Path
+    last_weights: Path
+    metrics: dict[str, Any]
+
+
+def parse_extra(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``["cos_lr=true", "close_mosaic=5"]`` (repeated CLI options) -> ``{"cos_lr": True, ...}``.
+
+    Values are read as YAML scalars, so numbers, booleans and ``null`` get their types.
+    """
+    extra: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"extra Ultralytics arguments are key=value, got {item!r}")
+        try:
+            extra[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: cannot read value {value!r} ({exc})") from exc
+    return extra
+
+
+def _check_extra(extra: Any) -> None:
+    """Unknown or fracdet-managed keys, and values Ultralytics would refuse, fail here, before training."""
+    if not extra:
+        return
+    if not isinstance(extra, dict):
+        raise ConfigError(f"extra must be a mapping of Ultralytics argument: value, got {type(extra).__name__}")
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
+
+    own = {f for f in DetTrainConfig.__dataclass_fields__ if f != "extra"}
+    for key in extra:
+        if key in own:
+            raise ConfigError(f"extra.{key}: set {key!r} directly (it is a train-det option), not under extra")
+        if key in _MANAGED_KEYS:
+            raise ConfigError(f"extra.{key}: fracdet sets {key!r} itself (from data, model, output/name and resume)")
+        if key not in DEFAULT_CFG_DICT:
+            close = difflib.get_close_matches(key, [k for k in DEFAULT_CFG_DICT if k not in _MANAGED_KEYS], n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see https://docs.ultralytics.com/usage/cfg/)"
+            raise ConfigError(f"extra.{key}: not an Ultralytics training argument{hint}")
+    try:
+        check_cfg(dict(extra))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"extra: {exc}") from exc
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
+    """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and metrics."""
+    data_yaml = resolve_data_yaml(cfg.data).resolve()
+    names = data_class_names(data_yaml)
+    run_dir = (Path(cfg.output) / cfg.name).resolve()
+    parked: Path | None = None
+    if cfg.resume:
+        model, args = _resume_setup(cfg, run_dir, data_yaml, names)
+    else:
+        if run_dir.exists() and not cfg.overwrite:
+            raise OutputExistsError("run folder already exists; pass --overwrite to replace it or --resume to continue it", run_dir)
+        model = _build_model(cfg.model, names, data_yaml)
+        args = _train_args(cfg, run_dir, data_yaml)
+        if run_dir.exists():
+            # Set aside, not deleted, until the new run has weights: a failed start loses nothing.
+            parked = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+            os.replace(run_dir, parked)
+    logger.info("%s %s on %s in %s", "Resuming" if cfg.resume else "Training", cfg.model if not cfg.resume else "last.pt", data_yaml, run_dir)
+    try:
+        with ultralytics_offline(), _offline_children(args.get("device")):
+            outcome = model.train(**args)
+    except BaseException as exc:
+        _after_failure(run_dir, parked)
+        if isinstance(exc, FileNotFoundError):  # Ultralytics' way of saying the dataset is incomplete
+            raise DataError(_first_line(exc), data_yaml) from exc
+        raise
+    if parked is not None:
+        shutil.rmtree(parked, ignore_errors=True)
+    metrics = _final_metrics(outcome, run_dir)
+    trainer = getattr(model, "trainer", None)
+    report = {
+        "fracdet_version": __version__,
+        "metrics": metrics,
+        "metrics_split": "val",
+        "metrics_note": "Ultralytics' validation of best.pt on the val split (its own PR interpolation); "
+        "`fracdet eval-det` gives COCO (pycocotools) metrics on the test split",
+        "epochs_completed": (trainer.epoch + 1) if trainer is not None and getattr(trainer, "epoch", None) is not None else None,
+        "resumed": cfg.resume,
+        "seed": cfg.seed,
+        "config": _config_dict(cfg),
+        "class_names": list(names),
+        "data_yaml": str(data_yaml),
+        "data_hash": dataset_hash(data_yaml),
+        "versions": versions(),
+    }
+    _write_json(run_dir / METRICS_NAME, report)
+    best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
+    logger.info("Trained: best weights %s (val mAP50 %.3f); metrics in %s", best, metrics.get("mAP50", float("nan")), run_dir / METRICS_NAME)
+    return DetTrainResult(run_dir, best, last, metrics)
+
+
+def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path) -> Any:
+    """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt`` (fine-tuning)."""
+    if "://" in spec:
+        raise ConfigError(f"model {spec!r}: URLs are not fetched (offline-first); download the file yourself and pass its local path")
+    path = Path(spec).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        if not path.is_file():
+            raise ConfigError(
+                "not a local file; fracdet never downloads weights (offline-first): pass the path of a .pt file "
+                "you have (e.g. yolov8n.pt downloaded once from Ultralytics, or runs/det/NAME/weights/best.pt), "
+                "or train from scratch with model: yolov8n.yaml",
+                spec,
+            )
+        model = load_detector(path)
+        _check_pretrained_names(model_class_names(model), data_names, path, data_yaml)
+        return model
+    if suffix in (".yaml", ".yml"):
+        from ultralytics import YOLO
+
+        try:
+            with ultralytics_offline():
+                return YOLO(str(path) if path.is_file() else spec)
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                "neither a local model YAML nor one of Ultralytics' built-in architectures "
+                "(e.g. yolov8n.yaml, yolov8s.yaml, yolo11n.yaml)",
+                spec,
+            ) from exc
+    check_detector_path(path)  # a classifier checkpoint or folder gets its specific message
+    raise ConfigError("model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a local .pt file", spec)
+
+
+def _check_pretrained_names(model_names: tuple[str, ...], data_names: tuple[str, ...], weights: Path, data_yaml: Path) -> None:
+    """Same classes: fine-tuning. Another number of classes (e.g. COCO's 80): transfer learning, the
+    head is rebuilt. The same number under other names is almost surely the wrong file or dataset."""
+    if model_names == data_names:
+        return
+    if len(model_names) != len(data_names):
+        logger.info(
+            "%s has %d classes, the dataset %d: its detection head is re-initialised for %s (transfer learning)",
+            weights, len(model_names), len(data_names), list(data_names),
+        )  # fmt: skip
+        return
+    raise DataError(
+        f"class names differ: the checkpoint {weights} has {list(model_names)} but the dataset has {list(data_names)} "
+        "(same number of classes, other names: wrong checkpoint or wrong dataset?)",
+        data_yaml,
+    )
+
+
+def _train_args(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "data": str(data_yaml),
+        # An absolute project: Ultralytics puts relative ones under its own settings folder.
+        "project": str(run_dir.parent),
+        "name": run_dir.name,
+        "exist_ok": True,  # fracdet decided about an existing folder already; never "train2"
+        "epochs": cfg.epochs,
+        "imgsz": cfg.imgsz,
+        "batch": cfg.batch,
+        "optimizer": cfg.optimizer,
+        "lr0": cfg.lr0,
+        "patience": cfg.patience,
+        "workers": cfg.workers,
+        "seed": cfg.seed,
+        "deterministic": True,
+        **{k: getattr(cfg, k) for k in ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "fliplr", "flipud", "mosaic")},
+        **cfg.extra,
+    }
+    if cfg.device is not None:
+        args["device"] = str(cfg.device)  # "cpu", "0", or "0,1" for Ultralytics' own multi-GPU DDP
+    if cfg.optimizer == "auto" and cfg.lr0 != DetTrainConfig.lr0:
+        logger.warning("optimizer=auto chooses its own learning rate and ignores lr0=%s; name an optimizer to use it", cfg.lr0)
+    return args
+
+
+def _resume_setup(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path, names: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """The interrupted run's ``last.pt`` and the few arguments a resume may change."""
+    last = run_dir / "weights" / "last.pt"
+    if not last.is_file():
+        raise ConfigError("nothing to resume: no weights/last.pt in this run folder (start a new run without --resume)", run_dir)
+    model = load_detector(last)
+    ckpt = getattr(model, "ckpt", None) or {}
+    if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        # Ultralytics would silently start a new training from these weights instead.
+        raise ConfigError("this run finished training, nothing to resume (start a new run with another --name, or --overwrite)", run_dir)
+    model_names = model_class_names(model)
+    if model_names != names:
+        raise DataError(f"class names differ: the run {run_dir} was trained on {list(model_names)} but the dataset has {list(names)}", data_yaml)
+    args: dict[str, Any] = {"resume": True, "data": str(data_yaml), "save_dir": str(run_dir), "workers": cfg.workers}
+    if cfg.device is not None:
+        args["device"] = str(cfg.device)
+    return model, args
+
+
+@contextlib.contextmanager
+def _offline_children(device: str | None) -> Iterator[None]:
+    """Multi-GPU training runs in processes Ultralytics starts itself, which the in-process guard
+    cannot reach; ``YOLO_OFFLINE`` in their environment at least stops their version check and
+    analytics. (Their AMP check may still look for ``yolo26n.pt``: put one in Ultralytics'
+    weights folder, or pass ``extra: {amp: false}``, to keep them fully offline.)"""
+    if not device or "," not in str(device) or "YOLO_OFFLINE" in os.environ:
+        yield
+        return
+    os.environ["YOLO_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("YOLO_OFFLINE", None)
+
+
+def _after_failure(run_dir: Path, parked: Path | None) -> None:
+    """Put a replaced run back unless the failed new one got far enough to be resumed."""
+    if parked is None:
+        return
+    if (run_dir / "weights" / "last.pt").is_file():
+        logger.warning("The previous run was kept at %s (the new one can be resumed with --resume)", parked)
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.replace(parked, run_dir)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+
+def _final_metrics(outcome: Any, run_dir: Path) -> dict[str, float]:
+    """mAP50, mAP50-95, precision, recall of the final validation (DDP: from the checkpoint or results.csv)."""
+    raw = getattr(outcome, "results_dict", None) or (outcome if isinstance(outcome, dict) else None)
+    if not raw:
+        raw = _last_results_row(run_dir / "results.csv")
+    return {ours: float(raw[theirs]) for theirs, ours in _METRIC_KEYS.items() if raw.get(theirs) is not None}
+
+
+def _last_results_row(path: Path) -> dict[str, float]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return {}
+    return {k.strip(): float(v) for k, v in rows[-1].items() if k and v not in (None, "")} if rows else {}
+
+
+def _config_dict(cfg: DetTrainConfig) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+
+def dataset_hash(data_yaml: Path) -> str:
+    """SHA-256 over every label file and image name of the dataset: the same data, the same hash.
+
+    Image bytes are not read (thousands of radiographs would cost minutes); the converter's
+    ``convert_report.json`` carries the hash of the source records.
+    """
+    root = Path(data_yaml).parent
+    rows: list[tuple[str, str]] = [("data.yaml", hashlib.sha256(Path(data_yaml).read_bytes()).hexdigest())]
+    for folder in ("images", "labels"):
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(p for p in base.rglob("*") if p.is_file() and p.suffix != ".cache"):
+            rel = path.relative_to(root).as_posix()
+            rows.append((rel, hashlib.sha256(path.read_bytes()).hexdigest() if folder == "labels" else str(path.stat().st_size)))
+    return records_hash(rows)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write to a temporary sibling and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)

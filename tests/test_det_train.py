@@ -1,0 +1,307 @@
+"""Detector training and evaluation end to end on tiny phantoms, offline, plus the error paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fracdet.config import build_config
+from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
+from fracdet.det.model import ultralytics_offline
+from fracdet.det.train import DetTrainConfig, parse_extra, train_detector
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Tiny and fast: 64 px input, 1 epoch, no loader processes.
+FAST = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "device": "cpu"}
+
+
+class _NetworkUsed(AssertionError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """16 phantoms at 128 px, converted: train 12 / val 2 / test 2 images, about half fractured."""
+    from data_tools.phantoms import PhantomConfig, generate_phantoms
+    from fracdet.data.convert import ConvertConfig, convert
+
+    root = tmp_path_factory.mktemp("det")
+    generate_phantoms(PhantomConfig(root / "phantoms", count=16, size=128, seed=0, prevalence=0.6, workers=1))
+    convert(ConvertConfig(root / "phantoms", root / "data", split="random", fractions=(0.5, 0.25, 0.25), seed=0))
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def no_network():
+    """Every DNS lookup or connection attempt is recorded (and fails): training must make none."""
+    attempts: list[str] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(repr(args[:2]))
+        raise OSError("network disabled in tests")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket, "getaddrinfo", refuse)
+        mp.setattr(socket.socket, "connect", refuse)
+        yield attempts
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory, no_network):
+    """One real training run, shared by the tests that need weights."""
+    out = tmp_path_factory.mktemp("runs")
+    result = train_detector(DetTrainConfig(data=dataset / "data.yaml", output=out, name="tiny", **FAST))
+    assert no_network == [], f"training tried to reach the network: {no_network}"
+    return result
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+def test_config_file_builds_and_extra_is_checked(tmp_path):
+    cfg = build_config(DetTrainConfig, CONFIGS / "det.yaml", data=tmp_path / "data.yaml")
+    assert cfg.model == "yolov8n.yaml" and cfg.fliplr == 0.0 and cfg.hsv_s == 0.0 and cfg.extra == {}
+    good = tmp_path / "good.yaml"
+    good.write_text("extra:\n  cos_lr: true\n  close_mosaic: 3\n")
+    assert build_config(DetTrainConfig, good, data=tmp_path).extra == {"cos_lr": True, "close_mosaic": 3}
+    with pytest.raises(ConfigError, match="did you mean cos_lr"):
+        DetTrainConfig(data=tmp_path, extra={"cos_rl": True})
+    with pytest.raises(ConfigError, match="set 'epochs' directly"):
+        DetTrainConfig(data=tmp_path, extra={"epochs": 3})
+    with pytest.raises(ConfigError, match="fracdet sets 'project' itself"):
+        DetTrainConfig(data=tmp_path, extra={"project": "x"})
+    with pytest.raises(ConfigError, match="lrf"):
+        DetTrainConfig(data=tmp_path, extra={"lrf": 7.0})
+    with pytest.raises(ConfigError, match="fliplr"):
+        DetTrainConfig(data=tmp_path, fliplr=2.0)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        DetTrainConfig(data=tmp_path, resume=True, overwrite=True)
+
+
+def test_parse_extra_reads_yaml_scalars():
+    assert parse_extra(["cos_lr=true", "close_mosaic=5", "cache=ram", "lrf=0.05"]) == {"cos_lr": True, "close_mosaic": 5, "cache": "ram", "lrf": 0.05}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_extra(["cos_lr"])
+
+
+def test_offline_guard_restores_ultralytics():
+    import ultralytics.utils.checks as checks
+
+    original = checks.check_font
+    with ultralytics_offline():
+        assert checks.check_font is not original
+        assert checks.check_font("Arial.ttf") is None or Path(checks.check_font("Arial.ttf")).is_file()
+    assert checks.check_font is original
+
+
+# --- errors before training ----------------------------------------------------------------
+
+
+def test_missing_data_yaml_names_it(tmp_path):
+    with pytest.raises(DataError, match="data.yaml not found") as info:
+        train_detector(DetTrainConfig(data=tmp_path / "nowhere", output=tmp_path / "runs", **FAST))
+    assert info.value.path == tmp_path / "nowhere"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="data.yaml not found") as info:
+        train_detector(DetTrainConfig(data=tmp_path / "empty", output=tmp_path / "runs", **FAST))
+    assert info.value.path == tmp_path / "empty" / "data.yaml"
+
+
+def test_pt_that_is_not_local_is_not_downloaded(dataset, tmp_path, no_network):
+    with pytest.raises(ConfigError, match="not a local file.*yolov8n.yaml"):
+        train_detector(DetTrainConfig(data=dataset, model="yolov8s.pt", output=tmp_path, **FAST))
+    with pytest.raises(ConfigError, match="URLs are not fetched"):
+        train_detector(DetTrainConfig(data=dataset, model="https://example.com/yolov8n.pt", output=tmp_path, **FAST))
+    with pytest.raises(ConfigError, match="built-in architectures"):
+        train_detector(DetTrainConfig(data=dataset, model="yolov99z.yaml", output=tmp_path, **FAST))
+    assert no_network == []
+
+
+def test_classifier_checkpoint_as_model(dataset, tmp_path):
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"\0" * 16)
+    with pytest.raises(ConfigError, match="pass it with --cls"):
+        train_detector(DetTrainConfig(data=dataset, model=str(ckpt), output=tmp_path / "runs", **FAST))
+
+
+def test_resume_without_last_pt(dataset, tmp_path):
+    (tmp_path / "runs" / "train" / "weights").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="nothing to resume: no weights/last.pt"):
+        train_detector(DetTrainConfig(data=dataset, output=tmp_path / "runs", resume=True, **FAST))
+
+
+# --- one real training run -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_writes_weights_and_metrics(trained, dataset):
+    assert trained.best_weights.is_file() and trained.last_weights.is_file()
+    assert trained.run_dir.name == "tiny"
+    doc = json.loads((trained.run_dir / "metrics.json").read_text())
+    assert set(doc["metrics"]) == {"mAP50", "mAP50-95", "precision", "recall"}
+    assert all(0.0 <= v <= 1.0 for v in doc["metrics"].values())
+    assert doc["metrics"] == trained.metrics
+    assert doc["seed"] == 0 and doc["config"]["imgsz"] == 64 and doc["class_names"] == ["fractured"]
+    assert "ultralytics" in doc["versions"] and len(doc["data_hash"]) == 64 and doc["epochs_completed"] == 1
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
+    out = tmp_path / "eval"
+    report = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4))
+    assert no_network == []
+    for name in ("predictions_test.json", "det_metrics.json", "pr_curve_test.png", "examples_test.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert json.loads((out / "det_metrics.json").read_text())["coco"]["map_50"] == report["coco"]["map_50"]
+    predictions = json.loads((out / "predictions_test.json").read_text())
+    gt = json.loads((dataset / "annotations" / "instances_test.json").read_text())
+    assert {p["image_id"] for p in predictions} <= {i["id"] for i in gt["images"]}
+    assert {p["category_id"] for p in predictions} <= {1}
+    coco = report["coco"]
+    for key in ("map_50_95", "map_50", "map_75", "ar_100"):
+        assert 0.0 <= coco[key] <= 1.0, key
+    assert set(coco["per_class_ap"]) == {"fractured"}
+    level = report["image_level"]
+    assert level["n_positive"] + level["n_negative"] == len(gt["images"])
+    assert level["auroc"] is None or 0.0 <= level["auroc"] <= 1.0
+    ultra = report["ultralytics"]
+    assert 0.0 <= ultra["map_50"] <= 1.0 and 0.0 <= ultra["map_50_95"] <= 1.0 and "interpolat" in ultra["note"]
+    assert report["problems"] == [] and report["seed"] == 0 and len(report["weights_sha256"]) == 64
+    assert not (out / "ultralytics_val").exists()
+    with pytest.raises(OutputExistsError):
+        evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, output=out, imgsz=64, device="cpu"))
+
+
+@pytest.mark.slow
+def test_existing_run_needs_overwrite_or_resume(trained, dataset):
+    cfg = DetTrainConfig(data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, **FAST)
+    with pytest.raises(OutputExistsError, match="--overwrite.*--resume"):
+        train_detector(cfg)
+    # a finished run has a stripped last.pt: Ultralytics would silently start over, fracdet refuses
+    finished = DetTrainConfig(data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, resume=True, **FAST)
+    with pytest.raises(ConfigError, match="finished training, nothing to resume"):
+        train_detector(finished)
+
+
+def _renamed_dataset(dataset: Path, dest: Path, name: str) -> Path:
+    """A copy of the dataset whose one class is called ``name``."""
+    shutil.copytree(dataset, dest)
+    doc = yaml.safe_load((dest / "data.yaml").read_text())
+    doc["names"] = {0: name}
+    (dest / "data.yaml").write_text(yaml.safe_dump(doc))
+    for split in ("train", "val", "test"):
+        ann = dest / "annotations" / f"instances_{split}.json"
+        coco = json.loads(ann.read_text())
+        coco["categories"][0]["name"] = name
+        ann.write_text(json.dumps(coco))
+    return dest
+
+
+@pytest.mark.slow
+def test_class_name_mismatch(trained, dataset, tmp_path):
+    other = _renamed_dataset(dataset, tmp_path / "other", "fracture")
+    with pytest.raises(DataError, match=r"class names differ.*\['fractured'\].*\['fracture'\]"):
+        evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=other, output=tmp_path / "eval", imgsz=64, device="cpu"))
+    with pytest.raises(DataError, match="class names differ"):
+        train_detector(DetTrainConfig(data=other, model=str(trained.best_weights), output=tmp_path / "runs", **FAST))
+    with pytest.raises(ConfigError, match="pass it with --cls"):
+        evaluate_detector(DetEvalConfig(weights=tmp_path / "cls.json", data=dataset, output=tmp_path / "eval", imgsz=64))
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
+    """Stop after epoch 1 of 2 (as a crash would), then --resume finishes epoch 2."""
+    import fracdet.det.train as train_module
+
+    build = train_module._build_model
+
+    def build_and_interrupt(*args, **kwargs):
+        model = build(*args, **kwargs)
+
+        def stop(trainer):
+            raise _Interrupted("simulated crash after the first epoch")
+
+        model.add_callback("on_fit_epoch_end", stop)
+        return model
+
+    monkeypatch.setattr(train_module, "_build_model", build_and_interrupt)
+    cfg = DetTrainConfig(data=dataset, output=tmp_path, name="run", extra={"plots": False}, **{**FAST, "epochs": 2})
+    with pytest.raises(_Interrupted):
+        train_detector(cfg)
+    assert (tmp_path / "run" / "weights" / "last.pt").is_file()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.setattr(train_module, "_build_model", build)
+    loaded = []
+    load = train_module.load_detector
+    monkeypatch.setattr(train_module, "load_detector", lambda path: loaded.append(load(path)) or loaded[-1])
+    result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, name="run", resume=True, **{**FAST, "epochs": 2}))
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["resumed"] is True and doc["epochs_completed"] == 2
+    assert loaded[0].trainer.start_epoch == 1  # Ultralytics continued at the second epoch, it did not start over
+    assert result.best_weights.is_file()
+    assert no_network == []
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_a_run(dataset, tmp_path):
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "old.txt").write_text("old")
+    result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, overwrite=True, extra={"plots": False}, **FAST))
+    assert result.best_weights.is_file() and not (run / "old.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]  # the parked old run is gone
+
+
+@pytest.mark.slow
+def test_unreadable_image_is_skipped_and_recorded(trained, dataset, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    gt = json.loads((copy / "annotations" / "instances_test.json").read_text())
+    bad = copy / "images" / "test" / gt["images"][0]["file_name"]
+    bad.unlink()  # replace the file rather than write into it: it could be a hard link to a source
+    bad.write_bytes(b"not a jpeg")
+    report = evaluate_detector(
+        DetEvalConfig(weights=trained.best_weights, data=copy, output=tmp_path / "eval", imgsz=64, device="cpu", ultralytics_val=False)
+    )
+    assert [p["kind"] for p in report["problems"]] == ["image_corrupt"] and report["problems"][0]["file"] == str(bad)
+    assert report["coco"]["n_images"] == len(gt["images"]) - 1 and report["ultralytics"] is None
+
+
+@pytest.mark.slow
+def test_trained_weights_load_with_the_restricted_loader(trained):
+    from fracdet.det.model import load_detector, model_class_names
+
+    model = load_detector(trained.best_weights, safe_only=True)
+    assert model.task == "detect" and model_class_names(model) == ("fractured",)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_train_det_and_eval_det(dataset, trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from fracdet.cli import app
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["-q", "eval-det", str(trained.best_weights), str(dataset), "--split", "val", "--imgsz", "64", "--out", str(tmp_path / "eval"), "--no-ultralytics-val"])
+    assert done.exit_code == 0, done.output
+    assert "mAP@0.5" in done.output and (tmp_path / "eval" / "det_metrics.json").is_file()
+    bad = runner.invoke(app, ["-q", "train-det", str(tmp_path / "nowhere"), "--epochs", "1", "--extra", "cos_lr=true"])
+    assert bad.exit_code == 1 and bad.output.strip().splitlines()[-1].startswith("error:") and "data.yaml" in bad.output
+    typo = runner.invoke(app, ["-q", "train-det", str(dataset), "--extra", "cos_lrr=true"])
+    assert typo.exit_code == 1 and "did you mean cos_lr" in typo.output
+    classifier = tmp_path / "best.safetensors"
+    classifier.write_bytes(b"\0" * 8)
+    wrong = runner.invoke(app, ["-q", "eval-det", str(classifier), str(dataset)])
+    assert wrong.exit_code == 1 and "--cls" in wrong.output
