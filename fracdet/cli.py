@@ -82,6 +82,7 @@ def phantoms(
     max_fractures: Annotated[int | None, typer.Option(help="At most this many fractures per fractured image.")] = None,
     image_format: Annotated[str | None, typer.Option("--format", help="jpg, png (8 bit) or png16 (16 bit).")] = None,
     shortcut_rate: Annotated[float | None, typer.Option(help="Plant a spurious marker: drawn on fractured images with this probability, on intact ones with 1 minus it.")] = None,
+    crack_scale: Annotated[float | None, typer.Option(help="Fracture conspicuity: crack width multiplier (1: FracAtlas-subtle; 3: learnable from scratch in CPU minutes).")] = None,
     workers: Annotated[int | None, typer.Option(help="Rendering processes (0: up to 2).")] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
@@ -93,7 +94,7 @@ def phantoms(
     cfg = build_config(
         PhantomConfig, config, output=output, count=count, size=size, seed=seed, prevalence=prevalence,
         max_fractures=max_fractures, image_format=image_format, shortcut_rate=shortcut_rate,
-        workers=workers, overwrite=overwrite or None,
+        crack_scale=crack_scale, workers=workers, overwrite=overwrite or None,
     )  # fmt: skip
     generate_phantoms(cfg)
     typer.echo(f"phantoms written to {cfg.output}")
@@ -225,6 +226,79 @@ def train_cls(
             f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
             f"temperature {result.temperature:.3f} -> {result.best}"
         )
+
+
+@app.command("train-det")
+@clean_errors
+def train_det(
+    data: Annotated[Path, typer.Argument(help="data.yaml written by `fracdet convert` (or its folder).")],
+    model: Annotated[str | None, typer.Option(help="yolov8n.yaml .. yolov8x.yaml (from scratch) or a local .pt (fine-tune; a pickle: trusted files only).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Runs folder; the run goes to OUT/NAME.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (folder under --out).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Training image size in pixels.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Images per batch (-1: Ultralytics auto-batch on GPU).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="auto, SGD, AdamW, Adam, ...")] = None,
+    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (ignored by optimizer auto).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping patience in epochs.")] = None,
+    fliplr: Annotated[float | None, typer.Option(help="Horizontal flip probability (0 by default: laterality).")] = None,
+    extra: Annotated[list[str] | None, typer.Option("--extra", help="Any other Ultralytics training argument, KEY=VALUE (repeatable).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, 0, or 0,1 for Ultralytics' multi-GPU DDP.")] = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/NAME from weights/last.pt.")] = False,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train an Ultralytics YOLO fracture detector on a converted dataset (offline)."""
+    import dataclasses
+
+    from fracdet.config import build_config
+    from fracdet.det.train import DetTrainConfig, parse_extra, train_detector
+
+    cfg = build_config(
+        DetTrainConfig, config, data=data, model=model, output=output, name=name, epochs=epochs, imgsz=imgsz,
+        batch=batch, optimizer=optimizer, lr0=lr0, patience=patience, fliplr=fliplr, device=device,
+        workers=workers, seed=seed, resume=resume or None, overwrite=overwrite or None,
+    )  # fmt: skip
+    if extra:
+        cfg = dataclasses.replace(cfg, extra={**cfg.extra, **parse_extra(extra)})
+    result = train_detector(cfg)
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items() if isinstance(v, float))
+    typer.echo(f"best weights: {result.best_weights}" + (f" ({scores})" if scores else ""))
+
+
+@app.command("eval-det")
+@clean_errors
+def eval_det(
+    weights: Annotated[Path, typer.Argument(help="YOLO .pt weights (e.g. runs/det/train/weights/best.pt).")],
+    data: Annotated[Path, typer.Argument(help="Folder written by `fracdet convert` (or its data.yaml).")],
+    split: Annotated[str | None, typer.Option(help="train, val or test.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Report folder to create.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Inference image size.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    conf: Annotated[float | None, typer.Option(help="Lowest box score kept (low for mAP).")] = None,
+    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold.")] = None,
+    image_threshold: Annotated[float | None, typer.Option(help="Box score above which an image counts as fractured.")] = None,
+    no_ultralytics_val: Annotated[bool, typer.Option("--no-ultralytics-val", help="Skip Ultralytics' own val (side-by-side numbers).")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu or a GPU index.")] = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Score a detector with pycocotools COCOeval (mAP) and as an image-level fracture test."""
+    from fracdet.config import build_config
+    from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
+
+    cfg = build_config(
+        DetEvalConfig, config, weights=weights, data=data, split=split, output=output, imgsz=imgsz, batch=batch,
+        conf=conf, iou=iou, image_threshold=image_threshold, ultralytics_val=False if no_ultralytics_val else None,
+        device=device, seed=seed, overwrite=overwrite or None,
+    )  # fmt: skip
+    report = evaluate_detector(cfg)
+    coco, image = report["coco"], report["image_level"]
+    auroc = "undefined" if image.get("auroc") is None else f"{image['auroc']:.3f}"
+    typer.echo(f"mAP@0.5 {coco['map_50']:.3f}, mAP@0.5:0.95 {coco['map_50_95']:.3f}, image-level AUROC {auroc}; report: {cfg.output}")
 
 
 @app.command("eval-cls")
