@@ -154,3 +154,13 @@ def test_precision_choice():
         resolve_precision("fp16", cpu)
     with pytest.raises(ConfigError):
         resolve_precision("fp8", cpu)
+
+
+def test_vision_transformer_is_built_for_the_training_size_and_reloads(tmp_path):
+    torch.manual_seed(0)
+    model = create_classifier("vit_tiny_patch16_224", image_size=32).eval()
+    x = torch.rand(2, 1, 32, 32)
+    meta = ClassifierMeta(backbone="vit_tiny_patch16_224", class_names=("not_fractured", "fractured"), image_size=32, mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))
+    save_classifier(model, meta, tmp_path / "vit")
+    loaded, _ = load_classifier(tmp_path / "vit.safetensors")
+    assert torch.allclose(loaded(x), model(x), atol=1e-5)

@@ -27,6 +27,12 @@ def test_repository_configs_load(tmp_path):
     assert build_config(ConvertConfig, root / "convert.yaml", source="a", output="b").split == "auto"
     assert build_config(PhantomConfig, root / "phantoms.yaml", output="x").prevalence == 0.18
     assert build_config(DemoConfig, root / "demo.yaml").count > 0
+    from fracdet.cls.train import ClsTrainConfig
+    from fracdet.det.train import DetTrainConfig
+
+    assert build_config(ClsTrainConfig, root / "cls.yaml", manifest="m.csv").adv_eps == pytest.approx(4 / 255)
+    assert build_config(ClsTrainConfig, root / "cls_linear_probe.yaml", manifest="m.csv").mode == "linear"
+    assert build_config(DetTrainConfig, root / "det.yaml", data="d").fliplr == 0.0
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
-    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs)
+    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size)
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -84,12 +84,14 @@ def create_classifier(
     pretrained: bool = False,
     weights: Path | None = None,
     drop_rate: float = 0.0,
+    image_size: int | None = None,
 ) -> PixelClassifier:
     """Build ``backbone`` from timm with a ``num_outputs`` head, wrapped for pixel input.
 
     ``pretrained`` downloads timm's hub weights (online only); ``weights`` loads a local
     state dict (safetensors, or a torch file read without unpickling code) strictly, head
-    excepted, because a new task needs a new head.
+    excepted, because a new task needs a new head. ``image_size`` sizes models that need it
+    (ViTs); CNNs ignore it.
     """
     import timm
 
@@ -100,8 +102,12 @@ def create_classifier(
             f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
             "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
         )
+    kwargs = {"pretrained": pretrained and weights is None, "num_classes": num_outputs, "drop_rate": drop_rate}
     try:
-        model = timm.create_model(backbone, pretrained=pretrained and weights is None, num_classes=num_outputs, drop_rate=drop_rate)
+        try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
+            model = timm.create_model(backbone, img_size=image_size, **kwargs) if image_size else timm.create_model(backbone, **kwargs)
+        except TypeError:  # a CNN: any input size works
+            model = timm.create_model(backbone, **kwargs)
     except (OSError, RuntimeError) as exc:
         raise ConfigError(f"cannot load pretrained weights for {backbone!r} ({exc}); pass --weights FILE instead") from exc
     if weights is not None:

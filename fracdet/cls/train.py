@@ -244,7 +244,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
     precision = resolve_precision(cfg.precision, runtime.device)
     torch.manual_seed(cfg.seed)
-    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights)
+    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size)
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
     model.to(runtime.device)
     if cfg.channels_last:
