@@ -141,7 +141,7 @@ def demo(
     config: ConfigOpt = Path("configs/demo.yaml"),
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Run the pipeline end to end on built-in phantoms (now: phantoms + convert)."""
+    """Run the whole pipeline on built-in phantoms: convert, train and evaluate both tracks, predict."""
     from fracdet.config import build_config
     from fracdet.demo import DemoConfig, run_demo
 
@@ -185,6 +185,7 @@ def train_cls(
     mode: Annotated[str | None, typer.Option(help="full, linear or partial (head + last --unfreeze-blocks stages).")] = None,
     unfreeze_blocks: Annotated[int | None, typer.Option(help="Stages trained in partial mode.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")] = None,
+    global_pool: Annotated[str | None, typer.Option(help="timm pooling: avg (default), max (keeps small findings), avgmax.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (per process under torchrun).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -214,7 +215,7 @@ def train_cls(
     cfg = build_config(
         ClsTrainConfig, config, manifest=manifest, output=output, backbone=backbone, target=target,
         pretrained=pretrained or None, weights=weights, mode="linear" if freeze_backbone else mode,
-        unfreeze_blocks=unfreeze_blocks, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+        unfreeze_blocks=unfreeze_blocks, image_size=image_size, global_pool=global_pool, epochs=epochs, batch_size=batch_size, lr=lr,
         optimizer=optimizer, scheduler=scheduler, patience=patience, imbalance=imbalance, loss=loss, adv=adv,
         adv_eps=adv_eps, adv_steps=adv_steps, adv_step_size=adv_step_size, threshold_method=threshold_method,
         threshold_target=threshold_target, precision=precision, device=device, workers=workers, seed=seed,
@@ -335,6 +336,65 @@ def eval_cls(
         )
     else:
         typer.echo(f"accuracy {m['accuracy']:.3f}, macro AUROC {m.get('auroc_macro')}; report: {cfg.output / 'report.html'}")
+
+
+@app.command()
+@clean_errors
+def predict(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG 8/16-bit, TIFF, DICOM with or without suffix), searched recursively.")],
+    cls: Annotated[Path | None, typer.Option("--cls", help="Classifier checkpoint: run folder, best.safetensors or its .json.")] = None,
+    det: Annotated[Path | None, typer.Option("--det", help="YOLO .pt detector (a pickle: trusted files only).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Output folder (predictions.csv, detections.json, images.json, report).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (both tracks).")] = None,
+    det_imgsz: Annotated[int | None, typer.Option(help="Detector input size (long side, letterboxed).")] = None,
+    det_conf: Annotated[float | None, typer.Option(help="Lowest box score kept.")] = None,
+    det_iou: Annotated[float | None, typer.Option(help="Detector NMS IoU threshold.")] = None,
+    no_recursive: Annotated[bool, typer.Option("--no-recursive", help="Only the files directly in FOLDER.")] = False,
+    overlays: Annotated[bool, typer.Option("--overlays", help="Write a PNG per image with its boxes under OUT/overlays.")] = False,
+    gradcam: Annotated[bool, typer.Option("--gradcam", help="Blend the classifier's Grad-CAM map into the overlays (implies --overlays).")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: process every N-th image from the K-th (1-based); join with `fracdet merge`.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out, skipping images already done.")] = False,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Classify and/or detect fractures in every image of a folder (streaming, resumable, shardable)."""
+    import dataclasses
+
+    from fracdet.config import build_config
+    from fracdet.predict import PredictConfig, predict_folder
+
+    cfg = build_config(
+        PredictConfig, config, folder=folder, det=det, output=output, batch_size=batch_size,
+        det_imgsz=det_imgsz, det_conf=det_conf, det_iou=det_iou, recursive=False if no_recursive else None,
+        overlays=overlays or None, gradcam=gradcam or None, shard=shard, resume=resume or None, device=device,
+        precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
+    )  # fmt: skip
+    if cls is not None:  # build_config's own first parameter is named `cls`: it cannot take this one
+        cfg = dataclasses.replace(cfg, cls=cls)
+    try:
+        summary = predict_folder(cfg)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the rows written so far are kept in {cfg.output}; rerun with --resume to continue", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(summary.line())
+
+
+@app.command()
+@clean_errors
+def merge(
+    output: Annotated[Path, typer.Argument(help="Folder to create with the joined outputs.")],
+    shard_dirs: Annotated[list[Path], typer.Argument(help="Output folders of `fracdet predict --shard K/N` runs.")],
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Join the outputs of sharded `fracdet predict` runs into one (checks checkpoints and folder)."""
+    from fracdet.predict import merge_outputs
+
+    summary = merge_outputs(shard_dirs, output, overwrite=overwrite)
+    typer.echo(summary.line())
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m fracdet`

@@ -70,10 +70,15 @@ def test_unknown_config_key_names_the_close_match(small_fracatlas, tmp_path):
 
 
 def test_demo(tmp_path, monkeypatch):
-    (tmp_path / "demo.yaml").write_text("count: 20\nsize: 64\n")
+    (tmp_path / "demo.yaml").write_text(
+        "count: 24\nsize: 96\nprevalence: 0.5\ncls_image_size: 32\ncls_epochs: 1\ndet_imgsz: 64\ndet_epochs: 1\nworkers: 0\n"
+    )
     out = tmp_path / "demo"
     result = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(tmp_path / "demo.yaml")])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["images"] == 20 and (out / "dataset" / "data.yaml").is_file()
+    assert summary["images"] == 24 and (out / "dataset" / "data.yaml").is_file()
+    assert {"classifier", "detector", "predict"} <= set(summary)
+    assert (out / "index.html").is_file() and (out / "eval-cls" / "report.html").is_file()
+    assert (out / "predict" / "predictions.csv").is_file()
     assert "already exists" in one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--config", str(tmp_path / "demo.yaml")]))

@@ -37,6 +37,7 @@ class ClassifierMeta:
     std: tuple[float, ...]
     threshold: float = 0.5
     temperature: float = 1.0
+    global_pool: str | None = None
     epoch: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +116,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
-    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size)
+    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size, global_pool=meta.global_pool)
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -85,13 +85,16 @@ def create_classifier(
     weights: Path | None = None,
     drop_rate: float = 0.0,
     image_size: int | None = None,
+    global_pool: str | None = None,
 ) -> PixelClassifier:
     """Build ``backbone`` from timm with a ``num_outputs`` head, wrapped for pixel input.
 
     ``pretrained`` downloads timm's hub weights (online only); ``weights`` loads a local
     state dict (safetensors, or a torch file read without unpickling code) strictly, head
     excepted, because a new task needs a new head. ``image_size`` sizes models that need it
-    (ViTs); CNNs ignore it.
+    (ViTs); CNNs ignore it. ``global_pool`` (timm's: ``avg``, ``max``, ``avgmax``...) matters
+    for small findings: average pooling dilutes a thin fracture line over the whole image,
+    max pooling keeps its strongest response.
     """
     import timm
 
@@ -103,6 +106,8 @@ def create_classifier(
             "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
         )
     kwargs = {"pretrained": pretrained and weights is None, "num_classes": num_outputs, "drop_rate": drop_rate}
+    if global_pool:
+        kwargs["global_pool"] = global_pool
     try:
         try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
             model = timm.create_model(backbone, img_size=image_size, **kwargs) if image_size else timm.create_model(backbone, **kwargs)

@@ -54,6 +54,7 @@ class ClsTrainConfig:
     pretrained: bool = False
     weights: Path | None = None
     image_size: int = 384
+    global_pool: str | None = None  # timm's default (avg); max keeps small findings visible
     mode: str = "full"  # full | linear (frozen backbone) | partial
     unfreeze_blocks: int = 1
     epochs: int = 25
@@ -244,7 +245,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
     precision = resolve_precision(cfg.precision, runtime.device)
     torch.manual_seed(cfg.seed)
-    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size)
+    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size, global_pool=cfg.global_pool)
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
     model.to(runtime.device)
     if cfg.channels_last:
@@ -274,7 +275,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
-        backbone=cfg.backbone, class_names=names, image_size=cfg.image_size,
+        backbone=cfg.backbone, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool,
         mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()),
         train_config=_jsonable(asdict(cfg)), data_hash=data_hash, versions=versions(),
     )  # fmt: skip

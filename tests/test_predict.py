@@ -1,0 +1,406 @@
+"""``fracdet predict`` and ``fracdet merge``: both tracks over a mixed folder, shards, resume, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import save_image
+from PIL import Image
+from test_images import make_dicom
+from typer.testing import CliRunner
+
+from fracdet.cli import app
+from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
+from fracdet.cls.model import create_classifier
+from fracdet.data.datasets import build_transform
+from fracdet.data.formats import Box
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.predict import (
+    PredictConfig,
+    _Decoded,
+    _to_original_frame,
+    content_region,
+    gradcam_target,
+    list_inputs,
+    merge_outputs,
+    parse_shard,
+    predict_folder,
+    shard_items,
+)
+
+DET_IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A tiny resnet10t classifier (binary and 3-class) and an untrained 1-class YOLOv8n that draws boxes."""
+    import ultralytics
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(0)
+    paths = {}
+    for key, names in (("cls", ("not_fractured", "fractured")), ("cls3", ("hand", "leg", "hip"))):
+        model = create_classifier("resnet10t", num_outputs=1 if len(names) == 2 else len(names))
+        meta = ClassifierMeta(
+            backbone="resnet10t", class_names=names, image_size=32, mean=tuple(model.mean.flatten().tolist()),
+            std=tuple(model.std.flatten().tolist()), threshold=0.5, temperature=1.5,
+        )  # fmt: skip
+        save_classifier(model, meta, root / key / "best.safetensors")
+        paths[key] = root / key
+    # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is downloaded).
+    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
+    doc["nc"] = 1
+    (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
+    detector = YOLO(str(root / "yolov8n.yaml"))
+    # Untrained YOLO scores every anchor ~0.5 (its signals vanish): re-initialise so that it
+    # draws a few boxes with distinct scores, as a trained one would.
+    for module in detector.model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    head = detector.model.model[-1]
+    for branch in (*head.cv2, *head.cv3):
+        torch.nn.init.normal_(branch[-1].weight, std=25)
+    for branch in head.cv3:
+        torch.nn.init.constant_(branch[-1].bias, -1.5)
+    detector.model.names = {0: "fractured"}
+    detector.save(str(root / "tiny_det.pt"))
+    paths["det"] = root / "tiny_det.pt"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory) -> Path:
+    """JPEG, 8/16-bit PNG, DICOM (MONOCHROME1/2, suffix-less), broken files, a .txt, a subfolder."""
+    root = tmp_path_factory.mktemp("mixed") / "images"
+    save_image(root / "a_big.jpg", 200, 150, seed=1)
+    save_image(root / "b.png", 40, 60, seed=2)
+    Image.fromarray(np.random.default_rng(3).integers(0, 65535, (48, 64), dtype=np.uint16)).save(root / "c16.png")
+    dicom = np.random.default_rng(4).integers(0, 4095, (70, 50)).astype(np.uint16)
+    make_dicom(root / "d_mono2.dcm", dicom)
+    make_dicom(root / "e_mono1.dcm", dicom, photometric="MONOCHROME1", window=(2000, 4000))
+    make_dicom(root / "f_noext", dicom)
+    make_dicom(root / "g_nopixels.dcm", None)
+    (root / "h_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden.jpg").write_bytes(b"ignored")
+    save_image(root / "sub" / "deeper" / "i.jpg", 90, 120, seed=5)
+    save_image(root / "sub" / "j.png", 64, 64, seed=6)
+    return root
+
+
+def run(folder: Path, out: Path, checkpoints: dict[str, Path], **options) -> object:
+    options = {"cls": checkpoints["cls"], "det": checkpoints["det"], "workers": 0, "batch_size": 4, "det_imgsz": DET_IMGSZ, "device": "cpu", "precision": "fp32", **options}
+    return predict_folder(PredictConfig(folder=folder, output=out, **options))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+GOOD = ["a_big.jpg", "b.png", "c16.png", "d_mono2.dcm", "e_mono1.dcm", "f_noext", "sub/deeper/i.jpg", "sub/j.png"]
+BAD = {"g_nopixels.dcm": "DICOM without pixel data", "h_corrupt.jpg": "cannot decode|not an image|truncated"}
+
+
+# --- the mixed folder, both tracks ---------------------------------------------------------
+
+
+def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path):
+    summary = run(mixed_folder, tmp_path / "out", checkpoints, workers=2)
+    rows = read_csv(summary.predictions)
+    assert [r["path"] for r in rows] == sorted(GOOD + list(BAD))
+    assert [int(r["image_id"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert (summary.n_images, summary.n_ok, summary.n_skipped, summary.n_not_images) == (10, 8, 2, 1)
+    by_path = {r["path"]: r for r in rows}
+    import re
+
+    for name, reason in BAD.items():
+        assert by_path[name]["status"] == "skipped" and re.search(reason, by_path[name]["reason"]), by_path[name]
+    sizes = {"a_big.jpg": (200, 150), "b.png": (40, 60), "c16.png": (64, 48), "d_mono2.dcm": (50, 70), "sub/deeper/i.jpg": (90, 120)}
+    for name in GOOD:
+        row = by_path[name]
+        assert row["status"] == "ok" and row["reason"] == ""
+        assert 0.0 <= float(row["fracture_probability"]) <= 1.0
+        assert row["fracture_decision"] == ("fractured" if float(row["fracture_probability"]) >= 0.5 else "not_fractured")
+        assert int(row["n_boxes"]) >= 0 and 0.0 <= float(row["max_box_score"]) <= 1.0
+        if name in sizes:
+            assert (int(row["width"]), int(row["height"])) == sizes[name]
+
+    images = json.loads(summary.images.read_text())
+    assert [i["file_name"] for i in images["images"]] == GOOD
+    assert images["categories"] == [{"id": 1, "name": "fractured"}]
+    results = json.loads(summary.detections.read_text())
+    assert results, "the test detector draws boxes"
+    frame = {i["id"]: (i["width"], i["height"]) for i in images["images"]}
+    for r in results:
+        assert set(r) == {"image_id", "category_id", "bbox", "score"} and r["category_id"] == 1
+        x, y, w, h = r["bbox"]
+        width, height = frame[r["image_id"]]
+        assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
+    per_image = {}
+    for r in results:
+        per_image.setdefault(r["image_id"], []).append(r["score"])
+    for row in rows:
+        if row["status"] == "ok":
+            scores = per_image.get(int(row["image_id"]), [])
+            assert int(row["n_boxes"]) == len(scores)
+            assert float(row["max_box_score"]) == pytest.approx(max(scores, default=0.0), abs=1e-6)
+
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {**images, "annotations": []}
+        gt.createIndex()
+        loaded = gt.loadRes(results)
+    assert len(loaded.getAnnIds()) == len(results)
+
+    report = json.loads(summary.report.read_text())
+    assert report["status"] == "complete" and report["seed"] == 0 and report["shard"] is None
+    assert report["not_images"] == [{"path": "notes.txt", "reason": "not an image (suffix .txt, no DICOM header)"}]
+    assert {s["path"] for s in report["skipped"]} == set(BAD)
+    assert set(report["checkpoints"]["cls"]["sha256"]) == {"best.safetensors", "best.json"}
+    assert len(report["checkpoints"]["det"]["sha256"]["tiny_det.pt"]) == 64
+    assert report["counts"]["n_boxes"] == len(results) and report["images_per_s"] > 0
+    assert "torch" in report["versions"]
+    assert not (summary.output / "overlays").exists()
+
+
+def test_boxes_are_scaled_back_to_the_original_frame():
+    item = _Decoded(1, "x.png", width=400, height=300)
+    # The detector saw the image shrunk to 64 x 48: a box there is 6.25x larger in the original.
+    boxes, scores = _to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
+    assert boxes[0] == Box(50.0, 25.0, 100.0, 75.0)
+    assert boxes[1] == Box(375.0, 250.0, 400.0, 300.0)  # clipped to the image
+    assert scores == [0.9, 0.5]  # the zero-width box is dropped
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [(50, 37, 32), (37, 50, 32), (101, 1000, 224), (31, 30, 32), (7, 500, 33)])
+def test_content_region_matches_the_training_transform(height, width, size):
+    square = build_transform(size)(image=np.full((height, width), 2.0, np.float32))["image"]
+    ys, xs = np.nonzero(square > 1.0)
+    top, left, h, w = content_region(height, width, size)
+    assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (top, top + h, left, left + w)
+
+
+def test_listing_and_sharding(mixed_folder, tmp_path):
+    images, others = list_inputs(mixed_folder)
+    assert images == sorted(GOOD + list(BAD)) and [o["path"] for o in others] == ["notes.txt"]
+    flat, _ = list_inputs(mixed_folder, recursive=False)
+    assert "sub/j.png" not in flat and "a_big.jpg" in flat
+    inside = mixed_folder / "sub"
+    assert "sub/j.png" not in list_inputs(mixed_folder, exclude=inside)[0]
+    assert parse_shard("2/3") == (2, 3) and parse_shard(None) is None
+    for bad in ("0/2", "3/2", "a/b", "1", "1/2/3", "-1/2"):
+        with pytest.raises(ConfigError, match="--shard"):
+            parse_shard(bad)
+    paths = [f"{i}.jpg" for i in range(7)]
+    shards = [shard_items(paths, (k, 3)) for k in (1, 2, 3)]
+    assert shards[1] == [(2, "1.jpg"), (5, "4.jpg")]
+    assert sorted(i for s in shards for i in s) == shard_items(paths, None)
+
+
+# --- shards and merge ----------------------------------------------------------------------
+
+
+def _assert_same_outputs(a: Path, b: Path) -> None:
+    rows_a, rows_b = read_csv(a / "predictions.csv"), read_csv(b / "predictions.csv")
+    assert len(rows_a) == len(rows_b)
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for key in ra:
+            if key in ("fracture_probability", "max_box_score") and ra[key]:
+                assert float(ra[key]) == pytest.approx(float(rb[key]), abs=1e-6), (key, ra, rb)
+            else:
+                assert ra[key] == rb[key], (key, ra, rb)
+    assert json.loads((a / "images.json").read_text()) == json.loads((b / "images.json").read_text())
+    det_a, det_b = json.loads((a / "detections.json").read_text()), json.loads((b / "detections.json").read_text())
+    assert [d["image_id"] for d in det_a] == [d["image_id"] for d in det_b]
+    for da, db in zip(det_a, det_b, strict=True):
+        assert da["score"] == pytest.approx(db["score"], abs=1e-5)
+        assert da["bbox"] == pytest.approx(db["bbox"], abs=1e-2)
+
+
+def test_shards_merged_equal_a_full_run(checkpoints, mixed_folder, tmp_path):
+    full = run(mixed_folder, tmp_path / "full", checkpoints, batch_size=3)
+    one = run(mixed_folder, tmp_path / "s1", checkpoints, shard="1/2", overlays=True)
+    two = run(mixed_folder, tmp_path / "s2", checkpoints, shard="2/2", overlays=True)
+    assert one.n_images + two.n_images == full.n_images
+    assert {int(r["image_id"]) for r in read_csv(one.predictions)} == {1, 3, 5, 7, 9}
+    merged = merge_outputs([tmp_path / "s2", tmp_path / "s1"], tmp_path / "merged")
+    assert (merged.n_shards, merged.n_images, merged.missing_shards) == (2, full.n_images, ())
+    _assert_same_outputs(tmp_path / "full", tmp_path / "merged")
+    overlays = sorted(p.relative_to(tmp_path / "merged" / "overlays").as_posix() for p in (tmp_path / "merged" / "overlays").rglob("*.png"))
+    assert overlays == [f"{name}.png" for name in GOOD]
+    report = json.loads((tmp_path / "merged" / "predict_report.json").read_text())
+    assert report["shards"] == ["2/2", "1/2"] and {s["path"] for s in report["skipped"]} == set(BAD)
+
+    with pytest.raises(OutputExistsError):
+        merge_outputs([tmp_path / "s1", tmp_path / "s2"], tmp_path / "merged")
+    with pytest.raises(DataError, match="image id 1 .* is in"):
+        merge_outputs([tmp_path / "s1", tmp_path / "s1"], tmp_path / "dup")
+    partial = merge_outputs([tmp_path / "s1"], tmp_path / "partial")
+    assert partial.missing_shards == ("2/2",)
+    other = run(mixed_folder, tmp_path / "other", checkpoints, shard="2/2", cls=checkpoints["cls3"])
+    with pytest.raises(DataError, match="another classifier checkpoint"):
+        merge_outputs([tmp_path / "s1", other.output], tmp_path / "mixed_ckpt")
+    assert not (tmp_path / "dup").exists() and not (tmp_path / "mixed_ckpt").exists()
+
+
+# --- resume --------------------------------------------------------------------------------
+
+
+def test_resume_redoes_only_the_missing_images(checkpoints, mixed_folder, tmp_path):
+    full = run(mixed_folder, tmp_path / "full", checkpoints)
+    with pytest.raises(OutputExistsError, match="--resume .* --overwrite"):
+        run(mixed_folder, tmp_path / "full", checkpoints)
+
+    # An interrupted run: three rows kept, half a row cut off mid-write, a detection journal
+    # line for an image whose row never made it.
+    out = tmp_path / "interrupted"
+    shutil.copytree(tmp_path / "full", out)
+    lines = (out / "predictions.csv").read_text().splitlines(keepends=True)
+    (out / "predictions.csv").write_text("".join(lines[:4]) + lines[4][:12])
+    report = json.loads((out / "predict_report.json").read_text())
+    (out / "predict_report.json").write_text(json.dumps({**report, "status": "running"}))
+    for name in ("detections.json", "images.json"):
+        (out / name).unlink()
+    resumed = run(mixed_folder, out, checkpoints, resume=True)
+    assert (resumed.n_resumed, resumed.n_processed, resumed.n_images) == (3, full.n_images - 3, full.n_images)
+    _assert_same_outputs(tmp_path / "full", out)
+    assert json.loads((out / "predict_report.json").read_text())["status"] == "complete"
+
+    again = run(mixed_folder, out, checkpoints, resume=True)  # nothing left to do
+    assert (again.n_processed, again.n_resumed) == (0, full.n_images)
+    with pytest.raises(ConfigError, match="cannot resume.*det_options"):
+        run(mixed_folder, out, checkpoints, resume=True, det_conf=0.5)
+    replaced = run(mixed_folder, out, checkpoints, overwrite=True, det=None)
+    assert replaced.detections is None and not (out / "detections.json").exists()
+    assert read_csv(out / "predictions.csv")[0]["n_boxes"] == ""
+
+
+def test_resume_after_files_arrive_and_go(checkpoints, mixed_folder, tmp_path):
+    folder = tmp_path / "images"
+    shutil.copytree(mixed_folder, folder)
+    (folder / "a_big.jpg").rename(tmp_path / "a_big.jpg")
+    save_image(folder / "zz_gone.png", 30, 30, seed=9)
+    run(folder, tmp_path / "out", checkpoints, overlays=True)
+    # A file that sorts first arrives late (every id moves up by one) and one disappears.
+    (tmp_path / "a_big.jpg").rename(folder / "a_big.jpg")
+    (folder / "zz_gone.png").unlink()
+    resumed = run(folder, tmp_path / "out", checkpoints, overlays=True, resume=True)
+    assert (resumed.n_processed, resumed.n_resumed) == (1, 9)
+    assert not (tmp_path / "out" / "overlays" / "zz_gone.png.png").exists()
+    run(folder, tmp_path / "full", checkpoints)
+    _assert_same_outputs(tmp_path / "full", tmp_path / "out")
+
+
+# --- overlays and Grad-CAM -----------------------------------------------------------------
+
+
+def test_overlays_with_gradcam(checkpoints, tmp_path):
+    folder = tmp_path / "images"
+    save_image(folder / "big.png", 1500, 1200, seed=1)
+    save_image(folder / "sub" / "small.jpg", 50, 40, seed=2)
+    summary = run(folder, tmp_path / "out", checkpoints, gradcam=True)
+    assert summary.overlays == tmp_path / "out" / "overlays"
+    big = np.asarray(Image.open(summary.overlays / "big.png.png"))
+    small = np.asarray(Image.open(summary.overlays / "sub" / "small.jpg.png"))
+    assert big.shape == (819, 1024, 3)  # long side capped at 1024, aspect kept
+    assert small.shape == (40, 50, 3)
+    assert np.abs(big[..., 0].astype(int) - big[..., 2].astype(int)).mean() > 5  # a colour map, not grey
+
+    plain = run(folder, tmp_path / "plain", checkpoints, overlays=True, cls=None)
+    assert (plain.overlays / "big.png.png").is_file()
+    with pytest.raises(ConfigError, match="--gradcam explains the classifier"):
+        run(folder, tmp_path / "nocls", checkpoints, cls=None, gradcam=True)
+
+
+def test_gradcam_refuses_backbones_without_a_feature_map():
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 1)
+            self.feature_info = [{"module": "fc", "num_chs": 1}]
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 3)).expand(-1, 4))
+
+    with pytest.raises(ConfigError, match="support CNN and ViT backbones"):
+        gradcam_target(Flat(), 8, "flat")
+    with pytest.raises(ConfigError, match="feature_info"):
+        gradcam_target(torch.nn.Conv2d(1, 1, 1), 8, "bare")
+
+
+def test_multiclass_classifier_writes_class_probabilities(checkpoints, mixed_folder, tmp_path):
+    summary = run(mixed_folder, tmp_path / "out", checkpoints, cls=checkpoints["cls3"], det=None)
+    rows = read_csv(summary.predictions)
+    assert list(rows[0]) == ["image_id", "path", "status", "reason", "width", "height", "p_hand", "p_leg", "p_hip", "predicted_class", "n_boxes", "max_box_score"]
+    for row in rows:
+        if row["status"] == "ok":
+            probs = [float(row[f"p_{n}"]) for n in ("hand", "leg", "hip")]
+            assert sum(probs) == pytest.approx(1.0, abs=1e-6)
+            assert row["predicted_class"] == ("hand", "leg", "hip")[int(np.argmax(probs))]
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_input_errors(checkpoints, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "labels.csv").write_text("a,b\n")
+    with pytest.raises(DataError, match="no images found.*labels.csv") as info:
+        run(empty, tmp_path / "out", checkpoints)
+    assert info.value.path == empty
+    with pytest.raises(DataError, match="input folder not found"):
+        run(tmp_path / "missing", tmp_path / "out", checkpoints)
+    with pytest.raises(ConfigError, match="--cls CKPT.*--det PT"):
+        predict_folder(PredictConfig(folder=empty))
+    with pytest.raises(ConfigError, match="--shard"):
+        PredictConfig(folder=empty, cls=checkpoints["cls"], shard="3/2")
+    with pytest.raises(ConfigError, match="contains the input folder"):
+        run(empty, tmp_path, checkpoints)
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_kind_errors(checkpoints, mixed_folder, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="pass it with --det"):
+        run(mixed_folder, out, checkpoints, cls=checkpoints["det"], det=None)
+    for classifier in (checkpoints["cls"] / "best.safetensors", checkpoints["cls"]):
+        with pytest.raises(ConfigError, match="classifier .*pass it with --cls"):
+            run(mixed_folder, out, checkpoints, cls=None, det=classifier)
+    assert not out.exists()  # nothing is written before both models load
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_predict_and_merge(checkpoints, mixed_folder, tmp_path):
+    runner = CliRunner()
+    common = ["--cls", str(checkpoints["cls"]), "--det", str(checkpoints["det"]), "--det-imgsz", str(DET_IMGSZ), "--workers", "0", "--device", "cpu", "--precision", "fp32"]
+    for k in (1, 2):
+        result = runner.invoke(app, ["--quiet", "predict", str(mixed_folder), "--out", str(tmp_path / f"s{k}"), "--shard", f"{k}/2", *common])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.strip().splitlines()  # a logged warning about the skipped files may come first
+        assert "images/s" in lines[-1] and sum("images/s" in line for line in lines) == 1, result.stdout
+    result = runner.invoke(app, ["--quiet", "merge", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert result.stdout.strip().startswith("10 images (8 ok, 2 skipped) from 2 shards")
+
+    result = runner.invoke(app, ["--quiet", "predict", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: input folder not found"]
+    result = runner.invoke(app, ["--quiet", "predict", str(mixed_folder), "--out", str(tmp_path / "s1"), "--shard", "1/2", *common])
+    assert result.exit_code == 1 and result.stderr.strip().startswith("error:") and "--resume" in result.stderr
