@@ -28,6 +28,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/convert.py
+	$(BIN)/python benchmarks/train_cls.py
+	$(BIN)/python benchmarks/predict.py
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info
