@@ -49,7 +49,7 @@ def clean_errors(func: F) -> F:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted: nothing was written to the output", err=True)
+            typer.echo("interrupted: finished outputs are kept, unfinished ones were not written (training and predict: rerun with --resume)", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -362,19 +362,16 @@ def predict(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify and/or detect fractures in every image of a folder (streaming, resumable, shardable)."""
-    import dataclasses
 
     from fracdet.config import build_config
     from fracdet.predict import PredictConfig, predict_folder
 
     cfg = build_config(
-        PredictConfig, config, folder=folder, det=det, output=output, batch_size=batch_size,
+        PredictConfig, config, folder=folder, cls=cls, det=det, output=output, batch_size=batch_size,
         det_imgsz=det_imgsz, det_conf=det_conf, det_iou=det_iou, recursive=False if no_recursive else None,
         overlays=overlays or None, gradcam=gradcam or None, shard=shard, resume=resume or None, device=device,
         precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
-    if cls is not None:  # build_config's own first parameter is named `cls`: it cannot take this one
-        cfg = dataclasses.replace(cfg, cls=cls)
     try:
         summary = predict_folder(cfg)
     except KeyboardInterrupt:

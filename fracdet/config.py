@@ -70,7 +70,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
-def build_config(cls: type[C], file: str | Path | None = None, **overrides: Any) -> C:
+def build_config(cls: type[C], file: str | Path | None = None, /, **overrides: Any) -> C:
     """``cls`` from its defaults, then ``file`` (YAML), then non-``None`` ``overrides``."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
@@ -31,7 +32,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logger = logging.getLogger("fracdet")
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        handler = RichHandler(show_path=False, show_time=False, markup=False)
+        # stderr: stdout carries each command's one-line result, which scripts may parse
+        handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

@@ -281,7 +281,13 @@ class _DecodeDataset(Dataset):
         self.cls_size = cls_size
         self.det_imgsz = det_imgsz
         self.overlays = overlays
-        self._transform = None  # built lazily, in the worker
+        # Built here, in the main process: forked workers inherit it (and albumentations'
+        # half-second import) instead of each paying for it before its first batch.
+        self._transform = None
+        if cls_size is not None:
+            from fracdet.data.datasets import build_transform
+
+            self._transform = build_transform(cls_size)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -301,11 +307,7 @@ class _DecodeDataset(Dataset):
             out.reason = "empty image (zero width or height)"
             return out
         out.height, out.width = pixels.shape
-        if self.cls_size is not None:
-            if self._transform is None:
-                from fracdet.data.datasets import build_transform
-
-                self._transform = build_transform(self.cls_size)
+        if self._transform is not None:
             square = self._transform(image=pixels)["image"]
             out.cls = torch.from_numpy(np.clip(square, 0.0, 1.0)[None])
         if self.det_imgsz is not None or self.overlays:
@@ -514,9 +516,6 @@ def _load_models(cfg: PredictConfig) -> _Models:
         from fracdet.det.model import load_detector, model_class_names
 
         det = Path(cfg.det)
-        if det.is_dir() and (det / "best.safetensors").is_file():
-            # fracdet.det.model.is_classifier_checkpoint only knows model.safetensors folders
-            raise ConfigError("this is a fracdet classifier run folder, pass it with --cls (a detector is a YOLO .pt file)", det)
         models.detector = load_detector(det)
         models.det_names = model_class_names(models.detector)
         models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: _sha256(det)}, "class_names": list(models.det_names)}
