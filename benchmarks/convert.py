@@ -24,18 +24,18 @@ target is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from _bench import run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 RATIO_TARGET = 3.0
 RSS_TARGET_MB = 500.0
@@ -308,24 +308,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="bench-convert-", dir=args.workdir))
-    else:
-        work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
-    try:
-        results = benchmark(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print_table(results)
-    if args.json:
-        payload = {**asdict(results), "median": results.summary(), "passed": results.passed()}
-        payload["targets"] = {"ratio_max": RATIO_TARGET, "peak_rss_mb_max": RSS_TARGET_MB}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    if args.check and not results.passed():
-        print("targets missed", file=sys.stderr)
-        return 1
-    return 0
+    return run_and_report(args, "bench-convert-", benchmark, print_table, {"ratio_max": RATIO_TARGET, "peak_rss_mb_max": RSS_TARGET_MB})
 
 
 if __name__ == "__main__":

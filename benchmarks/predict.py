@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shutil
@@ -41,8 +40,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from _bench import run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -378,22 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-predict-", dir=args.workdir))
-    try:
-        results = benchmark(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print_table(results)
-    if args.json:
-        payload = {**asdict(results), "median": results.summary(), "passed": results.passed()}
-        payload["targets"] = {"overhead_max": OVERHEAD_TARGET, "rss_growth_max": RSS_GROWTH_TARGET}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    if args.check and not results.passed():
-        print("targets missed", file=sys.stderr)
-        return 1
-    return 0
+    return run_and_report(args, "bench-predict-", benchmark, print_table, {"overhead_max": OVERHEAD_TARGET, "rss_growth_max": RSS_GROWTH_TARGET})
 
 
 if __name__ == "__main__":

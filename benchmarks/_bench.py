@@ -1,0 +1,35 @@
+"""What every benchmark script does after parsing its options: run in a scratch folder, print, save, check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def run_and_report(args: Any, prefix: str, benchmark: Callable[[Any, Path], Any], print_table: Callable[[Any], None], targets: dict[str, float]) -> int:
+    """``benchmark(args, work)`` in a scratch folder (removed after), then the table, ``--json`` and ``--check``.
+
+    ``results`` must be a dataclass with ``summary()`` and ``passed()``; the exit code is 1 only
+    when ``--check`` is given and a target is missed.
+    """
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=args.workdir))
+    try:
+        results = benchmark(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        payload = {**asdict(results), "median": results.summary(), "passed": results.passed(), "targets": targets}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if args.check and not results.passed():
+        print("targets missed", file=sys.stderr)
+        return 1
+    return 0
