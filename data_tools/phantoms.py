@@ -55,7 +55,7 @@ class PhantomConfig:
     max_fractures: int = 2
     image_format: str = "jpg"
     shortcut_rate: float | None = None
-    crack_scale: float = 1.0  # crack width multiplier: 1 is FracAtlas-subtle, 3 is learnable in CPU minutes
+    crack_scale: float = 1.0  # crack width multiplier: 1 is FracAtlas-subtle, 3-4 clearly visible
     hardware_rate: float = 0.05
     letter_marker_rate: float = 0.5
     series_rate: float = 0.15

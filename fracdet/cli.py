@@ -82,7 +82,7 @@ def phantoms(
     max_fractures: Annotated[int | None, typer.Option(help="At most this many fractures per fractured image.")] = None,
     image_format: Annotated[str | None, typer.Option("--format", help="jpg, png (8 bit) or png16 (16 bit).")] = None,
     shortcut_rate: Annotated[float | None, typer.Option(help="Plant a spurious marker: drawn on fractured images with this probability, on intact ones with 1 minus it.")] = None,
-    crack_scale: Annotated[float | None, typer.Option(help="Fracture conspicuity: crack width multiplier (1: FracAtlas-subtle; 3: learnable from scratch in CPU minutes).")] = None,
+    crack_scale: Annotated[float | None, typer.Option(help="Fracture conspicuity: crack width multiplier (1: FracAtlas-subtle; 3-4: clearly visible).")] = None,
     workers: Annotated[int | None, typer.Option(help="Rendering processes (0: up to 2).")] = None,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,

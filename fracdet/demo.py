@@ -33,7 +33,7 @@ class DemoConfig:
     seed: int = 0
     prevalence: float = 0.3
     shortcut_rate: float | None = None
-    crack_scale: float = 3.0  # conspicuous fractures, so tiny models learn something in minutes
+    crack_scale: float = 3.0  # conspicuous fractures (1 is FracAtlas-subtle)
     stages: tuple[str, ...] = STAGES
     cls_backbone: str = "resnet10t"
     cls_image_size: int = 128
