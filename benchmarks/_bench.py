@@ -33,3 +33,10 @@ def run_and_report(args: Any, prefix: str, benchmark: Callable[[Any, Path], Any]
         print("targets missed", file=sys.stderr)
         return 1
     return 0
+
+
+def print_rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A plain left-aligned text table: header, a dashed rule, then the rows."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _bench import run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
+from _bench import print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 RATIO_TARGET = 3.0
 RSS_TARGET_MB = 500.0
@@ -282,9 +282,7 @@ def print_table(results: Results) -> None:
         ("peak RSS, CLI", f"{s['cli_peak_rss_mb']:.0f} MB", "", "", ""),
     ]
     header = ("measure", "value", "vs cp -al", "target", "")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_rows(header, rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _bench import run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
+from _bench import print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -351,9 +351,7 @@ def print_table(results: Results) -> None:
         okr = "ok" if s["rss_growth"] <= RSS_GROWTH_TARGET else "MISSED"
         rows.append(("peak memory growth 10x / 1x", f"{s['rss_growth_main']:.2f}x main", f"{s['rss_growth_tree']:.2f}x tree", f"<= {RSS_GROWTH_TARGET:.2f}x", okr))
     header = ("measure", "value", "", "target", "")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_rows(header, rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

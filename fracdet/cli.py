@@ -362,7 +362,6 @@ def predict(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify and/or detect fractures in every image of a folder (streaming, resumable, shardable)."""
-
     from fracdet.config import build_config
     from fracdet.predict import PredictConfig, predict_folder
 

@@ -173,3 +173,15 @@ def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
     model, _ = load_classifier(tmp_path / "ddp")
     assert model(torch.rand(1, 1, 32, 32)).shape == (1,)
     shutil.rmtree(tmp_path / "ddp")
+
+
+def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(phantom_dataset, tmp_path):
+    from fracdet.cls.runtime import Runtime
+    from fracdet.cls.train import _sampler
+
+    train_classifier(_cfg(phantom_dataset, tmp_path / "run"))
+    with pytest.raises(ConfigError, match="cannot resume"):
+        train_classifier(_cfg(phantom_dataset, tmp_path / "run", backbone="resnet14t", resume=True, epochs=2))
+    cfg = _cfg(phantom_dataset, tmp_path / "x", imbalance="sampler")
+    with pytest.raises(ConfigError, match="torchrun"):
+        _sampler(cfg, None, Runtime(torch.device("cpu"), rank=0, world_size=2), 2)

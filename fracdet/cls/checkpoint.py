@@ -19,7 +19,7 @@ import torch
 from fracdet.cls.model import PixelClassifier, create_classifier
 from fracdet.errors import ConfigError
 
-__all__ = ["ClassifierMeta", "save_classifier", "load_classifier", "resolve_checkpoint", "FORMAT"]
+__all__ = ["ClassifierMeta", "save_classifier", "load_classifier", "resolve_checkpoint", "unwrap_model", "FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) ->
 
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).backbone.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone})
     tmp.replace(path)
@@ -127,7 +127,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     return model.to(device).eval(), meta
 
 
-def _unwrap(model: torch.nn.Module) -> PixelClassifier:
+def unwrap_model(model: torch.nn.Module) -> PixelClassifier:
     """The plain model inside DDP / torch.compile wrappers."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod

@@ -16,7 +16,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,12 +304,12 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
             improved = not math.isnan(score) and score > state.best_score + 1e-6
             if improved:
                 state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
-                save_classifier(model, _with(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "best.safetensors")
+                save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "best.safetensors")
             else:
                 state.bad_epochs += 1
             state.epoch = epoch + 1
             state.history.append(row)
-            save_classifier(model, _with(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
+            save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
             _save_state(out, state, optimizer, scheduler, plateau, scaler)
             _write_history(out, state.history)
             if writer is not None:
@@ -331,12 +331,6 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
     _barrier(runtime)
     return result if result is not None else TrainResult(out, out / "best.safetensors", out / "last.safetensors", state.best_epoch, state.best_score, 0.5, 1.0, state.history)
-
-
-def _with(meta: ClassifierMeta, **changes: Any) -> ClassifierMeta:
-    from dataclasses import replace
-
-    return replace(meta, **changes)
 
 
 def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, criterion, precision, runtime: Runtime, epoch: int, state: _State) -> dict[str, Any]:
@@ -415,7 +409,7 @@ def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime:
             val_metrics.update({f"val_{k}": v for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items() if isinstance(v, (int, float)) and v is not None})
     else:
         logger.warning("validation split holds one class only: threshold stays 0.5 and temperature 1.0")
-    save_classifier(model, _with(meta, threshold=threshold, temperature=temperature, metrics=val_metrics), best_path)
+    save_classifier(model, replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics), best_path)
     skipped = [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())] + train.skipped + val.skipped
     report = {
         "best_epoch": state.best_epoch + 1, "best_score": state.best_score, "threshold": threshold,
