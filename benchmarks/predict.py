@@ -257,9 +257,9 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     import torch
 
     from data_tools.phantoms import PhantomConfig, generate_phantoms
-    from fracdet.cls.runtime import resolve_precision
     from fracdet.log import setup_logging
     from fracdet.predict import PredictConfig, predict_folder
+    from fracdet.runtime import resolve_precision
 
     setup_logging(quiet=True)
     precision = resolve_precision("auto", torch.device("cpu"))

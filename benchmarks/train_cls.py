@@ -114,10 +114,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from data_tools.phantoms import PhantomConfig, generate_phantoms
-    from fracdet.cls.runtime import resolve_precision
     from fracdet.data.convert import ConvertConfig, convert
     from fracdet.data.manifest import read_manifest
     from fracdet.log import setup_logging
+    from fracdet.runtime import resolve_precision
 
     setup_logging(quiet=True)
     args.precision = resolve_precision("auto", torch.device("cpu"))

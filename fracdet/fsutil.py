@@ -7,18 +7,30 @@ run never leaves a half-written output; an existing output is replaced only on r
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from fracdet.errors import OutputExistsError
 
-__all__ = ["LinkMode", "place_file", "atomic_output_dir"]
+__all__ = [
+    "LinkMode",
+    "place_file",
+    "atomic_output_dir",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "sha256_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +87,47 @@ def atomic_output_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``.
+
+    The one temp-file-and-rename of the project: a reader (or a resumed run) sees the old
+    file or the new one, never half of one. The parent folder is created when missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: Path, doc: Any, *, indent: int | None = 2) -> Path:
+    """Write ``doc`` as JSON (``str()`` for paths and other non-JSON values), atomically."""
+    return atomic_write_text(path, json.dumps(doc, indent=indent, default=str) + "\n")
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

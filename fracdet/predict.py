@@ -15,14 +15,12 @@ run would have written.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +30,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fracdet import __version__
-from fracdet.data.formats import Box, clip_box
+from fracdet.data.formats import Box
+from fracdet.data.geometry import content_region, scale_boxes
 from fracdet.data.images import IMAGE_SUFFIXES, is_dicom, load_image
 from fracdet.errors import ConfigError, DataError, ImageError, OutputExistsError
-from fracdet.fsutil import LinkMode, atomic_output_dir, place_file
+from fracdet.fsutil import (
+    LinkMode,
+    atomic_output_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    place_file,
+    sha256_file,
+)
 from fracdet.log import progress
 from fracdet.provenance import versions
+from fracdet.runtime import resolve_device, resolve_precision, seed_everything, ultralytics_device
 
 __all__ = [
     "PredictConfig",
@@ -48,7 +55,6 @@ __all__ = [
     "list_inputs",
     "parse_shard",
     "shard_items",
-    "gradcam_target",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,17 +228,6 @@ def shard_items(paths: Sequence[str], shard: tuple[int, int] | None) -> list[tup
 # --- decoding (DataLoader workers) ---------------------------------------------------------
 
 
-def content_region(height: int, width: int, size: int) -> tuple[int, int, int, int]:
-    """``(top, left, h, w)`` of the image inside :func:`build_transform`'s padded square.
-
-    Mirrors albumentations' LongestMaxSize (``round``) and centred PadIfNeeded; checked
-    against the transform itself in the tests.
-    """
-    scale = size / max(height, width)
-    h, w = max(1, round(height * scale)), max(1, round(width * scale))
-    return (size - h) // 2, (size - w) // 2, h, w
-
-
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
@@ -335,92 +330,6 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-# --- Grad-CAM ------------------------------------------------------------------------------
-
-
-class _Logit:
-    """Grad-CAM target of a binary classifier: the fracture logit itself (where it sees a fracture)."""
-
-    def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return output.reshape(-1)[0]
-
-
-def gradcam_target(model: torch.nn.Module, image_size: int, backbone_name: str = "") -> tuple[torch.nn.Module, Callable | None]:
-    """The layer Grad-CAM hooks (the last feature stage of the timm backbone) and its reshape.
-
-    CNNs give ``(B, C, H, W)`` maps and need no reshape; channels-last stages (Swin-like)
-    are permuted; ViTs give tokens, reshaped to their patch grid after dropping the prefix
-    (class/register) tokens. Anything else is a :class:`ConfigError`.
-    """
-    backbone = getattr(model, "backbone", model)
-    name = backbone_name or type(backbone).__name__
-    info = getattr(backbone, "feature_info", None)
-    try:
-        module_name = info[-1]["module"] if info else None
-        num_chs = int(info[-1]["num_chs"]) if info else None
-    except (KeyError, IndexError, TypeError):
-        module_name, num_chs = None, None
-    if not module_name:
-        raise ConfigError(f"Grad-CAM overlays need a timm backbone with feature_info (its last feature stage); {name!r} has none")
-    try:
-        layer = backbone.get_submodule(module_name)
-    except AttributeError as exc:
-        raise ConfigError(f"Grad-CAM: backbone {name!r} names stage {module_name!r} in feature_info but has no such module") from exc
-    shapes: list[tuple[int, ...]] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)) if isinstance(out, torch.Tensor) else None)
-    try:
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model(torch.zeros(1, 1, image_size, image_size, device=device))
-    finally:
-        handle.remove()
-    shape = shapes[-1] if shapes else ()
-    if len(shape) == 4 and shape[1] == num_chs:
-        return layer, None
-    if len(shape) == 4 and shape[-1] == num_chs:
-        return layer, _channels_last_to_first
-    grid = getattr(getattr(backbone, "patch_embed", None), "grid_size", None)
-    if len(shape) == 3 and grid is not None:
-        prefix = int(getattr(backbone, "num_prefix_tokens", 1))
-        gh, gw = int(grid[0]), int(grid[1])
-        if shape[1] - prefix == gh * gw:
-            return layer, _TokenGrid(prefix, gh, gw)
-    raise ConfigError(
-        f"Grad-CAM overlays support CNN and ViT backbones; {name!r} gives a {len(shape)}-D output {shape} at {module_name!r} "
-        "that is not a feature map (run without --gradcam)"
-    )
-
-
-def _channels_last_to_first(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.permute(0, 3, 1, 2)
-
-
-@dataclass(frozen=True)
-class _TokenGrid:
-    """ViT tokens ``(B, prefix + gh*gw, C)`` -> a ``(B, C, gh, gw)`` map."""
-
-    prefix: int
-    gh: int
-    gw: int
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        grid = tokens[:, self.prefix :, :]
-        return grid.reshape(grid.shape[0], self.gh, self.gw, grid.shape[2]).permute(0, 3, 1, 2)
-
-
-def _gradcam_maps(model: torch.nn.Module, images: torch.Tensor, target: tuple[torch.nn.Module, Callable | None], classes: Sequence[int] | None) -> np.ndarray:
-    """``(B, S, S)`` maps in [0, 1]; hooks live only for this call (they would hoard activations)."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    layer, reshape = target
-    targets = [_Logit()] * len(images) if classes is None else [ClassifierOutputTarget(int(c)) for c in classes]
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
-        maps = cam(input_tensor=images, targets=targets)
-    model.zero_grad(set_to_none=True)
-    return np.asarray(maps, dtype=np.float32)
-
-
 # --- overlays ------------------------------------------------------------------------------
 
 
@@ -456,10 +365,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", image)
     if not ok:  # pragma: no cover - OpenCV only fails here on an empty image
         raise OSError(f"cannot encode {path.name} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data.tobytes())
 
 
 def overlay_path(output: Path, rel: str) -> Path:
@@ -470,14 +376,6 @@ def overlay_path(output: Path, rel: str) -> Path:
 # --- models --------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass
 class _Models:
     device: torch.device
@@ -486,13 +384,12 @@ class _Models:
     meta: Any = None
     detector: Any = None
     det_names: tuple[str, ...] = ()
-    cam_target: tuple[torch.nn.Module, Callable | None] | None = None
+    explainer: Any = None
     checkpoints: dict[str, Any] = field(default_factory=dict)
 
 
 def _load_models(cfg: PredictConfig) -> _Models:
     """Both models and what identifies them (paths, sha256), checked before any output is touched."""
-    from fracdet.cls.runtime import resolve_device, resolve_precision
 
     device = resolve_device(cfg.device)
     models = _Models(device=device, precision=resolve_precision(cfg.precision, device))
@@ -503,7 +400,7 @@ def _load_models(cfg: PredictConfig) -> _Models:
         weights, meta_path = resolve_checkpoint(cfg.cls)
         models.checkpoints["cls"] = {
             "path": str(Path(cfg.cls).resolve()),
-            "sha256": {weights.name: _sha256(weights), meta_path.name: _sha256(meta_path)},
+            "sha256": {weights.name: sha256_file(weights), meta_path.name: sha256_file(meta_path)},
             "backbone": models.meta.backbone,
             "class_names": list(models.meta.class_names),
             "image_size": models.meta.image_size,
@@ -511,20 +408,17 @@ def _load_models(cfg: PredictConfig) -> _Models:
             "temperature": models.meta.temperature,
         }
         if cfg.gradcam:
-            models.cam_target = gradcam_target(models.classifier, models.meta.image_size, models.meta.backbone)
+            from fracdet.explain import GradCAMExplainer
+
+            models.explainer = GradCAMExplainer(models.classifier, image_size=models.meta.image_size, backbone_name=models.meta.backbone)
     if cfg.det is not None:
         from fracdet.det.model import load_detector, model_class_names
 
         det = Path(cfg.det)
         models.detector = load_detector(det)
         models.det_names = model_class_names(models.detector)
-        models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: _sha256(det)}, "class_names": list(models.det_names)}
+        models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: sha256_file(det)}, "class_names": list(models.det_names)}
     return models
-
-
-def _ultralytics_device(device: torch.device) -> str:
-    """Ultralytics spells devices ``cpu`` or ``0``; ``cuda`` alone would reach CUDA_VISIBLE_DEVICES."""
-    return "cpu" if device.type == "cpu" else str(device.index or 0)
 
 
 # --- output files --------------------------------------------------------------------------
@@ -536,12 +430,6 @@ def _columns(meta: Any, with_cls: bool, with_det: bool) -> list[str]:
     else:
         cls_columns = ["fracture_probability", "fracture_decision"]
     return _BASE_COLUMNS + cls_columns + _DET_COLUMNS
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _identity(folder: Path, cfg: PredictConfig, models: _Models) -> dict[str, Any]:
@@ -700,7 +588,7 @@ def _finish_outputs(out: Path, header: list[str], det_names: Sequence[str], with
         for r in rows
         if r["status"] == "ok"
     ]
-    _write_json(out / IMAGES, {"images": images, "categories": categories})
+    atomic_write_json(out / IMAGES, {"images": images, "categories": categories})
     n_boxes = 0
     if with_det:
         entries: list[tuple[int, list[dict[str, Any]]]] = []
@@ -719,12 +607,6 @@ def _finish_outputs(out: Path, header: list[str], det_names: Sequence[str], with
 
 
 # --- the run -------------------------------------------------------------------------------
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _check_locations(folder: Path, out: Path) -> None:
@@ -753,7 +635,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         raise DataError(f"no images found (JPEG, PNG, TIFF, BMP, WebP or DICOM){found}", folder)
     shard = parse_shard(cfg.shard)
     items = shard_items(paths, shard)
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     models = _load_models(cfg)
     meta = models.meta
     with_cls, with_det = models.classifier is not None, models.detector is not None
@@ -777,7 +659,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         "n_in_shard": len(items),
         "not_images": not_images,
     }
-    _write_json(out / REPORT, report)
+    atomic_write_json(out / REPORT, report)
     if not_images:
         logger.info("%d non-image file(s) ignored (listed in %s)", len(not_images), out / REPORT)
 
@@ -814,7 +696,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         images_per_s=round(rate, 2),
         skipped=counts["skipped"],
     )
-    _write_json(out / REPORT, report)
+    atomic_write_json(out / REPORT, report)
     if counts["n_skipped"]:
         logger.warning("%d image(s) could not be read and were skipped (reasons in %s)", counts["n_skipped"], out / PREDICTIONS)
     return PredictSummary(
@@ -839,16 +721,16 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
 def _run_batches(loader: DataLoader, models: _Models, cfg: PredictConfig, out: Path, header: list[str], writer: Any, csv_fh: Any, det_fh: Any, overlays: bool) -> Iterator[None]:
     """Predict batch by batch; yields once per image so the progress bar counts images/s."""
     from fracdet.cls.inference import probabilities
-    from fracdet.cls.runtime import autocast
     from fracdet.det.evaluate import predictions_to_coco_results, result_boxes
     from fracdet.det.model import ultralytics_offline
+    from fracdet.runtime import autocast
 
     meta = models.meta
     det_options: dict[str, Any] = {
         "imgsz": cfg.det_imgsz, "conf": cfg.det_conf, "iou": cfg.det_iou, "verbose": False, "stream": True,
         # rect=False: every image is letterboxed to the same square whatever else is in its
         # batch, so shards and resumed runs give exactly the boxes of one unsharded run.
-        "rect": False, "device": _ultralytics_device(models.device),
+        "rect": False, "device": ultralytics_device(models.device),
     }  # fmt: skip
     if models.device.type == "cuda" and models.precision in ("fp16", "bf16"):
         det_options["quantize"] = 16  # Ultralytics' half precision (its `half` is deprecated)
@@ -862,8 +744,8 @@ def _run_batches(loader: DataLoader, models: _Models, cfg: PredictConfig, out: P
                     logits = models.classifier(images).float().cpu().numpy()
                 probs = probabilities(logits, meta.temperature)
                 classes = None if meta.binary else probs.argmax(axis=1)
-                if models.cam_target is not None:
-                    cams = _gradcam_maps(models.classifier, images.float(), models.cam_target, classes)
+                if models.explainer is not None:
+                    cams = models.explainer.attribute(images.float(), None if classes is None else classes.tolist())
             detections: list[tuple[list[Box], list[float]]] = []
             if models.detector is not None and good:
                 results = models.detector.predict([item.det for item in good], **det_options)
@@ -914,14 +796,7 @@ def _run_batches(loader: DataLoader, models: _Models, cfg: PredictConfig, out: P
 def _to_original_frame(found: tuple[list[Box], list[float]], item: _Decoded, det_shape: tuple[int, int]) -> tuple[list[Box], list[float]]:
     """Boxes from the detector's (shrunk) input back to the original image's pixels, clipped to it."""
     boxes, scores = found
-    sy, sx = item.height / det_shape[0], item.width / det_shape[1]
-    kept_boxes, kept_scores = [], []
-    for box, score in zip(boxes, scores, strict=True):
-        scaled, _ = clip_box(Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy, box.label), item.width, item.height)
-        if scaled is not None:
-            kept_boxes.append(scaled)
-            kept_scores.append(score)
-    return kept_boxes, kept_scores
+    return scale_boxes(boxes, scores, from_shape=tuple(det_shape[:2]), to_shape=(item.height, item.width))
 
 
 # --- merging shards ------------------------------------------------------------------------
@@ -993,7 +868,7 @@ def merge_outputs(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool =
             writer = csv.DictWriter(fh, fieldnames=header)
             writer.writeheader()
             writer.writerows(rows)
-        _write_json(tmp / IMAGES, {"images": images, "categories": categories or []})
+        atomic_write_json(tmp / IMAGES, {"images": images, "categories": categories or []})
         if with_det:
             (tmp / DETECTIONS).write_text(json.dumps(results) + "\n", encoding="utf-8")
         for shard_dir in map(Path, shard_dirs):
@@ -1019,7 +894,7 @@ def merge_outputs(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool =
             "images_per_s": round(processed / seconds, 2) if seconds > 0 else 0.0,
             "skipped": skipped,
         }
-        _write_json(tmp / REPORT, report)
+        atomic_write_json(tmp / REPORT, report)
     return MergeSummary(Path(output), len(shard_dirs), len(rows), len(images), len(skipped), len(results), tuple(missing))
 
 

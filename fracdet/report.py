@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 from fracdet.cls.metrics import check_binary_inputs, expected_calibration_error, reliability_curve
+from fracdet.confusion import confusion_at
 
 __all__ = [
     "Section",
@@ -96,11 +97,9 @@ def _undefined(ax: Any, message: str = _ONE_CLASS) -> None:
 
 def _rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float, float]:
     """(FPR, TPR, precision) of ``prob >= threshold``; precision is nan with no positive call."""
-    predicted = p >= threshold
-    tp = float(np.sum(predicted & (y == 1)))
-    fp = float(np.sum(predicted & (y == 0)))
-    precision = tp / (tp + fp) if tp + fp else math.nan
-    return fp / np.sum(y == 0), tp / np.sum(y == 1), precision
+    counts = confusion_at(y, p, threshold)
+    precision = counts.ppv
+    return float(counts.fpr or 0.0), float(counts.sensitivity or 0.0), math.nan if precision is None else precision
 
 
 # --------------------------------------------------------------------------- figures

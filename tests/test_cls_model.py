@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 from fracdet.cls.checkpoint import ClassifierMeta, load_classifier, save_classifier
 from fracdet.cls.model import create_classifier, load_state_dict_file, set_trainable
-from fracdet.cls.runtime import resolve_precision
 from fracdet.errors import ConfigError
+from fracdet.runtime import resolve_precision
 
 
 def _meta(model, backbone="resnet10t", **kw) -> ClassifierMeta:

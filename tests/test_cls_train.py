@@ -176,8 +176,8 @@ def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
 
 
 def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(phantom_dataset, tmp_path):
-    from fracdet.cls.runtime import Runtime
     from fracdet.cls.train import _sampler
+    from fracdet.runtime import Runtime
 
     train_classifier(_cfg(phantom_dataset, tmp_path / "run"))
     with pytest.raises(ConfigError, match="cannot resume"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fracdet.data.formats import Box
+from fracdet.data.geometry import box_iou, match_boxes
 from fracdet.det.evaluate import (
     DetEvalConfig,
     coco_map,
@@ -15,7 +16,6 @@ from fracdet.det.evaluate import (
     image_level_scores,
     predictions_to_coco_results,
 )
-from fracdet.det.figures import box_iou, match_boxes
 from fracdet.det.model import check_detector_path, is_classifier_checkpoint, load_detector
 from fracdet.errors import ConfigError, DataError
 

@@ -23,13 +23,13 @@ from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.model import create_classifier
 from fracdet.data.datasets import build_transform
 from fracdet.data.formats import Box
+from fracdet.data.geometry import content_region
 from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.explain import gradcam_target
 from fracdet.predict import (
     PredictConfig,
     _Decoded,
     _to_original_frame,
-    content_region,
-    gradcam_target,
     list_inputs,
     merge_outputs,
     parse_shard,
@@ -335,7 +335,7 @@ def test_gradcam_refuses_backbones_without_a_feature_map():
         def forward(self, x):
             return self.fc(x.mean(dim=(2, 3)).expand(-1, 4))
 
-    with pytest.raises(ConfigError, match="support CNN and ViT backbones"):
+    with pytest.raises(ConfigError, match="supports CNN and ViT backbones"):
         gradcam_target(Flat(), 8, "flat")
     with pytest.raises(ConfigError, match="feature_info"):
         gradcam_target(torch.nn.Conv2d(1, 1, 1), 8, "bare")

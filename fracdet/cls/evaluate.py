@@ -19,10 +19,10 @@ import numpy as np
 from fracdet.cls.checkpoint import load_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
 from fracdet.cls.inference import Predictions, predict_logits, probabilities
-from fracdet.cls.runtime import resolve_device, resolve_precision
 from fracdet.errors import DataError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.provenance import records_hash, versions
+from fracdet.runtime import resolve_device, resolve_precision
 
 __all__ = ["EvalClsConfig", "evaluate_classifier", "write_predictions_csv"]
 

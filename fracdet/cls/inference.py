@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fracdet.cls.runtime import autocast
 from fracdet.log import progress
+from fracdet.runtime import autocast
 
 __all__ = ["Predictions", "predict_logits", "probabilities"]
 

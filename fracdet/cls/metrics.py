@@ -30,12 +30,12 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     precision_recall_curve,
-    precision_score,
-    recall_score,
     roc_auc_score,
     roc_curve,
 )
 from sklearn.preprocessing import label_binarize
+
+from fracdet.confusion import confusion_at
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -190,7 +190,7 @@ def binary_metrics(y_true: Any, prob: Any, *, threshold: float = 0.5) -> dict[st
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold!r}")
     pred = (p >= threshold).astype(np.int64)
-    cm = confusion_matrix(y, pred, labels=[0, 1])
+    counts = confusion_at(y, p, threshold)
     notes: list[str] = []
     with _quiet_sklearn():
         out: dict[str, Any] = {
@@ -201,16 +201,14 @@ def binary_metrics(y_true: Any, prob: Any, *, threshold: float = 0.5) -> dict[st
             "accuracy": float(accuracy_score(y, pred)),
             "balanced_accuracy": _num(balanced_accuracy_score(y, pred)),
             "f1": _num(f1_score(y, pred, labels=[0, 1], zero_division=np.nan)),
-            "sensitivity": _num(recall_score(y, pred, labels=[0, 1], zero_division=np.nan)),
-            "specificity": _num(
-                recall_score(y, pred, labels=[0, 1], pos_label=0, zero_division=np.nan)
-            ),
-            "ppv": _num(precision_score(y, pred, labels=[0, 1], zero_division=np.nan)),
-            "npv": _num(precision_score(y, pred, labels=[0, 1], pos_label=0, zero_division=np.nan)),
+            "sensitivity": counts.sensitivity,
+            "specificity": counts.specificity,
+            "ppv": counts.ppv,
+            "npv": counts.npv,
             "sens_at_spec_80": None,
             "sens_at_spec_90": None,
             "threshold": float(threshold),
-            "confusion_matrix": cm.tolist(),
+            "confusion_matrix": counts.matrix(),
             "notes": notes,
         }
         note = _one_class_note(y)

@@ -29,12 +29,12 @@ from fracdet.cls.data import LabelledSplit, load_split, make_loader
 from fracdet.cls.inference import Predictions, predict_logits, probabilities
 from fracdet.cls.losses import class_weights, make_criterion
 from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
-from fracdet.cls.runtime import Runtime, autocast, distributed_runtime, resolve_precision
 from fracdet.data.datasets import AugmentConfig
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
+from fracdet.runtime import Runtime, autocast, distributed_runtime, resolve_precision
 
 __all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import logging
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fracdet import __version__
+from fracdet.confusion import confusion_at
 from fracdet.data.formats import Box, box_to_coco
 from fracdet.det.model import (
     check_class_names,
@@ -34,9 +33,10 @@ from fracdet.det.model import (
     ultralytics_offline,
 )
 from fracdet.errors import ConfigError, DataError, ImageError
-from fracdet.fsutil import atomic_output_dir
+from fracdet.fsutil import atomic_output_dir, sha256_file
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
+from fracdet.runtime import seed_everything
 
 __all__ = [
     "DetEvalConfig",
@@ -291,11 +291,7 @@ def image_level_metrics(y_true: Sequence[int], scores: Sequence[float], threshol
     """
     y = np.asarray(y_true, dtype=int)
     s = np.asarray(scores, dtype=float)
-    called = s >= threshold
-    tp = int(np.sum(called & (y == 1)))
-    fn = int(np.sum(~called & (y == 1)))
-    tn = int(np.sum(~called & (y == 0)))
-    fp = int(np.sum(called & (y == 0)))
+    counts = confusion_at(y, s, threshold)
     auroc: float | None = None
     note = None
     if len(set(y.tolist())) == 2:
@@ -309,14 +305,9 @@ def image_level_metrics(y_true: Sequence[int], scores: Sequence[float], threshol
         "auroc": auroc,
         "auroc_note": note,
         "threshold": float(threshold),
-        "sensitivity": tp / (tp + fn) if tp + fn else None,
-        "specificity": tn / (tn + fp) if tn + fp else None,
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-        "n_positive": tp + fn,
-        "n_negative": tn + fp,
+        **counts.as_dict(),
+        "n_positive": counts.n_positive,
+        "n_negative": counts.n_negative,
     }
 
 
@@ -344,7 +335,7 @@ def evaluate_detector(cfg: DetEvalConfig) -> dict[str, Any]:
         raise DataError(f"categories {list(gt_names)} differ from data.yaml names {list(data_names)}", gt_path)
     model = load_detector(cfg.weights)
     check_class_names(model_class_names(model), data_names, weights=Path(cfg.weights), data=data_yaml)
-    _seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
 
     output = Path(cfg.output)
     with atomic_output_dir(output, overwrite=cfg.overwrite) as tmp:
@@ -371,7 +362,7 @@ def evaluate_detector(cfg: DetEvalConfig) -> dict[str, Any]:
             "fracdet_version": __version__,
             "split": cfg.split,
             "weights": str(Path(cfg.weights).resolve()),
-            "weights_sha256": _sha256(Path(cfg.weights)),
+            "weights_sha256": sha256_file(Path(cfg.weights)),
             "data_yaml": str(data_yaml),
             "gt_hash": records_hash([gt["images"], gt["annotations"], gt["categories"]]),
             "class_names": list(data_names),
@@ -394,22 +385,6 @@ def evaluate_detector(cfg: DetEvalConfig) -> dict[str, Any]:
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

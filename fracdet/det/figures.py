@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from fracdet.data.formats import Box, box_from_coco
+from fracdet.data.geometry import match_boxes
 from fracdet.errors import ImageError
 
-__all__ = ["plot_pr_curve", "plot_examples", "match_boxes", "box_iou"]
+__all__ = ["plot_pr_curve", "plot_examples"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,35 +54,6 @@ def plot_pr_curve(coco: Mapping[str, Any], path: Path, *, title: str = "") -> Pa
     fig.tight_layout()
     fig.savefig(path)
     return path
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two xyxy boxes (0 for boxes without area)."""
-    w = min(a.x2, b.x2) - max(a.x1, b.x1)
-    h = min(a.y2, b.y2) - max(a.y1, b.y1)
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
-def match_boxes(gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou: float = 0.5) -> list[bool]:
-    """Whether each prediction is a true positive: greedy by score, one ground-truth box each, same class."""
-    order = sorted(range(len(predictions)), key=lambda i: -predictions[i][1])
-    taken: set[int] = set()
-    hits = [False] * len(predictions)
-    for i in order:
-        box = predictions[i][0]
-        best, best_iou = None, iou
-        for j, target in enumerate(gt):
-            if j in taken or target.label != box.label:
-                continue
-            overlap = box_iou(box, target)
-            if overlap >= best_iou:
-                best, best_iou = j, overlap
-        if best is not None:
-            taken.add(best)
-            hits[i] = True
-    return hits
 
 
 def plot_examples(

@@ -1,18 +1,29 @@
-"""Where and how the classifier runs: device, mixed precision, and torchrun's process group."""
+"""Where and how models run, shared by every track: device, precision, seeding, torchrun's process group."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import random
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from fracdet.errors import ConfigError
 
-__all__ = ["Runtime", "resolve_device", "resolve_precision", "autocast", "cpu_has_fast_bf16", "distributed_runtime"]
+__all__ = [
+    "Runtime",
+    "resolve_device",
+    "resolve_precision",
+    "autocast",
+    "cpu_has_fast_bf16",
+    "distributed_runtime",
+    "seed_everything",
+    "ultralytics_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +49,18 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here (use --device cpu)")
     return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices): the same seed gives the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def ultralytics_device(device: torch.device) -> str:
+    """Ultralytics spells devices ``cpu`` or ``0``; ``cuda`` alone would reach CUDA_VISIBLE_DEVICES."""
+    return "cpu" if device.type == "cpu" else str(device.index or 0)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
