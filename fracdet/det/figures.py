@@ -16,6 +16,7 @@ import numpy as np
 from fracdet.data.formats import Box, box_from_coco
 from fracdet.data.geometry import match_boxes
 from fracdet.errors import ImageError
+from fracdet.report.figures import new_figure, new_grid, save_figure
 
 __all__ = ["plot_pr_curve", "plot_examples"]
 
@@ -24,18 +25,10 @@ logger = logging.getLogger(__name__)
 GT_COLOR, TP_COLOR, FP_COLOR = "#22c55e", "#3b82f6", "#ef4444"  # green, blue, red
 
 
-def _figure(**kwargs: Any) -> Any:
-    """A bare matplotlib Figure: no pyplot, so no global backend or figure registry is touched."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
 def plot_pr_curve(coco: Mapping[str, Any], path: Path, *, title: str = "") -> Path:
     """Precision-recall at IoU 0.5 per class, from :func:`~fracdet.det.evaluate.coco_map`'s ``pr_curve``."""
     curve = coco["pr_curve"]
-    fig = _figure(figsize=(5, 4.5), dpi=120)
-    ax = fig.subplots()
+    fig, ax = new_figure((5, 4.5))
     drawn = 0
     for name, precision in curve["precision"].items():
         if precision is None:
@@ -51,8 +44,7 @@ def plot_pr_curve(coco: Mapping[str, Any], path: Path, *, title: str = "") -> Pa
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     return path
 
 
@@ -103,8 +95,7 @@ def plot_examples(
 
     cols = min(columns, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig = _figure(figsize=(3.2 * cols, 3.4 * rows), dpi=110)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = new_grid((3.2 * cols, 3.4 * rows), rows, cols)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image_id, pixels) in zip(axes.flat, panels, strict=False):
@@ -120,6 +111,5 @@ def plot_examples(
         n_tp = int(np.sum(hits))
         ax.set_title(f"{images[image_id]['file_name']}\nGT {len(truth.get(image_id, []))}  TP {n_tp}  FP {len(boxes) - n_tp}", fontsize=7)
     fig.suptitle(f"green: ground truth, blue: true positive, red: false positive (score >= {score_threshold:g})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     return path

@@ -16,7 +16,6 @@ import logging
 import math
 import mimetypes
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from fracdet.cls.metrics import check_binary_inputs, expected_calibration_error, reliability_curve
 from fracdet.confusion import confusion_at
+from fracdet.fsutil import atomic_write_text
+from fracdet.report.figures import mark_undefined, new_figure, save_figure
 
 __all__ = [
     "Section",
@@ -42,7 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DPI = 110
 FOOTER = "Research software, not a medical device."
 _ONE_CLASS = "undefined: only one class in y_true"
 _CSS = """
@@ -64,35 +64,16 @@ footer { margin-top: 3rem; font-size: .85rem; color: #666; border-top: 1px solid
 # --------------------------------------------------------------------------- files
 
 
-def _replace_into(path: Path, write: Any) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    return _replace_into(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    return save_figure(fig, path)
 
 
 def _new_figure(size: tuple[float, float] = (5.0, 4.5)) -> tuple[Figure, Any]:
-    fig = Figure(figsize=size)
-    return fig, fig.add_subplot(1, 1, 1)
+    return new_figure(size)
 
 
 def _undefined(ax: Any, message: str = _ONE_CLASS) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=11)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    mark_undefined(ax, message)
 
 
 def _rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float, float]:
@@ -426,7 +407,7 @@ def write_report(path_html: Path, *, title: str, sections: Sequence[Section]) ->
         raise ValueError(f"the HTML report needs a suffix other than .md, got {path_html}")
     page = _render_html(title, sections)
     markdown = _render_markdown(title, sections, path_md.parent)
-    _replace_into(path_html, lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    _replace_into(path_md, lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
+    atomic_write_text(path_html, page)
+    atomic_write_text(path_md, markdown)
     logger.debug("wrote report %s (and %s)", path_html, path_md.name)
     return path_html, path_md
