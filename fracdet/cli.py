@@ -393,6 +393,51 @@ def merge(
     typer.echo(summary.line())
 
 
+@app.command()
+@clean_errors
+def audit(
+    dataset: Annotated[Path, typer.Argument(help="Folder written by `fracdet convert` (manifest + boxes), its manifest.csv, or a plain folder of images.")],
+    classifiers: Annotated[list[Path] | None, typer.Option("--cls", help="Classifier checkpoint (run folder, best.safetensors or .json); repeat to compare several.")] = None,
+    names: Annotated[list[str] | None, typer.Option("--name", help="Display name per --cls, in order (default: run folder names).")] = None,
+    detector: Annotated[Path | None, typer.Option("--det", help="YOLO .pt detector (loaded safely; see --trust-pickle).")] = None,
+    split: Annotated[str | None, typer.Option(help="train, val, test or all.")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Report folder (report.html, metrics.json, per_image.csv, maps/).")] = None,
+    attack: Annotated[str | None, typer.Option(help="pgd (l-inf), fgsm or pgd_l2.")] = None,
+    eps: Annotated[str | None, typer.Option(help="Attack budget in pixel units: 4/255 or 0.0157.")] = None,
+    steps: Annotated[int | None, typer.Option(help="PGD steps.")] = None,
+    step_size: Annotated[str | None, typer.Option(help="PGD step size, e.g. 1/255.")] = None,
+    restarts: Annotated[int | None, typer.Option(help="PGD random restarts (the worst case per image is kept).")] = None,
+    eps_space: Annotated[str | None, typer.Option(help="pixel (default) or normalized (the robust-transfer study's convention).")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated: saliency, deeplift, integrated_gradients, gradcam, gradcam++.")] = None,
+    target: Annotated[str | None, typer.Option(help="Class to explain: fracture (default) or predicted.")] = None,
+    channels: Annotated[str | None, typer.Option(help="Channel aggregation: abs_max (default), abs_sum or sum.")] = None,
+    ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps.")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Audit only the first N images (a quick look).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (also the unit of --shard and --resume).")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a third-party detector .pt with full unpickling (runs code: trusted files only).")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: audit every N-th chunk from the K-th; join with `fracdet merge`.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out.")] = False,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Audit classifiers (and a detector): clean vs PGD accuracy, attributions inside fracture boxes, report."""
+    from fracdet.audit import AuditConfig, run_audit
+    from fracdet.config import build_config
+
+    cfg = build_config(
+        AuditConfig, config, dataset=dataset, classifiers=tuple(classifiers) if classifiers else None, names=tuple(names) if names else None,
+        detector=detector, split=split, output=output, attack=attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
+        eps_space=eps_space, methods=methods, target=target, channels=channels,
+        ig_steps=ig_steps, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
+        device=device, precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
+    )  # fmt: skip
+    typer.echo(run_audit(cfg).line())
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m fracdet`
     app(prog_name="fracdet")
 

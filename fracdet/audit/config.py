@@ -1,0 +1,119 @@
+"""Options of ``fracdet audit``: one frozen dataclass, defaults in ``configs/audit.yaml``.
+
+Every option that changes a number is here and is written into the report, so two audits
+can be compared knowing what differed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fracdet.errors import ConfigError
+from fracdet.explain.base import CHANNEL_AGGREGATIONS
+
+__all__ = ["AuditConfig", "CONDITIONS", "TARGETS"]
+
+#: Inputs every attribution is computed on: the clean image and its PGD counterpart.
+CONDITIONS = ("clean", "pgd")
+#: ``fracture``: explain the fracture class on every image (default); ``predicted``: the
+#: class the model predicts, as the robust-transfer study did.
+TARGETS = ("fracture", "predicted")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """What to audit (classifiers, optional detector, data) and how (attack, attributions, metrics).
+
+    ``dataset`` is a folder written by ``fracdet convert`` (its ``manifest.csv`` gives labels
+    and ground-truth boxes), a manifest file, or a plain folder of images (then only the
+    parts that need no ground truth run: prediction stability under attack and
+    classifier/detector agreement).
+    """
+
+    dataset: Path
+    classifiers: tuple[Path, ...] = ()
+    names: tuple[str, ...] = ()
+    detector: Path | None = None
+    split: str = "test"
+    output: Path = Path("reports/audit")
+    # the attack (fracdet.robust.attacks)
+    attack: str = "pgd"
+    eps: str | float = "4/255"
+    steps: int = 10
+    step_size: str | float = "1/255"
+    restarts: int = 1
+    random_start: bool = True
+    eps_space: str = "pixel"
+    # attributions (fracdet.explain)
+    methods: tuple[str, ...] = ("saliency", "deeplift", "integrated_gradients", "gradcam")
+    target: str = "fracture"
+    channels: str = "abs_max"
+    baseline: float = 0.0
+    ig_steps: int = 32
+    save_maps: bool = True
+    # localization metrics (fracdet.explain.localization)
+    percentiles: tuple[float, ...] = (5.0, 25.0, 50.0)
+    pointing_tolerance: int = 15
+    # detector
+    det_imgsz: int = 640
+    det_conf: float = 0.25
+    det_iou: float = 0.7
+    trust_pickle: bool = False
+    # statistics and figures
+    n_boot: int = 1000
+    figure_samples: int = 4
+    figure_worst: int = 2
+    # the run
+    max_images: int | None = None
+    batch_size: int = 16
+    workers: int = 2
+    device: str | None = None
+    precision: str = "fp32"
+    seed: int = 0
+    shard: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        from fracdet.explain.registry import METHODS
+
+        unknown = [m for m in self.methods if m not in METHODS]
+        checks = [
+            (not unknown, f"unknown attribution method(s) {unknown}: choose from {', '.join(METHODS)}"),
+            (len(set(self.methods)) == len(self.methods), f"methods listed twice: {list(self.methods)}"),
+            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}, got {self.target!r}"),
+            (self.channels in CHANNEL_AGGREGATIONS, f"channels must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {self.channels!r}"),
+            (0.0 <= self.baseline <= 1.0, f"baseline is a pixel value in [0, 1], got {self.baseline}"),
+            (self.ig_steps >= 1, f"ig_steps must be >= 1, got {self.ig_steps}"),
+            (all(0 < p <= 100 for p in self.percentiles) and self.percentiles, f"percentiles must be in (0, 100], got {list(self.percentiles)}"),
+            (self.pointing_tolerance >= 0, f"pointing_tolerance must be >= 0 pixels, got {self.pointing_tolerance}"),
+            (self.det_imgsz >= 32, f"det_imgsz must be >= 32, got {self.det_imgsz}"),
+            (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
+            (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
+            (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
+            (self.figure_samples >= 0 and self.figure_worst >= 0, "figure_samples and figure_worst must be >= 0"),
+            (self.max_images is None or self.max_images >= 1, f"max_images must be >= 1, got {self.max_images}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (not (self.resume and self.overwrite), "--resume continues an output and --overwrite replaces it: pass one"),
+            (not self.names or len(self.names) == len(self.classifiers), f"{len(self.names)} names for {len(self.classifiers)} classifiers"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        self.attack_config()  # validates the attack options now, not after loading models
+
+    def attack_config(self):  # -> fracdet.robust.attacks.AttackConfig
+        """The attack these options describe (ε given as "4/255" or 0.0157)."""
+        from fracdet.robust.attacks import AttackConfig, parse_eps
+
+        return AttackConfig(
+            kind=self.attack, eps=parse_eps(self.eps), steps=self.steps, step_size=parse_eps(self.step_size),
+            restarts=self.restarts, random_start=self.random_start, eps_space=self.eps_space,
+        )  # fmt: skip
+
+    def check_models(self) -> None:
+        """Run by :func:`~fracdet.audit.run.run_audit`: at least one classifier to audit."""
+        if not self.classifiers:
+            raise ConfigError("give at least one classifier to audit (--cls CKPT, repeatable)")

@@ -1,0 +1,230 @@
+"""The audit's work on one batch of one classifier: attack, attributions, detector, metrics.
+
+Per batch, in this order: the clean forward (accuracy and the attack's labels), the attack,
+the PGD forward, every attribution method on clean and on PGD inputs, the detector on both,
+then the localization metrics against ground-truth and detector boxes. Everything happens in
+the classifier's input frame (the letterboxed square): ground-truth boxes are mapped into it
+with the data layer's geometry, and the detector looks at exactly the pixels the classifier
+saw, so clean and attacked inputs differ by the perturbation alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fracdet.audit.config import CONDITIONS, AuditConfig
+from fracdet.audit.inputs import AuditItem
+from fracdet.data.formats import Box
+from fracdet.data.geometry import box_iou, box_to_model_frame, boxes_mask
+from fracdet.explain.localization import localization_scores, rank_correlation, topk_intersection
+from fracdet.runtime import autocast
+
+__all__ = ["ClassifierUnderAudit", "BatchOutcome", "audit_batch", "column_names", "method_column", "focus_percentile"]
+
+logger = logging.getLogger(__name__)
+
+#: Boxes are kept down to this score for COCO mAP (as eval-det); ``det_conf`` filters them for
+#: localization and agreement.
+MAP_CONF = 0.001
+
+
+def method_column(code: str) -> str:
+    """A column-safe method code: ``GC++`` -> ``GCpp``."""
+    return code.replace("+", "p")
+
+
+def focus_percentile(percentiles: Sequence[float]) -> float:
+    """The percentile used for detector-box coverage, map stability and paired tests (25 when audited)."""
+    return 25.0 if 25.0 in percentiles else sorted(percentiles)[len(percentiles) // 2]
+
+
+def _p(value: float) -> str:
+    return f"{value:g}"
+
+
+def column_names(cfg: AuditConfig, codes: Sequence[str]) -> list[str]:
+    """The per-image table's header: fixed columns, then per method and condition."""
+    columns = [
+        "model", "index", "key", "path", "status", "reason", "label", "n_gt_boxes",
+        "p_clean", "p_pgd", "pred_clean", "pred_pgd", "linf",
+        "det_n_clean", "det_max_clean", "det_n_pgd", "det_max_pgd", "det_gt_iou",
+        "box_share", "pointing_baseline", "det_box_share_clean", "det_box_share_pgd",
+    ]  # fmt: skip
+    focus = _p(focus_percentile(cfg.percentiles))
+    for code in map(method_column, codes):
+        for cond in CONDITIONS:
+            columns += [f"{code}_{cond}_cov{_p(p)}" for p in cfg.percentiles]
+            columns += [f"{code}_{cond}_energy", f"{code}_{cond}_pointing", f"{code}_{cond}_det_cov{focus}", f"{code}_{cond}_det_energy"]
+        columns += [f"{code}_rho", f"{code}_top{focus}"]
+        if code == "IG":
+            columns += ["IG_clean_delta", "IG_pgd_delta"]
+    return columns
+
+
+@dataclass
+class ClassifierUnderAudit:
+    """A loaded classifier with what the audit needs to run it."""
+
+    name: str
+    model: torch.nn.Module
+    meta: Any  # fracdet.cls.checkpoint.ClassifierMeta
+    explainers: dict[str, Any]  # code -> Explainer
+    attack: Any  # fracdet.robust.attacks.AttackConfig, in pixel space
+    device: torch.device
+    precision: str
+
+
+@dataclass
+class BatchOutcome:
+    """Rows for the per-image table, maps to save, detections to journal, and stage timings."""
+
+    rows: list[dict[str, Any]]
+    maps: dict[str, np.ndarray]
+    detections: list[dict[str, Any]]
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+class _Timer:
+    def __init__(self, seconds: dict[str, float], stage: str, device: torch.device) -> None:
+        self.seconds, self.stage, self.device = seconds, stage, device
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def _fracture_probability(logits: torch.Tensor, temperature: float) -> np.ndarray:
+    return torch.sigmoid(logits.float() / temperature).cpu().numpy().astype(np.float64)
+
+
+def _detect(detector: Any, images: torch.Tensor, cfg: AuditConfig, device: torch.device) -> list[tuple[list[Box], list[float]]]:
+    """Boxes (model frame) and scores for each ``(1, S, S)`` image in [0, 1]."""
+    from fracdet.det.inference import result_boxes
+    from fracdet.det.model import ultralytics_offline
+    from fracdet.runtime import ultralytics_device
+
+    arrays = [(img[0].detach().float().cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8) for img in images]
+    options = {"imgsz": cfg.det_imgsz, "conf": MAP_CONF, "iou": cfg.det_iou, "verbose": False, "rect": False, "device": ultralytics_device(device)}
+    with ultralytics_offline():
+        return [result_boxes(r) for r in detector.predict(arrays, **options)]
+
+
+def _confident(found: tuple[list[Box], list[float]], conf: float) -> list[Box]:
+    return [box for box, score in zip(*found, strict=True) if score >= conf]
+
+
+def audit_batch(
+    clf: ClassifierUnderAudit,
+    images: torch.Tensor,
+    items: Sequence[AuditItem],
+    cfg: AuditConfig,
+    *,
+    detector: Any = None,
+    generator: torch.Generator | None = None,
+) -> BatchOutcome:
+    """Audit ``images`` ``(B, 1, S, S)`` (the classifier's inputs for ``items``) with one classifier."""
+    from fracdet.robust.attacks import attack
+
+    out = BatchOutcome([], {}, [])
+    device, meta = clf.device, clf.meta
+    size = images.shape[-1]
+    images = images.to(device)
+    timer = lambda stage: _Timer(out.seconds, stage, device)  # noqa: E731 - a tiny local factory
+    has_labels = all(item.label is not None for item in items)
+
+    with timer("forward"), torch.no_grad(), autocast(device, clf.precision):
+        logits_clean = clf.model(images)
+    p_clean = _fracture_probability(logits_clean, meta.temperature)
+    pred_clean = (p_clean >= meta.threshold).astype(np.int64)
+    # without labels the attack pushes away from the model's own answer (prediction stability)
+    labels = np.array([item.label for item in items], dtype=np.int64) if has_labels else pred_clean
+    with timer("attack"), autocast(device, clf.precision):
+        adv = attack(clf.model, images, torch.as_tensor(labels, device=device), clf.attack, generator=generator)
+    with timer("forward"), torch.no_grad(), autocast(device, clf.precision):
+        logits_adv = clf.model(adv)
+    p_adv = _fracture_probability(logits_adv, meta.temperature)
+    pred_adv = (p_adv >= meta.threshold).astype(np.int64)
+    linf = (adv - images).abs().flatten(1).amax(dim=1).cpu().numpy()
+
+    inputs = {"clean": images, "pgd": adv}
+    preds = {"clean": pred_clean, "pgd": pred_adv}
+    maps: dict[tuple[str, str], np.ndarray] = {}
+    deltas: dict[str, np.ndarray] = {}
+    for code, explainer in clf.explainers.items():
+        for cond in CONDITIONS:
+            target = [1] * len(items) if cfg.target == "fracture" else preds[cond].tolist()
+            with timer(f"attr:{code}"):
+                maps[code, cond] = explainer.attribute(inputs[cond], target)
+            if code == "IG" and getattr(explainer, "last_delta", None) is not None:
+                deltas[cond] = np.asarray(explainer.last_delta, dtype=np.float64)
+
+    found: dict[str, list[tuple[list[Box], list[float]]]] = {}
+    if detector is not None:
+        with timer("detector"):
+            found = {cond: _detect(detector, inputs[cond], cfg, device) for cond in CONDITIONS}
+
+    with timer("metrics"):
+        focus = focus_percentile(cfg.percentiles)
+        for k, item in enumerate(items):
+            gt = [box_to_model_frame(b, item.height, item.width, size) for b in item.boxes] if item.width else []
+            row: dict[str, Any] = {
+                "model": clf.name, "index": item.index, "key": item.key, "path": str(item.path), "status": "ok", "reason": "",
+                "label": "" if item.label is None else int(item.label), "n_gt_boxes": len(gt),
+                "p_clean": float(p_clean[k]), "p_pgd": float(p_adv[k]), "pred_clean": int(pred_clean[k]), "pred_pgd": int(pred_adv[k]),
+                "linf": float(linf[k]),
+            }  # fmt: skip
+            gt_mask = boxes_mask(gt, size, size) if gt else None
+            if gt_mask is not None:
+                row["box_share"] = float(gt_mask.mean())
+            det_masks: dict[str, np.ndarray | None] = {}
+            for cond in CONDITIONS if detector is not None else ():
+                boxes, scores = found[cond][k]
+                kept = _confident((boxes, scores), cfg.det_conf)
+                row[f"det_n_{cond}"] = len(kept)
+                row[f"det_max_{cond}"] = float(max(scores, default=0.0))
+                det_masks[cond] = boxes_mask(kept, size, size) if kept else None
+                if kept:
+                    row[f"det_box_share_{cond}"] = float(det_masks[cond].mean())
+                out.detections.append({"model": clf.name, "index": item.index, "cond": cond, "size": size,
+                                       "boxes": [[*(round(v, 2) for v in b.as_list()), b.label, round(s, 5)] for b, s in zip(boxes, scores, strict=True)]})  # fmt: skip
+            if gt and detector is not None:
+                kept_clean = _confident(found["clean"][k], cfg.det_conf)
+                row["det_gt_iou"] = float(np.mean([max((box_iou(g, d) for d in kept_clean), default=0.0) for g in gt]))
+            for code in clf.explainers:
+                col = method_column(code)
+                for cond in CONDITIONS:
+                    attr = maps[code, cond][k]
+                    if gt_mask is not None:
+                        scores_gt = localization_scores(attr, gt_mask, percentiles=cfg.percentiles, tolerance_px=cfg.pointing_tolerance)
+                        for p in cfg.percentiles:
+                            row[f"{col}_{cond}_cov{_p(p)}"] = scores_gt[f"coverage@{_p(p)}"]
+                        row[f"{col}_{cond}_energy"] = scores_gt["energy_in_box"]
+                        row[f"{col}_{cond}_pointing"] = scores_gt["pointing_game"]
+                        row.setdefault("pointing_baseline", scores_gt["pointing_baseline"])
+                    det_mask = det_masks.get(cond)
+                    if det_mask is not None:
+                        scores_det = localization_scores(attr, det_mask, percentiles=(focus,), tolerance_px=cfg.pointing_tolerance)
+                        row[f"{col}_{cond}_det_cov{_p(focus)}"] = scores_det[f"coverage@{_p(focus)}"]
+                        row[f"{col}_{cond}_det_energy"] = scores_det["energy_in_box"]
+                row[f"{col}_rho"] = rank_correlation(maps[code, "clean"][k], maps[code, "pgd"][k])
+                row[f"{col}_top{_p(focus)}"] = topk_intersection(maps[code, "clean"][k], maps[code, "pgd"][k], p=focus)
+                if code == "IG":
+                    for cond, delta in deltas.items():
+                        row[f"IG_{cond}_delta"] = float(delta[k])
+            out.rows.append(row)
+    if cfg.save_maps:
+        out.maps = {f"{method_column(code)}_{cond}": m.astype(np.float16) for (code, cond), m in maps.items()}
+        out.maps["index"] = np.array([item.index for item in items], dtype=np.int64)
+    return out

@@ -1,0 +1,101 @@
+"""The end of an audit: numbers from the per-image table, figures, ``metrics.json`` and the report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fracdet.audit.engine import method_column
+from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
+from fracdet.audit.inputs import AuditInputs, AuditItem
+from fracdet.audit.run import AuditSummary
+from fracdet.audit.store import AuditStore, read_rows
+from fracdet.audit.summary import summarize, values
+from fracdet.data.geometry import box_to_model_frame
+from fracdet.fsutil import atomic_write_json
+
+__all__ = ["finalize_audit"]
+
+logger = logging.getLogger(__name__)
+
+METRICS = "metrics.json"
+REPORT = "report.html"
+
+
+def _grid_indices(rows: Sequence[dict[str, str]], codes: Sequence[str], focus: float, *, samples: int, worst: int, seed: int) -> list[tuple[int, str]]:
+    """A seeded sample of images with boxes, then the worst-covered ones (mean over methods, clean)."""
+    with_boxes = [r for r in rows if r["status"] == "ok" and int(r.get("n_gt_boxes") or 0) > 0]
+    if not with_boxes:
+        with_boxes = [r for r in rows if r["status"] == "ok"]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(with_boxes), size=min(samples, len(with_boxes)), replace=False).tolist()) if with_boxes else []
+    picked = [(int(with_boxes[k]["index"]), "sample") for k in chosen]
+    cover = np.nanmean(np.stack([values(with_boxes, f"{c}_clean_cov{focus:g}") for c in codes]), axis=0) if codes and with_boxes else np.array([])
+    order = [k for k in np.argsort(np.nan_to_num(cover, nan=np.inf), kind="stable") if k not in chosen and np.isfinite(cover[k])]
+    picked += [(int(with_boxes[k]["index"]), f"worst, cov {cover[k]:.2f}") for k in order[:worst]]
+    return picked
+
+
+def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], items: dict[int, AuditItem], codes: Sequence[str],
+               detections: Sequence[dict[str, Any]], *, image_size: int, batch_size: int, det_conf: float) -> list[GridRow]:  # fmt: skip
+    from fracdet.data.datasets import ClassificationDataset
+
+    rows = []
+    for index, why in picks:
+        item = items[index]
+        chunk = (index - 1) // batch_size
+        path = store.map_path(model, chunk)
+        if not path.is_file():
+            logger.warning("no saved maps for %s (%s): not in the figure grid", item.key, path)
+            continue
+        with np.load(path) as saved:
+            position = int(np.flatnonzero(saved["index"] == index)[0])
+            maps = [saved[f"{method_column(c)}_{cond}"][position] for c in codes for cond in ("clean", "pgd")]
+        pixels = ClassificationDataset([item.record()], image_size)[0][0]
+        if pixels is None:
+            continue
+        gt = [box_to_model_frame(b, item.height, item.width, image_size).as_list() for b in item.boxes] if item.width else []
+        det = [b[:4] for d in detections if d["model"] == model and d["index"] == index and d["cond"] == "clean" for b in d["boxes"] if b[5] >= det_conf]
+        rows.append(GridRow(pixels[0].numpy(), gt, det, maps, f"{item.key}\n({why})"))
+    return rows
+
+
+def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> AuditSummary:
+    """Write ``metrics.json``, the figures and ``report.html``/``report.md`` into ``out``."""
+    from fracdet.audit.report import headline, write_audit_report
+
+    out = Path(out)
+    header, rows = read_rows(out / "per_image.csv")
+    store = AuditStore(out, header)
+    detections = store.detection_entries()
+    metrics = summarize(header, rows, detections, inputs, state)
+    config = state["config"]
+    focus = metrics["focus_percentile"]
+    codes = metrics["methods"]
+    figures: dict[str, Path] = {}
+    figures_dir = out / "figures"
+    if inputs.has_labels:
+        figures["robustness"] = plot_robustness(metrics["robustness"], figures_dir / "robustness.png")
+    if inputs.has_boxes and codes:
+        figures["coverage"] = plot_coverage(metrics["localization"], codes, focus, figures_dir / "coverage.png")
+    items = {it.index: it for it in inputs.items}
+    if config.get("save_maps", True) and codes:
+        columns = [f"{c} {cond}" for c in codes for cond in ("clean", "pgd")]
+        for model in metrics["models"]:
+            model_rows = [r for r in rows if r["model"] == model]
+            picks = _grid_indices(model_rows, codes, focus, samples=int(config["figure_samples"]), worst=int(config["figure_worst"]), seed=int(config["seed"]))
+            grid = _grid_rows(store, model, picks, items, codes, detections, image_size=int(state["identity"]["classifiers"][model]["image_size"]),
+                              batch_size=int(config["batch_size"]), det_conf=float(config["det_conf"]))  # fmt: skip
+            if grid:
+                figures[f"grid:{model}"] = plot_grid(grid, columns, figures_dir / f"grid_{model}.png", title=f"{model}: attributions on clean and PGD inputs")
+    metrics["figures"] = {k: str(v.relative_to(out)) for k, v in figures.items()}
+    metrics["provenance"] = {k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "seconds", "shards")} | {
+        "seed": config["seed"], "data_hash": inputs.data_hash, "config": config, "classifiers": state["identity"]["classifiers"], "detector": state["identity"]["detector"],
+    }  # fmt: skip
+    atomic_write_json(out / METRICS, metrics)
+    report = write_audit_report(out / REPORT, metrics, figures)
+    return AuditSummary(out, report, len(inputs.items), len(metrics["models"]), tuple(headline(metrics)))

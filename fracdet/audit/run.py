@@ -1,0 +1,208 @@
+"""``fracdet audit``: run the audit (whole, one shard, or one torchrun rank) and write its report.
+
+The images are cut into chunks of ``batch_size``; a chunk is the unit of work, of sharding
+(``--shard K/N`` takes every N-th chunk) and of resuming. Each chunk's random attack start
+comes from a generator seeded by ``(seed, chunk)``, so one process, N shards and N torchrun
+ranks compute exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from fracdet import __version__
+from fracdet.audit.config import AuditConfig
+from fracdet.audit.engine import audit_batch, column_names
+from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
+from fracdet.audit.models import load_audit_detector, load_classifiers
+from fracdet.audit.store import STATE, AuditStore
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.log import progress
+from fracdet.provenance import versions
+from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
+
+__all__ = ["AuditSummary", "run_audit", "merge_audits", "chunk_items"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """What an audit (or a shard of one) wrote, with its headline numbers."""
+
+    output: Path
+    report: Path | None
+    n_images: int
+    n_models: int
+    headline: tuple[str, ...] = ()
+    shard: str | None = None
+
+    def line(self) -> str:
+        if self.report is None:
+            return f"shard {self.shard}: {self.n_images} images x {self.n_models} classifier(s) -> {self.output}; join shards with `fracdet merge`"
+        details = "; ".join(self.headline)
+        return f"audit of {self.n_models} classifier(s) on {self.n_images} images: {details} -> {self.report}"
+
+
+def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
+    """Consecutive chunks of ``size`` images (the last may be shorter)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _parse_shard(spec: str | None) -> tuple[int, int] | None:
+    from fracdet.predict import parse_shard
+
+    return parse_shard(spec)
+
+
+def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any], detector: dict[str, Any] | None) -> dict[str, Any]:
+    """What must not change between a run and its resume, or between shards to be merged."""
+    options = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
+               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot")}  # fmt: skip
+    return {"data_hash": inputs.data_hash, "classifiers": classifiers, "detector": detector, "options": options}
+
+
+def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chunks_done: dict[str, list[tuple[str, int]]]) -> set[tuple[str, int]]:
+    """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done."""
+    out = store.folder
+    exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if exists and not (cfg.resume or cfg.overwrite):
+        raise OutputExistsError("already exists; pass --resume to continue that audit or --overwrite to replace it", out)
+    if exists and cfg.overwrite:
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        exists = False
+    if not exists:
+        store.start()
+        return set()
+    state = store.read_state()
+    if state is None or not store.per_image.is_file():
+        raise OutputExistsError(f"is not a fracdet audit output (no {STATE}): cannot resume it; pass --overwrite or another --out", out)
+    changed = [k for k in identity if state.get("identity", {}).get(k) != identity[k]]
+    if changed:
+        raise ConfigError(f"cannot resume: this audit differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out", out)
+    return store.reopen(pair for pairs in chunks_done.values() for pair in pairs)
+
+
+def run_audit(cfg: AuditConfig) -> AuditSummary:
+    """Audit every classifier of ``cfg`` (and the detector) on the dataset; write the report.
+
+    Under ``torchrun`` each rank audits its share of chunks into ``OUT/shards/rank-K`` and
+    rank 0 merges them into ``OUT``; with ``--shard K/N`` this process writes only its share
+    (join the shards with ``fracdet merge``).
+    """
+    cfg.check_models()
+    runtime = distributed_runtime(cfg.device)
+    shard = _parse_shard(cfg.shard)
+    if runtime.distributed:
+        if shard is not None:
+            raise ConfigError("under torchrun each rank takes its shard itself: drop --shard")
+        shard = (runtime.rank + 1, runtime.world_size)
+    out = Path(cfg.output) / "shards" / f"rank-{runtime.rank + 1}" if runtime.distributed else Path(cfg.output)
+    seed_everything(cfg.seed)
+    inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images)
+    precision = resolve_precision(cfg.precision, runtime.device)
+    classifiers, cls_identity = load_classifiers(cfg, runtime.device, precision)
+    detector, det_identity = load_audit_detector(cfg)
+    identity = _identity(cfg, inputs, cls_identity, det_identity)
+    codes = [code for code in classifiers[0].explainers]
+    store = AuditStore(out, column_names(cfg, codes))
+
+    chunks = chunk_items(inputs.items, cfg.batch_size)
+    mine = [c for c in range(len(chunks)) if shard is None or c % shard[1] == shard[0] - 1]
+    pairs = {clf.name: [(clf.name, item.index) for c in mine for item in chunks[c]] for clf in classifiers}
+    done = _prepare(store, cfg, identity, pairs)
+    state = {"fracdet_version": __version__, "status": "running", "identity": identity, "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
+             "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "versions": versions(), "device": str(runtime.device), "precision": precision}  # fmt: skip
+    store.write_state(state)
+
+    seconds: dict[str, float] = defaultdict(float)
+    start = time.perf_counter()
+    n_done = 0
+    for clf in classifiers:
+        todo = [c for c in mine if any((clf.name, item.index) not in done for item in chunks[c])]
+        if not todo:
+            continue
+        n_done += _audit_chunks(clf, chunks, todo, store, cfg, detector, seconds)
+    seconds["total"] = time.perf_counter() - start
+    state.update(status="complete", seconds={k: round(v, 3) for k, v in seconds.items()}, n_processed=n_done)
+    store.write_state(state)
+
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if not runtime.is_main:
+            return AuditSummary(out, None, len(inputs.items), len(classifiers), shard=state["shard"])
+        shard_dirs = [Path(cfg.output) / "shards" / f"rank-{k + 1}" for k in range(runtime.world_size)]
+        return _finalize_from_shards(shard_dirs, Path(cfg.output), overwrite=True)
+    if shard is not None:
+        return AuditSummary(out, None, len(inputs.items), len(classifiers), shard=cfg.shard)
+    from fracdet.audit.finalize import finalize_audit
+
+    return finalize_audit(out, inputs, state)
+
+
+def _audit_chunks(clf, chunks: list[list[AuditItem]], todo: list[int], store: AuditStore, cfg: AuditConfig, detector: Any, seconds: dict[str, float]) -> int:
+    """Audit ``todo`` chunks with one classifier, committing each; returns the images done."""
+    from fracdet.data.datasets import ClassificationDataset, collate_skipping_failures
+
+    items = [item for c in todo for item in chunks[c]]
+    positions = {item.index: k for k, item in enumerate(items)}
+    dataset = ClassificationDataset([item.record() for item in items], clf.meta.image_size)
+    batches = [[positions[item.index] for item in chunks[c]] for c in todo]
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_skipping_failures,
+                        prefetch_factor=2 if cfg.workers else None)  # fmt: skip
+    n = 0
+    for chunk, batch in progress(zip(todo, loader, strict=True), f"Auditing {clf.name}", total=len(todo)):
+        failed = {int(i): reason for i, reason in batch.failures}
+        rows: list[dict[str, Any]] = [
+            {"model": clf.name, "index": items[i].index, "key": items[i].key, "path": str(items[i].path), "status": "skipped",
+             "reason": " ".join(reason.split()), "label": "" if items[i].label is None else items[i].label}
+            for i, reason in failed.items()
+        ]  # fmt: skip
+        detections: list[dict[str, Any]] = []
+        maps = {}
+        if len(batch):
+            good = [items[int(i)] for i in batch.indices]
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + chunk)
+            outcome = audit_batch(clf, batch.images, good, cfg, detector=detector, generator=generator)
+            rows += outcome.rows
+            detections, maps = outcome.detections, outcome.maps
+            for stage, value in outcome.seconds.items():
+                seconds[stage] += value
+        rows.sort(key=lambda r: r["index"])
+        t0 = time.perf_counter()
+        store.commit(clf.name, chunk, rows, detections, maps)
+        seconds["saving"] += time.perf_counter() - t0
+        n += len(rows)
+    return n
+
+
+def _finalize_from_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool) -> AuditSummary:
+    from fracdet.audit.finalize import finalize_audit
+    from fracdet.audit.merge import join_shards
+
+    state, inputs = join_shards(shard_dirs, output, overwrite=overwrite)
+    return finalize_audit(output, inputs, state)
+
+
+def merge_audits(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) -> AuditSummary:
+    """Join the outputs of ``fracdet audit --shard K/N`` runs and write the audit's report."""
+    if not shard_dirs:
+        raise ConfigError("give at least one shard output folder to merge")
+    for shard_dir in shard_dirs:
+        if not (Path(shard_dir) / STATE).is_file():
+            raise DataError(f"not a fracdet audit output (no {STATE})", shard_dir)
+    return _finalize_from_shards(shard_dirs, output, overwrite=overwrite)

@@ -1,0 +1,213 @@
+"""From the per-image table to the audit's numbers: robustness, localization, detector, tests.
+
+Pure aggregation over rows already written (so a merged or resumed audit summarizes exactly
+like a single run). Every mean comes with a bootstrap CI and every localization number with
+its random baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fracdet.audit.engine import focus_percentile
+from fracdet.audit.inputs import AuditInputs
+from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison, proportion_ci
+
+__all__ = ["summarize", "method_codes", "values"]
+
+logger = logging.getLogger(__name__)
+
+
+def method_codes(header: Sequence[str]) -> list[str]:
+    """Column codes of the audited methods, in table order (from ``<code>_clean_energy``)."""
+    return [c[: -len("_clean_energy")] for c in header if c.endswith("_clean_energy") and not c.endswith("_det_energy")]
+
+
+def values(rows: Sequence[dict[str, str]], column: str) -> np.ndarray:
+    """A column as floats, ``nan`` where empty (an image without boxes has no coverage)."""
+    out = np.full(len(rows), np.nan)
+    for k, row in enumerate(rows):
+        text = row.get(column, "")
+        if text not in ("", None):
+            out[k] = float(text)
+    return out
+
+
+def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
+    return {"mean": float(x.mean()), "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "n": int(x.size)}
+
+
+def _robustness(rows: Sequence[dict[str, str]], threshold: float, *, has_labels: bool, n_boot: int, seed: int) -> dict[str, Any]:
+    from fracdet.cls.metrics import metrics_with_ci
+
+    pred_clean, pred_pgd = values(rows, "pred_clean"), values(rows, "pred_pgd")
+    flips = int(np.sum(pred_clean != pred_pgd))
+    out: dict[str, Any] = {"n": len(rows), "flip_rate": flips / len(rows) if rows else None,
+                           "flip_rate_ci95": list(proportion_ci(flips, len(rows))) if rows else None}  # fmt: skip
+    if not has_labels or not rows:
+        return out
+    y = values(rows, "label").astype(int)
+    out["n_positive"] = int(y.sum())
+    for cond in ("clean", "pgd"):
+        p = values(rows, f"p_{cond}")
+        correct = int(np.sum((p >= threshold).astype(int) == y))
+        out[f"{cond}_accuracy"] = correct / len(y)
+        out[f"{cond}_accuracy_ci95"] = list(proportion_ci(correct, len(y)))
+        try:
+            m = metrics_with_ci(y, p, threshold=threshold, n_boot=n_boot, seed=seed)
+        except ValueError as exc:  # e.g. too few images to resample
+            logger.warning("no CIs for the %s metrics: %s", cond, exc)
+            continue
+        for key in ("auroc", "sensitivity", "specificity"):
+            out[f"{cond}_{key}"] = m.get(key)
+            out[f"{cond}_{key}_ci95"] = (m.get("ci95") or {}).get(key)
+    out["delta_accuracy"] = out["pgd_accuracy"] - out["clean_accuracy"]
+    return out
+
+
+def _localization(rows: Sequence[dict[str, str]], codes: Sequence[str], percentiles: Sequence[float], focus: float, *, n_boot: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code in codes:
+        for cond in ("clean", "pgd"):
+            entry = {f"coverage@{p:g}": _mean_ci(values(rows, f"{code}_{cond}_cov{p:g}"), n_boot=n_boot, seed=seed) for p in percentiles}
+            entry["energy_in_box"] = _mean_ci(values(rows, f"{code}_{cond}_energy"), n_boot=n_boot, seed=seed)
+            entry["pointing_game"] = _mean_ci(values(rows, f"{code}_{cond}_pointing"), n_boot=n_boot, seed=seed)
+            entry[f"det_coverage@{focus:g}"] = _mean_ci(values(rows, f"{code}_{cond}_det_cov{focus:g}"), n_boot=n_boot, seed=seed)
+            entry["det_energy_in_box"] = _mean_ci(values(rows, f"{code}_{cond}_det_energy"), n_boot=n_boot, seed=seed)
+            out[f"{code}/{cond}"] = entry
+        out[f"{code}/stability"] = {
+            "spearman": _mean_ci(values(rows, f"{code}_rho"), n_boot=n_boot, seed=seed),
+            f"top{focus:g}_intersection": _mean_ci(values(rows, f"{code}_top{focus:g}"), n_boot=n_boot, seed=seed),
+        }
+        if code == "IG":
+            out["IG/convergence_delta"] = {cond: _finite_median(np.abs(values(rows, f"IG_{cond}_delta"))) for cond in ("clean", "pgd")}
+    return out
+
+
+def _finite_median(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if x.size else None
+
+
+def _baselines(rows: Sequence[dict[str, str]], percentiles: Sequence[float]) -> dict[str, Any]:
+    """What a random map scores: p% coverage, the box-area share of energy, the dilated-box share of pointing."""
+    share = values(rows, "box_share")
+    pointing = values(rows, "pointing_baseline")
+    return {
+        **{f"coverage@{p:g}": p / 100.0 for p in percentiles},
+        "energy_in_box": float(np.nanmean(share)) if np.isfinite(share).any() else None,
+        "pointing_game": float(np.nanmean(pointing)) if np.isfinite(pointing).any() else None,
+        "det_box_share": {cond: _finite_mean(values(rows, f"det_box_share_{cond}")) for cond in ("clean", "pgd")},
+    }
+
+
+def _finite_mean(x: np.ndarray) -> float | None:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def _agreement(rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: bool) -> dict[str, Any]:
+    """Does the detector call the same images fractured as the classifier (and as the truth)?"""
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
+    out: dict[str, Any] = {}
+    y = values(rows, "label") if has_labels else None
+    for cond in ("clean", "pgd"):
+        det_max = values(rows, f"det_max_{cond}")
+        called = (det_max >= det_conf).astype(int)
+        pred = values(rows, f"pred_{cond}").astype(int)
+        same = int(np.sum(called == pred))
+        kappa = None
+        if len(set(called.tolist()) | set(pred.tolist())) > 1:
+            kappa = float(cohen_kappa_score(called, pred))
+        entry: dict[str, Any] = {"agreement": same / len(rows), "agreement_ci95": list(proportion_ci(same, len(rows))), "cohen_kappa": kappa}
+        if y is not None and len(set(y.tolist())) == 2:
+            entry["det_image_auroc"] = float(roc_auc_score(y.astype(int), det_max))
+        out[cond] = entry
+    out["det_gt_iou"] = _finite_mean(values(rows, "det_gt_iou"))
+    return out
+
+
+def _detector_map(model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs) -> dict[str, Any]:
+    """pycocotools mAP of the detector on the classifier's clean and PGD inputs (boxes in the original frame)."""
+    from fracdet.data.coco import coco_document
+    from fracdet.data.formats import Box, clip_box
+    from fracdet.data.geometry import box_from_model_frame
+    from fracdet.det.coco_eval import coco_map, predictions_to_coco_results
+
+    ok = {int(r["index"]) for r in model_rows}
+    items = [it for it in inputs.items if it.index in ok]
+    coco_id = {it.index: k + 1 for k, it in enumerate(items)}
+    by_index = {it.index: it for it in items}
+    gt = coco_document([it.record() for it in items], inputs.box_class_names, lambda r: r.image_id)
+    out: dict[str, Any] = {}
+    for cond in ("clean", "pgd"):
+        results: list[dict[str, Any]] = []
+        for entry in detections:
+            if entry["cond"] != cond or entry["index"] not in coco_id:
+                continue
+            item = by_index[entry["index"]]
+            boxes, scores = [], []
+            for x1, y1, x2, y2, label, score in entry["boxes"]:
+                box = box_from_model_frame(Box(x1, y1, x2, y2, int(label)), item.height, item.width, entry["size"])
+                clipped, _ = clip_box(box, item.width, item.height)
+                if clipped is not None:
+                    boxes.append(clipped)
+                    scores.append(score)
+            results += predictions_to_coco_results(coco_id[entry["index"]], boxes, scores)
+        coco = coco_map(gt, results)
+        out[cond] = {"map_50": coco.get("map_50"), "map_50_95": coco.get("map_50_95"), "n_boxes": len(results)}
+    return out
+
+
+def _paired(per_model: dict[str, list[dict[str, str]]], codes: Sequence[str], focus: float, *, n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """Each pair of classifiers, each method: coverage and energy compared image by image."""
+    tests = []
+    for a, b in itertools.combinations(per_model, 2):
+        rows_a = {int(r["index"]): r for r in per_model[a]}
+        rows_b = {int(r["index"]): r for r in per_model[b]}
+        common = sorted(set(rows_a) & set(rows_b))
+        ra, rb = [rows_a[i] for i in common], [rows_b[i] for i in common]
+        for code in codes:
+            for cond in ("clean", "pgd"):
+                for metric, column in ((f"coverage@{focus:g}", f"{code}_{cond}_cov{focus:g}"), ("energy_in_box", f"{code}_{cond}_energy")):
+                    result = paired_comparison(values(ra, column), values(rb, column), n_boot=n_boot, seed=seed)
+                    tests.append({"a": a, "b": b, "method": code, "input": cond, "metric": metric, **result})
+    return tests
+
+
+def summarize(header: Sequence[str], rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs, state: dict[str, Any]) -> dict[str, Any]:
+    """Every number of the report, JSON-ready."""
+    config = state["config"]
+    n_boot, seed = int(config["n_boot"]), int(config["seed"])
+    percentiles = [float(p) for p in config["percentiles"]]
+    focus = focus_percentile(percentiles)
+    codes = method_codes(header)
+    models = list(state["identity"]["classifiers"])
+    per_model = {m: [r for r in rows if r["model"] == m and r["status"] == "ok"] for m in models}
+    skipped = [{"model": r["model"], "path": r["path"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
+    with_det = state["identity"].get("detector") is not None
+    out: dict[str, Any] = {"models": models, "n_images": len(inputs.items), "methods": codes, "percentiles": percentiles, "focus_percentile": focus,
+                           "has_labels": inputs.has_labels, "has_boxes": inputs.has_boxes, "skipped": skipped,
+                           "robustness": {}, "localization": {}, "baselines": {}, "agreement": {}, "detector": {}}  # fmt: skip
+    for model, model_rows in per_model.items():
+        identity = state["identity"]["classifiers"][model]
+        out["robustness"][model] = {"adv_training": identity.get("adv"), **_robustness(model_rows, float(identity["threshold"]), has_labels=inputs.has_labels, n_boot=n_boot, seed=seed)}
+        out["localization"][model] = _localization(model_rows, codes, percentiles, focus, n_boot=n_boot, seed=seed)
+        out["baselines"][model] = _baselines(model_rows, percentiles)
+        if with_det and model_rows:
+            out["agreement"][model] = _agreement(model_rows, float(config["det_conf"]), has_labels=inputs.has_labels)
+            if inputs.has_labels:
+                model_detections = [d for d in detections if d["model"] == model]
+                out["detector"][model] = _detector_map(model_rows, model_detections, inputs)
+    out["paired_tests"] = _paired(per_model, codes, focus, n_boot=n_boot, seed=seed) if len(models) > 1 and inputs.has_boxes else []
+    return out
