@@ -40,8 +40,6 @@ def _classifier(path: Path, *, seed: int, names=("not_fractured", "fractured")) 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     """Two random binary classifiers, a 3-class one, and a 1-class YOLOv8n that draws boxes."""
-    from tests.test_predict import checkpoints as _unused  # noqa: F401  (keeps one recipe for the tiny detector)
-
     root = tmp_path_factory.mktemp("audit_models")
     paths = {"a": _classifier(root / "model_a", seed=0), "b": _classifier(root / "model_b", seed=1),
              "three": _classifier(root / "three", seed=2, names=("hand", "leg", "hip"))}  # fmt: skip

@@ -166,7 +166,7 @@ def audit_batch(
         for cond in CONDITIONS:
             target = [1] * len(items) if cfg.target == "fracture" else preds[cond].tolist()
             with timer(f"attr:{code}"):
-                maps[code, cond] = explainer.attribute(inputs[cond], target)
+                maps[code, cond] = np.nan_to_num(explainer.attribute(inputs[cond], target))
             if code == "IG" and getattr(explainer, "last_delta", None) is not None:
                 deltas[cond] = np.asarray(explainer.last_delta, dtype=np.float64)
 
@@ -186,6 +186,8 @@ def audit_batch(
                 "linf": float(linf[k]),
             }  # fmt: skip
             gt_mask = boxes_mask(gt, size, size) if gt else None
+            if gt_mask is not None and not gt_mask.any():  # boxes entirely in the padding: nothing to score
+                gt_mask = None
             if gt_mask is not None:
                 row["box_share"] = float(gt_mask.mean())
             det_masks: dict[str, np.ndarray | None] = {}
@@ -194,8 +196,9 @@ def audit_batch(
                 kept = _confident((boxes, scores), cfg.det_conf)
                 row[f"det_n_{cond}"] = len(kept)
                 row[f"det_max_{cond}"] = float(max(scores, default=0.0))
-                det_masks[cond] = boxes_mask(kept, size, size) if kept else None
-                if kept:
+                det_mask = boxes_mask(kept, size, size) if kept else None
+                det_masks[cond] = det_mask if det_mask is not None and det_mask.any() else None
+                if det_masks[cond] is not None:
                     row[f"det_box_share_{cond}"] = float(det_masks[cond].mean())
                 out.detections.append({"model": clf.name, "index": item.index, "cond": cond, "size": size,
                                        "boxes": [[*(round(v, 2) for v in b.as_list()), b.label, round(s, 5)] for b, s in zip(boxes, scores, strict=True)]})  # fmt: skip

@@ -51,7 +51,7 @@ def headline(metrics: Mapping[str, Any]) -> list[str]:
         covs = [(code, _mean(metrics["localization"][model].get(f"{code}/clean", {}).get(f"coverage@{focus:g}"))) for code in metrics["methods"]]
         covs = [(c, v) for c, v in covs if v is not None]
         if covs:
-            text += ", coverage@{:g} ".format(focus) + " ".join(f"{c} {v:.2f}" for c, v in covs)
+            text += f", coverage@{focus:g} " + " ".join(f"{c} {v:.2f}" for c, v in covs)
         parts.append(text)
     return parts
 

@@ -112,6 +112,12 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     out = Path(cfg.output) / "shards" / f"rank-{runtime.rank + 1}" if runtime.distributed else Path(cfg.output)
     seed_everything(cfg.seed)
     inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images)
+    if inputs.has_labels and not inputs.has_boxes:
+        raise DataError(
+            f"no ground-truth boxes in split {cfg.split!r}: attribution localization needs them "
+            "(audit the images folder itself for robustness and classifier/detector agreement only)",
+            inputs.source,
+        )
     precision = resolve_precision(cfg.precision, runtime.device)
     classifiers, cls_identity = load_classifiers(cfg, runtime.device, precision)
     detector, det_identity = load_audit_detector(cfg)
