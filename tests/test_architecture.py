@@ -231,7 +231,7 @@ def test_the_graph_is_read(graph):
     # Guards the checker against reading nothing: known edges of the real code are present.
     assert "fracdet.cli" in graph["fracdet.__main__"]
     assert "fracdet.data.formats" in graph["data_tools.phantoms"]
-    assert "data_tools.phantoms" in graph["fracdet.demo"]  # an import inside a function
+    assert "fracdet.config" in graph["fracdet.cli"]  # imported inside the commands only
 
 
 def test_every_unit_has_a_layer(graph):

@@ -80,6 +80,14 @@ def invoke(*args: str | Path):
     return runner.invoke(app, [str(a) for a in args])
 
 
+def one_line_error(result) -> str:
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return lines[0]
+
+
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
@@ -300,14 +308,6 @@ def test_convert_with_a_config_file(small_fracatlas, tmp_path):
     result = runner.invoke(app, ["-q", "convert", str(small_fracatlas), str(tmp_path / "out"), "--config", str(tmp_path / "c.yaml")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "convert_report.json").read_text())["split"]["fractions"]["train"] == 0.5
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    return lines[0]
 
 
 def test_bad_inputs_give_one_line(small_fracatlas, tmp_path):
