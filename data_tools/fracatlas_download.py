@@ -11,7 +11,8 @@ only), downloads each file with a progress bar, checks its size and MD5 against 
 extracts the zip (refusing entries that would escape the target) into a temporary folder next
 to the output and renames it into place, then checks the layout with :func:`verify_fracatlas`.
 Without internet, download the zip by hand and use :func:`extract_fracatlas_zip`
-(``fracdet fetch-fracatlas --from-zip FILE OUT``).
+(``fracdet fetch-fracatlas --from-zip FILE OUT``). :func:`get_fracatlas` is the one call
+behind that command: download or extract, then the verification report.
 
 :func:`verify_fracatlas` checks the folders and files and compares counts with the published
 numbers; a missing piece is an error, a count mismatch only a warning (a partial copy is still
@@ -48,6 +49,7 @@ __all__ = [
     "FIGSHARE_PAGE",
     "EXPECTED_COUNTS",
     "VerifyReport",
+    "get_fracatlas",
     "fetch_fracatlas",
     "extract_fracatlas_zip",
     "verify_fracatlas",
@@ -107,6 +109,12 @@ class VerifyReport:
     def complete(self) -> bool:
         """True when every count matches the full published dataset."""
         return not self.warnings
+
+    def line(self) -> str:
+        """One line for a person: where the tree is, what it holds, what to run next."""
+        fractured = self.counts.get("fractured_images", 0)
+        intact = self.counts.get("non_fractured_images", 0)
+        return f"FracAtlas tree at {self.root} ({fractured} fractured, {intact} non-fractured images); run `fracdet convert {self.root} OUT`"
 
 
 def _offline_hint() -> str:
@@ -318,8 +326,8 @@ def _log_report(report: VerifyReport) -> None:
         logger.info("FracAtlas verified at %s: layout and counts match", report.root)
 
 
-def _install(output: Path, overwrite: bool, fill: Callable[[Path], None]) -> Path:
-    """Build ``output`` atomically with ``fill(tmp)``, verify it there, return the final root."""
+def _install(output: Path, overwrite: bool, fill: Callable[[Path], None]) -> VerifyReport:
+    """Build ``output`` atomically with ``fill(tmp)``, verify it there; the report names the final root."""
     output = Path(output)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         fill(tmp)
@@ -327,7 +335,7 @@ def _install(output: Path, overwrite: bool, fill: Callable[[Path], None]) -> Pat
         relative = report.root.relative_to(tmp)
     report = replace(report, root=output / relative)
     _log_report(report)
-    return report.root
+    return report
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -352,6 +360,10 @@ def fetch_fracatlas(
     Raises :class:`DataError` when offline, on a checksum mismatch or an incomplete layout, and
     :class:`OutputExistsError` when ``output`` exists and not ``overwrite``.
     """
+    return _fetch_and_verify(output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite).root
+
+
+def _fetch_and_verify(output: Path, *, article_id: int, api_url: str, timeout: float, overwrite: bool) -> VerifyReport:
     import zipfile
 
     _check_output(output, overwrite)
@@ -377,8 +389,32 @@ def extract_fracatlas_zip(zip_path: Path, output: Path, *, overwrite: bool = Fal
 
     Returns the folder holding the tree, as :func:`fetch_fracatlas` does.
     """
+    return _extract_and_verify(zip_path, output, overwrite).root
+
+
+def _extract_and_verify(zip_path: Path, output: Path, overwrite: bool) -> VerifyReport:
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise DataError(f"no such file; download it from {FIGSHARE_PAGE}", zip_path)
     _check_output(output, overwrite)
     return _install(output, overwrite, lambda tmp: _extract_zip(zip_path, tmp))
+
+
+def get_fracatlas(
+    output: Path,
+    *,
+    from_zip: Path | None = None,
+    article_id: int = FIGSHARE_ARTICLE_ID,
+    api_url: str = FIGSHARE_API_URL,
+    timeout: float = 30,
+    overwrite: bool = False,
+) -> VerifyReport:
+    """Put a verified FracAtlas tree in ``output``: extract ``from_zip`` when given, else download.
+
+    Returns the verification report of the installed tree (its ``root``, ``counts``,
+    ``warnings`` for counts that differ from the published ones, and ``line()`` for people).
+    Raises as :func:`fetch_fracatlas` and :func:`extract_fracatlas_zip` do.
+    """
+    if from_zip is not None:
+        return _extract_and_verify(from_zip, output, overwrite)
+    return _fetch_and_verify(output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite)

@@ -15,23 +15,25 @@ Run ``fracdet phantoms OUT`` or ``python -m data_tools.phantoms OUT``.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from data_tools.phantom_render import BODY_PARTS, render_radiograph
+from fracdet.config import build_config
 from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.fracatlas import FRACATLAS_CLASSES, write_fracatlas_annotations
-from fracdet.errors import ConfigError
+from fracdet.errors import ConfigError, FracdetError
 from fracdet.fsutil import atomic_output_dir
-from fracdet.log import progress
+from fracdet.log import progress, setup_logging
 
 __all__ = ["PhantomConfig", "generate_phantoms", "IMAGE_FORMATS"]
 
@@ -244,10 +246,29 @@ def _write_meta(path: Path, tasks: list[_Task], results: dict[int, dict], meta: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m data_tools.phantoms``: the same command as ``fracdet phantoms``."""
-    from fracdet.cli import app
+    """``python -m data_tools.phantoms OUT [--count N ...]``: the generator without the CLI.
 
-    return app(["phantoms", *(sys.argv[1:] if argv is None else argv)], standalone_mode=True)
+    One ``--option`` per :class:`PhantomConfig` field, values coerced and checked by
+    :func:`fracdet.config.build_config`, so this door cannot drift from the config; the
+    ``fracdet phantoms`` command (with its help texts) stays the main one.
+    """
+    parser = argparse.ArgumentParser(prog="python -m data_tools.phantoms", description="Generate synthetic radiograph phantoms in FracAtlas layout.")
+    parser.add_argument("output", type=Path, help="Folder to create (FracAtlas layout).")
+    parser.add_argument("--config", type=Path, help="YAML file of defaults (options win).")
+    parser.add_argument("--overwrite", action="store_true", default=None, help="Replace an existing output.")
+    for f in fields(PhantomConfig):
+        if f.name not in ("output", "overwrite"):
+            flags = [f"--{f.name.replace('_', '-')}", *(["--format"] if f.name == "image_format" else [])]  # as `fracdet phantoms`
+            parser.add_argument(*flags, dest=f.name, metavar=f.name.upper(), help=f"default: {f.default}")
+    options = vars(parser.parse_args(argv))
+    setup_logging()
+    try:
+        generate_phantoms(build_config(PhantomConfig, options.pop("config"), **options))
+    except FracdetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"phantoms written to {options['output']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from fracdet import __version__
-from fracdet.errors import FracdetError
+from fracdet.errors import ConfigError, FracdetError
 from fracdet.log import setup_logging
 
 __all__ = ["app"]
@@ -123,29 +123,29 @@ def convert(
     from fracdet.data.convert import ConvertConfig
     from fracdet.data.convert import convert as run_convert
 
+    if copy and symlink:
+        raise ConfigError("--copy and --symlink exclude each other; pass one (default: hard links)")
     link = "copy" if copy else "symlink" if symlink else None
     cfg = build_config(
         ConvertConfig, config, source=source, output=output, source_format=source_format, targets=targets,
         link=link, split=split, fractions=fractions, seed=seed, group_regex=group_regex,
         images_root=images_root, full_check=full_check or None, overwrite=overwrite or None,
     )  # fmt: skip
-    result = run_convert(cfg)
-    counts = "; ".join(f"{s}: " + ", ".join(f"{n} {c}" for c, n in per.items()) for s, per in result.split_counts.items())
-    typer.echo(f"{result.n_images} images -> {result.output} ({counts}); {result.n_skipped} skipped, see convert_report.json")
+    typer.echo(run_convert(cfg).line())
 
 
 @app.command()
 @clean_errors
 def demo(
     output: Annotated[Path, typer.Option("--out", help="Folder for the demo run.")] = Path("reports/demo"),
-    config: ConfigOpt = Path("configs/demo.yaml"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of defaults (CLI options win); without it configs/demo.yaml when present.")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the whole pipeline on built-in phantoms: convert, train and evaluate both tracks, predict."""
-    from fracdet.config import build_config
-    from fracdet.demo import DemoConfig, run_demo
+    from fracdet.config import build_config, config_file
+    from fracdet.demo import DEFAULT_CONFIG_FILE, DemoConfig, run_demo
 
-    cfg = build_config(DemoConfig, config if config and config.exists() else None, output=output, overwrite=overwrite or None)
+    cfg = build_config(DemoConfig, config_file(config, DEFAULT_CONFIG_FILE), output=output, overwrite=overwrite or None)
     summary = run_demo(cfg)
     typer.echo(summary)
 
@@ -158,14 +158,13 @@ def fetch_fracatlas(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Download the real FracAtlas from figshare (or extract a zip), check MD5 and layout."""
-    from data_tools.fracatlas_download import extract_fracatlas_zip, verify_fracatlas
-    from data_tools.fracatlas_download import fetch_fracatlas as download
+    from data_tools.fracatlas_download import get_fracatlas
 
-    root = extract_fracatlas_zip(from_zip, output, overwrite=overwrite) if from_zip else download(output, overwrite=overwrite)
-    report = verify_fracatlas(root)
+    report = get_fracatlas(output, from_zip=from_zip, overwrite=overwrite)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"FracAtlas tree at {root} ({report.counts['fractured_images']} fractured, {report.counts['non_fractured_images']} non-fractured images); run `fracdet convert {root} OUT`")
+    typer.echo(report.line())
+
 
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA when present).")]
 PrecisionOpt = Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where fast, incl. AMX/AVX-512 BF16 CPUs).")]

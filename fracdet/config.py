@@ -18,7 +18,7 @@ import yaml
 
 from fracdet.errors import ConfigError, FracdetError
 
-__all__ = ["build_config", "load_yaml"]
+__all__ = ["build_config", "config_file", "load_yaml"]
 
 C = TypeVar("C")
 
@@ -68,6 +68,20 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{key}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
     return value
+
+
+def config_file(named: str | Path | None, default: str | Path | None = None) -> Path | None:
+    """The YAML file a command reads: the one the user named, else ``default`` when it exists.
+
+    A named file is returned even when missing, so :func:`build_config` refuses it: a typo in
+    ``--config`` must never fall back to the defaults silently. Only the command's own default
+    file is optional.
+    """
+    if named is not None:
+        return Path(named)
+    if default is not None and Path(default).is_file():
+        return Path(default)
+    return None
 
 
 def build_config(cls: type[C], file: str | Path | None = None, /, **overrides: Any) -> C:

@@ -18,11 +18,14 @@ from typing import Any
 from fracdet.data.convert import ConvertConfig, convert
 from fracdet.errors import ConfigError, OutputExistsError
 
-__all__ = ["DemoConfig", "run_demo", "STAGES"]
+__all__ = ["DemoConfig", "run_demo", "STAGES", "DEFAULT_CONFIG_FILE"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("cls", "det", "predict")
+#: Read by ``fracdet demo`` when present and no ``--config`` is named (relative to the working
+#: folder: the repository root for ``make demo``).
+DEFAULT_CONFIG_FILE = Path("configs/demo.yaml")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,91 @@
-"""The CLI: help everywhere, one clear line and a non-zero exit for bad input, real runs."""
+"""The CLI: help everywhere, options reach the library as typed configs, one clear error line.
+
+Most tests follow fastapi-cli: the library function a command calls is patched, and the test
+asserts the config object it receives, so the CLI is checked without running any model. A
+few real runs (phantoms, convert, demo) check the wiring end to end.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
+from data_tools.fracatlas_download import VerifyReport
+from data_tools.phantoms import PhantomConfig
 from fracdet import __version__
 from fracdet.cli import app
+from fracdet.data.convert import ConvertConfig, ConvertResult, LinkMode
+from fracdet.demo import DemoConfig
+from fracdet.errors import DataError
 
 runner = CliRunner()
+COMMANDS = [c.name or typer.main.get_command_name(c.callback.__name__) for c in app.registered_commands]
+
+#: The library function each command calls ("module:function"), and the fewest arguments it
+#: needs. Every command must be listed: a new one fails test_every_command_is_patched.
+LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
+    "phantoms": ("data_tools.phantoms:generate_phantoms", ["out"]),
+    "convert": ("fracdet.data.convert:convert", ["src", "out"]),
+    "demo": ("fracdet.demo:run_demo", ["--out", "out"]),
+    "fetch-fracatlas": ("data_tools.fracatlas_download:get_fracatlas", ["out"]),
+    "train-cls": ("fracdet.cls.train:train_classifier", ["manifest.csv"]),
+    "train-det": ("fracdet.det.train:train_detector", ["data.yaml"]),
+    "eval-det": ("fracdet.det.evaluate:evaluate_detector", ["best.pt", "data"]),
+    "eval-cls": ("fracdet.cls.evaluate:evaluate_classifier", ["run", "manifest.csv"]),
+    "predict": ("fracdet.predict:predict_folder", ["images", "--cls", "run"]),
+    "merge": ("fracdet.predict:merge_outputs", ["out", "shard1", "shard2"]),
+}
+
+
+class Calls:
+    """Stands in for a library function: records each call, returns a canned result."""
+
+    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
+        self.result, self.error = result, error
+        self.args: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.args.append((args, kwargs))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    @property
+    def config(self) -> Any:
+        (args, _kwargs), = self.args
+        return args[0]
+
+
+@pytest.fixture
+def library(monkeypatch):
+    """``library("convert", result)`` patches the function behind the ``convert`` command."""
+
+    def patch(command: str, result: Any = None, *, error: Exception | None = None) -> Calls:
+        module, name = LIBRARY_CALLS[command][0].split(":")
+        fake = Calls(result, error)
+        monkeypatch.setattr(importlib.import_module(module), name, fake)
+        return fake
+
+    return patch
+
+
+def invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return lines[0]
 
 
 def test_version():
@@ -18,10 +93,203 @@ def test_version():
     assert result.exit_code == 0 and __version__ in result.output
 
 
-@pytest.mark.parametrize("command", ["phantoms", "convert", "demo"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_every_command_is_patched():
+    assert sorted(LIBRARY_CALLS) == sorted(COMMANDS), "add the new command to LIBRARY_CALLS and give it a test"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_library_error_becomes_one_line_and_exit_1(command, library, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's default config file is looked up here
+    fake = library(command, error=DataError("broken on purpose", "some/file.csv"))
+    result = invoke(command, *LIBRARY_CALLS[command][1])
+    assert len(fake.args) == 1, result.output
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == "error: some/file.csv: broken on purpose\n"
+
+
+def test_phantoms_options_reach_the_config(library, tmp_path):
+    fake = library("phantoms", tmp_path / "ph")
+    result = invoke(
+        "phantoms", tmp_path / "ph", "--count", "7", "--size", "96", "--seed", "3", "--prevalence", "0.5",
+        "--max-fractures", "3", "--format", "png16", "--shortcut-rate", "0.9", "--crack-scale", "2.5",
+        "--workers", "1", "--overwrite",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, PhantomConfig) and cfg.output == tmp_path / "ph"
+    assert (cfg.count, cfg.size, cfg.seed, cfg.max_fractures, cfg.workers) == (7, 96, 3, 3, 1)
+    assert (cfg.prevalence, cfg.shortcut_rate, cfg.crack_scale) == (0.5, 0.9, 2.5)
+    assert cfg.image_format == "png16" and cfg.overwrite is True
+    assert f"phantoms written to {tmp_path / 'ph'}" in result.stdout
+
+
+def test_convert_options_reach_the_config(library, tmp_path):
+    fake = library("convert", ConvertResult(tmp_path / "out", 3, 1, {"train": {"fractured": 2, "intact": 1}}))
+    result = invoke(
+        "convert", tmp_path / "src", tmp_path / "out", "--from", "yolo", "--to", "yolo,manifest", "--symlink",
+        "--split", "random", "--fractions", "0.6,0.2,0.2", "--seed", "4", "--group-regex", "^(P\\d+)_",
+        "--images-root", tmp_path / "img", "--full-check",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, ConvertConfig) and (cfg.source, cfg.output) == (tmp_path / "src", tmp_path / "out")
+    assert cfg.source_format == "yolo" and cfg.targets == ("yolo", "manifest") and cfg.link is LinkMode.symlink
+    assert cfg.split == "random" and cfg.fractions == (0.6, 0.2, 0.2) and cfg.seed == 4
+    assert cfg.group_regex == "^(P\\d+)_" and cfg.images_root == tmp_path / "img"
+    assert cfg.full_check is True and cfg.overwrite is False
+    assert result.stdout == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+
+
+@pytest.mark.parametrize(("flags", "link"), [([], LinkMode.hardlink), (["--copy"], LinkMode.copy), (["--symlink"], LinkMode.symlink)])
+def test_convert_link_flags(library, tmp_path, flags, link):
+    fake = library("convert", ConvertResult(tmp_path / "out", 0, 0, {}))
+    assert invoke("convert", tmp_path / "src", tmp_path / "out", *flags).exit_code == 0
+    assert fake.config.link is link
+
+
+def test_convert_refuses_copy_with_symlink(library, tmp_path):
+    fake = library("convert")
+    line = one_line_error(invoke("convert", tmp_path / "src", tmp_path / "out", "--copy", "--symlink"))
+    assert "--copy and --symlink" in line and fake.args == []
+
+
+def test_demo_options_reach_the_config(library, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/demo.yaml here: the dataclass defaults
+    fake = library("demo", "demo done")
+    result = invoke("demo", "--out", tmp_path / "d", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert fake.config == DemoConfig(output=tmp_path / "d", overwrite=True)
+    assert result.stdout == "demo done\n"
+
+
+def test_demo_reads_its_default_config_when_present(library, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("count: 12\nstages: [cls]\n")
+    fake = library("demo", "")
+    assert invoke("demo").exit_code == 0
+    assert (fake.config.count, fake.config.stages, fake.config.output) == (12, ("cls",), Path("reports/demo"))
+    (tmp_path / "mine.yaml").write_text("count: 5\n")
+    assert invoke("demo", "-c", "mine.yaml").exit_code == 0
+    assert fake.args[-1][0][0].count == 5  # a named file replaces the default one
+
+
+def test_demo_refuses_a_missing_config_file(library, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake = library("demo", "")
+    line = one_line_error(invoke("demo", "--config", "missing.yaml"))
+    assert "missing.yaml" in line and "not found" in line and fake.args == []
+
+
+def test_fetch_fracatlas_calls_the_library_once(library, tmp_path):
+    report = VerifyReport(tmp_path / "out" / "FracAtlas", {"fractured_images": 1, "non_fractured_images": 2}, ["a count differs"])
+    fake = library("fetch-fracatlas", report)
+    result = invoke("fetch-fracatlas", tmp_path / "out", "--from-zip", tmp_path / "f.zip", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert fake.args == [((tmp_path / "out",), {"from_zip": tmp_path / "f.zip", "overwrite": True})]
+    assert result.stderr == "warning: a count differs\n" and result.stdout == report.line() + "\n"
+    invoke("fetch-fracatlas", tmp_path / "out2")
+    assert fake.args[-1] == ((tmp_path / "out2",), {"from_zip": None, "overwrite": False})
+
+
+def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
+    from fracdet.cls.train import ClsTrainConfig
+
+    monkeypatch.delenv("RANK", raising=False)
+    fake = library("train-cls", SimpleNamespace(best_epoch=2, best_score=0.9, threshold=0.4, temperature=1.1, best=tmp_path / "best"))
+    result = invoke(
+        "train-cls", tmp_path / "m.csv", "--out", tmp_path / "run", "--backbone", "resnet10t", "--freeze-backbone",
+        "--image-size", "64", "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--adv", "pgd", "--adv-eps", "0.01",
+        "--adv-steps", "2", "--threshold-method", "sensitivity", "--threshold-target", "0.9", "--precision", "fp32",
+        "--device", "cpu", "--workers", "0", "--seed", "5", "--weights", tmp_path / "w.safetensors", "--resume",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, ClsTrainConfig) and (cfg.manifest, cfg.output) == (tmp_path / "m.csv", tmp_path / "run")
+    assert (cfg.backbone, cfg.mode, cfg.adv, cfg.threshold_method, cfg.precision, cfg.device) == ("resnet10t", "linear", "pgd", "sensitivity", "fp32", "cpu")
+    assert (cfg.image_size, cfg.epochs, cfg.batch_size, cfg.adv_steps, cfg.workers, cfg.seed) == (64, 3, 8, 2, 0, 5)
+    assert isinstance(cfg.lr, float) and (cfg.lr, cfg.adv_eps, cfg.threshold_target) == (0.01, 0.01, 0.9)
+    assert cfg.weights == tmp_path / "w.safetensors" and cfg.resume is True and cfg.pretrained is False
+
+
+def test_train_det_options_reach_the_config(library, tmp_path):
+    from fracdet.det.train import DetTrainConfig
+
+    fake = library("train-det", SimpleNamespace(best_weights=tmp_path / "best.pt", metrics={}))
+    result = invoke(
+        "train-det", tmp_path / "data.yaml", "--model", "yolov8s.yaml", "--out", tmp_path / "runs", "--name", "r1",
+        "--epochs", "2", "--imgsz", "128", "--batch", "4", "--lr0", "0.005", "--fliplr", "0.5", "--device", "cpu",
+        "--workers", "0", "--seed", "7", "--extra", "cos_lr=True",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, DetTrainConfig) and (cfg.data, cfg.output, cfg.name) == (tmp_path / "data.yaml", tmp_path / "runs", "r1")
+    assert (cfg.model, cfg.epochs, cfg.imgsz, cfg.batch, cfg.workers, cfg.seed) == ("yolov8s.yaml", 2, 128, 4, 0, 7)
+    assert (cfg.lr0, cfg.fliplr, cfg.device) == (0.005, 0.5, "cpu") and cfg.extra == {"cos_lr": True}
+
+
+def test_eval_det_options_reach_the_config(library, tmp_path):
+    from fracdet.det.evaluate import DetEvalConfig
+
+    fake = library("eval-det", {"coco": {"map_50": 0.5, "map_50_95": 0.3}, "image_level": {"auroc": None}})
+    result = invoke(
+        "eval-det", tmp_path / "best.pt", tmp_path / "data", "--split", "val", "--out", tmp_path / "rep",
+        "--imgsz", "320", "--conf", "0.01", "--iou", "0.5", "--image-threshold", "0.3", "--no-ultralytics-val",
+        "--seed", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, DetEvalConfig) and (cfg.weights, cfg.data, cfg.output) == (tmp_path / "best.pt", tmp_path / "data", tmp_path / "rep")
+    assert (cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.image_threshold, cfg.seed) == ("val", 320, 0.01, 0.5, 0.3, 2)
+    assert cfg.ultralytics_val is False
+
+
+def test_eval_cls_options_reach_the_config(library, tmp_path):
+    from fracdet.cls.evaluate import EvalClsConfig
+
+    fake = library("eval-cls", {"n": 4, "auroc": None, "sensitivity": 1.0, "specificity": 0.5, "threshold": 0.5})
+    result = invoke(
+        "eval-cls", tmp_path / "run", tmp_path / "m.csv", "--split", "val", "--out", tmp_path / "rep",
+        "--batch-size", "4", "--n-boot", "10", "--device", "cpu", "--workers", "0", "--seed", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, EvalClsConfig) and (cfg.checkpoint, cfg.manifest, cfg.output) == (tmp_path / "run", tmp_path / "m.csv", tmp_path / "rep")
+    assert (cfg.split, cfg.batch_size, cfg.n_boot, cfg.device, cfg.workers, cfg.seed) == ("val", 4, 10, "cpu", 0, 1)
+
+
+def test_predict_options_reach_the_config(library, tmp_path):
+    from fracdet.predict import PredictConfig
+
+    fake = library("predict", SimpleNamespace(line=lambda: "predicted"))
+    result = invoke(
+        "predict", tmp_path / "imgs", "--cls", tmp_path / "run", "--det", tmp_path / "best.pt", "--out", tmp_path / "p",
+        "--batch-size", "2", "--det-imgsz", "320", "--det-conf", "0.4", "--no-recursive", "--gradcam",
+        "--shard", "2/3", "--device", "cpu", "--workers", "0", "--seed", "9",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, PredictConfig) and (cfg.folder, cfg.cls, cfg.det, cfg.output) == (tmp_path / "imgs", tmp_path / "run", tmp_path / "best.pt", tmp_path / "p")
+    assert (cfg.batch_size, cfg.det_imgsz, cfg.det_conf, cfg.shard, cfg.device, cfg.workers, cfg.seed) == (2, 320, 0.4, "2/3", "cpu", 0, 9)
+    assert cfg.recursive is False and cfg.gradcam is True and cfg.resume is False
+
+
+def test_merge_passes_folders(library, tmp_path):
+    fake = library("merge", SimpleNamespace(line=lambda: "merged"))
+    result = invoke("merge", tmp_path / "all", tmp_path / "s1", tmp_path / "s2", "--overwrite")
+    assert result.exit_code == 0, result.output
+    (args, kwargs), = fake.args
+    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and args[1] == tmp_path / "all"
+    assert kwargs == {"overwrite": True}
+
+
+# ----------------------------------------------------------------------------- real runs
 
 
 def test_phantoms_then_convert(tmp_path):
@@ -40,14 +308,6 @@ def test_convert_with_a_config_file(small_fracatlas, tmp_path):
     result = runner.invoke(app, ["-q", "convert", str(small_fracatlas), str(tmp_path / "out"), "--config", str(tmp_path / "c.yaml")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "convert_report.json").read_text())["split"]["fractions"]["train"] == 0.5
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    return lines[0]
 
 
 def test_bad_inputs_give_one_line(small_fracatlas, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fracdet.config import build_config
+from fracdet.config import build_config, config_file
 from fracdet.data.convert import ConvertConfig
 from fracdet.errors import ConfigError
 from fracdet.fsutil import LinkMode
@@ -50,3 +50,15 @@ def test_missing_file_and_required_option(tmp_path):
         build_config(ConvertConfig, tmp_path / "none.yaml", source="a", output="b")
     with pytest.raises(ConfigError, match="missing required option"):
         build_config(ConvertConfig, None, source="a")
+
+
+def test_config_file_prefers_the_named_one_and_keeps_a_missing_one(tmp_path):
+    default = tmp_path / "default.yaml"
+    assert config_file(None, default) is None  # an absent default is optional
+    default.write_text("seed: 1\n")
+    assert config_file(None, default) == default
+    assert config_file(None) is None
+    named = tmp_path / "typo.yaml"
+    assert config_file(str(named), default) == named  # missing, yet returned: build_config refuses it
+    with pytest.raises(ConfigError, match="typo.yaml: config file not found"):
+        build_config(ConvertConfig, config_file(named, default), source="a", output="b")

@@ -11,7 +11,7 @@ from conftest import make_fracatlas, save_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fracdet.data.convert import ConvertConfig, convert, detect_format, read_dataset
+from fracdet.data.convert import ConvertConfig, ConvertResult, convert, detect_format, read_dataset
 from fracdet.data.fracatlas import read_fracatlas
 from fracdet.data.manifest import read_manifest
 from fracdet.errors import ConfigError, DataError, OutputExistsError
@@ -172,3 +172,8 @@ def test_hard_link_across_file_systems_falls_back_to_copy(small_fracatlas, tmp_p
     convert(ConvertConfig(small_fracatlas, tmp_path / "out", targets=("yolo",)))
     report = json.loads((tmp_path / "out" / "convert_report.json").read_text())
     assert report["link_modes"] == {"copy": 12}
+
+
+def test_result_line_counts_each_split_and_class(tmp_path):
+    result = ConvertResult(tmp_path, 5, 2, {"train": {"fractured": 1, "non_fractured": 2}, "test": {"fractured": 2}})
+    assert result.line() == f"5 images -> {tmp_path} (train: 1 fractured, 2 non_fractured; test: 2 fractured); 2 skipped, see convert_report.json"

@@ -17,6 +17,7 @@ from data_tools.fracatlas_download import (
     EXPECTED_COUNTS,
     extract_fracatlas_zip,
     fetch_fracatlas,
+    get_fracatlas,
     verify_fracatlas,
 )
 from fracdet.cli import app
@@ -280,6 +281,22 @@ def test_cli_from_zip(tiny_zip, tmp_path):
     again = CliRunner().invoke(app, ["fetch-fracatlas", "--from-zip", str(tiny_zip), str(out)])
     assert again.exit_code != 0 and "--overwrite" in again.output
     assert CliRunner().invoke(app, ["fetch-fracatlas", "--from-zip", str(tiny_zip), "--overwrite", str(out)]).exit_code == 0
+
+
+def test_get_fracatlas_extracts_or_downloads_and_reports(monkeypatch, tiny_zip, tmp_path):
+    report = get_fracatlas(tmp_path / "a", from_zip=tiny_zip)  # offline: urlopen raises
+    assert report.root == tmp_path / "a" / "FracAtlas" and report.counts["fractured_images"] == 1
+    assert report == verify_fracatlas(report.root) and len(report.warnings) == len(EXPECTED_COUNTS)
+    assert report.line() == f"FracAtlas tree at {report.root} (1 fractured, 2 non-fractured images); run `fracdet convert {report.root} OUT`"
+    fake = FakeFigshare(make_zip(TINY_TREE))
+    monkeypatch.setattr(fd, "urlopen", fake)
+    downloaded = get_fracatlas(tmp_path / "b", api_url=API)
+    assert fake.urls == [API.format(id=22363012), ZIP_URL] and downloaded.counts == report.counts
+    with pytest.raises(OutputExistsError):
+        get_fracatlas(tmp_path / "b", from_zip=tiny_zip)
+    assert get_fracatlas(tmp_path / "b", from_zip=tiny_zip, overwrite=True).root == tmp_path / "b" / "FracAtlas"
+    with pytest.raises(DataError, match="no such file"):
+        get_fracatlas(tmp_path / "c", from_zip=tmp_path / "absent.zip")
 
 
 @pytest.mark.fracatlas

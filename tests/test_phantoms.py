@@ -66,3 +66,26 @@ def test_shortcut_marker_follows_the_label_at_the_chosen_rate(tmp_path):
 def test_bad_options(tmp_path, option, message):
     with pytest.raises(ConfigError, match=message):
         PhantomConfig(tmp_path / "x", **option)
+
+
+def test_module_entry_builds_the_config_from_options(tmp_path, monkeypatch, capsys):
+    from data_tools import phantoms
+
+    seen = []
+    monkeypatch.setattr(phantoms, "generate_phantoms", seen.append)
+    (tmp_path / "c.yaml").write_text("count: 7\nsize: 80\n")
+    argv = [str(tmp_path / "ph"), "--config", str(tmp_path / "c.yaml"), "--size", "96", "--format", "png16", "--official-split", "0.5,0.25,0.25", "--overwrite"]
+    assert phantoms.main(argv) == 0
+    (cfg,) = seen
+    assert (cfg.output, cfg.count, cfg.size, cfg.image_format) == (tmp_path / "ph", 7, 96, "png16")
+    assert cfg.official_split == (0.5, 0.25, 0.25) and cfg.overwrite is True and cfg.shortcut_rate is None
+    assert "phantoms written to" in capsys.readouterr().out
+
+
+def test_module_entry_turns_bad_options_into_one_line(tmp_path, capsys):
+    from data_tools.phantoms import main
+
+    assert main([str(tmp_path / "ph"), "--prevalence", "2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "prevalence" in err and "\n" not in err
+    assert not (tmp_path / "ph").exists()

@@ -81,6 +81,11 @@ class ConvertResult:
     split_counts: dict[str, dict[str, int]]
     problem_counts: dict[str, int] = field(default_factory=dict)
 
+    def line(self) -> str:
+        """One line for a person: images per split and class, skips, where the details are."""
+        counts = "; ".join(f"{s}: " + ", ".join(f"{n} {c}" for c, n in per.items()) for s, per in self.split_counts.items())
+        return f"{self.n_images} images -> {self.output} ({counts}); {self.n_skipped} skipped, see {REPORT_NAME}"
+
 
 def detect_format(source: Path) -> str:
     """fracatlas for its folder layout, yolo for a data.yaml, coco for a .json or annotations/."""

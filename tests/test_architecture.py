@@ -1,0 +1,332 @@
+"""Which module may import which: the rule of ARCHITECTURE.md, checked on the source.
+
+The imports are read from the AST of every module in ``fracdet/`` and ``data_tools/``, those
+inside functions and ``TYPE_CHECKING`` blocks included (a lazy import is still a dependency),
+so the rule holds whichever code path runs. Three checks:
+
+(a) nothing but ``fracdet.__main__`` imports ``fracdet.cli`` (the CLI is a door, not a library);
+(b) no import cycle between fracdet's top-level units (``fracdet.cls``, ``fracdet.report``, ...);
+(c) layers: a unit imports only its own layer or lower ones; ``cls`` and ``det`` never import
+    each other; ``data_tools`` imports ``fracdet.data`` and lower, never the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("fracdet", "data_tools")
+
+#: Layer of each top-level unit: a unit may import units of its own layer or lower ones.
+#: The root package ``fracdet`` holds only ``__version__`` and runs before any of its
+#: submodules, so it sits at the bottom. ``shards`` and ``journal`` are planned L0 modules.
+LAYERS: dict[str, int] = {
+    "fracdet": 0,
+    "fracdet.errors": 0,
+    "fracdet.log": 0,
+    "fracdet.fsutil": 0,
+    "fracdet.config": 0,
+    "fracdet.provenance": 0,
+    "fracdet.runtime": 0,
+    "fracdet.confusion": 0,
+    "fracdet.shards": 0,
+    "fracdet.journal": 0,
+    "fracdet.data": 1,
+    "fracdet.report": 2,
+    "fracdet.robust": 3,
+    "fracdet.explain": 3,
+    "fracdet.cls": 4,
+    "fracdet.det": 4,
+    "fracdet.audit": 5,
+    "fracdet.predict": 5,
+    "fracdet.demo": 6,
+    "data_tools": 6,
+    "fracdet.cli": 7,
+    "fracdet.__main__": 7,
+}
+#: Units that may reach less far down than their layer would allow: ``data_tools`` sits
+#: beside the demo (which uses it) but builds on the data layer only.
+CEILINGS: dict[str, int] = {"data_tools": LAYERS["fracdet.data"]}
+#: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict.
+FORBIDDEN: frozenset[tuple[str, str]] = frozenset({("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls")})
+CLI = "fracdet.cli"
+CLI_IMPORTERS = frozenset({"fracdet.__main__"})
+
+#: Edges (importing module, imported module) that break the rule today in code owned by
+#: other branches (cls, det, report, predict are being reworked in parallel). Listed so the
+#: test catches every NEW violation; the test also fails when a listed edge is gone, so the
+#: integrator empties this set as the fixes are merged and it can never go stale.
+KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        # report (L2) reads the classifier's metrics (L4); also closes the cycle cls <-> report.
+        ("fracdet.report", "fracdet.cls.metrics"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The import rule: layers, per-unit ceilings, forbidden pairs and the CLI's importers.
+
+    Under a root package each child (``fracdet.cls``) is a unit; any other package
+    (``data_tools``) is one unit as a whole.
+    """
+
+    roots: frozenset[str]
+    layers: Mapping[str, int]
+    ceilings: Mapping[str, int]
+    forbidden: frozenset[tuple[str, str]]
+    cli: str
+    cli_importers: frozenset[str]
+
+
+RULES = Rules(frozenset({"fracdet"}), LAYERS, CEILINGS, FORBIDDEN, CLI, CLI_IMPORTERS)
+
+
+def module_names(root: Path, packages: Iterable[str]) -> dict[str, Path]:
+    """Dotted module name -> source file, for every ``.py`` under each package folder."""
+    modules: dict[str, Path] = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _resolve(name: str, modules: Mapping[str, Path]) -> str | None:
+    """The known module ``name`` lives in (longest known prefix), or None when outside."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def imported_modules(module: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
+    """Known modules that ``module`` imports anywhere in its file (functions included)."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # `from pkg import sub` imports the module pkg.sub when it is one, else a name of pkg.
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            names = [n for n in names[:-1] if n in modules] or [base]
+        else:
+            continue
+        found.update(target for n in names if (target := _resolve(n, modules)) is not None)
+    found.discard(module)
+    return found
+
+
+def import_graph(root: Path, packages: Iterable[str]) -> dict[str, set[str]]:
+    """Module -> the known modules it imports."""
+    modules = module_names(root, packages)
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def unit_of(module: str, roots: frozenset[str]) -> str:
+    """The top-level unit of a module: ``root.child`` under a root package, else its package."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] in roots else parts[0]
+
+
+def unit_graph(graph: Mapping[str, set[str]], roots: frozenset[str], skip: frozenset[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
+    """Unit -> units it imports, leaving out module edges in ``skip`` and self-edges."""
+    units: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        edges = units.setdefault(unit_of(source, roots), set())
+        edges.update(unit_of(t, roots) for t in targets if (source, t) not in skip)
+    for unit, edges in units.items():
+        edges.discard(unit)
+    return units
+
+
+def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
+    """One cycle as a path ``[a, b, ..., a]``, or None; deterministic (sorted) order."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)) is not None:
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)) is not None:
+            return cycle
+    return None
+
+
+def unlayered_units(graph: Mapping[str, set[str]], rules: Rules) -> list[str]:
+    """Units with no layer: a new top-level module must be placed before it can pass."""
+    return sorted({unit_of(m, rules.roots) for m in graph} - set(rules.layers))
+
+
+def cli_importers(graph: Mapping[str, set[str]], rules: Rules) -> set[tuple[str, str]]:
+    """Edges into the CLI from anything but its allowed importers."""
+    return {
+        (source, target)
+        for source, targets in graph.items()
+        for target in targets
+        if unit_of(target, rules.roots) == rules.cli and unit_of(source, rules.roots) not in rules.cli_importers | {rules.cli}
+    }
+
+
+def layer_violations(graph: Mapping[str, set[str]], rules: Rules) -> dict[tuple[str, str], str]:
+    """Module edges that break the layers, each with a line saying why."""
+    found: dict[tuple[str, str], str] = {}
+    for source, targets in graph.items():
+        src = unit_of(source, rules.roots)
+        if src not in rules.layers:
+            continue
+        ceiling = rules.ceilings.get(src, rules.layers[src])
+        for target in targets:
+            dst = unit_of(target, rules.roots)
+            if dst == src or dst not in rules.layers:
+                continue
+            if rules.layers[dst] > ceiling:
+                found[(source, target)] = f"{src} (L{rules.layers[src]}, may import up to L{ceiling}) imports {dst} (L{rules.layers[dst]})"
+            elif (src, dst) in rules.forbidden:
+                found[(source, target)] = f"{src} and {dst} must not import each other"
+    return found
+
+
+def describe(edges: Mapping[tuple[str, str], str] | Iterable[tuple[str, str]]) -> str:
+    items = edges.items() if isinstance(edges, Mapping) else ((e, "") for e in edges)
+    return "\n".join(f"  {s} -> {t}" + (f": {why}" if why else "") for (s, t), why in sorted(items))
+
+
+# ----------------------------------------------------------------------------- the real code
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph(ROOT, PACKAGES)
+
+
+def test_the_graph_is_read(graph):
+    # Guards the checker against reading nothing: known edges of the real code are present.
+    assert "fracdet.cli" in graph["fracdet.__main__"]
+    assert "fracdet.data.formats" in graph["data_tools.phantoms"]
+    assert "fracdet.config" in graph["fracdet.cli"]  # imported inside the commands only
+
+
+def test_every_unit_has_a_layer(graph):
+    missing = unlayered_units(graph, RULES)
+    assert not missing, f"units with no layer (add them to LAYERS in {Path(__file__).name}): {', '.join(missing)}"
+
+
+def test_nothing_but_main_imports_the_cli(graph):
+    bad = cli_importers(graph, RULES)
+    assert not bad, f"only fracdet.__main__ may import the CLI; found:\n{describe(bad)}"
+
+
+def test_no_cycle_between_units(graph):
+    # Known violations are tracked (and made to go away) by the layer test; without them the
+    # units must form a DAG.
+    cycle = find_cycle(unit_graph(graph, RULES.roots, skip=KNOWN_VIOLATIONS))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_layers(graph):
+    found = layer_violations(graph, RULES)
+    new = {edge: why for edge, why in found.items() if edge not in KNOWN_VIOLATIONS}
+    gone = KNOWN_VIOLATIONS - found.keys()
+    assert not new, f"imports that break the layers of ARCHITECTURE.md:\n{describe(new)}"
+    assert not gone, f"fixed, remove from KNOWN_VIOLATIONS in {Path(__file__).name}:\n{describe(gone)}"
+
+
+# ----------------------------------------------------------------------------- the checker
+
+
+def write_package(root: Path, files: Mapping[str, str]) -> Path:
+    for relative, source in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    return root
+
+
+FAKE_RULES = Rules(
+    roots=frozenset({"pkg"}),
+    layers={"pkg": 0, "pkg.base": 0, "pkg.mid": 1, "pkg.a": 2, "pkg.b": 2, "pkg.cli": 3, "pkg.__main__": 3, "tools": 3},
+    ceilings={"tools": 1},
+    forbidden=frozenset({("pkg.a", "pkg.b"), ("pkg.b", "pkg.a")}),
+    cli="pkg.cli",
+    cli_importers=frozenset({"pkg.__main__"}),
+)
+
+
+def fake_graph(root: Path, files: Mapping[str, str]) -> dict[str, set[str]]:
+    base = {"pkg/__init__.py": "", "pkg/base.py": "", "pkg/mid/__init__.py": "", "tools/__init__.py": ""}
+    return import_graph(write_package(root, {**base, **files}), ("pkg", "tools"))
+
+
+def test_checker_reads_every_import_form(tmp_path):
+    graph = fake_graph(
+        tmp_path,
+        {
+            "pkg/mid/core.py": "from . import helpers\nfrom ..base import X\nimport os\n",
+            "pkg/mid/helpers.py": "def f():\n    import pkg.base as b\n    from pkg import mid\n",
+            "pkg/a.py": "from pkg.mid.core import thing\nfrom pkg import base, mid\n",
+        },
+    )
+    assert graph["pkg.mid.core"] == {"pkg.mid.helpers", "pkg.base"}
+    assert graph["pkg.mid.helpers"] == {"pkg.base", "pkg.mid"}  # inside a function
+    assert graph["pkg.a"] == {"pkg.mid.core", "pkg.base", "pkg.mid"}
+    assert layer_violations(graph, FAKE_RULES) == {} and find_cycle(unit_graph(graph, FAKE_RULES.roots)) is None
+
+
+def test_checker_finds_a_cycle_and_names_its_path(tmp_path):
+    graph = fake_graph(tmp_path, {"pkg/a.py": "import pkg.b\n", "pkg/b.py": "def f():\n    from pkg.mid import x\n", "pkg/mid/x.py": "from pkg.a import y\n"})
+    cycle = find_cycle(unit_graph(graph, FAKE_RULES.roots))
+    assert cycle == ["pkg.a", "pkg.b", "pkg.mid", "pkg.a"]
+    # Skipping the edge that closes it leaves no cycle.
+    assert find_cycle(unit_graph(graph, FAKE_RULES.roots, skip=frozenset({("pkg.mid.x", "pkg.a")}))) is None
+
+
+def test_checker_finds_layer_violations(tmp_path):
+    graph = fake_graph(
+        tmp_path,
+        {
+            "pkg/mid/x.py": "from pkg.a import y\n",  # up a layer
+            "pkg/a.py": "from pkg.b import z\n",  # same layer but forbidden
+            "pkg/b.py": "from pkg.base import q\n",  # fine
+            "tools/t.py": "from pkg import a\nfrom pkg.mid import x\n",  # above its ceiling; within it
+            "pkg/__main__.py": "from pkg.cli import run\n",  # the one allowed CLI importer
+            "pkg/cli.py": "from pkg import a, b\n",
+        },
+    )
+    found = layer_violations(graph, FAKE_RULES)
+    assert set(found) == {("pkg.mid.x", "pkg.a"), ("pkg.a", "pkg.b"), ("tools.t", "pkg.a")}
+    assert "may import up to L1" in found[("tools.t", "pkg.a")] and "must not import" in found[("pkg.a", "pkg.b")]
+    assert cli_importers(graph, FAKE_RULES) == set()
+
+
+def test_checker_finds_cli_importers_and_unlayered_units(tmp_path):
+    graph = fake_graph(tmp_path, {"pkg/cli.py": "", "tools/gen.py": "def main():\n    from pkg.cli import app\n", "pkg/extra.py": ""})
+    assert cli_importers(graph, FAKE_RULES) == {("tools.gen", "pkg.cli")}
+    assert unlayered_units(graph, FAKE_RULES) == ["pkg.extra"]
