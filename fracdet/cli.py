@@ -382,14 +382,16 @@ def predict(
 @clean_errors
 def merge(
     output: Annotated[Path, typer.Argument(help="Folder to create with the joined outputs.")],
-    shard_dirs: Annotated[list[Path], typer.Argument(help="Output folders of `fracdet predict --shard K/N` runs.")],
+    shard_dirs: Annotated[list[Path], typer.Argument(help="Output folders of `fracdet predict --shard K/N` or `fracdet audit --shard K/N` runs.")],
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Join the outputs of sharded `fracdet predict` runs into one (checks checkpoints and folder)."""
-    from fracdet.predict import merge_outputs
+    """Join sharded `fracdet predict` or `fracdet audit` runs into one (checks they match)."""
+    import fracdet.audit
+    import fracdet.predict
 
-    summary = merge_outputs(shard_dirs, output, overwrite=overwrite)
-    typer.echo(summary.line())
+    is_audit = bool(shard_dirs) and (Path(shard_dirs[0]) / "audit_state.json").is_file()
+    join = fracdet.audit.merge_audits if is_audit else fracdet.predict.merge_outputs
+    typer.echo(join(shard_dirs, output, overwrite=overwrite).line())
 
 
 @app.command()

@@ -41,6 +41,7 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "eval-cls": ("fracdet.cls.evaluate:evaluate_classifier", ["run", "manifest.csv"]),
     "predict": ("fracdet.predict:predict_folder", ["images", "--cls", "run"]),
     "merge": ("fracdet.predict:merge_outputs", ["out", "shard1", "shard2"]),
+    "audit": ("fracdet.audit:run_audit", ["data", "--cls", "run"]),
 }
 
 
@@ -342,3 +343,37 @@ def test_demo(tmp_path, monkeypatch):
     assert (out / "index.html").is_file() and (out / "eval-cls" / "report.html").is_file()
     assert (out / "predict" / "predictions.csv").is_file()
     assert "already exists" in one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--config", str(tmp_path / "demo.yaml")]))
+
+
+def test_audit_options_reach_the_config(library, tmp_path):
+    from fracdet.audit import AuditConfig
+
+    fake = library("audit", SimpleNamespace(line=lambda: "audited"))
+    result = invoke(
+        "audit", tmp_path / "data", "--cls", tmp_path / "a", "--cls", tmp_path / "b", "--name", "std", "--name", "robust",
+        "--det", tmp_path / "best.pt", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
+        "--step-size", "2/255", "--restarts", "2", "--eps-space", "normalized", "--methods", "saliency,gradcam++",
+        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--max-images", "5", "--batch-size", "2",
+        "--trust-pickle", "--shard", "1/2", "--device", "cpu", "--precision", "bf16", "--workers", "0", "--seed", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, AuditConfig) and cfg.classifiers == (tmp_path / "a", tmp_path / "b") and cfg.names == ("std", "robust")
+    assert (cfg.dataset, cfg.detector, cfg.split, cfg.output) == (tmp_path / "data", tmp_path / "best.pt", "val", tmp_path / "o")
+    assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == ("8/255", 3, "2/255", 2, "normalized")
+    assert cfg.methods == ("saliency", "gradcam++") and (cfg.target, cfg.channels, cfg.ig_steps) == ("predicted", "sum", 8)
+    assert (cfg.max_images, cfg.batch_size, cfg.trust_pickle, cfg.shard, cfg.precision, cfg.seed) == (5, 2, True, "1/2", "bf16", 3)
+
+
+def test_merge_of_audit_shards_goes_to_the_audit(tmp_path, monkeypatch):
+    import fracdet.audit
+
+    fake = Calls(SimpleNamespace(line=lambda: "merged audit"))
+    monkeypatch.setattr(fracdet.audit, "merge_audits", fake)
+    for name in ("s1", "s2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "audit_state.json").write_text("{}")
+    result = invoke("merge", tmp_path / "all", tmp_path / "s1", tmp_path / "s2")
+    assert result.exit_code == 0 and "merged audit" in result.output
+    (args, kwargs), = fake.args
+    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and kwargs == {"overwrite": False}
