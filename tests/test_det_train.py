@@ -191,6 +191,11 @@ def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert json.loads((out / "det_metrics.json").read_text()) == report
     assert set(report["files"]) == {"predictions", "metrics", "pr_curve", "examples"}
+    from test_det_figures import pixels_near
+
+    from fracdet.report.det_figures import GT_COLOR
+
+    assert report["coco"]["n_gt_boxes"] > 0 and pixels_near(out / "examples_test.png", GT_COLOR) > 20  # the fractures are drawn
     predictions = json.loads((out / "predictions_test.json").read_text())
     gt = json.loads((dataset / "annotations" / "instances_test.json").read_text())
     assert {p["image_id"] for p in predictions} <= {i["id"] for i in gt["images"]}

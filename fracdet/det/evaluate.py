@@ -124,9 +124,10 @@ def _fmt(value: float | None) -> str:
 def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     """Predict the split, score it (COCO, image level, Ultralytics val), write JSON and figures.
 
-    Writes ``predictions_{split}.json`` (COCO results, image ids as the ground truth numbers
-    the images read), ``det_metrics.json``, ``pr_curve_{split}.png`` and
-    ``examples_{split}.png`` into ``cfg.output``.
+    Writes ``predictions_{split}.json`` (COCO results), ``det_metrics.json``,
+    ``pr_curve_{split}.png`` and ``examples_{split}.png`` into ``cfg.output``. Image ids
+    number the split's readable images in the ground truth's order (:func:`to_coco_gt`): the
+    converter's own ids whenever every image of the split can be read.
     """
     data_yaml = resolve_data_yaml(cfg.data).resolve()
     root = data_yaml.parent
