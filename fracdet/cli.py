@@ -263,9 +263,7 @@ def train_det(
     )  # fmt: skip
     if extra:
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, **parse_extra(extra)})
-    result = train_detector(cfg)
-    scores = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items() if isinstance(v, float))
-    typer.echo(f"best weights: {result.best_weights}" + (f" ({scores})" if scores else ""))
+    typer.echo(train_detector(cfg).line())
 
 
 @app.command("eval-det")
@@ -295,10 +293,7 @@ def eval_det(
         conf=conf, iou=iou, image_threshold=image_threshold, ultralytics_val=False if no_ultralytics_val else None,
         device=device, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
-    report = evaluate_detector(cfg)
-    coco, image = report["coco"], report["image_level"]
-    auroc = "undefined" if image.get("auroc") is None else f"{image['auroc']:.3f}"
-    typer.echo(f"mAP@0.5 {coco['map_50']:.3f}, mAP@0.5:0.95 {coco['map_50_95']:.3f}, image-level AUROC {auroc}; report: {cfg.output}")
+    typer.echo(evaluate_detector(cfg).line())
 
 
 @app.command("eval-cls")

@@ -122,8 +122,8 @@ def _detector_stage(config: DemoConfig, dataset: Path, out: Path, summary: dict)
             imgsz=config.det_imgsz, batch=8, workers=config.workers, seed=config.seed, device="cpu",
         )
     )  # fmt: skip
-    report = evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=config.det_imgsz, output=out / "eval-det", device="cpu", seed=config.seed))
-    coco = report["coco"]
+    evaluated = evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=config.det_imgsz, output=out / "eval-det", device="cpu", seed=config.seed))
+    coco = evaluated.metrics["coco"]
     summary["detector"] = {"weights": str(trained.best_weights), "test_map_50": coco["map_50"], "test_map_50_95": coco["map_50_95"], "report": str(out / "eval-det")}
     return trained.best_weights, f"      detector ({config.det_model}): test mAP@0.5 {coco['map_50']:.3f} (pycocotools), report {out / 'eval-det'}"
 

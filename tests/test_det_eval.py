@@ -1,22 +1,27 @@
-"""Detector scoring: COCO mAP checked by hand, image-level metrics, checkpoint-kind checks."""
+"""Detector scoring: COCO mAP checked by hand, image-level metrics, batched inference, checkpoint-kind checks."""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fracdet.data.formats import Box
+from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.geometry import box_iou, match_boxes
-from fracdet.det.evaluate import (
-    DetEvalConfig,
+from fracdet.data.yolo import read_class_names
+from fracdet.det.coco_eval import (
     coco_map,
     image_level_metrics,
     image_level_scores,
     predictions_to_coco_results,
+    to_coco_gt,
+    to_coco_results,
 )
+from fracdet.det.evaluate import DetEvalConfig, DetEvalSummary
+from fracdet.det.inference import DetectOptions, detect
 from fracdet.det.model import check_detector_path, is_classifier_checkpoint, load_detector
+from fracdet.det.train import DetTrainResult
 from fracdet.errors import ConfigError, DataError
 
 
@@ -76,7 +81,7 @@ def test_coco_map_hand_checked():
     assert results[0] == det(1, [10, 10, 20, 20], 0.9)  # the caller's rows are not edited
 
 
-def test_coco_map_perfect_empty_and_from_file(tmp_path):
+def test_coco_map_perfect_and_empty():
     gt = gt_doc([(1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]), (2, []), (3, [([5, 5, 120, 120], 1)])])
     perfect = [det(a["image_id"], a["bbox"], 0.9) for a in gt["annotations"]]
     m = coco_map(gt, perfect)
@@ -89,9 +94,7 @@ def test_coco_map_perfect_empty_and_from_file(tmp_path):
     # a false positive on the negative image 2 costs precision
     worse = coco_map(gt, [*perfect, det(2, [0, 0, 30, 30], 0.95)])
     assert worse["map_50"] < 1.0
-    path = tmp_path / "gt.json"
-    path.write_text(json.dumps(gt))
-    assert coco_map(path, perfect)["map_50"] == pytest.approx(1.0)
+    assert gt == gt_doc([(1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]), (2, []), (3, [([5, 5, 120, 120], 1)])])  # not edited
 
 
 def test_coco_map_is_silent(capsys):
@@ -122,8 +125,38 @@ def test_coco_map_rejects_rows_outside_the_ground_truth():
         coco_map(gt, [det(7, [10, 10, 20, 20], 0.5)])
     with pytest.raises(DataError, match="category id 0"):
         coco_map(gt, [det(1, [10, 10, 20, 20], 0.5, category=0)])
-    with pytest.raises(DataError, match="not found"):
-        coco_map("/nonexistent/gt.json", [])
+    with pytest.raises(DataError, match="needs images and categories"):
+        coco_map({"images": []}, [])
+
+
+def record(name: str, boxes: list[Box], width: int = 200, height: int = 200) -> ImageRecord:
+    return ImageRecord(name, Path(name), width, height, int(bool(boxes)), tuple(boxes))
+
+
+def test_records_to_coco_and_back_score_what_the_boxes_say():
+    # Two fractured images and one intact one; class 1 ("hardware") only on the second.
+    records = [
+        record("a.png", [Box(10, 10, 30, 30)]),
+        record("b.png", [Box(50, 60, 90, 100), Box(5, 5, 25, 45, label=1)]),
+        record("c.png", []),
+    ]
+    gt = to_coco_gt(records, ("fractured", "hardware"))
+    assert [(i["id"], i["file_name"]) for i in gt["images"]] == [(1, "a.png"), (2, "b.png"), (3, "c.png")]
+    assert [(a["image_id"], a["category_id"], a["bbox"]) for a in gt["annotations"]] == [
+        (1, 1, [10.0, 10.0, 20.0, 20.0]),
+        (2, 1, [50.0, 60.0, 40.0, 40.0]),
+        (2, 2, [5.0, 5.0, 20.0, 40.0]),
+    ]
+    # the ground truth's own boxes as predictions: perfect in both classes
+    perfect = to_coco_results([(r.boxes, [0.9] * len(r.boxes)) for r in records])
+    assert [row["image_id"] for row in perfect] == [1, 2, 2]
+    m = coco_map(gt, perfect)
+    assert m["map_50"] == pytest.approx(1.0) and m["per_class_ap"]["hardware"]["ap50"] == pytest.approx(1.0)
+    # the hardware box called a fracture: hardware AP 0, and the extra fracture box is a false positive
+    relabelled = [(r.boxes, [0.9] * len(r.boxes)) for r in records[:1]] + [([records[1].boxes[0], Box(5, 5, 25, 45)], [0.9, 0.95]), ([], [])]
+    m = coco_map(gt, to_coco_results(relabelled))
+    assert m["per_class_ap"]["hardware"]["ap50"] == pytest.approx(0.0)
+    assert m["per_class_ap"]["fractured"]["ap50"] < 1.0
 
 
 def test_predictions_to_coco_results_are_one_based_xywh():
@@ -144,9 +177,8 @@ def test_image_level_hand_checked():
     # AUROC = P(score of a fractured image > score of an intact one) over 2 x 2 pairs:
     #   0.9 > 0.5 yes, 0.9 > 0 yes, 0.4 > 0.5 no, 0.4 > 0 yes -> 3/4.
     # At threshold 0.45: called fractured = 1, 3 -> TP 1, FN 1, FP 1, TN 1 -> sens 1/2, spec 1/2.
-    gt = gt_doc([(1, [([10, 10, 20, 20], 1)]), (2, [([30, 30, 20, 20], 1)]), (3, []), (4, [])])
-    results = [det(1, [0, 0, 5, 5], 0.3), det(1, [10, 10, 20, 20], 0.9), det(2, [30, 30, 20, 20], 0.4), det(3, [1, 1, 9, 9], 0.5)]
-    y_true, scores = image_level_scores(gt, results)
+    truth = [[Box(10, 10, 30, 30)], [Box(30, 30, 50, 50)], [], []]
+    y_true, scores = image_level_scores(truth, [[0.3, 0.9], [0.4], [0.5], []])
     assert y_true.tolist() == [1, 1, 0, 0]
     assert scores.tolist() == [0.9, 0.4, 0.5, 0.0]
     m = image_level_metrics(y_true, scores, threshold=0.45)
@@ -154,6 +186,11 @@ def test_image_level_hand_checked():
     assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (1, 1, 1, 1)
     assert m["sensitivity"] == pytest.approx(0.5) and m["specificity"] == pytest.approx(0.5)
     assert image_level_metrics(y_true, scores)["sensitivity"] == pytest.approx(1.0)  # default threshold 0.25
+
+
+def test_image_level_scores_need_one_prediction_list_per_image():
+    with pytest.raises(ValueError, match="2 ground-truth images but 1 predicted"):
+        image_level_scores([[], []], [[0.5]])
 
 
 def test_image_level_single_class_has_no_auroc():
@@ -171,6 +208,155 @@ def test_box_matching_for_the_examples_figure():
     # the higher score takes the ground truth; the duplicate is a false positive
     assert match_boxes(gt, [(Box(0, 0, 10, 10), 0.4), (Box(1, 0, 10, 10), 0.8)]) == [False, True]
     assert match_boxes(gt, [(Box(0, 0, 10, 10, label=1), 0.9)]) == [False]  # other class
+
+
+# --- batched inference ---------------------------------------------------------------------
+
+
+class _Tensor:
+    """Just enough of a torch tensor for result_boxes: ``.cpu().numpy()``."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+
+    def cpu(self):
+        return self
+
+    def numpy(self):
+        return self.values
+
+
+class _Boxes:
+    def __init__(self, rows):
+        self.xyxy = _Tensor([r[:4] for r in rows] or np.zeros((0, 4)))
+        self.cls = _Tensor([r[4] for r in rows])
+        self.conf = _Tensor([r[5] for r in rows])
+
+    def __len__(self):
+        return len(self.cls.values)
+
+
+class _Result:
+    def __init__(self, path, rows):
+        self.path, self.boxes = path, _Boxes(rows)
+
+
+class FakeDetector:
+    """Answers like Ultralytics: a file it cannot decode is left out; arrays come back in order.
+
+    Each image gets one box covering its left half (so the frame of the answer is visible),
+    scored by its mean pixel; ``raise_on_batch`` makes multi-image calls fail, as a loader may.
+    """
+
+    def __init__(self, unreadable=(), raise_on=(), raise_on_batch=False):
+        self.unreadable, self.raise_on, self.raise_on_batch = set(unreadable), set(raise_on), raise_on_batch
+        self.calls: list[tuple[int, dict]] = []
+        self.arrays: list[np.ndarray] = []
+
+    def predict(self, source, stream=True, **kwargs):
+        sources = source if isinstance(source, list) else [source]
+        self.calls.append((len(sources), kwargs))
+        if self.raise_on_batch and len(sources) > 1:
+            raise RuntimeError("loader failed")
+        results = []
+        for index, item in enumerate(sources):
+            if isinstance(item, np.ndarray):
+                self.arrays.append(item)
+                h, w = item.shape[:2]
+                results.append(_Result(f"image{index}.jpg", [(0, 0, w / 2, h, 0, float(item.mean()) / 255)]))
+                continue
+            name = Path(item).name
+            if name in self.raise_on:
+                raise RuntimeError(f"cannot read {name}\nsecond line")
+            if name not in self.unreadable:
+                results.append(_Result(item, [(1, 2, 11, 22, 0, 0.8)] if name.startswith("frac") else []))
+        return iter(results)
+
+
+def test_detect_files_in_batches_skips_what_cannot_be_read(tmp_path):
+    names = ["frac1.png", "bad.png", "clear.png", "frac2.png", "frac3.png"]
+    model = FakeDetector(unreadable={"bad.png"})
+    found = detect(model, [tmp_path / n for n in names], DetectOptions(imgsz=64, conf=0.1, device="cpu"), batch=2)
+    assert [d.ok for d in found] == [True, False, True, True, True]
+    assert found[0].boxes == (Box(1, 2, 11, 22, label=0),) and found[0].scores == pytest.approx((0.8,))
+    assert found[1].error == "Ultralytics could not decode this image" and found[1].boxes == ()
+    assert found[2].boxes == () and found[2].scores == ()
+    assert [n for n, _ in model.calls] == [2, 2, 1]  # batches of 2, one model call each
+    assert model.calls[0][1] == {"imgsz": 64, "conf": 0.1, "iou": 0.7, "max_det": 300, "verbose": False, "device": "cpu", "batch": 2}
+
+
+def test_detect_retries_a_failing_batch_image_by_image(tmp_path):
+    model = FakeDetector(raise_on={"broken.png"}, raise_on_batch=True)
+    found = detect(model, [tmp_path / "frac.png", tmp_path / "broken.png", tmp_path / "clear.png"], batch=3)
+    assert [d.error for d in found] == [None, "cannot read broken.png", None]
+    assert found[0].scores == pytest.approx((0.8,))
+    assert [n for n, _ in model.calls] == [3, 1, 1, 1]
+
+
+def test_detect_arrays_boxes_in_their_own_frame():
+    grey = np.full((40, 100), 0.5, dtype=np.float32)  # fracdet pixels in [0, 1]
+    rgb = np.zeros((30, 20, 3), dtype=np.uint8)
+    rgb[..., 0] = 200  # red in RGB
+    model = FakeDetector()
+    found = detect(model, [grey, rgb], batch=8)
+    assert found[0].boxes == (Box(0, 0, 50, 40),) and found[1].boxes == (Box(0, 0, 10, 30),)
+    sent_grey, sent_rgb = model.arrays
+    assert sent_grey.dtype == np.uint8 and sent_grey.shape == (40, 100) and int(sent_grey[0, 0]) == 128
+    assert sent_rgb[0, 0].tolist() == [0, 0, 200]  # handed to Ultralytics as OpenCV's BGR
+    assert found[0].scores[0] == pytest.approx(128 / 255)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "match"),
+    [
+        ([np.full((4, 4), 1.5, dtype=np.float32)], ValueError, r"in \[0, 1\]"),
+        ([np.zeros((4, 4, 2), dtype=np.uint8)], ValueError, "must be"),
+        ([np.zeros((4, 4), dtype=np.int32)], ValueError, "float in"),
+        ([np.zeros((4, 4), dtype=np.uint8), "a.png"], TypeError, "not a mix"),
+    ],
+)
+def test_detect_refuses_inputs_it_cannot_hand_over(images, error, match):
+    with pytest.raises(error, match=match):
+        detect(FakeDetector(), images)
+
+
+def test_detect_needs_a_positive_batch():
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        detect(FakeDetector(), [], batch=0)
+    assert detect(FakeDetector(), []) == []
+
+
+def test_detect_options_are_checked():
+    assert DetectOptions().predict_kwargs() == {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300, "verbose": False}
+    for bad, match in (({"imgsz": 16}, "imgsz"), ({"conf": 1.0}, "conf"), ({"iou": 0.0}, "iou"), ({"max_det": 0}, "max_det")):
+        with pytest.raises(ConfigError, match=match):
+            DetectOptions(**bad)
+
+
+# --- one-line summaries --------------------------------------------------------------------
+
+
+def test_summary_lines():
+    metrics = {"coco": {"map_50": 0.51234, "map_50_95": None}, "image_level": {"auroc": None}}
+    assert DetEvalSummary(Path("out/eval"), metrics).line() == "mAP@0.5 0.512, mAP@0.5:0.95 n/a, image-level AUROC undefined; report: out/eval"
+    metrics["image_level"]["auroc"] = 0.75
+    assert "image-level AUROC 0.750" in DetEvalSummary(Path("x"), metrics).line()
+    trained = DetTrainResult(Path("r"), Path("r/weights/best.pt"), Path("r/weights/last.pt"), {"mAP50": 0.25, "note": "x"})
+    assert trained.line() == "best weights: r/weights/best.pt (mAP50 0.250)"
+    assert DetTrainResult(Path("r"), Path("b.pt"), Path("l.pt"), {}).line() == "best weights: b.pt"
+
+
+# --- class names -----------------------------------------------------------------------------
+
+
+def test_class_names_come_from_the_data_layer(tmp_path):
+    (tmp_path / "data.yaml").write_text("nc: 2\nnames: {0: fractured, 1: hardware}\n")
+    assert read_class_names(tmp_path) == read_class_names(tmp_path / "data.yaml") == ("fractured", "hardware")
+    for text, match in (("names: {0: a, 2: b}\n", "numbered 0..1"), ("nc: 1\n", "no 'names' list"), ("names: [a]\nnc: 2\n", "nc=2 but 1 names")):
+        (tmp_path / "data.yaml").write_text(text)
+        with pytest.raises(DataError, match=match) as info:
+            read_class_names(tmp_path)
+        assert info.value.path == tmp_path / "data.yaml"
 
 
 # --- checkpoint kinds ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fracdet.config import build_config
+from fracdet.det.coco_eval import coco_map
 from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
 from fracdet.det.model import ultralytics_offline
 from fracdet.det.train import DetTrainConfig, parse_extra, train_detector
@@ -130,6 +131,35 @@ def test_classifier_checkpoint_as_model(dataset, tmp_path):
         train_detector(DetTrainConfig(data=dataset, model=str(ckpt), output=tmp_path / "runs", **FAST))
 
 
+def test_eval_ground_truth_errors_come_before_the_model(dataset, tmp_path):
+    """Each of these fails on the data alone: the weights (a file that is no model) are never loaded."""
+    weights = tmp_path / "never_loaded.pt"
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+
+    def evaluate(**kwargs):
+        return evaluate_detector(DetEvalConfig(weights=weights, data=copy, output=tmp_path / "eval", **kwargs))
+
+    gt_path = copy / "annotations" / "instances_test.json"
+    gt = json.loads(gt_path.read_text())
+    gt_path.write_text(json.dumps({**gt, "images": [], "annotations": []}))
+    with pytest.raises(DataError, match="split 'test' has no images"):
+        evaluate()
+    gt_path.write_text(json.dumps({**gt, "categories": [{**gt["categories"][0], "name": "fracture"}]}))
+    with pytest.raises(DataError, match=r"categories \['fracture'\] differ from data.yaml names \['fractured'\]"):
+        evaluate()
+    gt_path.write_text(json.dumps(gt))
+    for image in (copy / "images" / "test").iterdir():
+        image.unlink()
+    with pytest.raises(DataError, match=f"none of the {len(gt['images'])} images of split 'test' could be read") as info:
+        evaluate()
+    assert info.value.path == gt_path.resolve()
+    (copy / "annotations" / "instances_val.json").unlink()
+    with pytest.raises(DataError, match="no COCO ground truth for split 'val'"):
+        evaluate(split="val")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_resume_without_last_pt(dataset, tmp_path):
     (tmp_path / "runs" / "train" / "weights").mkdir(parents=True)
     with pytest.raises(ConfigError, match="nothing to resume: no weights/last.pt"):
@@ -154,15 +184,24 @@ def test_train_writes_weights_and_metrics(trained, dataset):
 @pytest.mark.slow
 def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     out = tmp_path / "eval"
-    report = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4))
-    assert no_network == []
+    summary = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4))
+    report = summary.metrics
+    assert no_network == [] and summary.output == out and str(out) in summary.line()
     for name in ("predictions_test.json", "det_metrics.json", "pr_curve_test.png", "examples_test.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert json.loads((out / "det_metrics.json").read_text())["coco"]["map_50"] == report["coco"]["map_50"]
+    assert json.loads((out / "det_metrics.json").read_text()) == report
+    assert set(report["files"]) == {"predictions", "metrics", "pr_curve", "examples"}
+    from test_det_figures import pixels_near
+
+    from fracdet.report.det_figures import GT_COLOR
+
+    assert report["coco"]["n_gt_boxes"] > 0 and pixels_near(out / "examples_test.png", GT_COLOR) > 20  # the fractures are drawn
     predictions = json.loads((out / "predictions_test.json").read_text())
     gt = json.loads((dataset / "annotations" / "instances_test.json").read_text())
     assert {p["image_id"] for p in predictions} <= {i["id"] for i in gt["images"]}
     assert {p["category_id"] for p in predictions} <= {1}
+    # the ids are the converter's: scoring the written file against its ground truth gives the report's numbers
+    assert coco_map(gt, predictions)["map_50_95"] == pytest.approx(report["coco"]["map_50_95"])
     coco = report["coco"]
     for key in ("map_50_95", "map_50", "map_75", "ar_100"):
         assert 0.0 <= coco[key] <= 1.0, key
@@ -272,7 +311,7 @@ def test_unreadable_image_is_skipped_and_recorded(trained, dataset, tmp_path):
     bad.write_bytes(b"not a jpeg")
     report = evaluate_detector(
         DetEvalConfig(weights=trained.best_weights, data=copy, output=tmp_path / "eval", imgsz=64, device="cpu", ultralytics_val=False)
-    )
+    ).metrics
     assert [p["kind"] for p in report["problems"]] == ["image_corrupt"] and report["problems"][0]["file"] == str(bad)
     assert report["coco"]["n_images"] == len(gt["images"]) - 1 and report["ultralytics"] is None
 

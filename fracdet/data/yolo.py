@@ -21,7 +21,7 @@ from fracdet.data.formats import (
 from fracdet.data.scan import list_images, probe_images, sanitize_boxes
 from fracdet.errors import DataError, ImageError
 
-__all__ = ["read_yolo_dataset", "write_yolo_labels", "yolo_data_yaml", "label_path_for"]
+__all__ = ["read_yolo_dataset", "read_class_names", "write_yolo_labels", "yolo_data_yaml", "label_path_for"]
 
 _SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
@@ -35,7 +35,19 @@ def label_path_for(image: Path) -> Path:
     return Path(f"{head}/labels/{tail}").with_suffix(".txt")
 
 
+def read_class_names(data_yaml: Path) -> tuple[str, ...]:
+    """Class names of a ``data.yaml`` (or its folder) in class-id order, without reading any image.
+
+    The one reader of ``names``: the detector track checks a model's classes against it.
+    """
+    path = Path(data_yaml)
+    if path.is_dir():
+        path = path / "data.yaml"
+    return _class_names(load_yaml(path, error=DataError, what="data.yaml"), path)
+
+
 def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
+    """``names`` as a list or an id mapping, checked against ``nc`` when present."""
     names = doc.get("names")
     if isinstance(names, dict):
         try:

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fracdet.config import load_yaml
 from fracdet.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # importing ultralytics costs seconds; only the functions below do it
@@ -31,7 +30,6 @@ __all__ = [
     "check_detector_path",
     "is_classifier_checkpoint",
     "resolve_data_yaml",
-    "data_class_names",
     "model_class_names",
     "check_class_names",
     "ultralytics_offline",
@@ -132,21 +130,6 @@ def resolve_data_yaml(data: str | Path) -> Path:
     if not path.is_file():
         raise DataError("data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or OUT/data.yaml)", path)
     return path
-
-
-def data_class_names(data_yaml: str | Path) -> tuple[str, ...]:
-    """Class names of a ``data.yaml`` in class-id order (``names`` as a list or an id mapping)."""
-    path = resolve_data_yaml(data_yaml)
-    doc = load_yaml(path, error=DataError, what="data.yaml")
-    names = doc.get("names")
-    if isinstance(names, Mapping):
-        try:
-            return tuple(str(names[i]) for i in range(len(names)))
-        except KeyError as exc:
-            raise DataError(f"names must be numbered 0..{len(names) - 1} (missing {exc})", path) from exc
-    if isinstance(names, list):
-        return tuple(str(n) for n in names)
-    raise DataError("data.yaml has no 'names' list", path)
 
 
 def model_class_names(model: Any) -> tuple[str, ...]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,15 +23,16 @@ from typing import Any
 import yaml
 
 from fracdet import __version__
+from fracdet.data.yolo import read_class_names
 from fracdet.det.model import (
     check_detector_path,
-    data_class_names,
     load_detector,
     model_class_names,
     resolve_data_yaml,
     ultralytics_offline,
 )
 from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.fsutil import atomic_write_json, sha256_file
 from fracdet.provenance import records_hash, versions
 
 __all__ = ["DetTrainConfig", "DetTrainResult", "train_detector", "parse_extra", "METRICS_NAME"]
@@ -116,7 +115,7 @@ class DetTrainConfig:
         _check_extra(self.extra)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetTrainResult:
     """Where a training run put its outputs, and its final validation metrics."""
 
@@ -124,6 +123,10 @@ class DetTrainResult:
     best_weights: Path
     last_weights: Path
     metrics: dict[str, Any]
+
+    def line(self) -> str:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in self.metrics.items() if isinstance(v, float))
+        return f"best weights: {self.best_weights}" + (f" ({scores})" if scores else "")
 
 
 def parse_extra(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
@@ -173,7 +176,7 @@ def _check_extra(extra: Any) -> None:
 def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and metrics."""
     data_yaml = resolve_data_yaml(cfg.data).resolve()
-    names = data_class_names(data_yaml)
+    names = read_class_names(data_yaml)
     run_dir = (Path(cfg.output) / cfg.name).resolve()
     parked: Path | None = None
     if cfg.resume:
@@ -215,7 +218,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
         "data_hash": dataset_hash(data_yaml),
         "versions": versions(),
     }
-    _write_json(run_dir / METRICS_NAME, report)
+    atomic_write_json(run_dir / METRICS_NAME, report)
     best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
     logger.info("Trained: best weights %s (val mAP50 %.3f); metrics in %s", best, metrics.get("mAP50", float("nan")), run_dir / METRICS_NAME)
     return DetTrainResult(run_dir, best, last, metrics)
@@ -380,19 +383,12 @@ def dataset_hash(data_yaml: Path) -> str:
     ``convert_report.json`` carries the hash of the source records.
     """
     root = Path(data_yaml).parent
-    rows: list[tuple[str, str]] = [("data.yaml", hashlib.sha256(Path(data_yaml).read_bytes()).hexdigest())]
+    rows: list[tuple[str, str]] = [("data.yaml", sha256_file(Path(data_yaml)))]
     for folder in ("images", "labels"):
         base = root / folder
         if not base.is_dir():
             continue
         for path in sorted(p for p in base.rglob("*") if p.is_file() and p.suffix != ".cache"):
             rel = path.relative_to(root).as_posix()
-            rows.append((rel, hashlib.sha256(path.read_bytes()).hexdigest() if folder == "labels" else str(path.stat().st_size)))
+            rows.append((rel, sha256_file(path) if folder == "labels" else str(path.stat().st_size)))
     return records_hash(rows)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write to a temporary sibling and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
