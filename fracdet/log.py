@@ -24,7 +24,7 @@ from rich.progress import (
 __all__ = ["setup_logging", "progress"]
 
 T = TypeVar("T")
-_state = {"progress": True}
+_state = {"progress": True, "active": False}
 
 
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
@@ -42,8 +42,12 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a rich progress bar (items/s, ETA) unless ``--quiet``."""
-    if not _state["progress"]:
+    """Iterate with a rich progress bar (items/s, ETA) unless ``--quiet``.
+
+    Inside another bar (e.g. the detector called per batch of an audit) only the outer bar
+    is shown: rich allows one live display at a time.
+    """
+    if not _state["progress"] or _state["active"]:
         yield from items
         return
     columns = (
@@ -54,5 +58,9 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
-        yield from bar.track(items, total=total, description=description)
+    _state["active"] = True
+    try:
+        with Progress(*columns, transient=True) as bar:
+            yield from bar.track(items, total=total, description=description)
+    finally:
+        _state["active"] = False

@@ -111,14 +111,12 @@ def _fracture_probability(logits: torch.Tensor, temperature: float) -> np.ndarra
 
 def _detect(detector: Any, images: torch.Tensor, cfg: AuditConfig, device: torch.device) -> list[tuple[list[Box], list[float]]]:
     """Boxes (model frame) and scores for each ``(1, S, S)`` image in [0, 1]."""
-    from fracdet.det.inference import result_boxes
-    from fracdet.det.model import ultralytics_offline
+    from fracdet.det.inference import DetectOptions, detect
     from fracdet.runtime import ultralytics_device
 
-    arrays = [(img[0].detach().float().cpu().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8) for img in images]
-    options = {"imgsz": cfg.det_imgsz, "conf": MAP_CONF, "iou": cfg.det_iou, "verbose": False, "rect": False, "device": ultralytics_device(device)}
-    with ultralytics_offline():
-        return [result_boxes(r) for r in detector.predict(arrays, **options)]
+    arrays = [img[0].detach().float().clamp(0, 1).cpu().numpy() for img in images]
+    options = DetectOptions(imgsz=cfg.det_imgsz, conf=MAP_CONF, iou=cfg.det_iou, device=ultralytics_device(device))
+    return [(list(d.boxes), list(d.scores)) for d in detect(detector, arrays, options, batch=len(arrays))]
 
 
 def _confident(found: tuple[list[Box], list[float]], conf: float) -> list[Box]:

@@ -139,16 +139,15 @@ def _agreement(rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: b
 
 def _detector_map(model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs) -> dict[str, Any]:
     """pycocotools mAP of the detector on the classifier's clean and PGD inputs (boxes in the original frame)."""
-    from fracdet.data.coco import coco_document
     from fracdet.data.formats import Box, clip_box
     from fracdet.data.geometry import box_from_model_frame
-    from fracdet.det.coco_eval import coco_map, predictions_to_coco_results
+    from fracdet.det.coco_eval import coco_map, predictions_to_coco_results, to_coco_gt
 
     ok = {int(r["index"]) for r in model_rows}
     items = [it for it in inputs.items if it.index in ok]
     coco_id = {it.index: k + 1 for k, it in enumerate(items)}
     by_index = {it.index: it for it in items}
-    gt = coco_document([it.record() for it in items], inputs.box_class_names, lambda r: r.image_id)
+    gt = to_coco_gt([it.record() for it in items], inputs.box_class_names)
     out: dict[str, Any] = {}
     for cond in ("clean", "pgd"):
         results: list[dict[str, Any]] = []
