@@ -55,6 +55,7 @@ class EvalClsSummary:
 
     @property
     def binary(self) -> bool:
+        """Binary metrics always hold ``auroc`` (``None`` when undefined); multi-class ones do not."""
         return "auroc" in self.metrics
 
     def line(self) -> str:
