@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -221,11 +220,8 @@ def train_cls(
         resume=resume or None, overwrite=overwrite or None,
     )  # fmt: skip
     result = train_classifier(cfg)
-    if result is not None and int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(
-            f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
-            f"temperature {result.temperature:.3f} -> {result.best}"
-        )
+    if result is not None:  # None in torchrun's other processes: rank 0 alone reports
+        typer.echo(result.line())
 
 
 @app.command("train-det")
@@ -321,15 +317,8 @@ def eval_cls(
         batch_size=batch_size, n_boot=n_boot, precision=precision, device=device, workers=workers, seed=seed,
         overwrite=overwrite or None,
     )  # fmt: skip
-    m = evaluate_classifier(cfg)
-    if "auroc" in m:
-        auroc = "undefined (one class)" if m["auroc"] is None else f"{m['auroc']:.3f}"
-        typer.echo(
-            f"{m['n']} images: AUROC {auroc}, sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f} "
-            f"at threshold {m['threshold']:.3f}; report: {cfg.output / 'report.html'}"
-        )
-    else:
-        typer.echo(f"accuracy {m['accuracy']:.3f}, macro AUROC {m.get('auroc_macro')}; report: {cfg.output / 'report.html'}")
+    summary = evaluate_classifier(cfg)
+    typer.echo(summary.line())
 
 
 @app.command()

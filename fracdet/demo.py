@@ -106,7 +106,7 @@ def _classifier_stage(config: DemoConfig, dataset: Path, out: Path, summary: dic
             epochs=config.cls_epochs, batch_size=16, lr=2e-3, patience=config.cls_epochs, workers=config.workers, seed=config.seed,
         )
     )  # fmt: skip
-    metrics = evaluate_classifier(EvalClsConfig(trained.run_dir, dataset / "manifest.csv", split="test", output=out / "eval-cls", workers=config.workers, n_boot=200, seed=config.seed))
+    metrics = evaluate_classifier(EvalClsConfig(trained.run_dir, dataset / "manifest.csv", split="test", output=out / "eval-cls", workers=config.workers, n_boot=200, seed=config.seed)).metrics
     summary["classifier"] = {"checkpoint": str(trained.best), "test_auroc": metrics.get("auroc"), "sensitivity": metrics.get("sensitivity"), "specificity": metrics.get("specificity"), "report": str(out / "eval-cls" / "report.html")}
     auroc = "undefined" if metrics.get("auroc") is None else f"{metrics['auroc']:.3f}"
     return trained.run_dir, f"      classifier ({config.cls_backbone}): test AUROC {auroc}, report {out / 'eval-cls' / 'report.html'}"

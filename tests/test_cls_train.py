@@ -52,7 +52,17 @@ def test_full_training_writes_checkpoints_logs_and_evaluates(phantom_dataset, tm
     model, meta = load_classifier(result.best)
     assert meta.backbone == "resnet10t" and meta.image_size == 32 and meta.threshold == result.threshold
     assert meta.temperature > 0 and meta.data_hash and meta.train_config["epochs"] == 2
-    metrics = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=50))
+    summary = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=50))
+    metrics = summary.metrics
+    assert summary.report == tmp_path / "eval" / "report.html"
+    assert json.loads((tmp_path / "eval" / "cls_metrics.json").read_text())["n"] == metrics["n"]
+    line = summary.line()
+    assert line.startswith(f"{metrics['n']} images: AUROC ") and f"at threshold {meta.threshold:.3f}" in line
+    assert line.endswith(f"report: {tmp_path / 'eval' / 'report.html'}")
+    assert result.line() == (
+        f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
+        f"temperature {result.temperature:.3f} -> {result.best}"
+    )
     with open(phantom_dataset / "manifest.csv", newline="") as fh:
         assert metrics["n"] == sum(1 for r in csv.DictReader(fh) if r["split"] == "test")
     assert metrics["threshold"] == pytest.approx(meta.threshold)
@@ -122,8 +132,10 @@ def test_single_class_validation_and_test_do_not_crash(phantom_dataset, tmp_path
     data = _rewrite_manifest(phantom_dataset, tmp_path / "data", lambda r: None if r["split"] != "train" and r["label"] == "1" else r)
     result = train_classifier(_cfg(data, tmp_path / "run"))
     assert result.threshold == 0.5 and result.temperature == 1.0
-    metrics = evaluate_classifier(EvalClsConfig(result.run_dir, data / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=20))
-    assert metrics["auroc"] is None
+    summary = evaluate_classifier(EvalClsConfig(result.run_dir, data / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=20))
+    metrics = summary.metrics
+    assert metrics["auroc"] is None and metrics["sensitivity"] is None  # no positive in the split
+    assert "AUROC undefined (one class), sensitivity undefined, specificity " in summary.line()
     assert any("AUROC undefined" in note for note in metrics["notes"])
     assert (tmp_path / "eval" / "report.html").is_file()
 
@@ -132,8 +144,9 @@ def test_multiclass_target_from_the_manifest(phantom_dataset, tmp_path):
     result = train_classifier(_cfg(phantom_dataset, tmp_path / "parts", target="body_part"))
     _, meta = load_classifier(result.best)
     assert len(meta.class_names) > 2 and not meta.binary
-    metrics = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="all", output=tmp_path / "eval", workers=0))
-    assert "auroc_macro" in metrics and (tmp_path / "eval" / "confusion.png").is_file()
+    summary = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="all", output=tmp_path / "eval", workers=0))
+    assert "auroc_macro" in summary.metrics and (tmp_path / "eval" / "confusion.png").is_file()
+    assert summary.line().startswith(f"accuracy {summary.metrics['accuracy']:.3f}, macro AUROC ")
 
 
 def test_bad_input_gives_clear_errors(phantom_dataset, tmp_path):
@@ -157,6 +170,18 @@ def test_bad_input_gives_clear_errors(phantom_dataset, tmp_path):
         _cfg(phantom_dataset, tmp_path / "h", threshold_method="sensitivity")
 
 
+@pytest.mark.parametrize("flags", [{}, {"overwrite": True}, {"resume": True}])
+def test_output_that_is_a_file_is_refused_and_kept(phantom_dataset, tmp_path, flags):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    with pytest.raises(ConfigError, match="is a file, not a run folder") as caught:
+        train_classifier(_cfg(phantom_dataset, taken, **flags))
+    assert caught.value.path == taken and taken.read_text() == "keep me"
+    with pytest.raises(ConfigError, match="a part of its path is a file"):
+        train_classifier(_cfg(phantom_dataset, taken / "run"))
+    assert taken.read_text() == "keep me"
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
@@ -176,12 +201,19 @@ def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
 
 
 def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(phantom_dataset, tmp_path):
-    from fracdet.cls.train import _sampler
+    import numpy as np
+
+    from fracdet.cls.distributed import train_sampler
     from fracdet.runtime import Runtime
 
     train_classifier(_cfg(phantom_dataset, tmp_path / "run"))
     with pytest.raises(ConfigError, match="cannot resume"):
         train_classifier(_cfg(phantom_dataset, tmp_path / "run", backbone="resnet14t", resume=True, epochs=2))
-    cfg = _cfg(phantom_dataset, tmp_path / "x", imbalance="sampler")
+    labels = np.array([0, 0, 0, 1])
     with pytest.raises(ConfigError, match="torchrun"):
-        _sampler(cfg, None, Runtime(torch.device("cpu"), rank=0, world_size=2), 2)
+        train_sampler(labels, imbalance="sampler", runtime=Runtime(torch.device("cpu"), rank=0, world_size=2), num_classes=2, seed=0)
+    sharded = train_sampler(labels, imbalance="loss", runtime=Runtime(torch.device("cpu"), rank=1, world_size=2), num_classes=2, seed=0)
+    assert len(sharded) == 2  # rank 1 of 2 sees half of the 4 images
+    weighted = train_sampler(labels, imbalance="sampler", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0)
+    assert weighted.weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])  # inverse class frequency
+    assert train_sampler(labels, imbalance="none", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0) is None

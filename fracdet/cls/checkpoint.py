@@ -18,6 +18,7 @@ import torch
 
 from fracdet.cls.model import PixelClassifier, create_classifier
 from fracdet.errors import ConfigError
+from fracdet.fsutil import atomic_write, atomic_write_text
 
 __all__ = ["ClassifierMeta", "save_classifier", "load_classifier", "resolve_checkpoint", "unwrap_model", "FORMAT"]
 
@@ -90,18 +91,17 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
 
 
 def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json``; each through a temporary file, then renamed."""
+    """Write ``path`` (.safetensors) and its ``.json``; each through a temporary file, then renamed.
+
+    The weights go first: a run interrupted in between pairs new weights with the previous
+    epoch's metadata, whose backbone and classes are the same.
+    """
     from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone})
-    tmp.replace(path)
-    tmp_json = path.with_suffix(".json.tmp")
-    tmp_json.write_text(meta.to_json(), encoding="utf-8")
-    tmp_json.replace(path.with_suffix(".json"))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone}))
+    atomic_write_text(path.with_suffix(".json"), meta.to_json())
     return path
 
 

@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import load_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.inference import Predictions, predict_logits, probabilities
+from fracdet.cls.inference import Predictions, predict_logits
 from fracdet.errors import DataError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.provenance import records_hash, versions
 from fracdet.runtime import resolve_device, resolve_precision
 
-__all__ = ["EvalClsConfig", "evaluate_classifier", "write_predictions_csv"]
+__all__ = ["EvalClsConfig", "EvalClsSummary", "evaluate_classifier", "write_predictions_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,40 @@ class EvalClsConfig:
     overwrite: bool = False
 
 
-def evaluate_classifier(cfg: EvalClsConfig) -> dict[str, Any]:
-    """Metrics (with CIs), figures, per-image predictions and a report; returns the metrics dict."""
-    from fracdet.cls.metrics import expected_calibration_error, metrics_with_ci, multiclass_metrics
+@dataclass(frozen=True)
+class EvalClsSummary:
+    """What :func:`evaluate_classifier` wrote, and the metrics (as in ``cls_metrics.json``)."""
+
+    output: Path
+    report: Path
+    metrics: dict[str, Any]
+
+    @property
+    def binary(self) -> bool:
+        """Binary metrics always hold ``auroc`` (``None`` when undefined); multi-class ones do not."""
+        return "auroc" in self.metrics
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        m = self.metrics
+        if self.binary:
+            auroc = "undefined (one class)" if m["auroc"] is None else f"{m['auroc']:.3f}"
+            return (
+                f"{m['n']} images: AUROC {auroc}, sensitivity {_rate(m['sensitivity'])}, "
+                f"specificity {_rate(m['specificity'])} at threshold {m['threshold']:.3f}; report: {self.report}"
+            )
+        return f"accuracy {m['accuracy']:.3f}, macro AUROC {_rate(m.get('auroc_macro'))}; report: {self.report}"
+
+
+def _rate(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def evaluate_classifier(cfg: EvalClsConfig) -> EvalClsSummary:
+    """Metrics (with CIs), figures, per-image predictions and a report, written to ``cfg.output``."""
+    from fracdet.cls.bootstrap import metrics_with_ci
+    from fracdet.cls.calibration import expected_calibration_error
+    from fracdet.cls.metrics import multiclass_metrics
 
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -59,13 +91,13 @@ def evaluate_classifier(cfg: EvalClsConfig) -> dict[str, Any]:
     preds = predict_logits(model, loader, device=device, precision=precision, description=f"eval {cfg.split}")
     if len(preds.labels) == 0:
         raise DataError(f"no image of split {cfg.split!r} could be read (see the reasons with --verbose)", cfg.manifest)
-    probs = probabilities(preds.logits, meta.temperature)
+    probs = apply_temperature(preds.logits, meta.temperature)
     skipped = [{"file": str(split.records[i].path), "reason": reason} for i, reason in preds.failures] + split.skipped
     with atomic_output_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         if meta.binary:
             metrics = metrics_with_ci(preds.labels, probs, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
             metrics["ece"] = expected_calibration_error(preds.labels, probs)
-            metrics["ece_uncalibrated"] = expected_calibration_error(preds.labels, probabilities(preds.logits))
+            metrics["ece_uncalibrated"] = expected_calibration_error(preds.labels, apply_temperature(preds.logits))
             figures = _binary_figures(preds.labels, probs, metrics, meta.class_names, meta.threshold, tmp)
         else:
             metrics = multiclass_metrics(preds.labels, probs, class_names=meta.class_names)
@@ -80,7 +112,7 @@ def evaluate_classifier(cfg: EvalClsConfig) -> dict[str, Any]:
         _write_report(tmp, metrics, figures, meta.binary)
     if skipped:
         logger.warning("%d image(s) skipped, listed in %s", len(skipped), Path(cfg.output) / "cls_metrics.json")
-    return metrics
+    return EvalClsSummary(Path(cfg.output), Path(cfg.output) / "report.html", metrics)
 
 
 def write_predictions_csv(path: Path, split: LabelledSplit, preds: Predictions, probs: np.ndarray, threshold: float | None, class_names: tuple[str, ...]) -> None:
@@ -98,13 +130,14 @@ def write_predictions_csv(path: Path, split: LabelledSplit, preds: Predictions, 
 
 
 def _binary_figures(labels, probs, metrics, class_names, threshold, out: Path) -> list[Path]:
+    from fracdet.cls.calibration import reliability_curve
     from fracdet.report import plot_confusion, plot_pr, plot_reliability, plot_roc
 
     return [
         plot_roc(labels, probs, out / "roc.png", operating_point=threshold),
         plot_pr(labels, probs, out / "pr.png", operating_point=threshold),
         plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, out / "confusion.png"),
-        plot_reliability(labels, probs, out / "reliability.png"),
+        plot_reliability(reliability_curve(labels, probs), out / "reliability.png", ece=metrics["ece"]),
     ]
 
 

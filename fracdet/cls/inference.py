@@ -8,10 +8,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from fracdet.cls.calibration import apply_temperature
 from fracdet.log import progress
 from fracdet.runtime import autocast
 
-__all__ = ["Predictions", "predict_logits", "probabilities"]
+__all__ = ["Predictions", "predict_logits"]
+
+# The name fracdet.predict imports; the same function object as apply_temperature, so there is
+# one implementation of logits -> probabilities. New code imports fracdet.cls.calibration.
+probabilities = apply_temperature
 
 
 @dataclass
@@ -22,16 +27,6 @@ class Predictions:
     labels: np.ndarray
     indices: np.ndarray
     failures: list[tuple[int, str]] = field(default_factory=list)
-
-
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Fracture probability (binary) or class probabilities, after temperature scaling."""
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    if scaled.ndim == 1:
-        return 1.0 / (1.0 + np.exp(-scaled))
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ temperature and the decision threshold are fitted on the validation split and st
 
 from __future__ import annotations
 
-import csv
+import functools
 import json
 import logging
 import math
@@ -24,13 +24,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.inference import Predictions, predict_logits, probabilities
+from fracdet.cls.distributed import barrier, broadcast_flag, train_sampler
+from fracdet.cls.inference import Predictions, predict_logits
 from fracdet.cls.losses import class_weights, make_criterion
 from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
+from fracdet.cls.train_state import (
+    TrainState,
+    load_state,
+    prepare_run_folder,
+    save_state,
+    write_history,
+)
 from fracdet.data.datasets import AugmentConfig
-from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.errors import ConfigError, DataError
+from fracdet.fsutil import atomic_write, atomic_write_json
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
@@ -39,8 +49,6 @@ from fracdet.runtime import Runtime, autocast, distributed_runtime, resolve_prec
 __all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "last_state.pt"
 
 
 @dataclass(frozen=True)
@@ -130,17 +138,12 @@ class TrainResult:
     history: list[dict[str, Any]]
     skipped: list[dict[str, str]] = field(default_factory=list)
 
-
-@dataclass
-class _State:
-    """What an exact resume needs beyond model weights (saved as tensors and plain values)."""
-
-    epoch: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        return (
+            f"best epoch {self.best_epoch}: val score {self.best_score:.4f}; threshold {self.threshold:.3f}, "
+            f"temperature {self.temperature:.3f} -> {self.best}"
+        )
 
 
 def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
@@ -149,7 +152,7 @@ def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
 
     if len(preds.labels) == 0:
         return float("nan"), "none"
-    probs = probabilities(preds.logits)
+    probs = apply_temperature(preds.logits)
     present = np.unique(preds.labels)
     if num_outputs == 1 and len(present) == 2:
         return float(roc_auc_score(preds.labels, probs)), "auroc"
@@ -157,38 +160,6 @@ def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
         return float(roc_auc_score(preds.labels, probs, multi_class="ovr", average="macro")), "auroc"
     predicted = (probs >= 0.5).astype(int) if num_outputs == 1 else probs.argmax(1)
     return float((predicted == preds.labels).mean()), "accuracy"
-
-
-def _prepare_output(cfg: ClsTrainConfig, runtime: Runtime) -> Path:
-    out = Path(cfg.output)
-    if runtime.is_main:
-        if cfg.resume:
-            if not (out / STATE_FILE).is_file():
-                raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
-        elif out.exists() and any(out.iterdir()):
-            if not cfg.overwrite:
-                raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-    _barrier(runtime)
-    return out
-
-
-def _barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _broadcast_flag(flag: bool, runtime: Runtime) -> bool:
-    if not runtime.distributed:
-        return flag
-    import torch.distributed as dist
-
-    tensor = torch.tensor([int(flag)], device=runtime.device if runtime.device.type == "cuda" else "cpu")
-    dist.broadcast(tensor, src=0)
-    return bool(tensor.item())
 
 
 def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -215,25 +186,14 @@ def _step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _sampler(cfg: ClsTrainConfig, train: LabelledSplit, runtime: Runtime, num_classes: int):
-    if runtime.distributed:
-        if cfg.imbalance == "sampler":
-            raise ConfigError("imbalance 'sampler' cannot be combined with torchrun; use imbalance 'loss'")
-        from torch.utils.data.distributed import DistributedSampler
+def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult | None:
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
 
-        return DistributedSampler(range(len(train.records)), num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=cfg.seed)
-    if cfg.imbalance == "sampler":
-        from torch.utils.data import WeightedRandomSampler
-
-        weights = class_weights(train.labels, num_classes).numpy()[train.labels]
-        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(weights), replacement=True)
-    return None
-
-
-def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint."""
+    Under torchrun only rank 0 validates, calibrates and writes the run, so the other
+    processes return ``None``: they have no result of their own to report.
+    """
     runtime = distributed_runtime(cfg.device)
-    out = _prepare_output(cfg, runtime)
+    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
     train = load_split(cfg.manifest, "train", target=cfg.target)
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
@@ -254,7 +214,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     optimizer = _optimizer(cfg, params)
     weights = class_weights(train.labels, len(names)) if cfg.imbalance == "loss" else None
     criterion = make_criterion(cfg.loss, num_outputs=num_outputs, weights=weights, gamma=cfg.focal_gamma)
-    sampler = _sampler(cfg, train, runtime, len(names))
+    sampler = train_sampler(train.labels, imbalance=cfg.imbalance, runtime=runtime, num_classes=len(names), seed=cfg.seed)
     generator = torch.Generator()
     pin = runtime.device.type == "cuda"
     train_loader = make_loader(
@@ -265,9 +225,9 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     scheduler = _step_schedule(cfg, optimizer, len(train_loader))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
-    state = _State()
+    state = TrainState()
     if cfg.resume:
-        state = _load_state(out, model, optimizer, scheduler, plateau, scaler, runtime)
+        state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
     net: nn.Module = model
     if runtime.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -295,7 +255,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         stop = False
         if runtime.is_main:
             preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="validate", channels_last=cfg.channels_last)
-            _record_failures(state, preds.failures, val)
+            state.record_failures(preds.failures, val.records)
             score, score_name = validation_score(preds, num_outputs)
             val_loss = float(classification_loss(torch.from_numpy(preds.logits), torch.from_numpy(preds.labels)) / max(len(preds.labels), 1)) if len(preds.labels) else float("nan")
             row.update(val_loss=val_loss, **{f"val_{score_name}": score})
@@ -310,8 +270,8 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
             state.epoch = epoch + 1
             state.history.append(row)
             save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
-            _save_state(out, state, optimizer, scheduler, plateau, scaler)
-            _write_history(out, state.history)
+            save_state(out, state, optimizer, scheduler, plateau, scaler)
+            write_history(out, state.history)
             if writer is not None:
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, float):
@@ -322,18 +282,16 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
                 logger.info("early stop: no val %s gain for %d epochs (best %.4f at epoch %d)", score_name, cfg.patience, state.best_score, state.best_epoch + 1)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
-        if _broadcast_flag(stop, runtime):
+        if broadcast_flag(stop, runtime):
             break
     if writer is not None:
         writer.close()
-    result = None
-    if runtime.is_main:
-        result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
-    _barrier(runtime)
-    return result if result is not None else TrainResult(out, out / "best.safetensors", out / "last.safetensors", state.best_epoch, state.best_score, 0.5, 1.0, state.history)
+    result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train) if runtime.is_main else None
+    barrier(runtime)
+    return result
 
 
-def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, criterion, precision, runtime: Runtime, epoch: int, state: _State) -> dict[str, Any]:
+def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, criterion, precision, runtime: Runtime, epoch: int, state: TrainState) -> dict[str, Any]:
     """One pass over the training data; returns the epoch's row for the metrics log."""
     net.train()
     freeze_batchnorm(model)
@@ -343,7 +301,7 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
     tick = time.perf_counter()
     for batch in batches:
         wait += time.perf_counter() - tick
-        _record_failures(state, batch.failures, loader.dataset)
+        state.record_failures(batch.failures, loader.dataset.records)
         if len(batch) == 0:
             tick = time.perf_counter()
             continue
@@ -380,23 +338,18 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
     }
 
 
-def _record_failures(state: _State, failures: list[tuple[int, str]], source) -> None:
-    records = source.records
-    for index, reason in failures:
-        state.skipped.setdefault(str(records[index].path), reason)
-
-
-def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime: Runtime, out: Path, state: _State, train: LabelledSplit) -> TrainResult:
+def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime: Runtime, out: Path, state: TrainState, train: LabelledSplit) -> TrainResult:
     """Reload the best weights; fit temperature and threshold on validation; store them in ``best``."""
     from safetensors.torch import load_file
 
+    from fracdet.cls.calibration import fit_temperature
     from fracdet.cls.checkpoint import load_classifier
-    from fracdet.cls.metrics import binary_metrics, fit_temperature, tune_threshold
+    from fracdet.cls.metrics import binary_metrics, tune_threshold
 
     best_path = out / "best.safetensors"
     if not best_path.is_file():  # validation score was never defined: keep the last weights
-        shutil.copyfile(out / "last.safetensors", best_path)
-        shutil.copyfile(out / "last.json", out / "best.json")
+        for name in ("safetensors", "json"):
+            atomic_write(out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}"))
     _, meta = load_classifier(best_path)
     model.backbone.load_state_dict(load_file(str(best_path)))
     preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="calibrate", channels_last=cfg.channels_last)
@@ -404,7 +357,7 @@ def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime:
     if len(preds.labels) and len(np.unique(preds.labels)) > 1:
         temperature = float(fit_temperature(preds.logits, preds.labels))
         if meta.binary:
-            probs = probabilities(preds.logits, temperature)
+            probs = apply_temperature(preds.logits, temperature)
             threshold = float(tune_threshold(preds.labels, probs, method=cfg.threshold_method, target=cfg.threshold_target))
             val_metrics.update({f"val_{k}": v for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items() if isinstance(v, (int, float)) and v is not None})
     else:
@@ -416,58 +369,10 @@ def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime:
         "temperature": temperature, "epochs_run": state.epoch, "skipped": skipped,
         "config": _jsonable(asdict(cfg)), "versions": versions(), "data_hash": meta.data_hash,
     }  # fmt: skip
-    (out / "train_report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    atomic_write_json(out / "train_report.json", report)
     if skipped:
         logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
     return TrainResult(out, best_path, out / "last.safetensors", state.best_epoch + 1, state.best_score, threshold, temperature, state.history, skipped)
-
-
-def _save_state(out: Path, state: _State, optimizer, scheduler, plateau, scaler) -> None:
-    payload = {
-        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
-        "bad_epochs": state.bad_epochs, "history": json.dumps(state.history), "skipped": json.dumps(state.skipped),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
-        "plateau": plateau.state_dict() if plateau else {}, "scaler": scaler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }  # fmt: skip
-    tmp = out / (STATE_FILE + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(out / STATE_FILE)
-
-
-def _load_state(out: Path, model, optimizer, scheduler, plateau, scaler, runtime: Runtime) -> _State:
-    """Model, optimiser, schedules and RNG as they were at the end of the last finished epoch."""
-    from safetensors.torch import load_file
-
-    path = out / STATE_FILE
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)  # plain data only, no code
-        model.backbone.load_state_dict(load_file(str(out / "last.safetensors")))
-        optimizer.load_state_dict(payload["optimizer"])
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?", path) from exc
-    if scheduler and payload["scheduler"]:
-        scheduler.load_state_dict(payload["scheduler"])
-    if plateau and payload["plateau"]:
-        plateau.load_state_dict(payload["plateau"])
-    scaler.load_state_dict(payload["scaler"])
-    torch.set_rng_state(payload["torch_rng"])
-    if payload["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    state = _State(payload["epoch"], payload["best_score"], payload["best_epoch"], payload["bad_epochs"], json.loads(payload["history"]), json.loads(payload["skipped"]))
-    if runtime.is_main:
-        logger.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_score, state.best_epoch + 1)
-    return state
-
-
-def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    (out / "metrics.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
 
 
 def _tensorboard(out: Path):
