@@ -1,47 +1,15 @@
-"""The HTML/Markdown report writer, and the report package's place below the tracks."""
+"""The HTML/Markdown report writer (the package's place below the tracks: tests/test_architecture.py)."""
 
 from __future__ import annotations
 
-import ast
 import base64
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import fracdet.report
 from fracdet.report import FOOTER, Section, format_value, plot_roc, write_report
-
-# What the report package may import from fracdet (ARCHITECTURE: report sits below the tracks).
-ALLOWED = {"fracdet.errors", "fracdet.fsutil", "fracdet.confusion", "fracdet.provenance", "fracdet.log"}
-
-
-def _fracdet_imports(path: Path) -> set[str]:
-    """Every fracdet module a source file imports, at the top or inside functions."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {n for n in names if n == "fracdet" or n.startswith("fracdet.")}
-
-
-def test_report_package_imports_nothing_above_it():
-    package = Path(fracdet.report.__file__).parent
-    sources = sorted(package.glob("*.py"))
-    assert {p.name for p in sources} >= {"__init__.py", "html.py", "cls_figures.py", "figures.py"}
-    for source in sources:
-        outside = {m for m in _fracdet_imports(source) if not m.startswith("fracdet.report")}
-        assert outside <= ALLOWED, f"{source.name} imports {sorted(outside - ALLOWED)}"
-
-
-def test_import_checker_sees_imports_inside_functions(tmp_path):
-    source = tmp_path / "m.py"
-    source.write_text("import numpy\nfrom fracdet.errors import X\ndef f():\n    from fracdet.cls.metrics import y\n")
-    assert _fracdet_imports(source) == {"fracdet.errors", "fracdet.cls.metrics"}
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
 
 
 def _robustness(rows: Sequence[dict[str, str]], threshold: float, *, has_labels: bool, n_boot: int, seed: int) -> dict[str, Any]:
-    from fracdet.cls.metrics import metrics_with_ci
+    from fracdet.cls.bootstrap import metrics_with_ci
 
     pred_clean, pred_pgd = values(rows, "pred_clean"), values(rows, "pred_pgd")
     flips = int(np.sum(pred_clean != pred_pgd))
