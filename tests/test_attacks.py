@@ -304,6 +304,20 @@ def test_pgd_drives_a_standard_model_towards_zero_accuracy(standard_model):
     assert _accuracy(model, weak, y) >= 0.8
 
 
+def test_restarts_stop_once_every_image_is_misclassified(standard_model):
+    model, x, y = standard_model
+    cfg = AttackConfig(eps=8 / 255, steps=10, step_size=2 / 255)
+    single = attack(model, x, y, cfg, generator=torch.Generator().manual_seed(3))
+    assert _accuracy(model, single, y) == 0.0
+    generator = torch.Generator().manual_seed(3)
+    multi = attack(model, x, y, AttackConfig(eps=8 / 255, steps=10, step_size=2 / 255, restarts=4), generator=generator)
+    assert torch.equal(multi, single)
+    # no further restart ran: the generator is where one run left it
+    after_one = torch.Generator().manual_seed(3)
+    torch.rand(x.shape, generator=after_one)
+    assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=after_one))
+
+
 class FractureLogit(nn.Module):
     """A two-class model as one ``(B,)`` logit, the difference of its class logits."""
 

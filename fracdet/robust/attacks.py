@@ -238,8 +238,9 @@ def attack(
 ) -> torch.Tensor:
     """Adversarial versions of ``images`` (``(B, C, H, W)`` in [0, 1]) against ``labels``.
 
-    Every result lies within the budget of its clean image (ℓ∞ or ℓ2) and inside [0, 1]. The
-    model runs in eval mode during the attack and is restored afterwards; parameters'
+    Every result lies within the budget of its clean image (ℓ∞ or ℓ2) and inside [0, 1]. Steps
+    climb :func:`ascent_objective`: cross-entropy's direction without its float32 saturation,
+    so a confident model cannot look robust by underflow. The model runs in eval mode during the attack and is restored afterwards; parameters'
     gradients are left untouched. With ``restarts > 1`` each image keeps, across restarts,
     the example that misclassifies it, else the one with the highest loss; restarts stop
     early once a multi-class model misclassifies every image. The first restart draws the
