@@ -11,10 +11,14 @@ export MPLBACKEND := Agg
 
 install: $(STAMP)
 
+# torchattacks (the PGD cross-check in tests/test_attacks.py) pins requests~=2.25.1, which
+# would downgrade requests for everything else: installed deliberately without its pins
+# (its imports - torch, numpy, scipy, tqdm, requests - are already installed)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 
 demo: install

@@ -7,14 +7,27 @@ from fracdet.explain.base import (
     aggregate_channels,
     resolve_targets,
 )
+from fracdet.explain.captum_methods import (
+    DeepLiftExplainer,
+    IntegratedGradientsExplainer,
+    SaliencyExplainer,
+    deeplift_ready_copy,
+)
 from fracdet.explain.gradcam import GradCAMExplainer, gradcam_target
+from fracdet.explain.registry import METHODS, create_explainer
 
 __all__ = [
     "Explainer",
     "GradCAMExplainer",
+    "SaliencyExplainer",
+    "DeepLiftExplainer",
+    "IntegratedGradientsExplainer",
     "TwoClassLogits",
     "aggregate_channels",
     "resolve_targets",
     "gradcam_target",
+    "deeplift_ready_copy",
+    "create_explainer",
+    "METHODS",
     "CHANNEL_AGGREGATIONS",
 ]

@@ -1,5 +1,15 @@
 """Adversarial attacks and robust-training losses on pixel-space inputs in [0, 1]."""
 
+from fracdet.robust.attacks import (
+    ATTACK_KINDS,
+    EPS_SPACES,
+    AttackConfig,
+    ascent_objective,
+    attack,
+    parse_eps,
+    per_image_loss,
+    pixel_budget,
+)
 from fracdet.robust.pgd import (
     PGDConfig,
     classification_loss,
@@ -9,4 +19,19 @@ from fracdet.robust.pgd import (
     trades_loss,
 )
 
-__all__ = ["PGDConfig", "pgd_attack", "trades_loss", "classification_loss", "mean_classification_loss", "eval_mode"]
+__all__ = [
+    "PGDConfig",
+    "pgd_attack",
+    "trades_loss",
+    "classification_loss",
+    "mean_classification_loss",
+    "eval_mode",
+    "AttackConfig",
+    "attack",
+    "parse_eps",
+    "pixel_budget",
+    "per_image_loss",
+    "ascent_objective",
+    "ATTACK_KINDS",
+    "EPS_SPACES",
+]
