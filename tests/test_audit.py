@@ -22,7 +22,7 @@ from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.model import create_classifier
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 
-from .conftest import save_image
+from conftest import save_image
 
 SIZE = 64
 FAST = {"steps": 2, "ig_steps": 4, "n_boot": 200, "batch_size": 4, "workers": 0, "device": "cpu", "det_imgsz": 64, "figure_samples": 2, "figure_worst": 1}
@@ -80,6 +80,24 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _assert_same_rows(path_a: Path, path_b: Path) -> None:
+    """Same images, decisions and attacks; metrics equal up to float noise.
+
+    Gradients on the CPU are not bitwise reproducible between two calls (kernels reduce in
+    varying order), so attribution-derived numbers may differ in the 7th digit.
+    """
+    a, b = _rows(path_a), _rows(path_b)
+    assert len(a) == len(b) and [list(r) for r in a] == [list(r) for r in b]
+    for row_a, row_b in zip(a, b, strict=True):
+        for column, value in row_a.items():
+            try:
+                x, y = float(value), float(row_b[column])
+            except ValueError:
+                assert value == row_b[column], (column, value, row_b[column])
+                continue
+            assert x == pytest.approx(y, rel=1e-4, abs=1e-6, nan_ok=True), (row_a["key"], column)
+
+
 @pytest.fixture(scope="module")
 def full_audit(phantom_dataset, models, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("audit") / "full"
@@ -135,7 +153,7 @@ def test_resume_after_an_interruption_equals_a_full_run(full_audit, phantom_data
     with pytest.raises(OutputExistsError):
         run_audit(_cfg(phantom_dataset, out, models))
     run_audit(_cfg(phantom_dataset, out, models, resume=True))
-    assert _rows(out / "per_image.csv") == _rows(full_audit / "per_image.csv")
+    _assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
 
 
 def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp_path):
@@ -144,7 +162,7 @@ def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp
         summary = run_audit(_cfg(phantom_dataset, out, models, shard=f"{k}/2"))
         assert summary.report is None and "fracdet merge" in summary.line()
     merged = merge_audits(shards, tmp_path / "merged")
-    assert _rows(tmp_path / "merged" / "per_image.csv") == _rows(full_audit / "per_image.csv")
+    _assert_same_rows(tmp_path / "merged" / "per_image.csv", full_audit / "per_image.csv")
     assert merged.report is not None and merged.report.is_file()
 
 
@@ -158,7 +176,7 @@ def test_torchrun_two_ranks_equal_one_process(full_audit, phantom_dataset, model
     # n_boot and figure counts only shape the report, not the per-image table
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _rows(out / "per_image.csv") == _rows(full_audit / "per_image.csv")
+    _assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
     assert (out / "report.html").is_file()
 
 

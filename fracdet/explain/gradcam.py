@@ -113,6 +113,9 @@ class GradCAMExplainer(Explainer):
 
         method = GradCAMPlusPlus if self.plus else GradCAM
         targets = [ClassScore(t) for t in resolve_targets(target, len(images))]
+        # a graph even when the model's weights are frozen (as in the audit): the hooked
+        # activations then get gradients through the input
+        images = images.detach().requires_grad_(True)
         with torch.enable_grad(), method(model=self.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam:
             maps = cam(input_tensor=images, targets=targets)
         self.model.zero_grad(set_to_none=True)
