@@ -28,14 +28,14 @@ from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.explain import gradcam_target
 from fracdet.predict import (
     PredictConfig,
-    _Decoded,
-    _to_original_frame,
     list_inputs,
     merge_outputs,
     parse_shard,
     predict_folder,
     shard_items,
 )
+from fracdet.predict.batches import to_original_frame
+from fracdet.predict.decode import Decoded
 
 DET_IMGSZ = 64
 
@@ -177,9 +177,9 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
 
 
 def test_boxes_are_scaled_back_to_the_original_frame():
-    item = _Decoded(1, "x.png", width=400, height=300)
+    item = Decoded(1, "x.png", width=400, height=300)
     # The detector saw the image shrunk to 64 x 48: a box there is 6.25x larger in the original.
-    boxes, scores = _to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
+    boxes, scores = to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
     assert boxes[0] == Box(50.0, 25.0, 100.0, 75.0)
     assert boxes[1] == Box(375.0, 250.0, 400.0, 300.0)  # clipped to the image
     assert scores == [0.9, 0.5]  # the zero-width box is dropped
