@@ -106,3 +106,32 @@ def test_predict_listing(folder):
     assert set(reasons) == {"broken.png", "loop.jpg", "notes.txt", "pipe"}
     assert reasons["notes.txt"] == "not an image (suffix .txt, no DICOM header)"
     assert LOOP in reasons["loop.jpg"]
+
+
+def test_scan_reports_an_entry_it_cannot_stat(folder, monkeypatch):
+    """Any other OSError from following a link (here EACCES on a.jpg) is reported, not raised."""
+    import contextlib
+
+    class Denied:
+        def __init__(self, entry):
+            self.name, self.path = entry.name, entry.path
+
+        def is_dir(self):
+            raise PermissionError(13, "Permission denied", self.path)
+
+        is_file = is_dir
+
+        def is_symlink(self):
+            return False
+
+    real_scandir = os.scandir
+
+    def scandir(path):
+        with real_scandir(path) as it:
+            entries = [Denied(e) if e.name == "a.jpg" else e for e in it]
+        return contextlib.nullcontext(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    scan = scan_folder(folder)
+    assert "a.jpg" not in scan.images
+    assert OtherFile("a.jpg", "unreadable_file", "cannot stat it (Permission denied)") in scan.others

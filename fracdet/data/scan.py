@@ -38,7 +38,7 @@ class FolderScan:
     others: tuple[OtherFile, ...]
 
 
-def _entry_problem(entry: os.DirEntry) -> tuple[bool, str | None]:
+def _classify_entry(entry: os.DirEntry) -> tuple[bool, str | None]:
     """``(is_dir, why_unreadable)`` of an entry, without letting ``OSError`` out.
 
     ``DirEntry.is_dir``/``is_file`` follow links and raise on a link loop (ELOOP); such an
@@ -88,7 +88,7 @@ def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None =
             if entry.name.startswith("."):
                 continue
             rel = prefix + entry.name
-            is_dir, unreadable = _entry_problem(entry)
+            is_dir, unreadable = _classify_entry(entry)
             if is_dir:
                 if recursive and not entry.is_symlink() and (skip is None or os.path.realpath(entry.path) != skip):
                     pending.append((Path(entry.path), rel + "/"))
