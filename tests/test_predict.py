@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,23 +20,24 @@ from test_images import make_dicom
 from typer.testing import CliRunner
 
 from fracdet.cli import app
-from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
+from fracdet.cls.checkpoint import ClassifierMeta, load_classifier, save_classifier
 from fracdet.cls.model import create_classifier
 from fracdet.data.datasets import build_transform
 from fracdet.data.formats import Box
 from fracdet.data.geometry import content_region
+from fracdet.data.images import load_image
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.explain import gradcam_target
 from fracdet.predict import (
     PredictConfig,
-    _Decoded,
-    _to_original_frame,
     list_inputs,
     merge_outputs,
     parse_shard,
     predict_folder,
     shard_items,
 )
+from fracdet.predict.batches import to_original_frame
+from fracdet.predict.decode import Decoded, to_uint8
 
 DET_IMGSZ = 64
 
@@ -108,6 +110,47 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def reference_probabilities(folder: Path, names: list[str], cls_dir: Path) -> dict[str, np.ndarray]:
+    """What the classifier says of each image alone: training transform, one forward, temperature, sigmoid/softmax by hand."""
+    model, meta = load_classifier(cls_dir)
+    transform = build_transform(meta.image_size)
+    out = {}
+    for name in names:
+        square = np.clip(transform(image=load_image(folder / name, channels=1))["image"], 0.0, 1.0)
+        with torch.no_grad():
+            z = model(torch.from_numpy(square)[None, None].float()).double().numpy()[0] / meta.temperature
+        out[name] = 1.0 / (1.0 + np.exp(-z)) if meta.binary else np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    return out
+
+
+def reference_detections(folder: Path, names: list[str], det_pt: Path) -> dict[str, list[tuple[list[float], float]]]:
+    """What the detector finds in each image alone: grey uint8 shrunk to DET_IMGSZ, boxes scaled back and clipped, COCO xywh."""
+    import cv2
+    from ultralytics import YOLO
+
+    from fracdet.det.model import ultralytics_offline
+
+    detector = YOLO(str(det_pt))
+    out = {}
+    for name in names:
+        grey = (np.clip(load_image(folder / name, channels=1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        h, w = grey.shape
+        scale = DET_IMGSZ / max(h, w)
+        small = grey if scale >= 1 else cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        with ultralytics_offline():
+            result = detector.predict(small, imgsz=DET_IMGSZ, conf=0.25, iou=0.7, rect=False, verbose=False, device="cpu")[0]
+        sx, sy = w / small.shape[1], h / small.shape[0]
+        found = []
+        for (ax, ay, bx, by), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
+            # Corners in order: this untrained detector draws some boxes inside out.
+            x1, x2 = (min(max(v * sx, 0.0), w) for v in sorted((ax, bx)))
+            y1, y2 = (min(max(v * sy, 0.0), h) for v in sorted((ay, by)))
+            if x2 > x1 and y2 > y1:
+                found.append(([x1, y1, x2 - x1, y2 - y1], score))
+        out[name] = found
+    return out
+
+
 GOOD = ["a_big.jpg", "b.png", "c16.png", "d_mono2.dcm", "e_mono1.dcm", "f_noext", "sub/deeper/i.jpg", "sub/j.png"]
 BAD = {"g_nopixels.dcm": "DICOM without pixel data", "h_corrupt.jpg": "cannot decode|not an image|truncated"}
 
@@ -126,15 +169,24 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
 
     for name, reason in BAD.items():
         assert by_path[name]["status"] == "skipped" and re.search(reason, by_path[name]["reason"]), by_path[name]
-    sizes = {"a_big.jpg": (200, 150), "b.png": (40, 60), "c16.png": (64, 48), "d_mono2.dcm": (50, 70), "sub/deeper/i.jpg": (90, 120)}
+    sizes = {
+        "a_big.jpg": (200, 150), "b.png": (40, 60), "c16.png": (64, 48), "d_mono2.dcm": (50, 70), "e_mono1.dcm": (50, 70),
+        "f_noext": (50, 70), "sub/deeper/i.jpg": (90, 120), "sub/j.png": (64, 64),
+    }  # fmt: skip
+    # Batched, in workers, with both tracks: each image still gets exactly what the models say of it alone.
+    expected_p = reference_probabilities(mixed_folder, GOOD, checkpoints["cls"])
+    expected_boxes = reference_detections(mixed_folder, GOOD, checkpoints["det"])
+    distinct = [name for name in GOOD if name != "f_noext"]  # f_noext is d_mono2.dcm without its suffix
+    assert len({round(float(expected_p[name]), 6) for name in distinct}) == len(distinct), "the images must be told apart"
+    assert len({len(found) for found in expected_boxes.values()}) > 1, "box counts must differ between images"
     for name in GOOD:
         row = by_path[name]
         assert row["status"] == "ok" and row["reason"] == ""
-        assert 0.0 <= float(row["fracture_probability"]) <= 1.0
-        assert row["fracture_decision"] == ("fractured" if float(row["fracture_probability"]) >= 0.5 else "not_fractured")
-        assert int(row["n_boxes"]) >= 0 and 0.0 <= float(row["max_box_score"]) <= 1.0
-        if name in sizes:
-            assert (int(row["width"]), int(row["height"])) == sizes[name]
+        assert (int(row["width"]), int(row["height"])) == sizes[name]
+        assert float(row["fracture_probability"]) == pytest.approx(float(expected_p[name]), abs=1e-6), name
+        assert row["fracture_decision"] == ("fractured" if expected_p[name] >= 0.5 else "not_fractured")
+        assert int(row["n_boxes"]) == len(expected_boxes[name]), name
+        assert float(row["max_box_score"]) == pytest.approx(max((s for _, s in expected_boxes[name]), default=0.0), abs=1e-5)
 
     images = json.loads(summary.images.read_text())
     assert [i["file_name"] for i in images["images"]] == GOOD
@@ -150,6 +202,11 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
     per_image = {}
     for r in results:
         per_image.setdefault(r["image_id"], []).append(r["score"])
+    id_of = {r["path"]: int(r["image_id"]) for r in rows}
+    for name in GOOD:
+        mine = [r for r in results if r["image_id"] == id_of[name]]
+        assert [r["bbox"] for r in mine] == [pytest.approx(b, abs=1e-2) for b, _ in expected_boxes[name]], name
+        assert [r["score"] for r in mine] == [pytest.approx(s, abs=1e-5) for _, s in expected_boxes[name]], name
     for row in rows:
         if row["status"] == "ok":
             scores = per_image.get(int(row["image_id"]), [])
@@ -177,9 +234,9 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
 
 
 def test_boxes_are_scaled_back_to_the_original_frame():
-    item = _Decoded(1, "x.png", width=400, height=300)
+    item = Decoded(1, "x.png", width=400, height=300)
     # The detector saw the image shrunk to 64 x 48: a box there is 6.25x larger in the original.
-    boxes, scores = _to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
+    boxes, scores = to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
     assert boxes[0] == Box(50.0, 25.0, 100.0, 75.0)
     assert boxes[1] == Box(375.0, 250.0, 400.0, 300.0)  # clipped to the image
     assert scores == [0.9, 0.5]  # the zero-width box is dropped
@@ -256,6 +313,29 @@ def test_shards_merged_equal_a_full_run(checkpoints, mixed_folder, tmp_path):
     assert not (tmp_path / "dup").exists() and not (tmp_path / "mixed_ckpt").exists()
 
 
+def test_merge_refuses_what_is_not_a_finished_shard(checkpoints, mixed_folder, tmp_path):
+    done = run(mixed_folder, tmp_path / "done", checkpoints, shard="1/2", det=None).output
+    with pytest.raises(ConfigError, match="at least one shard"):
+        merge_outputs([], tmp_path / "m")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a fracdet predict output") as info:
+        merge_outputs([done, tmp_path / "empty"], tmp_path / "m")
+    assert info.value.path == tmp_path / "empty"
+    cases = {
+        "garbled": (lambda d: (d / "predict_report.json").write_text("{not json"), "unreadable run report"),
+        "running": (lambda d: (d / "predict_report.json").write_text(json.dumps({"status": "running"})), "did not finish: rerun it with --resume"),
+        "no_images": (lambda d: (d / "images.json").unlink(), "images.json is missing"),
+        "no_rows": (lambda d: (d / "predictions.csv").unlink(), "predictions.csv is missing"),
+    }
+    for name, (spoil, message) in cases.items():
+        shard = tmp_path / name
+        shutil.copytree(done, shard)
+        spoil(shard)
+        with pytest.raises(DataError, match=message):
+            merge_outputs([shard], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 # --- resume --------------------------------------------------------------------------------
 
 
@@ -317,12 +397,80 @@ def test_overlays_with_gradcam(checkpoints, tmp_path):
     small = np.asarray(Image.open(summary.overlays / "sub" / "small.jpg.png"))
     assert big.shape == (819, 1024, 3)  # long side capped at 1024, aspect kept
     assert small.shape == (40, 50, 3)
-    assert np.abs(big[..., 0].astype(int) - big[..., 2].astype(int)).mean() > 5  # a colour map, not grey
 
     plain = run(folder, tmp_path / "plain", checkpoints, overlays=True, cls=None)
-    assert (plain.overlays / "big.png.png").is_file()
+    drawn = np.asarray(Image.open(plain.overlays / "big.png.png")).astype(int)
+    # Without a classifier: the image itself (shrunk without aliasing), red boxes drawn over it.
+    expected = cv2.resize(to_uint8(load_image(folder / "big.png", channels=1)), (1024, 819), interpolation=cv2.INTER_AREA).astype(int)
+    grey = (drawn[..., 0] == drawn[..., 1]) & (drawn[..., 1] == drawn[..., 2])
+    assert grey.mean() > 0.9 and np.array_equal(drawn[..., 0][grey], expected[grey])
+    assert ((drawn[..., 0] > 200) & (drawn[..., 2] < 50))[~grey].mean() > 0.5  # what is not the image is mostly box red
     with pytest.raises(ConfigError, match="--gradcam explains the classifier"):
         run(folder, tmp_path / "nocls", checkpoints, cls=None, gradcam=True)
+
+
+class _Gate(torch.nn.Module):
+    """Multiplies the image by a fixed mask (and a learnable 1, so that gradients flow)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask * self.weight
+
+
+class RegionNet(torch.nn.Module):
+    """A binary classifier whose fracture logit is the mean brightness of one region of its input square, minus 0.5.
+
+    Its only feature map (``features``, named in ``feature_info`` like a timm backbone's last
+    stage) is the image times the region's mask, so Grad-CAM can be hot there and nowhere else.
+    """
+
+    def __init__(self, size: int, rows: slice, cols: slice) -> None:
+        super().__init__()
+        mask = torch.zeros(1, 1, size, size)
+        mask[..., rows, cols] = 1.0
+        self.features = _Gate(mask)
+        self.feature_info = [{"module": "features", "num_chs": 1}]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).sum(dim=(1, 2, 3)) / self.features.mask.sum() - 0.5
+
+
+@pytest.mark.parametrize(
+    ("quadrant", "rows", "cols"),
+    [("top-right", slice(0, 16), slice(16, 32)), ("bottom-left", slice(16, 32), slice(0, 16))],
+)
+def test_gradcam_overlay_is_hot_where_the_classifier_looks(checkpoints, tmp_path, monkeypatch, quadrant, rows, cols):
+    """A 400 x 300 grey image letterboxed into the 32 px square fills rows 4-28: the model frame's
+    quadrant maps back onto the same quadrant of the original image, and the overlay must be hot
+    (red: R > B in the JET colour map) there and cold (blue) in the other three."""
+    import fracdet.cls.checkpoint
+
+    meta = ClassifierMeta(backbone="region", class_names=("not_fractured", "fractured"), image_size=32, mean=(0.0,), std=(1.0,))
+    monkeypatch.setattr(fracdet.cls.checkpoint, "load_classifier", lambda path, device="cpu": (RegionNet(32, rows, cols).to(device).eval(), meta))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.full((300, 400), 200, np.uint8)).save(folder / "grey.png")
+    assert content_region(300, 400, 32) == (4, 0, 24, 32)
+    summary = run(folder, tmp_path / "out", checkpoints, det=None, gradcam=True)
+
+    # The region holds 12 content rows of 16 (4 are padding): the classifier's answer is known too.
+    row = read_csv(summary.predictions)[0]
+    assert float(row["fracture_probability"]) == pytest.approx(1.0 / (1.0 + np.exp(-(0.75 * 200 / 255 - 0.5))), abs=1e-5)
+    overlay = np.asarray(Image.open(summary.overlays / "grey.png.png")).astype(int)
+    assert overlay.shape == (300, 400, 3)
+    heat = overlay[..., 0] - overlay[..., 2]  # R - B: +51 where the map is 1, -51 where it is 0
+    centres = {"top-left": (75, 100), "top-right": (75, 300), "bottom-left": (225, 100), "bottom-right": (225, 300)}
+    for name, (y, x) in centres.items():
+        patch = heat[y - 40 : y + 40, x - 40 : x + 40]  # clear of the quadrant edges and of the label
+        if name == quadrant:
+            assert patch.min() > 40, (name, patch.min())
+        else:
+            assert patch.max() < -40, (name, patch.max())
+    assert (heat > 0).mean() == pytest.approx(0.25, abs=0.03)  # one quadrant (and the small label) is hot
 
 
 def test_gradcam_refuses_backbones_without_a_feature_map():
@@ -345,11 +493,14 @@ def test_multiclass_classifier_writes_class_probabilities(checkpoints, mixed_fol
     summary = run(mixed_folder, tmp_path / "out", checkpoints, cls=checkpoints["cls3"], det=None)
     rows = read_csv(summary.predictions)
     assert list(rows[0]) == ["image_id", "path", "status", "reason", "width", "height", "p_hand", "p_leg", "p_hip", "predicted_class", "n_boxes", "max_box_score"]
+    expected = reference_probabilities(mixed_folder, GOOD, checkpoints["cls3"])
+    assert [r["path"] for r in rows if r["status"] == "ok"] == GOOD
     for row in rows:
         if row["status"] == "ok":
             probs = [float(row[f"p_{n}"]) for n in ("hand", "leg", "hip")]
+            assert probs == pytest.approx(expected[row["path"]].tolist(), abs=1e-6)
             assert sum(probs) == pytest.approx(1.0, abs=1e-6)
-            assert row["predicted_class"] == ("hand", "leg", "hip")[int(np.argmax(probs))]
+            assert row["predicted_class"] == ("hand", "leg", "hip")[int(np.argmax(expected[row["path"]]))]
 
 
 # --- errors --------------------------------------------------------------------------------

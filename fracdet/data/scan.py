@@ -1,40 +1,126 @@
-"""Finding, probing and checking images and boxes, shared by every reader."""
+"""Finding, probing and checking images and boxes, shared by every reader and by predict."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from fracdet.data.formats import Box, Problem, clip_box
-from fracdet.data.images import DICOM_SUFFIXES, IMAGE_SUFFIXES, ImageInfo, is_dicom, read_image_info
-from fracdet.errors import ImageError
+from fracdet.data.images import IMAGE_SUFFIXES, ImageInfo, is_dicom, read_image_info
+from fracdet.errors import DataError, ImageError
 from fracdet.log import progress
 
-__all__ = ["list_images", "probe_images", "sanitize_boxes"]
+__all__ = ["OtherFile", "FolderScan", "scan_folder", "list_images", "probe_images", "sanitize_boxes"]
+
+
+@dataclass(frozen=True)
+class OtherFile:
+    """A directory entry that is not an image, or that cannot be read at all.
+
+    ``kind`` is ``not_an_image``, ``unreadable_file`` (a symbolic link loop, a broken link,
+    a FIFO...) or ``unreadable_folder`` (a subfolder that cannot be listed); ``detail`` says why.
+    """
+
+    path: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """One walk over an image folder; paths are relative to it (posix) and each list is sorted."""
+
+    images: tuple[str, ...]
+    dicoms: tuple[str, ...]
+    others: tuple[OtherFile, ...]
+
+
+def _classify_entry(entry: os.DirEntry) -> tuple[bool, str | None]:
+    """``(is_dir, why_unreadable)`` of an entry, without letting ``OSError`` out.
+
+    ``DirEntry.is_dir``/``is_file`` follow links and raise on a link loop (ELOOP); such an
+    entry, a broken link or a FIFO is no image, and opening a FIFO to sniff it would block.
+    """
+    try:
+        if entry.is_dir():
+            return True, None
+        if entry.is_file():
+            return False, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False, "symbolic link loop: it points (through links) back at itself"
+        return False, f"cannot stat it ({exc.strerror or exc})"
+    if entry.is_symlink():
+        return False, "broken symbolic link: its target does not exist"
+    return False, "not a regular file (FIFO, socket or device)"
+
+
+def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None = None) -> FolderScan:
+    """Sort the files of ``folder`` into raster images, DICOM files and the rest, with reasons.
+
+    Raster images are the suffixes of :data:`IMAGE_SUFFIXES`; DICOM is found by suffix or by
+    its magic (exports often have no suffix). Hidden files and folders (a leading dot:
+    ``.DS_Store``, macOS ``._x.jpg`` shadows, ``.git``) are skipped, as is the folder
+    ``exclude`` (an output inside the input: its overlays are not inputs). Linked folders
+    are not followed, so a link to an ancestor cannot make the walk endless. A folder that
+    cannot be listed is a :class:`DataError`; a subfolder that cannot be is reported.
+    """
+    folder = Path(folder)
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    images: list[str] = []
+    dicoms: list[str] = []
+    others: list[OtherFile] = []
+    pending: list[tuple[Path, str]] = [(folder, "")]
+    while pending:
+        where, prefix = pending.pop()
+        try:
+            with os.scandir(where) as it:
+                entries = list(it)
+        except OSError as exc:
+            if where == folder:
+                raise DataError(f"cannot list folder ({exc.strerror or exc})", folder) from exc
+            others.append(OtherFile(prefix.rstrip("/"), "unreadable_folder", f"cannot list folder ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = prefix + entry.name
+            is_dir, unreadable = _classify_entry(entry)
+            if is_dir:
+                if recursive and not entry.is_symlink() and (skip is None or os.path.realpath(entry.path) != skip):
+                    pending.append((Path(entry.path), rel + "/"))
+            elif unreadable is not None:
+                others.append(OtherFile(rel, "unreadable_file", unreadable))
+            elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
+                images.append(rel)
+            elif is_dicom(Path(entry.path)):
+                dicoms.append(rel)
+            else:
+                suffix = PurePosixPath(rel).suffix.lower()
+                others.append(OtherFile(rel, "not_an_image", f"suffix {suffix or '(none)'} is not an image format"))
+    return FolderScan(tuple(sorted(images)), tuple(sorted(dicoms)), tuple(sorted(others, key=lambda o: o.path)))
 
 
 def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], list[Problem]]:
-    """Raster images in ``folder`` (sorted, so every run sees the same order), and problems.
+    """Raster images in ``folder`` for a training dataset (sorted, so every run sees the same order), and problems.
 
     DICOM files are reported rather than listed: Ultralytics and COCO tools cannot read them
-    (``fracdet predict`` can). Other files are reported as not images.
+    (``fracdet predict`` can). Other files are reported as not images, and entries that
+    cannot be read (link loops, broken links) with their reason; see :func:`scan_folder`.
     """
-    if recursive:
-        found = [Path(d) / f for d, _, files in os.walk(folder) for f in files]
-    else:
-        with os.scandir(folder) as entries:
-            found = [Path(e.path) for e in entries if e.is_file()]
-    images, problems = [], []
-    for path in sorted(found):
-        suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            images.append(path)
-        elif suffix in DICOM_SUFFIXES or is_dicom(path):
-            problems.append(Problem(str(path), "unsupported_format", "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; export it to PNG first", "image skipped"))
-        elif not path.name.startswith("."):
-            problems.append(Problem(str(path), "not_an_image", f"suffix {suffix or '(none)'} is not an image format", "ignored"))
-    return images, problems
+    folder = Path(folder)
+    scan = scan_folder(folder, recursive=recursive)
+    found: list[tuple[Path, Problem]] = []
+    for rel in scan.dicoms:
+        detail = "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; export it to PNG first"
+        found.append((folder / rel, Problem(str(folder / rel), "unsupported_format", detail, "image skipped")))
+    for other in scan.others:
+        found.append((folder / other.path, Problem(str(folder / other.path), other.kind, other.detail, "ignored")))
+    found.sort(key=lambda pair: pair[0])
+    return sorted(folder / rel for rel in scan.images), [problem for _, problem in found]
 
 
 def _probe(path: Path, full: bool) -> ImageInfo | ImageError:

@@ -1,0 +1,81 @@
+"""Loading both tracks for predict, and what identifies a run (folder, checkpoints, options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fracdet.fsutil import sha256_file
+from fracdet.predict.config import PredictConfig
+from fracdet.runtime import resolve_device, resolve_precision
+
+__all__ = ["Models", "load_models", "run_identity", "IDENTITY_NAMES"]
+
+#: How identity keys are named in messages about shards that do not match.
+IDENTITY_NAMES = {"folder": "input folder", "cls_sha256": "classifier checkpoint", "det_sha256": "detector checkpoint"}
+
+
+@dataclass
+class Models:
+    """The loaded models of a run (either may be missing) and the record of their checkpoints."""
+
+    device: torch.device
+    precision: str
+    classifier: Any = None
+    meta: Any = None
+    detector: Any = None
+    det_names: tuple[str, ...] = ()
+    explainer: Any = None
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cls_size(self) -> int | None:
+        """The classifier's input size, or ``None`` without a classifier."""
+        return self.meta.image_size if self.classifier is not None else None
+
+
+def load_models(cfg: PredictConfig) -> Models:
+    """Both models and what identifies them (paths, sha256), checked before any output is touched."""
+    device = resolve_device(cfg.device)
+    models = Models(device=device, precision=resolve_precision(cfg.precision, device))
+    if cfg.cls is not None:
+        from fracdet.cls.checkpoint import load_classifier, resolve_checkpoint
+
+        models.classifier, models.meta = load_classifier(cfg.cls, device=device)
+        weights, meta_path = resolve_checkpoint(cfg.cls)
+        models.checkpoints["cls"] = {
+            "path": str(Path(cfg.cls).resolve()),
+            "sha256": {weights.name: sha256_file(weights), meta_path.name: sha256_file(meta_path)},
+            "backbone": models.meta.backbone,
+            "class_names": list(models.meta.class_names),
+            "image_size": models.meta.image_size,
+            "threshold": models.meta.threshold,
+            "temperature": models.meta.temperature,
+        }
+        if cfg.gradcam:
+            from fracdet.explain import GradCAMExplainer
+
+            models.explainer = GradCAMExplainer(models.classifier, image_size=models.meta.image_size, backbone_name=models.meta.backbone)
+    if cfg.det is not None:
+        from fracdet.det.model import load_detector, model_class_names
+
+        det = Path(cfg.det)
+        models.detector = load_detector(det)
+        models.det_names = model_class_names(models.detector)
+        models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: sha256_file(det)}, "class_names": list(models.det_names)}
+    return models
+
+
+def run_identity(folder: Path, cfg: PredictConfig, models: Models) -> dict[str, Any]:
+    """What must not change between a run and its resume, or between shards to be merged."""
+    det = {"imgsz": cfg.det_imgsz, "conf": cfg.det_conf, "iou": cfg.det_iou} if cfg.det is not None else None
+    return {
+        "folder": str(folder.resolve()),
+        "recursive": cfg.recursive,
+        "cls_sha256": models.checkpoints.get("cls", {}).get("sha256"),
+        "det_sha256": models.checkpoints.get("det", {}).get("sha256"),
+        "det_options": det,
+    }
