@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import save_image
 from typer.testing import CliRunner
 
 from fracdet.audit import AuditConfig, merge_audits, run_audit
@@ -21,8 +22,6 @@ from fracdet.cli import app
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.model import create_classifier
 from fracdet.errors import ConfigError, DataError, OutputExistsError
-
-from conftest import save_image
 
 SIZE = 64
 FAST = {"steps": 2, "ig_steps": 4, "n_boot": 200, "batch_size": 4, "workers": 0, "device": "cpu", "det_imgsz": 64, "figure_samples": 2, "figure_worst": 1}

@@ -88,15 +88,13 @@ def load_inputs(dataset: Path, *, split: str, max_images: int | None = None) -> 
         return AuditInputs(tuple(items), manifest, True, _box_class_names(manifest.parent), records_hash(rows))
     if not dataset.is_dir():
         raise DataError("not a manifest (.csv) nor a folder", dataset)
-    from fracdet.data.scan import list_images
+    from fracdet.data.scan import scan_folder
 
-    paths, problems = list_images(dataset, recursive=True)
+    found = scan_folder(dataset, recursive=True)
+    paths = sorted(found.images + found.dicoms)
     if not paths:
         raise DataError("no images found (and no manifest.csv: give a folder written by `fracdet convert` for labels and boxes)", dataset)
-    items = [
-        AuditItem(i + 1, path.relative_to(dataset).as_posix(), path, None, (), 0, 0)
-        for i, path in enumerate(paths[:max_images])
-    ]
+    items = [AuditItem(i + 1, rel, dataset / rel, None, (), 0, 0) for i, rel in enumerate(paths[:max_images])]
     logger.info("no manifest in %s: auditing %d images without labels or boxes", dataset, len(items))
-    skipped = tuple({"path": p.file, "reason": p.detail} for p in problems)
+    skipped = tuple({"path": o.path, "reason": o.detail} for o in found.others)
     return AuditInputs(tuple(items), dataset, False, ("fractured",), records_hash([it.key for it in items]), skipped)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.audit.inputs import AuditInputs, load_inputs
-from fracdet.audit.store import DETECTIONS, MAPS, PER_IMAGE, AuditStore, read_rows
+from fracdet.audit.store import DETECTIONS, MAPS, PER_IMAGE, AuditStore
 from fracdet.errors import DataError, OutputExistsError
 from fracdet.fsutil import LinkMode, place_file
+from fracdet.journal import read_rows
 
 __all__ = ["join_shards"]
 
@@ -72,7 +73,7 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
 
         shutil.rmtree(output)
     store.start()
-    store._rewrite_rows(rows)
+    store.write_rows(rows)
     store.detections.write_text("".join(f"{line}\n" for line in detections), encoding="utf-8")
     for shard_dir in shard_dirs:
         _link_tree(shard_dir / MAPS, output / MAPS)

@@ -32,6 +32,7 @@ from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.log import progress
 from fracdet.provenance import versions
 from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
+from fracdet.shards import parse_shard
 
 __all__ = ["AuditSummary", "run_audit", "merge_audits", "chunk_items"]
 
@@ -59,12 +60,6 @@ class AuditSummary:
 def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
     """Consecutive chunks of ``size`` images (the last may be shorter)."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _parse_shard(spec: str | None) -> tuple[int, int] | None:
-    from fracdet.predict import parse_shard
-
-    return parse_shard(spec)
 
 
 def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any], detector: dict[str, Any] | None) -> dict[str, Any]:
@@ -104,7 +99,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     """
     cfg.check_models()
     runtime = distributed_runtime(cfg.device)
-    shard = _parse_shard(cfg.shard)
+    shard = parse_shard(cfg.shard)
     if runtime.distributed:
         if shard is not None:
             raise ConfigError("under torchrun each rank takes its shard itself: drop --shard")

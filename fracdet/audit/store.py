@@ -17,9 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from fracdet.fsutil import atomic_write, atomic_write_json
+from fracdet.errors import ConfigError
+from fracdet.fsutil import atomic_write, atomic_write_json, atomic_write_text
+from fracdet.journal import (
+    cut_partial_line,
+    read_jsonl,
+    read_rows,
+    rewrite_jsonl,
+    start_rows,
+    write_rows,
+)
 
-__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "read_rows"]
+__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +36,6 @@ PER_IMAGE = "per_image.csv"
 DETECTIONS = "detections.jsonl"
 STATE = "audit_state.json"
 MAPS = "maps"
-
-
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a CSV table (an empty file has neither)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        return header, [dict(zip(header, row, strict=False)) for row in reader if len(row) == len(header)]
-
-
-def _cut_partial_line(path: Path) -> None:
-    """An interrupted append can leave half a line at the end: drop it."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n")
-        with open(path, "rb+") as fh:
-            fh.truncate(cut + 1 if cut >= 0 else 0)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -68,10 +60,8 @@ class AuditStore:
 
     def start(self) -> None:
         """A fresh output: the table's header and an empty journal."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.per_image, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(self.header)
-        self.detections.write_text("", encoding="utf-8")
+        start_rows(self.per_image, self.header)
+        atomic_write_text(self.detections, "")
 
     def reopen(self, complete: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
         """Keep what belongs to complete chunks; returns the ``(model, index)`` pairs done.
@@ -79,34 +69,21 @@ class AuditStore:
         ``complete`` lists every pair of the chunks that may count as done; a chunk with a
         missing row is dropped whole (and redone), with its journal lines.
         """
-        for path in (self.per_image, self.detections):
-            if path.exists():
-                _cut_partial_line(path)
+        cut_partial_line(self.per_image)
         header, rows = read_rows(self.per_image)
         if header != self.header:
-            from fracdet.errors import ConfigError
-
             raise ConfigError(f"cannot resume: {PER_IMAGE} has other columns than this audit writes; pass --overwrite", self.per_image)
         allowed = set(complete)
         kept = [r for r in rows if (r["model"], int(r["index"])) in allowed]
         if len(kept) != len(rows):
-            self._rewrite_rows(kept)
+            self.write_rows(kept)
         done = {(r["model"], int(r["index"])) for r in kept}
-        lines = [line for line in self.detections.read_text(encoding="utf-8").splitlines() if line.strip()]
-        entries = [json.loads(line) for line in lines]
-        kept_lines = [line for line, e in zip(lines, entries, strict=True) if (e["model"], int(e["index"])) in done]
-        if len(kept_lines) != len(lines):
-            atomic_write(self.detections, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept_lines), encoding="utf-8"))
+        rewrite_jsonl(self.detections, lambda entry: entry if (entry["model"], int(entry["index"])) in done else None)
         return done
 
-    def _rewrite_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.DictWriter(fh, fieldnames=self.header)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        atomic_write(self.per_image, write)
+    def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Replace the table's rows (atomically)."""
+        write_rows(self.per_image, self.header, rows)
 
     def commit(self, model: str, chunk: int, rows: Sequence[dict[str, Any]], detections: Sequence[dict[str, Any]], maps: dict[str, np.ndarray]) -> None:
         """Maps, then detections, then rows: the rows are the commit."""
@@ -137,10 +114,5 @@ class AuditStore:
         except json.JSONDecodeError:
             return None
 
-    def rows(self) -> list[dict[str, str]]:
-        return read_rows(self.per_image)[1]
-
     def detection_entries(self) -> list[dict[str, Any]]:
-        if not self.detections.exists():
-            return []
-        return [json.loads(line) for line in self.detections.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_jsonl(self.detections) if self.detections.exists() else []

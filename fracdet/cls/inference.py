@@ -8,16 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fracdet.cls.calibration import apply_temperature
 from fracdet.log import progress
 from fracdet.runtime import autocast
 
 __all__ = ["Predictions", "predict_logits"]
-
-# The name fracdet.predict imports; the same function object as apply_temperature, so there is
-# one implementation of logits -> probabilities. New code imports fracdet.cls.calibration.
-probabilities = apply_temperature
-
 
 @dataclass
 class Predictions:

@@ -57,7 +57,7 @@ class _Outcome:
 
 
 def _run_models(batch: Batch, models: Models, det_options: dict[str, Any]) -> _Outcome:
-    from fracdet.cls.inference import probabilities
+    from fracdet.cls.calibration import apply_temperature
     from fracdet.det.evaluate import result_boxes
 
     outcome = _Outcome()
@@ -66,7 +66,7 @@ def _run_models(batch: Batch, models: Models, det_options: dict[str, Any]) -> _O
         images = batch.cls.to(models.device, non_blocking=True)
         with torch.no_grad(), autocast(models.device, models.precision):
             logits = models.classifier(images).float().cpu().numpy()
-        outcome.probs = probabilities(logits, models.meta.temperature)
+        outcome.probs = apply_temperature(logits, models.meta.temperature)
         outcome.classes = None if models.meta.binary else outcome.probs.argmax(axis=1)
         if models.explainer is not None:
             targets = None if outcome.classes is None else outcome.classes.tolist()
