@@ -385,6 +385,8 @@ def audit(
     classifiers: Annotated[list[Path] | None, typer.Option("--cls", help="Classifier checkpoint (run folder, best.safetensors or .json); repeat to compare several.")] = None,
     names: Annotated[list[str] | None, typer.Option("--name", help="Display name per --cls, in order (default: run folder names).")] = None,
     detector: Annotated[Path | None, typer.Option("--det", help="YOLO .pt detector (loaded safely; see --trust-pickle).")] = None,
+    det_imgsz: Annotated[int | None, typer.Option(help="Detector input size (the classifier's input is letterboxed to it).")] = None,
+    det_conf: Annotated[float | None, typer.Option(help="Lowest detector score for boxes used in localization and agreement.")] = None,
     split: Annotated[str | None, typer.Option(help="train, val, test or all.")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Report folder (report.html, metrics.json, per_image.csv, maps/).")] = None,
     attack: Annotated[str | None, typer.Option(help="pgd (l-inf), fgsm or pgd_l2.")] = None,
@@ -415,7 +417,7 @@ def audit(
 
     cfg = build_config(
         AuditConfig, config, dataset=dataset, classifiers=tuple(classifiers) if classifiers else None, names=tuple(names) if names else None,
-        detector=detector, split=split, output=output, attack=attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
+        detector=detector, det_imgsz=det_imgsz, det_conf=det_conf, split=split, output=output, attack=attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
         eps_space=eps_space, methods=methods, target=target, channels=channels,
         ig_steps=ig_steps, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
         device=device, precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,

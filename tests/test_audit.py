@@ -170,7 +170,7 @@ def test_torchrun_two_ranks_equal_one_process(full_audit, phantom_dataset, model
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "fracdet", "--quiet", "audit",
                str(phantom_dataset), "--cls", str(models["a"]), "--cls", str(models["b"]), "--det", str(models["det"]), "--split", "all",
-               "--max-images", "12", "--steps", "2", "--ig-steps", "4", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
+               "--max-images", "12", "--steps", "2", "--ig-steps", "4", "--det-imgsz", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     # n_boot and figure counts only shape the report, not the per-image table
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -244,10 +244,10 @@ def test_dataset_without_boxes_is_refused(phantom_dataset, models, tmp_path):
 
 def test_cli_audit(phantom_dataset, models, tmp_path):
     out = tmp_path / "cli"
-    args = ["audit", str(phantom_dataset), "--cls", str(models["a"]), "--det", str(models["det"]), "--split", "all", "--max-images", "4",
+    args = ["audit", str(phantom_dataset), "--cls", str(models["a"]), "--det", str(models["det"]), "--split", "all", "--max-images", "12",
             "--steps", "1", "--ig-steps", "2", "--methods", "saliency,gradcam", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "audit of 1 classifier(s) on 4 images" in result.output
+    assert "audit of 1 classifier(s) on 12 images" in result.output
     result = CliRunner().invoke(app, [*args[:-2], "--out", str(out), "--eps", "nonsense"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "error:" in result.output

@@ -203,7 +203,7 @@ def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
     from fracdet.cls.train import ClsTrainConfig
 
     monkeypatch.delenv("RANK", raising=False)
-    fake = library("train-cls", SimpleNamespace(best_epoch=2, best_score=0.9, threshold=0.4, temperature=1.1, best=tmp_path / "best"))
+    fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
     result = invoke(
         "train-cls", tmp_path / "m.csv", "--out", tmp_path / "run", "--backbone", "resnet10t", "--freeze-backbone",
         "--image-size", "64", "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--adv", "pgd", "--adv-eps", "0.01",
@@ -222,7 +222,7 @@ def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
 def test_train_det_options_reach_the_config(library, tmp_path):
     from fracdet.det.train import DetTrainConfig
 
-    fake = library("train-det", SimpleNamespace(best_weights=tmp_path / "best.pt", metrics={}))
+    fake = library("train-det", SimpleNamespace(line=lambda: "trained"))
     result = invoke(
         "train-det", tmp_path / "data.yaml", "--model", "yolov8s.yaml", "--out", tmp_path / "runs", "--name", "r1",
         "--epochs", "2", "--imgsz", "128", "--batch", "4", "--lr0", "0.005", "--fliplr", "0.5", "--device", "cpu",
@@ -238,7 +238,7 @@ def test_train_det_options_reach_the_config(library, tmp_path):
 def test_eval_det_options_reach_the_config(library, tmp_path):
     from fracdet.det.evaluate import DetEvalConfig
 
-    fake = library("eval-det", {"coco": {"map_50": 0.5, "map_50_95": 0.3}, "image_level": {"auroc": None}})
+    fake = library("eval-det", SimpleNamespace(line=lambda: "scored"))
     result = invoke(
         "eval-det", tmp_path / "best.pt", tmp_path / "data", "--split", "val", "--out", tmp_path / "rep",
         "--imgsz", "320", "--conf", "0.01", "--iou", "0.5", "--image-threshold", "0.3", "--no-ultralytics-val",
@@ -254,7 +254,7 @@ def test_eval_det_options_reach_the_config(library, tmp_path):
 def test_eval_cls_options_reach_the_config(library, tmp_path):
     from fracdet.cls.evaluate import EvalClsConfig
 
-    fake = library("eval-cls", {"n": 4, "auroc": None, "sensitivity": 1.0, "specificity": 0.5, "threshold": 0.5})
+    fake = library("eval-cls", SimpleNamespace(line=lambda: "scored"))
     result = invoke(
         "eval-cls", tmp_path / "run", tmp_path / "m.csv", "--split", "val", "--out", tmp_path / "rep",
         "--batch-size", "4", "--n-boot", "10", "--device", "cpu", "--workers", "0", "--seed", "1",
@@ -351,7 +351,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
     fake = library("audit", SimpleNamespace(line=lambda: "audited"))
     result = invoke(
         "audit", tmp_path / "data", "--cls", tmp_path / "a", "--cls", tmp_path / "b", "--name", "std", "--name", "robust",
-        "--det", tmp_path / "best.pt", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
+        "--det", tmp_path / "best.pt", "--det-imgsz", "256", "--det-conf", "0.3", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
         "--step-size", "2/255", "--restarts", "2", "--eps-space", "normalized", "--methods", "saliency,gradcam++",
         "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--max-images", "5", "--batch-size", "2",
         "--trust-pickle", "--shard", "1/2", "--device", "cpu", "--precision", "bf16", "--workers", "0", "--seed", "3",
@@ -360,6 +360,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
     cfg = fake.config
     assert isinstance(cfg, AuditConfig) and cfg.classifiers == (tmp_path / "a", tmp_path / "b") and cfg.names == ("std", "robust")
     assert (cfg.dataset, cfg.detector, cfg.split, cfg.output) == (tmp_path / "data", tmp_path / "best.pt", "val", tmp_path / "o")
+    assert (cfg.det_imgsz, cfg.det_conf) == (256, 0.3)
     assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == ("8/255", 3, "2/255", 2, "normalized")
     assert cfg.methods == ("saliency", "gradcam++") and (cfg.target, cfg.channels, cfg.ig_steps) == ("predicted", "sum", 8)
     assert (cfg.max_images, cfg.batch_size, cfg.trust_pickle, cfg.shard, cfg.precision, cfg.seed) == (5, 2, True, "1/2", "bf16", 3)
