@@ -76,7 +76,8 @@ class PredictConfig:
     """Options of ``fracdet predict``; at least one of ``cls`` (classifier) and ``det`` (detector).
 
     ``shard`` is ``"K/N"`` (1-based K): this process takes every image whose index ``i`` in the
-    sorted list has ``i % N == K - 1``. ``gradcam`` implies ``overlays``.
+    sorted list has ``i % N == K - 1``. ``gradcam`` implies ``overlays``. ``trust_pickle``
+    unpickles the ``det`` file in full instead of through Ultralytics' restricted loader.
     """
 
     folder: Path
@@ -97,6 +98,7 @@ class PredictConfig:
     precision: str = "auto"
     workers: int = 2
     seed: int = 0
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -415,7 +417,7 @@ def _load_models(cfg: PredictConfig) -> _Models:
         from fracdet.det.model import load_detector, model_class_names
 
         det = Path(cfg.det)
-        models.detector = load_detector(det)
+        models.detector = load_detector(det, trust_pickle=cfg.trust_pickle)
         models.det_names = model_class_names(models.detector)
         models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: sha256_file(det)}, "class_names": list(models.det_names)}
     return models

@@ -76,7 +76,8 @@ def test_yolo_segment_line_becomes_its_bounding_box():
         (Box(10, 10, 20, 20), Box(10, 10, 20, 20), None),
         (Box(-0.3, 0, 20, 100.4), Box(0, 0, 20, 100), None),  # rounding overshoot: silent
         (Box(-5, 10, 20, 120), Box(0, 10, 20, 100), "box_clipped"),
-        (Box(20, 20, 10, 10), Box(10, 10, 20, 20), None),  # swapped corners are normalised
+        (Box(20, 20, 10, 10), None, "box_inverted"),  # swapped corners are a label error, not repaired
+        (Box(10, 20, 20, 10), None, "box_inverted"),
         (Box(150, 10, 180, 20), None, "box_zero_area"),  # wholly outside
         (Box(10, 10, 10, 20), None, "box_zero_area"),
         (Box(float("nan"), 0, 1, 1), None, "box_not_finite"),
