@@ -278,10 +278,16 @@ def test_unreadable_image_is_skipped_and_recorded(trained, dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_trained_weights_load_with_the_restricted_loader(trained):
+def test_trained_weights_load_with_the_restricted_loader(trained, monkeypatch):
+    import ultralytics.nn.tasks as tasks
+
     from fracdet.det.model import load_detector, model_class_names
 
-    model = load_detector(trained.best_weights, safe_only=True)
+    restricted = []
+    original = tasks.torch_safe_load
+    monkeypatch.setattr(tasks, "torch_safe_load", lambda weight, safe_only=None: restricted.append(tasks.SAFE_LOAD) or original(weight, safe_only))
+    model = load_detector(trained.best_weights)  # restricted by default
+    assert restricted == [True]
     assert model.task == "detect" and model_class_names(model) == ("fractured",)
 
 
