@@ -243,7 +243,7 @@ def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
     monkeypatch.setattr(train_module, "_build_model", build)
     loaded = []
     load = train_module.load_detector
-    monkeypatch.setattr(train_module, "load_detector", lambda path: loaded.append(load(path)) or loaded[-1])
+    monkeypatch.setattr(train_module, "load_detector", lambda path, **kw: loaded.append(load(path, **kw)) or loaded[-1])
     result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, name="run", resume=True, **{**FAST, "epochs": 2}))
     doc = json.loads((result.run_dir / "metrics.json").read_text())
     assert doc["resumed"] is True and doc["epochs_completed"] == 2

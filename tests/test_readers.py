@@ -215,7 +215,7 @@ def test_yolo_list_file_paths_must_stay_inside_the_dataset(tmp_path):
     ds = read_yolo_dataset(data)
     assert [r.image_id for r in ds.records] == ["train0.png"]
     refused = [p for p in ds.problems if p.kind == "path_outside_dataset"]
-    assert [p.detail.split(":")[0] for p in refused] == ["line 2", "line 3"] and all(p.action == "image refused (never opened)" for p in refused)
+    assert [p.detail.split(":")[0] for p in refused] == ["line 2", "line 3"] and all(p.action == "image skipped" and "never opened" in p.detail for p in refused)
     assert any(p.kind == "annotation_without_image" and "gone.png" in p.detail for p in ds.problems)
 
 
@@ -267,8 +267,8 @@ def test_coco_duplicate_image_ids_skip_the_images_they_make_ambiguous(tmp_path):
     images = [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}, {"id": 2, "file_name": "c.jpg"}]
     annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 5]}, {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 2, 10, 5]}]
     ds = read_coco(coco_tree(tmp_path, images, annotations))
-    assert kinds(ds) == {"duplicate_id": 1}
-    assert "image id 1 is used by 'a.jpg' and 'b.jpg'" in ds.problems[0].detail
+    assert kinds(ds) == {"duplicate_id": 2} and all(p.action == "image skipped" for p in ds.problems)
+    assert "image id 1 of 'a.jpg' is also used by 'b.jpg'" in ds.problems[0].detail and "of 'b.jpg'" in ds.problems[1].detail
     assert [(r.image_id, r.label) for r in ds.records] == [("c.jpg", 1)]
 
 
@@ -289,7 +289,7 @@ def test_coco_file_names_leaving_the_dataset_are_refused_never_opened(tmp_path, 
     ds = read_coco(coco_tree(tmp_path, images, []), tmp_path / "coco" / "images")
     assert [r.image_id for r in ds.records] == ["a.jpg"] and probed == [tmp_path / "coco" / "images" / "a.jpg"]
     refused = [p for p in ds.problems if p.kind == "path_outside_dataset"]
-    assert len(refused) == 4 and all(p.action == "image refused (never opened)" for p in refused)
+    assert len(refused) == 4 and all(p.action == "image skipped" and "(refused, never opened)" in p.detail for p in refused)
 
 
 @pytest.mark.parametrize(

@@ -132,15 +132,14 @@ def _images(images: list, file: str, problems: list[Problem]) -> tuple[dict[int 
             problems.append(Problem(file, "label_unparsable", f"images[{index}] needs an id and a file_name, got {image!r:.80}", "entry ignored"))
             continue
         if not is_safe_relative(name):
-            problems.append(Problem(file, "path_outside_dataset", f"image {image_id!r}: file_name {name!r} is absolute or leaves the dataset folder", "image refused (never opened)"))
+            problems.append(Problem(file, "path_outside_dataset", f"image {image_id!r}: file_name {name!r} is absolute or leaves the dataset folder (refused, never opened)", "image skipped"))
             continue
-        if image_id in name_of:
+        if image_id in name_of:  # whose are its annotations? Neither image can be trusted: both skipped
             first = name_of[image_id]
             if first is not _AMBIGUOUS:
                 sizes.pop(str(first), None)
-                problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} is used by {first!r} and {name!r}: its annotations cannot be attributed", "images with this id skipped"))
-            else:
-                problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} is also used by {name!r}", "images with this id skipped"))
+                problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} of {first!r} is also used by {name!r}: its annotations cannot be attributed", "image skipped"))
+            problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} of {name!r} is also used by another image: its annotations cannot be attributed", "image skipped"))
             name_of[image_id] = _AMBIGUOUS
             continue
         if name in sizes:

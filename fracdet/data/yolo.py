@@ -111,7 +111,7 @@ def _listed_images(listing: Path, root: Path, problems: list[Problem]) -> dict[P
         p = Path(name) if Path(name).is_absolute() else listing.parent / name
         p = Path(os.path.normpath(p))
         if not _inside(p, root):
-            problems.append(Problem(str(listing), "path_outside_dataset", f"line {lineno}: {name!r} is outside the dataset folder {root}", "image refused (never opened)"))
+            problems.append(Problem(str(listing), "path_outside_dataset", f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, never opened)", "image skipped"))
         elif not _is_file(p):
             problems.append(Problem(str(listing), "annotation_without_image", f"line {lineno}: {name!r} not found", "image skipped"))
         else:
