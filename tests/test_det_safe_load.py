@@ -115,3 +115,11 @@ def test_trust_pickle_flag_reaches_the_loader(command, crafted, phantom_dataset,
     result = runner.invoke(app, ["-q", *_commands(path, phantom_dataset, tmp_path)[command], "--trust-pickle"])
     assert result.exit_code == 1 and "cannot load as an Ultralytics YOLO checkpoint" in result.output, result.output
     assert marker.exists()
+
+
+def test_a_damaged_pickle_is_not_called_a_refusal(tmp_path):
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(b"\x80\x02" + b"\xff" * 40)  # a pickle header, then bytes no unpickler reads
+    with pytest.raises(ConfigError, match="cannot load as an Ultralytics YOLO checkpoint") as info:
+        load_detector(path)
+    assert "--trust-pickle" not in str(info.value)

@@ -34,6 +34,9 @@ class CocoContent:
     problems: list[Problem]
 
 
+_AMBIGUOUS = object()  # marks an image id that several images share
+
+
 def parse_coco(path: Path) -> CocoContent:
     """Read a COCO JSON; categories become labels in the order of their ids (0 or 1 based).
 
@@ -47,6 +50,8 @@ def parse_coco(path: Path) -> CocoContent:
     doc = _load_json(path)
     images, annotations, categories = doc.get("images"), doc.get("annotations", []), doc.get("categories")
     for key, value in (("images", images), ("annotations", annotations), ("categories", categories)):
+        if value is None:
+            raise DataError(f"not a COCO detection file (no {key!r} list)", path)
         if not isinstance(value, list):
             raise DataError(f"not a COCO detection file ({key!r} must be a list, got {type(value).__name__})", path)
     class_names, label_of = _categories(categories, path)
@@ -73,9 +78,6 @@ def parse_coco(path: Path) -> CocoContent:
         else:
             boxes[name].append(box_from_coco(ann["bbox"], label_of[category_id]))
     return CocoContent(class_names, sizes, dict(boxes), problems)
-
-
-_AMBIGUOUS = object()  # marks an image id that several images share
 
 
 def _load_json(path: Path) -> dict:

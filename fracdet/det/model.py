@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_SUFFIXES = frozenset({".safetensors", ".json"})
 #: What every refusal to unpickle says, so a user who trusts the file knows the way out.
 TRUST_PICKLE_HINT = "if you trust whoever made this file, pass --trust-pickle (config: trust_pickle: true)"
+# How torch's weights_only unpickler and Ultralytics' allow-list word a refused object.
+_REFUSALS = ("Unsupported global", "Unsupported class", "unrecognized function", "Can only", "blocked during restricted")
 _CLASSIFIER_HINT = "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
 
 
@@ -130,10 +132,14 @@ def _check_restricted_loading(path: Path) -> None:
 
 
 def _refused_by_restricted_loader(exc: BaseException) -> bool:
-    """True when the restricted unpickler refused a global (somewhere in the exception's chain)."""
+    """True when, somewhere in the exception's chain, the restricted unpickler refused an object.
+
+    Garbage bytes raise ``UnpicklingError`` too ("Unsupported operand"); those are a damaged
+    file, not a refusal, and --trust-pickle would not help.
+    """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, pickle.UnpicklingError):
+        if isinstance(seen, pickle.UnpicklingError) and any(marker in str(seen) for marker in _REFUSALS):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
