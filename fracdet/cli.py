@@ -35,6 +35,7 @@ app = typer.Typer(
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of defaults (CLI options win).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (same seed, same output).")]
+TrustPickleOpt = Annotated[bool, typer.Option("--trust-pickle", help="Unpickle the detector .pt in full (it can run code): only for a file you trust. Default: Ultralytics' restricted loader, which loads any Ultralytics/fracdet-trained .pt.")]
 
 
 def clean_errors(func: F) -> F:
@@ -243,6 +244,7 @@ def train_det(
     workers: WorkersOpt = None,
     seed: SeedOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/NAME from weights/last.pt.")] = False,
+    trust_pickle: TrustPickleOpt = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -255,7 +257,7 @@ def train_det(
     cfg = build_config(
         DetTrainConfig, config, data=data, model=model, output=output, name=name, epochs=epochs, imgsz=imgsz,
         batch=batch, optimizer=optimizer, lr0=lr0, patience=patience, fliplr=fliplr, device=device,
-        workers=workers, seed=seed, resume=resume or None, overwrite=overwrite or None,
+        workers=workers, seed=seed, resume=resume or None, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
     )  # fmt: skip
     if extra:
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, **parse_extra(extra)})
@@ -277,6 +279,7 @@ def eval_det(
     no_ultralytics_val: Annotated[bool, typer.Option("--no-ultralytics-val", help="Skip Ultralytics' own val (side-by-side numbers).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or a GPU index.")] = None,
     seed: SeedOpt = None,
+    trust_pickle: TrustPickleOpt = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -287,7 +290,7 @@ def eval_det(
     cfg = build_config(
         DetEvalConfig, config, weights=weights, data=data, split=split, output=output, imgsz=imgsz, batch=batch,
         conf=conf, iou=iou, image_threshold=image_threshold, ultralytics_val=False if no_ultralytics_val else None,
-        device=device, seed=seed, overwrite=overwrite or None,
+        device=device, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
     )  # fmt: skip
     typer.echo(evaluate_detector(cfg).line())
 
@@ -341,6 +344,7 @@ def predict(
     precision: PrecisionOpt = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = None,
+    trust_pickle: TrustPickleOpt = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -352,7 +356,7 @@ def predict(
         PredictConfig, config, folder=folder, cls=cls, det=det, output=output, batch_size=batch_size,
         det_imgsz=det_imgsz, det_conf=det_conf, det_iou=det_iou, recursive=False if no_recursive else None,
         overlays=overlays or None, gradcam=gradcam or None, shard=shard, resume=resume or None, device=device,
-        precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
+        precision=precision, workers=workers, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
     )  # fmt: skip
     try:
         summary = predict_folder(cfg)
@@ -401,7 +405,7 @@ def audit(
     ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps.")] = None,
     max_images: Annotated[int | None, typer.Option(help="Audit only the first N images (a quick look).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (also the unit of --shard and --resume).")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a third-party detector .pt with full unpickling (runs code: trusted files only).")] = False,
+    trust_pickle: TrustPickleOpt = False,
     shard: Annotated[str | None, typer.Option(help="K/N: audit every N-th chunk from the K-th; join with `fracdet merge`.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted audit in --out.")] = False,
     device: DeviceOpt = None,

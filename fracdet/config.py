@@ -18,25 +18,46 @@ import yaml
 
 from fracdet.errors import ConfigError, FracdetError
 
-__all__ = ["build_config", "config_file", "load_yaml"]
+__all__ = ["build_config", "config_file", "load_yaml", "yaml_error_line"]
 
 C = TypeVar("C")
 
 
 def load_yaml(path: str | Path, *, error: type[FracdetError] = ConfigError, what: str = "config file") -> dict[str, Any]:
-    """A YAML mapping (an empty file is an empty mapping); problems raise ``error``."""
+    """A YAML mapping (an empty file is an empty mapping); problems raise ``error`` in one line."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise error(f"{what} not found", path) from exc
+    except IsADirectoryError as exc:
+        raise error(f"{what} is a folder, expected a YAML file", path) from exc
+    except OSError as exc:
+        raise error(f"cannot read {what} ({exc.strerror or exc})", path) from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"not valid YAML (not UTF-8 text, byte {exc.start})", path) from exc
     except yaml.YAMLError as exc:
-        raise error(f"not valid YAML ({exc})", path) from exc
+        raise error(f"not valid YAML ({yaml_error_line(exc)})", path) from exc
+    except RecursionError as exc:
+        raise error("not valid YAML (nested too deeply)", path) from exc
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise error(f"{what} must be a mapping of key: value", path)
+    if not all(isinstance(key, str) for key in doc):
+        bad = next(key for key in doc if not isinstance(key, str))
+        raise error(f"{what} keys must be names, got {bad!r}", path)
     return doc
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line error as one line: the problem and where (line and column, 1-based)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        context = f" ({exc.context})" if exc.context else ""
+        return " ".join(f"{where}{exc.problem}{context}".split())
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -15,6 +16,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from fracdet.data.formats import Box, ImageRecord  # noqa: E402
 from fracdet.data.fracatlas import write_fracatlas_annotations  # noqa: E402
 from fracdet.log import setup_logging  # noqa: E402
+
+# Hypothesis profiles: "ci" (the default) keeps property and fuzz tests to ~50 examples each;
+# `pytest --hypothesis-profile=long` runs far more locally. No deadline: the machine is shared.
+settings.register_profile("ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
 
 REAL_FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fracatlas" / "FracAtlas"
 

@@ -62,3 +62,28 @@ def test_config_file_prefers_the_named_one_and_keeps_a_missing_one(tmp_path):
     assert config_file(str(named), default) == named  # missing, yet returned: build_config refuses it
     with pytest.raises(ConfigError, match="typo.yaml: config file not found"):
         build_config(ConvertConfig, config_file(named, default), source="a", output="b")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("seed: 1\n  link: copy\n", "not valid YAML (line 2, column 7: mapping values are not allowed here)"),
+        ("targets: [yolo\n", "not valid YAML (line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence))"),
+        ("seed: !!python/object:os.system x\n", "not valid YAML (line 1, column 7: could not determine a constructor"),
+        ("1: 2\n", "config file keys must be names, got 1"),
+    ],
+)
+def test_yaml_errors_are_one_line_with_the_position(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b")
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{tmp_path / 'c.yaml'}: {message}")
+
+
+def test_binary_or_folder_config_is_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_bytes(b"seed: 1\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML \(not UTF-8 text, byte 8\)"):
+        build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b")
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(ConfigError, match="d.yaml: config file is a folder"):
+        build_config(ConvertConfig, tmp_path / "d.yaml", source="a", output="b")

@@ -282,7 +282,7 @@ def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
     monkeypatch.setattr(train_module, "_build_model", build)
     loaded = []
     load = train_module.load_detector
-    monkeypatch.setattr(train_module, "load_detector", lambda path: loaded.append(load(path)) or loaded[-1])
+    monkeypatch.setattr(train_module, "load_detector", lambda path, **kw: loaded.append(load(path, **kw)) or loaded[-1])
     result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, name="run", resume=True, **{**FAST, "epochs": 2}))
     doc = json.loads((result.run_dir / "metrics.json").read_text())
     assert doc["resumed"] is True and doc["epochs_completed"] == 2
@@ -317,10 +317,16 @@ def test_unreadable_image_is_skipped_and_recorded(trained, dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_trained_weights_load_with_the_restricted_loader(trained):
+def test_trained_weights_load_with_the_restricted_loader(trained, monkeypatch):
+    import ultralytics.nn.tasks as tasks
+
     from fracdet.det.model import load_detector, model_class_names
 
-    model = load_detector(trained.best_weights, safe_only=True)
+    restricted = []
+    original = tasks.torch_safe_load
+    monkeypatch.setattr(tasks, "torch_safe_load", lambda weight, safe_only=None: restricted.append(tasks.SAFE_LOAD) or original(weight, safe_only))
+    model = load_detector(trained.best_weights)  # restricted by default
+    assert restricted == [True]
     assert model.task == "detect" and model_class_names(model) == ("fractured",)
 
 

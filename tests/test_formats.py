@@ -52,6 +52,9 @@ def test_format_yolo_label_is_six_decimals_and_empty_for_negatives():
         ("3 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
         ("-1 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
         ("0.5 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
+        ("nan 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
+        ("inf 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
+        ("-1 0.5 0.5 0.1 0.1", "class_id_out_of_range"),
         ("a 0.5 0.5 0.1 0.1", "label_unparsable"),
         ("0 0.5 0.5", "label_unparsable"),
         ("0 0.5 0.5 0.1 0.1 0.2", "label_unparsable"),
@@ -76,7 +79,8 @@ def test_yolo_segment_line_becomes_its_bounding_box():
         (Box(10, 10, 20, 20), Box(10, 10, 20, 20), None),
         (Box(-0.3, 0, 20, 100.4), Box(0, 0, 20, 100), None),  # rounding overshoot: silent
         (Box(-5, 10, 20, 120), Box(0, 10, 20, 100), "box_clipped"),
-        (Box(20, 20, 10, 10), Box(10, 10, 20, 20), None),  # swapped corners are normalised
+        (Box(20, 20, 10, 10), None, "box_inverted"),  # swapped corners are a label error, not repaired
+        (Box(10, 20, 20, 10), None, "box_inverted"),
         (Box(150, 10, 180, 20), None, "box_zero_area"),  # wholly outside
         (Box(10, 10, 10, 20), None, "box_zero_area"),
         (Box(float("nan"), 0, 1, 1), None, "box_not_finite"),
@@ -123,3 +127,19 @@ def test_yolo_and_coco_round_trip_within_half_a_pixel(data, width, height):
     assert not problems
     via_coco = box_from_coco(box_to_coco(parsed))
     assert via_coco.as_list() == pytest.approx(box.as_list(), abs=0.5)
+
+
+def test_negative_yolo_width_and_voc_xmin_past_xmax_come_back_inverted_for_clip_box(tmp_path):
+    (box,), problems = parse_yolo_label("0 0.5 0.5 -0.2 0.2\n", 100, 100, 1, "neg.txt")
+    assert not problems and box.x1 > box.x2 and clip_box(box, 100, 100) == (None, "box_inverted")
+    xml = format_voc_xml("a.jpg", 100, 80, [Box(10, 5, 20, 30)], ["fractured"]).replace("<xmin>10<", "<xmin>40<")
+    (tmp_path / "a.xml").write_text(xml)
+    (box,), problems = parse_voc_xml(tmp_path / "a.xml", ["fractured"])
+    assert not problems and (box.x1, box.x2) == (40, 20) and clip_box(box, 100, 80) == (None, "box_inverted")
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"\xff\xfe\x00junk", "not valid PASCAL VOC XML"), (b'<?xml version="1.0" encoding="nope"?><a/>', "a.xml")])
+def test_voc_that_is_not_xml_is_one_data_error(tmp_path, content, message):
+    (tmp_path / "a.xml").write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        parse_voc_xml(tmp_path / "a.xml", ["fractured"])

@@ -8,6 +8,9 @@ import pytest
 from conftest import REAL_FRACATLAS
 
 from fracdet.data.convert import ConvertConfig, convert
+from fracdet.data.images import load_image, read_image_info
+
+PADDED = ("IMG0004027.jpg", "IMG0004214.jpg")
 
 pytestmark = [pytest.mark.fracatlas, pytest.mark.skipif(not REAL_FRACATLAS.is_dir(), reason="real FracAtlas sample not present")]
 
@@ -20,9 +23,15 @@ def test_convert_real_fracatlas(tmp_path):
     result = convert(ConvertConfig(REAL_FRACATLAS, out))
     report = json.loads((out / "convert_report.json").read_text())
     problems = report["problems"]
-    # The sample holds 717 + 717 images; two Non_fractured JPEGs are cut at 16 KiB (no EOI).
-    assert result.n_images == 1432 and result.n_skipped == 2
-    assert sorted(p["file"].rsplit("/", 1)[1] for p in problems if p["kind"] == "image_corrupt") == ["IMG0004027.jpg", "IMG0004214.jpg"]
+    # The sample holds 717 + 717 images, all kept. Two Non_fractured JPEGs carry ~1.2 KiB of
+    # padding after their end-of-image marker (so the cheap tail check misses it) and decode
+    # completely: kept, with a note.
+    assert result.n_images == 1434 and result.n_skipped == 0
+    assert report["images_written"] == 1434 and report["images_skipped"] == 0
+    assert not [p for p in problems if p["action"] == "image skipped"]
+    notes = {p["file"].rsplit("/", 1)[1]: p["detail"] for p in problems if p["kind"] == "image_note"}
+    assert sorted(notes) == [*PADDED] and all(d.startswith("trailing bytes after end of image") for d in notes.values())
+    assert {p.name for p in (out / "images").rglob("*.jpg")} >= set(PADDED)
     # IMG0003298: CSV says not fractured, folder and box say fractured -> fractured, conflict reported.
     conflict = [p for p in problems if p["kind"] == "label_conflict"]
     assert len(conflict) == 1 and "IMG0003298.jpg" in conflict[0]["file"]
@@ -32,7 +41,7 @@ def test_convert_real_fracatlas(tmp_path):
     # Official split kept for fractured images (574/82/61); negatives split in the same proportions.
     counts = report["split"]["counts_per_split_and_class"]
     assert (counts["train"]["fractured"], counts["val"]["fractured"], counts["test"]["fractured"]) == (574, 82, 61)
-    assert sum(c["not_fractured"] for c in counts.values()) == 715
+    assert sum(c["not_fractured"] for c in counts.values()) == 717
     # EXIF-rotated IMG0002628 is stored 373x454 but annotated (and written) as 454x373.
     coco = COCO(str(out / "annotations" / "instances_train.json"))
     sizes = {i["file_name"]: (i["width"], i["height"]) for i in coco.loadImgs(coco.getImgIds())}
@@ -41,3 +50,11 @@ def test_convert_real_fracatlas(tmp_path):
         sizes.update({i["file_name"]: (i["width"], i["height"]) for i in c.loadImgs(c.getImgIds())})
     assert sizes["IMG0002628.jpg"] == (454, 373)
     assert check_det_dataset(str(out / "data.yaml"))["nc"] == 1
+
+
+@pytest.mark.parametrize("name", PADDED)
+def test_padded_real_jpegs_pass_the_full_check_too(name):
+    path = REAL_FRACATLAS / "images" / "Non_fractured" / name
+    info = read_image_info(path, full=True)
+    assert (info.width, info.height) == (373, 454) and info.note.startswith("trailing bytes after end of image")
+    assert load_image(path).shape == (454, 373)

@@ -79,9 +79,49 @@ def test_truncated_jpeg_is_caught_by_the_header_check(tmp_path):
 def test_truncated_png(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "t.png")
     data = (tmp_path / "t.png").read_bytes()
-    (tmp_path / "t.png").write_bytes(data[:-20])
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="truncated PNG"):
         read_image_info(tmp_path / "t.png")
+    # Cut inside the last checksum only: every pixel is there, so the image is kept with a note.
+    (tmp_path / "t.png").write_bytes(data[:-20])
+    assert "no PNG end-of-image marker, but every pixel decodes" in read_image_info(tmp_path / "t.png").note
+
+
+def noise_jpeg(path: Path, size: int = 96, **options) -> bytes:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size), dtype=np.uint8)).save(path, **options)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("padding", [b"\0" * 1500, bytes(range(256)) * 8])
+def test_jpeg_with_trailing_bytes_after_its_end_marker_is_kept_with_a_note(tmp_path, full, padding):
+    """Like FracAtlas IMG0004027.jpg: a complete JPEG, then more than the cheap check's tail of padding."""
+    data = noise_jpeg(tmp_path / "p.jpg")
+    (tmp_path / "p.jpg").write_bytes(data + padding)
+    info = read_image_info(tmp_path / "p.jpg", full=full)
+    assert (info.width, info.height, info.format) == (96, 96, "JPEG")
+    assert info.note == f"trailing bytes after end of image ({len(padding)} bytes after the JPEG end marker; the image decodes completely)"
+    assert load_image(tmp_path / "p.jpg").shape == (96, 96)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("padding", [b"", b"\0" * 1500])
+def test_jpeg_cut_mid_scan_is_still_truncated(tmp_path, progressive, padding):
+    """Padded or not, a JPEG cut inside its entropy-coded data does not decode: it is dropped."""
+    data = noise_jpeg(tmp_path / "c.jpg", size=200, progressive=progressive)
+    (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2] + padding)
+    with pytest.raises(ImageError, match=r"c\.jpg: truncated JPEG \(no end-of-image marker, and decoding fails"):
+        read_image_info(tmp_path / "c.jpg")
+    with pytest.raises(ImageError, match="c.jpg"):
+        read_image_info(tmp_path / "c.jpg", full=True)
+
+
+def test_complete_images_have_no_note_and_a_wrong_suffix_gets_one(tmp_path):
+    noise_jpeg(tmp_path / "ok.jpg")
+    assert read_image_info(tmp_path / "ok.jpg").note is None
+    Image.new("L", (8, 6)).save(tmp_path / "png.jpg", format="PNG")
+    info = read_image_info(tmp_path / "png.jpg")
+    assert info.format == "PNG" and info.note == "content is PNG but the suffix is .jpg"
 
 
 def test_corrupt_pixel_data_needs_the_full_check(tmp_path):

@@ -184,3 +184,197 @@ def test_coco_files_with_different_categories_are_refused(tmp_path):
         path.unlink()
     with pytest.raises(DataError, match="no COCO .json files"):
         read_dataset(tmp_path, "coco")
+
+
+# --- findings of the bad-input run (issue 10) ------------------------------------------------
+
+
+def test_yolo_label_of_binary_junk_skips_its_image_and_says_why(tmp_path):
+    data = make_yolo(tmp_path / "y")
+    (tmp_path / "y" / "labels" / "train" / "train1.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81")
+    ds = read_yolo_dataset(data)
+    (problem,) = [p for p in ds.problems if p.kind == "label_unreadable"]
+    assert problem.file.endswith("train1.txt") and problem.action == "image skipped"
+    assert "train1.png" not in {r.image_id for r in ds.records} and len(ds.records) == 5
+
+
+def test_yolo_negative_width_is_a_label_error_not_a_flipped_box(tmp_path):
+    data = make_yolo(tmp_path / "y")
+    (tmp_path / "y" / "labels" / "train" / "train1.txt").write_text("0 0.5 0.5 -0.25 0.5\n0 0.5 0.5 0.25 0.5\n")
+    ds = read_yolo_dataset(data)
+    assert kinds(ds) == {"box_inverted": 1}
+    record = next(r for r in ds.records if r.image_id == "train1.png")
+    assert [b.as_list() for b in record.boxes] == [pytest.approx([24, 8, 40, 24])]
+
+
+def test_yolo_list_file_paths_must_stay_inside_the_dataset(tmp_path):
+    data = make_yolo(tmp_path / "y")
+    outside = save_image(tmp_path / "outside.png", 64, 32)
+    (tmp_path / "y" / "train.txt").write_text(f"images/train/train0.png\n../outside.png\n{outside}\nimages/train/gone.png\n")
+    (tmp_path / "y" / "data.yaml").write_text(yaml.safe_dump({"train": "train.txt", "names": ["fracture"]}))
+    ds = read_yolo_dataset(data)
+    assert [r.image_id for r in ds.records] == ["train0.png"]
+    refused = [p for p in ds.problems if p.kind == "path_outside_dataset"]
+    assert [p.detail.split(":")[0] for p in refused] == ["line 2", "line 3"] and all(p.action == "image skipped" and "never opened" in p.detail for p in refused)
+    assert any(p.kind == "annotation_without_image" and "gone.png" in p.detail for p in ds.problems)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"train": "images/train", "names": ["a"], "nc": "one"}, "nc must be a whole number"),
+        ({"train": 3, "names": ["a"]}, "a split must be a folder or list file"),
+        ({"train": "images/train", "names": []}, "empty 'names'"),
+        ({"path": ["x"], "train": "images/train", "names": ["a"]}, "path must be a folder name"),
+    ],
+)
+def test_yolo_data_yaml_with_wrong_types(tmp_path, doc, message):
+    make_yolo(tmp_path / "y")
+    (tmp_path / "y" / "data.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(DataError, match=message):
+        read_yolo_dataset(tmp_path / "y" / "data.yaml")
+
+
+def coco_tree(tmp_path, images, annotations, categories=({"id": 1, "name": "fracture"},)):
+    root = tmp_path / "coco"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        save_image(root / "images" / name, 40, 30)
+    doc = {"images": images, "annotations": annotations, "categories": list(categories)}
+    (root / "train.json").write_text(json.dumps(doc))
+    return root / "train.json"
+
+
+def test_coco_bad_entries_are_dropped_and_reported(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}, {"id": 3}, "not an object"]
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3]},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": ["x", 2, 3, 4]},
+        {"id": 3, "image_id": 1, "category_id": 1},
+        {"id": 4, "image_id": 2, "category_id": 1, "bbox": [1, 2, 10, 5]},
+        {"id": 5, "image_id": [2], "category_id": 1, "bbox": [1, 2, 10, 5]},
+        {"id": 6, "image_id": 2, "category_id": 1, "bbox": [30, 2, -10, 5]},
+        7,
+    ]
+    ds = read_coco(coco_tree(tmp_path, images, annotations))
+    assert kinds(ds) == {"label_unparsable": 6, "annotation_without_image": 1, "box_inverted": 1}
+    details = " | ".join(p.detail for p in ds.problems)
+    assert "annotation 1: bbox must be 4 numbers [x, y, w, h], got [1, 2, 3]" in details and "got ['x', 2, 3, 4]" in details
+    assert "annotation 3: bbox must be 4 numbers" in details and "images[2] needs an id and a file_name" in details
+    assert {r.image_id: len(r.boxes) for r in ds.records} == {"a.jpg": 0, "b.jpg": 1}
+
+
+def test_coco_duplicate_image_ids_skip_the_images_they_make_ambiguous(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}, {"id": 2, "file_name": "c.jpg"}]
+    annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 5]}, {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 2, 10, 5]}]
+    ds = read_coco(coco_tree(tmp_path, images, annotations))
+    assert kinds(ds) == {"duplicate_id": 2} and all(p.action == "image skipped" for p in ds.problems)
+    assert "image id 1 of 'a.jpg' is also used by 'b.jpg'" in ds.problems[0].detail and "of 'b.jpg'" in ds.problems[1].detail
+    assert [(r.image_id, r.label) for r in ds.records] == [("c.jpg", 1)]
+
+
+def test_coco_file_names_leaving_the_dataset_are_refused_never_opened(tmp_path, monkeypatch):
+    import fracdet.data.coco as coco_module
+
+    secret = save_image(tmp_path / "secret.jpg", 40, 30)  # a valid image outside the dataset
+    images = [
+        {"id": 1, "file_name": "a.jpg"},
+        {"id": 2, "file_name": "../../secret.jpg"},
+        {"id": 3, "file_name": str(secret)},
+        {"id": 4, "file_name": "images/../../../etc/passwd"},
+        {"id": 5, "file_name": "C:\\Windows\\win.ini"},
+    ]
+    probed = []
+    original = coco_module.probe_images
+    monkeypatch.setattr(coco_module, "probe_images", lambda paths, **kw: probed.extend(paths) or original(paths, **kw))
+    ds = read_coco(coco_tree(tmp_path, images, []), tmp_path / "coco" / "images")
+    assert [r.image_id for r in ds.records] == ["a.jpg"] and probed == [tmp_path / "coco" / "images" / "a.jpg"]
+    refused = [p for p in ds.problems if p.kind == "path_outside_dataset"]
+    assert len(refused) == 4 and all(p.action == "image skipped" and "(refused, never opened)" in p.detail for p in refused)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "expected a JSON object .* got a list"),
+        ('{"images": {}, "categories": []}', "'images' must be a list, got dict"),
+        ('{"categories": []}', "no 'images' list"),
+        ('{"images": [], "categories": [{"id": 1}]}', r"categories\[0\] needs an id and a name"),
+        ('{"images": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}', "category id 1 is listed twice"),
+        ('{"images": [], "categories": [{"id": 1, "name": "a"}, {"id": "x", "name": "b"}]}', "mix numbers and strings"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg"}', "not valid JSON"),
+        ("[" * 100000, "nested too deeply"),
+    ],
+)
+def test_coco_files_that_are_not_coco_are_one_data_error(tmp_path, text, message):
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_coco(tmp_path / "x.json")
+
+
+def test_is_safe_relative():
+    from fracdet.data.coco import is_safe_relative
+
+    assert all(map(is_safe_relative, ["a.jpg", "sub/a.jpg", "sub/../a.jpg", "a b ü.jpg", "sub\\a.jpg"]))
+    assert not any(map(is_safe_relative, ["../a.jpg", "/etc/passwd", "a/../../b", "..", ".", "C:\\x.jpg", "\\\\server\\x.jpg", "..\\a.jpg", "a\0.jpg"]))
+
+
+def test_dataset_csv_without_body_part_columns_is_a_warning_not_silence(small_fracatlas):
+    path = small_fracatlas / "dataset.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if name not in ("hand", "leg", "hip", "shoulder", "mixed")]
+    path.write_text("\n".join(",".join(row[i] for i in keep) for row in rows) + "\n")
+    ds = read_fracatlas(small_fracatlas)
+    (problem,) = [p for p in ds.problems if p.kind == "csv_missing_columns"]
+    assert problem.detail == "no column(s) hand, leg, hip, shoulder, mixed" and "body part unknown for every image" in problem.action
+    assert {r.body_part for r in ds.records} == {"unknown"}
+
+
+def test_dataset_csv_unparsable_values_are_recorded_and_not_used(small_fracatlas):
+    path = small_fracatlas / "dataset.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")  # IMG0000000.jpg: fractured, hand
+    row[header.index("hand")], row[header.index("fractured")] = "yes", "maybe"
+    lines[1] = ",".join(row)
+    lines.append("")  # a blank line is no row
+    lines.append(",1,0")  # a row without image_id
+    path.write_text("\n".join(lines) + "\n")
+    ds = read_fracatlas(small_fracatlas)
+    (bad,) = [p for p in ds.problems if p.kind == "csv_value_unparsable"]
+    assert "line 2 (IMG0000000.jpg): hand='yes', fractured='maybe'" in bad.detail and bad.action == "values treated as unknown"
+    assert any(p.kind == "label_unparsable" and "no image_id" in p.detail for p in ds.problems)
+    record = next(r for r in ds.records if r.image_id == "IMG0000000.jpg")
+    assert record.body_part == "unknown" and record.label == 1 and record.attributes["hand"] == ""
+
+
+def test_fracatlas_voc_fallback_not_xml_and_inverted(small_fracatlas):
+    (small_fracatlas / COCO_FILE).unlink()
+    shutil.rmtree(small_fracatlas / "Annotations" / "YOLO")
+    voc = small_fracatlas / "Annotations" / "PASCAL VOC"
+    (voc / "IMG0000000.xml").write_text("this is not xml")
+    xml = (voc / "IMG0000003.xml").read_text()
+    (voc / "IMG0000003.xml").write_text(xml.replace("<xmin>10</xmin>", "<xmin>35</xmin>", 1))
+    ds = read_fracatlas(small_fracatlas)
+    unreadable = [p for p in ds.problems if p.kind == "label_unreadable"]
+    assert len(unreadable) == 1 and unreadable[0].file.endswith("IMG0000000.xml") and "not valid PASCAL VOC XML" in unreadable[0].detail
+    assert [p.file.rsplit("/", 1)[1] for p in ds.problems if p.kind == "box_inverted"] == ["IMG0000003.jpg"]
+    by_id = {r.image_id: r for r in ds.records}
+    assert by_id["IMG0000000.jpg"].label == 1 and by_id["IMG0000000.jpg"].boxes == ()  # fractured, kept for classification
+    assert len(by_id["IMG0000003.jpg"].boxes) == 1
+
+
+def test_fracatlas_yolo_label_of_binary_junk_falls_back_to_voc(small_fracatlas):
+    (small_fracatlas / COCO_FILE).unlink()
+    (small_fracatlas / "Annotations" / "YOLO" / "IMG0000000.txt").write_bytes(b"\xff\xfe\x00\x81")
+    ds = read_fracatlas(small_fracatlas)
+    assert [p.kind for p in ds.problems if p.file.endswith("IMG0000000.txt")] == ["label_unreadable"]
+    assert len(next(r for r in ds.records if r.image_id == "IMG0000000.jpg").boxes) == 1
+
+
+def test_image_notes_are_reported_by_every_reader(tmp_path):
+    data = make_yolo(tmp_path / "y")
+    image = tmp_path / "y" / "images" / "train" / "train0.png"
+    image.write_bytes(image.read_bytes() + b"\0" * 2000)
+    ds = read_yolo_dataset(data)
+    (note,) = [p for p in ds.problems if p.kind == "image_note"]
+    assert note.action == "image kept" and "trailing bytes after end of image" in note.detail and len(ds.records) == 6

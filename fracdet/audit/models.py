@@ -72,5 +72,5 @@ def load_audit_detector(cfg: AuditConfig) -> tuple[Any, dict[str, Any] | None]:
     from fracdet.det.model import load_detector, model_class_names
 
     path = Path(cfg.detector)
-    detector = load_detector(path, safe_only=not cfg.trust_pickle)
+    detector = load_detector(path, trust_pickle=cfg.trust_pickle)
     return detector, {"path": str(path.resolve()), "sha256": sha256_file(path), "class_names": list(model_class_names(detector))}

@@ -132,13 +132,16 @@ def flat_name(image_id: str) -> str:
 def clip_box(box: Box, width: int, height: int) -> tuple[Box | None, str | None]:
     """Clip ``box`` to the image; return ``(box or None, problem kind or None)``.
 
-    Returns ``None`` for a box with no area left. The kind is ``"box_clipped"`` only when
-    the box overshot by more than :data:`CLIP_TOLERANCE_PX` (rounding is not news).
+    Returns ``None`` for a box that is not finite, inverted (``x1 > x2`` or ``y1 > y2``: a
+    label error to report, not to repair by swapping corners) or has no area left. The kind
+    is ``"box_clipped"`` only when the box overshot by more than :data:`CLIP_TOLERANCE_PX`
+    (rounding is not news).
     """
-    x1, x2 = sorted((box.x1, box.x2))
-    y1, y2 = sorted((box.y1, box.y2))
+    x1, y1, x2, y2 = box.x1, box.y1, box.x2, box.y2
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         return None, "box_not_finite"
+    if x1 > x2 or y1 > y2:
+        return None, "box_inverted"
     cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
     cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
     if cx2 - cx1 <= 0 or cy2 - cy1 <= 0:
@@ -180,7 +183,8 @@ def parse_yolo_label(
 ) -> tuple[list[Box], list[Problem]]:
     """Parse YOLO txt (boxes, or Ultralytics segment polygons reduced to their box).
 
-    Lines that cannot be used are dropped and reported; nothing raises.
+    Lines that cannot be used are dropped and reported; nothing raises. A box with a
+    negative width or height comes back inverted, for :func:`clip_box` to report.
     """
     boxes: list[Box] = []
     problems: list[Problem] = []
@@ -195,7 +199,7 @@ def parse_yolo_label(
         except ValueError:
             problems.append(Problem(file, "label_unparsable", f"{where}: {line.strip()!r}", "line dropped"))
             continue
-        if cls_float != int(cls_float) or not 0 <= cls_float < num_classes:
+        if not math.isfinite(cls_float) or cls_float != int(cls_float) or not 0 <= cls_float < num_classes:
             problems.append(
                 Problem(file, "class_id_out_of_range", f"{where}: class {parts[0]} not in 0..{num_classes - 1}", "box dropped")
             )
@@ -254,11 +258,17 @@ def format_voc_xml(
 
 
 def parse_voc_xml(path: Path, class_names: Sequence[str]) -> tuple[list[Box], list[Problem]]:
-    """Boxes of one VOC file; objects of unknown classes are dropped and reported."""
+    """Boxes of one VOC file; objects of unknown classes are dropped and reported.
+
+    A file that cannot be read as XML is a :class:`DataError`. Corners are returned as
+    written: ``xmin > xmax`` stays inverted, for :func:`clip_box` to report.
+    """
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise DataError(f"not valid PASCAL VOC XML ({exc})", path) from exc
+    except (OSError, ValueError, LookupError, RecursionError) as exc:  # unreadable, bad encoding declaration, too deep
+        raise DataError(f"cannot read PASCAL VOC XML ({' '.join(str(exc).split()) or type(exc).__name__})", path) from exc
     boxes: list[Box] = []
     problems: list[Problem] = []
     for obj in root.iter("object"):
@@ -272,5 +282,5 @@ def parse_voc_xml(path: Path, class_names: Sequence[str]) -> tuple[list[Box], li
         except (AttributeError, TypeError, ValueError):
             problems.append(Problem(str(path), "label_unparsable", "object without a numeric <bndbox>", "box dropped"))
             continue
-        boxes.append(Box(*coords, label=class_names.index(name)))
+        boxes.append(Box(*coords, label=list(class_names).index(name)))
     return boxes, problems

@@ -68,18 +68,63 @@ def fracatlas_folder(record: ImageRecord) -> str:
     return "Fractured" if record.label else "Non_fractured"
 
 
+def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    """Header and rows of a CSV file; one that cannot be read as CSV text is a :class:`DataError`."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except UnicodeDecodeError as exc:
+        raise DataError("not UTF-8 CSV text (binary data?)", path) from exc
+    except (OSError, csv.Error) as exc:
+        raise DataError(f"cannot read as CSV ({' '.join(str(exc).split())})", path) from exc
+
+
 def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
+    """dataset.csv rows with their values checked: unparsable flags become unknown (empty), and are reported."""
     if not path.is_file():
         problems.append(Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown"))
         return []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "image_id" not in rows[0]:
+    fields, raw_rows = _read_csv(path)
+    if not fields:
+        problems.append(Problem(str(path), "missing_file", "dataset.csv is empty", "body part and view flags unknown"))
+        return []
+    if "image_id" not in fields:
         raise DataError("dataset.csv has no image_id column", path)
+    missing = [column for column in CSV_COLUMNS if column not in fields]
+    if missing:
+        consequence = "body part unknown for every image (no stratification by body part)" if set(BODY_PARTS) <= set(missing) else "these flags count as unknown"
+        problems.append(Problem(str(path), "csv_missing_columns", f"no column(s) {', '.join(missing)}", consequence))
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for lineno, raw in enumerate(raw_rows, start=2):
+        row = {k: (v.strip() if isinstance(v, str) else "") for k, v in raw.items() if isinstance(k, str)}
+        image_id = row.get("image_id", "")
+        if not image_id:
+            problems.append(Problem(str(path), "label_unparsable", f"line {lineno}: no image_id", "row ignored"))
+            continue
+        if image_id in seen:
+            problems.append(Problem(str(path), "duplicate_id", f"line {lineno}: {image_id} is listed again", "later row ignored"))
+            continue
+        seen.add(image_id)
+        bad = {column: row[column] for column in CSV_COLUMNS[1:] if column in row and not _valid_csv_value(column, row[column])}
+        if bad:
+            values = ", ".join(f"{k}={v!r:.40}" for k, v in bad.items())
+            problems.append(Problem(str(path), "csv_value_unparsable", f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a count)", "values treated as unknown"))
+            row.update(dict.fromkeys(bad, ""))
+        rows.append(row)
     return rows
 
 
+def _valid_csv_value(column: str, value: str) -> bool:
+    return value.isdigit() and value.isascii() if column == "fracture_count" else value in ("0", "1")
+
+
 def _body_part(row: dict[str, str]) -> str:
+    """The one flagged body part, ``mixed`` for several, ``unknown`` for none or an unknown (unparsable) flag."""
+    if any(row.get(part) == "" for part in BODY_PARTS):
+        return "unknown"
     flagged = [part for part in BODY_PARTS if row.get(part) == "1"]
     return flagged[0] if len(flagged) == 1 else "mixed" if flagged else "unknown"
 
@@ -109,28 +154,45 @@ def _read_official_split(root: Path, problems: list[Problem]) -> dict[str, str]:
         path = root / SPLIT_DIR / f"{file_stem}.csv"
         if not path.is_file():
             continue
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            for row in csv.DictReader(fh):
-                image_id = row.get("image_id", "").strip()
-                if image_id in split_of and split_of[image_id] != split:
-                    problems.append(Problem(str(path), "duplicate_id", f"{image_id} is in the {split_of[image_id]} and {split} splits", f"kept in {split_of[image_id]}"))
-                elif image_id:
-                    split_of[image_id] = split
+        fields, rows = _read_csv(path)
+        if rows and "image_id" not in fields:
+            raise DataError("split file has no image_id column", path)
+        for row in rows:
+            image_id = row.get("image_id")
+            image_id = image_id.strip() if isinstance(image_id, str) else ""
+            if image_id in split_of and split_of[image_id] != split:
+                problems.append(Problem(str(path), "duplicate_id", f"{image_id} is in the {split_of[image_id]} and {split} splits", f"kept in {split_of[image_id]}"))
+            elif image_id:
+                split_of[image_id] = split
     return split_of
 
 
 def _fallback_boxes(root: Path, image_id: str, width: int, height: int) -> tuple[list[Box], list[Problem], str]:
-    """Boxes from the YOLO txt (finer than VOC's integers), else the VOC XML."""
+    """Boxes from the YOLO txt (finer than VOC's integers), else the VOC XML.
+
+    A label file that cannot be read is reported and the next source is tried; with none
+    left the image has no boxes (a fractured one is then kept for classification only).
+    """
     stem = Path(image_id).stem
+    problems: list[Problem] = []
     yolo = root / YOLO_DIR / f"{stem}.txt"
     if yolo.is_file():
-        boxes, problems = parse_yolo_label(yolo.read_text(encoding="utf-8"), width, height, 1, str(yolo))
-        return boxes, problems, "YOLO"
+        try:
+            text = yolo.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            problems.append(Problem(str(yolo), "label_unreadable", "not UTF-8 text (binary data?)", "boxes taken from PASCAL VOC if present"))
+        else:
+            boxes, yolo_problems = parse_yolo_label(text, width, height, 1, str(yolo))
+            return boxes, problems + yolo_problems, "YOLO"
     voc = root / VOC_DIR / f"{stem}.xml"
     if voc.is_file():
-        boxes, problems = parse_voc_xml(voc, FRACATLAS_CLASSES)
-        return boxes, problems, "PASCAL VOC"
-    return [], [], ""
+        try:
+            boxes, voc_problems = parse_voc_xml(voc, FRACATLAS_CLASSES)
+        except DataError as exc:
+            problems.append(Problem(str(voc), "label_unreadable", exc.message, "no boxes from this file"))
+            return [], problems, ""
+        return boxes, problems + voc_problems, "PASCAL VOC"
+    return [], problems, ""
 
 
 def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
@@ -170,6 +232,8 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
         if isinstance(info, ImageError):
             problems.append(Problem(str(path), "image_corrupt", info.message, "image skipped"))
             continue
+        if info.note:
+            problems.append(Problem(str(path), "image_note", info.note, "image kept"))
         if coco is not None and (name in coco.boxes or not folder_label):
             raw_boxes, source = coco.boxes.get(name, []), "COCO"
         else:

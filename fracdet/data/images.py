@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,16 +35,25 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _EXIF_ORIENTATION = 0x0112
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _TAIL_BYTES = 1024
+_END_MARKERS = {"JPEG": (b"\xff\xd9", 2), "PNG": (b"IEND", 8)}  # marker, bytes from its start to the end of file
+# PIL's format plugins raise these (not only OSError) on hostile or damaged files.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError, struct.error)
+_SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 
 @dataclass(frozen=True, slots=True)
 class ImageInfo:
-    """What the header says: size as displayed (after EXIF orientation), mode and format."""
+    """What the header says: size as displayed (after EXIF orientation), mode and format.
+
+    ``note`` says what is odd about a usable image (trailing bytes after its end marker,
+    content that does not match its suffix): worth a line in a report, not a reason to drop it.
+    """
 
     width: int
     height: int
     mode: str
     format: str
+    note: str | None = None
 
 
 def is_dicom(path: Path) -> bool:
@@ -59,27 +69,46 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _check_complete(fh: BinaryIO, size: int, fmt: str, path: Path) -> None:
-    """Catch truncated files cheaply: a complete JPEG ends with EOI, a PNG with IEND."""
-    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}.get(fmt)
+def _ends_with_marker(fh: BinaryIO, size: int, fmt: str) -> bool:
+    """The cheap completeness check: a JPEG's EOI or a PNG's IEND in the last bytes."""
+    marker = _END_MARKERS.get(fmt)
     if marker is None:
-        return
+        return True
     fh.seek(max(0, size - _TAIL_BYTES))
-    if marker not in fh.read():
-        raise ImageError(f"truncated {fmt} (no end-of-image marker)", path)
+    return marker[0] in fh.read()
+
+
+def _trailing_note(fh: BinaryIO, size: int, fmt: str) -> str:
+    """What follows the last end marker of an image that decoded completely."""
+    marker, length = _END_MARKERS[fmt]
+    fh.seek(0)
+    end = fh.read().rfind(marker)
+    if end < 0:
+        return f"no {fmt} end-of-image marker, but every pixel decodes"
+    return f"trailing bytes after end of image ({size - end - length} bytes after the {fmt} end marker; the image decodes completely)"
+
+
+def _suffix_note(path: Path, fmt: str) -> str | None:
+    expected = _SUFFIX_FORMATS.get(path.suffix.lower())
+    if expected is None or expected == fmt:
+        return None
+    return f"content is {fmt} but the suffix is {path.suffix}"
 
 
 def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
     """Header facts of a raster image, checking that it is complete.
 
-    ``full=False`` parses the header and checks the end-of-image marker (fast, catches
-    truncated files); ``full=True`` decodes every pixel (slow, catches corrupt data too).
-    DICOM is read with pydicom. The file is opened once: on datasets of thousands of
-    small images, opens dominate.
+    ``full=False`` parses the header and looks for the end-of-image marker in the last bytes
+    (fast, catches truncated files); when the marker is not there, the image is decoded
+    before deciding, because valid images may carry padding after their marker (FracAtlas
+    has some): one that decodes completely is kept, with a note. ``full=True`` decodes every
+    pixel (slow, catches corrupt data too). DICOM is read with pydicom. The file is opened
+    once: on datasets of thousands of small images, opens dominate.
     """
     path = Path(path)
     if is_dicom(path):
         return _read_dicom_info(path)
+    note = None
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -92,16 +121,32 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
                 mode = img.mode
                 if full:
                     img.load()
-            _check_complete(fh, size, fmt, path)
+                if not _ends_with_marker(fh, size, fmt):
+                    if not full:
+                        _decode_or_truncated(img, fmt, path)
+                    note = _trailing_note(fh, size, fmt)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (or an unsupported format)", path) from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot decode image ({exc})", path) from exc
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode image ({_one_line(exc)})", path) from exc
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
-    return ImageInfo(width, height, mode, fmt)
+    notes = [n for n in (note, _suffix_note(path, fmt)) if n]
+    return ImageInfo(width, height, mode, fmt, "; ".join(notes) or None)
+
+
+def _decode_or_truncated(img: Image.Image, fmt: str, path: Path) -> None:
+    """Decode every pixel; failing that, the image is truncated (cut before its end marker)."""
+    try:
+        img.load()
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        raise ImageError(f"truncated {fmt} (no end-of-image marker, and decoding fails: {_one_line(exc)})", path) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _orientation(img: Image.Image) -> int:
@@ -161,8 +206,8 @@ def _load_raster(path: Path) -> np.ndarray:
             return np.asarray(img, dtype=np.float32) / 255.0
     except UnidentifiedImageError as exc:
         raise ImageError("not an image (or an unsupported format)", path) from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot decode image ({exc})", path) from exc
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode image ({_one_line(exc)})", path) from exc
 
 
 def _load_dicom(path: Path) -> np.ndarray:

@@ -58,28 +58,76 @@ def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
         ordered = names
     else:
         raise DataError("data.yaml has no 'names' list", path)
-    if "nc" in doc and int(doc["nc"]) != len(ordered):
+    if "nc" in doc and (isinstance(doc["nc"], bool) or not isinstance(doc["nc"], int)):
+        raise DataError(f"nc must be a whole number, got {doc['nc']!r}", path)
+    if "nc" in doc and doc["nc"] != len(ordered):
         raise DataError(f"nc={doc['nc']} but {len(ordered)} names", path)
+    if not ordered:
+        raise DataError("data.yaml has an empty 'names' list", path)
     return tuple(str(n) for n in ordered)
 
 
-def _split_images(entry: str | list, root: Path, path: Path, problems: list[Problem]) -> dict[Path, str]:
-    """Image path -> image id (relative to the split folder, as users name their files)."""
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` stays inside ``root`` once ``..`` is resolved (lexically: links inside the dataset may point anywhere)."""
+    return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(os.path.normpath(os.path.abspath(root)))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long or with a NUL byte, no permission: not a usable file either way
+        return False
+
+
+def _read_text(path: Path) -> str | None:
+    """UTF-8 text of a label or list file, ``None`` when it is not text or cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _split_images(entry: object, root: Path, path: Path, problems: list[Problem]) -> dict[Path, str]:
+    """Image path -> image id (relative to the split folder, as users name their files).
+
+    Folders and list files are what the user's data.yaml names; the image paths inside a
+    list file come from the dataset, so those must stay inside the dataset root.
+    """
+    items = entry if isinstance(entry, list) else [entry]
+    if not all(isinstance(item, str) and item for item in items):
+        raise DataError(f"a split must be a folder or list file (or a list of them), got {entry!r}", path)
     images: dict[Path, str] = {}
-    for item in entry if isinstance(entry, list) else [entry]:
+    for item in items:
         where = (root / item) if not Path(item).is_absolute() else Path(item)
         if where.is_dir():
             found, listing_problems = list_images(where, recursive=True)
             images.update((p, p.relative_to(where).as_posix()) for p in found)
             problems += listing_problems
-        elif where.suffix == ".txt" and where.is_file():
-            for line in where.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    p = Path(line.strip())
-                    p = p if p.is_absolute() else (where.parent / p).resolve()
-                    images[p] = p.name
+        elif where.suffix == ".txt" and _is_file(where):
+            images.update(_listed_images(where, root, problems))
         else:
             raise DataError(f"split folder or list {item!r} not found under {root}", path)
+    return images
+
+
+def _listed_images(listing: Path, root: Path, problems: list[Problem]) -> dict[Path, str]:
+    """Images named one a line in a list file (relative to the file's folder, or absolute)."""
+    text = _read_text(listing)
+    if text is None:
+        raise DataError("split list is not UTF-8 text", listing)
+    images: dict[Path, str] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        p = Path(name) if Path(name).is_absolute() else listing.parent / name
+        p = Path(os.path.normpath(p))
+        if not _inside(p, root):
+            problems.append(Problem(str(listing), "path_outside_dataset", f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, never opened)", "image skipped"))
+        elif not _is_file(p):
+            problems.append(Problem(str(listing), "annotation_without_image", f"line {lineno}: {name!r} not found", "image skipped"))
+        else:
+            images[p] = p.name
     return images
 
 
@@ -90,6 +138,8 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
         path = path / "data.yaml"
     doc = load_yaml(path, error=DataError, what="data.yaml")
     class_names = _class_names(doc, path)
+    if doc.get("path") is not None and not isinstance(doc["path"], str):
+        raise DataError(f"path must be a folder name, got {doc['path']!r}", path)
     root = Path(doc["path"]) if doc.get("path") else path.parent
     root = root if root.is_absolute() else (path.parent / root)
     problems: list[Problem] = []
@@ -112,9 +162,15 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
         if isinstance(info, ImageError):
             problems.append(Problem(str(image), "image_corrupt", info.message, "image skipped"))
             continue
+        if info.note:
+            problems.append(Problem(str(image), "image_note", info.note, "image kept"))
         label_file = label_path_for(image)
-        if label_file.is_file():
-            raw, label_problems = parse_yolo_label(label_file.read_text(encoding="utf-8"), info.width, info.height, len(class_names), str(label_file))
+        if _is_file(label_file):
+            text = _read_text(label_file)
+            if text is None:
+                problems.append(Problem(str(label_file), "label_unreadable", "not UTF-8 text (binary data?)", "image skipped"))
+                continue
+            raw, label_problems = parse_yolo_label(text, info.width, info.height, len(class_names), str(label_file))
             problems += label_problems
         else:
             raw = []

@@ -68,7 +68,8 @@ class DetEvalConfig:
 
     ``conf`` is low on purpose: mAP integrates over all thresholds, so low-score boxes count.
     ``image_threshold`` is the box score above which an image is called fractured (and the
-    score from which boxes are drawn in the examples figure).
+    score from which boxes are drawn in the examples figure). ``trust_pickle`` unpickles
+    ``weights`` in full instead of through Ultralytics' restricted loader.
     """
 
     weights: Path
@@ -86,6 +87,7 @@ class DetEvalConfig:
     seed: int = 0
     examples: int = 6
     ultralytics_val: bool = True
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -145,7 +147,7 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     data_names = read_class_names(data_yaml)
     if dataset.class_names != data_names:
         raise DataError(f"categories {list(dataset.class_names)} differ from data.yaml names {list(data_names)}", gt_path)
-    model = load_detector(cfg.weights)
+    model = load_detector(cfg.weights, trust_pickle=cfg.trust_pickle)
     check_class_names(model_class_names(model), data_names, weights=Path(cfg.weights), data=data_yaml)
     seed_everything(cfg.seed)
 

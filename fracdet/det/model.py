@@ -1,7 +1,8 @@
 """Loading Ultralytics detectors safely and keeping Ultralytics offline.
 
 Ultralytics ``.pt`` files are Python pickles: loading one can run code. fracdet therefore
-loads only a ``.pt`` file the user named on the command line or in a config, never
+loads only a ``.pt`` file the user named on the command line or in a config, through
+Ultralytics' restricted loader unless the user opts in with ``--trust-pickle``, never
 downloads one (a missing ``yolov8n.pt`` is an error, not a fetch), and recognises its own
 classifier checkpoints (safetensors + JSON) so that passing one where a detector is expected
 gets a clear message instead of an unpickling traceback.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # importing ultralytics costs seconds; only the functions bel
 
 __all__ = [
     "CLASSIFIER_SUFFIXES",
+    "TRUST_PICKLE_HINT",
     "load_detector",
     "check_detector_path",
     "is_classifier_checkpoint",
@@ -39,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 #: Files that are fracdet classifier checkpoints (weights and their JSON config).
 CLASSIFIER_SUFFIXES = frozenset({".safetensors", ".json"})
+#: What every refusal to unpickle says, so a user who trusts the file knows the way out.
+TRUST_PICKLE_HINT = "if you trust whoever made this file, pass --trust-pickle (config: trust_pickle: true)"
+# How torch's weights_only unpickler and Ultralytics' allow-list word a refused object.
+_REFUSALS = ("Unsupported global", "Unsupported class", "unrecognized function", "Can only", "blocked during restricted")
 _CLASSIFIER_HINT = "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
 
 
@@ -73,27 +80,67 @@ def check_detector_path(path: str | Path) -> Path:
     return path
 
 
-def load_detector(path: str | Path, *, safe_only: bool = False) -> YOLO:
+def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
     """An Ultralytics ``YOLO`` detector from a local ``.pt`` file the user named.
 
-    ``.pt`` files are pickles (loading one can execute code), so only the file passed here is
-    loaded and nothing is ever downloaded. ``safe_only`` loads through Ultralytics' restricted
-    ``weights_only`` loader (an allow-list of known layer classes) and refuses anything else.
-    A classifier checkpoint, a missing file or a file Ultralytics cannot load is a
-    :class:`ConfigError`; a model that does not detect boxes too.
+    ``.pt`` files are pickles: unpickling one can execute code. By default the file goes
+    through Ultralytics' restricted loader (``torch.load(weights_only=True)`` over an
+    allow-list of its own layer classes), which loads any checkpoint Ultralytics or fracdet
+    trained and refuses anything else before it runs. ``trust_pickle=True`` unpickles in
+    full, for a third-party ``.pt`` the user trusts (CLI ``--trust-pickle``). Nothing is
+    ever downloaded. A classifier checkpoint, a missing or refused file or one Ultralytics
+    cannot load is a :class:`ConfigError`; a model that does not detect boxes too.
     """
     path = check_detector_path(path)
     with ultralytics_offline():
         from ultralytics import YOLO
 
+        if not trust_pickle:
+            _check_restricted_loading(path)
         try:
-            with _restricted_loading(safe_only):
+            with _restricted_loading(not trust_pickle):
                 model = YOLO(str(path))
         except Exception as exc:  # torch/pickle raise many types for a bad file; all mean "cannot load"
+            if not trust_pickle and _refused_by_restricted_loader(exc):
+                raise ConfigError(
+                    "refused: this .pt holds Python objects outside Ultralytics' model classes, and unpickling them "
+                    f"could run code; {TRUST_PICKLE_HINT}",
+                    path,
+                ) from exc
             raise ConfigError(f"cannot load as an Ultralytics YOLO checkpoint ({_reason(exc)})", path) from exc
     if getattr(model, "task", None) != "detect":
         raise ConfigError(f"is an Ultralytics {model.task!r} model, not a detector (task 'detect')", path)
     return model
+
+
+def _check_restricted_loading(path: Path) -> None:
+    """Restricted loading needs torch >= 2.6 and an Ultralytics that has it; without them Ultralytics would silently unpickle."""
+    import ultralytics.nn.tasks as tasks
+
+    safe_load = getattr(tasks, "_SafeLoad", None)
+    if not hasattr(tasks, "SAFE_LOAD") or not getattr(safe_load, "SUPPORTED", False):
+        import torch
+        import ultralytics
+
+        raise ConfigError(
+            f"cannot load this .pt safely with torch {torch.__version__} and ultralytics {ultralytics.__version__} "
+            f"(restricted loading needs torch >= 2.6 and an Ultralytics release that has it); upgrade them, or {TRUST_PICKLE_HINT}",
+            path,
+        )
+
+
+def _refused_by_restricted_loader(exc: BaseException) -> bool:
+    """True when, somewhere in the exception's chain, the restricted unpickler refused an object.
+
+    Garbage bytes raise ``UnpicklingError`` too ("Unsupported operand"); those are a damaged
+    file, not a refusal, and --trust-pickle would not help.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, pickle.UnpicklingError) and any(marker in str(seen) for marker in _REFUSALS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(exc: BaseException) -> str:

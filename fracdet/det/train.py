@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from fracdet import __version__
+from fracdet.config import yaml_error_line
 from fracdet.data.yolo import read_class_names
 from fracdet.det.model import (
     check_detector_path,
@@ -58,8 +59,8 @@ class DetTrainConfig:
     """Everything ``train-det`` needs; the CLI and ``configs/det.yaml`` build one of these.
 
     ``model`` is a YOLO architecture to train from scratch (``yolov8n.yaml`` .. ``yolov8x.yaml``
-    or any Ultralytics model YAML) or a local ``.pt`` file the user names (a pickle: only
-    name files you trust). Augmentation defaults suit radiographs: no hue/saturation jitter
+    or any Ultralytics model YAML) or a local ``.pt`` file the user names (a pickle: loaded
+    through Ultralytics' restricted loader unless ``trust_pickle`` says to unpickle it in full). Augmentation defaults suit radiographs: no hue/saturation jitter
     (grayscale), mild brightness, small rotations, and no flips because left/right
     (laterality) is clinical information; ``fliplr`` can be raised where that does not matter.
     ``extra`` passes any other Ultralytics training argument (``cos_lr``, ``close_mosaic``,
@@ -81,6 +82,7 @@ class DetTrainConfig:
     seed: int = 0
     resume: bool = False
     overwrite: bool = False
+    trust_pickle: bool = False
     hsv_h: float = 0.0
     hsv_s: float = 0.0
     hsv_v: float = 0.2
@@ -142,7 +144,7 @@ def parse_extra(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
         try:
             extra[key.strip()] = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{key}: cannot read value {value!r} ({exc})") from exc
+            raise ConfigError(f"{key}: cannot read value {value!r} ({yaml_error_line(exc)})") from exc
     return extra
 
 
@@ -184,7 +186,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     else:
         if run_dir.exists() and not cfg.overwrite:
             raise OutputExistsError("run folder already exists; pass --overwrite to replace it or --resume to continue it", run_dir)
-        model = _build_model(cfg.model, names, data_yaml)
+        model = _build_model(cfg.model, names, data_yaml, trust_pickle=cfg.trust_pickle)
         args = _train_args(cfg, run_dir, data_yaml)
         if run_dir.exists():
             # Set aside, not deleted, until the new run has weights: a failed start loses nothing.
@@ -224,7 +226,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     return DetTrainResult(run_dir, best, last, metrics)
 
 
-def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path) -> Any:
+def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path, *, trust_pickle: bool = False) -> Any:
     """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt`` (fine-tuning)."""
     if "://" in spec:
         raise ConfigError(f"model {spec!r}: URLs are not fetched (offline-first); download the file yourself and pass its local path")
@@ -238,7 +240,7 @@ def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path) -> Any
                 "or train from scratch with model: yolov8n.yaml",
                 spec,
             )
-        model = load_detector(path)
+        model = load_detector(path, trust_pickle=trust_pickle)
         _check_pretrained_names(model_class_names(model), data_names, path, data_yaml)
         return model
     if suffix in (".yaml", ".yml"):
@@ -306,7 +308,7 @@ def _resume_setup(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path, names: tu
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
         raise ConfigError("nothing to resume: no weights/last.pt in this run folder (start a new run without --resume)", run_dir)
-    model = load_detector(last)
+    model = load_detector(last, trust_pickle=cfg.trust_pickle)
     ckpt = getattr(model, "ckpt", None) or {}
     if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
         # Ultralytics would silently start a new training from these weights instead.

@@ -37,7 +37,8 @@ class PredictConfig:
     """Options of ``fracdet predict``; at least one of ``cls`` (classifier) and ``det`` (detector).
 
     ``shard`` is ``"K/N"`` (1-based K): this process takes every image whose index ``i`` in the
-    sorted list has ``i % N == K - 1``. ``gradcam`` implies ``overlays``.
+    sorted list has ``i % N == K - 1``. ``gradcam`` implies ``overlays``. ``trust_pickle``
+    unpickles the ``det`` file in full instead of through Ultralytics' restricted loader.
     """
 
     folder: Path
@@ -58,6 +59,7 @@ class PredictConfig:
     precision: str = "auto"
     workers: int = 2
     seed: int = 0
+    trust_pickle: bool = False
 
     def __post_init__(self) -> None:
         checks = [

@@ -63,7 +63,7 @@ def load_models(cfg: PredictConfig) -> Models:
         from fracdet.det.model import load_detector, model_class_names
 
         det = Path(cfg.det)
-        models.detector = load_detector(det)
+        models.detector = load_detector(det, trust_pickle=cfg.trust_pickle)
         models.det_names = model_class_names(models.detector)
         models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: sha256_file(det)}, "class_names": list(models.det_names)}
     return models
