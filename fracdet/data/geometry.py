@@ -84,13 +84,18 @@ def scale_boxes(
 ) -> tuple[list[Box], list[float]]:
     """Boxes of an image resized from ``from_shape`` to ``to_shape`` (both ``(h, w)``), clipped to it.
 
-    Boxes that lose all area to clipping are dropped with their scores.
+    Boxes that lose all area to clipping are dropped with their scores; swapped corners of a
+    model's output are put in order.
     """
     sy, sx = to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]
     kept_boxes: list[Box] = []
     kept_scores: list[float] = []
     for box, score in zip(boxes, scores, strict=True):
-        scaled, _ = clip_box(Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy, box.label), to_shape[1], to_shape[0])
+        # a model's output, not a label file: swapped corners (an untrained head draws them)
+        # are put in order rather than reported as a label error
+        x1, x2 = sorted((box.x1 * sx, box.x2 * sx))
+        y1, y2 = sorted((box.y1 * sy, box.y2 * sy))
+        scaled, _ = clip_box(Box(x1, y1, x2, y2, box.label), to_shape[1], to_shape[0])
         if scaled is not None:
             kept_boxes.append(scaled)
             kept_scores.append(score)
