@@ -84,3 +84,31 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("phantom_dataset")
     source = generate_phantoms(PhantomConfig(root / "phantoms", count=48, size=96, seed=0, prevalence=0.5, workers=1))
     return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output
+
+
+def make_tiny_detector(root: Path) -> Path:
+    """An untrained 1-class YOLOv8n saved as ``root/tiny_det.pt`` that draws a few boxes (offline)."""
+    import torch
+    import ultralytics
+    import yaml
+    from ultralytics import YOLO
+
+    # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is downloaded).
+    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
+    doc["nc"] = 1
+    (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
+    torch.manual_seed(0)
+    detector = YOLO(str(root / "yolov8n.yaml"))
+    # Untrained YOLO scores every anchor ~0.5 (its signals vanish): re-initialise so that it
+    # draws a few boxes with distinct scores, as a trained one would.
+    for module in detector.model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    head = detector.model.model[-1]
+    for branch in (*head.cv2, *head.cv3):
+        torch.nn.init.normal_(branch[-1].weight, std=25)
+    for branch in head.cv3:
+        torch.nn.init.constant_(branch[-1].bias, -1.5)
+    detector.model.names = {0: "fractured"}
+    detector.save(str(root / "tiny_det.pt"))
+    return root / "tiny_det.pt"

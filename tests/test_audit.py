@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import save_image
+from conftest import make_tiny_detector, save_image
 from typer.testing import CliRunner
 
 from fracdet.audit import AuditConfig, merge_audits, run_audit
@@ -42,31 +42,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("audit_models")
     paths = {"a": _classifier(root / "model_a", seed=0), "b": _classifier(root / "model_b", seed=1),
              "three": _classifier(root / "three", seed=2, names=("hand", "leg", "hip"))}  # fmt: skip
-    paths["det"] = _tiny_detector(root)
+    paths["det"] = make_tiny_detector(root)
     return paths
-
-
-def _tiny_detector(root: Path) -> Path:
-    import ultralytics
-    import yaml
-    from ultralytics import YOLO
-
-    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
-    doc["nc"] = 1
-    (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
-    torch.manual_seed(0)
-    detector = YOLO(str(root / "yolov8n.yaml"))
-    for module in detector.model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    head = detector.model.model[-1]
-    for branch in (*head.cv2, *head.cv3):
-        torch.nn.init.normal_(branch[-1].weight, std=25)
-    for branch in head.cv3:
-        torch.nn.init.constant_(branch[-1].bias, -1.5)
-    detector.model.names = {0: "fractured"}
-    detector.save(str(root / "tiny_det.pt"))
-    return root / "tiny_det.pt"
 
 
 def _cfg(dataset: Path, out: Path, models: dict[str, Path], **options) -> AuditConfig:

@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import save_image
+from conftest import make_tiny_detector, save_image
 from PIL import Image
 from test_images import make_dicom
 from typer.testing import CliRunner
@@ -45,9 +44,6 @@ DET_IMGSZ = 64
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """A tiny resnet10t classifier (binary and 3-class) and an untrained 1-class YOLOv8n that draws boxes."""
-    import ultralytics
-    from ultralytics import YOLO
-
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     paths = {}
@@ -59,24 +55,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         )  # fmt: skip
         save_classifier(model, meta, root / key / "best.safetensors")
         paths[key] = root / key
-    # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is downloaded).
-    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
-    doc["nc"] = 1
-    (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
-    detector = YOLO(str(root / "yolov8n.yaml"))
-    # Untrained YOLO scores every anchor ~0.5 (its signals vanish): re-initialise so that it
-    # draws a few boxes with distinct scores, as a trained one would.
-    for module in detector.model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    head = detector.model.model[-1]
-    for branch in (*head.cv2, *head.cv3):
-        torch.nn.init.normal_(branch[-1].weight, std=25)
-    for branch in head.cv3:
-        torch.nn.init.constant_(branch[-1].bias, -1.5)
-    detector.model.names = {0: "fractured"}
-    detector.save(str(root / "tiny_det.pt"))
-    paths["det"] = root / "tiny_det.pt"
+    paths["det"] = make_tiny_detector(root)
     return paths
 
 
