@@ -5,7 +5,7 @@ Definitions sit next to each table, with the random baseline a reader needs to j
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,19 +79,28 @@ def answer(metrics: Mapping[str, Any]) -> str:
     return " ".join(sentences)
 
 
+def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+
+
 def _robustness_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The robust-transfer study's table (model, clean acc, PGD acc, ΔAcc), with CIs and rates."""
     rows = []
     for model, rob in metrics["robustness"].items():
         row: dict[str, Any] = {"model": model, "adversarial training": rob.get("adv_training"), "n": rob.get("n")}
         if rob.get("clean_accuracy") is not None:
             row.update({
-                "clean acc": rob["clean_accuracy"], "clean acc 95% CI": rob.get("clean_accuracy_ci95"),
-                "PGD acc": rob["pgd_accuracy"], "PGD acc 95% CI": rob.get("pgd_accuracy_ci95"), "ΔAcc": rob["delta_accuracy"],
-                "AUROC clean": rob.get("clean_auroc"), "AUROC PGD": rob.get("pgd_auroc"),
-                "sens clean": rob.get("clean_sensitivity"), "spec clean": rob.get("clean_specificity"),
-                "sens PGD": rob.get("pgd_sensitivity"), "spec PGD": rob.get("pgd_specificity"),
+                "clean acc": _with_ci(rob["clean_accuracy"], rob.get("clean_accuracy_ci95")),
+                "PGD acc": _with_ci(rob["pgd_accuracy"], rob.get("pgd_accuracy_ci95")),
+                "ΔAcc": f"{rob['delta_accuracy']:+.3f}",
+                "AUROC clean": _with_ci(rob.get("clean_auroc"), rob.get("clean_auroc_ci95")),
+                "AUROC PGD": _with_ci(rob.get("pgd_auroc"), rob.get("pgd_auroc_ci95")),
+                "sens / spec clean": f"{_fmt(rob.get('clean_sensitivity'))} / {_fmt(rob.get('clean_specificity'))}",
+                "sens / spec PGD": f"{_fmt(rob.get('pgd_sensitivity'))} / {_fmt(rob.get('pgd_specificity'))}",
             })  # fmt: skip
-        row["prediction flips"] = rob.get("flip_rate")
+        row["prediction flips"] = _with_ci(rob.get("flip_rate"), rob.get("flip_rate_ci95"))
         rows.append(row)
     return rows
 

@@ -172,8 +172,9 @@ def _paired(per_model: dict[str, list[dict[str, str]]], codes: Sequence[str], fo
     """Each pair of classifiers, each method: coverage and energy compared image by image."""
     tests = []
     for a, b in itertools.combinations(per_model, 2):
-        rows_a = {int(r["index"]): r for r in per_model[a]}
-        rows_b = {int(r["index"]): r for r in per_model[b]}
+        # localization exists only for images with boxes: pair those (no NaN noise from the rest)
+        rows_a = {int(r["index"]): r for r in per_model[a] if int(r.get("n_gt_boxes") or 0) > 0}
+        rows_b = {int(r["index"]): r for r in per_model[b] if int(r.get("n_gt_boxes") or 0) > 0}
         common = sorted(set(rows_a) & set(rows_b))
         ra, rb = [rows_a[i] for i in common], [rows_b[i] for i in common]
         for code in codes:
