@@ -60,7 +60,8 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
     )
     _state["active"] = True
     try:
-        with Progress(*columns, transient=True) as bar:
+        # stderr, like the logs: stdout carries only the command's result line
+        with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
             yield from bar.track(items, total=total, description=description)
     finally:
         _state["active"] = False
