@@ -44,7 +44,13 @@ from fracdet.fsutil import atomic_write, atomic_write_json
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
-from fracdet.runtime import Runtime, autocast, distributed_runtime, resolve_precision
+from fracdet.runtime import (
+    Runtime,
+    autocast,
+    distributed_runtime,
+    resolve_precision,
+    seed_everything,
+)
 
 __all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 
@@ -204,7 +210,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     if len(present) < 2:
         raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
     precision = resolve_precision(cfg.precision, runtime.device)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size, global_pool=cfg.global_pool)
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
     model.to(runtime.device)
