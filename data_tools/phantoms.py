@@ -19,6 +19,7 @@ import argparse
 import csv
 import logging
 import os
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -35,7 +36,7 @@ from fracdet.errors import ConfigError, FracdetError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.log import progress, setup_logging
 
-__all__ = ["PhantomConfig", "generate_phantoms", "IMAGE_FORMATS"]
+__all__ = ["PhantomConfig", "generate_phantoms", "mixed_format_folder", "IMAGE_FORMATS"]
 
 logger = logging.getLogger(f"fracdet.{__name__}")
 
@@ -273,3 +274,34 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def mixed_format_folder(output: Path, *, count: int = 12, size: int = 256, seed: int = 0, crack_scale: float = 1.0, prevalence: float = 0.5) -> Path:
+    """A flat folder of new phantoms as a hospital export might hold them: JPEG, 16-bit PNG and DICOM in turn.
+
+    What ``fracdet predict`` meets in practice (and what the demo shows it reading); labels are
+    not written: the point is inference on unlabelled files.
+    """
+    import tempfile
+
+    from PIL import Image
+
+    from data_tools.dicom import write_dicom
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+        source = generate_phantoms(PhantomConfig(Path(scratch) / "p", count=count, size=size, seed=seed, prevalence=prevalence,
+                                                 crack_scale=crack_scale, image_format="png16", workers=1))  # fmt: skip
+        paths = sorted((source / "images").rglob("*.png"))
+        for k, path in enumerate(paths):
+            with Image.open(path) as image:
+                pixels = np.asarray(image, dtype=np.uint16)
+            stem = f"new_{k:03d}"
+            if k % 3 == 0:
+                Image.fromarray((pixels >> 8).astype(np.uint8)).save(output / f"{stem}.jpg", quality=95)
+            elif k % 3 == 1:
+                shutil.copyfile(path, output / f"{stem}.png")
+            else:
+                write_dicom(output / f"{stem}.dcm", pixels, bits_stored=16)
+    return output

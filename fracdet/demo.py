@@ -1,160 +1,191 @@
-"""``fracdet demo``: the whole pipeline on built-in phantoms, so a new user sees it work at once.
+"""``fracdet demo``: what fracdet is for, on built-in phantoms, in minutes on a CPU.
 
-phantoms -> convert -> train-cls -> eval-cls -> train-det -> eval-det -> predict, with every
-stage's output under one folder and an ``index.html`` linking them. The settings are small so
-the demo runs in minutes on a laptop CPU; its numbers show the plumbing, not a model worth
-using.
+Two phantom sets (clean, and one where a spurious marker gives the label away) are converted,
+three classifiers are trained (standard, adversarially trained, and one on the shortcut
+set), a YOLO detector is trained, ``fracdet audit`` compares the three classifiers against the
+detector on the shortcut set's test images, and ``fracdet predict`` runs on a folder of new
+phantoms in mixed formats. ``index.html`` leads with the audit's answer.
+
+Each stage remembers the hash of its inputs and options: re-running reuses what is done
+(``--fresh`` redoes everything), so a changed option reruns only the stages it affects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fracdet.data.convert import ConvertConfig, convert
+from fracdet.demo_report import DemoSummary, write_demo_index
 from fracdet.errors import ConfigError, OutputExistsError
+from fracdet.fsutil import atomic_write_json
 
-__all__ = ["DemoConfig", "run_demo", "STAGES", "DEFAULT_CONFIG_FILE"]
+__all__ = ["DemoConfig", "DemoSummary", "run_demo", "DEFAULT_CONFIG_FILE", "QUICK"]
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("cls", "det", "predict")
 #: Read by ``fracdet demo`` when present and no ``--config`` is named (relative to the working
 #: folder: the repository root for ``make demo``).
 DEFAULT_CONFIG_FILE = Path("configs/demo.yaml")
+STAGE_FILE = ".stage.json"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The demo's data, models and budget; ``quick`` swaps in :data:`QUICK` (fewer, smaller runs)."""
+
     output: Path = Path("reports/demo")
-    count: int = 300
-    size: int = 384
     seed: int = 0
-    prevalence: float = 0.3
-    shortcut_rate: float | None = None
-    crack_scale: float = 3.0  # conspicuous fractures (1 is FracAtlas-subtle)
-    stages: tuple[str, ...] = STAGES
-    cls_backbone: str = "resnet10t"
-    cls_image_size: int = 128
-    cls_epochs: int = 6
-    det_model: str = "yolov8n.yaml"
-    det_imgsz: int = 256
-    det_epochs: int = 3
-    workers: int = 2
+    quick: bool = False
+    fresh: bool = False
     overwrite: bool = False
+    device: str | None = None
+    workers: int = 2
+    # phantoms: generated at the classifier's input size, so a crack is never resized away
+    count: int = 1000
+    shortcut_count: int = 600
+    size: int = 96
+    prevalence: float = 0.5
+    crack_scale: float = 10.0
+    shortcut_rate: float = 1.0
+    # classifiers
+    cls_backbone: str = "resnet10t"
+    cls_epochs: int = 12
+    cls_batch_size: int = 16
+    cls_lr: float = 5e-4
+    cls_global_pool: str = "max"
+    adv_eps: float = 4 / 255
+    adv_steps: int = 1  # "fast" adversarial training: FGSM from a random start
+    adv_step_size: float = 5 / 255
+    # detector
+    det_model: str = "yolov8n.yaml"
+    det_imgsz: int = 192
+    det_epochs: int = 20
+    # audit
+    audit_ig_steps: int = 16
 
     def __post_init__(self) -> None:
-        unknown = set(self.stages) - set(STAGES)
-        if unknown:
-            raise ConfigError(f"unknown demo stage(s) {sorted(unknown)}; choose from {', '.join(STAGES)}")
+        if self.count < 40 or self.shortcut_count < 40:
+            raise ConfigError(f"count and shortcut_count must be >= 40 (enough for three splits), got {self.count}, {self.shortcut_count}")
+        if not 0.5 <= self.shortcut_rate <= 1.0:
+            raise ConfigError(f"shortcut_rate must be in [0.5, 1] (how often the marker tells the truth), got {self.shortcut_rate}")
+
+    def effective(self) -> DemoConfig:
+        """This config with the quick profile applied."""
+        return replace(self, **QUICK, quick=False) if self.quick else self
 
 
-def run_demo(config: DemoConfig) -> str:
-    """Run every stage; return a short text summary (also in ``summary.json`` and ``index.html``)."""
+#: ``--quick``: about three minutes on a 2-core CPU; numbers are weaker and the summary says so.
+QUICK: dict[str, Any] = {"count": 240, "shortcut_count": 160, "cls_epochs": 4, "det_epochs": 4, "audit_ig_steps": 8}
+
+
+class _Stages:
+    """Runs stages whose outputs are reused while their key (inputs + options) is unchanged."""
+
+    def __init__(self, out: Path, fresh: bool) -> None:
+        self.out, self.fresh = out, fresh
+        self.keys: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, options: dict[str, Any], upstream: tuple[str, ...], work: Callable[[Path], Any]) -> Path:
+        folder = self.out / name
+        key = hashlib.sha256(json.dumps([options, [self.keys[u] for u in upstream]], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.keys[name] = key
+        marker = folder / STAGE_FILE
+        if not self.fresh and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("key") == key:
+            logger.info("demo: %s is up to date (reused)", name)
+            self.seconds[name] = 0.0
+            return folder
+        if folder.exists():
+            shutil.rmtree(folder)
+        start = time.perf_counter()
+        logger.info("demo: %s ...", name)
+        work(folder)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        atomic_write_json(marker, {"key": key, "options": options, "seconds": self.seconds[name]})
+        return folder
+
+
+def _phantoms_and_dataset(folder: Path, cfg: DemoConfig, *, count: int, shortcut: float | None, seed: int) -> None:
     from data_tools.phantoms import PhantomConfig, generate_phantoms
+    from fracdet.data.convert import ConvertConfig, convert
 
-    out = Path(config.output)
-    if out.exists() and not config.overwrite:
-        raise OutputExistsError("already exists; pass --overwrite to replace it", out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    phantoms = generate_phantoms(
-        PhantomConfig(
-            out / "phantoms", count=config.count, size=config.size, seed=config.seed, prevalence=config.prevalence,
-            shortcut_rate=config.shortcut_rate, crack_scale=config.crack_scale, overwrite=True,
-        )
-    )  # fmt: skip
-    result = convert(ConvertConfig(source=phantoms, output=out / "dataset", seed=config.seed, overwrite=True))
-    summary: dict[str, Any] = {
-        "phantoms": str(phantoms),
-        "dataset": str(result.output),
-        "yolo_data_yaml": str(result.output / "data.yaml"),
-        "manifest": str(result.output / "manifest.csv"),
-        "images": result.n_images,
-        "skipped": result.n_skipped,
-        "splits": result.split_counts,
-    }
-    lines = [f"demo: {result.n_images} phantom radiographs in {phantoms}", f"      YOLO dataset: {summary['yolo_data_yaml']}", f"      manifest:     {summary['manifest']}"]
-    lines += [f"      {split:5s}: {counts}" for split, counts in result.split_counts.items()]
-    classifier = detector = None
-    if "cls" in config.stages:
-        classifier, text = _classifier_stage(config, result.output, out, summary)
-        lines.append(text)
-    if "det" in config.stages:
-        detector, text = _detector_stage(config, result.output, out, summary)
-        lines.append(text)
-    if "predict" in config.stages and (classifier or detector):
-        lines.append(_predict_stage(config, result.output, out, classifier, detector, summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    _write_index(out, summary)
-    lines.append(f"      report: {out / 'index.html'}")
-    return "\n".join(lines)
+    source = generate_phantoms(PhantomConfig(folder / "phantoms", count=count, size=cfg.size, seed=seed, prevalence=cfg.prevalence,
+                                             shortcut_rate=shortcut, crack_scale=cfg.crack_scale, workers=cfg.workers))  # fmt: skip
+    convert(ConvertConfig(source=source, output=folder / "dataset", split="random", seed=seed))
 
 
-def _classifier_stage(config: DemoConfig, dataset: Path, out: Path, summary: dict) -> tuple[Path, str]:
+def _train_classifier(folder: Path, cfg: DemoConfig, manifest: Path, *, adversarial: bool) -> None:
+    """Train, then score on the test split of the data it was trained on (its own test set)."""
     from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
     from fracdet.cls.train import ClsTrainConfig, train_classifier
 
-    trained = train_classifier(
-        ClsTrainConfig(
-            manifest=dataset / "manifest.csv", output=out / "cls", backbone=config.cls_backbone, image_size=config.cls_image_size,
-            epochs=config.cls_epochs, batch_size=16, lr=2e-3, patience=config.cls_epochs, workers=config.workers, seed=config.seed,
-        )
-    )  # fmt: skip
-    metrics = evaluate_classifier(EvalClsConfig(trained.run_dir, dataset / "manifest.csv", split="test", output=out / "eval-cls", workers=config.workers, n_boot=200, seed=config.seed)).metrics
-    summary["classifier"] = {"checkpoint": str(trained.best), "test_auroc": metrics.get("auroc"), "sensitivity": metrics.get("sensitivity"), "specificity": metrics.get("specificity"), "report": str(out / "eval-cls" / "report.html")}
-    auroc = "undefined" if metrics.get("auroc") is None else f"{metrics['auroc']:.3f}"
-    return trained.run_dir, f"      classifier ({config.cls_backbone}): test AUROC {auroc}, report {out / 'eval-cls' / 'report.html'}"
+    adv = {"adv": "pgd", "adv_eps": cfg.adv_eps, "adv_steps": cfg.adv_steps, "adv_step_size": cfg.adv_step_size} if adversarial else {}
+    train_classifier(ClsTrainConfig(
+        manifest=manifest, output=folder, backbone=cfg.cls_backbone, image_size=cfg.size, global_pool=cfg.cls_global_pool,
+        epochs=cfg.cls_epochs, batch_size=cfg.cls_batch_size, lr=cfg.cls_lr, patience=cfg.cls_epochs, workers=cfg.workers,
+        device=cfg.device, seed=cfg.seed, **adv,
+    ))  # fmt: skip
+    evaluate_classifier(EvalClsConfig(folder, manifest, split="test", output=folder / "eval", workers=cfg.workers, device=cfg.device, n_boot=500, seed=cfg.seed))
 
 
-def _detector_stage(config: DemoConfig, dataset: Path, out: Path, summary: dict) -> tuple[Path, str]:
+def _train_detector(folder: Path, cfg: DemoConfig, dataset: Path) -> None:
     from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
     from fracdet.det.train import DetTrainConfig, train_detector
 
-    trained = train_detector(
-        DetTrainConfig(
-            data=dataset / "data.yaml", model=config.det_model, output=out / "det", name="train", epochs=config.det_epochs,
-            imgsz=config.det_imgsz, batch=8, workers=config.workers, seed=config.seed, device="cpu",
-        )
-    )  # fmt: skip
-    evaluated = evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=config.det_imgsz, output=out / "eval-det", device="cpu", seed=config.seed))
-    coco = evaluated.metrics["coco"]
-    summary["detector"] = {"weights": str(trained.best_weights), "test_map_50": coco["map_50"], "test_map_50_95": coco["map_50_95"], "report": str(out / "eval-det")}
-    return trained.best_weights, f"      detector ({config.det_model}): test mAP@0.5 {coco['map_50']:.3f} (pycocotools), report {out / 'eval-det'}"
+    trained = train_detector(DetTrainConfig(data=dataset / "data.yaml", model=cfg.det_model, output=folder, name="train", epochs=cfg.det_epochs,
+                                            imgsz=cfg.det_imgsz, batch=16, workers=cfg.workers, seed=cfg.seed, device=cfg.device or "cpu"))  # fmt: skip
+    evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=cfg.det_imgsz, output=folder / "eval", device=cfg.device or "cpu", seed=cfg.seed))
 
 
-def _predict_stage(config: DemoConfig, dataset: Path, out: Path, classifier: Path | None, detector: Path | None, summary: dict) -> str:
+def _audit(folder: Path, cfg: DemoConfig, dataset: Path, classifiers: dict[str, Path], detector: Path) -> None:
+    from fracdet.audit import AuditConfig, run_audit
+
+    run_audit(AuditConfig(
+        dataset=dataset, classifiers=tuple(classifiers.values()), names=tuple(classifiers), detector=detector, split="test",
+        output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+    ))  # fmt: skip
+
+
+def _predict(folder: Path, cfg: DemoConfig, classifier: Path, detector: Path) -> None:
+    from data_tools.phantoms import mixed_format_folder
     from fracdet.predict import PredictConfig, predict_folder
 
-    done = predict_folder(
-        PredictConfig(
-            folder=dataset / "images" / "test", output=out / "predict", cls=classifier, det=detector,
-            det_imgsz=config.det_imgsz, overlays=True, gradcam=classifier is not None, workers=config.workers, seed=config.seed,
-        )
-    )  # fmt: skip
-    summary["predict"] = {"predictions": str(done.predictions), "images": done.n_images, "images_per_s": done.images_per_s}
-    return f"      predict: {done.n_ok} test images -> {done.predictions} (overlays in {done.overlays})"
+    images = mixed_format_folder(folder / "new-images", count=12, size=cfg.size, seed=cfg.seed + 99, crack_scale=cfg.crack_scale)
+    predict_folder(PredictConfig(folder=images, output=folder / "out", cls=classifier, det=detector, det_imgsz=cfg.det_imgsz,
+                                 overlays=True, gradcam=True, workers=cfg.workers, device=cfg.device, seed=cfg.seed))  # fmt: skip
 
 
-def _write_index(out: Path, summary: dict) -> None:
-    from fracdet.report import Section, write_report
-
-    def rel(path: str) -> str:
-        return str(Path(path).relative_to(out)) if Path(path).is_relative_to(out) else path
-
-    sections = [Section("Data", text=f"{summary['images']} phantom radiographs converted to {rel(summary['dataset'])}", table=summary["splits"])]
-    if "classifier" in summary:
-        c = summary["classifier"]
-        sections.append(Section("Classifier (eval-cls, test split)", text=f"Full report: {rel(c['report'])}", table={k: v for k, v in c.items() if k != "report"}, figures=sorted((out / "eval-cls").glob("*.png"))))
-    if "detector" in summary:
-        d = summary["detector"]
-        sections.append(Section("Detector (eval-det, test split)", text=f"Full report: {rel(d['report'])}", table={k: v for k, v in d.items() if k != "report"}, figures=sorted((out / "eval-det").glob("*.png"))))
-    if "predict" in summary:
-        overlays = sorted((out / "predict" / "overlays").rglob("*.png"))[:4]
-        sections.append(Section("predict (test images)", table=summary["predict"], figures=overlays))
-    write_report(out / "index.html", title="fracdet demo on synthetic phantoms", sections=sections)
+def run_demo(config: DemoConfig) -> DemoSummary:
+    """Run (or reuse) every stage, then write ``index.html``; returns the headline numbers."""
+    cfg = config.effective()
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError("exists and is not a folder", out)
+    if out.exists() and any(out.iterdir()) and not (out / "summary.json").exists() and not cfg.overwrite:
+        raise OutputExistsError("exists and is not a demo folder; pass --overwrite to replace it", out)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(out, fresh=cfg.fresh or cfg.overwrite)
+    common = {"seed": cfg.seed, "size": cfg.size, "prevalence": cfg.prevalence, "crack_scale": cfg.crack_scale}
+    clean = stages.run("data-clean", {**common, "count": cfg.count}, (), lambda f: _phantoms_and_dataset(f, cfg, count=cfg.count, shortcut=None, seed=cfg.seed))
+    shortcut = stages.run("data-shortcut", {**common, "count": cfg.shortcut_count, "rate": cfg.shortcut_rate}, (),
+                          lambda f: _phantoms_and_dataset(f, cfg, count=cfg.shortcut_count, shortcut=cfg.shortcut_rate, seed=cfg.seed + 1))  # fmt: skip
+    cls_options = {k: v for k, v in asdict(cfg).items() if k.startswith("cls_")} | {"seed": cfg.seed}
+    adv_options = {k: v for k, v in asdict(cfg).items() if k.startswith("adv_")}
+    standard = stages.run("cls-standard", cls_options, ("data-clean",), lambda f: _train_classifier(f, cfg, clean / "dataset" / "manifest.csv", adversarial=False))
+    robust = stages.run("cls-adversarial", cls_options | adv_options, ("data-clean",), lambda f: _train_classifier(f, cfg, clean / "dataset" / "manifest.csv", adversarial=True))
+    cheat = stages.run("cls-shortcut", cls_options, ("data-shortcut",), lambda f: _train_classifier(f, cfg, shortcut / "dataset" / "manifest.csv", adversarial=False))
+    det_options = {"model": cfg.det_model, "imgsz": cfg.det_imgsz, "epochs": cfg.det_epochs, "seed": cfg.seed}
+    det = stages.run("det", det_options, ("data-clean",), lambda f: _train_detector(f, cfg, clean / "dataset"))
+    detector = det / "train" / "weights" / "best.pt"
+    classifiers = {"standard": standard, "adversarial": robust, "shortcut": cheat}
+    audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
+                       lambda f: _audit(f, cfg, shortcut / "dataset", classifiers, detector))  # fmt: skip
+    predict = stages.run("predict", {"det_imgsz": cfg.det_imgsz}, ("cls-standard", "det"), lambda f: _predict(f, cfg, standard, detector))
+    return write_demo_index(out, cfg, {"clean": clean, "shortcut": shortcut, "det": det, "audit": audit, "predict": predict, **classifiers}, stages.seconds, quick=config.quick)

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "fracdet.audit": 5,
     "fracdet.predict": 5,
     "fracdet.demo": 6,
+    "fracdet.demo_report": 6,
     "data_tools": 6,
     "fracdet.cli": 7,
     "fracdet.__main__": 7,

@@ -162,28 +162,28 @@ def test_convert_refuses_copy_with_symlink(library, tmp_path):
 
 def test_demo_options_reach_the_config(library, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/demo.yaml here: the dataclass defaults
-    fake = library("demo", "demo done")
-    result = invoke("demo", "--out", tmp_path / "d", "--overwrite")
+    fake = library("demo", SimpleNamespace(line=lambda: "demo done"))
+    result = invoke("demo", "--out", tmp_path / "d", "--overwrite", "--quick", "--fresh", "--device", "cpu", "--seed", "4")
     assert result.exit_code == 0, result.output
-    assert fake.config == DemoConfig(output=tmp_path / "d", overwrite=True)
+    assert fake.config == DemoConfig(output=tmp_path / "d", overwrite=True, quick=True, fresh=True, device="cpu", seed=4)
     assert result.stdout == "demo done\n"
 
 
 def test_demo_reads_its_default_config_when_present(library, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "demo.yaml").write_text("count: 12\nstages: [cls]\n")
-    fake = library("demo", "")
+    (tmp_path / "configs" / "demo.yaml").write_text("count: 120\ncls_epochs: 3\n")
+    fake = library("demo", SimpleNamespace(line=lambda: ""))
     assert invoke("demo").exit_code == 0
-    assert (fake.config.count, fake.config.stages, fake.config.output) == (12, ("cls",), Path("reports/demo"))
-    (tmp_path / "mine.yaml").write_text("count: 5\n")
+    assert (fake.config.count, fake.config.cls_epochs, fake.config.output) == (120, 3, Path("reports/demo"))
+    (tmp_path / "mine.yaml").write_text("count: 50\n")
     assert invoke("demo", "-c", "mine.yaml").exit_code == 0
-    assert fake.args[-1][0][0].count == 5  # a named file replaces the default one
+    assert fake.args[-1][0][0].count == 50  # a named file replaces the default one
 
 
 def test_demo_refuses_a_missing_config_file(library, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fake = library("demo", "")
+    fake = library("demo", SimpleNamespace(line=lambda: ""))
     line = one_line_error(invoke("demo", "--config", "missing.yaml"))
     assert "missing.yaml" in line and "not found" in line and fake.args == []
 
@@ -328,21 +328,6 @@ def test_unknown_config_key_names_the_close_match(small_fracatlas, tmp_path):
     (tmp_path / "c.yaml").write_text("fractons: [0.5, 0.25, 0.25]\n")
     line = one_line_error(runner.invoke(app, ["convert", str(small_fracatlas), str(tmp_path / "o"), "-c", str(tmp_path / "c.yaml")]))
     assert "c.yaml" in line and "did you mean fractions" in line
-
-
-def test_demo(tmp_path, monkeypatch):
-    (tmp_path / "demo.yaml").write_text(
-        "count: 24\nsize: 96\nprevalence: 0.5\ncls_image_size: 32\ncls_epochs: 1\ndet_imgsz: 64\ndet_epochs: 1\nworkers: 0\n"
-    )
-    out = tmp_path / "demo"
-    result = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(tmp_path / "demo.yaml")])
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["images"] == 24 and (out / "dataset" / "data.yaml").is_file()
-    assert {"classifier", "detector", "predict"} <= set(summary)
-    assert (out / "index.html").is_file() and (out / "eval-cls" / "report.html").is_file()
-    assert (out / "predict" / "predictions.csv").is_file()
-    assert "already exists" in one_line_error(runner.invoke(app, ["demo", "--out", str(out), "--config", str(tmp_path / "demo.yaml")]))
 
 
 def test_audit_options_reach_the_config(library, tmp_path):

@@ -8,33 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_tools.dicom import write_dicom
 from fracdet.data.images import is_dicom, load_image, read_image_info
 from fracdet.errors import ImageError
 
 
 def make_dicom(path: Path, pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2", window: tuple[float, float] | None = None) -> Path:
     """A minimal secondary-capture DICOM (optionally without pixel data)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID = "DX", "TEST"
-    ds.PhotometricInterpretation = photometric
-    ds.SamplesPerPixel = 1
-    if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-        if window:
-            ds.WindowCenter, ds.WindowWidth = window
-        ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_dicom(path, pixels, photometric=photometric, window=window)
 
 
 def test_8bit_png_and_jpeg(tmp_path):

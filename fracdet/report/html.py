@@ -49,13 +49,19 @@ class Section:
     """One part of a report: a heading, prose, an optional table and figures (PNG paths).
 
     ``table`` is a mapping (rendered as key/value rows) or a list of mappings (one row each,
-    columns in order of first appearance).
+    columns in order of first appearance). ``links`` are ``(label, path)`` pairs to other
+    files, written relative to the report's folder (e.g. each stage's own report).
     """
 
     heading: str
     text: str = ""
     table: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
     figures: list[Path] = field(default_factory=list)
+    links: list[tuple[str, Path]] = field(default_factory=list)
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
 
 
 def is_number(value: Any) -> bool:
@@ -158,7 +164,7 @@ def _html_text(text: str) -> str:
     return "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
-def _render_html(title: str, sections: Sequence[Section]) -> str:
+def _render_html(title: str, sections: Sequence[Section], folder: Path) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -173,6 +179,9 @@ def _render_html(title: str, sections: Sequence[Section]) -> str:
         if section.table is not None:
             parts.append(_html_table(section.table))
         parts.extend(_html_figure(Path(f)) for f in section.figures)
+        if section.links:
+            items = "".join(f'<li><a href="{html.escape(_relative(p, folder))}">{html.escape(label)}</a></li>' for label, p in section.links)
+            parts.append(f"<ul>{items}</ul>")
         parts.append("</section>")
     parts.append(f"<footer><p>{html.escape(FOOTER)}</p></footer></body></html>")
     return "\n".join(parts) + "\n"
@@ -187,8 +196,9 @@ def _render_markdown(title: str, sections: Sequence[Section], folder: Path) -> s
         if section.table is not None:
             parts.append(_md_table(section.table))
         for figure in map(Path, section.figures):
-            link = Path(os.path.relpath(figure.resolve(), folder.resolve())).as_posix()
-            parts.append(f"![{figure.stem}]({link})")
+            parts.append(f"![{figure.stem}]({_relative(figure, folder)})")
+        if section.links:
+            parts.append("\n".join(f"- [{label}]({_relative(p, folder)})" for label, p in section.links))
     parts.append(f"---\n\n*{FOOTER}*")
     return "\n\n".join(parts) + "\n"
 
@@ -204,7 +214,7 @@ def write_report(path_html: Path, *, title: str, sections: Sequence[Section]) ->
     path_md = path_html.with_suffix(".md")
     if path_md == path_html:
         raise ValueError(f"the HTML report needs a suffix other than .md, got {path_html}")
-    page = _render_html(title, sections)
+    page = _render_html(title, sections, path_html.parent)
     markdown = _render_markdown(title, sections, path_md.parent)
     atomic_write_text(path_html, page)
     atomic_write_text(path_md, markdown)

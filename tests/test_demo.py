@@ -1,0 +1,87 @@
+"""``fracdet demo`` end to end on a tiny profile: every stage, reuse of finished stages, the front page."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fracdet.cli import app
+
+runner = CliRunner()
+
+TINY = "count: 48\nshortcut_count: 40\nsize: 64\ncls_epochs: 1\ndet_epochs: 1\ndet_imgsz: 64\naudit_ig_steps: 2\nworkers: 0\n"
+
+
+def _seconds(out: Path) -> dict[str, float]:
+    return json.loads((out / "summary.json").read_text())["seconds"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("demo")
+    (root / "demo.yaml").write_text(TINY)
+    out = root / "demo"
+    result = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output and "AUROC" in result.output
+    return root, out
+
+
+def test_demo_runs_every_stage_and_leads_with_the_answer(demo_run):
+    _, out = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["seconds"]) == {"data-clean", "data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det", "audit", "predict"}
+    numbers = summary["numbers"]
+    assert set(numbers["classifiers"]) == {"standard", "adversarial", "shortcut"}
+    assert all(c["own_test_auroc"] is None or 0 <= c["own_test_auroc"] <= 1 for c in numbers["classifiers"].values())
+    assert {t["metric"] for t in numbers["shortcut_vs_standard"]} == {"coverage@25", "energy_in_box"}
+    audit = json.loads((out / "audit" / "metrics.json").read_text())
+    assert audit["models"] == ["standard", "adversarial", "shortcut"] and audit["provenance"]["detector"] is not None
+    predictions = (out / "predict" / "out" / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 13 and sum(",ok," in row for row in predictions) == 12  # JPEG, 16-bit PNG and DICOM all read
+    html = (out / "index.html").read_text()
+    assert html.index("The answer") < html.index("Classifiers") < html.index("Every stage")
+    assert 'href="audit/report.html"' in html
+    for link in re.findall(r'href="([^"]+)"', html):
+        assert (out / link).is_file(), link
+
+
+def test_demo_reuses_finished_stages_and_reruns_what_changed(demo_run):
+    root, out = demo_run
+    again = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")])
+    assert again.exit_code == 0, again.output
+    assert set(_seconds(out).values()) == {0.0}  # everything reused
+    (root / "changed.yaml").write_text(TINY.replace("audit_ig_steps: 2", "audit_ig_steps: 3"))
+    changed = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "changed.yaml")])
+    assert changed.exit_code == 0, changed.output
+    seconds = _seconds(out)
+    assert seconds["audit"] > 0 and all(seconds[s] == 0.0 for s in seconds if s != "audit")
+
+
+def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "precious.txt").write_text("keep me")
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "other")])
+    assert result.exit_code == 1 and "not a demo folder" in result.output
+    assert (tmp_path / "other" / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (headless) to render the page")
+def test_demo_page_renders_in_a_browser(demo_run):
+    _, out = demo_run
+    script = "[...document.images].every(i => i.complete && i.naturalWidth > 0) + ':' + document.images.length + ':' + document.querySelectorAll('table').length"
+    page = out / "index.html"
+    html = page.read_text()
+    probe = out / "probe.html"
+    probe.write_text(html.replace("</body>", f"<pre id='probe'></pre><script>window.onload=()=>{{document.getElementById('probe').textContent={script};}}</script></body>"))
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    match = re.search(r"<pre id=\"probe\">(true|false):(\d+):(\d+)</pre>", result.stdout)
+    assert match, result.stderr[-2000:]
+    assert match.group(1) == "true" and int(match.group(2)) >= 3 and int(match.group(3)) >= 3
