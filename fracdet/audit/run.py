@@ -29,6 +29,7 @@ from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
 from fracdet.audit.models import load_audit_detector, load_classifiers
 from fracdet.audit.store import STATE, AuditStore
 from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.fsutil import check_folder_path
 from fracdet.log import progress
 from fracdet.provenance import versions
 from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
@@ -72,6 +73,7 @@ def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any]
 def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chunks_done: dict[str, list[tuple[str, int]]]) -> set[tuple[str, int]]:
     """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done."""
     out = store.folder
+    check_folder_path(out.parent)
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (cfg.resume or cfg.overwrite):
         raise OutputExistsError("already exists; pass --resume to continue that audit or --overwrite to replace it", out)

@@ -193,7 +193,6 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     processes return ``None``: they have no result of their own to report.
     """
     runtime = distributed_runtime(cfg.device)
-    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
     train = load_split(cfg.manifest, "train", target=cfg.target)
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
@@ -225,6 +224,9 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     scheduler = _step_schedule(cfg, optimizer, len(train_loader))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
+    # The run folder is made (or an old run replaced) only once data and model are known good:
+    # a bad manifest or --weights file leaves nothing behind and deletes nothing.
+    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
