@@ -272,7 +272,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
             state.epoch = epoch + 1
             state.history.append(row)
             save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
-            save_state(out, state, optimizer, scheduler, plateau, scaler)
+            save_state(out, state, model, optimizer, scheduler, plateau, scaler)
             write_history(out, state.history)
             if writer is not None:
                 for key, value in row.items():

@@ -102,11 +102,11 @@ def wrong_shapes(kit: Kit, tmp: Path) -> Path:
     return folder
 
 
-def manifest_rows(kit: Kit) -> tuple[list[str], list[dict[str, str]]]:
-    """The phantom manifest with absolute image paths (so a copy can live anywhere)."""
-    with open(kit.dataset / "manifest.csv", newline="", encoding="utf-8") as fh:
+def manifest_rows(dataset: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A converted dataset's manifest with absolute image paths (so a copy can live anywhere)."""
+    with open(dataset / "manifest.csv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        rows = [{**row, "path": str((kit.dataset / row["path"]).resolve())} for row in reader]
+        rows = [{**row, "path": str((dataset / row["path"]).resolve())} for row in reader]
         return list(reader.fieldnames or []), rows
 
 
@@ -120,17 +120,17 @@ def write_manifest(path: Path, header: list[str], rows: list[dict[str, str]]) ->
 
 def empty_manifest(kit: Kit, tmp: Path) -> Path:
     """The header alone: a manifest of no images."""
-    return write_manifest(tmp / "empty.csv", manifest_rows(kit)[0], [])
+    return write_manifest(tmp / "empty.csv", manifest_rows(kit.dataset)[0], [])
 
 
 def manifest_without_split(kit: Kit, tmp: Path) -> Path:
-    header, rows = manifest_rows(kit)
+    header, rows = manifest_rows(kit.dataset)
     return write_manifest(tmp / "nosplit.csv", [c for c in header if c != "split"], rows)
 
 
-def small_manifest(kit: Kit, tmp: Path, *, split: str = "all", boxed: int = 2, count: int = 4, junk: bool = False) -> Path:
-    """``count`` rows of ``split``, ``boxed`` of them with boxes; with ``junk`` the last image is junk bytes."""
-    header, rows = manifest_rows(kit)
+def small_manifest(dataset: Path, tmp: Path, *, split: str = "all", boxed: int = 2, count: int = 4, junk: bool = False) -> Path:
+    """``tmp/manifest.csv``: ``count`` rows of ``split``, ``boxed`` of them with boxes; with ``junk`` the last image is junk bytes."""
+    header, rows = manifest_rows(dataset)
     chosen = [r for r in rows if split == "all" or r["split"] == split]
     chosen = [r for r in chosen if r["n_boxes"] != "0"][:boxed] + [r for r in chosen if r["n_boxes"] == "0"]
     chosen = chosen[:count]
@@ -307,6 +307,7 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("train-cls-output-is-a-file", lambda k, t: train_cls(k.dataset / M, file_output(t)), "error", "{tmp}/out"),
     CommandCase("train-cls-output-inside-a-file", lambda k, t: train_cls(k.dataset / M, inside_file(t)), "error", "{tmp}/out"),
     CommandCase("train-cls-existing-output", lambda k, t: train_cls(k.dataset / M, existing_output(t)), "error", ("{tmp}/out", "--overwrite")),
+    CommandCase("train-cls-overwrite-with-a-bad-manifest-keeps-the-old-run", lambda k, t: train_cls(empty_manifest(k, t), existing_output(t), "--overwrite"), "error", "empty.csv"),
     # eval-cls
     CommandCase("eval-cls-detector-as-classifier", lambda k, t: eval_cls(k.det_pt, k.dataset / M, t / "out"), "error", "tiny_det.pt"),
     CommandCase("eval-cls-crafted-pickle-as-classifier", lambda k, t: eval_cls(crafted_pickle(t), k.dataset / M, t / "out"), "error", "crafted.pt", no_payload),
@@ -316,7 +317,7 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("eval-cls-output-is-a-file", lambda k, t: eval_cls(k.cls_run, k.dataset / M, file_output(t)), "error", "{tmp}/out"),
     CommandCase("eval-cls-output-inside-a-file", lambda k, t: eval_cls(k.cls_run, k.dataset / M, inside_file(t)), "error", "{tmp}/out"),
     CommandCase("eval-cls-existing-output", lambda k, t: eval_cls(k.cls_run, k.dataset / M, existing_output(t)), "error", ("{tmp}/out", "--overwrite")),
-    CommandCase("eval-cls-corrupt-image", lambda k, t: eval_cls(k.cls_run, small_manifest(k, t, split="test", boxed=1, count=3, junk=True), t / "out"), "done", check=eval_cls_skipped),
+    CommandCase("eval-cls-corrupt-image", lambda k, t: eval_cls(k.cls_run, small_manifest(k.dataset, t, split="test", boxed=1, count=3, junk=True), t / "out"), "done", check=eval_cls_skipped),
     # train-det
     CommandCase("train-det-classifier-as-model", lambda k, t: train_det(k.dataset, t / "out", "--model", str(k.cls_run / "best.safetensors")), "error", "best.safetensors"),
     CommandCase("train-det-classifier-run-as-model", lambda k, t: train_det(k.dataset, t / "out", "--model", str(k.cls_run)), "error", "cls_run"),
@@ -365,6 +366,6 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("audit-output-inside-a-file", lambda k, t: audit(k.audit_manifest, inside_file(t), *both(k)), "error", "{tmp}/out"),
     CommandCase("audit-existing-output", lambda k, t: audit(k.audit_manifest, existing_output(t), *both(k)), "error", ("{tmp}/out", "--overwrite")),
     CommandCase("audit-empty-folder", lambda k, t: audit(Path(t / "nothing").mkdir() or t / "nothing", t / "out", *both(k)), "error", "nothing"),
-    CommandCase("audit-corrupt-image", lambda k, t: audit(small_manifest(k, t, junk=True), t / "out", *both(k)), "done", check=audit_skipped),
+    CommandCase("audit-corrupt-image", lambda k, t: audit(small_manifest(k.dataset, t, junk=True), t / "out", *both(k)), "done", check=audit_skipped),
     CommandCase("audit-dicom-and-16-bit-png", lambda k, t: audit(folder_of(t, medical=True), t / "out", *both(k)), "done", check=audit_medical),
 ]

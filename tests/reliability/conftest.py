@@ -15,6 +15,24 @@ import pytest
 
 from .command_corpus import COMMANDS
 
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(classifier run, detector .pt)``: a random resnet10t at 32 px (binary) and an untrained 1-class YOLOv8n."""
+    import torch
+    from conftest import make_tiny_detector
+
+    from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
+    from fracdet.cls.model import create_classifier
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    torch.manual_seed(0)
+    model = create_classifier("resnet10t", num_outputs=1)
+    meta = ClassifierMeta(backbone="resnet10t", class_names=("not_fractured", "fractured"), image_size=32,
+                          mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))  # fmt: skip
+    save_classifier(model, meta, root / "cls_run" / "best.safetensors")
+    return root / "cls_run", make_tiny_detector(root)
+
 _SUITE = Path(__file__).parent.name
 _GROUPS = {"test_bad_inputs": "convert", "test_bad_command_inputs": "commands", "test_fuzz_readers": "fuzz", "test_kill_resume": "kill/resume"}
 _outcomes: dict[str, bool] = {}

@@ -8,18 +8,16 @@ the output folder (the case runs in its own working directory, which is watched 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import make_tiny_detector, save_image
+from conftest import save_image
 from typer.testing import CliRunner
 
 from fracdet.audit import AuditConfig, run_audit
 from fracdet.cli import app
-from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
-from fracdet.cls.model import create_classifier
 from fracdet.predict import PredictConfig, predict_folder
 
 from .command_corpus import COMMAND_CASES, COMMANDS, CommandCase, Kit, small_manifest
@@ -29,23 +27,20 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path) -> Kit:
+def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_models: tuple[Path, Path]) -> Kit:
+    """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards, a small audit manifest."""
     root = tmp_path_factory.mktemp("kit")
-    torch.manual_seed(0)
-    model = create_classifier("resnet10t", num_outputs=1)
-    meta = ClassifierMeta(backbone="resnet10t", class_names=("not_fractured", "fractured"), image_size=32,
-                          mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))  # fmt: skip
-    save_classifier(model, meta, root / "cls_run" / "best.safetensors")
-    det = make_tiny_detector(root)
+    cls_run = Path(shutil.copytree(tiny_models[0], root / "cls_run"))
+    det = Path(shutil.copy(tiny_models[1], root / "tiny_det.pt"))
     folder = root / "shard_images"
     for k in range(4):
         save_image(folder / f"x{k}.png", 40, 30, seed=k)
     shards = tuple(root / f"shard{k}" for k in (1, 2))
     for k, out in enumerate(shards, start=1):
-        predict_folder(PredictConfig(folder=folder, output=out, cls=root / "cls_run", shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))
+        predict_folder(PredictConfig(folder=folder, output=out, cls=cls_run, shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))
     audit_shards = tuple(root / f"audit_shard{k}" for k in (1, 2))
-    kit = Kit(root, root / "cls_run", det, phantom_dataset, shards, root / "audit_manifest.csv", audit_shards)  # type: ignore[arg-type]
-    small_manifest(kit, root).rename(kit.audit_manifest)
+    kit = Kit(root, cls_run, det, phantom_dataset, shards, root / "audit_manifest.csv", audit_shards)  # type: ignore[arg-type]
+    small_manifest(phantom_dataset, root).rename(kit.audit_manifest)
     for k, out in enumerate(audit_shards, start=1):
         run_audit(AuditConfig(dataset=kit.audit_manifest, output=out, classifiers=(kit.cls_run,), split="all", methods=("saliency",), steps=1, batch_size=2,
                               shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))  # fmt: skip
