@@ -224,14 +224,55 @@ def audit_args(manifest: Path, models: tuple[Path, Path], out: Path, *extra: str
             "--workers", "0", "--device", "cpu", "--precision", "fp32", *extra]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def audit_manifest(phantom_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve phantom images, six with boxes."""
+    return small_manifest(phantom_dataset, tmp_path_factory.mktemp("audit_data"), boxed=6, count=12)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_audit(audit_manifest: Path, tiny_models: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("audit") / "straight"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        invoke(audit_args(audit_manifest, tiny_models, out))
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 @pytest.mark.slow
-def test_audit_killed_and_resumed_writes_the_same_rows(phantom_dataset, tiny_models, tmp_path):
-    manifest = small_manifest(phantom_dataset, tmp_path, boxed=6, count=12)
+def test_audit_killed_and_resumed_writes_the_same_rows(audit_manifest, tiny_models, uninterrupted_audit, tmp_path):
     out = tmp_path / "run"
-    kill_when(audit_args(manifest, tiny_models, out), lambda: complete_lines(out / "per_image.csv") >= 3, tmp_path / "log")
+    kill_when(audit_args(audit_manifest, tiny_models, out), lambda: complete_lines(out / "per_image.csv") >= 3, tmp_path / "log")
     assert assert_whole(out) >= 2
     assert 2 <= complete_lines(out / "per_image.csv") - 1 < 12 and not (out / "report.html").exists()
-    invoke(audit_args(manifest, tiny_models, out, "--resume"))
-    invoke(audit_args(manifest, tiny_models, tmp_path / "straight"))
-    assert_same_rows(out / "per_image.csv", tmp_path / "straight" / "per_image.csv")
+    invoke(audit_args(audit_manifest, tiny_models, out, "--resume"))
+    assert_same_rows(out / "per_image.csv", uninterrupted_audit / "per_image.csv")
     assert (out / "report.html").is_file()
+
+
+def test_audit_killed_inside_a_chunk_commit_redoes_that_chunk_whole(audit_manifest, tiny_models, uninterrupted_audit, tmp_path, monkeypatch):
+    """A chunk's rows may reach the disk in several writes: a kill between them leaves part of the chunk."""
+    from fracdet.audit.store import AuditStore
+
+    real = AuditStore.commit
+    calls = []
+
+    def dies_inside_the_third_commit(self, model, chunk, rows, detections, maps):
+        calls.append(chunk)
+        if len(calls) == 3:  # the maps, the detections and the first row are on disk; the second row is not
+            real(self, model, chunk, rows[:1], detections, maps)
+            raise KeyboardInterrupt
+        real(self, model, chunk, rows, detections, maps)
+
+    monkeypatch.setattr(AuditStore, "commit", dies_inside_the_third_commit)
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["-q", *audit_args(audit_manifest, tiny_models, out)]).exit_code == 130
+    assert complete_lines(out / "per_image.csv") - 1 == 5
+    monkeypatch.setattr(AuditStore, "commit", real)
+    invoke(audit_args(audit_manifest, tiny_models, out, "--resume"))
+    assert_same_rows(out / "per_image.csv", uninterrupted_audit / "per_image.csv")
+    entries = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert len(entries) == len({(e["model"], e["index"], e["cond"]) for e in entries})  # the redone chunk's boxes are not doubled
