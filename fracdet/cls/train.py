@@ -110,8 +110,9 @@ class ClsTrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
-            raise ConfigError("epochs and batch_size must be >= 1 and image_size >= 16")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
         if self.threshold_method in ("sensitivity", "specificity") and self.threshold_target is None:
             raise ConfigError(f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)")
 

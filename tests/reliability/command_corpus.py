@@ -92,8 +92,7 @@ def wrong_shapes(kit: Kit, tmp: Path) -> Path:
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(kit.cls_run / "best.safetensors"))
-    first = next(iter(state))
-    state[first] = torch.zeros(5, 2, 3, 3)
+    state["conv1.0.weight"] = torch.zeros(5, 2, 3, 3)
     state["fc.weight"] = torch.zeros(3, state["fc.weight"].shape[1])
     folder = tmp / "wrong"
     folder.mkdir()
@@ -298,12 +297,12 @@ def remove(name: str) -> Callable[[Path], None]:
 M = "manifest.csv"
 COMMAND_CASES: list[CommandCase] = [
     # train-cls
-    CommandCase("train-cls-weights-crafted-pickle", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(crafted_pickle(t))), "error", "crafted.pt", no_payload),
-    CommandCase("train-cls-weights-detector", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(k.det_pt)), "error", "tiny_det.pt"),
-    CommandCase("train-cls-weights-wrong-shapes", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(wrong_shapes(k, t) / "best.safetensors")), "error", "best.safetensors"),
-    CommandCase("train-cls-empty-manifest", lambda k, t: train_cls(empty_manifest(k, t), t / "out"), "error", "empty.csv"),
+    CommandCase("train-cls-weights-crafted-pickle", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(crafted_pickle(t))), "error", ("crafted.pt", "refused"), no_payload),
+    CommandCase("train-cls-weights-detector", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(k.det_pt)), "error", ("tiny_det.pt", "Ultralytics detector")),
+    CommandCase("train-cls-weights-wrong-shapes", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(wrong_shapes(k, t) / "best.safetensors")), "error", ("best.safetensors", "conv1.0.weight")),
+    CommandCase("train-cls-empty-manifest", lambda k, t: train_cls(empty_manifest(k, t), t / "out"), "error", ("empty.csv", "no images")),
     CommandCase("train-cls-manifest-missing-column", lambda k, t: train_cls(manifest_without_split(k, t), t / "out"), "error", "nosplit.csv"),
-    CommandCase("train-cls-negative-epochs", lambda k, t: [*train_cls(k.dataset / M, t / "out"), "--epochs", "-1"], "error", "epochs"),
+    CommandCase("train-cls-negative-epochs", lambda k, t: [*train_cls(k.dataset / M, t / "out"), "--epochs", "-1"], "error", ("epochs", "-1")),
     CommandCase("train-cls-output-is-a-file", lambda k, t: train_cls(k.dataset / M, file_output(t)), "error", "{tmp}/out"),
     CommandCase("train-cls-output-inside-a-file", lambda k, t: train_cls(k.dataset / M, inside_file(t)), "error", "{tmp}/out"),
     CommandCase("train-cls-existing-output", lambda k, t: train_cls(k.dataset / M, existing_output(t)), "error", ("{tmp}/out", "--overwrite")),
@@ -311,7 +310,7 @@ COMMAND_CASES: list[CommandCase] = [
     # eval-cls
     CommandCase("eval-cls-detector-as-classifier", lambda k, t: eval_cls(k.det_pt, k.dataset / M, t / "out"), "error", "tiny_det.pt"),
     CommandCase("eval-cls-crafted-pickle-as-classifier", lambda k, t: eval_cls(crafted_pickle(t), k.dataset / M, t / "out"), "error", "crafted.pt", no_payload),
-    CommandCase("eval-cls-wrong-shapes", lambda k, t: eval_cls(wrong_shapes(k, t), k.dataset / M, t / "out"), "error", "best.safetensors"),
+    CommandCase("eval-cls-wrong-shapes", lambda k, t: eval_cls(wrong_shapes(k, t), k.dataset / M, t / "out"), "error", ("best.safetensors", "conv1.0.weight")),
     CommandCase("eval-cls-empty-manifest", lambda k, t: eval_cls(k.cls_run, empty_manifest(k, t), t / "out"), "error", "empty.csv"),
     CommandCase("eval-cls-manifest-missing-column", lambda k, t: eval_cls(k.cls_run, manifest_without_split(k, t), t / "out"), "error", "nosplit.csv"),
     CommandCase("eval-cls-output-is-a-file", lambda k, t: eval_cls(k.cls_run, k.dataset / M, file_output(t)), "error", "{tmp}/out"),
@@ -319,9 +318,9 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("eval-cls-existing-output", lambda k, t: eval_cls(k.cls_run, k.dataset / M, existing_output(t)), "error", ("{tmp}/out", "--overwrite")),
     CommandCase("eval-cls-corrupt-image", lambda k, t: eval_cls(k.cls_run, small_manifest(k.dataset, t, split="test", boxed=1, count=3, junk=True), t / "out"), "done", check=eval_cls_skipped),
     # train-det
-    CommandCase("train-det-classifier-as-model", lambda k, t: train_det(k.dataset, t / "out", "--model", str(k.cls_run / "best.safetensors")), "error", "best.safetensors"),
+    CommandCase("train-det-classifier-as-model", lambda k, t: train_det(k.dataset, t / "out", "--model", str(k.cls_run / "best.safetensors")), "error", ("best.safetensors", "--cls")),
     CommandCase("train-det-classifier-run-as-model", lambda k, t: train_det(k.dataset, t / "out", "--model", str(k.cls_run)), "error", "cls_run"),
-    CommandCase("train-det-negative-epochs", lambda k, t: [*train_det(k.dataset, t / "out"), "--epochs", "-1"], "error", "epochs"),
+    CommandCase("train-det-negative-epochs", lambda k, t: [*train_det(k.dataset, t / "out"), "--epochs", "-1"], "error", ("epochs", "-1")),
     CommandCase("train-det-output-is-a-file", lambda k, t: train_det(k.dataset, file_output(t)), "error", "{tmp}/out"),
     CommandCase("train-det-output-inside-a-file", lambda k, t: train_det(k.dataset, inside_file(t)), "error", "{tmp}/out"),
     CommandCase("train-det-existing-output", lambda k, t: train_det(k.dataset, existing_output(t).parent, "--name", "out"), "error", ("{tmp}/out", "--overwrite")),
@@ -334,7 +333,7 @@ COMMAND_CASES: list[CommandCase] = [
     # predict
     CommandCase("predict-detector-as-classifier", lambda k, t: predict(folder_of(t), t / "out", "--cls", str(k.det_pt)), "error", "tiny_det.pt"),
     CommandCase("predict-classifier-as-detector", lambda k, t: predict(folder_of(t), t / "out", "--det", str(k.cls_run)), "error", "cls_run"),
-    CommandCase("predict-wrong-shapes", lambda k, t: predict(folder_of(t), t / "out", "--cls", str(wrong_shapes(k, t))), "error", "best.safetensors"),
+    CommandCase("predict-wrong-shapes", lambda k, t: predict(folder_of(t), t / "out", "--cls", str(wrong_shapes(k, t))), "error", ("best.safetensors", "conv1.0.weight")),
     CommandCase("predict-shard-3-of-2", lambda k, t: predict(folder_of(t), t / "out", *both(k), extra=("--shard", "3/2")), "error", "3/2"),
     CommandCase("predict-output-is-a-file", lambda k, t: predict(folder_of(t), file_output(t), *both(k)), "error", "{tmp}/out"),
     CommandCase("predict-output-inside-a-file", lambda k, t: predict(folder_of(t), inside_file(t), *both(k)), "error", "{tmp}/out"),
@@ -358,7 +357,7 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("audit-detector-as-classifier", lambda k, t: audit(k.audit_manifest, t / "out", "--cls", str(k.det_pt)), "error", "tiny_det.pt"),
     CommandCase("audit-classifier-as-detector", lambda k, t: audit(k.audit_manifest, t / "out", "--cls", str(k.cls_run), "--det", str(k.cls_run)), "error", "cls_run"),
     CommandCase("audit-det-crafted-pickle", lambda k, t: audit(k.audit_manifest, t / "out", "--cls", str(k.cls_run), "--det", str(crafted_pickle(t))), "error", "crafted.pt", no_payload),
-    CommandCase("audit-wrong-shapes", lambda k, t: audit(k.audit_manifest, t / "out", "--cls", str(wrong_shapes(k, t))), "error", "best.safetensors"),
+    CommandCase("audit-wrong-shapes", lambda k, t: audit(k.audit_manifest, t / "out", "--cls", str(wrong_shapes(k, t))), "error", ("best.safetensors", "conv1.0.weight")),
     CommandCase("audit-empty-manifest", lambda k, t: audit(empty_manifest(k, t), t / "out", "--cls", str(k.cls_run)), "error", "empty.csv"),
     CommandCase("audit-manifest-missing-column", lambda k, t: audit(manifest_without_split(k, t), t / "out", "--cls", str(k.cls_run)), "error", "nosplit.csv"),
     CommandCase("audit-shard-3-of-2", lambda k, t: audit(k.audit_manifest, t / "out", *both(k), extra=("--shard", "3/2")), "error", "3/2"),
