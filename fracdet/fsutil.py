@@ -19,12 +19,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fracdet.errors import OutputExistsError
+from fracdet.errors import ConfigError, OutputExistsError
 
 __all__ = [
     "LinkMode",
     "place_file",
     "atomic_output_dir",
+    "check_folder_path",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -63,6 +64,19 @@ def place_file(src: Path, dst: Path, mode: LinkMode) -> LinkMode:
     return LinkMode.copy
 
 
+def check_folder_path(path: Path) -> None:
+    """Refuse a folder path blocked by a file (the path itself or a folder above it).
+
+    Found before anything is written, this is one line naming the file; found by ``mkdir``
+    deep inside a run, it would be a traceback.
+    """
+    for part in (Path(path), *Path(path).parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError("is a file, not a folder; pass another output folder", part)
+            return
+
+
 @contextmanager
 def atomic_output_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block succeeds.
@@ -73,6 +87,7 @@ def atomic_output_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError("already exists; pass --overwrite to replace it", out)
+    check_folder_path(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -112,3 +113,27 @@ def make_tiny_detector(root: Path) -> Path:
     detector.model.names = {0: "fractured"}
     detector.save(str(root / "tiny_det.pt"))
     return root / "tiny_det.pt"
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV as dicts."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_same_rows(path_a: Path, path_b: Path) -> None:
+    """Two audit tables agree: same images, decisions and attacks; metrics equal up to float noise.
+
+    Gradients on the CPU are not bitwise reproducible between two calls (kernels reduce in
+    varying order), so attribution-derived numbers may differ in the 7th digit.
+    """
+    a, b = read_rows(path_a), read_rows(path_b)
+    assert len(a) == len(b) and [list(r) for r in a] == [list(r) for r in b]
+    for row_a, row_b in zip(a, b, strict=True):
+        for column, value in row_a.items():
+            try:
+                x, y = float(value), float(row_b[column])
+            except ValueError:
+                assert value == row_b[column], (column, value, row_b[column])
+                continue
+            assert x == pytest.approx(y, rel=1e-4, abs=1e-6, nan_ok=True), (row_a["key"], column)

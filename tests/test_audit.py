@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_detector, save_image
+from conftest import assert_same_rows, make_tiny_detector, read_rows, save_image
 from typer.testing import CliRunner
 
 from fracdet.audit import AuditConfig, merge_audits, run_audit
@@ -51,29 +51,6 @@ def _cfg(dataset: Path, out: Path, models: dict[str, Path], **options) -> AuditC
     return AuditConfig(dataset=dataset, output=out, **values)
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _assert_same_rows(path_a: Path, path_b: Path) -> None:
-    """Same images, decisions and attacks; metrics equal up to float noise.
-
-    Gradients on the CPU are not bitwise reproducible between two calls (kernels reduce in
-    varying order), so attribution-derived numbers may differ in the 7th digit.
-    """
-    a, b = _rows(path_a), _rows(path_b)
-    assert len(a) == len(b) and [list(r) for r in a] == [list(r) for r in b]
-    for row_a, row_b in zip(a, b, strict=True):
-        for column, value in row_a.items():
-            try:
-                x, y = float(value), float(row_b[column])
-            except ValueError:
-                assert value == row_b[column], (column, value, row_b[column])
-                continue
-            assert x == pytest.approx(y, rel=1e-4, abs=1e-6, nan_ok=True), (row_a["key"], column)
-
-
 @pytest.fixture(scope="module")
 def full_audit(phantom_dataset, models, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("audit") / "full"
@@ -82,7 +59,7 @@ def full_audit(phantom_dataset, models, tmp_path_factory) -> Path:
 
 
 def test_audit_writes_every_table_and_keeps_the_attack_honest(full_audit, phantom_dataset):
-    rows = _rows(full_audit / "per_image.csv")
+    rows = read_rows(full_audit / "per_image.csv")
     assert len(rows) == 24 and {r["model"] for r in rows} == {"model_a", "model_b"}
     assert all(r["status"] == "ok" for r in rows)
     linf = np.array([float(r["linf"]) for r in rows])
@@ -124,12 +101,12 @@ def test_resume_after_an_interruption_equals_a_full_run(full_audit, phantom_data
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         run_audit(_cfg(phantom_dataset, out, models))
-    assert len(_rows(out / "per_image.csv")) == 8  # two chunks committed
+    assert len(read_rows(out / "per_image.csv")) == 8  # two chunks committed
     monkeypatch.setattr(run_module, "audit_batch", real)
     with pytest.raises(OutputExistsError):
         run_audit(_cfg(phantom_dataset, out, models))
     run_audit(_cfg(phantom_dataset, out, models, resume=True))
-    _assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
+    assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
 
 
 def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp_path):
@@ -138,7 +115,7 @@ def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp
         summary = run_audit(_cfg(phantom_dataset, out, models, shard=f"{k}/2"))
         assert summary.report is None and "fracdet merge" in summary.line()
     merged = merge_audits(shards, tmp_path / "merged")
-    _assert_same_rows(tmp_path / "merged" / "per_image.csv", full_audit / "per_image.csv")
+    assert_same_rows(tmp_path / "merged" / "per_image.csv", full_audit / "per_image.csv")
     assert merged.report is not None and merged.report.is_file()
 
 
@@ -152,7 +129,7 @@ def test_torchrun_two_ranks_equal_one_process(full_audit, phantom_dataset, model
     # n_boot and figure counts only shape the report, not the per-image table
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    _assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
+    assert_same_rows(out / "per_image.csv", full_audit / "per_image.csv")
     assert (out / "report.html").is_file()
 
 

@@ -27,6 +27,14 @@ METRICS = "metrics.json"
 REPORT = "report.html"
 
 
+def _mean_of_finite(table: np.ndarray) -> np.ndarray:
+    """Column means over the finite values; NaN where there is none (no boxes: no coverage), without nanmean's warning."""
+    finite = np.isfinite(table)
+    sums = np.where(finite, table, 0.0).sum(axis=0)
+    counts = finite.sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 def _grid_indices(rows: Sequence[dict[str, str]], codes: Sequence[str], focus: float, *, samples: int, worst: int, seed: int) -> list[tuple[int, str]]:
     """A seeded sample of images with boxes, then the worst-covered ones (mean over methods, clean)."""
     with_boxes = [r for r in rows if r["status"] == "ok" and int(r.get("n_gt_boxes") or 0) > 0]
@@ -35,7 +43,7 @@ def _grid_indices(rows: Sequence[dict[str, str]], codes: Sequence[str], focus: f
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(with_boxes), size=min(samples, len(with_boxes)), replace=False).tolist()) if with_boxes else []
     picked = [(int(with_boxes[k]["index"]), "sample") for k in chosen]
-    cover = np.nanmean(np.stack([values(with_boxes, f"{c}_clean_cov{focus:g}") for c in codes]), axis=0) if codes and with_boxes else np.array([])
+    cover = _mean_of_finite(np.stack([values(with_boxes, f"{c}_clean_cov{focus:g}") for c in codes])) if codes and with_boxes else np.array([])
     order = [k for k in np.argsort(np.nan_to_num(cover, nan=np.inf), kind="stable") if k not in chosen and np.isfinite(cover[k])]
     picked += [(int(with_boxes[k]["index"]), f"worst, cov {cover[k]:.2f}") for k in order[:worst]]
     return picked

@@ -11,7 +11,7 @@ from typing import Any
 from fracdet.audit.inputs import AuditInputs, load_inputs
 from fracdet.audit.store import DETECTIONS, MAPS, PER_IMAGE, AuditStore
 from fracdet.errors import DataError, OutputExistsError
-from fracdet.fsutil import LinkMode, place_file
+from fracdet.fsutil import LinkMode, check_folder_path, place_file
 from fracdet.journal import read_rows
 
 __all__ = ["join_shards"]
@@ -25,6 +25,9 @@ def _read_state(shard_dir: Path) -> dict[str, Any]:
         raise DataError("not a fracdet audit output (no readable audit_state.json)", shard_dir)
     if state.get("status") != "complete":
         raise DataError("this shard's audit did not finish: rerun it with --resume first", shard_dir)
+    for name in (PER_IMAGE, DETECTIONS):
+        if not (shard_dir / name).is_file():
+            raise DataError("missing from this shard's audit output (rerun the shard)", shard_dir / name)
     return state
 
 
@@ -43,7 +46,8 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
                 raise DataError(f"made with other {key.replace('_', ' ')} than {shard_dirs[0]}", shard_dir)
     output = Path(output)
     inside = all(output in d.parents for d in shard_dirs)  # torchrun: OUT/shards/rank-K
-    if not inside and output.exists() and any(output.iterdir()) and not overwrite:
+    check_folder_path(output.parent)
+    if not inside and output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
         raise OutputExistsError("already exists; pass --overwrite to replace it", output)
 
     header: list[str] | None = None
@@ -71,7 +75,7 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
     if not inside and output.exists() and overwrite:
         import shutil
 
-        shutil.rmtree(output)
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
     store.start()
     store.write_rows(rows)
     store.detections.write_text("".join(f"{line}\n" for line in detections), encoding="utf-8")

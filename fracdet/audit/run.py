@@ -29,6 +29,7 @@ from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
 from fracdet.audit.models import load_audit_detector, load_classifiers
 from fracdet.audit.store import STATE, AuditStore
 from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.fsutil import check_folder_path
 from fracdet.log import progress
 from fracdet.provenance import versions
 from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
@@ -69,9 +70,13 @@ def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any]
     return {"data_hash": inputs.data_hash, "classifiers": classifiers, "detector": detector, "options": options}
 
 
-def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chunks_done: dict[str, list[tuple[str, int]]]) -> set[tuple[str, int]]:
-    """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done."""
+def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chunk_pairs: list[list[tuple[str, int]]]) -> set[tuple[str, int]]:
+    """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done.
+
+    ``chunk_pairs`` holds the pairs of each (model, chunk) this process audits.
+    """
     out = store.folder
+    check_folder_path(out.parent)
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (cfg.resume or cfg.overwrite):
         raise OutputExistsError("already exists; pass --resume to continue that audit or --overwrite to replace it", out)
@@ -87,7 +92,7 @@ def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chun
     changed = [k for k in identity if state.get("identity", {}).get(k) != identity[k]]
     if changed:
         raise ConfigError(f"cannot resume: this audit differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out", out)
-    return store.reopen(pair for pairs in chunks_done.values() for pair in pairs)
+    return store.reopen(chunk_pairs)
 
 
 def run_audit(cfg: AuditConfig) -> AuditSummary:
@@ -122,7 +127,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
 
     chunks = chunk_items(inputs.items, cfg.batch_size)
     mine = [c for c in range(len(chunks)) if shard is None or c % shard[1] == shard[0] - 1]
-    pairs = {clf.name: [(clf.name, item.index) for c in mine for item in chunks[c]] for clf in classifiers}
+    pairs = [[(clf.name, item.index) for item in chunks[c]] for clf in classifiers for c in mine]
     done = _prepare(store, cfg, identity, pairs)
     state = {"fracdet_version": __version__, "status": "running", "identity": identity, "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
              "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "versions": versions(), "device": str(runtime.device), "precision": precision}  # fmt: skip

@@ -63,17 +63,19 @@ class AuditStore:
         start_rows(self.per_image, self.header)
         atomic_write_text(self.detections, "")
 
-    def reopen(self, complete: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+    def reopen(self, chunks: Iterable[Sequence[tuple[str, int]]]) -> set[tuple[str, int]]:
         """Keep what belongs to complete chunks; returns the ``(model, index)`` pairs done.
 
-        ``complete`` lists every pair of the chunks that may count as done; a chunk with a
-        missing row is dropped whole (and redone), with its journal lines.
+        ``chunks`` lists the pairs of every chunk that may count as done; a chunk with a
+        missing row (a kill between the writes of its rows) is dropped whole, with its
+        journal lines, so that it is redone once, not appended twice.
         """
         cut_partial_line(self.per_image)
         header, rows = read_rows(self.per_image)
         if header != self.header:
             raise ConfigError(f"cannot resume: {PER_IMAGE} has other columns than this audit writes; pass --overwrite", self.per_image)
-        allowed = set(complete)
+        present = {(r["model"], int(r["index"])) for r in rows}
+        allowed = {pair for chunk in chunks if all(pair in present for pair in chunk) for pair in chunk}
         kept = [r for r in rows if (r["model"], int(r["index"])) in allowed]
         if len(kept) != len(rows):
             self.write_rows(kept)

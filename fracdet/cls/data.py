@@ -57,6 +57,8 @@ def load_split(manifest: Path, split: str, *, target: str = "label", class_names
     Records whose target value is not among ``class_names`` are skipped and listed.
     """
     records = read_manifest(manifest)
+    if not records:
+        raise DataError("the manifest lists no images", manifest)
     if target not in ("label", "body_part") and records and target not in records[0].attributes:
         raise DataError(f"no column {target!r} in the manifest (use label, body_part or an attribute column)", manifest)
     chosen = records if split == "all" else [r for r in records if r.split == split]

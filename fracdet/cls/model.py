@@ -142,7 +142,11 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a bad file
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        text = str(exc)
+        if "Weights only load failed" in text:  # torch refused an object; its own advice (unpickle in full) is not ours
+            what = "an Ultralytics detector, not classifier weights" if "ultralytics" in text else "Python objects besides tensors, and unpickling them could run code"
+            raise ConfigError(f"refused: {what}; give a .safetensors file or a plain state dict of tensors", path) from exc
+        first_line = (text.strip().splitlines() or [""])[0][:200]
         raise ConfigError(f"not a readable state dict ({type(exc).__name__}: {first_line})", path) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

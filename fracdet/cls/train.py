@@ -116,8 +116,9 @@ class ClsTrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 16:
-            raise ConfigError("epochs and batch_size must be >= 1 and image_size >= 16")
+        for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
         if self.threshold_method in ("sensitivity", "specificity") and self.threshold_target is None:
             raise ConfigError(f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)")
 
@@ -199,7 +200,6 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     processes return ``None``: they have no result of their own to report.
     """
     runtime = distributed_runtime(cfg.device)
-    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
     train = load_split(cfg.manifest, "train", target=cfg.target)
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
@@ -231,6 +231,9 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     scheduler = _step_schedule(cfg, optimizer, len(train_loader))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
+    # The run folder is made (or an old run replaced) only once data and model are known good:
+    # a bad manifest or --weights file leaves nothing behind and deletes nothing.
+    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
@@ -276,7 +279,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
             state.epoch = epoch + 1
             state.history.append(row)
             save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
-            save_state(out, state, optimizer, scheduler, plateau, scaler)
+            save_state(out, state, model, optimizer, scheduler, plateau, scaler)
             write_history(out, state.history)
             if writer is not None:
                 for key, value in row.items():

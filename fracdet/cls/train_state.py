@@ -1,10 +1,12 @@
 """The run folder of classifier training between epochs: created safely, resumed exactly.
 
-``last_state.pt`` holds what an exact ``--resume`` needs beyond the ``last`` weights
-(optimiser, schedules, gradient scaler, RNG, early-stopping counters, history); it is plain
-tensors and values, loaded with ``weights_only=True``, so resuming never runs pickled code.
-Every file here is written through :mod:`fracdet.fsutil`, so an interrupted run leaves the
-previous epoch's files whole.
+``last_state.pt`` holds what an exact ``--resume`` needs: the weights of the epoch it ends
+(a copy of ``last.safetensors``), optimiser, schedules, gradient scaler, RNG, early-stopping
+counters and history; it is plain tensors and values, loaded with ``weights_only=True``, so
+resuming never runs pickled code. Every file here is written through :mod:`fracdet.fsutil`,
+so an interrupted run leaves the previous epoch's files whole. The weights travel inside the
+state because the two files cannot be renamed into place together: a run killed between
+them would otherwise resume one epoch's weights with the previous epoch's optimiser.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 
+from fracdet.cls.checkpoint import unwrap_model
 from fracdet.cls.distributed import barrier
 from fracdet.errors import ConfigError, OutputExistsError
 from fracdet.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
@@ -76,9 +79,10 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Run
     return out
 
 
-def save_state(out: Path, state: TrainState, optimizer, scheduler, plateau, scaler) -> Path:
-    """Write ``out/last_state.pt`` atomically, after the ``last`` weights of the same epoch."""
+def save_state(out: Path, state: TrainState, model, optimizer, scheduler, plateau, scaler) -> Path:
+    """Write ``out/last_state.pt`` atomically, with the model's weights (the ``last`` ones of the same epoch)."""
     payload = {
+        "model": {k: v.detach().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()},
         "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
         "bad_epochs": state.bad_epochs, "history": json.dumps(state.history), "skipped": json.dumps(state.skipped),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
@@ -96,7 +100,8 @@ def load_state(out: Path, model, optimizer, scheduler, plateau, scaler, *, runti
     path = out / STATE_FILE
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)  # plain data only, no code
-        model.backbone.load_state_dict(load_file(str(out / "last.safetensors")))
+        # States written before the weights moved inside pair with last.safetensors.
+        model.backbone.load_state_dict(payload["model"] if "model" in payload else load_file(str(out / "last.safetensors")))
         optimizer.load_state_dict(payload["optimizer"])
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise ConfigError(f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?", path) from exc

@@ -33,7 +33,7 @@ from fracdet.det.model import (
     ultralytics_offline,
 )
 from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import atomic_write_json, sha256_file
+from fracdet.fsutil import atomic_write_json, check_folder_path, sha256_file
 from fracdet.provenance import records_hash, versions
 
 __all__ = ["DetTrainConfig", "DetTrainResult", "train_detector", "parse_extra", "METRICS_NAME"]
@@ -180,6 +180,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     data_yaml = resolve_data_yaml(cfg.data).resolve()
     names = read_class_names(data_yaml)
     run_dir = (Path(cfg.output) / cfg.name).resolve()
+    check_folder_path(run_dir)
     parked: Path | None = None
     if cfg.resume:
         model, args = _resume_setup(cfg, run_dir, data_yaml, names)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import atomic_write_json, atomic_write_text
+from fracdet.fsutil import atomic_write_json, atomic_write_text, check_folder_path
 from fracdet.journal import read_jsonl, reconcile_rows, rewrite_jsonl, sort_rows, start_rows
 from fracdet.predict.config import (
     DETECTIONS,
@@ -46,6 +46,7 @@ def columns(meta: Any, with_cls: bool) -> list[str]:
 
 def prepare_output(out: Path, cfg: PredictConfig, identity: dict[str, Any], header: list[str], items: Sequence[tuple[int, str]]) -> set[str]:
     """Create, replace or reopen the output; returns the paths already done (for ``--resume``)."""
+    check_folder_path(out.parent)
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (cfg.resume or cfg.overwrite):
         raise OutputExistsError("already exists; pass --resume to continue that run or --overwrite to replace it", out)

@@ -21,8 +21,8 @@ from .corpus import CASES, Case
 runner = CliRunner()
 
 
-def snapshot(root: Path, skip: Path) -> dict[str, str]:
-    """Every path under ``root`` but ``skip``, with a content hash for files ("dir" for folders)."""
+def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Every path under ``root`` but ``skip`` (a folder), with a content hash for files ("dir" for folders)."""
     found: dict[str, str] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if Path(folder, d) != skip]
