@@ -87,8 +87,12 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output
 
 
-def make_tiny_detector(root: Path) -> Path:
-    """An untrained 1-class YOLOv8n saved as ``root/tiny_det.pt`` that draws a few boxes (offline)."""
+def make_tiny_detector(root: Path, *, seed: int | None = 0) -> Path:
+    """An untrained 1-class YOLOv8n saved as ``root/tiny_det.pt`` that draws a few boxes (offline).
+
+    ``seed=None`` draws its weights from torch's current random state (a fixture that made
+    other models first keeps the detector it always had).
+    """
     import torch
     import ultralytics
     import yaml
@@ -98,7 +102,8 @@ def make_tiny_detector(root: Path) -> Path:
     doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
     doc["nc"] = 1
     (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
-    torch.manual_seed(0)
+    if seed is not None:
+        torch.manual_seed(seed)
     detector = YOLO(str(root / "yolov8n.yaml"))
     # Untrained YOLO scores every anchor ~0.5 (its signals vanish): re-initialise so that it
     # draws a few boxes with distinct scores, as a trained one would.

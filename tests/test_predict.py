@@ -55,7 +55,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         )  # fmt: skip
         save_classifier(model, meta, root / key / "best.safetensors")
         paths[key] = root / key
-    paths["det"] = make_tiny_detector(root)
+    paths["det"] = make_tiny_detector(root, seed=None)
     return paths
 
 
