@@ -47,12 +47,14 @@ class DemoConfig:
     overwrite: bool = False
     device: str | None = None
     workers: int = 2
-    # phantoms: generated at the classifier's input size, so a crack is never resized away
-    count: int = 1000
-    shortcut_count: int = 600
+    # phantoms: generated at the classifier's input size, so a crack is never resized away;
+    # no hardware or letter markers (distractors that slow learning from scratch)
+    count: int = 2000
+    shortcut_count: int = 2000
     size: int = 96
     prevalence: float = 0.5
     crack_scale: float = 10.0
+    max_fractures: int = 3
     shortcut_rate: float = 1.0
     # classifiers
     cls_backbone: str = "resnet10t"
@@ -60,13 +62,20 @@ class DemoConfig:
     cls_batch_size: int = 16
     cls_lr: float = 5e-4
     cls_global_pool: str = "max"
+    shortcut_epochs: int = 3  # the marker is learned at once
+    # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than from scratch)
+    adv: str = "trades"
     adv_eps: float = 4 / 255
-    adv_steps: int = 1  # "fast" adversarial training: FGSM from a random start
-    adv_step_size: float = 5 / 255
+    adv_steps: int = 3
+    adv_step_size: float = 2 / 255
+    adv_trades_beta: float = 3.0
+    adv_epochs: int = 5
+    adv_lr: float = 2e-4
+    adv_global_pool: str = "avg"
     # detector
     det_model: str = "yolov8n.yaml"
     det_imgsz: int = 192
-    det_epochs: int = 20
+    det_epochs: int = 6
     # audit
     audit_ig_steps: int = 16
 
@@ -82,7 +91,7 @@ class DemoConfig:
 
 
 #: ``--quick``: about three minutes on a 2-core CPU; numbers are weaker and the summary says so.
-QUICK: dict[str, Any] = {"count": 240, "shortcut_count": 160, "cls_epochs": 4, "det_epochs": 4, "audit_ig_steps": 8}
+QUICK: dict[str, Any] = {"count": 300, "shortcut_count": 200, "cls_epochs": 4, "shortcut_epochs": 2, "adv_epochs": 1, "det_epochs": 3, "audit_ig_steps": 8}
 
 
 class _Stages:
@@ -117,20 +126,26 @@ def _phantoms_and_dataset(folder: Path, cfg: DemoConfig, *, count: int, shortcut
     from fracdet.data.convert import ConvertConfig, convert
 
     source = generate_phantoms(PhantomConfig(folder / "phantoms", count=count, size=cfg.size, seed=seed, prevalence=cfg.prevalence,
-                                             shortcut_rate=shortcut, crack_scale=cfg.crack_scale, workers=cfg.workers))  # fmt: skip
+                                             max_fractures=cfg.max_fractures, shortcut_rate=shortcut, crack_scale=cfg.crack_scale,
+                                             hardware_rate=0.0, letter_marker_rate=0.0, workers=cfg.workers))  # fmt: skip
     convert(ConvertConfig(source=source, output=folder / "dataset", split="random", seed=seed))
 
 
-def _train_classifier(folder: Path, cfg: DemoConfig, manifest: Path, *, adversarial: bool) -> None:
-    """Train, then score on the test split of the data it was trained on (its own test set)."""
+def _train_classifier(folder: Path, cfg: DemoConfig, manifest: Path, *, epochs: int, start_from: Path | None = None) -> None:
+    """Train, then score on the test split of the data it was trained on (its own test set).
+
+    ``start_from`` (a run folder) makes this the adversarial fine-tuning of that classifier.
+    """
     from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
     from fracdet.cls.train import ClsTrainConfig, train_classifier
 
-    adv = {"adv": "pgd", "adv_eps": cfg.adv_eps, "adv_steps": cfg.adv_steps, "adv_step_size": cfg.adv_step_size} if adversarial else {}
+    options: dict[str, Any] = {"global_pool": cfg.cls_global_pool, "lr": cfg.cls_lr}
+    if start_from is not None:
+        options = {"weights": start_from / "best.safetensors", "global_pool": cfg.adv_global_pool, "lr": cfg.adv_lr, "adv": cfg.adv,
+                   "adv_eps": cfg.adv_eps, "adv_steps": cfg.adv_steps, "adv_step_size": cfg.adv_step_size, "trades_beta": cfg.adv_trades_beta}  # fmt: skip
     train_classifier(ClsTrainConfig(
-        manifest=manifest, output=folder, backbone=cfg.cls_backbone, image_size=cfg.size, global_pool=cfg.cls_global_pool,
-        epochs=cfg.cls_epochs, batch_size=cfg.cls_batch_size, lr=cfg.cls_lr, patience=cfg.cls_epochs, workers=cfg.workers,
-        device=cfg.device, seed=cfg.seed, **adv,
+        manifest=manifest, output=folder, backbone=cfg.cls_backbone, image_size=cfg.size, epochs=epochs, batch_size=cfg.cls_batch_size,
+        patience=epochs, workers=cfg.workers, device=cfg.device, seed=cfg.seed, **options,
     ))  # fmt: skip
     evaluate_classifier(EvalClsConfig(folder, manifest, split="test", output=folder / "eval", workers=cfg.workers, device=cfg.device, n_boot=500, seed=cfg.seed))
 
@@ -172,15 +187,19 @@ def run_demo(config: DemoConfig) -> DemoSummary:
         raise OutputExistsError("exists and is not a demo folder; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out, fresh=cfg.fresh or cfg.overwrite)
-    common = {"seed": cfg.seed, "size": cfg.size, "prevalence": cfg.prevalence, "crack_scale": cfg.crack_scale}
+    common = {"seed": cfg.seed, "size": cfg.size, "prevalence": cfg.prevalence, "crack_scale": cfg.crack_scale, "max_fractures": cfg.max_fractures}
     clean = stages.run("data-clean", {**common, "count": cfg.count}, (), lambda f: _phantoms_and_dataset(f, cfg, count=cfg.count, shortcut=None, seed=cfg.seed))
     shortcut = stages.run("data-shortcut", {**common, "count": cfg.shortcut_count, "rate": cfg.shortcut_rate}, (),
                           lambda f: _phantoms_and_dataset(f, cfg, count=cfg.shortcut_count, shortcut=cfg.shortcut_rate, seed=cfg.seed + 1))  # fmt: skip
     cls_options = {k: v for k, v in asdict(cfg).items() if k.startswith("cls_")} | {"seed": cfg.seed}
-    adv_options = {k: v for k, v in asdict(cfg).items() if k.startswith("adv_")}
-    standard = stages.run("cls-standard", cls_options, ("data-clean",), lambda f: _train_classifier(f, cfg, clean / "dataset" / "manifest.csv", adversarial=False))
-    robust = stages.run("cls-adversarial", cls_options | adv_options, ("data-clean",), lambda f: _train_classifier(f, cfg, clean / "dataset" / "manifest.csv", adversarial=True))
-    cheat = stages.run("cls-shortcut", cls_options, ("data-shortcut",), lambda f: _train_classifier(f, cfg, shortcut / "dataset" / "manifest.csv", adversarial=False))
+    adv_options = {k: v for k, v in asdict(cfg).items() if k.startswith("adv")}
+    clean_manifest, shortcut_manifest = clean / "dataset" / "manifest.csv", shortcut / "dataset" / "manifest.csv"
+    standard = stages.run("cls-standard", cls_options | {"epochs": cfg.cls_epochs}, ("data-clean",),
+                          lambda f: _train_classifier(f, cfg, clean_manifest, epochs=cfg.cls_epochs))  # fmt: skip
+    robust = stages.run("cls-adversarial", cls_options | adv_options, ("data-clean", "cls-standard"),
+                        lambda f: _train_classifier(f, cfg, clean_manifest, epochs=cfg.adv_epochs, start_from=standard))  # fmt: skip
+    cheat = stages.run("cls-shortcut", cls_options | {"epochs": cfg.shortcut_epochs}, ("data-shortcut",),
+                       lambda f: _train_classifier(f, cfg, shortcut_manifest, epochs=cfg.shortcut_epochs))  # fmt: skip
     det_options = {"model": cfg.det_model, "imgsz": cfg.det_imgsz, "epochs": cfg.det_epochs, "seed": cfg.seed}
     det = stages.run("det", det_options, ("data-clean",), lambda f: _train_detector(f, cfg, clean / "dataset"))
     detector = det / "train" / "weights" / "best.pt"
