@@ -326,8 +326,8 @@ def test_registry_refuses_unknown_methods_with_a_close_match():
 
 
 def test_registry_accepts_table_codes_and_passes_settings(resnet10t):
-    ig = create_explainer("IG", LinearLogit(WEIGHT), image_size=2, channels="sum", baseline=0.25, ig_steps=7)
-    assert isinstance(ig, IntegratedGradientsExplainer) and (ig.channels, ig.baseline, ig.n_steps) == ("sum", 0.25, 7)
+    ig = create_explainer("IG", LinearLogit(WEIGHT), image_size=2, channels="sum", baseline=0.25, ig_steps=7, ig_internal_batch_size=4)
+    assert isinstance(ig, IntegratedGradientsExplainer) and (ig.channels, ig.baseline, ig.n_steps, ig.internal_batch_size) == ("sum", 0.25, 7, 4)
     dl = create_explainer("DeepLIFT", LinearLogit(WEIGHT), image_size=2, baseline=0.5)
     assert isinstance(dl, DeepLiftExplainer) and dl.baseline == 0.5
     cam = create_explainer("gc++", resnet10t, image_size=32)

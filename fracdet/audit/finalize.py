@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,13 @@ def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], 
     return rows
 
 
+def _with_finalize_seconds(seconds: dict[str, float], *, summary: float, figures: float) -> dict[str, float]:
+    """The image loop's stages, then the summary's and the figures' own; ``total`` covers them all."""
+    stages = {k: v for k, v in seconds.items() if k != "total"}
+    stages |= {"summary": round(summary, 3), "figures": round(figures, 3)}
+    return stages | {"total": round(float(seconds.get("total", 0.0)) + summary + figures, 3)}
+
+
 def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> AuditSummary:
     """Write ``metrics.json``, the figures and ``report.html``/``report.md`` into ``out``."""
     from fracdet.audit.report import headline, write_audit_report
@@ -73,7 +81,9 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
     header, rows = read_rows(out / "per_image.csv")
     store = AuditStore(out, header)
     detections = store.detection_entries()
+    started = time.perf_counter()
     metrics = summarize(header, rows, detections, inputs, state)
+    summary_s = time.perf_counter() - started
     config = state["config"]
     focus = metrics["focus_percentile"]
     codes = metrics["methods"]
@@ -94,7 +104,8 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
             if grid:
                 figures[f"grid:{model}"] = plot_grid(grid, columns, figures_dir / f"grid_{model}.png", title=f"{model}: attributions on clean and PGD inputs")
     metrics["figures"] = {k: str(v.relative_to(out)) for k, v in figures.items()}
-    metrics["provenance"] = {k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "seconds", "shards")} | {
+    metrics["provenance"] = {k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "shards")} | {
+        "seconds": _with_finalize_seconds(state.get("seconds") or {}, summary=summary_s, figures=time.perf_counter() - started - summary_s),
         "seed": config["seed"], "data_hash": inputs.data_hash, "config": config, "classifiers": state["identity"]["classifiers"], "detector": state["identity"]["detector"],
     }  # fmt: skip
     atomic_write_json(out / METRICS, metrics)
