@@ -37,6 +37,7 @@ is missed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -189,6 +190,7 @@ class Floor:
     precision: str
     batches: list[tuple[Any, Any]]
     seed: int
+    seconds: dict[str, float] = field(default_factory=dict)  # per call kind, over the last run
 
     def _calls(self, images, labels, generator) -> None:
         import torch
@@ -197,18 +199,23 @@ class Floor:
         from fracdet.runtime import autocast
 
         device = torch.device("cpu")
+        start = time.perf_counter()
         with autocast(device, self.precision):
             adv = attack(self.model, images, labels, self.attack, generator=generator)
+        self.seconds["attack"] = self.seconds.get("attack", 0.0) + time.perf_counter() - start
         targets = [1] * len(images)  # the audit's default: explain the fracture class
-        for explainer in self.explainers.values():
+        for code, explainer in self.explainers.items():
+            start = time.perf_counter()
             for inputs in (images, adv):
                 with autocast(device, self.precision):
                     explainer.attribute(inputs, targets)
+            self.seconds[f"attr:{code}"] = self.seconds.get(f"attr:{code}", 0.0) + time.perf_counter() - start
 
     def batched(self, limit: int | None = None) -> None:
         """(b): every batch as the audit cuts them; each batch's attack start seeded as the audit seeds it."""
         import torch
 
+        self.seconds = {}
         for chunk, (images, labels) in enumerate(self.batches[:limit]):
             self._calls(images, labels, torch.Generator().manual_seed(self.seed * 1_000_003 + chunk))
 
@@ -216,6 +223,7 @@ class Floor:
         """(c): the same calls, one image at a time."""
         import torch
 
+        self.seconds = {}
         k = 0
         for images, labels in self.batches:
             for i in range(len(images)):
@@ -307,7 +315,7 @@ def quality(out_fp32: Path, out_bf16: Path) -> dict[str, dict[str, float]]:
 
 
 def stage_seconds(out: Path) -> dict[str, float]:
-    """The audit's own time per stage (metrics.json provenance), and its wall time before and after the image loop."""
+    """The audit's own time per stage, as its metrics.json provenance records it."""
     return dict(json.loads((out / "metrics.json").read_text())["provenance"]["seconds"])
 
 
@@ -352,7 +360,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         suffix = "" if precision == "fp32" else f"_{precision}"
         variants[f"audit{suffix}"] = lambda precision=precision: audit(precision)
         variants[f"floor{suffix}"] = floors[precision].batched
-    variants["loop"] = floors["fp32"].per_image
+    loop = dataclasses.replace(floors["fp32"], seconds={})  # the same model, explainers and tensors; its own timings
+    variants["loop"] = loop.per_image
 
     print("warm-up ...", flush=True)
     from fracdet.audit.inputs import load_inputs
@@ -362,7 +371,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     for precision in precisions:
         run_audit(audit_config(args, dataset, cls, work / f"warm_{precision}", precision, warm))
         floors[precision].batched(limit=1)
-    floors["fp32"].per_image(limit=2)
+    loop.per_image(limit=2)
 
     results.times = {name: [] for name in variants}
     names = list(variants)
@@ -372,7 +381,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
             results.times[name].append(timed(variants[name]))
             print(f"round {i + 1}/{args.rounds}: {name} {results.times[name][-1]:.1f} s (load {uptime_load()})", flush=True)
     for precision in precisions:
-        results.stages[precision] = stage_seconds(outputs[precision])
+        results.stages[f"audit {precision}"] = stage_seconds(outputs[precision])
+    for precision in precisions:
+        results.stages[f"floor {precision}"] = {**floors[precision].seconds, "total": sum(floors[precision].seconds.values())}
+    results.stages["loop fp32"] = {**loop.seconds, "total": sum(loop.seconds.values())}
     if "bf16" in outputs:
         results.quality = quality(outputs["fp32"], outputs["bf16"])
 
@@ -437,8 +449,8 @@ def print_table(results: Results) -> None:
         okr = "ok" if s["rss_growth"] <= RSS_GROWTH_TARGET else "MISSED"
         rows.append(("peak memory growth, 10x the images", f"{s['rss_growth']:.2f}x", "", f"<= {RSS_GROWTH_TARGET:.2f}x", okr))
     print_rows(("measure", "value", "", "target", ""), rows)
-    for precision, stages in results.stages.items():
-        print(f"\ntime per stage of (a), {precision}, last round (metrics.json provenance):")
+    for variant, stages in results.stages.items():
+        print(f"\ntime per stage, {variant}, last round (the audit's from its metrics.json provenance):")
         print_rows(("stage", "seconds", "share"), [(k, f"{v:.2f}", f"{100 * v / stages['total']:.1f}%" if k != "total" else "") for k, v in stages.items()])
     if results.quality:
         print("\nfp32 vs bf16 (the same images, attack starts and checkpoint):")
