@@ -46,18 +46,24 @@ def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], 
                detections: Sequence[dict[str, Any]], *, image_size: int, batch_size: int, det_conf: float) -> list[GridRow]:  # fmt: skip
     from fracdet.data.datasets import ClassificationDataset
 
+    # one decoder for every picked image, and each chunk's maps read once however many picks it holds
+    pixels_of = ClassificationDataset([items[index].record() for index, _ in picks], image_size)
+    chunks: dict[Path, dict[str, np.ndarray]] = {}
     rows = []
-    for index, why in picks:
+    for k, (index, why) in enumerate(picks):
         item = items[index]
         chunk = (index - 1) // batch_size
         path = store.map_path(model, chunk)
         if not path.is_file():
             logger.warning("no saved maps for %s (%s): not in the figure grid", item.key, path)
             continue
-        with np.load(path) as saved:
-            position = int(np.flatnonzero(saved["index"] == index)[0])
-            maps = [saved[f"{method_column(c)}_{cond}"][position] for c in codes for cond in ("clean", "pgd")]
-        pixels = ClassificationDataset([item.record()], image_size)[0][0]
+        if path not in chunks:
+            with np.load(path) as saved:
+                chunks[path] = {name: saved[name] for name in saved.files}
+        saved = chunks[path]
+        position = int(np.flatnonzero(saved["index"] == index)[0])
+        maps = [saved[f"{method_column(c)}_{cond}"][position] for c in codes for cond in ("clean", "pgd")]
+        pixels = pixels_of[k][0]
         if pixels is None:
             continue
         gt = [box_to_model_frame(b, item.height, item.width, image_size).as_list() for b in item.boxes] if item.width else []
