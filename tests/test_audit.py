@@ -172,7 +172,7 @@ def test_plain_folder_runs_what_needs_no_ground_truth(models, tmp_path):
 
 
 def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, tmp_path, monkeypatch):
-    """precision: bf16 runs the shared pass, the attack, DeepLIFT and IG under autocast, on a channels-last model."""
+    """precision: bf16 runs the shared pass, the attack, DeepLIFT and IG under autocast."""
     import fracdet.audit.engine as engine
     import fracdet.robust.attacks as attacks
     from fracdet.explain import DeepLiftExplainer, IntegratedGradientsExplainer
@@ -187,12 +187,14 @@ def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, 
         return wrapped
 
     monkeypatch.setattr(engine, "decide_and_explain", spy("shared", engine.decide_and_explain))
+    monkeypatch.setattr(engine, "deeplift_one_reference", spy("DL", engine.deeplift_one_reference))
     monkeypatch.setattr(attacks, "attack", spy("attack", attacks.attack))
-    for cls in (DeepLiftExplainer, IntegratedGradientsExplainer):
-        monkeypatch.setattr(cls, "attribute", spy(cls.__name__, cls.attribute))
+    monkeypatch.setattr(IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute))
+    monkeypatch.setattr(DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute))
     out = tmp_path / "bf16"
     run_audit(_cfg(phantom_dataset, out, models, classifiers=(models["a"],), detector=None, max_images=8, precision="bf16"))
-    assert seen == {"shared": {True}, "attack": {True}, "DeepLiftExplainer": {True}, "IntegratedGradientsExplainer": {True}}
+    # a ResNet's DeepLIFT takes the one-reference path, never captum's doubled batch
+    assert seen == {"shared": {True}, "attack": {True}, "DL": {True}, "IG": {True}}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["provenance"]["precision"] == "bf16"
     assert {"decoding", "forward+SM+GC", "attack", "attr:DL", "attr:IG", "metrics", "saving", "summary", "figures", "total"} <= set(metrics["provenance"]["seconds"])

@@ -21,7 +21,13 @@ from fracdet.explain import (
     deeplift_ready_copy,
 )
 from fracdet.explain.captum_methods import _ReluMaxPool2d
-from fracdet.explain.fused import decide_and_explain, shares_pass
+from fracdet.explain.fused import (
+    _RescaleReLUs,
+    decide_and_explain,
+    deeplift_one_reference,
+    one_reference_applies,
+    shares_pass,
+)
 
 
 class LinearLogit(nn.Module):
@@ -269,6 +275,36 @@ def test_the_shared_pass_keeps_a_multiclass_models_class_logit():
     shared = decide_and_explain(model, images, explainers, [2, 0])
     for code, explainer in explainers.items():
         np.testing.assert_allclose(shared.maps[code], explainer.attribute(images, [2, 0]), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(("backbone", "outputs", "baseline", "targets"), [
+    ("resnet10t", 1, 0.0, [1, 0, 1]), ("resnet10t", 1, 0.3, [0, 0, 1]), ("resnet18", 1, 0.0, [1, 1, 0]), ("resnet10t", 3, 0.0, [2, 0, 1]),
+])  # fmt: skip
+def test_deeplift_with_one_reference_is_captums_deeplift(backbone, outputs, baseline, targets):
+    torch.manual_seed(0)
+    model = create_classifier(backbone, num_outputs=outputs).eval()
+    images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    explainer = DeepLiftExplainer(model, baseline=baseline, channels="sum")
+    assert one_reference_applies(explainer)
+    expected = explainer.attribute(images, targets)
+    fast = deeplift_one_reference(explainer, images, targets)
+    np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    single = deeplift_one_reference(explainer, images[:1], targets[:1])  # a batch of one, as a last chunk may be
+    np.testing.assert_allclose(single, expected[:1], rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules():
+    assert not one_reference_applies(SaliencyExplainer(LinearLogit(WEIGHT)))
+    squashed = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0))
+    squashed(torch.rand(1, 1, 8, 8))
+    assert not one_reference_applies(DeepLiftExplainer(squashed))  # captum's rule for Sigmoid: keep captum
+    relu = nn.ReLU()
+    twice = nn.Sequential(nn.Conv2d(1, 2, 3), relu, nn.Conv2d(2, 2, 3), relu)
+    rules = _RescaleReLUs(twice)
+    rules.reference = {}
+    with pytest.raises(RuntimeError, match="runs twice per forward"):
+        twice(torch.rand(1, 1, 8, 8))
+    rules.remove()
 
 
 def test_integrated_gradients_delta_from_given_logits_is_captums(resnet10t, grey_batch):

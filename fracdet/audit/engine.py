@@ -9,8 +9,9 @@ saw, so clean and attacked inputs differ by the perturbation alone.
 
 An audit is compute-bound, so passes are shared where the maths allows: the clean and the
 PGD forwards also serve Saliency and Grad-CAM (one backward of the target logit gives both,
-see :mod:`fracdet.explain.fused`) and Integrated Gradients' convergence delta. The stage
-timer calls that shared pass ``forward+SM+GC``. The attack and every attribution run under
+see :mod:`fracdet.explain.fused`) and Integrated Gradients' convergence delta, and DeepLIFT
+runs its baseline image once per batch instead of once per image. The stage timer calls the
+shared pass ``forward+SM+GC``. The attack and every attribution run under
 the classifier's precision (autocast), as the forwards do.
 """
 
@@ -31,7 +32,12 @@ from fracdet.audit.inputs import AuditItem
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_iou, box_to_model_frame, boxes_mask
 from fracdet.explain.captum_methods import IntegratedGradientsExplainer
-from fracdet.explain.fused import decide_and_explain, shares_pass
+from fracdet.explain.fused import (
+    decide_and_explain,
+    deeplift_one_reference,
+    one_reference_applies,
+    shares_pass,
+)
 from fracdet.explain.localization import (
     RankedMap,
     localization_scores,
@@ -157,6 +163,7 @@ def audit_batch(
     has_labels = all(item.label is not None for item in items)
 
     shared = {code: e for code, e in clf.explainers.items() if shares_pass(e, clf.model)}
+    one_reference = {code for code, e in clf.explainers.items() if one_reference_applies(e)}
     shared_stage = "+".join(["forward", *shared])
 
     def choose_targets(logits: torch.Tensor) -> list[int]:
@@ -191,6 +198,8 @@ def audit_batch(
             with timer(f"attr:{code}"), autocast(device, clf.precision):
                 if isinstance(explainer, IntegratedGradientsExplainer):
                     attr = explainer.attribute(inputs[cond], target, logits=passes[cond].logits)
+                elif code in one_reference:
+                    attr = deeplift_one_reference(explainer, inputs[cond], target)
                 else:
                     attr = explainer.attribute(inputs[cond], target)
             maps[code, cond] = np.nan_to_num(attr)

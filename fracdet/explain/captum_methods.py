@@ -327,16 +327,26 @@ class DeepLiftExplainer(Explainer):
         self._ready = deeplift_ready_copy(model)
         self._split_done = False
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
-        from captum.attr import DeepLift
+    @property
+    def ready(self) -> nn.Module:
+        """The prepared copy (see :func:`deeplift_ready_copy`) as built, wherever it is."""
+        return self._ready
 
-        targets = resolve_targets(target, len(images))
+    def ready_model(self, images: torch.Tensor) -> nn.Module:
+        """The prepared copy DeepLIFT runs on, on ``images``' device, its reused modules split (once)."""
         self._ready.to(images.device)
         if not self._split_done:
             _split_reused(self._ready, images[:1])
             self._split_done = True
-        with _evaluating(self._ready):
-            attributions = DeepLift(TwoClassLogits(self._ready)).attribute(
+        return self._ready
+
+    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+        from captum.attr import DeepLift
+
+        targets = resolve_targets(target, len(images))
+        ready = self.ready_model(images)
+        with _evaluating(ready):
+            attributions = DeepLift(TwoClassLogits(ready)).attribute(
                 _leaf(images), baselines=torch.full_like(images, self.baseline), target=targets
             )
         return aggregate_channels(attributions, self.channels)

@@ -7,10 +7,16 @@ backward of the target logit down to the input, gives all three: the layer's gra
 caught on its way through. Run separately, the explainers cost one forward and one backward
 each, plus a forward for the decision.
 
-The audit calls :func:`decide_and_explain` on every batch. The separate explainers stay the
-interface for users and compute the same maps (``tests/test_explain.py`` holds them equal
-within float tolerance). Other methods (DeepLIFT, Integrated Gradients) need passes of their
-own and are not accepted here.
+DeepLIFT needs a pass of its own, but not captum's: captum runs the batch and one copy of
+the baseline per image as one doubled batch, forward and backward, although the baseline is a
+single constant image. :func:`deeplift_one_reference` runs that image once, then the batch
+with each ReLU's gradient replaced by the Rescale rule's multiplier against it: about half
+the work, for the networks where that rule is all captum applies (ReLU networks such as
+timm's ResNets; others go to captum).
+
+The audit calls :func:`decide_and_explain` and :func:`deeplift_one_reference` on every batch.
+The separate explainers stay the interface for users and compute the same maps
+(``tests/test_explain.py`` holds them equal within float tolerance).
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from fracdet.explain.base import Explainer, aggregate_channels, resolve_targets
-from fracdet.explain.captum_methods import SaliencyExplainer
+from fracdet.explain.base import Explainer, TwoClassLogits, aggregate_channels, resolve_targets
+from fracdet.explain.captum_methods import DeepLiftExplainer, SaliencyExplainer
 from fracdet.explain.gradcam import GradCAMExplainer, cam_maps
 
-__all__ = ["SharedPass", "shares_pass", "decide_and_explain", "target_scores"]
+__all__ = ["SharedPass", "shares_pass", "decide_and_explain", "target_scores", "one_reference_applies", "deeplift_one_reference"]
+
+#: captum's DeepLift default: below this input change the plain gradient is used
+DEEPLIFT_EPS = 1e-10
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +130,71 @@ def decide_and_explain(
                 activations, gradients = explainer.reshape(activations), explainer.reshape(gradients)
             maps[code] = cam_maps(activations, gradients, plus=explainer.plus, size=tuple(images.shape[-2:]))
     return SharedPass(logits, targets, maps)
+
+
+def one_reference_applies(explainer: Explainer) -> bool:
+    """Whether :func:`deeplift_one_reference` reproduces ``explainer``: DeepLIFT whose every captum-ruled module is a ReLU."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    if not isinstance(explainer, DeepLiftExplainer):
+        return False
+    return all(type(m) is nn.ReLU for m in explainer.ready.modules() if type(m) in SUPPORTED_NON_LINEAR)
+
+
+class _RescaleReLUs:
+    """Forward hooks on every ReLU: record the reference's inputs, then route gradients by the Rescale rule.
+
+    In the reference forward each ReLU keeps its input ``x0`` (and output ``y0``). In the
+    batch's forward it returns the same output, rewired so that the gradient reaching its
+    input is ``grad * (y - y0) / (x - x0)``, or the ReLU's own gradient where
+    ``|x - x0| < eps``: captum's rule for ReLU (``nonlinear`` in ``captum.attr._core.deep_lift``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.reference: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.recording = True
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if type(m) is nn.ReLU]
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+        x = inputs[0]
+        if self.recording:
+            if module in self.reference:
+                raise RuntimeError(f"{module} runs twice per forward: DeepLIFT needs one module per use")
+            self.reference[module] = (x.detach(), output.detach())
+            return None
+        x0, y0 = self.reference[module]
+        with torch.no_grad():
+            delta_in = x - x0
+            multiplier = torch.where(delta_in.abs() < DEEPLIFT_EPS, (x > 0).to(x.dtype), (output - y0) / delta_in)
+        return output.detach() + multiplier * (x - x.detach())  # the ReLU's value, the rule's gradient
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def deeplift_one_reference(explainer: DeepLiftExplainer, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    """``explainer.attribute(images, target)`` (captum's DeepLIFT, Rescale rule) with the baseline image run once.
+
+    Only where :func:`one_reference_applies`: the ReLUs are then the only modules captum
+    treats specially, and every other layer passes gradients as autograd does.
+    """
+    targets = resolve_targets(target, len(images))
+    model = TwoClassLogits(explainer.ready_model(images))
+    rules = _RescaleReLUs(model)
+    rules.reference = {}
+    try:
+        with torch.no_grad():
+            # two copies of the baseline, not one: for a single image oneDNN picks other kernels,
+            # whose last-bit differences flip the multiplier where activations tie (x = x0 = 0)
+            model(torch.full((2, *images.shape[1:]), explainer.baseline, dtype=images.dtype, device=images.device))
+        rules.reference = {module: (x0[:1], y0[:1]) for module, (x0, y0) in rules.reference.items()}
+        rules.recording = False
+        with torch.enable_grad():
+            x = images.detach().clone().requires_grad_(True)
+            logits = model(x)
+            scores = logits.gather(1, torch.as_tensor(targets, device=x.device).view(-1, 1))
+            (grad,) = torch.autograd.grad(scores.sum(), x)
+    finally:
+        rules.remove()
+    return aggregate_channels((images.detach() - explainer.baseline) * grad, explainer.channels)
