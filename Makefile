@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/train_cls.py
 	$(BIN)/python benchmarks/predict.py
+	$(BIN)/python benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info

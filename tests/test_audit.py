@@ -148,6 +148,46 @@ def test_plain_folder_runs_what_needs_no_ground_truth(models, tmp_path):
     assert "PGD flips" in summary.line()
 
 
+def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, tmp_path, monkeypatch):
+    """precision: bf16 runs the shared pass, the attack, DeepLIFT and IG under autocast."""
+    import fracdet.audit.engine as engine
+    import fracdet.robust.attacks as attacks
+    from fracdet.explain import DeepLiftExplainer, IntegratedGradientsExplainer
+
+    seen: dict[str, set[bool]] = {}
+
+    def spy(name, func):
+        def wrapped(*args, **kwargs):
+            seen.setdefault(name, set()).add(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return func(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(engine, "decide_and_explain", spy("shared", engine.decide_and_explain))
+    monkeypatch.setattr(engine, "deeplift_one_reference", spy("DL", engine.deeplift_one_reference))
+    monkeypatch.setattr(attacks, "attack", spy("attack", attacks.attack))
+    monkeypatch.setattr(IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute))
+    monkeypatch.setattr(DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute))
+    out = tmp_path / "bf16"
+    run_audit(_cfg(phantom_dataset, out, models, classifiers=(models["a"],), detector=None, max_images=8, precision="bf16"))
+    # a ResNet's DeepLIFT takes the one-reference path, never captum's doubled batch
+    assert seen == {"shared": {True}, "attack": {True}, "DL": {True}, "IG": {True}}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["provenance"]["precision"] == "bf16"
+    assert {"decoding", "forward+SM+GC", "attack", "attr:DL", "attr:IG", "metrics", "saving", "summary", "figures", "total"} <= set(metrics["provenance"]["seconds"])
+
+
+def test_the_audit_prepares_models_for_its_precision(models):
+    from fracdet.audit.models import load_classifiers
+
+    cfg = AuditConfig(dataset=Path("unused"), classifiers=(models["a"],), batch_size=3)
+    (fp32,), _ = load_classifiers(cfg, torch.device("cpu"), "fp32")
+    (bf16,), _ = load_classifiers(cfg, torch.device("cpu"), "bf16")
+    conv = lambda clf: next(m for m in clf.model.modules() if isinstance(m, torch.nn.Conv2d)).weight  # noqa: E731
+    assert not conv(fp32).is_contiguous(memory_format=torch.channels_last) and conv(bf16).is_contiguous(memory_format=torch.channels_last)
+    assert fp32.explainers["IG"].internal_batch_size == 3  # IG's memory bounded by the batch, not ig_steps x batch
+
+
 def test_chunks_cover_every_image_once():
     items = list(range(10))
     chunks = chunk_items(items, 4)

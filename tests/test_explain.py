@@ -16,10 +16,18 @@ from fracdet.explain import (
     GradCAMExplainer,
     IntegratedGradientsExplainer,
     SaliencyExplainer,
+    TwoClassLogits,
     create_explainer,
     deeplift_ready_copy,
 )
 from fracdet.explain.captum_methods import _ReluMaxPool2d
+from fracdet.explain.fused import (
+    _RescaleReLUs,
+    decide_and_explain,
+    deeplift_one_reference,
+    one_reference_applies,
+    shares_pass,
+)
 
 
 class LinearLogit(nn.Module):
@@ -217,6 +225,116 @@ def test_integrated_gradients_delta_shrinks_with_more_steps(resnet10t, grey_batc
     assert deltas[64] < deltas[2]
 
 
+# --- one pass for the decision, Saliency and Grad-CAM (the audit's fast path) ----------------
+
+
+@pytest.mark.parametrize("channels", ["abs_max", "sum"])
+def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logits(resnet10t, channels):
+    images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    explainers = {
+        "SM": SaliencyExplainer(resnet10t, channels=channels),
+        "GC": GradCAMExplainer(resnet10t, image_size=64),
+        "GC++": GradCAMExplainer(resnet10t, image_size=64, plus=True),
+    }
+    with torch.no_grad():
+        logits = resnet10t(images)
+    for targets in ([1, 1, 1], [0, 1, 0]):
+        shared = decide_and_explain(resnet10t, images, explainers, targets)
+        torch.testing.assert_close(shared.logits, logits)
+        assert shared.targets == targets and set(shared.maps) == set(explainers)
+        for code, explainer in explainers.items():
+            expected = explainer.attribute(images, targets)
+            assert shared.maps[code].dtype == np.float32 and shared.maps[code].shape == (3, 64, 64)
+            np.testing.assert_allclose(shared.maps[code], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max(), err_msg=code)
+    # targets chosen from the pass's own logits (the predicted class)
+    predicted = decide_and_explain(resnet10t, images, explainers, lambda z: (z > 0).long().tolist())
+    assert predicted.targets == (logits > 0).long().tolist()
+    np.testing.assert_allclose(predicted.maps["SM"], explainers["SM"].attribute(images, predicted.targets), rtol=1e-5, atol=1e-9)
+    assert resnet10t.training is False and all(p.grad is None for p in resnet10t.parameters())
+
+
+def test_the_shared_pass_without_explainers_is_the_forward_and_refuses_other_methods(resnet10t, grey_batch):
+    bare = decide_and_explain(resnet10t, grey_batch, {})
+    with torch.no_grad():
+        torch.testing.assert_close(bare.logits, resnet10t(grey_batch))
+    assert bare.maps == {} and bare.targets == [1, 1]
+    deeplift = DeepLiftExplainer(resnet10t)
+    assert not shares_pass(deeplift, resnet10t)
+    with pytest.raises(ValueError, match="DL: only Saliency and Grad-CAM explainers bound to this model"):
+        decide_and_explain(resnet10t, grey_batch, {"DL": deeplift})
+    other = create_classifier("resnet10t", num_outputs=1).eval()
+    with pytest.raises(ValueError, match="SM: only Saliency and Grad-CAM"):
+        decide_and_explain(resnet10t, grey_batch, {"SM": SaliencyExplainer(other)})
+
+
+def test_the_shared_pass_keeps_a_multiclass_models_class_logit():
+    torch.manual_seed(0)
+    model = create_classifier("resnet10t", num_outputs=3).eval()
+    images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    explainers = {"SM": SaliencyExplainer(model), "GC": GradCAMExplainer(model, image_size=32)}
+    shared = decide_and_explain(model, images, explainers, [2, 0])
+    for code, explainer in explainers.items():
+        np.testing.assert_allclose(shared.maps[code], explainer.attribute(images, [2, 0]), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(("backbone", "outputs", "baseline", "targets"), [
+    ("resnet10t", 1, 0.0, [1, 0, 1]), ("resnet10t", 1, 0.3, [0, 0, 1]), ("resnet18", 1, 0.0, [1, 1, 0]), ("resnet10t", 3, 0.0, [2, 0, 1]),
+])  # fmt: skip
+def test_deeplift_with_one_reference_is_captums_deeplift(backbone, outputs, baseline, targets):
+    torch.manual_seed(0)
+    model = create_classifier(backbone, num_outputs=outputs).eval()
+    images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    explainer = DeepLiftExplainer(model, baseline=baseline, channels="sum")
+    assert one_reference_applies(explainer)
+    expected = explainer.attribute(images, targets)
+    fast = deeplift_one_reference(explainer, images, targets)
+    np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    single = deeplift_one_reference(explainer, images[:1], targets[:1])  # a batch of one, as a last chunk may be
+    np.testing.assert_allclose(single, expected[:1], rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules():
+    assert not one_reference_applies(SaliencyExplainer(LinearLogit(WEIGHT)))
+    squashed = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0))
+    squashed(torch.rand(1, 1, 8, 8))
+    assert not one_reference_applies(DeepLiftExplainer(squashed))  # captum's rule for Sigmoid: keep captum
+    relu = nn.ReLU()
+    twice = nn.Sequential(nn.Conv2d(1, 2, 3), relu, nn.Conv2d(2, 2, 3), relu)
+    rules = _RescaleReLUs(twice)
+    rules.reference = {}
+    with pytest.raises(RuntimeError, match="runs twice per forward"):
+        twice(torch.rand(1, 1, 8, 8))
+    rules.remove()
+
+
+def test_integrated_gradients_delta_from_given_logits_is_captums(resnet10t, grey_batch):
+    from captum.attr import IntegratedGradients
+
+    explainer = IntegratedGradientsExplainer(resnet10t, n_steps=4, baseline=0.25)
+    targets = [0, 1]
+    _, captum_delta = IntegratedGradients(TwoClassLogits(resnet10t)).attribute(
+        grey_batch.clone().requires_grad_(), baselines=torch.full_like(grey_batch, 0.25), target=targets, n_steps=4, return_convergence_delta=True
+    )
+    maps = explainer.attribute(grey_batch, targets)
+    np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        logits = resnet10t(grey_batch)
+    np.testing.assert_allclose(explainer.attribute(grey_batch, targets, logits=logits), maps, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="got logits for 1 images and 2 images"):
+        explainer.attribute(grey_batch, targets, logits=logits[:1])
+
+
+def test_explainers_run_under_a_bf16_autocast(resnet10t, grey_batch):
+    """The audit runs attributions under its precision: Grad-CAM falls back to float32 for numpy, the shared pass too."""
+    cam = GradCAMExplainer(resnet10t, image_size=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        maps = cam.attribute(grey_batch)
+        shared = decide_and_explain(resnet10t, grey_batch, {"SM": SaliencyExplainer(resnet10t), "GC": cam})
+    np.testing.assert_allclose(maps, cam.attribute(grey_batch), atol=1e-5)
+    assert shared.logits.dtype == torch.float32 and all(m.dtype == np.float32 and np.isfinite(m).all() for m in shared.maps.values())
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -244,8 +362,8 @@ def test_registry_refuses_unknown_methods_with_a_close_match():
 
 
 def test_registry_accepts_table_codes_and_passes_settings(resnet10t):
-    ig = create_explainer("IG", LinearLogit(WEIGHT), image_size=2, channels="sum", baseline=0.25, ig_steps=7)
-    assert isinstance(ig, IntegratedGradientsExplainer) and (ig.channels, ig.baseline, ig.n_steps) == ("sum", 0.25, 7)
+    ig = create_explainer("IG", LinearLogit(WEIGHT), image_size=2, channels="sum", baseline=0.25, ig_steps=7, ig_internal_batch_size=4)
+    assert isinstance(ig, IntegratedGradientsExplainer) and (ig.channels, ig.baseline, ig.n_steps, ig.internal_batch_size) == ("sum", 0.25, 7, 4)
     dl = create_explainer("DeepLIFT", LinearLogit(WEIGHT), image_size=2, baseline=0.5)
     assert isinstance(dl, DeepLiftExplainer) and dl.baseline == 0.5
     cam = create_explainer("gc++", resnet10t, image_size=32)

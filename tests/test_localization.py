@@ -14,11 +14,13 @@ from hypothesis.extra.numpy import arrays
 from fracdet.data.formats import Box
 from fracdet.data.geometry import boxes_mask
 from fracdet.explain.localization import (
+    RankedMap,
     box_area_share,
     coverage_at_percentile,
     coverage_at_percentiles,
     energy_in_box,
     localization_scores,
+    near_mask,
     pointing_game,
     pointing_game_baseline,
     rank_correlation,
@@ -312,6 +314,32 @@ def test_localization_scores_hand_computed():
     assert scores["pointing_baseline"] == 1.0
 
 
+# ---------------------------------------------------------------- one sort per map
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=maps_and_masks, other=st.integers(0, 2**32 - 1), tolerance=st.floats(0, 4))
+def test_a_ranked_map_scores_as_the_plain_map(data, other, tolerance):
+    """The audit sorts each map once (RankedMap) and computes each mask's zone once (near_mask): same numbers."""
+    attr, mask = data
+    twin = np.round(attr + np.random.default_rng(other).normal(size=attr.shape), 1)  # rounded: ties
+    ranked, ranked_twin = RankedMap.of(attr), RankedMap.of(twin)
+    plain = localization_scores(attr, mask, percentiles=(5, 25, 50), tolerance_px=tolerance)
+    shared = localization_scores(ranked, mask, percentiles=(5, 25, 50), tolerance_px=tolerance, near=near_mask(mask, tolerance_px=tolerance))
+    assert shared == pytest.approx(plain, nan_ok=True)
+    assert topk_intersection(ranked, ranked_twin, p=25) == topk_intersection(attr, twin, p=25)
+    if np.ptp(attr) > 0 and np.ptp(twin) > 0:
+        assert rank_correlation(ranked, ranked_twin) == pytest.approx(scipy.stats.spearmanr(attr.ravel(), twin.ravel()).statistic)
+
+
+def test_average_ranks_are_scipys_from_the_top():
+    attr = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 0.5]])
+    # from the top: the two 3s share ranks 0 and 1, the two 2s ranks 2 and 3
+    np.testing.assert_array_equal(RankedMap.of(attr).average_ranks, [0.5, 4.0, 0.5, 2.5, 2.5, 5.0])
+    np.testing.assert_array_equal(RankedMap.of(attr).average_ranks, attr.size - scipy.stats.rankdata(attr.ravel()))
+    assert RankedMap.of(attr).order.tolist() == [0, 2, 3, 4, 1, 5]  # ties: row-major order
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -339,6 +367,11 @@ def test_localization_scores_hand_computed():
         (lambda: topk_intersection(ATTR, ATTR, p=-5), "percentile must be in"),
         (lambda: localization_scores(ATTR, ~np.ones((4, 4), bool)), "is empty"),
         (lambda: localization_scores(ATTR, BOX, tolerance_px=-0.5), "tolerance_px"),
+        (lambda: localization_scores(ATTR, BOX, near=near_mask(BOX)[:2]), r"near must be a bool mask of shape \(4, 4\)"),
+        (lambda: localization_scores(ATTR, BOX, near=BOX.astype(np.uint8)), "near must be a bool mask"),
+        (lambda: near_mask(np.zeros((4, 4), bool)), "is empty"),
+        (lambda: RankedMap.of(np.full((2, 2), np.nan)), "NaN or infinite"),
+        (lambda: rank_correlation(RankedMap.of(ATTR), RankedMap.of(ATTR[:2])), "but b has shape"),
     ],
 )
 def test_bad_input_is_refused_naming_the_problem(call, message):

@@ -6,6 +6,13 @@ then the localization metrics against ground-truth and detector boxes. Everythin
 the classifier's input frame (the letterboxed square): ground-truth boxes are mapped into it
 with the data layer's geometry, and the detector looks at exactly the pixels the classifier
 saw, so clean and attacked inputs differ by the perturbation alone.
+
+An audit is compute-bound, so passes are shared where the maths allows: the clean and the
+PGD forwards also serve Saliency and Grad-CAM (one backward of the target logit gives both,
+see :mod:`fracdet.explain.fused`) and Integrated Gradients' convergence delta, and DeepLIFT
+runs its baseline image once per batch instead of once per image. The stage timer calls the
+shared pass ``forward+SM+GC``. The attack and every attribution run under
+the classifier's precision (autocast), as the forwards do.
 """
 
 from __future__ import annotations
@@ -24,7 +31,20 @@ from fracdet.audit.config import CONDITIONS, AuditConfig
 from fracdet.audit.inputs import AuditItem
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_iou, box_to_model_frame, boxes_mask
-from fracdet.explain.localization import localization_scores, rank_correlation, topk_intersection
+from fracdet.explain.captum_methods import IntegratedGradientsExplainer
+from fracdet.explain.fused import (
+    decide_and_explain,
+    deeplift_one_reference,
+    one_reference_applies,
+    shares_pass,
+)
+from fracdet.explain.localization import (
+    RankedMap,
+    localization_scores,
+    near_mask,
+    rank_correlation,
+    topk_intersection,
+)
 from fracdet.runtime import autocast
 
 __all__ = ["ClassifierUnderAudit", "BatchOutcome", "audit_batch", "column_names", "method_column", "focus_percentile"]
@@ -142,29 +162,47 @@ def audit_batch(
     timer = lambda stage: _Timer(out.seconds, stage, device)  # noqa: E731 - a tiny local factory
     has_labels = all(item.label is not None for item in items)
 
-    with timer("forward"), torch.no_grad(), autocast(device, clf.precision):
-        logits_clean = clf.model(images)
-    p_clean = _fracture_probability(logits_clean, meta.temperature)
+    shared = {code: e for code, e in clf.explainers.items() if shares_pass(e, clf.model)}
+    one_reference = {code for code, e in clf.explainers.items() if one_reference_applies(e)}
+    shared_stage = "+".join(["forward", *shared])
+
+    def choose_targets(logits: torch.Tensor) -> list[int]:
+        if cfg.target == "fracture":
+            return [1] * len(logits)
+        return (_fracture_probability(logits, meta.temperature) >= meta.threshold).astype(np.int64).tolist()
+
+    with timer(shared_stage), autocast(device, clf.precision):
+        clean = decide_and_explain(clf.model, images, shared, choose_targets)
+    p_clean = _fracture_probability(clean.logits, meta.temperature)
     pred_clean = (p_clean >= meta.threshold).astype(np.int64)
     # without labels the attack pushes away from the model's own answer (prediction stability)
     labels = np.array([item.label for item in items], dtype=np.int64) if has_labels else pred_clean
     with timer("attack"), autocast(device, clf.precision):
         adv = attack(clf.model, images, torch.as_tensor(labels, device=device), clf.attack, generator=generator)
-    with timer("forward"), torch.no_grad(), autocast(device, clf.precision):
-        logits_adv = clf.model(adv)
-    p_adv = _fracture_probability(logits_adv, meta.temperature)
+    with timer(shared_stage), autocast(device, clf.precision):
+        attacked = decide_and_explain(clf.model, adv, shared, choose_targets)
+    p_adv = _fracture_probability(attacked.logits, meta.temperature)
     pred_adv = (p_adv >= meta.threshold).astype(np.int64)
     linf = (adv - images).abs().flatten(1).amax(dim=1).cpu().numpy()
 
     inputs = {"clean": images, "pgd": adv}
-    preds = {"clean": pred_clean, "pgd": pred_adv}
+    passes = {"clean": clean, "pgd": attacked}
     maps: dict[tuple[str, str], np.ndarray] = {}
     deltas: dict[str, np.ndarray] = {}
     for code, explainer in clf.explainers.items():
         for cond in CONDITIONS:
-            target = [1] * len(items) if cfg.target == "fracture" else preds[cond].tolist()
-            with timer(f"attr:{code}"):
-                maps[code, cond] = np.nan_to_num(explainer.attribute(inputs[cond], target))
+            if code in shared:
+                maps[code, cond] = np.nan_to_num(passes[cond].maps[code])
+                continue
+            target = passes[cond].targets
+            with timer(f"attr:{code}"), autocast(device, clf.precision):
+                if isinstance(explainer, IntegratedGradientsExplainer):
+                    attr = explainer.attribute(inputs[cond], target, logits=passes[cond].logits)
+                elif code in one_reference:
+                    attr = deeplift_one_reference(explainer, inputs[cond], target)
+                else:
+                    attr = explainer.attribute(inputs[cond], target)
+            maps[code, cond] = np.nan_to_num(attr)
             if code == "IG" and getattr(explainer, "last_delta", None) is not None:
                 deltas[cond] = np.asarray(explainer.last_delta, dtype=np.float64)
 
@@ -203,12 +241,16 @@ def audit_batch(
             if gt and detector is not None:
                 kept_clean = _confident(found["clean"][k], cfg.det_conf)
                 row["det_gt_iou"] = float(np.mean([max((box_iou(g, d) for d in kept_clean), default=0.0) for g in gt]))
+            # each map is sorted once and each mask's pointing zone computed once, for every metric below
+            gt_near = near_mask(gt_mask, tolerance_px=cfg.pointing_tolerance) if gt_mask is not None else None
+            det_near = {cond: near_mask(m, tolerance_px=cfg.pointing_tolerance) for cond, m in det_masks.items() if m is not None}
             for code in clf.explainers:
                 col = method_column(code)
+                ranked = {cond: RankedMap.of(maps[code, cond][k]) for cond in CONDITIONS}
                 for cond in CONDITIONS:
-                    attr = maps[code, cond][k]
+                    attr = ranked[cond]
                     if gt_mask is not None:
-                        scores_gt = localization_scores(attr, gt_mask, percentiles=cfg.percentiles, tolerance_px=cfg.pointing_tolerance)
+                        scores_gt = localization_scores(attr, gt_mask, percentiles=cfg.percentiles, tolerance_px=cfg.pointing_tolerance, near=gt_near)
                         for p in cfg.percentiles:
                             row[f"{col}_{cond}_cov{_p(p)}"] = scores_gt[f"coverage@{_p(p)}"]
                         row[f"{col}_{cond}_energy"] = scores_gt["energy_in_box"]
@@ -216,11 +258,11 @@ def audit_batch(
                         row.setdefault("pointing_baseline", scores_gt["pointing_baseline"])
                     det_mask = det_masks.get(cond)
                     if det_mask is not None:
-                        scores_det = localization_scores(attr, det_mask, percentiles=(focus,), tolerance_px=cfg.pointing_tolerance)
+                        scores_det = localization_scores(attr, det_mask, percentiles=(focus,), tolerance_px=cfg.pointing_tolerance, near=det_near[cond])
                         row[f"{col}_{cond}_det_cov{_p(focus)}"] = scores_det[f"coverage@{_p(focus)}"]
                         row[f"{col}_{cond}_det_energy"] = scores_det["energy_in_box"]
-                row[f"{col}_rho"] = rank_correlation(maps[code, "clean"][k], maps[code, "pgd"][k])
-                row[f"{col}_top{_p(focus)}"] = topk_intersection(maps[code, "clean"][k], maps[code, "pgd"][k], p=focus)
+                row[f"{col}_rho"] = rank_correlation(ranked["clean"], ranked["pgd"])
+                row[f"{col}_top{_p(focus)}"] = topk_intersection(ranked["clean"], ranked["pgd"], p=focus)
                 if code == "IG":
                     for cond, delta in deltas.items():
                         row[f"IG_{cond}_delta"] = float(delta[k])

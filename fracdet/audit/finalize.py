@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,24 +54,37 @@ def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], 
                detections: Sequence[dict[str, Any]], *, image_size: int, batch_size: int, det_conf: float) -> list[GridRow]:  # fmt: skip
     from fracdet.data.datasets import ClassificationDataset
 
+    # one decoder for every picked image, and each chunk's maps read once however many picks it holds
+    pixels_of = ClassificationDataset([items[index].record() for index, _ in picks], image_size)
+    chunks: dict[Path, dict[str, np.ndarray]] = {}
     rows = []
-    for index, why in picks:
+    for k, (index, why) in enumerate(picks):
         item = items[index]
         chunk = (index - 1) // batch_size
         path = store.map_path(model, chunk)
         if not path.is_file():
             logger.warning("no saved maps for %s (%s): not in the figure grid", item.key, path)
             continue
-        with np.load(path) as saved:
-            position = int(np.flatnonzero(saved["index"] == index)[0])
-            maps = [saved[f"{method_column(c)}_{cond}"][position] for c in codes for cond in ("clean", "pgd")]
-        pixels = ClassificationDataset([item.record()], image_size)[0][0]
+        if path not in chunks:
+            with np.load(path) as saved:
+                chunks[path] = {name: saved[name] for name in saved.files}
+        saved = chunks[path]
+        position = int(np.flatnonzero(saved["index"] == index)[0])
+        maps = [saved[f"{method_column(c)}_{cond}"][position] for c in codes for cond in ("clean", "pgd")]
+        pixels = pixels_of[k][0]
         if pixels is None:
             continue
         gt = [box_to_model_frame(b, item.height, item.width, image_size).as_list() for b in item.boxes] if item.width else []
         det = [b[:4] for d in detections if d["model"] == model and d["index"] == index and d["cond"] == "clean" for b in d["boxes"] if b[5] >= det_conf]
         rows.append(GridRow(pixels[0].numpy(), gt, det, maps, f"{item.key}\n({why})"))
     return rows
+
+
+def _with_finalize_seconds(seconds: dict[str, float], *, summary: float, figures: float) -> dict[str, float]:
+    """The image loop's stages, then the summary's and the figures' own; ``total`` covers them all."""
+    stages = {k: v for k, v in seconds.items() if k != "total"}
+    stages |= {"summary": round(summary, 3), "figures": round(figures, 3)}
+    return stages | {"total": round(float(seconds.get("total", 0.0)) + summary + figures, 3)}
 
 
 def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> AuditSummary:
@@ -81,7 +95,9 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
     header, rows = read_rows(out / "per_image.csv")
     store = AuditStore(out, header)
     detections = store.detection_entries()
+    started = time.perf_counter()
     metrics = summarize(header, rows, detections, inputs, state)
+    summary_s = time.perf_counter() - started
     config = state["config"]
     focus = metrics["focus_percentile"]
     codes = metrics["methods"]
@@ -102,7 +118,8 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
             if grid:
                 figures[f"grid:{model}"] = plot_grid(grid, columns, figures_dir / f"grid_{model}.png", title=f"{model}: attributions on clean and PGD inputs")
     metrics["figures"] = {k: str(v.relative_to(out)) for k, v in figures.items()}
-    metrics["provenance"] = {k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "seconds", "shards")} | {
+    metrics["provenance"] = {k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "shards")} | {
+        "seconds": _with_finalize_seconds(state.get("seconds") or {}, summary=summary_s, figures=time.perf_counter() - started - summary_s),
         "seed": config["seed"], "data_hash": inputs.data_hash, "config": config, "classifiers": state["identity"]["classifiers"], "detector": state["identity"]["detector"],
     }  # fmt: skip
     atomic_write_json(out / METRICS, metrics)

@@ -171,7 +171,11 @@ def _audit_chunks(clf, chunks: list[list[AuditItem]], todo: list[int], store: Au
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_skipping_failures,
                         prefetch_factor=2 if cfg.workers else None)  # fmt: skip
     n = 0
-    for chunk, batch in progress(zip(todo, loader, strict=True), f"Auditing {clf.name}", total=len(todo)):
+    batches = iter(loader)
+    for chunk in progress(todo, f"Auditing {clf.name}", total=len(todo)):
+        t0 = time.perf_counter()
+        batch = next(batches)  # the wait for decoding (done ahead in the workers when there are any)
+        seconds["decoding"] += time.perf_counter() - t0
         failed = {int(i): reason for i, reason in batch.failures}
         rows: list[dict[str, Any]] = [
             {"model": clf.name, "index": items[i].index, "key": items[i].key, "path": str(items[i].path), "status": "skipped",

@@ -123,21 +123,51 @@ class IntegratedGradientsExplainer(Explainer):
         self.internal_batch_size = internal_batch_size
         self.last_delta: np.ndarray | None = None
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    def attribute(
+        self,
+        images: torch.Tensor,
+        target: int | Sequence[int] | torch.Tensor | None = None,
+        *,
+        logits: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """Maps as :meth:`Explainer.attribute`; ``logits`` are the model's outputs for ``images`` if already computed.
+
+        The convergence delta needs ``f(x)`` and ``f(baseline)``. ``f(x)`` comes from
+        ``logits`` when given (the audit's decision forward), else from one forward; the
+        baseline is one constant image, so ``f(baseline)`` is one forward of a single image
+        (in eval mode every image's output depends on that image alone). captum's own delta
+        would run both forwards over the whole batch.
+        """
         from captum.attr import IntegratedGradients
 
         targets = resolve_targets(target, len(images))
         with _evaluating(self.model):
-            attributions, delta = IntegratedGradients(TwoClassLogits(self.model)).attribute(
+            attributions = IntegratedGradients(TwoClassLogits(self.model)).attribute(
                 _leaf(images),
                 baselines=torch.full_like(images, self.baseline),
                 target=targets,
                 n_steps=self.n_steps,
                 internal_batch_size=self.internal_batch_size,
-                return_convergence_delta=True,
             )
-        self.last_delta = delta.detach().float().reshape(-1).cpu().numpy()
+            self.last_delta = self._convergence_delta(attributions, images, targets, logits)
         return aggregate_channels(attributions, self.channels)
+
+    def _convergence_delta(self, attributions: torch.Tensor, images: torch.Tensor, targets: list[int], logits: torch.Tensor | None) -> np.ndarray:
+        """Per image: sum of attributions minus ``f(x) - f(baseline)`` for its target (captum's definition)."""
+        wrapped = TwoClassLogits(self.model)
+        index = torch.arange(len(images), device=images.device)
+        chosen = torch.as_tensor(targets, device=images.device)
+        with torch.no_grad():
+            if logits is None:
+                outputs = wrapped(images.detach())
+            else:
+                if len(logits) != len(images):
+                    raise ValueError(f"got logits for {len(logits)} images and {len(images)} images")
+                outputs = torch.stack([-logits, logits], dim=1) if logits.ndim == 1 else logits
+            end = outputs.float()[index, chosen]
+            start = wrapped(torch.full_like(images[:1], self.baseline)).float()[0, chosen]
+            total = attributions.detach().float().reshape(len(images), -1).sum(1)
+        return (total - (end - start)).cpu().numpy()
 
 
 class _ReluMaxPool2d(nn.Module):
@@ -297,16 +327,26 @@ class DeepLiftExplainer(Explainer):
         self._ready = deeplift_ready_copy(model)
         self._split_done = False
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
-        from captum.attr import DeepLift
+    @property
+    def ready(self) -> nn.Module:
+        """The prepared copy (see :func:`deeplift_ready_copy`) as built, wherever it is."""
+        return self._ready
 
-        targets = resolve_targets(target, len(images))
+    def ready_model(self, images: torch.Tensor) -> nn.Module:
+        """The prepared copy DeepLIFT runs on, on ``images``' device, its reused modules split (once)."""
         self._ready.to(images.device)
         if not self._split_done:
             _split_reused(self._ready, images[:1])
             self._split_done = True
-        with _evaluating(self._ready):
-            attributions = DeepLift(TwoClassLogits(self._ready)).attribute(
+        return self._ready
+
+    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+        from captum.attr import DeepLift
+
+        targets = resolve_targets(target, len(images))
+        ready = self.ready_model(images)
+        with _evaluating(ready):
+            attributions = DeepLift(TwoClassLogits(ready)).attribute(
                 _leaf(images), baselines=torch.full_like(images, self.baseline), target=targets
             )
         return aggregate_channels(attributions, self.channels)

@@ -3,6 +3,9 @@
 The hooked layer is the last feature stage of the timm backbone (its ``feature_info``);
 CNN, channels-last (Swin-like) and ViT token outputs are all reshaped to ``(B, C, h, w)``.
 Maps come back at input resolution, each scaled to [0, 1] by pytorch-grad-cam.
+
+:func:`cam_maps` is the same computation from activations and gradients already in hand:
+:mod:`fracdet.explain.fused` catches them in the pass that also serves Saliency.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from fracdet.errors import ConfigError
 from fracdet.explain.base import Explainer, resolve_targets
 
-__all__ = ["GradCAMExplainer", "gradcam_target", "ClassScore"]
+__all__ = ["GradCAMExplainer", "gradcam_target", "ClassScore", "cam_maps"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +98,42 @@ def gradcam_target(model: torch.nn.Module, image_size: int, backbone_name: str =
     )
 
 
+def cam_maps(activations: torch.Tensor, gradients: torch.Tensor, *, plus: bool, size: tuple[int, int]) -> np.ndarray:
+    """``(B, H, W)`` Grad-CAM (or Grad-CAM++) maps at ``size`` from a layer's ``(B, C, h, w)`` activations and gradients.
+
+    pytorch-grad-cam's steps for one layer, in the same float32 numpy: channel weights (the
+    mean gradient; for ++ the weights of Chattopadhyay et al. 2018), the weighted sum over
+    channels, ReLU, scaling to [0, 1] and resizing, then the scaling it applies to the
+    (here single) layer average.
+    """
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    acts = activations.detach().float().cpu().numpy()
+    grads = gradients.detach().float().cpu().numpy()
+    if acts.ndim != 4 or acts.shape != grads.shape:
+        raise ValueError(f"expected (B, C, h, w) activations and gradients of one shape, got {acts.shape} and {grads.shape}")
+    if plus:
+        grads_2 = grads**2
+        grads_3 = grads_2 * grads
+        sum_acts = np.sum(acts, axis=(2, 3))[:, :, None, None]
+        aij = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 0.000001)
+        aij = np.where(grads != 0, aij, 0)
+        weights = np.sum(np.maximum(grads, 0) * aij, axis=(2, 3))
+    else:
+        weights = np.mean(grads, axis=(2, 3))
+    cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0)
+    height, width = size
+    per_layer = scale_cam_image(cam, (width, height))[:, None]
+    return scale_cam_image(np.maximum(per_layer, 0).mean(axis=1)).astype(np.float32, copy=False)
+
+
 class GradCAMExplainer(Explainer):
     """Grad-CAM (``plus=False``) or Grad-CAM++ over the backbone's last feature stage.
 
     ``image_size`` is the classifier's input size, used once to find and check the layer.
     Hooks live only for one :meth:`attribute` call: held longer they would hoard activations.
+    The CAM runs in float32 even under a bf16 autocast: pytorch-grad-cam hands the layer's
+    tensors to numpy, which has no bfloat16.
     """
 
     def __init__(self, model: torch.nn.Module, *, image_size: int, backbone_name: str = "", plus: bool = False) -> None:
@@ -116,7 +150,11 @@ class GradCAMExplainer(Explainer):
         # a graph even when the model's weights are frozen (as in the audit): the hooked
         # activations then get gradients through the input
         images = images.detach().requires_grad_(True)
-        with torch.enable_grad(), method(model=self.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam:
+        with (
+            torch.enable_grad(),
+            torch.autocast(images.device.type, enabled=False),
+            method(model=self.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam,
+        ):
             maps = cam(input_tensor=images, targets=targets)
         self.model.zero_grad(set_to_none=True)
         return np.asarray(maps, dtype=np.float32)

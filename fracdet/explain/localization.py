@@ -15,6 +15,11 @@ beside the numbers:
 A metric against boxes needs a box: an empty mask is refused (the caller skips such images
 with a reason). Ties between equal attributions are broken the same way everywhere: the
 earlier pixel in row-major order ranks first, so results do not depend on the sort algorithm.
+
+Every ranking metric sorts the map's pixels. The audit scores each map several times
+(against ground truth and detector boxes, and against its attacked twin), so a map may be
+passed as a :class:`RankedMap`, which sorts once; and :func:`near_mask` computes a mask's
+pointing-game zone once for all the maps judged against it.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
-from scipy.stats import spearmanr
 
 __all__ = [
+    "RankedMap",
+    "near_mask",
     "coverage_at_percentiles",
     "coverage_at_percentile",
     "energy_in_box",
@@ -82,8 +90,46 @@ def _rank_order(attr: np.ndarray) -> np.ndarray:
     return np.argsort(-attr.ravel(), kind="stable")
 
 
+@dataclass(frozen=True, eq=False)
+class RankedMap:
+    """A checked ``(H, W)`` map with its pixel ranking, sorted once and reused by every metric.
+
+    Every function of this module takes a plain array or a ``RankedMap``; build one with
+    :meth:`of` when a map is scored more than once.
+    """
+
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, attr: np.ndarray | RankedMap, name: str = "attr") -> RankedMap:
+        return attr if isinstance(attr, RankedMap) else cls(_check_map(attr, name))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.values.shape
+
+    @property
+    def size(self) -> int:
+        return self.values.size
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        """Flat pixel indices from most to least attributed (ties: row-major order)."""
+        return _rank_order(self.values)
+
+    @cached_property
+    def average_ranks(self) -> np.ndarray:
+        """Each pixel's rank from the top (0-based), tied values sharing their mean rank (as Spearman's rho needs)."""
+        ordered = self.values.ravel()[self.order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        ends = np.r_[starts[1:], ordered.size]
+        ranks = np.empty(ordered.size, dtype=np.float64)
+        ranks[self.order] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
+        return ranks
+
+
 def coverage_at_percentiles(
-    attr: np.ndarray, mask: np.ndarray, percentiles: Sequence[float] = (5, 25, 50)
+    attr: np.ndarray | RankedMap, mask: np.ndarray, percentiles: Sequence[float] = (5, 25, 50)
 ) -> dict[float, float]:
     """Share of box pixels among the map's top-p% pixels, for each ``p`` in ``percentiles``.
 
@@ -91,27 +137,27 @@ def coverage_at_percentiles(
     ``|top_k ∩ mask| / |mask|``. A random map scores ``p/100`` on average; ``p = 100``
     always gives 1. The map is sorted once for all ``p``.
     """
-    attr = _check_map(attr)
-    mask = _check_mask(mask, attr.shape)
-    ks = {float(p): _top_k_count(p, attr.size) for p in percentiles}
-    hits = np.cumsum(mask.ravel()[_rank_order(attr)])
+    ranked = RankedMap.of(attr)
+    mask = _check_mask(mask, ranked.shape)
+    ks = {float(p): _top_k_count(p, ranked.size) for p in percentiles}
+    hits = np.cumsum(mask.ravel()[ranked.order])
     n_box = int(hits[-1])
     return {p: float(hits[k - 1]) / n_box for p, k in ks.items()}
 
 
-def coverage_at_percentile(attr: np.ndarray, mask: np.ndarray, p: float) -> float:
+def coverage_at_percentile(attr: np.ndarray | RankedMap, mask: np.ndarray, p: float) -> float:
     """:func:`coverage_at_percentiles` for one ``p``."""
     return coverage_at_percentiles(attr, mask, (p,))[float(p)]
 
 
-def energy_in_box(attr: np.ndarray, mask: np.ndarray) -> float:
+def energy_in_box(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
     """Share of the positive attribution mass that lies inside the mask.
 
     Negative attributions (evidence against the class) are not mass towards it, so only the
     positive part counts. Returns ``nan`` when the map has no positive mass at all (nothing
     to share out); the random baseline is :func:`box_area_share`.
     """
-    attr = _check_map(attr)
+    attr = RankedMap.of(attr).values
     mask = _check_mask(mask, attr.shape)
     positive = np.clip(attr.astype(np.float64), 0.0, None)
     total = positive.sum()
@@ -134,9 +180,14 @@ def _near_mask(mask: np.ndarray, tolerance_px: float) -> np.ndarray:
     return distance_transform_edt(~mask) <= tolerance_px
 
 
-def pointing_game(attr: np.ndarray, mask: np.ndarray, *, tolerance_px: float = 15) -> bool:
+def near_mask(mask: np.ndarray, *, tolerance_px: float = 15) -> np.ndarray:
+    """The pointing game's zone: pixels within ``tolerance_px`` of the (non-empty) mask; pass it to :func:`localization_scores` to reuse it."""
+    return _near_mask(_check_mask(mask), tolerance_px)
+
+
+def pointing_game(attr: np.ndarray | RankedMap, mask: np.ndarray, *, tolerance_px: float = 15) -> bool:
     """Whether the map's maximum (first in row-major order on ties) lies within ``tolerance_px`` of the mask."""
-    attr = _check_map(attr)
+    attr = RankedMap.of(attr).values
     mask = _check_mask(mask, attr.shape)
     peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
     return bool(_near_mask(mask, tolerance_px)[peak])
@@ -147,46 +198,58 @@ def pointing_game_baseline(mask: np.ndarray, *, tolerance_px: float = 15) -> flo
     return float(_near_mask(_check_mask(mask), tolerance_px).mean())
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps of one shape; ``nan`` when either map is constant."""
-    a, b = _check_map(a, "a"), _check_map(b, "b")
+def rank_correlation(a: np.ndarray | RankedMap, b: np.ndarray | RankedMap) -> float:
+    """Spearman rank correlation of two maps of one shape; ``nan`` when either map is constant.
+
+    Pearson's correlation of the average ranks (ties share their mean rank), as
+    ``scipy.stats.spearmanr`` computes it, from the rankings the maps may already carry.
+    """
+    a, b = RankedMap.of(a, "a"), RankedMap.of(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}")
-    # A constant map has no ranking; answering nan here avoids scipy's warning for it.
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    # A constant map has no ranking: its correlation is undefined.
+    if np.ptp(a.values) == 0 or np.ptp(b.values) == 0:
         return float("nan")
-    return float(spearmanr(a.ravel(), b.ravel()).statistic)
+    ra, rb = a.average_ranks - (a.size - 1) / 2.0, b.average_ranks - (b.size - 1) / 2.0  # mean rank is (n-1)/2 either way
+    return float(np.clip(np.dot(ra, rb) / math.sqrt(np.dot(ra, ra) * np.dot(rb, rb)), -1.0, 1.0))
 
 
-def topk_intersection(a: np.ndarray, b: np.ndarray, *, p: float = 25) -> float:
+def topk_intersection(a: np.ndarray | RankedMap, b: np.ndarray | RankedMap, *, p: float = 25) -> float:
     """Share of the top-p% pixels of ``a`` that are also among the top-p% pixels of ``b``."""
-    a, b = _check_map(a, "a"), _check_map(b, "b")
+    a, b = RankedMap.of(a, "a"), RankedMap.of(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}")
     k = _top_k_count(p, a.size)
-    top_a, top_b = _rank_order(a)[:k], _rank_order(b)[:k]
-    return float(np.intersect1d(top_a, top_b, assume_unique=True).size / k)
+    in_b = np.zeros(b.size, dtype=bool)
+    in_b[b.order[:k]] = True
+    return float(np.count_nonzero(in_b[a.order[:k]]) / k)
 
 
 def localization_scores(
-    attr: np.ndarray,
+    attr: np.ndarray | RankedMap,
     mask: np.ndarray,
     *,
     percentiles: Sequence[float] = (5, 25, 50),
     tolerance_px: float = 15,
+    near: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every localization metric of one map against one mask, with the baselines that need the mask.
 
     Keys: ``coverage@{p}`` for each percentile (e.g. ``coverage@25``; its random baseline is
     ``p/100``), ``energy_in_box`` (``nan`` without positive mass), ``pointing_game`` (1.0 or
-    0.0), ``box_area_share`` and ``pointing_baseline``.
+    0.0), ``box_area_share`` and ``pointing_baseline``. ``near`` is :func:`near_mask` of
+    ``mask`` at ``tolerance_px`` when the caller already has it (one per mask, not per map).
     """
-    attr = _check_map(attr)
+    ranked = RankedMap.of(attr)
+    attr = ranked.values
     mask = _check_mask(mask, attr.shape)
-    scores = {f"coverage@{p:g}": value for p, value in coverage_at_percentiles(attr, mask, percentiles).items()}
-    near = _near_mask(mask, tolerance_px)
+    scores = {f"coverage@{p:g}": value for p, value in coverage_at_percentiles(ranked, mask, percentiles).items()}
+    if near is None:
+        near = _near_mask(mask, tolerance_px)
+    elif near.shape != mask.shape or near.dtype != np.bool_:
+        raise ValueError(f"near must be a bool mask of shape {mask.shape}, got {near.dtype} {near.shape}")
     peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
-    scores["energy_in_box"] = energy_in_box(attr, mask)
+    scores["energy_in_box"] = energy_in_box(ranked, mask)
     scores["pointing_game"] = 1.0 if near[peak] else 0.0
     scores["box_area_share"] = float(mask.mean())
     scores["pointing_baseline"] = float(near.mean())

@@ -53,12 +53,15 @@ def create_explainer(
     channels: str = "abs_max",
     baseline: float = 0.0,
     ig_steps: int = 32,
+    ig_internal_batch_size: int | None = None,
 ) -> Explainer:
     """An :class:`Explainer` for ``method`` (a name of :data:`METHODS` or its code) bound to ``model``.
 
     ``channels`` and ``baseline`` apply to the captum methods (Grad-CAM maps are per layer,
     not per input channel, and need no baseline); ``image_size`` and ``backbone_name`` let
-    Grad-CAM find and check its layer; ``ig_steps`` is Integrated Gradients' ``n_steps``.
+    Grad-CAM find and check its layer; ``ig_steps`` is Integrated Gradients' ``n_steps`` and
+    ``ig_internal_batch_size`` how many interpolated images it runs per pass (``None``: all
+    ``n_steps`` times the batch at once).
     """
     name = _method_name(method)
     if name == "saliency":
@@ -66,5 +69,5 @@ def create_explainer(
     if name == "deeplift":
         return DeepLiftExplainer(model, channels=channels, baseline=baseline)
     if name == "integrated_gradients":
-        return IntegratedGradientsExplainer(model, channels=channels, baseline=baseline, n_steps=ig_steps)
+        return IntegratedGradientsExplainer(model, channels=channels, baseline=baseline, n_steps=ig_steps, internal_batch_size=ig_internal_batch_size)
     return GradCAMExplainer(model, image_size=image_size, backbone_name=backbone_name, plus=name == "gradcam++")
