@@ -102,22 +102,28 @@ class _Stages:
         self.keys: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
 
-    def run(self, name: str, options: dict[str, Any], upstream: tuple[str, ...], work: Callable[[Path], Any]) -> Path:
+    def run(self, name: str, options: dict[str, Any], upstream: tuple[str, ...], work: Callable[..., Any], *, resumable: bool = False) -> Path:
+        """Run ``work(folder)`` unless its key is recorded as done; a ``resumable`` stage that was
+        interrupted with the same key continues (``work(folder, resume=True)``) instead of restarting."""
         folder = self.out / name
         key = hashlib.sha256(json.dumps([options, [self.keys[u] for u in upstream]], sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.keys[name] = key
         marker = folder / STAGE_FILE
-        if not self.fresh and marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("key") == key:
+        recorded = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+        same = not self.fresh and recorded.get("key") == key
+        if same and recorded.get("done", True):  # markers are written "done: false" at the start
             logger.info("demo: %s is up to date (reused)", name)
             self.seconds[name] = 0.0
             return folder
-        if folder.exists():
+        resume = same and resumable
+        if folder.exists() and not resume:
             shutil.rmtree(folder)
         start = time.perf_counter()
-        logger.info("demo: %s ...", name)
-        work(folder)
+        logger.info("demo: %s ...%s", name, " (resuming)" if resume else "")
+        atomic_write_json(marker, {"key": key, "options": options, "done": False})
+        work(folder, resume=True) if resume else work(folder)
         self.seconds[name] = round(time.perf_counter() - start, 1)
-        atomic_write_json(marker, {"key": key, "options": options, "seconds": self.seconds[name]})
+        atomic_write_json(marker, {"key": key, "options": options, "seconds": self.seconds[name], "done": True})
         return folder
 
 
@@ -159,12 +165,13 @@ def _train_detector(folder: Path, cfg: DemoConfig, dataset: Path) -> None:
     evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=cfg.det_imgsz, output=folder / "eval", device=cfg.device or "cpu", seed=cfg.seed))
 
 
-def _audit(folder: Path, cfg: DemoConfig, dataset: Path, classifiers: dict[str, Path], detector: Path) -> None:
+def _audit(folder: Path, cfg: DemoConfig, dataset: Path, classifiers: dict[str, Path], detector: Path, *, resume: bool = False) -> None:
     from fracdet.audit import AuditConfig, run_audit
 
     run_audit(AuditConfig(
         dataset=dataset, classifiers=tuple(classifiers.values()), names=tuple(classifiers), detector=detector, split="test",
         output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+        resume=resume,
     ))  # fmt: skip
 
 
@@ -183,7 +190,8 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", out)
-    if out.exists() and any(out.iterdir()) and not (out / "summary.json").exists() and not cfg.overwrite:
+    is_demo = (out / "summary.json").exists() or any(out.glob(f"*/{STAGE_FILE}"))
+    if out.exists() and any(out.iterdir()) and not is_demo and not cfg.overwrite:
         raise OutputExistsError("exists and is not a demo folder; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out, fresh=cfg.fresh or cfg.overwrite)
@@ -205,6 +213,6 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     detector = det / "train" / "weights" / "best.pt"
     classifiers = {"standard": standard, "adversarial": robust, "shortcut": cheat}
     audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
-                       lambda f: _audit(f, cfg, shortcut / "dataset", classifiers, detector))  # fmt: skip
+                       lambda f, **kw: _audit(f, cfg, shortcut / "dataset", classifiers, detector, **kw), resumable=True)  # fmt: skip
     predict = stages.run("predict", {"det_imgsz": cfg.det_imgsz}, ("cls-standard", "det"), lambda f: _predict(f, cfg, standard, detector))
     return write_demo_index(out, cfg, {"clean": clean, "shortcut": shortcut, "det": det, "audit": audit, "predict": predict, **classifiers}, stages.seconds, quick=config.quick)

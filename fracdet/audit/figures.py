@@ -33,6 +33,7 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
         acc = [robustness[m].get(f"{cond}_accuracy") or 0.0 for m in models]
         ci = [robustness[m].get(f"{cond}_accuracy_ci95") or [a, a] for m, a in zip(models, acc, strict=True)]
         err = np.array([[a - lo for a, (lo, _) in zip(acc, ci, strict=True)], [hi - a for a, (_, hi) in zip(acc, ci, strict=True)]])
+        err = np.clip(err, 0.0, None)  # an interval's end can round a hair inside the estimate (acc 0 or 1)
         ax.bar(x + offset, acc, width=0.36, color=color, yerr=err, capsize=3, label=f"{cond} accuracy")
     ax.set_xticks(x, models, fontsize=8)
     ax.set_ylim(0, 1.05)
