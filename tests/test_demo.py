@@ -85,3 +85,23 @@ def test_demo_page_renders_in_a_browser(demo_run):
     match = re.search(r"<pre id=\"probe\">(true|false):(\d+):(\d+)</pre>", result.stdout)
     assert match, result.stderr[-2000:]
     assert match.group(1) == "true" and int(match.group(2)) >= 3 and int(match.group(3)) >= 3
+
+
+def test_an_interrupted_stage_that_can_resume_continues(tmp_path):
+    from fracdet.demo import _Stages
+
+    calls: list[dict] = []
+
+    def work(folder, **kw):
+        calls.append(kw)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "part").touch()
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _Stages(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
+    _Stages(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
+    assert calls == [{}, {"resume": True}] and (tmp_path / "s" / "part").is_file()
+    _Stages(tmp_path, fresh=False).run("s", {"a": 2}, (), work, resumable=True)  # other options: a fresh start
+    assert calls[-1] == {}
