@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 #: Read by ``fracdet demo`` when present and no ``--config`` is named (relative to the working
 #: folder: the repository root for ``make demo``).
 DEFAULT_CONFIG_FILE = Path("configs/demo.yaml")
-STAGE_FILE = ".stage.json"
+#: Each stage's record (its key, options, time, done), beside the stage folders so that a
+#: stage's folder holds its outputs only.
+STAGES_DIR = ".stages"
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class _Stages:
         folder = self.out / name
         key = hashlib.sha256(json.dumps([options, [self.keys[u] for u in upstream]], sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.keys[name] = key
-        marker = folder / STAGE_FILE
+        marker = self.out / STAGES_DIR / f"{name}.json"
         recorded = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
         same = not self.fresh and recorded.get("key") == key
         if same and recorded.get("done", True):  # markers are written "done: false" at the start
@@ -190,7 +192,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", out)
-    is_demo = (out / "summary.json").exists() or any(out.glob(f"*/{STAGE_FILE}"))
+    is_demo = (out / "summary.json").exists() or (out / STAGES_DIR).is_dir()
     if out.exists() and any(out.iterdir()) and not is_demo and not cfg.overwrite:
         raise OutputExistsError("exists and is not a demo folder; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
