@@ -31,6 +31,7 @@ several rounds in rotating order; the table reports medians and the median of pe
 
 Run: ``.venv/bin/python benchmarks/audit.py [--count N] [--ig-steps K] [--loop-count N] [--rounds R]
 [--batch-size B] [--workers W] [--no-bf16] [--rss-count N] [--rss-multiplier M] [--cls CKPT]
+[--dataset DIR] [--split NAME]
 [--workdir DIR] [--json PATH] [--check]``. Exits 1 only when ``--check`` is given and a target
 is missed.
 """
@@ -91,6 +92,7 @@ class Results:
     workers: int
     rounds: int
     loop_count: int = 0
+    data: str = "phantoms"
     detector: str = "none"
     checkpoint: str = "random init"
     times: dict[str, list[float]] = field(default_factory=dict)
@@ -121,7 +123,8 @@ class Results:
             s["bf16_speedup"] = self.ratio("audit", "audit_bf16")
             s["floor_bf16_speedup"] = self.ratio("floor", "floor_bf16")
             s["floor_bf16_gflops"] = self.flops.get("per_image", 0.0) * self.count / s["floor_bf16_s"] / 1e9
-            s["max_quality_change_pp"] = max((abs(q["change_pp"]) for q in self.quality.values()), default=0.0)
+            # the issue's rule looks at PGD accuracy and coverage@25; clean accuracy is shown, not judged
+            s["max_quality_change_pp"] = max((abs(q["change_pp"]) for k, q in self.quality.items() if k != "clean_accuracy"), default=0.0)
         small, large = self.rss.get("small", {}), self.rss.get("large", {})
         if small.get("main_mb") and large.get("main_mb"):
             s["rss_growth"] = large["main_mb"] / small["main_mb"]
@@ -181,7 +184,7 @@ def audit_config(args: argparse.Namespace, dataset: Path, cls: Path, out: Path, 
     from fracdet.audit import AuditConfig
 
     return AuditConfig(
-        dataset=dataset, classifiers=(cls,), split="all", max_images=count, output=out, steps=args.steps, ig_steps=args.ig_steps,
+        dataset=dataset, classifiers=(cls,), split=args.split, max_images=count, output=out, steps=args.steps, ig_steps=args.ig_steps,
         methods=METHODS, batch_size=args.batch_size, workers=args.workers, device="cpu", precision=precision, overwrite=True,
     )  # fmt: skip
 
@@ -196,6 +199,8 @@ class Floor:
     precision: str
     batches: list[tuple[Any, Any]]
     seed: int
+    image_size: int
+    backbone: str
     seconds: dict[str, float] = field(default_factory=dict)  # per call kind, over the last run
 
     def _calls(self, images, labels, generator) -> None:
@@ -261,7 +266,7 @@ def make_floor(cfg, precision: str) -> Floor:
         dataset = ClassificationDataset([item.record() for item in chunk], clf.meta.image_size)
         batch = collate_skipping_failures([dataset[i] for i in range(len(dataset))])
         batches.append((batch.images, batch.labels))
-    return Floor(clf.model, explainers, clf.attack, precision, batches, cfg.seed)
+    return Floor(clf.model, explainers, clf.attack, precision, batches, cfg.seed, clf.meta.image_size, clf.meta.backbone)
 
 
 def passes_per_image(ig_steps: int, steps: int, batch_size: int) -> dict[str, float]:
@@ -344,15 +349,19 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     results = Results(
         count=args.count, image_size=args.image_size, backbone=args.backbone, steps=args.steps, ig_steps=args.ig_steps,
         batch_size=args.batch_size, workers=args.workers, rounds=args.rounds, loop_count=min(args.loop_count, args.count), machine=machine_info(),
-        checkpoint=str(args.cls) if args.cls else f"random init {args.backbone}",
+        checkpoint=str(args.cls) if args.cls else f"random init {args.backbone}", data=str(args.dataset) if args.dataset else "phantoms",
     )  # fmt: skip
     results.load["start"] = uptime_load()
-    print(f"generating {args.count} phantoms at {args.size} px ...", flush=True)
-    dataset = make_dataset(work / "data", args.count, args.size)
+    if args.dataset is None:
+        print(f"generating {args.count} phantoms at {args.size} px ...", flush=True)
+        dataset = make_dataset(work / "data", args.count, args.size)
+    else:
+        dataset = args.dataset
     cls = args.cls or make_checkpoint(work / "cls", args.backbone, args.image_size)
     precisions = ["fp32"] + ([] if args.no_bf16 else ["bf16"])
     floors = {p: make_floor(audit_config(args, dataset, cls, work / "unused", p, args.count), p) for p in precisions}
     model = floors["fp32"].model
+    results.image_size, results.backbone = floors["fp32"].image_size, floors["fp32"].backbone  # a given --cls decides these
 
     variants: dict[str, Callable[[], None]] = {}
     outputs: dict[str, Path] = {}
@@ -372,7 +381,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     print("warm-up ...", flush=True)
     from fracdet.audit.inputs import load_inputs
 
-    items = load_inputs(dataset, split="all", max_images=args.count).items
+    items = load_inputs(dataset, split=args.split, max_images=args.count).items
     warm = max(2, next((k + 1 for k, item in enumerate(items) if item.boxes), len(items)))  # a few images, one of them with a box
     for precision in precisions:
         run_audit(audit_config(args, dataset, cls, work / f"warm_{precision}", precision, warm))
@@ -394,7 +403,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     if "bf16" in outputs:
         results.quality = quality(outputs["fp32"], outputs["bf16"])
 
-    flops = count_flops(model, args.image_size)
+    flops = count_flops(model, results.image_size)
     passes = passes_per_image(args.ig_steps, args.steps, args.batch_size)
     results.flops = {**flops, **passes, "per_image": passes["passes"] * flops["pass"] + passes["forwards"] * flops["forward"]}
     results.gemm_gflops = gemm_peak()
@@ -416,7 +425,7 @@ def print_table(results: Results) -> None:
     m = results.machine
     print()
     print(
-        f"{results.count} phantoms, {results.checkpoint} at {results.image_size} px, PGD {results.steps} steps, IG {results.ig_steps} steps, "
+        f"{results.count} images ({results.data}), {results.checkpoint} at {results.image_size} px, PGD {results.steps} steps, IG {results.ig_steps} steps, "
         f"methods SM DL IG GC, batch {results.batch_size}, {results.workers} workers, detector: {results.detector}; "
         f"{m['cores']} cores, {m['cpu']} (bf16: {m['bf16']}); median of {results.rounds} rounds; load {results.load.get('start')} -> {results.load.get('end')}"
     )
@@ -436,7 +445,7 @@ def print_table(results: Results) -> None:
             ("(b) compute floor, bf16 + channels-last", f"{s['floor_bf16_s']:.1f} s", f"{s['floor_bf16_images_per_s']:.2f} img/s", "", ""),
             ("(a) / (b), bf16", f"{s['audit_bf16_vs_floor_bf16']:.3f}", "", "", ""),
             ("bf16 speed-up, (a) fp32 / (a) bf16", f"{s['bf16_speedup']:.2f}x", f"floor: {s['floor_bf16_speedup']:.2f}x", f">= {BF16_SPEEDUP_TARGET}x", okb),
-            ("largest bf16 change, coverage@25 / PGD acc.", f"{s['max_quality_change_pp']:.2f} pp", "", f"< {PRECISION_TOLERANCE_PP:g} pp", okq),
+            ("largest bf16 change, coverage@25 / PGD accuracy", f"{s['max_quality_change_pp']:.2f} pp", "", f"< {PRECISION_TOLERANCE_PP:g} pp", okq),
         ]
     f = results.flops
     rows += [
@@ -455,6 +464,9 @@ def print_table(results: Results) -> None:
         okr = "ok" if s["rss_growth"] <= RSS_GROWTH_TARGET else "MISSED"
         rows.append(("peak memory growth, 10x the images", f"{s['rss_growth']:.2f}x", "", f"<= {RSS_GROWTH_TARGET:.2f}x", okr))
     print_rows(("measure", "value", "", "target", ""), rows)
+    per_round = {f"{a}/{b}": [round(t / u, 3) for t, u in zip(results.times[a], results.times[b], strict=True)]
+                 for a, b in (("audit", "floor"), ("audit_bf16", "floor_bf16"), ("audit", "audit_bf16"), ("floor", "floor_bf16")) if a in results.times}  # fmt: skip
+    print("per-round ratios (seconds):", "; ".join(f"{k} {v}" for k, v in per_round.items()))
     for variant, stages in results.stages.items():
         print(f"\ntime per stage, {variant}, last round (the audit's from its metrics.json provenance):")
         print_rows(("stage", "seconds", "share"), [(k, f"{v:.2f}", f"{100 * v / stages['total']:.1f}%" if k != "total" else "") for k, v in stages.items()])
@@ -470,7 +482,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="phantom long side in pixels (256)")
     parser.add_argument("--image-size", type=int, default=224, help="classifier input size (224)")
     parser.add_argument("--backbone", default="resnet18", help="timm backbone of the random-init checkpoint (resnet18)")
-    parser.add_argument("--cls", type=Path, help="audit this classifier checkpoint instead of a random-init one")
+    parser.add_argument("--cls", type=Path, help="audit this classifier checkpoint instead of a random-init one (its backbone and size win)")
+    parser.add_argument("--dataset", type=Path, help="audit this converted dataset (fracdet convert's folder) instead of new phantoms")
+    parser.add_argument("--split", default="all", help="the dataset's split to audit, its first --count images (all)")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps (10, the audit's default)")
     parser.add_argument("--ig-steps", type=int, default=8, help="Integrated Gradients steps (8)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (16, the audit's default)")
