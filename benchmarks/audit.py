@@ -382,6 +382,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     from fracdet.audit.inputs import load_inputs
 
     items = load_inputs(dataset, split=args.split, max_images=args.count).items
+    results.count, results.loop_count = len(items), min(results.loop_count, len(items))  # a given dataset may hold fewer
     warm = max(2, next((k + 1 for k, item in enumerate(items) if item.boxes), len(items)))  # a few images, one of them with a box
     for precision in precisions:
         run_audit(audit_config(args, dataset, cls, work / f"warm_{precision}", precision, warm))
