@@ -101,7 +101,7 @@ def test_a_profile_overrides_and_is_checked():
         StudyConfig(profile="a", profiles={"a": [1]})
     with pytest.raises(ConfigError, match="det_model must be a .pt"):
         StudyConfig(det_model="yolov8n")
-    with pytest.raises(ConfigError, match="cls_epochs must be >= 1"):
+    with pytest.raises(ConfigError, match="cls_epochs, adv_epochs and det_epochs must be >= 1"):
         StudyConfig(profile="a", profiles={"a": {"cls_epochs": 0}}).effective()
 
 
@@ -326,3 +326,15 @@ def test_the_study_refuses_what_it_cannot_use(tmp_path):
     with pytest.raises(OutputExistsError, match="not a study folder"):
         run_study(StudyConfig(source=tmp_path / "src", output=tmp_path / "other"))
     assert (tmp_path / "other" / "keep.txt").read_text() == "keep me"
+
+
+def test_devices_are_named_for_ultralytics():
+    from fracdet.study.run import _ultralytics_device
+
+    assert [_ultralytics_device(d) for d in ("cpu", "cuda", "cuda:1", "0")] == [
+        "cpu",
+        "0",
+        "1",
+        "0",
+    ]
+    assert _ultralytics_device(None) in ("cpu", "0")

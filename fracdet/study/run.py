@@ -74,18 +74,22 @@ def _train_detector(folder: Path, cfg: StudyConfig, dataset: Path, init: Init) -
     from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
     from fracdet.det.train import DetTrainConfig, train_detector
 
-    device = cfg.device or _default_detector_device()
+    device = _ultralytics_device(cfg.device)
     trained = train_detector(DetTrainConfig(data=dataset / "data.yaml", model=init.options["model"], output=folder, name="train", epochs=cfg.det_epochs,
                                             imgsz=cfg.det_imgsz, batch=cfg.det_batch, workers=cfg.workers, seed=cfg.seed, device=device))  # fmt: skip
     evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=cfg.det_imgsz, output=folder / "eval", device=device,
                                     n_boot=min(cfg.n_boot, 300), seed=cfg.seed))  # fmt: skip
 
 
-def _default_detector_device() -> str:
-    """Ultralytics takes ``0`` for the first GPU and ``cpu``; fracdet's own commands default to CUDA when present."""
-    import torch
+def _ultralytics_device(device: str | None) -> str:
+    """fracdet's ``cuda`` / ``cuda:1`` / ``cpu`` (default: CUDA when present) as Ultralytics names them (``0``, ``1``, ``cpu``)."""
+    if device is None:
+        import torch
 
-    return "0" if torch.cuda.is_available() else "cpu"
+        return "0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        return device.partition(":")[2] or "0"
+    return device
 
 
 def _audit(
