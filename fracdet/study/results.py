@@ -26,11 +26,13 @@ __all__ = [
     "markdown_table",
 ]
 
-#: Published detection results on FracAtlas (test split unless said), as cited by the issue
-#: that set this study up; ``None`` where the source gives no number.
+#: Published detection results on FracAtlas, as cited by the issue that set this study up;
+#: ``None`` where we hold no number (test-set size: only the dataset paper's is known to be
+#: the official 61-image split).
 DETECTOR_REFERENCES: tuple[dict[str, Any], ...] = (
     {
         "detector": "YOLOv8s",
+        "test images": "61",
         "source": "FracAtlas dataset paper (Abedeen et al., Sci. Data 2023)",
         "P": "0.807",
         "R": "0.473",
@@ -38,6 +40,7 @@ DETECTOR_REFERENCES: tuple[dict[str, Any], ...] = (
     },
     {
         "detector": "YOLOv8m",
+        "test images": None,
         "source": "later work on FracAtlas",
         "P": None,
         "R": None,
@@ -45,6 +48,7 @@ DETECTOR_REFERENCES: tuple[dict[str, Any], ...] = (
     },
     {
         "detector": "YOLOv8s and others, retrained",
+        "test images": None,
         "source": "2026 comparison study",
         "P": None,
         "R": None,
@@ -130,7 +134,7 @@ def _detector_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str,
     published = [
         {
             "detector": r["detector"],
-            "test images": "61",
+            "test images": r["test images"] or "–",
             "P": r["P"] or "–",
             "R": r["R"] or "–",
             "mAP@0.5 [95% CI]": r["mAP@0.5"],
@@ -200,16 +204,19 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
     """The tables of ``reports/fracatlas/README.md``, with this run's measured rows filled in."""
     label = _run_label(cfg)
     parts = [
-        "### Detector on the official test split\n",
+        "### Detector on the official test split\n\n",
         markdown_table(_detector_rows(numbers, label), DETECTOR_COLUMNS),
         f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, {cfg.det_epochs} epochs.\n",
-        "\n### Classifiers: clean and under ℓ∞ PGD at 4/255\n",
+        "\n### Classifiers: clean and under ℓ∞ PGD at 4/255\n\n",
         markdown_table(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
         f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} epochs, starting from {inits['classifier']}; "
         f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, {cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
     ]  # fmt: skip
     for column in numbers["groups"]:
-        parts += [f"\n### By {column} (test split)\n", markdown_table(_group_rows(numbers, column))]
+        parts += [
+            f"\n### By {column} (test split)\n\n",
+            markdown_table(_group_rows(numbers, column)),
+        ]
     return "".join(parts)
 
 
