@@ -144,10 +144,11 @@ def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(trained,
     monkeypatch.setattr(det_model, "_network_reachable", lambda: True)
     fetched: list[Path] = []
 
-    def download(file, **kwargs):  # what Ultralytics does: the named asset lands at ``file``
-        fetched.append(Path(file))
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(trained.best_weights, file)
+    def download(file, **kwargs):  # what Ultralytics does: a file already there is returned, a missing one lands at ``file``
+        if not Path(file).exists():
+            fetched.append(Path(file))
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trained.best_weights, file)
         return str(file)
 
     monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", download)
