@@ -115,6 +115,7 @@ def convert(
     group_regex: Annotated[str | None, typer.Option(help="Regex on the image id whose first group is the patient/series id.")] = None,
     images_root: Annotated[Path | None, typer.Option(help="COCO only: folder holding the images.")] = None,
     full_check: Annotated[bool, typer.Option("--full-check", help="Decode every image (slow) instead of header + end marker.")] = False,
+    official_only: Annotated[bool, typer.Option("--official-only", help="Keep only the images the official split lists (FracAtlas: its 717 fractured images).")] = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -129,7 +130,7 @@ def convert(
     cfg = build_config(
         ConvertConfig, config, source=source, output=output, source_format=source_format, targets=targets,
         link=link, split=split, fractions=fractions, seed=seed, group_regex=group_regex,
-        images_root=images_root, full_check=full_check or None, overwrite=overwrite or None,
+        images_root=images_root, full_check=full_check or None, official_only=official_only or None, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_convert(cfg).line())
 
@@ -154,6 +155,29 @@ def demo(
         device=device, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_demo(cfg).line())
+
+
+@app.command("run")
+@clean_errors
+def run_study_command(
+    config: Annotated[Path, typer.Argument(help="Study config, e.g. configs/fracatlas.yaml.")],
+    profile: Annotated[str | None, typer.Option(help="Profile of the config: cpu (about an hour on 2 cores) or gpu (pretrained weights, 640 px).")] = None,
+    source: Annotated[Path | None, typer.Option(help="FracAtlas folder (images/Fractured, images/Non_fractured, dataset.csv).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Folder for the study run.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Redo every stage (default: reuse stages whose inputs and options did not change).")] = False,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run a study from its config: convert, train both classifiers and the detector, audit, one results page."""
+    from fracdet.config import build_config
+    from fracdet.study import StudyConfig, run_study
+
+    cfg = build_config(
+        StudyConfig, config, profile=profile, source=source, output=output, fresh=fresh or None, device=device, seed=seed,
+        overwrite=overwrite or None,
+    )  # fmt: skip
+    typer.echo(run_study(cfg).line())
 
 
 @app.command()
@@ -235,7 +259,7 @@ def train_cls(
 @clean_errors
 def train_det(
     data: Annotated[Path, typer.Argument(help="data.yaml written by `fracdet convert` (or its folder).")],
-    model: Annotated[str | None, typer.Option(help="yolov8n.yaml .. yolov8x.yaml (from scratch) or a local .pt (fine-tune; a pickle: trusted files only).")] = None,
+    model: Annotated[str | None, typer.Option(help="yolov8n.yaml .. yolov8x.yaml (from scratch), a local .pt (fine-tune; a pickle: trusted files only), or a hub name like yolov8s.pt (fetched when online).")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Runs folder; the run goes to OUT/NAME.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (folder under --out).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
@@ -283,6 +307,7 @@ def eval_det(
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold.")] = None,
     image_threshold: Annotated[float | None, typer.Option(help="Box score above which an image counts as fractured.")] = None,
     no_ultralytics_val: Annotated[bool, typer.Option("--no-ultralytics-val", help="Skip Ultralytics' own val (side-by-side numbers).")] = False,
+    n_boot: Annotated[int | None, typer.Option(help="Bootstrap replicates for 95% CIs of mAP (0: none).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or a GPU index.")] = None,
     seed: SeedOpt = None,
     trust_pickle: TrustPickleOpt = False,
@@ -296,7 +321,7 @@ def eval_det(
     cfg = build_config(
         DetEvalConfig, config, weights=weights, data=data, split=split, output=output, imgsz=imgsz, batch=batch,
         conf=conf, iou=iou, image_threshold=image_threshold, ultralytics_val=False if no_ultralytics_val else None,
-        device=device, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
+        n_boot=n_boot, device=device, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
     )  # fmt: skip
     typer.echo(evaluate_detector(cfg).line())
 
@@ -409,6 +434,7 @@ def audit(
     target: Annotated[str | None, typer.Option(help="Class to explain: fracture (default) or predicted.")] = None,
     channels: Annotated[str | None, typer.Option(help="Channel aggregation: abs_max (default), abs_sum or sum.")] = None,
     ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps.")] = None,
+    group_by: Annotated[str | None, typer.Option(help="Comma-separated manifest columns to split the numbers by, e.g. hardware,body_part.")] = None,
     max_images: Annotated[int | None, typer.Option(help="Audit only the first N images (a quick look).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (also the unit of --shard and --resume).")] = None,
     trust_pickle: TrustPickleOpt = False,
@@ -429,7 +455,7 @@ def audit(
         AuditConfig, config, dataset=dataset, classifiers=tuple(classifiers) if classifiers else None, names=tuple(names) if names else None,
         detector=detector, det_imgsz=det_imgsz, det_conf=det_conf, split=split, output=output, attack=attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
         eps_space=eps_space, methods=methods, target=target, channels=channels,
-        ig_steps=ig_steps, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
+        ig_steps=ig_steps, group_by=group_by, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
         device=device, precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_audit(cfg).line())

@@ -26,6 +26,7 @@ from fracdet.demo import DemoConfig
 from fracdet.errors import DataError
 
 runner = CliRunner()
+STUDY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fracatlas.yaml"
 COMMANDS = [c.name or typer.main.get_command_name(c.callback.__name__) for c in app.registered_commands]
 
 #: The library function each command calls ("module:function"), and the fewest arguments it
@@ -34,6 +35,7 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "phantoms": ("data_tools.phantoms:generate_phantoms", ["out"]),
     "convert": ("fracdet.data.convert:convert", ["src", "out"]),
     "demo": ("fracdet.demo:run_demo", ["--out", "out"]),
+    "run": ("fracdet.study:run_study", [str(STUDY_CONFIG)]),
     "fetch-fracatlas": ("data_tools.fracatlas_download:get_fracatlas", ["out"]),
     "train-cls": ("fracdet.cls.train:train_classifier", ["manifest.csv"]),
     "train-det": ("fracdet.det.train:train_detector", ["data.yaml"]),
@@ -143,8 +145,16 @@ def test_convert_options_reach_the_config(library, tmp_path):
     assert cfg.source_format == "yolo" and cfg.targets == ("yolo", "manifest") and cfg.link is LinkMode.symlink
     assert cfg.split == "random" and cfg.fractions == (0.6, 0.2, 0.2) and cfg.seed == 4
     assert cfg.group_regex == "^(P\\d+)_" and cfg.images_root == tmp_path / "img"
-    assert cfg.full_check is True and cfg.overwrite is False
+    assert cfg.full_check is True and cfg.overwrite is False and cfg.official_only is False
     assert result.stdout == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+
+
+def test_convert_official_only(library, tmp_path):
+    fake = library("convert", ConvertResult(tmp_path / "out", 0, 0, {}))
+    assert invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only").exit_code == 0
+    assert fake.config.official_only is True
+    line = one_line_error(invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only", "--split", "random"))
+    assert "official_only" in line and "not random" in line
 
 
 @pytest.mark.parametrize(("flags", "link"), [([], LinkMode.hardlink), (["--copy"], LinkMode.copy), (["--symlink"], LinkMode.symlink)])
@@ -242,13 +252,13 @@ def test_eval_det_options_reach_the_config(library, tmp_path):
     result = invoke(
         "eval-det", tmp_path / "best.pt", tmp_path / "data", "--split", "val", "--out", tmp_path / "rep",
         "--imgsz", "320", "--conf", "0.01", "--iou", "0.5", "--image-threshold", "0.3", "--no-ultralytics-val",
-        "--seed", "2",
+        "--n-boot", "150", "--seed", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     cfg = fake.config
     assert isinstance(cfg, DetEvalConfig) and (cfg.weights, cfg.data, cfg.output) == (tmp_path / "best.pt", tmp_path / "data", tmp_path / "rep")
     assert (cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.image_threshold, cfg.seed) == ("val", 320, 0.01, 0.5, 0.3, 2)
-    assert cfg.ultralytics_val is False
+    assert cfg.ultralytics_val is False and cfg.n_boot == 150
 
 
 def test_eval_cls_options_reach_the_config(library, tmp_path):
@@ -279,6 +289,24 @@ def test_predict_options_reach_the_config(library, tmp_path):
     assert isinstance(cfg, PredictConfig) and (cfg.folder, cfg.cls, cfg.det, cfg.output) == (tmp_path / "imgs", tmp_path / "run", tmp_path / "best.pt", tmp_path / "p")
     assert (cfg.batch_size, cfg.det_imgsz, cfg.det_conf, cfg.shard, cfg.device, cfg.workers, cfg.seed) == (2, 320, 0.4, "2/3", "cpu", 0, 9)
     assert cfg.recursive is False and cfg.gradcam is True and cfg.resume is False
+
+
+def test_run_options_reach_the_study_config(library, tmp_path):
+    from fracdet.study import StudyConfig
+
+    fake = library("run", SimpleNamespace(line=lambda: "studied"))
+    result = invoke("run", STUDY_CONFIG, "--profile", "gpu", "--source", tmp_path / "fa", "--out", tmp_path / "o", "--fresh", "--device", "cpu", "--seed", "5", "--overwrite")
+    assert result.exit_code == 0 and result.stdout == "studied\n", result.output
+    cfg = fake.config
+    assert isinstance(cfg, StudyConfig) and (cfg.profile, cfg.source, cfg.output) == ("gpu", tmp_path / "fa", tmp_path / "o")
+    assert (cfg.fresh, cfg.device, cfg.seed, cfg.overwrite) == (True, "cpu", 5, True)
+    assert cfg.profiles["gpu"]["det_model"] == "yolov8s.pt"  # the profiles come from the file; run_study applies them
+
+
+def test_run_refuses_an_unknown_profile_in_one_line(library):
+    fake = library("run")
+    line = one_line_error(invoke("run", STUDY_CONFIG, "--profile", "tpu"))
+    assert "profile 'tpu' is not defined; profiles: cpu, gpu" in line and fake.args == []
 
 
 def test_merge_passes_folders(library, tmp_path):
@@ -338,7 +366,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
         "audit", tmp_path / "data", "--cls", tmp_path / "a", "--cls", tmp_path / "b", "--name", "std", "--name", "robust",
         "--det", tmp_path / "best.pt", "--det-imgsz", "256", "--det-conf", "0.3", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
         "--step-size", "2/255", "--restarts", "2", "--eps-space", "normalized", "--methods", "saliency,gradcam++",
-        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--max-images", "5", "--batch-size", "2",
+        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--group-by", "hardware,body_part", "--max-images", "5", "--batch-size", "2",
         "--trust-pickle", "--shard", "1/2", "--device", "cpu", "--precision", "bf16", "--workers", "0", "--seed", "3",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -348,6 +376,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
     assert (cfg.det_imgsz, cfg.det_conf) == (256, 0.3)
     assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == ("8/255", 3, "2/255", 2, "normalized")
     assert cfg.methods == ("saliency", "gradcam++") and (cfg.target, cfg.channels, cfg.ig_steps) == ("predicted", "sum", 8)
+    assert cfg.group_by == ("hardware", "body_part")
     assert (cfg.max_images, cfg.batch_size, cfg.trust_pickle, cfg.shard, cfg.precision, cfg.seed) == (5, 2, True, "1/2", "bf16", 3)
 
 
