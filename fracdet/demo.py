@@ -73,6 +73,7 @@ class DemoConfig:
     # audit
     audit_ig_steps: int = 8
     audit_images: int | None = 180  # the first N of the shortcut test split (sorted by id; labels are random)
+    audit_precision: str = "auto"  # bf16 where fast: 1.65x at 96 px, coverage@25 moved < 0.3 pp (benchmarks/README.md)
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
@@ -132,7 +133,7 @@ def _audit(folder: Path, cfg: DemoConfig, dataset: Path, classifiers: dict[str, 
 
     run_audit(AuditConfig(
         dataset=dataset, classifiers=tuple(classifiers.values()), names=tuple(classifiers), detector=detector, split="test",
-        output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, max_images=cfg.audit_images, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+        output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, max_images=cfg.audit_images, precision=cfg.audit_precision, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
         resume=resume,
     ))  # fmt: skip
 
@@ -174,7 +175,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     det = stages.run("det", det_options, ("data-clean",), lambda f: _train_detector(f, cfg, clean / "dataset"))
     detector = det / "train" / "weights" / "best.pt"
     classifiers = {"standard": standard, "adversarial": robust, "shortcut": cheat}
-    audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz, "images": cfg.audit_images}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
+    audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz, "images": cfg.audit_images, "precision": cfg.audit_precision}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
                        lambda f, **kw: _audit(f, cfg, shortcut / "dataset", classifiers, detector, **kw), resumable=True)  # fmt: skip
     predict = stages.run("predict", {"det_imgsz": cfg.det_imgsz}, ("cls-standard", "det"), lambda f: _predict(f, cfg, standard, detector))
     return write_demo_index(out, cfg, {"clean": clean, "shortcut": shortcut, "det": det, "audit": audit, "predict": predict, **classifiers}, stages.seconds, quick=config.quick)
