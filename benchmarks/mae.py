@@ -15,7 +15,7 @@ MSE. The probe comparison is reported whatever it shows.
 
 Run: ``.venv/bin/python benchmarks/mae.py [--dataset phantoms|fracatlas] [--count N] [--size PX]
 [--image-size PX] [--patch-size PX] [--width D] [--depth L] [--heads H] [--epochs E]
-[--probe-epochs E] [--batch-size B] [--workers W] [--n-boot N] [--json PATH] [--check]``.
+[--probe-epochs E] [--batch-size B] [--workers W] [--n-boot N] [--figure PNG] [--json PATH] [--check]``.
 """
 
 from __future__ import annotations
@@ -106,6 +106,22 @@ def benchmark(args, work: Path) -> Results:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=1.0, workers=args.workers, seed=args.seed,
     ))  # fmt: skip
     seconds = time.perf_counter() - start
+    if args.figure is not None:  # the README's figure: mae-show on the validation split
+        import shutil
+
+        from fracdet.mae.show import MAEShowConfig, show_mae
+
+        shown = show_mae(
+            MAEShowConfig(
+                run.run_dir,
+                manifest,
+                output=work / "show",
+                count=4,
+                workers=args.workers,
+                seed=args.seed,
+            )
+        )
+        shutil.copyfile(shown.figure, args.figure)
     meta, state, _ = read_mae_state(run.run_dir / "initial.safetensors")
     encoders = {
         "random": export_encoder(state, meta.hf_config, work / "random_encoder.safetensors"),
@@ -182,6 +198,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--figure", type=Path, help="copy mae-show's figure (validation images) here"
+    )
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     from fracdet.log import setup_logging

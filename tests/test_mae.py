@@ -236,7 +236,9 @@ def test_mapping_and_loading_errors(tmp_path):
     with pytest.raises(ConfigError, match="exact GELU"):
         timm_args({**config, "hidden_act": "relu"})
     with pytest.raises(ConfigError, match="mlp_ratio"):
-        timm_args({**config, "intermediate_size": 33})
+        timm_args(
+            {**config, "hidden_size": 28, "intermediate_size": 61}
+        )  # int(28 * (61 / 28)) == 60
     path = export_encoder(state, config, tmp_path / "encoder.safetensors")
     with pytest.raises(ConfigError, match="pass a ViT backbone"):
         create_classifier("resnet10t", weights=path)
