@@ -6,6 +6,7 @@ by ``save_pretrained`` here.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -471,6 +472,50 @@ def test_mae_show_draws_both_models_and_scores_them(mae_run, phantom_dataset, tm
         )
     )
     assert again.metrics["adapted"]["images"] == 2 and len(again.metrics["figure_images"]) == 2
+
+
+def test_checkpoint_and_weights_errors(mae_run, phantom_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="a .safetensors file with a .json"):
+        load_mae(tmp_path / "model.pt")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    meta = json.loads((mae_run / "best.json").read_text())
+    (copy / "best.safetensors").write_bytes(b"junk")
+    (copy / "best.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="not a readable safetensors file"):
+        load_mae(copy)
+    (copy / "best.safetensors").write_bytes((mae_run / "best.safetensors").read_bytes())
+    (copy / "best.json").write_text(
+        json.dumps({**meta, "hf_config": {**meta["hf_config"], "hidden_size": "wide"}})
+    )
+    with pytest.raises(ConfigError, match="unusable ViTMAE config"):
+        load_mae(copy)
+    with pytest.raises(ConfigError, match="weights do not fit this ViT-MAE.*shape mismatch"):
+        build_mae(weights=mae_run, model_args={"hidden_size": 64, "intermediate_size": 128})
+    with pytest.raises(ConfigError, match="fracdet fixes it"):
+        build_mae(model_args={"layer_norm_eps": 1e-12})
+    hf = tmp_path / "hf_without_weights"
+    _tiny_mae().backbone.config.save_pretrained(hf)
+    with pytest.raises(ConfigError, match="cannot load ViT-MAE weights"):
+        build_mae(weights=hf)
+    val_only = tmp_path / "val_only.csv"
+    with (
+        open(phantom_dataset / "manifest.csv", newline="") as src,
+        open(val_only, "w", newline="") as dst,
+    ):
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(
+            {**row, "path": str(phantom_dataset / row["path"])}
+            for row in reader
+            if row["split"] == "val"
+        )
+    with pytest.raises(DataError, match="no training images"):
+        pretrain_mae(_cfg(val_only, tmp_path / "run"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        show_mae(MAEShowConfig(mae_run, tmp_path / "empty", output=tmp_path / "show"))
 
 
 def test_mae_show_errors(mae_run, phantom_dataset, tmp_path):
