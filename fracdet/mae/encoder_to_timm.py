@@ -77,9 +77,8 @@ def timm_args(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"the encoder uses {config['hidden_act']!r} activations; timm's ViT uses exact GELU"
         )
-    if (
-        int(hidden * (intermediate / hidden)) != intermediate
-    ):  # timm's MLP width is int(embed_dim * mlp_ratio)
+    # timm's MLP width is int(embed_dim * mlp_ratio)
+    if int(hidden * (intermediate / hidden)) != intermediate:
         raise ConfigError(
             f"intermediate_size {intermediate} is not a width timm can express as hidden_size x mlp_ratio"
         )

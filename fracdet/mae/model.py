@@ -185,9 +185,8 @@ class PixelMAE(nn.Module):
             pixels = pixels.expand(-1, 3, -1, -1)
         return (pixels - self.mean) / self.std
 
-    def forward(
-        self, pixels: torch.Tensor, noise: torch.Tensor | None = None
-    ):  # -> ViTMAEForPreTrainingOutput
+    # returns a transformers ViTMAEForPreTrainingOutput
+    def forward(self, pixels: torch.Tensor, noise: torch.Tensor | None = None):
         """Masked reconstruction: ``loss`` (MSE on masked patches), ``logits``, ``mask`` (1 = masked).
 
         ``noise`` ``(B, num_patches)`` fixes which patches are masked (the lowest

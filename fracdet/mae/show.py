@@ -110,9 +110,8 @@ def reconstruction_panels(
 def show_mae(cfg: MAEShowConfig) -> MAEShowSummary:
     """Score both models on the images and draw the figure into ``cfg.output``."""
     initial_path = _initial_checkpoint(cfg.checkpoint)
-    if (
-        Path(cfg.output).exists() and not cfg.overwrite
-    ):  # refused before minutes of scoring, not after
+    # refused before minutes of scoring, not after
+    if Path(cfg.output).exists() and not cfg.overwrite:
         raise OutputExistsError("already exists; pass --overwrite to replace it", cfg.output)
     check_folder_path(Path(cfg.output).parent)
     device = resolve_device(cfg.device)
@@ -130,9 +129,8 @@ def show_mae(cfg: MAEShowConfig) -> MAEShowSummary:
         workers=cfg.workers,
         pin_memory=device.type == "cuda",
     )
-    scores = {}
-    for name, model in (("start", start), ("adapted", adapted)):
-        error = masked_error(
+    scores = {
+        name: masked_error(
             model,
             loader,
             device=device,
@@ -140,7 +138,8 @@ def show_mae(cfg: MAEShowConfig) -> MAEShowSummary:
             seed=cfg.seed,
             description=f"score {name}",
         )
-        scores[name] = error
+        for name, model in (("start", start), ("adapted", adapted))
+    }
     failures = {records[i].path: reason for i, reason in scores["adapted"].failures}
     skipped = [{"file": str(f), "reason": r} for f, r in sorted(failures.items())] + skipped
     if scores["adapted"].images == 0:
@@ -156,9 +155,8 @@ def show_mae(cfg: MAEShowConfig) -> MAEShowSummary:
         .tolist()
     )
     batch = torch.stack([loader.dataset[i][0] for i in picks]).to(device)
-    noise = fixed_noise(picks, adapted.num_patches, cfg.seed).to(
-        device
-    )  # the masks the scores used
+    # the masks the scores used
+    noise = fixed_noise(picks, adapted.num_patches, cfg.seed).to(device)
     panels = {
         "start": reconstruction_panels(start, batch, noise, precision=precision),
         "adapted": reconstruction_panels(adapted, batch, noise, precision=precision),

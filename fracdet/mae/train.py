@@ -68,9 +68,8 @@ class MAETrainConfig:
     arch: str = "base"  # base | large | huge (the published MAE sizes)
     pretrained: bool = False  # start from facebook/vit-mae-<arch> (online)
     weights: Path | None = None  # or a local Hugging Face folder / fracdet MAE checkpoint
-    model_args: dict[str, Any] = field(
-        default_factory=dict
-    )  # other ViTMAEConfig fields (e.g. a tiny model)
+    # other ViTMAEConfig fields (e.g. a tiny model)
+    model_args: dict[str, Any] = field(default_factory=dict)
     image_size: int = 224
     patch_size: int | None = None  # None: the weights' own, 16 from scratch
     mask_ratio: float = 0.75
@@ -259,9 +258,8 @@ def pretrain_mae(
             state.record_failures(val.failures, images.val)
             row.update(val_loss=val.loss, val_mse=val.mse)
             epoch_meta = replace(meta, epoch=epoch + 1, metrics=_val_metrics(val))
-            if (
-                not np.isnan(val.loss) and -val.loss > state.best_score
-            ):  # TrainState keeps "higher is better"
+            # TrainState keeps "higher is better": the score is the negated loss
+            if not np.isnan(val.loss) and -val.loss > state.best_score:
                 state.best_score, state.best_epoch = -val.loss, epoch
                 save_mae(model, epoch_meta, out / "best.safetensors")
             state.epoch = epoch + 1
@@ -348,9 +346,8 @@ def _finish(
 ) -> MAETrainResult:
     """Export the best encoder for timm and write the run report."""
     skipped = [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())] + images.skipped
-    if not (
-        out / "best.safetensors"
-    ).is_file():  # every validation loss was NaN: nothing to call best
+    # every validation loss was NaN: nothing to call best
+    if not (out / "best.safetensors").is_file():
         example = f" (e.g. {skipped[0]['reason']})" if skipped else ""
         raise DataError(
             f"none of the {len(images.val)} validation images could be read{example}: no best weights",
