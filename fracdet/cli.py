@@ -255,6 +255,76 @@ def train_cls(
         typer.echo(result.line())
 
 
+@app.command("pretrain-mae")
+@clean_errors
+def pretrain_mae(
+    data: Annotated[Path, typer.Argument(help="manifest.csv from `fracdet convert` or its folder (labels ignored: train split learned, val scored, test unseen), or any folder of images (JPEG/PNG/TIFF/DICOM).")],
+    output: Annotated[Path | None, typer.Option("--out", help="Run folder (initial/best/last checkpoints, encoder.safetensors, metrics log).")] = None,
+    arch: Annotated[str | None, typer.Option(help="MAE size: base, large or huge.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from facebook/vit-mae-<arch> (needs internet; offline use --weights).")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Start from a local Hugging Face ViT-MAE folder or a fracdet MAE checkpoint.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="Patch size in pixels (default: the weights' own, 16 from scratch).")] = None,
+    mask_ratio: Annotated[float | None, typer.Option(help="Fraction of patches hidden (MAE: 0.75).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (per process under torchrun).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up before the cosine decay.")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Images held out for validation when the data has no val split.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")] = False,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Masked-autoencoder pretraining (Hugging Face ViT-MAE) on unlabelled radiographs; torchrun-ready."""
+    from fracdet.config import build_config
+    from fracdet.mae.train import MAETrainConfig
+    from fracdet.mae.train import pretrain_mae as run_pretraining
+
+    cfg = build_config(
+        MAETrainConfig, config, data=data, output=output, arch=arch, pretrained=pretrained or None, weights=weights,
+        image_size=image_size, patch_size=patch_size, mask_ratio=mask_ratio, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, warmup_epochs=warmup_epochs, val_fraction=val_fraction, precision=precision,
+        device=device, workers=workers, seed=seed, resume=resume or None, overwrite=overwrite or None,
+    )  # fmt: skip
+    result = run_pretraining(cfg)
+    if result is not None:  # None in torchrun's other processes: rank 0 alone reports
+        typer.echo(result.line())
+
+
+@app.command("mae-show")
+@clean_errors
+def mae_show(
+    checkpoint: Annotated[Path, typer.Argument(help="pretrain-mae run folder, or its best/last .safetensors (initial.safetensors must sit beside it).")],
+    images: Annotated[Path, typer.Argument(help="manifest.csv (its --split is used) or its folder, or any folder of images.")],
+    output: Annotated[Path | None, typer.Option("--out", help="Folder to create (mae_show.png, mae_show.json).")] = None,
+    split: Annotated[str | None, typer.Option(help="Manifest split to score and draw: val (default), test, train or all.")] = None,
+    count: Annotated[int | None, typer.Option(help="Images in the figure (a seeded draw).")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """MAE reconstructions, starting vs adapted weights, and their masked-patch MSE."""
+    from fracdet.config import build_config
+    from fracdet.mae.show import MAEShowConfig, show_mae
+
+    cfg = build_config(
+        MAEShowConfig, config, checkpoint=checkpoint, images=images, output=output, split=split, count=count,
+        max_images=max_images, batch_size=batch_size, precision=precision, device=device, workers=workers, seed=seed,
+        overwrite=overwrite or None,
+    )  # fmt: skip
+    typer.echo(show_mae(cfg).line())
+
+
 @app.command("train-det")
 @clean_errors
 def train_det(

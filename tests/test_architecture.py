@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "fracdet.explain": 3,
     "fracdet.cls": 4,
     "fracdet.det": 4,
+    "fracdet.mae": 4,
     "fracdet.audit": 5,
     "fracdet.predict": 5,
     "fracdet.demo": 6,
@@ -55,8 +56,11 @@ LAYERS: dict[str, int] = {
 #: Units that may reach less far down than their layer would allow: ``data_tools`` sits
 #: beside the demo (which uses it) but builds on the data layer only.
 CEILINGS: dict[str, int] = {"data_tools": LAYERS["fracdet.data"]}
-#: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict.
-FORBIDDEN: frozenset[tuple[str, str]] = frozenset({("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls")})
+#: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict; ``mae``
+#: builds on the classification track (its encoder reaches cls as a weights file, not an import).
+FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
+    {("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls"), ("fracdet.cls", "fracdet.mae"), ("fracdet.mae", "fracdet.det"), ("fracdet.det", "fracdet.mae")}
+)
 CLI = "fracdet.cli"
 CLI_IMPORTERS = frozenset({"fracdet.__main__"})
 

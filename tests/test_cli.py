@@ -38,6 +38,8 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "run": ("fracdet.study:run_study", [str(STUDY_CONFIG)]),
     "fetch-fracatlas": ("data_tools.fracatlas_download:get_fracatlas", ["out"]),
     "train-cls": ("fracdet.cls.train:train_classifier", ["manifest.csv"]),
+    "pretrain-mae": ("fracdet.mae.train:pretrain_mae", ["manifest.csv"]),
+    "mae-show": ("fracdet.mae.show:show_mae", ["run", "images"]),
     "train-det": ("fracdet.det.train:train_detector", ["data.yaml"]),
     "eval-det": ("fracdet.det.evaluate:evaluate_detector", ["best.pt", "data"]),
     "eval-cls": ("fracdet.cls.evaluate:evaluate_classifier", ["run", "manifest.csv"]),
@@ -227,6 +229,44 @@ def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
     assert (cfg.image_size, cfg.epochs, cfg.batch_size, cfg.adv_steps, cfg.workers, cfg.seed) == (64, 3, 8, 2, 0, 5)
     assert isinstance(cfg.lr, float) and (cfg.lr, cfg.adv_eps, cfg.threshold_target) == (0.01, 0.01, 0.9)
     assert cfg.weights == tmp_path / "w.safetensors" and cfg.resume is True and cfg.pretrained is False
+
+
+def test_pretrain_mae_options_reach_the_config(library, tmp_path, monkeypatch):
+    from fracdet.mae.train import MAETrainConfig
+
+    monkeypatch.delenv("RANK", raising=False)
+    fake = library("pretrain-mae", SimpleNamespace(line=lambda: "pretrained"))
+    (tmp_path / "c.yaml").write_text("model_args: {hidden_size: 64, num_hidden_layers: 2}\nepochs: 9\n")
+    result = invoke(
+        "pretrain-mae", tmp_path / "imgs", "--out", tmp_path / "mae", "--arch", "large", "--weights", tmp_path / "hf",
+        "--image-size", "64", "--patch-size", "8", "--mask-ratio", "0.6", "--epochs", "3", "--batch-size", "4", "--lr", "0.001",
+        "--weight-decay", "0.01", "--warmup-epochs", "0.5", "--val-fraction", "0.2", "--precision", "bf16", "--device", "cpu",
+        "--workers", "0", "--seed", "7", "--resume", "-c", tmp_path / "c.yaml",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, MAETrainConfig) and (cfg.data, cfg.output, cfg.weights) == (tmp_path / "imgs", tmp_path / "mae", tmp_path / "hf")
+    assert (cfg.arch, cfg.image_size, cfg.patch_size, cfg.mask_ratio, cfg.epochs, cfg.batch_size) == ("large", 64, 8, 0.6, 3, 4)
+    assert (cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.val_fraction) == (0.001, 0.01, 0.5, 0.2)
+    assert (cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.resume, cfg.pretrained) == ("bf16", "cpu", 0, 7, True, False)
+    assert cfg.model_args == {"hidden_size": 64, "num_hidden_layers": 2} and result.stdout == "pretrained\n"
+    invoke("pretrain-mae", tmp_path / "imgs", "--pretrained")
+    assert fake.args[-1][0][0].pretrained is True and fake.args[-1][0][0].output == Path("runs/mae")
+
+
+def test_mae_show_options_reach_the_config(library, tmp_path):
+    from fracdet.mae.show import MAEShowConfig
+
+    fake = library("mae-show", SimpleNamespace(line=lambda: "shown"))
+    result = invoke(
+        "mae-show", tmp_path / "run", tmp_path / "m.csv", "--out", tmp_path / "fig", "--split", "test", "--count", "6",
+        "--max-images", "50", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--workers", "0", "--seed", "2", "--overwrite",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, MAEShowConfig) and (cfg.checkpoint, cfg.images, cfg.output) == (tmp_path / "run", tmp_path / "m.csv", tmp_path / "fig")
+    assert (cfg.split, cfg.count, cfg.max_images, cfg.batch_size, cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.overwrite) == ("test", 6, 50, 4, "fp32", "cpu", 0, 2, True)
+    assert result.stdout == "shown\n"
 
 
 def test_train_det_options_reach_the_config(library, tmp_path):
