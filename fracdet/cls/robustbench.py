@@ -32,6 +32,7 @@ import importlib.util
 import logging
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,9 @@ def _import_robustbench() -> None:
     beside current setuptools and timm.
     """
     try:
-        import robustbench  # noqa: F401
+        with warnings.catch_warnings():  # its architectures import timm's deprecated module paths
+            warnings.simplefilter("ignore", FutureWarning)
+            import robustbench  # noqa: F401
     except ModuleNotFoundError as exc:
         if exc.name == "robustbench":
             raise ConfigError(
@@ -188,7 +191,9 @@ def _zoo() -> dict[Any, Any]:
     """RobustBench's model dictionaries, or a clear error when the package or the zoo's needs are missing."""
     _import_robustbench()
     try:
-        from robustbench.model_zoo import model_dicts
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            from robustbench.model_zoo import model_dicts
     except ImportError as exc:
         raise ConfigError(
             f"RobustBench's model zoo cannot be imported ({exc}): {_INSTALL_HINT}"
@@ -200,7 +205,7 @@ def _entries(spec: RobustBenchSpec) -> dict[str, Any]:
     zoo = _zoo()
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
-    return zoo[BenchmarkDataset(spec.dataset)][ThreatModel(spec.threat)]
+    return zoo.get(BenchmarkDataset(spec.dataset), {}).get(ThreatModel(spec.threat), {})
 
 
 def _zoo_entry(spec: RobustBenchSpec) -> dict[str, Any]:
@@ -208,6 +213,8 @@ def _zoo_entry(spec: RobustBenchSpec) -> dict[str, Any]:
     entries = _entries(spec)
     if spec.name in entries:
         return entries[spec.name]
+    if not entries:
+        raise ConfigError(f"RobustBench has no {spec.dataset}/{spec.threat} models (this robustbench version)")
     elsewhere = [
         f"{dataset}/{threat}"
         for dataset in DATASETS
