@@ -23,7 +23,10 @@ from fracdet.cli import app
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
 #: the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not import
-needs_robustbench = pytest.mark.skipif(importlib.util.find_spec("robustbench") is None, reason="optional robustbench package not installed")
+needs_robustbench = pytest.mark.skipif(
+    importlib.util.find_spec("robustbench") is None,
+    reason="optional robustbench package not installed",
+)
 runner = CliRunner()
 
 

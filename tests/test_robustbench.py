@@ -19,7 +19,10 @@ from fracdet.errors import ConfigError
 
 SMALL = "robustbench:Rebuffi2021Fixing_R18_ddpm"  # DMPreActResNet-18 with CIFAR-10 mean/std inside
 #: the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not import
-needs_robustbench = pytest.mark.skipif(importlib.util.find_spec("robustbench") is None, reason="optional robustbench package not installed")
+needs_robustbench = pytest.mark.skipif(
+    importlib.util.find_spec("robustbench") is None,
+    reason="optional robustbench package not installed",
+)
 
 
 def _zoo_model(name: str, dataset: str = "cifar10", threat: str = "Linf") -> torch.nn.Module:

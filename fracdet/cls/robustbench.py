@@ -214,7 +214,9 @@ def _zoo_entry(spec: RobustBenchSpec) -> dict[str, Any]:
     if spec.name in entries:
         return entries[spec.name]
     if not entries:
-        raise ConfigError(f"RobustBench has no {spec.dataset}/{spec.threat} models (this robustbench version)")
+        raise ConfigError(
+            f"RobustBench has no {spec.dataset}/{spec.threat} models (this robustbench version)"
+        )
     elsewhere = [
         f"{dataset}/{threat}"
         for dataset in DATASETS
