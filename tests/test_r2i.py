@@ -172,3 +172,66 @@ def test_r2i_preset_on_the_fracatlas_sample_at_small_scale(tmp_path):
     meta, metrics, markdown = _study_pipeline(small, tmp_path, max_images=8)
     _check_study_shape(meta, metrics, markdown)
     assert metrics["robustness"]["Standard"]["n"] == 8
+
+
+def _metrics(*, has_labels: bool = True, has_boxes: bool = True) -> dict:
+    """A hand-made metrics.json: one model, SM at p = 5 and 25."""
+    entry = {
+        "coverage@5": {"mean": 0.123, "ci95": [0.1, 0.15], "n": 7},
+        "coverage@25": {"mean": 0.5, "ci95": None, "n": 7},
+        "energy_in_box": {"mean": 0.2, "ci95": [0.1, 0.3], "n": 7},
+    }
+    return {
+        "has_labels": has_labels, "has_boxes": has_boxes, "methods": ["SM"], "percentiles": [5.0, 25.0],
+        "robustness": {"m": {"n": 10, "clean_accuracy": 0.8, "clean_accuracy_ci95": [0.49, 0.94], "pgd_accuracy": 0.25, "pgd_accuracy_ci95": [0.07, 0.56], "clean_auroc": 0.9}},
+        "localization": {"m": {"SM/clean": entry, "SM/pgd": {}}},
+        "baselines": {"m": {"energy_in_box": 0.05}},
+        "provenance": {"config": {"split": "test", "eps": "4/255", "eps_space": "normalized", "target": "predicted", "channels": "abs_max", "ig_steps": 10},
+                       "classifiers": {"m": {"pixel_eps": 4 / 255 * 0.2435}}},
+    }  # fmt: skip
+
+
+def test_study_tables_by_hand():
+    from fracdet.audit.study_tables import study_sections, table_1_additions, table_i_additions
+
+    metrics = _metrics()
+    assert table_1(metrics) == [
+        {"Model": "m", "Clean Acc (%)": "80.0", "PGD Acc (%)": "25.0", "ΔAcc (pp)": "-55.0"}
+    ]
+    assert table_i(metrics) == [{"Model": "m", "SM-5": "12.3", "SM-25": "50.0"}]
+    extra = table_1_additions(metrics)[0]
+    assert (
+        extra["split audited (n)"] == "test (10)"
+        and extra["clean acc % [95% CI]"] == "80.0 [49.0–94.0]"
+    )
+    assert (
+        extra["ε as set"] == "4/255 (normalized)"
+        and extra["ε in pixels"] == "0.97/255"
+        and extra["AUROC clean → PGD"] == "0.900 → –"
+    )
+    clean, pgd = table_i_additions(metrics)
+    assert (
+        clean["cov@5 % [95% CI]"] == "12.3 [10.0–15.0]"
+        and clean["cov@25 % [95% CI]"] == "50.0"
+        and clean["random: box share %"] == "5.0"
+    )
+    assert (
+        clean["images with boxes"] == "7"
+        and pgd["cov@5 % [95% CI]"] == "–"
+        and pgd["images with boxes"] == "0"
+    )
+    headings = [s.heading for s in study_sections(metrics)]
+    assert [h.split(":")[0].split(",")[0] for h in headings] == [
+        "Table 1",
+        "Table 1",
+        "Table I",
+        "Table I",
+    ]
+    assert [s.heading[:7] for s in study_sections(_metrics(has_labels=False))] == [
+        "Table I",
+        "Table I",
+    ]  # no labels: no accuracy
+    assert [s.heading[:7] for s in study_sections(_metrics(has_boxes=False))] == [
+        "Table 1",
+        "Table 1",
+    ]  # no boxes: no coverage
