@@ -115,6 +115,7 @@ def convert(
     group_regex: Annotated[str | None, typer.Option(help="Regex on the image id whose first group is the patient/series id.")] = None,
     images_root: Annotated[Path | None, typer.Option(help="COCO only: folder holding the images.")] = None,
     full_check: Annotated[bool, typer.Option("--full-check", help="Decode every image (slow) instead of header + end marker.")] = False,
+    official_only: Annotated[bool, typer.Option("--official-only", help="Keep only the images the official split lists (FracAtlas: its 717 fractured images).")] = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -129,7 +130,7 @@ def convert(
     cfg = build_config(
         ConvertConfig, config, source=source, output=output, source_format=source_format, targets=targets,
         link=link, split=split, fractions=fractions, seed=seed, group_regex=group_regex,
-        images_root=images_root, full_check=full_check or None, overwrite=overwrite or None,
+        images_root=images_root, full_check=full_check or None, official_only=official_only or None, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_convert(cfg).line())
 
@@ -154,6 +155,29 @@ def demo(
         device=device, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_demo(cfg).line())
+
+
+@app.command("run")
+@clean_errors
+def run_study_command(
+    config: Annotated[Path, typer.Argument(help="Study config, e.g. configs/fracatlas.yaml.")],
+    profile: Annotated[str | None, typer.Option(help="Profile of the config: cpu (about an hour on 2 cores) or gpu (pretrained weights, 640 px).")] = None,
+    source: Annotated[Path | None, typer.Option(help="FracAtlas folder (images/Fractured, images/Non_fractured, dataset.csv).")] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Folder for the study run.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Redo every stage (default: reuse stages whose inputs and options did not change).")] = False,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run a study from its config: convert, train both classifiers and the detector, audit, one results page."""
+    from fracdet.config import build_config
+    from fracdet.study import StudyConfig, run_study
+
+    cfg = build_config(
+        StudyConfig, config, profile=profile, source=source, output=output, fresh=fresh or None, device=device, seed=seed,
+        overwrite=overwrite or None,
+    )  # fmt: skip
+    typer.echo(run_study(cfg).line())
 
 
 @app.command()
@@ -234,11 +258,81 @@ def train_cls(
         typer.echo(result.line())
 
 
+@app.command("pretrain-mae")
+@clean_errors
+def pretrain_mae(
+    data: Annotated[Path, typer.Argument(help="manifest.csv from `fracdet convert` or its folder (labels ignored: train split learned, val scored, test unseen), or any folder of images (JPEG/PNG/TIFF/DICOM).")],
+    output: Annotated[Path | None, typer.Option("--out", help="Run folder (initial/best/last checkpoints, encoder.safetensors, metrics log).")] = None,
+    arch: Annotated[str | None, typer.Option(help="MAE size: base, large or huge.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from facebook/vit-mae-<arch> (needs internet; offline use --weights).")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Start from a local Hugging Face ViT-MAE folder or a fracdet MAE checkpoint.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")] = None,
+    patch_size: Annotated[int | None, typer.Option(help="Patch size in pixels (default: the weights' own, 16 from scratch).")] = None,
+    mask_ratio: Annotated[float | None, typer.Option(help="Fraction of patches hidden (MAE: 0.75).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (per process under torchrun).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up before the cosine decay.")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Images held out for validation when the data has no val split.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")] = False,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Masked-autoencoder pretraining (Hugging Face ViT-MAE) on unlabelled radiographs; torchrun-ready."""
+    from fracdet.config import build_config
+    from fracdet.mae.train import MAETrainConfig
+    from fracdet.mae.train import pretrain_mae as run_pretraining
+
+    cfg = build_config(
+        MAETrainConfig, config, data=data, output=output, arch=arch, pretrained=pretrained or None, weights=weights,
+        image_size=image_size, patch_size=patch_size, mask_ratio=mask_ratio, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, warmup_epochs=warmup_epochs, val_fraction=val_fraction, precision=precision,
+        device=device, workers=workers, seed=seed, resume=resume or None, overwrite=overwrite or None,
+    )  # fmt: skip
+    result = run_pretraining(cfg)
+    if result is not None:  # None in torchrun's other processes: rank 0 alone reports
+        typer.echo(result.line())
+
+
+@app.command("mae-show")
+@clean_errors
+def mae_show(
+    checkpoint: Annotated[Path, typer.Argument(help="pretrain-mae run folder, or its best/last .safetensors (initial.safetensors must sit beside it).")],
+    images: Annotated[Path, typer.Argument(help="manifest.csv (its --split is used) or its folder, or any folder of images.")],
+    output: Annotated[Path | None, typer.Option("--out", help="Folder to create (mae_show.png, mae_show.json).")] = None,
+    split: Annotated[str | None, typer.Option(help="Manifest split to score and draw: val (default), test, train or all.")] = None,
+    count: Annotated[int | None, typer.Option(help="Images in the figure (a seeded draw).")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """MAE reconstructions, starting vs adapted weights, and their masked-patch MSE."""
+    from fracdet.config import build_config
+    from fracdet.mae.show import MAEShowConfig, show_mae
+
+    cfg = build_config(
+        MAEShowConfig, config, checkpoint=checkpoint, images=images, output=output, split=split, count=count,
+        max_images=max_images, batch_size=batch_size, precision=precision, device=device, workers=workers, seed=seed,
+        overwrite=overwrite or None,
+    )  # fmt: skip
+    typer.echo(show_mae(cfg).line())
+
+
 @app.command("train-det")
 @clean_errors
 def train_det(
     data: Annotated[Path, typer.Argument(help="data.yaml written by `fracdet convert` (or its folder).")],
-    model: Annotated[str | None, typer.Option(help="yolov8n.yaml .. yolov8x.yaml (from scratch) or a local .pt (fine-tune; a pickle: trusted files only).")] = None,
+    model: Annotated[str | None, typer.Option(help="yolov8n.yaml .. yolov8x.yaml (from scratch), a local .pt (fine-tune; a pickle: trusted files only), or a hub name like yolov8s.pt (fetched when online).")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Runs folder; the run goes to OUT/NAME.")] = None,
     name: Annotated[str | None, typer.Option(help="Run name (folder under --out).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
@@ -286,6 +380,7 @@ def eval_det(
     iou: Annotated[float | None, typer.Option(help="NMS IoU threshold.")] = None,
     image_threshold: Annotated[float | None, typer.Option(help="Box score above which an image counts as fractured.")] = None,
     no_ultralytics_val: Annotated[bool, typer.Option("--no-ultralytics-val", help="Skip Ultralytics' own val (side-by-side numbers).")] = False,
+    n_boot: Annotated[int | None, typer.Option(help="Bootstrap replicates for 95% CIs of mAP (0: none).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or a GPU index.")] = None,
     seed: SeedOpt = None,
     trust_pickle: TrustPickleOpt = False,
@@ -299,7 +394,7 @@ def eval_det(
     cfg = build_config(
         DetEvalConfig, config, weights=weights, data=data, split=split, output=output, imgsz=imgsz, batch=batch,
         conf=conf, iou=iou, image_threshold=image_threshold, ultralytics_val=False if no_ultralytics_val else None,
-        device=device, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
+        n_boot=n_boot, device=device, seed=seed, overwrite=overwrite or None, trust_pickle=trust_pickle or None,
     )  # fmt: skip
     typer.echo(evaluate_detector(cfg).line())
 
@@ -412,6 +507,7 @@ def audit(
     target: Annotated[str | None, typer.Option(help="Class to explain: fracture (default) or predicted.")] = None,
     channels: Annotated[str | None, typer.Option(help="Channel aggregation: abs_max (default), abs_sum or sum.")] = None,
     ig_steps: Annotated[int | None, typer.Option(help="Integrated Gradients steps.")] = None,
+    group_by: Annotated[str | None, typer.Option(help="Comma-separated manifest columns to split the numbers by, e.g. hardware,body_part.")] = None,
     max_images: Annotated[int | None, typer.Option(help="Audit only the first N images (a quick look).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (also the unit of --shard and --resume).")] = None,
     trust_pickle: TrustPickleOpt = False,
@@ -432,7 +528,7 @@ def audit(
         AuditConfig, config, dataset=dataset, classifiers=tuple(classifiers) if classifiers else None, names=tuple(names) if names else None,
         detector=detector, det_imgsz=det_imgsz, det_conf=det_conf, split=split, output=output, attack=attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
         eps_space=eps_space, methods=methods, target=target, channels=channels,
-        ig_steps=ig_steps, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
+        ig_steps=ig_steps, group_by=group_by, max_images=max_images, batch_size=batch_size, trust_pickle=trust_pickle or None, shard=shard, resume=resume or None,
         device=device, precision=precision, workers=workers, seed=seed, overwrite=overwrite or None,
     )  # fmt: skip
     typer.echo(run_audit(cfg).line())

@@ -12,19 +12,14 @@ Each stage remembers the hash of its inputs and options: re-running reuses what 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fracdet.demo_report import DemoSummary, write_demo_index
 from fracdet.errors import ConfigError, OutputExistsError
-from fracdet.fsutil import atomic_write_json
+from fracdet.stages import STAGES_DIR, StageRunner
 
 __all__ = ["DemoConfig", "DemoSummary", "run_demo", "DEFAULT_CONFIG_FILE", "QUICK"]
 
@@ -33,9 +28,6 @@ logger = logging.getLogger(__name__)
 #: Read by ``fracdet demo`` when present and no ``--config`` is named (relative to the working
 #: folder: the repository root for ``make demo``).
 DEFAULT_CONFIG_FILE = Path("configs/demo.yaml")
-#: Each stage's record (its key, options, time, done), beside the stage folders so that a
-#: stage's folder holds its outputs only.
-STAGES_DIR = ".stages"
 
 
 @dataclass(frozen=True)
@@ -60,9 +52,9 @@ class DemoConfig:
     shortcut_rate: float = 1.0
     # classifiers
     cls_backbone: str = "resnet10t"
-    cls_epochs: int = 12
-    cls_batch_size: int = 16
-    cls_lr: float = 5e-4
+    cls_epochs: int = 16
+    cls_batch_size: int = 32
+    cls_lr: float = 1e-3
     cls_global_pool: str = "max"
     shortcut_epochs: int = 3  # the marker is learned at once
     # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than from scratch)
@@ -71,15 +63,17 @@ class DemoConfig:
     adv_steps: int = 3
     adv_step_size: float = 2 / 255
     adv_trades_beta: float = 3.0
-    adv_epochs: int = 5
+    adv_epochs: int = 4
     adv_lr: float = 2e-4
     adv_global_pool: str = "avg"
     # detector
     det_model: str = "yolov8n.yaml"
     det_imgsz: int = 192
-    det_epochs: int = 6
+    det_epochs: int = 4
     # audit
-    audit_ig_steps: int = 16
+    audit_ig_steps: int = 8
+    audit_images: int | None = 180  # the first N of the shortcut test split (sorted by id; labels are random)
+    audit_precision: str = "auto"  # bf16 where fast: 1.65x at 96 px, coverage@25 moved < 0.3 pp (benchmarks/README.md)
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
@@ -94,39 +88,6 @@ class DemoConfig:
 
 #: ``--quick``: about three minutes on a 2-core CPU; numbers are weaker and the summary says so.
 QUICK: dict[str, Any] = {"count": 300, "shortcut_count": 200, "cls_epochs": 4, "shortcut_epochs": 2, "adv_epochs": 1, "det_epochs": 3, "audit_ig_steps": 8}
-
-
-class _Stages:
-    """Runs stages whose outputs are reused while their key (inputs + options) is unchanged."""
-
-    def __init__(self, out: Path, fresh: bool) -> None:
-        self.out, self.fresh = out, fresh
-        self.keys: dict[str, str] = {}
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, options: dict[str, Any], upstream: tuple[str, ...], work: Callable[..., Any], *, resumable: bool = False) -> Path:
-        """Run ``work(folder)`` unless its key is recorded as done; a ``resumable`` stage that was
-        interrupted with the same key continues (``work(folder, resume=True)``) instead of restarting."""
-        folder = self.out / name
-        key = hashlib.sha256(json.dumps([options, [self.keys[u] for u in upstream]], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.keys[name] = key
-        marker = self.out / STAGES_DIR / f"{name}.json"
-        recorded = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
-        same = not self.fresh and recorded.get("key") == key
-        if same and recorded.get("done", True):  # markers are written "done: false" at the start
-            logger.info("demo: %s is up to date (reused)", name)
-            self.seconds[name] = 0.0
-            return folder
-        resume = same and resumable
-        if folder.exists() and not resume:
-            shutil.rmtree(folder)
-        start = time.perf_counter()
-        logger.info("demo: %s ...%s", name, " (resuming)" if resume else "")
-        atomic_write_json(marker, {"key": key, "options": options, "done": False})
-        work(folder, resume=True) if resume else work(folder)
-        self.seconds[name] = round(time.perf_counter() - start, 1)
-        atomic_write_json(marker, {"key": key, "options": options, "seconds": self.seconds[name], "done": True})
-        return folder
 
 
 def _phantoms_and_dataset(folder: Path, cfg: DemoConfig, *, count: int, shortcut: float | None, seed: int) -> None:
@@ -172,7 +133,7 @@ def _audit(folder: Path, cfg: DemoConfig, dataset: Path, classifiers: dict[str, 
 
     run_audit(AuditConfig(
         dataset=dataset, classifiers=tuple(classifiers.values()), names=tuple(classifiers), detector=detector, split="test",
-        output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+        output=folder, det_imgsz=cfg.det_imgsz, ig_steps=cfg.audit_ig_steps, max_images=cfg.audit_images, precision=cfg.audit_precision, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
         resume=resume,
     ))  # fmt: skip
 
@@ -196,7 +157,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     if out.exists() and any(out.iterdir()) and not is_demo and not cfg.overwrite:
         raise OutputExistsError("exists and is not a demo folder; pass --overwrite to replace it", out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out, fresh=cfg.fresh or cfg.overwrite)
+    stages = StageRunner(out, fresh=cfg.fresh or cfg.overwrite, label="demo")
     common = {"seed": cfg.seed, "size": cfg.size, "prevalence": cfg.prevalence, "crack_scale": cfg.crack_scale, "max_fractures": cfg.max_fractures}
     clean = stages.run("data-clean", {**common, "count": cfg.count}, (), lambda f: _phantoms_and_dataset(f, cfg, count=cfg.count, shortcut=None, seed=cfg.seed))
     shortcut = stages.run("data-shortcut", {**common, "count": cfg.shortcut_count, "rate": cfg.shortcut_rate}, (),
@@ -214,7 +175,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     det = stages.run("det", det_options, ("data-clean",), lambda f: _train_detector(f, cfg, clean / "dataset"))
     detector = det / "train" / "weights" / "best.pt"
     classifiers = {"standard": standard, "adversarial": robust, "shortcut": cheat}
-    audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
+    audit = stages.run("audit", {"ig_steps": cfg.audit_ig_steps, "det_imgsz": cfg.det_imgsz, "images": cfg.audit_images, "precision": cfg.audit_precision}, ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
                        lambda f, **kw: _audit(f, cfg, shortcut / "dataset", classifiers, detector, **kw), resumable=True)  # fmt: skip
     predict = stages.run("predict", {"det_imgsz": cfg.det_imgsz}, ("cls-standard", "det"), lambda f: _predict(f, cfg, standard, detector))
     return write_demo_index(out, cfg, {"clean": clean, "shortcut": shortcut, "det": det, "audit": audit, "predict": predict, **classifiers}, stages.seconds, quick=config.quick)

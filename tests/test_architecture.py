@@ -36,16 +36,19 @@ LAYERS: dict[str, int] = {
     "fracdet.confusion": 0,
     "fracdet.shards": 0,
     "fracdet.journal": 0,
+    "fracdet.stages": 0,
     "fracdet.data": 1,
     "fracdet.report": 2,
     "fracdet.robust": 3,
     "fracdet.explain": 3,
     "fracdet.cls": 4,
     "fracdet.det": 4,
+    "fracdet.mae": 4,
     "fracdet.audit": 5,
     "fracdet.predict": 5,
     "fracdet.demo": 6,
     "fracdet.demo_report": 6,
+    "fracdet.study": 6,
     "data_tools": 6,
     "fracdet.cli": 7,
     "fracdet.__main__": 7,
@@ -53,8 +56,11 @@ LAYERS: dict[str, int] = {
 #: Units that may reach less far down than their layer would allow: ``data_tools`` sits
 #: beside the demo (which uses it) but builds on the data layer only.
 CEILINGS: dict[str, int] = {"data_tools": LAYERS["fracdet.data"]}
-#: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict.
-FORBIDDEN: frozenset[tuple[str, str]] = frozenset({("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls")})
+#: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict; ``mae``
+#: builds on the classification track (its encoder reaches cls as a weights file, not an import).
+FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
+    {("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls"), ("fracdet.cls", "fracdet.mae"), ("fracdet.mae", "fracdet.det"), ("fracdet.det", "fracdet.mae")}
+)
 CLI = "fracdet.cli"
 CLI_IMPORTERS = frozenset({"fracdet.__main__"})
 

@@ -122,7 +122,7 @@ def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp
 @pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(full_audit, phantom_dataset, models, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "fracdet", "--quiet", "audit",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fracdet", "--quiet", "audit",
                str(phantom_dataset), "--cls", str(models["a"]), "--cls", str(models["b"]), "--det", str(models["det"]), "--split", "all",
                "--max-images", "12", "--steps", "2", "--ig-steps", "4", "--det-imgsz", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

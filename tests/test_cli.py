@@ -26,6 +26,7 @@ from fracdet.demo import DemoConfig
 from fracdet.errors import DataError
 
 runner = CliRunner()
+STUDY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fracatlas.yaml"
 COMMANDS = [c.name or typer.main.get_command_name(c.callback.__name__) for c in app.registered_commands]
 
 #: The library function each command calls ("module:function"), and the fewest arguments it
@@ -34,8 +35,11 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "phantoms": ("data_tools.phantoms:generate_phantoms", ["out"]),
     "convert": ("fracdet.data.convert:convert", ["src", "out"]),
     "demo": ("fracdet.demo:run_demo", ["--out", "out"]),
+    "run": ("fracdet.study:run_study", [str(STUDY_CONFIG)]),
     "fetch-fracatlas": ("data_tools.fracatlas_download:get_fracatlas", ["out"]),
     "train-cls": ("fracdet.cls.train:train_classifier", ["manifest.csv"]),
+    "pretrain-mae": ("fracdet.mae.train:pretrain_mae", ["manifest.csv"]),
+    "mae-show": ("fracdet.mae.show:show_mae", ["run", "images"]),
     "train-det": ("fracdet.det.train:train_detector", ["data.yaml"]),
     "eval-det": ("fracdet.det.evaluate:evaluate_detector", ["best.pt", "data"]),
     "eval-cls": ("fracdet.cls.evaluate:evaluate_classifier", ["run", "manifest.csv"]),
@@ -143,8 +147,16 @@ def test_convert_options_reach_the_config(library, tmp_path):
     assert cfg.source_format == "yolo" and cfg.targets == ("yolo", "manifest") and cfg.link is LinkMode.symlink
     assert cfg.split == "random" and cfg.fractions == (0.6, 0.2, 0.2) and cfg.seed == 4
     assert cfg.group_regex == "^(P\\d+)_" and cfg.images_root == tmp_path / "img"
-    assert cfg.full_check is True and cfg.overwrite is False
+    assert cfg.full_check is True and cfg.overwrite is False and cfg.official_only is False
     assert result.stdout == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+
+
+def test_convert_official_only(library, tmp_path):
+    fake = library("convert", ConvertResult(tmp_path / "out", 0, 0, {}))
+    assert invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only").exit_code == 0
+    assert fake.config.official_only is True
+    line = one_line_error(invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only", "--split", "random"))
+    assert "official_only" in line and "not random" in line
 
 
 @pytest.mark.parametrize(("flags", "link"), [([], LinkMode.hardlink), (["--copy"], LinkMode.copy), (["--symlink"], LinkMode.symlink)])
@@ -257,6 +269,44 @@ def test_audit_reads_the_r2i_preset(library, tmp_path):
     assert "preset 'r2i' has no section for this command" in error
 
 
+def test_pretrain_mae_options_reach_the_config(library, tmp_path, monkeypatch):
+    from fracdet.mae.train import MAETrainConfig
+
+    monkeypatch.delenv("RANK", raising=False)
+    fake = library("pretrain-mae", SimpleNamespace(line=lambda: "pretrained"))
+    (tmp_path / "c.yaml").write_text("model_args: {hidden_size: 64, num_hidden_layers: 2}\nepochs: 9\n")
+    result = invoke(
+        "pretrain-mae", tmp_path / "imgs", "--out", tmp_path / "mae", "--arch", "large", "--weights", tmp_path / "hf",
+        "--image-size", "64", "--patch-size", "8", "--mask-ratio", "0.6", "--epochs", "3", "--batch-size", "4", "--lr", "0.001",
+        "--weight-decay", "0.01", "--warmup-epochs", "0.5", "--val-fraction", "0.2", "--precision", "bf16", "--device", "cpu",
+        "--workers", "0", "--seed", "7", "--resume", "-c", tmp_path / "c.yaml",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, MAETrainConfig) and (cfg.data, cfg.output, cfg.weights) == (tmp_path / "imgs", tmp_path / "mae", tmp_path / "hf")
+    assert (cfg.arch, cfg.image_size, cfg.patch_size, cfg.mask_ratio, cfg.epochs, cfg.batch_size) == ("large", 64, 8, 0.6, 3, 4)
+    assert (cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.val_fraction) == (0.001, 0.01, 0.5, 0.2)
+    assert (cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.resume, cfg.pretrained) == ("bf16", "cpu", 0, 7, True, False)
+    assert cfg.model_args == {"hidden_size": 64, "num_hidden_layers": 2} and result.stdout == "pretrained\n"
+    invoke("pretrain-mae", tmp_path / "imgs", "--pretrained")
+    assert fake.args[-1][0][0].pretrained is True and fake.args[-1][0][0].output == Path("runs/mae")
+
+
+def test_mae_show_options_reach_the_config(library, tmp_path):
+    from fracdet.mae.show import MAEShowConfig
+
+    fake = library("mae-show", SimpleNamespace(line=lambda: "shown"))
+    result = invoke(
+        "mae-show", tmp_path / "run", tmp_path / "m.csv", "--out", tmp_path / "fig", "--split", "test", "--count", "6",
+        "--max-images", "50", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--workers", "0", "--seed", "2", "--overwrite",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, MAEShowConfig) and (cfg.checkpoint, cfg.images, cfg.output) == (tmp_path / "run", tmp_path / "m.csv", tmp_path / "fig")
+    assert (cfg.split, cfg.count, cfg.max_images, cfg.batch_size, cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.overwrite) == ("test", 6, 50, 4, "fp32", "cpu", 0, 2, True)
+    assert result.stdout == "shown\n"
+
+
 def test_train_det_options_reach_the_config(library, tmp_path):
     from fracdet.det.train import DetTrainConfig
 
@@ -280,13 +330,13 @@ def test_eval_det_options_reach_the_config(library, tmp_path):
     result = invoke(
         "eval-det", tmp_path / "best.pt", tmp_path / "data", "--split", "val", "--out", tmp_path / "rep",
         "--imgsz", "320", "--conf", "0.01", "--iou", "0.5", "--image-threshold", "0.3", "--no-ultralytics-val",
-        "--seed", "2",
+        "--n-boot", "150", "--seed", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     cfg = fake.config
     assert isinstance(cfg, DetEvalConfig) and (cfg.weights, cfg.data, cfg.output) == (tmp_path / "best.pt", tmp_path / "data", tmp_path / "rep")
     assert (cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.image_threshold, cfg.seed) == ("val", 320, 0.01, 0.5, 0.3, 2)
-    assert cfg.ultralytics_val is False
+    assert cfg.ultralytics_val is False and cfg.n_boot == 150
 
 
 def test_eval_cls_options_reach_the_config(library, tmp_path):
@@ -317,6 +367,24 @@ def test_predict_options_reach_the_config(library, tmp_path):
     assert isinstance(cfg, PredictConfig) and (cfg.folder, cfg.cls, cfg.det, cfg.output) == (tmp_path / "imgs", tmp_path / "run", tmp_path / "best.pt", tmp_path / "p")
     assert (cfg.batch_size, cfg.det_imgsz, cfg.det_conf, cfg.shard, cfg.device, cfg.workers, cfg.seed) == (2, 320, 0.4, "2/3", "cpu", 0, 9)
     assert cfg.recursive is False and cfg.gradcam is True and cfg.resume is False
+
+
+def test_run_options_reach_the_study_config(library, tmp_path):
+    from fracdet.study import StudyConfig
+
+    fake = library("run", SimpleNamespace(line=lambda: "studied"))
+    result = invoke("run", STUDY_CONFIG, "--profile", "gpu", "--source", tmp_path / "fa", "--out", tmp_path / "o", "--fresh", "--device", "cpu", "--seed", "5", "--overwrite")
+    assert result.exit_code == 0 and result.stdout == "studied\n", result.output
+    cfg = fake.config
+    assert isinstance(cfg, StudyConfig) and (cfg.profile, cfg.source, cfg.output) == ("gpu", tmp_path / "fa", tmp_path / "o")
+    assert (cfg.fresh, cfg.device, cfg.seed, cfg.overwrite) == (True, "cpu", 5, True)
+    assert cfg.profiles["gpu"]["det_model"] == "yolov8s.pt"  # the profiles come from the file; run_study applies them
+
+
+def test_run_refuses_an_unknown_profile_in_one_line(library):
+    fake = library("run")
+    line = one_line_error(invoke("run", STUDY_CONFIG, "--profile", "tpu"))
+    assert "profile 'tpu' is not defined; profiles: cpu, gpu" in line and fake.args == []
 
 
 def test_merge_passes_folders(library, tmp_path):
@@ -376,7 +444,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
         "audit", tmp_path / "data", "--cls", tmp_path / "a", "--cls", tmp_path / "b", "--name", "std", "--name", "robust",
         "--det", tmp_path / "best.pt", "--det-imgsz", "256", "--det-conf", "0.3", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
         "--step-size", "2/255", "--restarts", "2", "--eps-space", "normalized", "--methods", "saliency,gradcam++",
-        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--max-images", "5", "--batch-size", "2",
+        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--group-by", "hardware,body_part", "--max-images", "5", "--batch-size", "2",
         "--trust-pickle", "--shard", "1/2", "--device", "cpu", "--precision", "bf16", "--workers", "0", "--seed", "3",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -386,6 +454,7 @@ def test_audit_options_reach_the_config(library, tmp_path):
     assert (cfg.det_imgsz, cfg.det_conf) == (256, 0.3)
     assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == ("8/255", 3, "2/255", 2, "normalized")
     assert cfg.methods == ("saliency", "gradcam++") and (cfg.target, cfg.channels, cfg.ig_steps) == ("predicted", "sum", 8)
+    assert cfg.group_by == ("hardware", "body_part")
     assert (cfg.max_images, cfg.batch_size, cfg.trust_pickle, cfg.shard, cfg.precision, cfg.seed) == (5, 2, True, "1/2", "bf16", 3)
 
 

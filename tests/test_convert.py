@@ -99,6 +99,24 @@ def test_config_errors(small_fracatlas, tmp_path):
         ConvertConfig(small_fracatlas, small_fracatlas)
     with pytest.raises(ConfigError, match="no official split"):
         convert(ConvertConfig(small_fracatlas, tmp_path / "o", split="official"))
+    with pytest.raises(ConfigError, match="--official-only: .* has no official split"):
+        convert(ConvertConfig(small_fracatlas, tmp_path / "o", official_only=True))
+    with pytest.raises(ConfigError, match="official_only .* not random"):
+        ConvertConfig(small_fracatlas, tmp_path / "o", split="random", official_only=True)
+
+
+def test_official_only_keeps_the_official_split_alone(tmp_path):
+    """The detector's data: the fractured images of the official split, split as published."""
+    specs = [(f"F{i}.jpg", 30, 30, [(1, 1, 9, 9)]) for i in range(4)] + [(f"N{i}.jpg", 30, 30, []) for i in range(4)]
+    split = {"F0.jpg": "train", "F1.jpg": "train", "F2.jpg": "val", "F3.jpg": "test"}
+    root = make_fracatlas(tmp_path / "fa", specs, split=split)
+    result = convert(ConvertConfig(root, tmp_path / "det", official_only=True))
+    assert result.n_images == 4 and result.split_counts == {s: {"not_fractured": 0, "fractured": n} for s, n in (("train", 2), ("val", 1), ("test", 1))}
+    assert {r.image_id: r.split for r in read_manifest(tmp_path / "det" / "manifest.csv")} == split
+    report = json.loads((tmp_path / "det" / "convert_report.json").read_text())
+    assert report["problem_counts"]["not_in_official_split"] == 1 and report["images_skipped"] == 0
+    everything = convert(ConvertConfig(root, tmp_path / "all"))  # without it: all 8, the intact ones split too
+    assert everything.n_images == 8 and sum(c["not_fractured"] for c in everything.split_counts.values()) == 4
 
 
 def test_detect_format(small_fracatlas, tmp_path):

@@ -88,7 +88,7 @@ def test_demo_page_renders_in_a_browser(demo_run):
 
 
 def test_an_interrupted_stage_that_can_resume_continues(tmp_path):
-    from fracdet.demo import _Stages
+    from fracdet.stages import StageRunner
 
     calls: list[dict] = []
 
@@ -100,8 +100,8 @@ def test_an_interrupted_stage_that_can_resume_continues(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _Stages(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
-    _Stages(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
+        StageRunner(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
+    StageRunner(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
     assert calls == [{}, {"resume": True}] and (tmp_path / "s" / "part").is_file()
-    _Stages(tmp_path, fresh=False).run("s", {"a": 2}, (), work, resumable=True)  # other options: a fresh start
+    StageRunner(tmp_path, fresh=False).run("s", {"a": 2}, (), work, resumable=True)  # other options: a fresh start
     assert calls[-1] == {}

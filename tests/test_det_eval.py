@@ -11,6 +11,7 @@ from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.geometry import box_iou, match_boxes
 from fracdet.data.yolo import read_class_names
 from fracdet.det.coco_eval import (
+    bootstrap_map_ci,
     coco_map,
     image_level_metrics,
     image_level_scores,
@@ -95,6 +96,23 @@ def test_coco_map_perfect_and_empty():
     worse = coco_map(gt, [*perfect, det(2, [0, 0, 30, 30], 0.95)])
     assert worse["map_50"] < 1.0
     assert gt == gt_doc([(1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]), (2, []), (3, [([5, 5, 120, 120], 1)])])  # not edited
+
+
+def test_bootstrap_map_ci_hand_checked():
+    # Image 1: GT found exactly; image 2: GT missed. A replicate with k copies of image 1 (and
+    # 2 - k of image 2) has recall k/2 at precision 1: AP@0.5 = 1 (k=2), 51/101 (k=1), 0 (k=0).
+    # k=0 and k=2 each have probability 1/4, so the 2.5% and 97.5% quantiles are 0 and 1.
+    gt = gt_doc([(1, [([10, 10, 20, 20], 1)]), (2, [([50, 50, 40, 40], 1)])])
+    results = [det(1, [10, 10, 20, 20], 0.9)]
+    ci = bootstrap_map_ci(gt, results, n_boot=200, seed=0)
+    assert ci == {"map_50_ci95": [0.0, 1.0], "map_50_95_ci95": [0.0, 1.0]}
+    assert bootstrap_map_ci(gt, results, n_boot=200, seed=0) == ci  # seeded
+    perfect = bootstrap_map_ci(gt, [*results, det(2, [50, 50, 40, 40], 0.8)], n_boot=50, seed=1)
+    assert perfect == {"map_50_ci95": [pytest.approx(1.0), pytest.approx(1.0)], "map_50_95_ci95": [pytest.approx(1.0), pytest.approx(1.0)]}
+    # replicates without any ground-truth box are left out; none left: no CI
+    assert bootstrap_map_ci(gt_doc([(1, [])]), [], n_boot=20) == {"map_50_ci95": None, "map_50_95_ci95": None}
+    with pytest.raises(ValueError, match="n_boot must be >= 1"):
+        bootstrap_map_ci(gt, results, n_boot=0)
 
 
 def test_coco_map_is_silent(capsys):

@@ -114,14 +114,54 @@ def test_missing_data_yaml_names_it(tmp_path):
     assert info.value.path == tmp_path / "empty" / "data.yaml"
 
 
-def test_pt_that_is_not_local_is_not_downloaded(dataset, tmp_path, no_network):
-    with pytest.raises(ConfigError, match="not a local file.*yolov8n.yaml"):
+def test_pt_that_is_not_local_is_not_downloaded(dataset, tmp_path, no_network, monkeypatch):
+    import ultralytics.utils
+
+    monkeypatch.setattr(ultralytics.utils, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")  # Ultralytics' reachability check answers "offline" without a lookup
+    with pytest.raises(ConfigError, match="hub model, but the network is unreachable.*yolov8s.yaml") as info:
         train_detector(DetTrainConfig(data=dataset, model="yolov8s.pt", output=tmp_path, **FAST))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="not a local file nor an Ultralytics hub model name.*yolov8n.yaml"):
+        train_detector(DetTrainConfig(data=dataset, model="my_yolo.pt", output=tmp_path, **FAST))
     with pytest.raises(ConfigError, match="URLs are not fetched"):
         train_detector(DetTrainConfig(data=dataset, model="https://example.com/yolov8n.pt", output=tmp_path, **FAST))
     with pytest.raises(ConfigError, match="built-in architectures"):
         train_detector(DetTrainConfig(data=dataset, model="yolov99z.yaml", output=tmp_path, **FAST))
     assert no_network == []
+
+
+def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(trained, dataset, tmp_path, monkeypatch):
+    """Reachability and the download are stand-ins: the test stays offline, the wiring is real."""
+    import ultralytics.utils
+    import ultralytics.utils.downloads
+
+    import fracdet.det.model as det_model
+    from fracdet.det.train import _build_model
+
+    weights_dir = tmp_path / "weights"
+    monkeypatch.setattr(ultralytics.utils, "WEIGHTS_DIR", weights_dir)
+    monkeypatch.setattr(det_model, "_network_reachable", lambda: True)
+    fetched: list[Path] = []
+
+    def download(file, **kwargs):  # what Ultralytics does: a file already there is returned, a missing one lands at ``file``
+        if not Path(file).exists():
+            fetched.append(Path(file))
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trained.best_weights, file)
+        return str(file)
+
+    monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", download)
+    model = _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
+    assert fetched == [weights_dir / "yolov8n.pt"] and model.task == "detect"
+    monkeypatch.setattr(det_model, "_network_reachable", lambda: False)  # once downloaded, offline is fine
+    _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
+    assert len(fetched) == 1
+
+    monkeypatch.setattr(det_model, "_network_reachable", lambda: True)
+    monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", lambda file, **kw: str(file))  # nothing arrives
+    with pytest.raises(ConfigError, match="yolov8s.pt: download from Ultralytics' release assets failed"):
+        _build_model("yolov8s.pt", ("fractured",), dataset / "data.yaml")
 
 
 def test_classifier_checkpoint_as_model(dataset, tmp_path):
@@ -184,7 +224,7 @@ def test_train_writes_weights_and_metrics(trained, dataset):
 @pytest.mark.slow
 def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     out = tmp_path / "eval"
-    summary = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4))
+    summary = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4, n_boot=50))
     report = summary.metrics
     assert no_network == [] and summary.output == out and str(out) in summary.line()
     for name in ("predictions_test.json", "det_metrics.json", "pr_curve_test.png", "examples_test.png"):
@@ -211,6 +251,8 @@ def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     assert level["auroc"] is None or 0.0 <= level["auroc"] <= 1.0
     ultra = report["ultralytics"]
     assert 0.0 <= ultra["map_50"] <= 1.0 and 0.0 <= ultra["map_50_95"] <= 1.0 and "interpolat" in ultra["note"]
+    assert 0.0 <= ultra["precision"] <= 1.0 and 0.0 <= ultra["recall"] <= 1.0
+    assert coco["map_50_ci95"] is None or coco["map_50_ci95"][0] <= coco["map_50_ci95"][1]  # None: too few replicates with a box
     assert report["problems"] == [] and report["seed"] == 0 and len(report["weights_sha256"]) == 64
     assert not (out / "ultralytics_val").exists()
     with pytest.raises(OutputExistsError):

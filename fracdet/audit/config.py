@@ -64,6 +64,7 @@ class AuditConfig:
     det_iou: float = 0.7
     trust_pickle: bool = False
     # statistics and figures
+    group_by: tuple[str, ...] = ()  # manifest columns to split the numbers by (hardware, body_part, ...)
     n_boot: int = 1000
     figure_samples: int = 4
     figure_worst: int = 2
@@ -86,6 +87,7 @@ class AuditConfig:
         checks = [
             (not unknown, f"unknown attribution method(s) {unknown}: choose from {', '.join(METHODS)}"),
             (len(set(self.methods)) == len(self.methods), f"methods listed twice: {list(self.methods)}"),
+            (len(set(self.group_by)) == len(self.group_by), f"group_by lists a column twice: {list(self.group_by)}"),
             (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}, got {self.target!r}"),
             (self.channels in CHANNEL_AGGREGATIONS, f"channels must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {self.channels!r}"),
             (0.0 <= self.baseline <= 1.0, f"baseline is a pixel value in [0, 1], got {self.baseline}"),

@@ -8,7 +8,8 @@ resumed runs name images the same way.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fracdet.data.formats import Box, ImageRecord
@@ -23,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuditItem:
-    """One image: ``label`` is ``None`` without ground truth; ``boxes`` are in the original frame."""
+    """One image: ``label`` is ``None`` without ground truth; ``boxes`` are in the original frame;
+    ``attributes`` holds the manifest values of the audit's ``group_by`` columns."""
 
     index: int
     key: str
@@ -32,6 +34,7 @@ class AuditItem:
     boxes: tuple[Box, ...]
     width: int
     height: int
+    attributes: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> ImageRecord:
         """The data layer's record, for its datasets and loaders (label 0 stands in for unknown)."""
@@ -72,8 +75,24 @@ def _box_class_names(root: Path) -> tuple[str, ...]:
     return ("fractured",)
 
 
-def load_inputs(dataset: Path, *, split: str, max_images: int | None = None) -> AuditInputs:
-    """The images to audit, sorted by key; ``max_images`` keeps the first N (quick looks)."""
+#: Manifest columns every record carries as a field rather than in ``attributes``.
+_RECORD_COLUMNS = ("body_part", "group", "label")
+
+
+def _group_values(record: ImageRecord, group_by: Sequence[str]) -> dict[str, str]:
+    return {c: str(getattr(record, c)) if c in _RECORD_COLUMNS else str(record.attributes.get(c, "")) for c in group_by}
+
+
+def _check_group_by(records: Sequence[ImageRecord], group_by: Sequence[str], manifest: Path) -> None:
+    known = set(_RECORD_COLUMNS) | {k for r in records[:1] for k in r.attributes}
+    missing = [c for c in group_by if c not in known]
+    if missing:
+        raise DataError(f"group_by: no column {', '.join(map(repr, missing))} in the manifest; it has {', '.join(sorted(known))}", manifest)
+
+
+def load_inputs(dataset: Path, *, split: str, max_images: int | None = None, group_by: Sequence[str] = ()) -> AuditInputs:
+    """The images to audit, sorted by key; ``max_images`` keeps the first N (quick looks);
+    ``group_by`` names manifest columns whose values each item carries (hardware, body_part...)."""
     dataset = Path(dataset)
     if not dataset.exists():
         raise DataError("dataset not found (a folder written by `fracdet convert`, its manifest.csv, or a folder of images)", dataset)
@@ -82,12 +101,15 @@ def load_inputs(dataset: Path, *, split: str, max_images: int | None = None) -> 
         records = [r for r in read_manifest(manifest) if split == "all" or r.split == split]
         if not records:
             raise DataError(f"no images in split {split!r}", manifest)
+        _check_group_by(records, group_by, manifest)
         records.sort(key=lambda r: r.image_id)
-        items = [AuditItem(i + 1, r.image_id, r.path, r.label, r.boxes, r.width, r.height) for i, r in enumerate(records[:max_images])]
+        items = [AuditItem(i + 1, r.image_id, r.path, r.label, r.boxes, r.width, r.height, _group_values(r, group_by)) for i, r in enumerate(records[:max_images])]
         rows = [(it.key, it.label, [b.as_list() for b in it.boxes]) for it in items]
         return AuditInputs(tuple(items), manifest, True, _box_class_names(manifest.parent), records_hash(rows))
     if not dataset.is_dir():
         raise DataError("not a manifest (.csv) nor a folder", dataset)
+    if group_by:
+        raise DataError("group_by needs a manifest (a folder written by `fracdet convert`): a plain folder of images has no columns", dataset)
     from fracdet.data.scan import scan_folder
 
     found = scan_folder(dataset, recursive=True)

@@ -86,7 +86,7 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
              "seconds": _sum_seconds(states), "n_processed": sum(int(s.get("n_processed", 0)) for s in states)}  # fmt: skip
     store.write_state(state)
     config = first["config"]
-    inputs = load_inputs(Path(config["dataset"]), split=config["split"], max_images=config.get("max_images"))
+    inputs = load_inputs(Path(config["dataset"]), split=config["split"], max_images=config.get("max_images"), group_by=config.get("group_by") or ())
     if inputs.data_hash != first["identity"]["data_hash"]:
         raise DataError("the dataset changed since the shards were audited (its hash differs)", config["dataset"])
     covered = {int(r["index"]) for r in rows}

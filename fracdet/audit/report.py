@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.groups import group_sections
 from fracdet.audit.study_tables import study_sections
 from fracdet.report import Section, write_report
 
@@ -211,6 +212,7 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
     sections.append(Section("Map stability under attack", text="Spearman rank correlation and top-k intersection between each image's clean and PGD maps (1 = unchanged).", table=_stability_table(metrics)))
     if metrics["paired_tests"]:
         sections.append(Section("Between classifiers: paired tests", text="Per-image paired differences on the images both classifiers scored; Wilcoxon signed-rank (two-sided) and a bootstrap 95% CI of the mean difference.", table=_paired_table(metrics)))
+    sections += group_sections(metrics)
     ig = {m: loc["IG/convergence_delta"] for m, loc in metrics["localization"].items() if "IG/convergence_delta" in loc}
     if ig:
         sections.append(Section("Integrated Gradients convergence", text="Median |Σ attributions − (f(x) − f(baseline))| per image (captum's convergence delta): large values ask for more --ig-steps.",

@@ -66,7 +66,7 @@ def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
 def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any], detector: dict[str, Any] | None) -> dict[str, Any]:
     """What must not change between a run and its resume, or between shards to be merged."""
     options = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot", "study_tables")}  # fmt: skip
+               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot", "group_by", "study_tables")}  # fmt: skip
     return {"data_hash": inputs.data_hash, "classifiers": classifiers, "detector": detector, "options": options}
 
 
@@ -111,7 +111,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         shard = (runtime.rank + 1, runtime.world_size)
     out = Path(cfg.output) / "shards" / f"rank-{runtime.rank + 1}" if runtime.distributed else Path(cfg.output)
     seed_everything(cfg.seed)
-    inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images)
+    inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images, group_by=cfg.group_by)
     if inputs.has_labels and not inputs.has_boxes:
         raise DataError(
             f"no ground-truth boxes in split {cfg.split!r}: attribution localization needs them "

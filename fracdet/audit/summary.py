@@ -210,4 +210,10 @@ def summarize(header: Sequence[str], rows: Sequence[dict[str, str]], detections:
                 model_detections = [d for d in detections if d["model"] == model]
                 out["detector"][model] = _detector_map(model_rows, model_detections, inputs)
     out["paired_tests"] = _paired(per_model, codes, focus, n_boot=n_boot, seed=seed) if len(models) > 1 and inputs.has_boxes else []
+    if config.get("group_by"):
+        from fracdet.audit.groups import summarize_groups
+
+        thresholds = {m: float(state["identity"]["classifiers"][m]["threshold"]) for m in models}
+        out["groups"] = summarize_groups(per_model, inputs, config["group_by"], codes, focus, thresholds=thresholds,
+                                         det_conf=float(config["det_conf"]) if with_det else None, n_boot=n_boot, seed=seed)  # fmt: skip
     return out

@@ -41,6 +41,7 @@ class ClassifierMeta:
     threshold: float = 0.5
     temperature: float = 1.0
     global_pool: str | None = None
+    backbone_args: dict[str, Any] = field(default_factory=dict)  # timm arguments beyond the name (an MAE encoder's size)
     resize: str = "letterbox"  # letterbox (aspect kept) | stretch (the robust-transfer study)
     backbone_info: dict[str, Any] = field(default_factory=dict)  # where weights and normalisation come from
     epoch: int = 0
@@ -140,7 +141,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
-    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size, global_pool=meta.global_pool)
+    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size, global_pool=meta.global_pool, backbone_args=meta.backbone_args)
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:

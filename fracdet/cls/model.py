@@ -9,34 +9,51 @@ the user to think about channels.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from fracdet.errors import ConfigError
 
-__all__ = ["PixelClassifier", "create_classifier", "load_state_dict_file", "set_trainable", "freeze_batchnorm", "hub_reachable"]
+__all__ = [
+    "ARCH_METADATA_KEY",
+    "PixelClassifier",
+    "create_classifier",
+    "load_state_dict_file",
+    "weights_architecture",
+    "set_trainable",
+    "freeze_batchnorm",
+    "hub_reachable",
+]
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Safetensors metadata key naming the timm architecture a weights file needs (JSON keyword
+#: arguments of ``timm.create_model``); ``fracdet pretrain-mae`` writes it for its encoder.
+ARCH_METADATA_KEY = "timm_args"
 
 
 class PixelClassifier(nn.Module):
     """A timm backbone behind a normalisation layer; input ``(B, 1|3, H, W)`` in [0, 1].
 
     ``num_outputs`` is 1 for the binary task (one fracture logit) or the number of classes.
+    ``backbone_args`` are the timm keyword arguments the backbone was built with beyond its
+    name (an MAE encoder's size), which a checkpoint must record to rebuild it.
     """
 
-    def __init__(self, backbone: nn.Module, *, mean: Sequence[float], std: Sequence[float], check_range: bool = True) -> None:
+    def __init__(self, backbone: nn.Module, *, mean: Sequence[float], std: Sequence[float], check_range: bool = True, backbone_args: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.backbone_args = dict(backbone_args or {})
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.check_range = check_range
@@ -86,6 +103,7 @@ def create_classifier(
     drop_rate: float = 0.0,
     image_size: int | None = None,
     global_pool: str | None = None,
+    backbone_args: Mapping[str, Any] | None = None,
 ) -> PixelClassifier:
     """Build ``backbone`` from timm with a ``num_outputs`` head, wrapped for pixel input.
 
@@ -97,7 +115,9 @@ def create_classifier(
     excepted, because a new task needs a new head. ``image_size`` sizes models that need it
     (ViTs); CNNs ignore it. ``global_pool`` (timm's: ``avg``, ``max``, ``avgmax``...) matters
     for small findings: average pooling dilutes a thin fracture line over the whole image,
-    max pooling keeps its strongest response.
+    max pooling keeps its strongest response. ``backbone_args`` are further timm keyword
+    arguments; without them, a ``weights`` file that names its architecture (an MAE encoder
+    from ``fracdet pretrain-mae``, see :func:`weights_architecture`) supplies them.
     """
     if backbone.startswith("robustbench:"):  # the RobustBench zoo: its own loader, its own normalisation inside
         from fracdet.cls.robustbench import create_robustbench_backbone
@@ -108,6 +128,9 @@ def create_classifier(
 
     if not timm.is_model(backbone):
         raise ConfigError(f"unknown timm backbone {backbone!r}{_close_backbones(backbone)}")
+    args = dict(backbone_args) if backbone_args else weights_architecture(weights) if weights is not None else {}
+    if args and not backbone.startswith("vit_"):
+        raise ConfigError(f"these weights are a ViT encoder ({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as vit_base_patch16_224.mae, not {backbone!r}", weights)
     if pretrained and weights is None and not hub_reachable():
         raise ConfigError(
             f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
@@ -116,6 +139,7 @@ def create_classifier(
     kwargs = {"pretrained": pretrained and weights is None, "num_classes": num_outputs, "drop_rate": drop_rate}
     if global_pool:
         kwargs["global_pool"] = global_pool
+    kwargs.update(args)
     try:
         try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
             model = timm.create_model(backbone, img_size=image_size, **kwargs) if image_size else timm.create_model(backbone, **kwargs)
@@ -129,7 +153,35 @@ def create_classifier(
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
     if len(mean) != 3:  # a grey-pretrained backbone: normalise the one channel we expand
         mean, std = (mean[0],) * 3, (std[0],) * 3
-    return PixelClassifier(model, mean=mean, std=std)
+    return PixelClassifier(model, mean=mean, std=std, backbone_args=args)
+
+
+def weights_architecture(path: Path) -> dict[str, Any]:
+    """The timm architecture a ``.safetensors`` file names in its metadata (``timm_args``), else ``{}``.
+
+    An MAE encoder can have any width and depth, which a backbone name cannot say; the file
+    says it, so ``--backbone vit_base_patch16_224.mae --weights encoder.safetensors`` builds
+    the matching ViT. Unreadable files give ``{}`` here: loading them reports the problem.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            text = (fh.metadata() or {}).get(ARCH_METADATA_KEY)
+    except (SafetensorError, OSError):
+        return {}
+    if text is None:
+        return {}
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise ConfigError(f"metadata {ARCH_METADATA_KEY!r} is not a JSON object of timm arguments", path)
+    return args
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -165,7 +217,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
-    state = load_state_dict_file(path)
+    state = _fit_vit_state(model, load_state_dict_file(path))
     head = {f"{name}.{p}" for name in _head_names(model) for p in ("weight", "bias")}
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k not in head}
@@ -183,6 +235,25 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
         raise ConfigError(f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}", path)
     model.load_state_dict(state, strict=False)
     logger.info("loaded backbone weights from %s", path)
+
+
+def _fit_vit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ViT weights made at another input size or for token pooling, fitted to this ViT.
+
+    ``pos_embed`` is resampled to this patch grid (timm's bicubic resampling), so an encoder
+    pretrained at 224 px starts a 384-px classifier; with average or max pooling timm
+    normalises after pooling (``fc_norm``, no ``norm``), which the final norm's weights start.
+    """
+    own = model.state_dict()
+    pos, target = state.get("pos_embed"), own.get("pos_embed")
+    if pos is not None and target is not None and pos.ndim == 3 and pos.shape != target.shape and pos.shape[-1] == target.shape[-1] and hasattr(model, "patch_embed"):
+        from timm.layers import resample_abs_pos_embed
+
+        state = {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(model.patch_embed.grid_size), num_prefix_tokens=model.num_prefix_tokens)}
+        logger.info("position embeddings resampled from %d to %d tokens", pos.shape[1], target.shape[1])
+    if "norm.weight" in state and "norm.weight" not in own and "fc_norm.weight" in own:
+        state = {f"fc_{k}" if k.startswith("norm.") else k: v for k, v in state.items()}
+    return state
 
 
 def _head_names(model: nn.Module) -> list[str]:

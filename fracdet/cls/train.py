@@ -54,7 +54,7 @@ from fracdet.runtime import (
     seed_everything,
 )
 
-__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
+__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score", "step_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +193,11 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
 
 
-def _step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``)."""
+def step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``).
+
+    Any config with ``epochs``, ``warmup_epochs`` and ``scheduler`` will do: pretrain-mae uses it too.
+    """
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
@@ -247,7 +250,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         drop_last=len(train.records) > cfg.batch_size, keep_aspect=keep_aspect,  # a one-image batch breaks BatchNorm
     )
     val_loader = make_loader(val, cfg.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=pin, keep_aspect=keep_aspect)
-    scheduler = _step_schedule(cfg, optimizer, len(train_loader))
+    scheduler = step_schedule(cfg, optimizer, len(train_loader))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
     # The run folder is made (or an old run replaced) only once data and model are known good:
@@ -263,7 +266,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
-        backbone=cfg.model_name, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool, resize=cfg.resize,
+        backbone=cfg.model_name, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool, backbone_args=model.backbone_args, resize=cfg.resize,
         mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
         train_config=_jsonable(asdict(cfg)), data_hash=data_hash, versions=versions(),
     )  # fmt: skip

@@ -69,6 +69,9 @@ class ConvertConfig:
     group_regex: str | None = None
     images_root: Path | None = None
     full_check: bool = False
+    #: Keep only the images the official split lists (FracAtlas: the 717 fractured images of
+    #: its localization split), e.g. to train a detector on the published split.
+    official_only: bool = False
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -81,6 +84,8 @@ class ConvertConfig:
             raise ConfigError("the fracatlas target cannot share an output folder with yolo/coco; convert twice")
         if self.split not in SPLIT_STRATEGIES:
             raise ConfigError(f"unknown split strategy {self.split!r}; choose from {', '.join(SPLIT_STRATEGIES)}")
+        if self.official_only and self.split == "random":
+            raise ConfigError("official_only keeps the official split's images: it needs split auto or official, not random")
         if not self.negative_ratio > 0:
             raise ConfigError(f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {self.negative_ratio}")
         if Path(self.output).resolve() == Path(self.source).resolve():
@@ -149,6 +154,15 @@ def _dedupe_names(records: list[ImageRecord], problems: list[Problem]) -> list[I
     return kept
 
 
+def _only_official(records: list[ImageRecord], problems: list[Problem]) -> list[ImageRecord]:
+    """The records the official split lists; the others are left out (counted in the report, not listed one by one)."""
+    kept = [r for r in records if r.split in SPLITS]
+    left_out = len(records) - len(kept)
+    if left_out:
+        problems.append(Problem("(dataset)", "not_in_official_split", f"{left_out} image(s) not listed by the official split", "left out (official_only)"))
+    return kept
+
+
 def _usable_or_fail(dataset: AnnotatedDataset) -> None:
     if dataset.records:
         return
@@ -165,8 +179,11 @@ def convert(config: ConvertConfig) -> ConvertResult:
     dataset = read_dataset(Path(config.source), config.source_format, images_root=config.images_root, full_check=config.full_check)
     _usable_or_fail(dataset)
     records = apply_group_regex(dataset.records, config.group_regex) if config.group_regex else dataset.records
-    if config.split == "official" and not dataset.has_official_split:
-        raise ConfigError(f"--split official: {config.source} has no official split")
+    if (config.split == "official" or config.official_only) and not dataset.has_official_split:
+        option = "--official-only" if config.official_only else "--split official"
+        raise ConfigError(f"{option}: {config.source} has no official split")
+    if config.official_only:
+        records = _only_official(records, dataset.problems)
     sample = None
     fractions = config.fractions
     if config.split == "study":

@@ -21,6 +21,7 @@ from fracdet.data.coco import read_coco
 from fracdet.data.formats import ImageRecord, Problem
 from fracdet.data.yolo import read_class_names
 from fracdet.det.coco_eval import (
+    bootstrap_map_ci,
     coco_map,
     image_level_metrics,
     image_level_scores,
@@ -88,6 +89,7 @@ class DetEvalConfig:
     examples: int = 6
     ultralytics_val: bool = True
     trust_pickle: bool = False
+    n_boot: int = 0  # bootstrap replicates for the mAP CIs (0: none; each replicate reruns COCOeval)
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,6 +97,7 @@ class DetEvalConfig:
             (self.batch >= 1, f"batch must be >= 1, got {self.batch}"),
             (0.0 <= self.image_threshold <= 1.0, f"image_threshold must be in [0, 1], got {self.image_threshold}"),
             (self.examples >= 0, f"examples must be >= 0, got {self.examples}"),
+            (self.n_boot >= 0, f"n_boot must be >= 0, got {self.n_boot}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -168,6 +171,8 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
         if len(kept) < len(records):
             gt = _only_images(gt, {k + 1 for k in kept})
         coco = coco_map(gt, results)
+        if cfg.n_boot:
+            coco |= bootstrap_map_ci(gt, results, n_boot=cfg.n_boot, seed=cfg.seed)
         scored = [(records[k], detections[k]) for k in kept]
         y_true, scores = image_level_scores([r.boxes for r, _ in scored], [d.scores for _, d in scored])
         image_level = image_level_metrics(y_true, scores, cfg.image_threshold)
@@ -266,7 +271,8 @@ def _ultralytics_val(model: Any, data_yaml: Path, cfg: DetEvalConfig, tmp: Path)
             metrics = model.val(**options)
     except Exception as exc:  # a side-by-side number; its failure must not cost the COCO results
         logger.warning("Ultralytics' own val failed (%s); the COCO metrics are unaffected", exc)
-        return {"map_50": None, "map_50_95": None, "note": ULTRALYTICS_NOTE, "error": f"{type(exc).__name__}: {exc}"}
+        return {"map_50": None, "map_50_95": None, "precision": None, "recall": None, "note": ULTRALYTICS_NOTE, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         shutil.rmtree(tmp / "ultralytics_val", ignore_errors=True)
-    return {"map_50": float(metrics.box.map50), "map_50_95": float(metrics.box.map), "note": ULTRALYTICS_NOTE}
+    # precision and recall at the confidence of best F1, as Ultralytics (and the FracAtlas paper) report them
+    return {"map_50": float(metrics.box.map50), "map_50_95": float(metrics.box.map), "precision": float(metrics.box.mp), "recall": float(metrics.box.mr), "note": ULTRALYTICS_NOTE}

@@ -2,8 +2,9 @@
 
 Ultralytics ``.pt`` files are Python pickles: loading one can run code. fracdet therefore
 loads only a ``.pt`` file the user named on the command line or in a config, through
-Ultralytics' restricted loader unless the user opts in with ``--trust-pickle``, never
-downloads one (a missing ``yolov8n.pt`` is an error, not a fetch), and recognises its own
+Ultralytics' restricted loader unless the user opts in with ``--trust-pickle``, downloads
+one only when the user names an Ultralytics hub model for training (``train-det --model
+yolov8s.pt``, see :func:`hub_weights`) and the network answers, and recognises its own
 classifier checkpoints (safetensors + JSON) so that passing one where a detector is expected
 gets a clear message instead of an unpickling traceback.
 
@@ -36,6 +37,8 @@ __all__ = [
     "model_class_names",
     "check_class_names",
     "ultralytics_offline",
+    "hub_weights",
+    "is_hub_model_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,6 +81,52 @@ def check_detector_path(path: str | Path) -> Path:
     if path.suffix.lower() != ".pt":
         raise ConfigError(f"expected a YOLO .pt weights file, got a {path.suffix or 'suffix-less'} file", path)
     return path
+
+
+def is_hub_model_name(spec: str) -> bool:
+    """True for a bare Ultralytics release asset name such as ``yolov8s.pt`` (no folder part)."""
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    return Path(spec).name == spec and spec in GITHUB_ASSETS_NAMES
+
+
+def _network_reachable() -> bool:
+    """Ultralytics' own check (DNS of two public resolvers; ``YOLO_OFFLINE=1`` says no at once)."""
+    from ultralytics.utils import is_online
+
+    return is_online()
+
+
+def hub_weights(name: str) -> Path:
+    """The local file of the Ultralytics hub model ``name`` (e.g. ``yolov8s.pt``) the user named.
+
+    Users who name a hub model expect Ultralytics to fetch it, as ``train-cls --pretrained``
+    fetches timm weights: a copy already in Ultralytics' weights folder is used as is;
+    otherwise, when the network answers, Ultralytics downloads it there; offline this is a
+    one-line :class:`ConfigError`. Only training calls this: evaluating, predicting and
+    auditing read local files only.
+    """
+    from ultralytics.utils import WEIGHTS_DIR
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    cached = Path(WEIGHTS_DIR) / name
+    if cached.is_file():
+        logger.info("Using %s (Ultralytics' weights folder)", cached)
+        return cached
+    if not _network_reachable():
+        raise ConfigError(
+            "an Ultralytics hub model, but the network is unreachable (offline, or YOLO_OFFLINE=1): download it once "
+            f"where you are online and pass its path, put it in {WEIGHTS_DIR}, or train from scratch with {Path(name).stem}.yaml",
+            name,
+        )
+    logger.info("Downloading %s from Ultralytics' release assets into %s (you named a hub model)", name, WEIGHTS_DIR)
+    try:
+        fetched = Path(attempt_download_asset(cached))
+    except Exception as exc:  # requests/urllib raise many types; all mean "the download failed"
+        raise ConfigError(f"download from Ultralytics' release assets failed ({_reason(exc)})", name) from exc
+    if not fetched.is_file():
+        raise ConfigError("download from Ultralytics' release assets failed (no file arrived)", name)
+    return fetched
 
 
 def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:

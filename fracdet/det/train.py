@@ -27,6 +27,8 @@ from fracdet.config import yaml_error_line
 from fracdet.data.yolo import read_class_names
 from fracdet.det.model import (
     check_detector_path,
+    hub_weights,
+    is_hub_model_name,
     load_detector,
     model_class_names,
     resolve_data_yaml,
@@ -59,7 +61,8 @@ class DetTrainConfig:
     """Everything ``train-det`` needs; the CLI and ``configs/det.yaml`` build one of these.
 
     ``model`` is a YOLO architecture to train from scratch (``yolov8n.yaml`` .. ``yolov8x.yaml``
-    or any Ultralytics model YAML) or a local ``.pt`` file the user names (a pickle: loaded
+    or any Ultralytics model YAML), an Ultralytics hub model name (``yolov8s.pt``: Ultralytics
+    fetches it when online, see :func:`~fracdet.det.model.hub_weights`) or a local ``.pt`` file the user names (a pickle: loaded
     through Ultralytics' restricted loader unless ``trust_pickle`` says to unpickle it in full). Augmentation defaults suit radiographs: no hue/saturation jitter
     (grayscale), mild brightness, small rotations, and no flips because left/right
     (laterality) is clinical information; ``fliplr`` can be raised where that does not matter.
@@ -234,11 +237,12 @@ def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path, *, tru
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
     if suffix == ".pt":
+        if not path.is_file() and is_hub_model_name(spec):
+            path = hub_weights(spec)  # the user named an Ultralytics hub model: fetched when online
         if not path.is_file():
             raise ConfigError(
-                "not a local file; fracdet never downloads weights (offline-first): pass the path of a .pt file "
-                "you have (e.g. yolov8n.pt downloaded once from Ultralytics, or runs/det/NAME/weights/best.pt), "
-                "or train from scratch with model: yolov8n.yaml",
+                "not a local file nor an Ultralytics hub model name (e.g. yolov8s.pt, fetched when online): pass the "
+                "path of a .pt file you have (e.g. runs/det/NAME/weights/best.pt), or train from scratch with model: yolov8n.yaml",
                 spec,
             )
         model = load_detector(path, trust_pickle=trust_pickle)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,7 +51,31 @@ def _rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, fl
     """(FPR, TPR, precision) of ``prob >= threshold``; precision is nan with no positive call."""
     counts = confusion_at(y, p, threshold)
     precision = counts.ppv
-    return float(counts.fpr or 0.0), float(counts.sensitivity or 0.0), math.nan if precision is None else precision
+    return (
+        float(counts.fpr or 0.0),
+        float(counts.sensitivity or 0.0),
+        math.nan if precision is None else precision,
+    )
+
+
+def _binary_curve(
+    y_true: Any,
+    prob: Any,
+    path: Path,
+    title: str,
+    draw: Callable[[Any, np.ndarray, np.ndarray], str],
+) -> Path:
+    """One figure for a two-class curve: ``draw(ax, y, p)`` plots and returns the legend's
+    corner; a one-class input is marked undefined instead of drawing a misleading curve."""
+    y, p = check_binary_inputs(y_true, prob)
+    fig, ax = new_figure()
+    ax.set_title(title)
+    if y.min() == y.max():
+        mark_undefined(ax, ONE_CLASS)
+    else:
+        ax.legend(loc=draw(ax, y, p), fontsize=8)
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path)
 
 
 def plot_roc(
@@ -63,12 +87,8 @@ def plot_roc(
     title: str = "ROC curve",
 ) -> Path:
     """ROC curve with AUROC in the legend and, if given, the threshold's (FPR, TPR) marked."""
-    y, p = check_binary_inputs(y_true, prob)
-    fig, ax = new_figure()
-    ax.set_title(title)
-    if y.min() == y.max():
-        mark_undefined(ax, ONE_CLASS)
-    else:
+
+    def draw(ax: Any, y: np.ndarray, p: np.ndarray) -> str:
         fpr, tpr, _ = roc_curve(y, p)
         ax.plot(fpr, tpr, lw=2, label=f"AUROC = {auc(fpr, tpr):.3f}")
         ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
@@ -78,9 +98,9 @@ def plot_roc(
                     label=f"threshold {operating_point:.3g} (FPR {x:.2f}, TPR {t:.2f})")  # fmt: skip
         ax.set(xlabel="False positive rate (1 - specificity)",
                ylabel="True positive rate (sensitivity)", xlim=(0, 1), ylim=(0, 1.02))  # fmt: skip
-        ax.legend(loc="lower right", fontsize=8)
-        ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+        return "lower right"
+
+    return _binary_curve(y_true, prob, path, title, draw)
 
 
 def plot_pr(
@@ -92,15 +112,12 @@ def plot_pr(
     title: str = "Precision-recall curve",
 ) -> Path:
     """Precision-recall curve with AP in the legend, prevalence as the chance line."""
-    y, p = check_binary_inputs(y_true, prob)
-    fig, ax = new_figure()
-    ax.set_title(title)
-    if y.min() == y.max():
-        mark_undefined(ax, ONE_CLASS)
-    else:
+
+    def draw(ax: Any, y: np.ndarray, p: np.ndarray) -> str:
         precision, recall, _ = precision_recall_curve(y, p)
-        ap = average_precision_score(y, p)
-        ax.step(recall, precision, where="post", lw=2, label=f"AP = {ap:.3f}")
+        ax.step(
+            recall, precision, where="post", lw=2, label=f"AP = {average_precision_score(y, p):.3f}"
+        )
         prevalence = float(y.mean())
         ax.axhline(prevalence, ls="--", lw=1, color="grey", label=f"prevalence {prevalence:.2f}")
         if operating_point is not None:
@@ -109,9 +126,9 @@ def plot_pr(
                 ax.plot([r], [pr], "o", ms=8, color=OPERATING_POINT_COLOR,
                         label=f"threshold {operating_point:.3g} (recall {r:.2f}, precision {pr:.2f})")  # fmt: skip
         ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (PPV)", xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(loc="lower left", fontsize=8)
-        ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+        return "lower left"
+
+    return _binary_curve(y_true, prob, path, title, draw)
 
 
 def plot_confusion(
@@ -173,7 +190,9 @@ def plot_reliability(
            alpha=0.35, edgecolor="tab:blue", label="fraction positive")  # fmt: skip
     ax.plot(mean_predicted[filled], fraction[filled], "o-", color="tab:blue",
             label="mean predicted vs observed")  # fmt: skip
-    heading = f"{title} ({n_bins} bins)" if ece is None else f"{title} (ECE = {ece:.3f}, {n_bins} bins)"
+    heading = (
+        f"{title} ({n_bins} bins)" if ece is None else f"{title} (ECE = {ece:.3f}, {n_bins} bins)"
+    )
     ax.set(ylabel="Fraction positive", xlim=(0, 1), ylim=(0, 1.02), title=heading)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)

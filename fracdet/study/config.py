@@ -1,0 +1,143 @@
+"""Options of ``fracdet run``: one frozen dataclass; ``configs/fracatlas.yaml`` holds the study.
+
+A study config names the data, the models and their budgets, and carries named **profiles**
+(``profiles: {cpu: {...}, gpu: {...}}``): overrides that :meth:`StudyConfig.effective` lays
+over the top-level values for the chosen ``profile``, so one file describes the same study at
+CPU scale and at GPU scale, and the run records which one produced its numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fracdet.errors import ConfigError
+
+__all__ = ["StudyConfig", "WEIGHT_CHOICES"]
+
+#: ``cls_weights`` besides a file path: ``auto`` uses a local file named after the backbone in
+#: ``weights_dir`` when there is one; ``none`` never does.
+WEIGHT_CHOICES = ("auto", "none")
+# Fields a profile may not set: they choose the profile or say where the run goes.
+_NOT_IN_PROFILES = frozenset({"profile", "profiles", "output", "fresh", "overwrite"})
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The FracAtlas study: data, both classifiers, the detector, the audit and their budgets.
+
+    ``source`` is a folder in FracAtlas layout (the published zip, the shared sample, or
+    phantoms). Classifiers train on a split of **all** its images (the official split keeps
+    its fractured images; the others are assigned by label and body part); the detector
+    trains on the official localization split alone (fractured images only), so its test
+    images are the classifiers' fractured test images.
+    """
+
+    source: Path = Path("data/fracatlas/FracAtlas")
+    output: Path = Path("reports/fracatlas/run")
+    profile: str = "cpu"
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fresh: bool = False
+    overwrite: bool = False
+    device: str | None = None
+    workers: int = 2
+    seed: int = 0
+    weights_dir: Path = Path("weights")  # where local pretrained weights are looked for
+    # classifiers
+    cls_backbone: str = "resnet18"
+    cls_image_size: int = 256
+    cls_epochs: int = 10
+    cls_batch_size: int = 32
+    cls_lr: float = 5e-4
+    cls_global_pool: str = "avg"
+    cls_pretrained: bool = False  # timm hub weights when no local file is found (needs the network)
+    cls_weights: str = "auto"  # auto | none | a local state dict file
+    cls_precision: str = "auto"
+    # the PGD-trained classifier: Madry PGD-AT fine-tuning of the standard one
+    adv: str = "pgd"
+    adv_eps: float = 4 / 255
+    adv_steps: int = 3
+    adv_step_size: float = 2 / 255
+    adv_epochs: int = 3
+    adv_lr: float = 2e-4
+    # detector
+    det_model: str = "yolov8n.pt"  # a hub name, a local .pt, or an architecture .yaml
+    det_scratch_fallback: bool = (
+        True  # a hub .pt not on this machine: train its .yaml from scratch instead of downloading
+    )
+    det_imgsz: int = 416
+    det_epochs: int = 30
+    det_batch: int = 16
+    # audit
+    audit_methods: tuple[str, ...] = ("saliency", "integrated_gradients", "gradcam")
+    audit_ig_steps: int = 16
+    audit_steps: int = 10
+    audit_eps: str = "4/255"
+    audit_step_size: str = "1/255"
+    audit_batch_size: int = 16
+    audit_max_images: int | None = None
+    group_by: tuple[str, ...] = ("hardware", "body_part")
+    n_boot: int = 1000
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.profile in self.profiles or not self.profiles,
+                f"profile {self.profile!r} is not defined; profiles: {', '.join(self.profiles)}",
+            ),
+            (
+                self.cls_epochs >= 1 and self.adv_epochs >= 1 and self.det_epochs >= 1,
+                "cls_epochs, adv_epochs and det_epochs must be >= 1",
+            ),
+            (
+                self.cls_image_size >= 32 and self.det_imgsz >= 32,
+                f"cls_image_size and det_imgsz must be >= 32, got {self.cls_image_size}, {self.det_imgsz}",
+            ),
+            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
+            (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
+            (self.adv in ("pgd", "trades"), f"adv must be pgd or trades, got {self.adv!r}"),
+            (
+                Path(self.det_model).suffix.lower() in (".pt", ".yaml", ".yml"),
+                f"det_model must be a .pt (hub name or local file) or an architecture .yaml, got {self.det_model!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for name, overrides in self.profiles.items():
+            if not isinstance(overrides, dict):
+                raise ConfigError(
+                    f"profiles.{name} must be a mapping of option: value, got {overrides!r}"
+                )
+            _check_profile_keys(name, overrides)
+
+    def effective(self) -> StudyConfig:
+        """This config with its profile's overrides applied (each coerced like a YAML value)."""
+        if not self.profiles:
+            return self
+        from fracdet.config import build_config
+
+        overrides = self.profiles[self.profile]
+        top = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in overrides
+        }
+        built = build_config(StudyConfig, None, **{**top, **overrides})
+        return replace(built, profiles={})
+
+
+def _check_profile_keys(name: str, overrides: dict[str, Any]) -> None:
+    fields = [f.name for f in dataclasses.fields(StudyConfig) if f.name not in _NOT_IN_PROFILES]
+    for key in overrides:
+        if key in _NOT_IN_PROFILES:
+            raise ConfigError(
+                f"profiles.{name}.{key}: set {key!r} at the top level, not in a profile"
+            )
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"profiles.{name}: unknown option {key!r}{hint}")

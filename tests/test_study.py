@@ -1,0 +1,342 @@
+"""``fracdet run``: the study's config and profiles, its choice of weights, its results page, and
+the whole pipeline end to end on phantoms (no real data needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fracdet.cli import app
+from fracdet.config import build_config
+from fracdet.errors import ConfigError, DataError, OutputExistsError
+from fracdet.study import StudyConfig, run_study
+from fracdet.study.results import (
+    CLASSIFIER_COLUMNS,
+    DETECTOR_COLUMNS,
+    comparison_markdown,
+    markdown_table,
+)
+from fracdet.study.run import STAGE_NAMES
+from fracdet.study.weights import classifier_init, detector_init
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A study small enough for CI: tiny models and images, one epoch each, two attribution methods.
+TINY = {
+    "workers": 0, "n_boot": 100, "cls_backbone": "resnet10t", "cls_image_size": 64, "cls_epochs": 1, "cls_batch_size": 8, "cls_precision": "fp32",
+    "adv_epochs": 1, "adv_steps": 1, "det_model": "yolov8n.yaml", "det_imgsz": 64, "det_epochs": 1, "det_batch": 8,
+    "audit_methods": ["saliency", "gradcam"], "audit_steps": 2, "audit_batch_size": 8, "device": "cpu",
+}  # fmt: skip
+
+
+def write_config(path: Path, source: Path, output: Path, **extra) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "source": str(source),
+                "output": str(output),
+                "profile": "tiny",
+                "profiles": {"tiny": {**TINY, **extra}},
+            }
+        )
+    )
+    return path
+
+
+# --- config and profiles -------------------------------------------------------------------
+
+
+def test_the_shipped_config_builds_both_profiles():
+    cpu = build_config(StudyConfig, ROOT / "configs" / "fracatlas.yaml").effective()
+    gpu = build_config(StudyConfig, ROOT / "configs" / "fracatlas.yaml", profile="gpu").effective()
+    assert (cpu.profile, cpu.det_model, cpu.det_scratch_fallback, cpu.cls_pretrained) == (
+        "cpu",
+        "yolov8n.pt",
+        True,
+        False,
+    )
+    assert (
+        gpu.profile,
+        gpu.det_model,
+        gpu.det_imgsz,
+        gpu.det_scratch_fallback,
+        gpu.cls_pretrained,
+    ) == ("gpu", "yolov8s.pt", 640, False, True)
+    assert (
+        cpu.group_by == gpu.group_by == ("hardware", "body_part")
+        and cpu.profiles == {}
+        and gpu.audit_methods[-1] == "gradcam"
+    )
+    assert abs(cpu.adv_eps - 4 / 255) < 1e-9
+
+
+def test_a_profile_overrides_and_is_checked():
+    cfg = StudyConfig(
+        cls_epochs=3,
+        det_imgsz=320,
+        profile="a",
+        profiles={"a": {"det_imgsz": "256", "group_by": "hardware"}},
+    )
+    eff = cfg.effective()
+    assert (eff.cls_epochs, eff.det_imgsz, eff.group_by) == (
+        3,
+        256,
+        ("hardware",),
+    )  # coerced like YAML values
+    with pytest.raises(ConfigError, match="profile 'b' is not defined; profiles: a"):
+        StudyConfig(profile="b", profiles={"a": {}})
+    with pytest.raises(
+        ConfigError, match="profiles.a: unknown option 'det_imsz'; did you mean det_imgsz"
+    ):
+        StudyConfig(profile="a", profiles={"a": {"det_imsz": 3}})
+    with pytest.raises(ConfigError, match="profiles.a.output: set 'output' at the top level"):
+        StudyConfig(profile="a", profiles={"a": {"output": "x"}})
+    with pytest.raises(ConfigError, match="profiles.a must be a mapping"):
+        StudyConfig(profile="a", profiles={"a": [1]})
+    with pytest.raises(ConfigError, match="det_model must be a .pt"):
+        StudyConfig(det_model="yolov8n")
+    with pytest.raises(ConfigError, match="cls_epochs, adv_epochs and det_epochs must be >= 1"):
+        StudyConfig(profile="a", profiles={"a": {"cls_epochs": 0}}).effective()
+
+
+# --- which weights -------------------------------------------------------------------------
+
+
+def test_classifier_weights_local_first_then_hub_then_scratch(tmp_path):
+    assert classifier_init(StudyConfig(weights_dir=tmp_path)).options == {}
+    assert (
+        "from scratch (no resnet18.* state dict in"
+        in classifier_init(StudyConfig(weights_dir=tmp_path)).description
+    )
+    assert classifier_init(StudyConfig(weights_dir=tmp_path, cls_pretrained=True)).options == {
+        "pretrained": True
+    }
+    (tmp_path / "resnet18.a1_in1k.safetensors").write_bytes(b"x")
+    (tmp_path / "resnet18d.safetensors").write_bytes(b"x")  # another backbone: not picked
+    found = classifier_init(StudyConfig(weights_dir=tmp_path, cls_pretrained=True))
+    assert (
+        found.options == {"weights": tmp_path / "resnet18.a1_in1k.safetensors"} and found.pretrained
+    )
+    assert classifier_init(StudyConfig(weights_dir=tmp_path, cls_weights="none")).options == {}
+    with pytest.raises(ConfigError, match="cls_weights: file not found"):
+        classifier_init(StudyConfig(cls_weights=str(tmp_path / "missing.pth")))
+
+
+def test_detector_weights_local_else_fallback_else_hub(tmp_path, monkeypatch):
+    import fracdet.study.weights as weights
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(weights, "_ultralytics_weights_dir", lambda: tmp_path / "ultra")
+    scratch = detector_init(StudyConfig(weights_dir=tmp_path / "w", det_model="yolov8n.pt"))
+    assert (
+        scratch.options == {"model": "yolov8n.yaml"}
+        and not scratch.pretrained
+        and "no local yolov8n.pt" in scratch.description
+    )
+    hub = detector_init(
+        StudyConfig(weights_dir=tmp_path / "w", det_model="yolov8s.pt", det_scratch_fallback=False)
+    )
+    assert hub.options == {"model": "yolov8s.pt"} and "fetched when online" in hub.description
+    (tmp_path / "ultra").mkdir()
+    (tmp_path / "ultra" / "yolov8n.pt").write_bytes(b"x")
+    assert detector_init(StudyConfig(weights_dir=tmp_path / "w")).options == {
+        "model": str(tmp_path / "ultra" / "yolov8n.pt")
+    }
+    assert detector_init(StudyConfig(det_model="yolov8m.yaml")).options == {"model": "yolov8m.yaml"}
+    with pytest.raises(ConfigError, match="not a local file nor an Ultralytics hub model name"):
+        detector_init(StudyConfig(det_model="mine.pt"))
+
+
+# --- the results page ----------------------------------------------------------------------
+
+
+def test_markdown_table_escapes_and_orders():
+    text = markdown_table([{"a": 1, "b": "x|y"}, {"b": None, "c": 2}])
+    assert text.splitlines() == [
+        "| a | b | c |",
+        "| --- | --- | --- |",
+        "| 1 | x\\|y | – |",
+        "| – | – | 2 |",
+    ]
+    assert markdown_table([]) == ""
+
+
+def _numbers(groups: dict | None = None) -> dict:
+    cls = {"n": 40, "clean_accuracy": 0.75, "clean_accuracy_ci95": [0.6, 0.86], "pgd_accuracy": 0.1, "pgd_accuracy_ci95": [0.04, 0.23],
+           "auroc": 0.8, "auroc_ci95": [0.66, 0.91], "eval_n": 40}  # fmt: skip
+    return {"detector": {"n_images": 61, "precision": 0.5, "recall": 0.25, "map_50": 0.2, "map_50_ci95": [0.1, 0.3], "map_50_95": 0.05, "map_50_95_ci95": None, "image_auroc": None},
+            "classifiers": {"standard": cls, "pgd": cls}, "agreement": {}, "groups": groups or {}, "focus_percentile": 25.0, "methods": ["SAL"], "splits": {}, "notes": []}  # fmt: skip
+
+
+def test_comparison_tables_have_the_readme_shape():
+    cfg = StudyConfig(profile="cpu", det_model="yolov8n.pt")
+    text = comparison_markdown(
+        _numbers(), cfg, {"detector": "yolov8n.yaml: from scratch", "classifier": "scratch"}
+    )
+    readme = (ROOT / "reports" / "fracatlas" / "README.md").read_text()
+    for columns in (DETECTOR_COLUMNS, CLASSIFIER_COLUMNS):
+        header = "| " + " | ".join(columns) + " |"
+        assert (
+            header in text and header in readme
+        )  # the README's tables take these rows as they are
+    assert "| YOLOv8s | 61 | 0.807 | 0.473 | 0.562 |" in text
+    # no test-set size is claimed where the source is not held here
+    assert "| YOLOv8m | – | – | – | ≈0.58 |" in text
+    assert "| fracdet: cpu profile | 61 | 0.500 | 0.250 | 0.200 [0.100–0.300] |" in text
+    assert (
+        "| fracdet standard: cpu profile | 40 | 0.750 [0.600–0.860] | 0.100 [0.040–0.230] | 0.800 [0.660–0.910] |"
+        in text
+    )
+
+
+def test_the_hardware_sentence_follows_the_numbers():
+    from fracdet.study.results import _gap_text
+
+    def groups(sens_hw, sens_no, p):
+        entry = lambda s: {"clean_sensitivity": s, "localization": {}}  # noqa: E731
+        gap = {
+            "a": "1",
+            "b": "0",
+            "metric": "coverage@25",
+            "n_a": 8,
+            "n_b": 30,
+            "mean_diff": -0.2,
+            "ci95": [-0.3, -0.1],
+            "mann_whitney_p": p,
+        }
+        return {
+            "hardware": {
+                "values": ["0", "1"],
+                "models": {"standard": {"1": entry(sens_hw), "0": entry(sens_no)}},
+                "gaps": {"standard": {"SAL": gap}},
+            }
+        }
+
+    shortcut = _gap_text(
+        _numbers(
+            groups(
+                {"value": 1.0, "ci95": [0.8, 1.0], "n": 8},
+                {"value": 0.4, "ci95": [0.25, 0.57], "n": 30},
+                0.01,
+            )
+        ),
+        "standard",
+    )
+    assert (
+        "consistent with a hardware shortcut" in shortcut
+        and "Wilson CIs do not overlap" in shortcut
+        and "p=0.01" in shortcut
+    )
+    unclear = _gap_text(
+        _numbers(
+            groups(
+                {"value": 0.6, "ci95": [0.3, 0.85], "n": 8},
+                {"value": 0.5, "ci95": [0.33, 0.67], "n": 30},
+                0.4,
+            )
+        ),
+        "standard",
+    )
+    assert "shows no clear hardware shortcut" in unclear
+    assert _gap_text(_numbers(), "standard") is None
+
+
+# --- the pipeline end to end on phantoms ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def phantom_study(tmp_path_factory) -> tuple[Path, Path]:
+    from data_tools.phantoms import PhantomConfig, generate_phantoms
+
+    root = tmp_path_factory.mktemp("study")
+    generate_phantoms(
+        PhantomConfig(
+            root / "phantoms",
+            count=80,
+            size=64,
+            seed=0,
+            prevalence=0.5,
+            crack_scale=4.0,
+            hardware_rate=0.4,
+            workers=0,
+        )
+    )
+    config = write_config(root / "study.yaml", root / "phantoms", root / "run")
+    result = runner.invoke(app, ["-q", "run", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "study (tiny profile)" in result.output and "comparison.md" in result.output
+    return root, root / "run"
+
+
+def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
+    _, out = phantom_study
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["seconds"]) == set(STAGE_NAMES) and summary["profile"] == "tiny"
+    assert (
+        "from scratch" in summary["inits"]["detector"]
+        and summary["inits"]["classifier_pretrained"] is False
+    )
+    det_counts = summary["numbers"]["splits"]["data-det"]
+    assert all(
+        c["not_fractured"] == 0 for c in det_counts.values()
+    )  # the detector's split: fractured images only
+    assert (
+        sum(c["not_fractured"] for c in summary["numbers"]["splits"]["data"].values()) > 0
+    )  # the classifiers': all images
+    audit = json.loads((out / "audit" / "metrics.json").read_text())
+    assert audit["models"] == ["standard", "pgd"] and set(audit["groups"]) == {
+        "hardware",
+        "body_part",
+    }
+    assert set(audit["groups"]["hardware"]["models"]["standard"]) <= {"0", "1"}
+    comparison = (out / "comparison.md").read_text()
+    assert (
+        "| YOLOv8s | 61 | 0.807 | 0.473 | 0.562 |" in comparison
+        and "fracdet: tiny profile" in comparison
+        and "### By hardware" in comparison
+    )
+    html = (out / "index.html").read_text()
+    assert (
+        html.index("The answer")
+        < html.index("Detector against the published numbers")
+        < html.index("Shortcut check: by hardware")
+    )
+    for link in re.findall(r'href="([^"]+)"', html):
+        assert (out / link).is_file(), link
+    assert (out / "index.md").is_file()
+
+
+def test_the_study_reuses_finished_stages(phantom_study):
+    root, out = phantom_study
+    again = runner.invoke(app, ["-q", "run", str(root / "study.yaml")])
+    assert again.exit_code == 0, again.output
+    assert set(json.loads((out / "summary.json").read_text())["seconds"].values()) == {0.0}
+
+
+def test_the_study_refuses_what_it_cannot_use(tmp_path):
+    with pytest.raises(DataError, match="no FracAtlas here.*fetch-fracatlas"):
+        run_study(StudyConfig(source=tmp_path / "nothing", output=tmp_path / "out"))
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not a study folder"):
+        run_study(StudyConfig(source=tmp_path / "src", output=tmp_path / "other"))
+    assert (tmp_path / "other" / "keep.txt").read_text() == "keep me"
+
+
+def test_devices_are_named_for_ultralytics():
+    from fracdet.study.run import _ultralytics_device
+
+    assert [_ultralytics_device(d) for d in ("cpu", "cuda", "cuda:1", "0")] == [
+        "cpu",
+        "0",
+        "1",
+        "0",
+    ]
+    assert _ultralytics_device(None) in ("cpu", "0")
