@@ -13,12 +13,14 @@ install: $(STAMP)
 
 # torchattacks (the PGD cross-check in tests/test_attacks.py) pins requests~=2.25.1, which
 # would downgrade requests for everything else: installed deliberately without its pins
-# (its imports - torch, numpy, scipy, tqdm, requests - are already installed)
+# (its imports - torch, numpy, scipy, tqdm, requests - are already installed).
+# robustbench 1.1.1 (the optional RobustBench backbones) pins timm==1.0.9: installed the same
+# way, beside current timm; the `robustbench` extra holds what its model zoo imports (README).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench]"
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1 robustbench==1.1.1
 	touch $(STAMP)
 
 demo: install

@@ -109,7 +109,7 @@ def convert(
     targets: Annotated[str | None, typer.Option("--to", help="Comma-separated: yolo, coco, manifest, fracatlas.")] = None,
     copy: Annotated[bool, typer.Option("--copy", help="Copy images instead of hard-linking them.")] = False,
     symlink: Annotated[bool, typer.Option("--symlink", help="Symlink images instead of hard-linking them.")] = False,
-    split: Annotated[str | None, typer.Option(help="auto (official when present), official, or random (grouped, stratified).")] = None,
+    split: Annotated[str | None, typer.Option(help="auto (official when present), official, random (grouped, stratified), or study (all fractured + a seeded sample of the rest, 80/10/10).")] = None,
     fractions: Annotated[str | None, typer.Option(help="train,val,test fractions, e.g. 0.7,0.15,0.15.")] = None,
     seed: SeedOpt = None,
     group_regex: Annotated[str | None, typer.Option(help="Regex on the image id whose first group is the patient/series id.")] = None,
@@ -206,14 +206,17 @@ WorkersOpt = Annotated[int | None, typer.Option(help="Data-loading processes.")]
 def train_cls(
     manifest: Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")],
     output: Annotated[Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics log).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="Any timm model name, e.g. resnet50, efficientnet_b0, convnext_tiny, vit_base_patch16_224.mae.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Any timm model name, e.g. resnet50, efficientnet_b0, convnext_tiny, vit_base_patch16_224.mae; or robustbench:MODEL (optional robustbench package).")] = None,
+    rb_dataset: Annotated[str | None, typer.Option(help="RobustBench zoo of robustbench:MODEL: cifar10 (default), cifar100 or imagenet.")] = None,
+    rb_threat: Annotated[str | None, typer.Option(help="RobustBench threat model: Linf (default), L2 or corruptions.")] = None,
     target: Annotated[str | None, typer.Option(help="label (fractured or not), body_part, or another manifest column.")] = None,
-    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm hub weights (needs internet; offline use --weights).")] = False,
-    weights: Annotated[Path | None, typer.Option(help="Local backbone state dict (.safetensors, .pth, .bin) to start from.")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm hub weights or the RobustBench zoo's (needs internet unless cached; offline use --weights).")] = False,
+    weights: Annotated[Path | None, typer.Option(help="Local backbone state dict (.safetensors, .pth, .bin) to start from; RobustBench: its .pt checkpoint or model_dir.")] = None,
     freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Linear probe: train the head only.")] = False,
     mode: Annotated[str | None, typer.Option(help="full, linear or partial (head + last --unfreeze-blocks stages).")] = None,
     unfreeze_blocks: Annotated[int | None, typer.Option(help="Stages trained in partial mode.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")] = None,
+    resize: Annotated[str | None, typer.Option(help="letterbox (aspect kept, padded; default) or stretch (to the square, as the robust-transfer study).")] = None,
     global_pool: Annotated[str | None, typer.Option(help="timm pooling: avg (default), max (keeps small findings), avgmax.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (per process under torchrun).")] = None,
@@ -227,7 +230,7 @@ def train_cls(
     adv_eps: Annotated[float | None, typer.Option(help="PGD l-inf budget in [0, 1] pixel units (default 4/255).")] = None,
     adv_steps: Annotated[int | None, typer.Option(help="PGD steps.")] = None,
     adv_step_size: Annotated[float | None, typer.Option(help="PGD step size (default 1/255).")] = None,
-    threshold_method: Annotated[str | None, typer.Option(help="Operating point tuned on val: f1, youden, sensitivity or specificity.")] = None,
+    threshold_method: Annotated[str | None, typer.Option(help="Operating point tuned on val: f1, youden, sensitivity or specificity; none keeps 0.5 (argmax).")] = None,
     threshold_target: Annotated[float | None, typer.Option(help="Target sensitivity/specificity for those methods.")] = None,
     precision: PrecisionOpt = None,
     device: DeviceOpt = None,
@@ -237,14 +240,14 @@ def train_cls(
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Train a timm classifier (fractured / not) from a convert manifest; torchrun-ready."""
+    """Train a timm or RobustBench classifier (fractured / not) from a convert manifest; torchrun-ready."""
     from fracdet.cls.train import ClsTrainConfig, train_classifier
     from fracdet.config import build_config
 
     cfg = build_config(
-        ClsTrainConfig, config, manifest=manifest, output=output, backbone=backbone, target=target,
+        ClsTrainConfig, config, manifest=manifest, output=output, backbone=backbone, rb_dataset=rb_dataset, rb_threat=rb_threat, target=target,
         pretrained=pretrained or None, weights=weights, mode="linear" if freeze_backbone else mode,
-        unfreeze_blocks=unfreeze_blocks, image_size=image_size, global_pool=global_pool, epochs=epochs, batch_size=batch_size, lr=lr,
+        unfreeze_blocks=unfreeze_blocks, image_size=image_size, resize=resize, global_pool=global_pool, epochs=epochs, batch_size=batch_size, lr=lr,
         optimizer=optimizer, scheduler=scheduler, patience=patience, imbalance=imbalance, loss=loss, adv=adv,
         adv_eps=adv_eps, adv_steps=adv_steps, adv_step_size=adv_step_size, threshold_method=threshold_method,
         threshold_target=threshold_target, precision=precision, device=device, workers=workers, seed=seed,

@@ -1,7 +1,9 @@
 """Typed configs: dataclass defaults, overridden by a YAML file, overridden by the CLI.
 
 Unknown keys are errors that name the close matches, so a typo never silently falls back to
-a default.
+a default. A *preset* (``preset: NAME`` at the top) holds one section per command, named by
+the config class's ``config_section``, so one file can describe a whole protocol (convert,
+train-cls, audit) and each command reads its own part.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import yaml
 
 from fracdet.errors import ConfigError, FracdetError
 
-__all__ = ["build_config", "config_file", "load_yaml", "yaml_error_line"]
+__all__ = ["build_config", "config_file", "load_yaml", "yaml_error_line", "PRESET_KEY"]
 
 C = TypeVar("C")
+
+#: The top-level key that marks a YAML file as a preset of per-command sections.
+PRESET_KEY = "preset"
 
 
 def load_yaml(path: str | Path, *, error: type[FracdetError] = ConfigError, what: str = "config file") -> dict[str, Any]:
@@ -105,14 +110,35 @@ def config_file(named: str | Path | None, default: str | Path | None = None) -> 
     return None
 
 
+def _section(cls: type, doc: dict[str, Any], file: str | Path) -> dict[str, Any]:
+    """The keys of ``doc`` for ``cls``: the whole file, or a preset's section for ``cls``.
+
+    A preset without a section for this command is an error naming the sections it has, so a
+    misspelt section never passes silently as "no options".
+    """
+    if PRESET_KEY not in doc:
+        return doc
+    name = getattr(cls, "config_section", None)
+    sections = sorted(k for k in doc if k != PRESET_KEY)
+    if name is None or name not in doc:
+        what = f"{name!r} section" if name else "section for this command"
+        raise ConfigError(f"preset {doc[PRESET_KEY]!r} has no {what} (sections: {', '.join(sections) or 'none'})", file)
+    section = doc[name]
+    if section is None:
+        return {}
+    if not isinstance(section, dict) or not all(isinstance(key, str) for key in section):
+        raise ConfigError(f"preset section {name!r} must be a mapping of key: value", file)
+    return section
+
+
 def build_config(cls: type[C], file: str | Path | None = None, /, **overrides: Any) -> C:
-    """``cls`` from its defaults, then ``file`` (YAML), then non-``None`` ``overrides``."""
+    """``cls`` from its defaults, then ``file`` (YAML, or a preset's section), then non-``None`` ``overrides``."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if file is not None:
-        for key, value in load_yaml(file).items():
+        for key, value in _section(cls, load_yaml(file), file).items():
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(fields)}"

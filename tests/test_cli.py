@@ -231,6 +231,44 @@ def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
     assert cfg.weights == tmp_path / "w.safetensors" and cfg.resume is True and cfg.pretrained is False
 
 
+def test_train_cls_robustbench_options_and_the_r2i_preset_reach_the_config(library, tmp_path, monkeypatch):
+    from fracdet.cls.train import ClsTrainConfig
+
+    monkeypatch.delenv("RANK", raising=False)
+    preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
+    fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
+    result = invoke(
+        "train-cls", tmp_path / "m.csv", "--config", preset, "--backbone", "robustbench:Rebuffi2021Fixing_R18_ddpm",
+        "--rb-dataset", "cifar100", "--rb-threat", "L2", "--resize", "letterbox", "--threshold-method", "f1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, ClsTrainConfig) and cfg.model_name == "robustbench:cifar100/L2/Rebuffi2021Fixing_R18_ddpm"
+    assert (cfg.resize, cfg.threshold_method) == ("letterbox", "f1")  # the CLI wins over the preset
+    assert (cfg.mode, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.patience, cfg.image_size) == ("linear", "adam", 1e-3, 8, 25, 5, 224)
+
+
+def test_train_cls_robustbench_options_need_a_robustbench_backbone(library):
+    fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
+    error = one_line_error(invoke("train-cls", "m.csv", "--backbone", "resnet18", "--rb-dataset", "cifar10"))
+    assert "rb_dataset / rb_threat choose a RobustBench zoo" in error and not fake.args
+    error = one_line_error(invoke("train-cls", "m.csv", "--resize", "crop"))
+    assert "resize must be one of letterbox, stretch" in error
+
+
+def test_audit_reads_the_r2i_preset(library, tmp_path):
+    from fracdet.audit import AuditConfig
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
+    fake = library("audit", SimpleNamespace(line=lambda: "audited"))
+    result = invoke("audit", tmp_path / "data", "--cls", tmp_path / "a", "--config", preset, "--eps-space", "pixel")
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, AuditConfig) and cfg.study_tables and (cfg.eps_space, cfg.target, cfg.ig_steps) == ("pixel", "predicted", 10)
+    error = one_line_error(invoke("eval-cls", "run", "m.csv", "--config", preset))
+    assert "preset 'r2i' has no section for this command" in error
+
+
 def test_pretrain_mae_options_reach_the_config(library, tmp_path, monkeypatch):
     from fracdet.mae.train import MAETrainConfig
 

@@ -87,3 +87,50 @@ def test_binary_or_folder_config_is_one_line(tmp_path):
     (tmp_path / "d.yaml").mkdir()
     with pytest.raises(ConfigError, match="d.yaml: config file is a folder"):
         build_config(ConvertConfig, tmp_path / "d.yaml", source="a", output="b")
+
+
+def test_the_r2i_preset_gives_each_command_its_section():
+    from fracdet.audit import AuditConfig
+    from fracdet.cls.train import ClsTrainConfig
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
+    convert = build_config(ConvertConfig, preset, source="a", output="b")
+    assert (convert.split, convert.fractions, convert.negative_ratio) == ("study", (0.8, 0.1, 0.1), 1.0)
+    train = build_config(ClsTrainConfig, preset, manifest="m.csv")
+    assert (train.model_name, train.mode, train.optimizer, train.lr, train.batch_size) == ("robustbench:cifar10/Linf/Standard", "linear", "adam", 1e-3, 8)
+    assert (train.epochs, train.patience, train.image_size, train.resize, train.threshold_method) == (25, 5, 224, "stretch", "none")
+    audit = build_config(AuditConfig, preset, dataset="d", eps_space="pixel")  # the CLI still wins
+    assert (audit.eps, audit.steps, audit.step_size, audit.random_start, audit.eps_space) == ("4/255", 10, "1/255", True, "pixel")
+    assert (audit.methods, audit.target, audit.channels, audit.ig_steps) == (("saliency", "deeplift", "integrated_gradients"), "predicted", "abs_max", 10)
+    assert audit.percentiles == (5.0, 25.0, 50.0) and audit.study_tables is True
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("preset: p\naudit: {}\n", r"preset 'p' has no 'convert' section \(sections: audit\)"),
+        ("preset: p\nconvert: [1]\n", "section 'convert' must be a mapping"),
+        ("preset: p\nconvert:\n  sed: 1\n", "did you mean seed"),
+    ],
+)
+def test_preset_errors_name_the_section(tmp_path, text, message):
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        build_config(ConvertConfig, tmp_path / "p.yaml", source="a", output="b")
+
+
+def test_an_empty_preset_section_keeps_the_defaults(tmp_path):
+    (tmp_path / "p.yaml").write_text("preset: p\nconvert:\n")
+    assert build_config(ConvertConfig, tmp_path / "p.yaml", source="a", output="b").split == "auto"
+
+
+def test_a_preset_without_sections_for_a_command_is_refused(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Plain:
+        seed: int = 0
+
+    (tmp_path / "p.yaml").write_text("preset: p\nconvert: {}\n")
+    with pytest.raises(ConfigError, match="has no section for this command"):
+        build_config(Plain, tmp_path / "p.yaml")

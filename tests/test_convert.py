@@ -195,3 +195,30 @@ def test_hard_link_across_file_systems_falls_back_to_copy(small_fracatlas, tmp_p
 def test_result_line_counts_each_split_and_class(tmp_path):
     result = ConvertResult(tmp_path, 5, 2, {"train": {"fractured": 1, "non_fractured": 2}, "test": {"fractured": 2}})
     assert result.line() == f"5 images -> {tmp_path} (train: 1 fractured, 2 non_fractured; test: 2 fractured); 2 skipped, see convert_report.json"
+
+
+def test_study_split_keeps_every_fractured_image_and_a_seeded_sample(tmp_path):
+    """The robust-transfer study's set: all fractured + as many drawn non-fractured, 80/10/10."""
+    specs = [(f"IMG{i:07d}.jpg", 40, 30, [(5.0, 5.0, 20.0, 20.0)] if i < 10 else []) for i in range(40)]
+    source = make_fracatlas(tmp_path / "fa", specs)
+    result = convert(ConvertConfig(source, tmp_path / "a", split="study", seed=3, targets=("manifest",)))
+    manifest = read_manifest(tmp_path / "a" / "manifest.csv")
+    assert result.n_images == 20 and sum(r.label for r in manifest) == 10
+    report = json.loads((tmp_path / "a" / "convert_report.json").read_text())
+    split = report["split"]
+    assert split["strategy"] == "study-sample+grouped-stratified" and split["fractions"] == {"train": 0.8, "val": 0.1, "test": 0.1}
+    assert split["study_sample"] == {"fractured": 10, "non_fractured_drawn": 10, "non_fractured_available": 30, "negative_ratio": 1.0}
+    counts = split["counts_per_split_and_class"]
+    assert [counts[s]["fractured"] for s in ("train", "val", "test")] == [8, 1, 1]
+    assert [counts[s]["not_fractured"] for s in ("train", "val", "test")] == [8, 1, 1]
+    # seeded: the same draw again, another seed another draw; a ratio draws that many per fractured image
+    again = convert(ConvertConfig(source, tmp_path / "b", split="study", seed=3, targets=("manifest",)))
+    assert again.n_images == 20
+    same = {r.image_id for r in read_manifest(tmp_path / "b" / "manifest.csv")}
+    assert same == {r.image_id for r in manifest}
+    convert(ConvertConfig(source, tmp_path / "c", split="study", seed=4, targets=("manifest",)))
+    assert {r.image_id for r in read_manifest(tmp_path / "c" / "manifest.csv")} != same
+    half = convert(ConvertConfig(source, tmp_path / "d", split="study", negative_ratio=0.5, targets=("manifest",)))
+    assert half.n_images == 15
+    with pytest.raises(ConfigError, match="negative_ratio must be > 0"):
+        ConvertConfig(source, tmp_path / "e", split="study", negative_ratio=0)

@@ -64,3 +64,27 @@ def test_scale_boxes_orders_corners_and_clips():
         [Box(40, 10, 20, 30), Box(0, 0, 10, 10), Box(200, 200, 210, 210)], [0.9, 0.8, 0.7], from_shape=(50, 50), to_shape=(100, 200)
     )
     assert boxes == [Box(80, 20, 160, 60), Box(0, 0, 40, 20)] and scores == [0.9, 0.8]
+
+
+def test_stretched_frame_by_hand_and_against_the_transform():
+    """The robust-transfer study's resize: the whole image fills the square, x and y scaled apart."""
+    height, width, size = 90, 150, 60
+    assert content_region(height, width, size, keep_aspect=False) == (0, 0, 60, 60)
+    mapped = box_to_model_frame(Box(100, 30, 140, 60), height, width, size, keep_aspect=False)
+    assert mapped.as_list() == pytest.approx([40, 20, 56, 40])
+    image = np.zeros((height, width), np.float32)
+    image[30:60, 100:140] = 1.0
+    square = build_transform(size, keep_aspect=False)(image=image)["image"]
+    assert square.shape == (size, size)
+    ys, xs = np.nonzero(square > 0.5)
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == pytest.approx((40, 56, 20, 40), abs=1)
+    back = box_from_model_frame(mapped, height, width, size, keep_aspect=False)
+    assert back.as_list() == pytest.approx([100, 30, 140, 60])
+
+
+def test_resize_modes_are_checked():
+    from fracdet.data.geometry import keeps_aspect
+
+    assert keeps_aspect("letterbox") and not keeps_aspect("stretch")
+    with pytest.raises(ValueError, match="unknown resize mode 'crop'"):
+        keeps_aspect("crop")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from fracdet.errors import ConfigError
 from fracdet.explain.base import CHANNEL_AGGREGATIONS
@@ -30,6 +31,8 @@ class AuditConfig:
     parts that need no ground truth run: prediction stability under attack and
     classifier/detector agreement).
     """
+
+    config_section: ClassVar[str] = "audit"  # its section in a preset (configs/r2i.yaml)
 
     dataset: Path
     classifiers: tuple[Path, ...] = ()
@@ -65,6 +68,7 @@ class AuditConfig:
     n_boot: int = 1000
     figure_samples: int = 4
     figure_worst: int = 2
+    study_tables: bool = False  # the report opens with the robust-transfer study's Table 1 and Table I
     # the run
     max_images: int | None = None
     batch_size: int = 16

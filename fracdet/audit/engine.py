@@ -3,7 +3,7 @@
 Per batch, in this order: the clean forward (accuracy and the attack's labels), the attack,
 the PGD forward, every attribution method on clean and on PGD inputs, the detector on both,
 then the localization metrics against ground-truth and detector boxes. Everything happens in
-the classifier's input frame (the letterboxed square): ground-truth boxes are mapped into it
+the classifier's input frame (the letterboxed, or stretched, square): ground-truth boxes are mapped into it
 with the data layer's geometry, and the detector looks at exactly the pixels the classifier
 saw, so clean and attacked inputs differ by the perturbation alone.
 
@@ -214,7 +214,7 @@ def audit_batch(
     with timer("metrics"):
         focus = focus_percentile(cfg.percentiles)
         for k, item in enumerate(items):
-            gt = [box_to_model_frame(b, item.height, item.width, size) for b in item.boxes] if item.width else []
+            gt = [box_to_model_frame(b, item.height, item.width, size, keep_aspect=meta.keep_aspect) for b in item.boxes] if item.width else []
             row: dict[str, Any] = {
                 "model": clf.name, "index": item.index, "key": item.key, "path": str(item.path), "status": "ok", "reason": "",
                 "label": "" if item.label is None else int(item.label), "n_gt_boxes": len(gt),
@@ -236,7 +236,7 @@ def audit_batch(
                 det_masks[cond] = det_mask if det_mask is not None and det_mask.any() else None
                 if det_masks[cond] is not None:
                     row[f"det_box_share_{cond}"] = float(det_masks[cond].mean())
-                out.detections.append({"model": clf.name, "index": item.index, "cond": cond, "size": size,
+                out.detections.append({"model": clf.name, "index": item.index, "cond": cond, "size": size, "keep_aspect": meta.keep_aspect,
                                        "boxes": [[*(round(v, 2) for v in b.as_list()), b.label, round(s, 5)] for b, s in zip(boxes, scores, strict=True)]})  # fmt: skip
             if gt and detector is not None:
                 kept_clean = _confident(found["clean"][k], cfg.det_conf)

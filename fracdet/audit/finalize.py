@@ -51,11 +51,11 @@ def _grid_indices(rows: Sequence[dict[str, str]], codes: Sequence[str], focus: f
 
 
 def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], items: dict[int, AuditItem], codes: Sequence[str],
-               detections: Sequence[dict[str, Any]], *, image_size: int, batch_size: int, det_conf: float) -> list[GridRow]:  # fmt: skip
+               detections: Sequence[dict[str, Any]], *, image_size: int, keep_aspect: bool, batch_size: int, det_conf: float) -> list[GridRow]:  # fmt: skip
     from fracdet.data.datasets import ClassificationDataset
 
     # one decoder for every picked image, and each chunk's maps read once however many picks it holds
-    pixels_of = ClassificationDataset([items[index].record() for index, _ in picks], image_size)
+    pixels_of = ClassificationDataset([items[index].record() for index, _ in picks], image_size, keep_aspect=keep_aspect)
     chunks: dict[Path, dict[str, np.ndarray]] = {}
     rows = []
     for k, (index, why) in enumerate(picks):
@@ -74,7 +74,7 @@ def _grid_rows(store: AuditStore, model: str, picks: Sequence[tuple[int, str]], 
         pixels = pixels_of[k][0]
         if pixels is None:
             continue
-        gt = [box_to_model_frame(b, item.height, item.width, image_size).as_list() for b in item.boxes] if item.width else []
+        gt = [box_to_model_frame(b, item.height, item.width, image_size, keep_aspect=keep_aspect).as_list() for b in item.boxes] if item.width else []
         det = [b[:4] for d in detections if d["model"] == model and d["index"] == index and d["cond"] == "clean" for b in d["boxes"] if b[5] >= det_conf]
         rows.append(GridRow(pixels[0].numpy(), gt, det, maps, f"{item.key}\n({why})"))
     return rows
@@ -113,7 +113,8 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
         for model in metrics["models"]:
             model_rows = [r for r in rows if r["model"] == model]
             picks = _grid_indices(model_rows, codes, focus, samples=int(config["figure_samples"]), worst=int(config["figure_worst"]), seed=int(config["seed"]))
-            grid = _grid_rows(store, model, picks, items, codes, detections, image_size=int(state["identity"]["classifiers"][model]["image_size"]),
+            identity = state["identity"]["classifiers"][model]
+            grid = _grid_rows(store, model, picks, items, codes, detections, image_size=int(identity["image_size"]), keep_aspect=identity.get("resize", "letterbox") != "stretch",
                               batch_size=int(config["batch_size"]), det_conf=float(config["det_conf"]))  # fmt: skip
             if grid:
                 figures[f"grid:{model}"] = plot_grid(grid, columns, figures_dir / f"grid_{model}.png", title=f"{model}: attributions on clean and PGD inputs")

@@ -62,10 +62,14 @@ def load_classifiers(cfg: AuditConfig, device: torch.device, precision: str) -> 
             explainer = create_explainer(method, model, image_size=meta.image_size, backbone_name=meta.backbone, channels=cfg.channels,
                                          baseline=cfg.baseline, ig_steps=cfg.ig_steps, ig_internal_batch_size=cfg.batch_size)  # fmt: skip
             explainers[explainer.name] = explainer
-        loaded.append(ClassifierUnderAudit(name, model, meta, explainers, pixel_budget(attack, meta.std), device, precision))
+        # ε in normalized space is taken in the units of the model's first layer: fracdet's
+        # wrapper normalisation composed with any the backbone applies itself (RobustBench)
+        budget = pixel_budget(attack, meta.input_std)
+        loaded.append(ClassifierUnderAudit(name, model, meta, explainers, budget, device, precision))
         weights, meta_path = resolve_checkpoint(path)
         identity[name] = {
-            "path": str(Path(path).resolve()), "backbone": meta.backbone, "image_size": meta.image_size,
+            "path": str(Path(path).resolve()), "backbone": meta.backbone, "image_size": meta.image_size, "resize": meta.resize,
+            "pixel_eps": budget.eps, "pixel_step_size": budget.step_size,
             "threshold": meta.threshold, "temperature": meta.temperature, "adv": meta.train_config.get("adv", "none"),
             "sha256": {weights.name: sha256_file(weights), meta_path.name: sha256_file(meta_path)},
         }  # fmt: skip

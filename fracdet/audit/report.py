@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.audit.groups import group_sections
+from fracdet.audit.study_tables import study_sections
 from fracdet.report import Section, write_report
 
 __all__ = ["write_audit_report", "headline", "answer"]
@@ -193,6 +194,8 @@ def _settings_text(metrics: Mapping[str, Any]) -> str:
 def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[str, Path]) -> Path:
     """``report.html`` (self-contained) and ``report.md`` from the audit's metrics and figures."""
     sections = [Section("The answer", text=answer(metrics), figures=[figures[k] for k in figures if k.startswith("grid:")][:1])]
+    if metrics["provenance"]["config"].get("study_tables"):  # the robust-transfer study's preset: its tables first
+        sections += study_sections(metrics)
     if metrics["has_labels"]:
         sections.append(Section("Robustness: clean vs ℓ∞-PGD", text=_settings_text(metrics), table=_robustness_table(metrics), figures=[figures["robustness"]] if "robustness" in figures else []))
     else:

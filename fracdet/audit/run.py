@@ -66,7 +66,7 @@ def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
 def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any], detector: dict[str, Any] | None) -> dict[str, Any]:
     """What must not change between a run and its resume, or between shards to be merged."""
     options = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot", "group_by")}  # fmt: skip
+               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot", "group_by", "study_tables")}  # fmt: skip
     return {"data_hash": inputs.data_hash, "classifiers": classifiers, "detector": detector, "options": options}
 
 
@@ -166,7 +166,7 @@ def _audit_chunks(clf, chunks: list[list[AuditItem]], todo: list[int], store: Au
 
     items = [item for c in todo for item in chunks[c]]
     positions = {item.index: k for k, item in enumerate(items)}
-    dataset = ClassificationDataset([item.record() for item in items], clf.meta.image_size)
+    dataset = ClassificationDataset([item.record() for item in items], clf.meta.image_size, keep_aspect=clf.meta.keep_aspect)
     batches = [[positions[item.index] for item in chunks[c]] for c in todo]
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_skipping_failures,
                         prefetch_factor=2 if cfg.workers else None)  # fmt: skip

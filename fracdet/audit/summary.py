@@ -157,7 +157,7 @@ def _detector_map(model_rows: Sequence[dict[str, str]], detections: Sequence[dic
             item = by_index[entry["index"]]
             boxes, scores = [], []
             for x1, y1, x2, y2, label, score in entry["boxes"]:
-                box = box_from_model_frame(Box(x1, y1, x2, y2, int(label)), item.height, item.width, entry["size"])
+                box = box_from_model_frame(Box(x1, y1, x2, y2, int(label)), item.height, item.width, entry["size"], keep_aspect=entry.get("keep_aspect", True))
                 clipped, _ = clip_box(box, item.width, item.height)
                 if clipped is not None:
                     boxes.append(clipped)

@@ -1,8 +1,10 @@
 """Classifier checkpoints as data: ``NAME.safetensors`` weights beside ``NAME.json`` metadata.
 
 Loading never unpickles (ARCHITECTURE invariant 3): weights come from safetensors, and the
-JSON says which timm backbone to build, the image size, normalisation, class names, the
-tuned threshold and the temperature, so predict and the audit need nothing else.
+JSON says which backbone to build (timm, or ``robustbench:DATASET/THREAT/NAME``), the image
+size and resize, normalisation (``mean``/``std`` applied by fracdet's wrapper, and in
+``backbone_info`` any the backbone applies itself), class names, the tuned threshold and the
+temperature, so predict and the audit need nothing else.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ClassifierMeta:
     temperature: float = 1.0
     global_pool: str | None = None
     backbone_args: dict[str, Any] = field(default_factory=dict)  # timm arguments beyond the name (an MAE encoder's size)
+    resize: str = "letterbox"  # letterbox (aspect kept) | stretch (the robust-transfer study)
+    backbone_info: dict[str, Any] = field(default_factory=dict)  # where weights and normalisation come from
     epoch: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +57,26 @@ class ClassifierMeta:
     @property
     def num_outputs(self) -> int:
         return 1 if self.binary else len(self.class_names)
+
+    @property
+    def keep_aspect(self) -> bool:
+        """Whether inputs are letterboxed (``True``) or stretched to the square."""
+        return self.resize != "stretch"
+
+    @property
+    def input_std(self) -> tuple[float, ...]:
+        """The std that turns a pixel change into the first layer's units (ε in ``normalized`` space).
+
+        fracdet's wrapper divides by ``std``; a backbone that normalises itself (RobustBench
+        models with built-in mean/std) records its own in ``backbone_info``; the two compose.
+        """
+        inner = (self.backbone_info.get("normalization") or {}).get("std")
+        if not inner:
+            return self.std
+        inner = tuple(float(v) for v in inner)
+        if len(inner) == 1:
+            inner = inner * len(self.std)
+        return tuple(a * b for a, b in zip(self.std, inner, strict=True))
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2, default=str)

@@ -92,9 +92,10 @@ def make_loader(
     pin_memory: bool = False,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
+    keep_aspect: bool = True,
 ) -> DataLoader:
     """A DataLoader that skips unreadable images (their reasons come with each batch)."""
-    dataset = ClassificationDataset(split.records, image_size, augment=augment, seed=seed)
+    dataset = ClassificationDataset(split.records, image_size, augment=augment, seed=seed, keep_aspect=keep_aspect)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -87,7 +87,7 @@ def evaluate_classifier(cfg: EvalClsConfig) -> EvalClsSummary:
     split = load_split(cfg.manifest, cfg.split, target=target, class_names=meta.class_names)
     if not split.records:
         raise DataError(f"split {cfg.split!r} has no images of the classes {list(meta.class_names)}", cfg.manifest)
-    loader = make_loader(split, meta.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=device.type == "cuda")
+    loader = make_loader(split, meta.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=device.type == "cuda", keep_aspect=meta.keep_aspect)
     preds = predict_logits(model, loader, device=device, precision=precision, description=f"eval {cfg.split}")
     if len(preds.labels) == 0:
         raise DataError(f"no image of split {cfg.split!r} could be read (see the reasons with --verbose)", cfg.manifest)

@@ -107,6 +107,9 @@ def create_classifier(
 ) -> PixelClassifier:
     """Build ``backbone`` from timm with a ``num_outputs`` head, wrapped for pixel input.
 
+    ``robustbench:[DATASET/THREAT/]NAME`` builds a RobustBench zoo model instead
+    (:mod:`fracdet.cls.robustbench`); it normalises inside itself, so the wrapper adds none.
+
     ``pretrained`` downloads timm's hub weights (online only); ``weights`` loads a local
     state dict (safetensors, or a torch file read without unpickling code) strictly, head
     excepted, because a new task needs a new head. ``image_size`` sizes models that need it
@@ -116,6 +119,11 @@ def create_classifier(
     arguments; without them, a ``weights`` file that names its architecture (an MAE encoder
     from ``fracdet pretrain-mae``, see :func:`weights_architecture`) supplies them.
     """
+    if backbone.startswith("robustbench:"):  # the RobustBench zoo: its own loader, its own normalisation inside
+        from fracdet.cls.robustbench import create_robustbench_backbone
+
+        net = create_robustbench_backbone(backbone, num_outputs=num_outputs, pretrained=pretrained, weights=weights, drop_rate=drop_rate, global_pool=global_pool)
+        return PixelClassifier(net, mean=(0.0,) * 3, std=(1.0,) * 3)
     import timm
 
     if not timm.is_model(backbone):
@@ -271,7 +279,8 @@ def set_trainable(model: PixelClassifier, mode: str = "full", *, unfreeze_blocks
         for param in head.parameters():
             param.requires_grad = True
         if mode == "partial":
-            stages = [m for n, m in backbone.named_children() if any(p.numel() for p in m.parameters()) and m is not head]
+            children = backbone.stages() if hasattr(backbone, "stages") else [m for _, m in backbone.named_children()]  # RobustBench: the trunk's stages
+            stages = [m for m in children if any(p.numel() for p in m.parameters()) and m is not head]
             for stage in stages[-unfreeze_blocks:]:
                 for param in stage.parameters():
                     param.requires_grad = True

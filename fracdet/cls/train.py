@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from fracdet.cls.distributed import barrier, broadcast_flag, train_sampler
 from fracdet.cls.inference import Predictions, predict_logits
 from fracdet.cls.losses import class_weights, make_criterion
 from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
+from fracdet.cls.robustbench import is_robustbench, robustbench_spec
 from fracdet.cls.train_state import (
     TrainState,
     load_state,
@@ -39,6 +40,7 @@ from fracdet.cls.train_state import (
     write_history,
 )
 from fracdet.data.datasets import AugmentConfig
+from fracdet.data.geometry import RESIZE_MODES, keeps_aspect
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import atomic_write, atomic_write_json
 from fracdet.log import progress
@@ -61,13 +63,18 @@ logger = logging.getLogger(__name__)
 class ClsTrainConfig:
     """Everything ``train-cls`` needs; defaults suit real radiographs (``configs/cls.yaml``)."""
 
+    config_section: ClassVar[str] = "train_cls"  # its section in a preset (configs/r2i.yaml)
+
     manifest: Path
     output: Path = Path("runs/cls")
-    backbone: str = "resnet18"
+    backbone: str = "resnet18"  # a timm name, or robustbench:NAME (with rb_dataset / rb_threat)
+    rb_dataset: str | None = None  # RobustBench zoo: cifar10 (default) | cifar100 | imagenet
+    rb_threat: str | None = None  # RobustBench zoo: Linf (default) | L2 | corruptions
     target: str = "label"  # label (fractured or not), body_part, or another manifest column
     pretrained: bool = False
     weights: Path | None = None
     image_size: int = 384
+    resize: str = "letterbox"  # letterbox (aspect kept, padded) | stretch (to the square, as the robust-transfer study)
     global_pool: str | None = None  # timm's default (avg); max keeps small findings visible
     mode: str = "full"  # full | linear (frozen backbone) | partial
     unfreeze_blocks: int = 1
@@ -98,7 +105,7 @@ class ClsTrainConfig:
     clahe: bool = False
     hflip: bool = False
     augment_p: float = 0.5
-    threshold_method: str = "f1"  # f1 | youden | sensitivity | specificity
+    threshold_method: str = "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
     threshold_target: float | None = None
     workers: int = 2
     device: str | None = None
@@ -111,7 +118,7 @@ class ClsTrainConfig:
             "mode": ("full", "linear", "partial"), "optimizer": ("adamw", "adam", "sgd"),
             "scheduler": ("cosine", "plateau", "none"), "imbalance": ("loss", "sampler", "none"),
             "loss": ("ce", "focal"), "adv": ("none", "pgd", "trades"),
-            "threshold_method": ("f1", "youden", "sensitivity", "specificity"),
+            "threshold_method": ("f1", "youden", "sensitivity", "specificity", "none"), "resize": RESIZE_MODES,
         }  # fmt: skip
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -121,6 +128,15 @@ class ClsTrainConfig:
                 raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
         if self.threshold_method in ("sensitivity", "specificity") and self.threshold_target is None:
             raise ConfigError(f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)")
+        if is_robustbench(self.backbone):
+            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)  # its name, dataset and threat checked now
+        elif self.rb_dataset is not None or self.rb_threat is not None:
+            raise ConfigError(f"rb_dataset / rb_threat choose a RobustBench zoo: they need backbone robustbench:NAME, not {self.backbone!r}")
+
+    @property
+    def model_name(self) -> str:
+        """The backbone as checkpoints record it: timm's name, or ``robustbench:DATASET/THREAT/NAME``."""
+        return robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat) if is_robustbench(self.backbone) else self.backbone
 
     @property
     def augment(self) -> AugmentConfig:
@@ -214,7 +230,9 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
     precision = resolve_precision(cfg.precision, runtime.device)
     seed_everything(cfg.seed)
-    model = create_classifier(cfg.backbone, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size, global_pool=cfg.global_pool)
+    model = create_classifier(cfg.model_name, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size, global_pool=cfg.global_pool)
+    if is_robustbench(cfg.backbone) and not (cfg.pretrained or cfg.weights):
+        logger.warning("%s starts from random weights: the robust-transfer study needs the zoo's (--pretrained, or --weights FILE|DIR offline)", cfg.model_name)
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
     model.to(runtime.device)
     if cfg.channels_last:
@@ -226,11 +244,12 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     sampler = train_sampler(train.labels, imbalance=cfg.imbalance, runtime=runtime, num_classes=len(names), seed=cfg.seed)
     generator = torch.Generator()
     pin = runtime.device.type == "cuda"
+    keep_aspect = keeps_aspect(cfg.resize)
     train_loader = make_loader(
         train, cfg.image_size, batch_size=cfg.batch_size, augment=cfg.augment, seed=cfg.seed, shuffle=True, sampler=sampler, workers=cfg.workers, pin_memory=pin, generator=generator,
-        drop_last=len(train.records) > cfg.batch_size,  # a one-image batch breaks BatchNorm
+        drop_last=len(train.records) > cfg.batch_size, keep_aspect=keep_aspect,  # a one-image batch breaks BatchNorm
     )
-    val_loader = make_loader(val, cfg.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=pin)
+    val_loader = make_loader(val, cfg.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=pin, keep_aspect=keep_aspect)
     scheduler = step_schedule(cfg, optimizer, len(train_loader))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
@@ -247,15 +266,15 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
-        backbone=cfg.backbone, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool, backbone_args=model.backbone_args,
-        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()),
+        backbone=cfg.model_name, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool, backbone_args=model.backbone_args, resize=cfg.resize,
+        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
         train_config=_jsonable(asdict(cfg)), data_hash=data_hash, versions=versions(),
     )  # fmt: skip
     writer = _tensorboard(out) if runtime.is_main else None
     if runtime.is_main:
         logger.info(
             "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision %s, adv %s%s",
-            cfg.backbone, cfg.mode, n_trainable, len(train.records), len(val.records), runtime.device, precision, cfg.adv,
+            cfg.model_name, cfg.mode, n_trainable, len(train.records), len(val.records), runtime.device, precision, cfg.adv,
             f", {runtime.world_size} processes" if runtime.distributed else "",
         )  # fmt: skip
     for epoch in range(state.epoch, cfg.epochs):
@@ -370,7 +389,8 @@ def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime:
         temperature = float(fit_temperature(preds.logits, preds.labels))
         if meta.binary:
             probs = apply_temperature(preds.logits, temperature)
-            threshold = float(tune_threshold(preds.labels, probs, method=cfg.threshold_method, target=cfg.threshold_target))
+            if cfg.threshold_method != "none":  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
+                threshold = float(tune_threshold(preds.labels, probs, method=cfg.threshold_method, target=cfg.threshold_target))
             val_metrics.update({f"val_{k}": v for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items() if isinstance(v, (int, float)) and v is not None})
     else:
         logger.warning("validation split holds one class only: threshold stays 0.5 and temperature 1.0")

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from fracdet import __version__
 from fracdet.data.coco import coco_document, read_coco
@@ -25,7 +26,13 @@ from fracdet.data.fracatlas import (
     write_fracatlas_annotations,
 )
 from fracdet.data.manifest import LABEL_NAMES, format_manifest
-from fracdet.data.splits import SplitReport, apply_group_regex, assign_splits
+from fracdet.data.splits import (
+    STUDY_FRACTIONS,
+    SplitReport,
+    apply_group_regex,
+    assign_splits,
+    study_sample,
+)
 from fracdet.data.yolo import read_yolo_dataset, write_yolo_labels, yolo_data_yaml
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import LinkMode, atomic_output_dir, place_file
@@ -38,13 +45,17 @@ logger = logging.getLogger(__name__)
 
 SOURCE_FORMATS = ("auto", "fracatlas", "yolo", "coco")
 TARGETS = ("yolo", "coco", "manifest", "fracatlas")
-SPLIT_STRATEGIES = ("auto", "official", "random")
+#: ``study``: the robust-transfer study's classification set (all fractured images and a
+#: seeded sample of the others, ``negative_ratio`` per fractured one), split 80/10/10.
+SPLIT_STRATEGIES = ("auto", "official", "random", "study")
 REPORT_NAME = "convert_report.json"
 
 
 @dataclass(frozen=True)
 class ConvertConfig:
     """Everything ``convert`` needs; the CLI and YAML configs build one of these."""
+
+    config_section: ClassVar[str] = "convert"  # its section in a preset (configs/r2i.yaml)
 
     source: Path
     output: Path
@@ -53,6 +64,7 @@ class ConvertConfig:
     link: LinkMode = LinkMode.hardlink
     split: str = "auto"
     fractions: tuple[float, float, float] | None = None
+    negative_ratio: float = 1.0  # split study only: non-fractured images drawn per fractured one
     seed: int = 0
     group_regex: str | None = None
     images_root: Path | None = None
@@ -74,6 +86,8 @@ class ConvertConfig:
             raise ConfigError(f"unknown split strategy {self.split!r}; choose from {', '.join(SPLIT_STRATEGIES)}")
         if self.official_only and self.split == "random":
             raise ConfigError("official_only keeps the official split's images: it needs split auto or official, not random")
+        if not self.negative_ratio > 0:
+            raise ConfigError(f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {self.negative_ratio}")
         if Path(self.output).resolve() == Path(self.source).resolve():
             raise ConfigError("output must differ from the source (sources are never modified)")
 
@@ -170,9 +184,16 @@ def convert(config: ConvertConfig) -> ConvertResult:
         raise ConfigError(f"{option}: {config.source} has no official split")
     if config.official_only:
         records = _only_official(records, dataset.problems)
+    sample = None
+    fractions = config.fractions
+    if config.split == "study":
+        records, sample = study_sample(records, negative_ratio=config.negative_ratio, seed=config.seed)
+        fractions = fractions or STUDY_FRACTIONS
     records, split_report, split_problems = assign_splits(
-        records, fractions=config.fractions, seed=config.seed, use_official=config.split != "random", class_names=LABEL_NAMES
+        records, fractions=fractions, seed=config.seed, use_official=config.split not in ("random", "study"), class_names=LABEL_NAMES
     )
+    if sample is not None:
+        split_report.strategy = "study-sample+grouped-stratified"
     problems = [*dataset.problems, *split_problems]
     records = _dedupe_names(records, problems)
 
@@ -189,6 +210,8 @@ def convert(config: ConvertConfig) -> ConvertResult:
         if "fracatlas" in config.targets:
             write_fracatlas_annotations(records, tmp, dataset.class_names, name_of=lambda r: flat_name(r.image_id))
         report = _report(config, dataset, records, split_report, problems, link_modes, time.perf_counter() - started)
+        if sample is not None:
+            report["split"]["study_sample"] = sample
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
     n_skipped = sum(1 for p in problems if p.action == "image skipped")
     logger.info("Converted %d images into %s (%d skipped; see %s)", len(records), config.output, n_skipped, REPORT_NAME)

@@ -40,12 +40,19 @@ class AugmentConfig:
     p: float = 0.5
 
 
-def build_transform(image_size: int, augment: AugmentConfig | None = None):  # -> A.Compose
-    """Resize the long side to ``image_size`` and pad to a square (aspect kept); augment if asked."""
+def build_transform(image_size: int, augment: AugmentConfig | None = None, *, keep_aspect: bool = True):  # -> A.Compose
+    """Resize the long side to ``image_size`` and pad to a square (aspect kept); augment if asked.
+
+    ``keep_aspect=False`` stretches the image to the square instead (the robust-transfer
+    study's 224x224 resize); :mod:`fracdet.data.geometry` maps boxes the same way.
+    """
     import albumentations as A
     import cv2
 
-    steps: list = [A.LongestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA)]
+    if keep_aspect:
+        steps: list = [A.LongestMaxSize(max_size=image_size, interpolation=cv2.INTER_AREA)]
+    else:
+        steps = [A.Resize(height=image_size, width=image_size, interpolation=cv2.INTER_AREA)]
     if augment is not None:
         if augment.clahe:
             steps += [A.FromFloat(max_value=255, dtype="uint8"), A.CLAHE(clip_limit=2.0, p=augment.p), A.ToFloat(max_value=255)]
@@ -75,10 +82,12 @@ class ClassificationDataset(Dataset):
     exactly on resume.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], image_size: int, *, augment: AugmentConfig | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, records: Sequence[ImageRecord], image_size: int, *, augment: AugmentConfig | None = None, seed: int = 0, keep_aspect: bool = True
+    ) -> None:
         self.records = list(records)
         self.image_size = image_size
-        self.transform = build_transform(image_size, augment)
+        self.transform = build_transform(image_size, augment, keep_aspect=keep_aspect)
         self.augment = augment is not None
         self.seed = seed
         self.epoch = 0

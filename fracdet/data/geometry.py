@@ -1,8 +1,9 @@
 """Box geometry in the one convention (absolute ``xyxy`` pixels): overlap, matching, frames, masks.
 
 Models see a letterboxed square (aspect kept, long side resized to ``size``, padding centred,
-as :func:`fracdet.data.datasets.build_transform` does); the annotation model keeps boxes in
-the original image's frame. The functions here map between the two, so the audit can compare
+as :func:`fracdet.data.datasets.build_transform` does), or with ``keep_aspect=False`` the
+whole image stretched to the square (the resize of the robust-transfer study); the annotation
+model keeps boxes in the original image's frame. The functions here map between the two, so the audit can compare
 a classifier's attribution map with ground-truth and detector boxes in the same pixels.
 """
 
@@ -15,6 +16,8 @@ import numpy as np
 from fracdet.data.formats import Box, clip_box
 
 __all__ = [
+    "RESIZE_MODES",
+    "keeps_aspect",
     "box_iou",
     "match_boxes",
     "content_region",
@@ -23,6 +26,18 @@ __all__ = [
     "scale_boxes",
     "boxes_mask",
 ]
+
+
+#: ``letterbox``: aspect kept, padded to a square (fracdet's default: no anatomy distorted);
+#: ``stretch``: resized to the square regardless of aspect (the robust-transfer study).
+RESIZE_MODES = ("letterbox", "stretch")
+
+
+def keeps_aspect(resize: str) -> bool:
+    """Whether a resize mode (``letterbox`` or ``stretch``) keeps the aspect ratio."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    return resize == "letterbox"
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -54,27 +69,29 @@ def match_boxes(gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou
     return hits
 
 
-def content_region(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+def content_region(height: int, width: int, size: int, *, keep_aspect: bool = True) -> tuple[int, int, int, int]:
     """``(top, left, h, w)`` of an ``height x width`` image inside the model's padded ``size`` square.
 
     Mirrors albumentations' LongestMaxSize (``round``) and centred PadIfNeeded; checked
-    against the transform itself in the tests.
+    against the transform itself in the tests. A stretched image fills the whole square.
     """
+    if not keep_aspect:
+        return 0, 0, size, size
     scale = size / max(height, width)
     h, w = max(1, round(height * scale)), max(1, round(width * scale))
     return (size - h) // 2, (size - w) // 2, h, w
 
 
-def box_to_model_frame(box: Box, height: int, width: int, size: int) -> Box:
-    """A box of the original ``height x width`` image in the model's letterboxed ``size`` square."""
-    top, left, h, w = content_region(height, width, size)
+def box_to_model_frame(box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True) -> Box:
+    """A box of the original ``height x width`` image in the model's ``size`` square (letterboxed or stretched)."""
+    top, left, h, w = content_region(height, width, size, keep_aspect=keep_aspect)
     sx, sy = w / width, h / height
     return Box(left + box.x1 * sx, top + box.y1 * sy, left + box.x2 * sx, top + box.y2 * sy, box.label)
 
 
-def box_from_model_frame(box: Box, height: int, width: int, size: int) -> Box:
+def box_from_model_frame(box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True) -> Box:
     """The inverse of :func:`box_to_model_frame`: back to the original image's pixels."""
-    top, left, h, w = content_region(height, width, size)
+    top, left, h, w = content_region(height, width, size, keep_aspect=keep_aspect)
     sx, sy = width / w, height / h
     return Box((box.x1 - left) * sx, (box.y1 - top) * sy, (box.x2 - left) * sx, (box.y2 - top) * sy, box.label)
 

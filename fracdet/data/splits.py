@@ -16,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from fracdet.data.formats import SPLITS, ImageRecord, Problem
 from fracdet.errors import ConfigError
 
-__all__ = ["SplitReport", "assign_splits", "apply_group_regex", "DEFAULT_FRACTIONS"]
+__all__ = ["SplitReport", "assign_splits", "apply_group_regex", "study_sample", "DEFAULT_FRACTIONS", "STUDY_FRACTIONS"]
 
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+#: The robust-transfer study's classification split: 80/10/10, stratified.
+STUDY_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 
 @dataclass
@@ -53,6 +55,24 @@ def apply_group_regex(records: Sequence[ImageRecord], pattern: str) -> list[Imag
         group = (match.group(1) if match.groups() else match.group(0)) if match else record.group
         out.append(replace(record, group=group))
     return out
+
+
+def study_sample(records: Sequence[ImageRecord], *, negative_ratio: float = 1.0, seed: int = 0) -> tuple[list[ImageRecord], dict[str, int | float]]:
+    """The robust-transfer study's classification set: every fractured image and a seeded sample of the others.
+
+    ``negative_ratio`` non-fractured images are drawn per fractured one (1.0: a balanced set,
+    as FracAtlas' 717 fractured against 3366 intact images was); the draw is by image, and
+    the kept records stay in their input order. Returns the kept records and the counts.
+    """
+    if not negative_ratio > 0:
+        raise ConfigError(f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {negative_ratio}")
+    positives = [k for k, r in enumerate(records) if r.label]
+    negatives = [k for k, r in enumerate(records) if not r.label]
+    wanted = min(len(negatives), round(negative_ratio * len(positives)))
+    drawn = set(random.Random(seed).sample(negatives, wanted))
+    kept = [r for k, r in enumerate(records) if r.label or k in drawn]
+    counts = {"fractured": len(positives), "non_fractured_drawn": wanted, "non_fractured_available": len(negatives), "negative_ratio": negative_ratio}
+    return kept, counts
 
 
 def _validate(fractions: Sequence[float]) -> dict[str, float]:

@@ -121,7 +121,7 @@ def predict_batches(
                     row += ["", ""]
                 if cfg.with_overlays and item.overlay is not None:
                     cam = outcome.cams[k] if outcome.cams is not None else None
-                    write_png(overlay_path(out, item.path), draw_overlay(item.overlay, item, boxes, scores, label, cam, models.cls_size))
+                    write_png(overlay_path(out, item.path), draw_overlay(item.overlay, item, boxes, scores, label, cam, models.cls_size, keep_aspect=models.cls_keep_aspect))
                 rows.append(row)
                 k += 1
             # The journal first, the CSV row last: a row means the image is done (see --resume).

@@ -73,7 +73,9 @@ class Batch:
 class DecodeDataset(Dataset):
     """Reads each file once; a file that cannot be read becomes a reason, not an exception."""
 
-    def __init__(self, folder: Path, items: Sequence[tuple[int, str]], *, cls_size: int | None, det_imgsz: int | None, overlays: bool) -> None:
+    def __init__(
+        self, folder: Path, items: Sequence[tuple[int, str]], *, cls_size: int | None, det_imgsz: int | None, overlays: bool, cls_keep_aspect: bool = True
+    ) -> None:
         self.folder = Path(folder)
         self.items = list(items)
         self.cls_size = cls_size
@@ -85,7 +87,7 @@ class DecodeDataset(Dataset):
         if cls_size is not None:
             from fracdet.data.datasets import build_transform
 
-            self._transform = build_transform(cls_size)
+            self._transform = build_transform(cls_size, keep_aspect=cls_keep_aspect)
 
     def __len__(self) -> int:
         return len(self.items)

@@ -36,6 +36,11 @@ class Models:
         """The classifier's input size, or ``None`` without a classifier."""
         return self.meta.image_size if self.classifier is not None else None
 
+    @property
+    def cls_keep_aspect(self) -> bool:
+        """Whether the classifier was trained on letterboxed (``True``) or stretched squares."""
+        return self.meta.keep_aspect if self.classifier is not None else True
+
 
 def load_models(cfg: PredictConfig) -> Models:
     """Both models and what identifies them (paths, sha256), checked before any output is touched."""

@@ -19,21 +19,29 @@ __all__ = ["draw_overlay", "write_png", "overlay_path", "heat_on_image"]
 HEAT_WEIGHT = 0.4
 
 
-def heat_on_image(cam: np.ndarray, height: int, width: int, cls_size: int, out_shape: tuple[int, int]) -> np.ndarray:
+def heat_on_image(cam: np.ndarray, height: int, width: int, cls_size: int, out_shape: tuple[int, int], *, keep_aspect: bool = True) -> np.ndarray:
     """A classifier-frame map ``(cls_size, cls_size)`` as a ``(h, w)`` float map over the original image.
 
-    The training transform letterboxes the image into the square, so only the content region
-    of the map belongs to the image; it is cut out and resized to ``out_shape``.
+    The training transform letterboxes the image into the square (or stretches it), so only
+    the content region of the map belongs to the image; it is cut out and resized to ``out_shape``.
     """
     import cv2
 
-    top, left, h, w = content_region(height, width, cls_size)
+    top, left, h, w = content_region(height, width, cls_size, keep_aspect=keep_aspect)
     crop = cam[top : top + h, left : left + w]
     return cv2.resize(crop, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def draw_overlay(
-    base: np.ndarray, item: Decoded, boxes: Sequence[Box], scores: Sequence[float], label: str | None, cam: np.ndarray | None, cls_size: int | None
+    base: np.ndarray,
+    item: Decoded,
+    boxes: Sequence[Box],
+    scores: Sequence[float],
+    label: str | None,
+    cam: np.ndarray | None,
+    cls_size: int | None,
+    *,
+    keep_aspect: bool = True,
 ) -> np.ndarray:
     """A BGR uint8 picture: ``base`` (the grey image, shrunk) with the map in JET colours and the boxes in red."""
     import cv2
@@ -41,7 +49,7 @@ def draw_overlay(
     oh, ow = base.shape[:2]
     canvas = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
     if cam is not None and cls_size is not None:
-        heat = cv2.applyColorMap(to_uint8(heat_on_image(cam, item.height, item.width, cls_size, (oh, ow))), cv2.COLORMAP_JET)
+        heat = cv2.applyColorMap(to_uint8(heat_on_image(cam, item.height, item.width, cls_size, (oh, ow), keep_aspect=keep_aspect)), cv2.COLORMAP_JET)
         canvas = cv2.addWeighted(canvas, 1.0 - HEAT_WEIGHT, heat, HEAT_WEIGHT, 0.0)
     sx, sy = ow / item.width, oh / item.height
     thickness = max(1, round(max(oh, ow) / 400))

@@ -90,7 +90,9 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     if not_images:
         logger.info("%d non-image file(s) ignored (listed in %s)", len(not_images), out / REPORT)
 
-    dataset = DecodeDataset(folder, todo, cls_size=models.cls_size, det_imgsz=cfg.det_imgsz if with_det else None, overlays=cfg.with_overlays)
+    dataset = DecodeDataset(
+        folder, todo, cls_size=models.cls_size, det_imgsz=cfg.det_imgsz if with_det else None, overlays=cfg.with_overlays, cls_keep_aspect=models.cls_keep_aspect
+    )
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
