@@ -56,33 +56,57 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _mean_coverage(entry: Mapping[str, Any], focus: float) -> float | None:
-    values = [v for v in entry[f"coverage@{focus:g}"].values() if v is not None]
-    return sum(values) / len(values) if values else None
+def _coverage_change(numbers: Mapping[str, Any]) -> list[tuple[str, float, float, float | None]]:
+    """Per method: (method, standard's coverage, shortcut's coverage, paired Wilcoxon p)."""
+    focus = numbers["focus_percentile"]
+    std, cut = (numbers["classifiers"][n][f"coverage@{focus:g}"] for n in ("standard", "shortcut"))
+    p_by_method = {t["method"]: t["wilcoxon_p"] for t in numbers["shortcut_vs_standard"] if t["metric"] == f"coverage@{focus:g}"}
+    return [(m, std[m], cut[m], p_by_method.get(m)) for m in std if std.get(m) is not None and cut.get(m) is not None]
+
+
+def _changes(rows: list[tuple[str, float, float, float | None]]) -> str:
+    return ", ".join(f"{m} {a:.2f} → {b:.2f}" + ("" if p is None else f" (paired p {p:.1g})") for m, a, b, p in rows)
+
+
+def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
+    """Where the shortcut classifier looks, judged per method: its coverage at most half the
+    standard one's with paired p < 0.01 is "looks elsewhere"; the other methods are named too."""
+    focus = numbers["focus_percentile"]
+    rows = _coverage_change(numbers)
+    if not rows:
+        return None
+    halved = [r for r in rows if r[2] <= 0.5 * r[1] and r[3] is not None and r[3] < 0.01]
+    rest = [r for r in rows if r not in halved]
+    share = f"the share of the fracture boxes inside the top {focus:g}% attributed pixels (coverage@{focus:g}; a random map: {focus / 100:.2f}), standard → shortcut classifier"
+    if not halved:
+        return f"The audit does not show the shortcut classifier looking elsewhere: {share}: {_changes(rows)}."
+    text = f"They are not right for the same reason: {share}, at most halved with {_changes(halved)}: the shortcut classifier looks at something other than the fracture."
+    return text + (f" With {_changes(rest)} the drop is smaller." if rest else "")
 
 
 def _answer(numbers: Mapping[str, Any]) -> str:
     """What the numbers say, worded by the numbers: no claim the audit did not find."""
     c = numbers["classifiers"]
-    focus = numbers["focus_percentile"]
     std, adv, cut = c["standard"], c["adversarial"], c["shortcut"]
     parts = [f"Test AUROC on their own test sets: standard {_fmt(std['own_test_auroc'])}, adversarially trained {_fmt(adv['own_test_auroc'])}, "
              f"shortcut {_fmt(cut['own_test_auroc'])}."]  # fmt: skip
-    cov_std, cov_cut = _mean_coverage(std, focus), _mean_coverage(cut, focus)
-    p_values = [t["wilcoxon_p"] for t in numbers["shortcut_vs_standard"] if t["metric"] == f"coverage@{focus:g}" and t["wilcoxon_p"] is not None]
-    if cov_std is not None and cov_cut is not None:
-        worst_p = max(p_values) if p_values else None
-        where = f"the top {focus:g}% attributed pixels cover {cov_cut:.2f} of the fracture boxes for the shortcut classifier and {cov_std:.2f} for the standard one (a random map: {focus / 100:.2f}; largest paired Wilcoxon p over methods {_fmt(worst_p, 4)})"
-        if cov_cut < cov_std and worst_p is not None and worst_p < 0.01:
-            parts.append(f"They are not right for the same reason: {where}. The shortcut classifier looks at something other than the fracture.")
-        else:
-            parts.append(f"The audit does not separate where the two look: {where}.")
+    coverage = _coverage_sentence(numbers)
+    if coverage:
+        parts.append(coverage)
     a_std, a_adv = std["audit_pgd_accuracy"], adv["audit_pgd_accuracy"]
     if a_std is not None and a_adv is not None:
         verdict = "adversarial training bought robustness" if a_adv - a_std >= 0.2 else "adversarial training did not buy clear robustness here"
         parts.append(f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the adversarially trained one {a_adv:.2f}: {verdict}.")
     parts.append(f"The detector reaches test mAP@0.5 {_fmt(numbers['detector']['test_map_50'])} (pycocotools).")
     return " ".join(parts)
+
+
+def _artifacts(out: Path, folders: Mapping[str, Path]) -> list[tuple[str, Path]]:
+    """What a user opens next, in the order they would."""
+    found = [("front page", out / "index.html"), ("audit report", folders["audit"] / "report.html")]
+    found += [(f"{n} classifier", folders[n] / "best.safetensors") for n in ("standard", "adversarial", "shortcut")]
+    found += [("detector", folders["det"] / "train" / "weights" / "best.pt"), ("predictions on new files", folders["predict"] / "out" / "predictions.csv")]
+    return [(what, path) for what, path in found if path.is_file()]
 
 
 def write_demo_index(out: Path, cfg: Any, folders: Mapping[str, Path], seconds: Mapping[str, float], *, quick: bool) -> DemoSummary:
@@ -111,5 +135,13 @@ def write_demo_index(out: Path, cfg: Any, folders: Mapping[str, Path], seconds: 
     sections.append(Section("Every stage", text="Seconds per stage (0: reused from an earlier run).", table=dict(seconds), links=links))
     index, _ = write_report(out / "index.html", title="fracdet demo: right for the right reason, under attack?", sections=sections)
     atomic_write_json(out / "summary.json", {"numbers": numbers, "seconds": dict(seconds), "folders": {k: str(v) for k, v in folders.items()}, "quick": quick})
-    lines = [f"demo{note}: {_answer(numbers)}", f"report: {index}"]
+    focus = numbers["focus_percentile"]
+    lines = [f"demo{note}: {_answer(numbers)}"]
+    for name, c in numbers["classifiers"].items():
+        cov = ", ".join(f"{m} {v:.2f}" for m, v in c[f"coverage@{focus:g}"].items() if v is not None)
+        lines.append(f"  {name}: own test AUROC {_fmt(c['own_test_auroc'])}, audit accuracy clean {_fmt(c['audit_clean_accuracy'])} / PGD {_fmt(c['audit_pgd_accuracy'])}, "
+                     f"coverage@{focus:g} {cov or '–'} (random {focus / 100:.2f})")  # fmt: skip
+    lines.append("  stages (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; total {sum(seconds.values()) / 60:.1f} min")
+    lines += [f"  {what}: {path}" for what, path in _artifacts(out, folders)]
+    lines.append(f"report: {index}")
     return DemoSummary(out, index, tuple(lines))

@@ -105,3 +105,27 @@ def test_an_interrupted_stage_that_can_resume_continues(tmp_path):
     assert calls == [{}, {"resume": True}] and (tmp_path / "s" / "part").is_file()
     StageRunner(tmp_path, fresh=False).run("s", {"a": 2}, (), work, resumable=True)  # other options: a fresh start
     assert calls[-1] == {}
+
+
+def _numbers(std_cov: dict, cut_cov: dict, p: dict, pgd: tuple[float, float]) -> dict:
+    def clf(cov, pgd_acc=None):
+        return {"own_test_auroc": 0.9, "own_test_auroc_ci95": [0.85, 0.95], "own_test_n": 300, "audit_clean_accuracy": 0.9, "audit_pgd_accuracy": pgd_acc, "coverage@25": cov}
+
+    tests = [{"method": m, "metric": "coverage@25", "wilcoxon_p": v} for m, v in p.items()]
+    return {"classifiers": {"standard": clf(std_cov, pgd[0]), "adversarial": clf(std_cov, pgd[1]), "shortcut": clf(cut_cov)},
+            "shortcut_vs_standard": tests, "focus_percentile": 25.0, "detector": {"test_map_50": 0.8}}  # fmt: skip
+
+
+def test_the_answer_judges_each_method_by_the_halving_rule():
+    from fracdet.demo_report import _answer
+
+    text = _answer(_numbers({"SM": 0.8, "IG": 0.9}, {"SM": 0.3, "IG": 0.7}, {"SM": 1e-9, "IG": 1e-6}, (0.0, 0.25)))
+    assert "not right for the same reason" in text and "halved with SM 0.80 → 0.30 (paired p 1e-09)" in text
+    assert "With IG 0.90 → 0.70 (paired p 1e-06) the drop is smaller" in text  # named, not hidden
+    assert "adversarial training bought robustness" in text and "mAP@0.5 0.800" in text
+    # half the coverage but no significant paired test: no claim
+    text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1)))
+    assert "does not show the shortcut classifier looking elsewhere" in text and "did not buy clear robustness" in text
+    # exactly half counts; more than half does not
+    assert "halved" in _answer(_numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0)))
+    assert "halved" not in _answer(_numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0)))
