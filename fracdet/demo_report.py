@@ -77,11 +77,12 @@ def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
         return None
     halved = [r for r in rows if r[2] <= 0.5 * r[1] and r[3] is not None and r[3] < 0.01]
     rest = [r for r in rows if r not in halved]
-    share = f"the share of the fracture boxes inside the top {focus:g}% attributed pixels (coverage@{focus:g}; a random map: {focus / 100:.2f}), standard → shortcut classifier"
+    share = f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed pixels; a random map: {focus / 100:.2f})"
     if not halved:
-        return f"The audit does not show the shortcut classifier looking elsewhere: {share}: {_changes(rows)}."
-    text = f"They are not right for the same reason: {share}, at most halved with {_changes(halved)}: the shortcut classifier looks at something other than the fracture."
-    return text + (f" With {_changes(rest)} the drop is smaller." if rest else "")
+        return f"The audit does not show the shortcut classifier looking elsewhere: {share}, standard → shortcut classifier: {_changes(rows)}."
+    text = (f"They are not right for the same reason: {share} falls by half or more from the standard to the shortcut classifier with "
+            f"{_changes(halved)}: the shortcut classifier looks at something other than the fracture.")  # fmt: skip
+    return text + (f" With {_changes(rest)} it falls less." if rest else "")
 
 
 def _answer(numbers: Mapping[str, Any]) -> str:
@@ -141,7 +142,7 @@ def write_demo_index(out: Path, cfg: Any, folders: Mapping[str, Path], seconds: 
         cov = ", ".join(f"{m} {v:.2f}" for m, v in c[f"coverage@{focus:g}"].items() if v is not None)
         lines.append(f"  {name}: own test AUROC {_fmt(c['own_test_auroc'])}, audit accuracy clean {_fmt(c['audit_clean_accuracy'])} / PGD {_fmt(c['audit_pgd_accuracy'])}, "
                      f"coverage@{focus:g} {cov or '–'} (random {focus / 100:.2f})")  # fmt: skip
-    lines.append("  stages (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; total {sum(seconds.values()) / 60:.1f} min")
+    lines.append("  stages (s): " + ", ".join(f"{k} {v:.0f}" if v else f"{k} reused" for k, v in seconds.items()) + f"; {sum(seconds.values()) / 60:.1f} min this run")
     lines += [f"  {what}: {path}" for what, path in _artifacts(out, folders)]
     lines.append(f"report: {index}")
     return DemoSummary(out, index, tuple(lines))

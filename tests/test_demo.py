@@ -120,12 +120,12 @@ def test_the_answer_judges_each_method_by_the_halving_rule():
     from fracdet.demo_report import _answer
 
     text = _answer(_numbers({"SM": 0.8, "IG": 0.9}, {"SM": 0.3, "IG": 0.7}, {"SM": 1e-9, "IG": 1e-6}, (0.0, 0.25)))
-    assert "not right for the same reason" in text and "halved with SM 0.80 → 0.30 (paired p 1e-09)" in text
-    assert "With IG 0.90 → 0.70 (paired p 1e-06) the drop is smaller" in text  # named, not hidden
+    assert "not right for the same reason" in text and "by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 (paired p 1e-09)" in text
+    assert "With IG 0.90 → 0.70 (paired p 1e-06) it falls less" in text  # named, not hidden
     assert "adversarial training bought robustness" in text and "mAP@0.5 0.800" in text
     # half the coverage but no significant paired test: no claim
     text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1)))
     assert "does not show the shortcut classifier looking elsewhere" in text and "did not buy clear robustness" in text
     # exactly half counts; more than half does not
-    assert "halved" in _answer(_numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0)))
-    assert "halved" not in _answer(_numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0)))
+    assert "by half or more" in _answer(_numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0)))
+    assert "by half or more" not in _answer(_numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0)))
