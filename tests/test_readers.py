@@ -101,6 +101,22 @@ def test_yolo_reader(tmp_path):
     assert record.boxes[0].as_list() == pytest.approx([24, 8, 40, 24])
 
 
+@pytest.mark.parametrize("path_key", [None, ".", "ds"])
+def test_yolo_reader_with_a_relative_data_yaml(tmp_path, monkeypatch, path_key):
+    """`fracdet convert data/x/data.yaml` from the repository root: the root must not be doubled."""
+    data = make_yolo(tmp_path / "data" / "ds")
+    doc = yaml.safe_load(data.read_text())
+    if path_key is None:
+        doc.pop("path")
+    elif path_key == "ds":  # relative to the data.yaml's folder: data/ds/ds
+        shutil.move(str(tmp_path / "data" / "ds" / "images"), str(tmp_path / "data" / "ds" / "ds" / "images"))
+        shutil.move(str(tmp_path / "data" / "ds" / "labels"), str(tmp_path / "data" / "ds" / "ds" / "labels"))
+        doc["path"] = "ds"
+    data.write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(tmp_path)
+    assert len(read_yolo_dataset("data/ds/data.yaml").records) == 6
+
+
 def test_yolo_bad_labels(tmp_path):
     data = make_yolo(tmp_path / "y")
     labels = tmp_path / "y" / "labels" / "train"

@@ -140,8 +140,9 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
     class_names = _class_names(doc, path)
     if doc.get("path") is not None and not isinstance(doc["path"], str):
         raise DataError(f"path must be a folder name, got {doc['path']!r}", path)
-    root = Path(doc["path"]) if doc.get("path") else path.parent
-    root = root if root.is_absolute() else (path.parent / root)
+    # a relative `path:` is read from the data.yaml's folder; without one, that folder is the root
+    given = Path(doc["path"]) if doc.get("path") else None
+    root = path.parent if given is None else given if given.is_absolute() else path.parent / given
     problems: list[Problem] = []
     split_of: dict[Path, str] = {}
     id_of: dict[Path, str] = {}
