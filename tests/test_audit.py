@@ -232,8 +232,11 @@ def test_dataset_without_boxes_is_refused(phantom_dataset, models, tmp_path):
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with pytest.raises(DataError, match="no ground-truth boxes"):
-        run_audit(_cfg(manifest, tmp_path / "out", models))
+    with pytest.raises(DataError, match="no ground-truth boxes") as refused:
+        run_audit(_cfg(manifest, tmp_path / "out", models, max_images=None))
+    assert "--max-images" not in str(refused.value)
+    with pytest.raises(DataError, match=r"among its first 2 images by id \(--max-images\)"):  # a quick look can miss every box
+        run_audit(_cfg(manifest, tmp_path / "out", models, max_images=2))
 
 
 def test_cli_audit(phantom_dataset, models, tmp_path):

@@ -114,8 +114,9 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images, group_by=cfg.group_by)
     if inputs.has_labels and not inputs.has_boxes:
         raise DataError(
-            f"no ground-truth boxes in split {cfg.split!r}: attribution localization needs them "
-            "(audit the images folder itself for robustness and classifier/detector agreement only)",
+            f"no ground-truth boxes in split {cfg.split!r}"
+            + (f" among its first {cfg.max_images} images by id (--max-images); raise it or audit the whole split" if cfg.max_images else "")
+            + ": attribution localization needs them (audit the images folder itself for robustness and classifier/detector agreement only)",
             inputs.source,
         )
     precision = resolve_precision(cfg.precision, runtime.device)
