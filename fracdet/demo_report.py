@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fracdet.fsutil import atomic_write_json
+from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = ["DemoSummary", "write_demo_index", "demo_numbers"]
 
 
-@dataclass(frozen=True)
-class DemoSummary:
+class DemoSummary(PipelineSummary):
     """The headline numbers and where every artifact is."""
-
-    output: Path
-    index: Path
-    lines: tuple[str, ...]
-
-    def line(self) -> str:
-        return "\n".join(self.lines)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     """The headline numbers of a finished demo, from the files its stages wrote."""
-    audit = _read(folders["audit"] / "metrics.json")
-    det = _read(folders["det"] / "eval" / "det_metrics.json")
+    audit = read_stage_json(folders["audit"] / "metrics.json")
+    det = read_stage_json(folders["det"] / "eval" / "det_metrics.json")
     focus = audit.get("focus_percentile", 25.0)
     numbers: dict[str, Any] = {"classifiers": {}, "detector": {"test_map_50": (det.get("coco") or {}).get("map_50"), "test_map_50_95": (det.get("coco") or {}).get("map_50_95")}}
     for name in ("standard", "adversarial", "shortcut"):
-        own = _read(folders[name] / "eval" / "cls_metrics.json")
+        own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
         rob = (audit.get("robustness") or {}).get(name, {})
         loc = (audit.get("localization") or {}).get(name, {})
         coverage = {code: ((loc.get(f"{code}/clean") or {}).get(f"coverage@{focus:g}") or {}).get("mean") for code in audit.get("methods", [])}

@@ -14,17 +14,35 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fracdet.fsutil import atomic_write_json
 
-__all__ = ["STAGES_DIR", "StageRunner", "stage_key"]
+__all__ = ["STAGES_DIR", "PipelineSummary", "StageRunner", "read_stage_json", "stage_key"]
 
 logger = logging.getLogger(__name__)
 
 #: The folder (under a pipeline's output) that holds one record per stage.
 STAGES_DIR = ".stages"
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    """Where a pipeline's front page is and its headline lines (what the command prints)."""
+
+    output: Path
+    index: Path
+    lines: tuple[str, ...]
+
+    def line(self) -> str:
+        return "\n".join(self.lines)
+
+
+def read_stage_json(path: Path) -> dict[str, Any]:
+    """A JSON file a stage wrote, or ``{}`` when that stage wrote none (the page says "–")."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def stage_key(options: dict[str, Any], upstream_keys: list[str]) -> str:

@@ -8,13 +8,12 @@ nothing the audit did not measure.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fracdet.fsutil import atomic_write_json, atomic_write_text
+from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = [
     "StudySummary",
@@ -76,20 +75,8 @@ CLASSIFIER_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class StudySummary:
+class StudySummary(PipelineSummary):
     """Where the page is and its headline lines (what ``fracdet run`` prints)."""
-
-    output: Path
-    index: Path
-    lines: tuple[str, ...]
-
-    def line(self) -> str:
-        return "\n".join(self.lines)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _ci(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str:
@@ -100,12 +87,12 @@ def _ci(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str
 
 def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     """The measured numbers, read from the files each stage wrote."""
-    audit = _read(folders["audit"] / "metrics.json")
-    det = _read(folders["det"] / "eval" / "det_metrics.json")
+    audit = read_stage_json(folders["audit"] / "metrics.json")
+    det = read_stage_json(folders["det"] / "eval" / "det_metrics.json")
     coco, ultra = det.get("coco") or {}, det.get("ultralytics") or {}
     numbers: dict[str, Any] = {
-        "splits": {name: (_read(folders[name] / "dataset" / "convert_report.json").get("split") or {}).get("counts_per_split_and_class") for name in ("data", "data-det")},
-        "notes": [p for p in _read(folders["data"] / "dataset" / "convert_report.json").get("problems", []) if p.get("kind") == "image_note"],
+        "splits": {name: (read_stage_json(folders[name] / "dataset" / "convert_report.json").get("split") or {}).get("counts_per_split_and_class") for name in ("data", "data-det")},
+        "notes": [p for p in read_stage_json(folders["data"] / "dataset" / "convert_report.json").get("problems", []) if p.get("kind") == "image_note"],
         "detector": {"n_images": coco.get("n_images"), "precision": ultra.get("precision"), "recall": ultra.get("recall"), "map_50": coco.get("map_50"),
                      "map_50_ci95": coco.get("map_50_ci95"), "map_50_95": coco.get("map_50_95"), "map_50_95_ci95": coco.get("map_50_95_ci95"),
                      "image_auroc": (det.get("image_level") or {}).get("auroc")},
@@ -116,7 +103,7 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         "methods": audit.get("methods", []),
     }  # fmt: skip
     for name in ("standard", "pgd"):
-        own = _read(folders[name] / "eval" / "cls_metrics.json")
+        own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
         rob = (audit.get("robustness") or {}).get(name, {})
         numbers["classifiers"][name] = {
             "n": rob.get("n"), "clean_accuracy": rob.get("clean_accuracy"), "clean_accuracy_ci95": rob.get("clean_accuracy_ci95"),
