@@ -27,6 +27,7 @@ __all__ = [
     "PixelClassifier",
     "create_classifier",
     "load_state_dict_file",
+    "state_misfit",
     "weights_architecture",
     "set_trainable",
     "freeze_batchnorm",
@@ -216,22 +217,28 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
 
 
+def state_misfit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, ignored: set[str] | frozenset[str] = frozenset()) -> str:
+    """What keeps ``state`` from loading into a model whose state is ``own`` ("" when it fits):
+    missing keys (other than ``ignored``), unexpected keys, the first shape mismatch."""
+    missing = sorted(set(own) - set(state) - set(ignored))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
+    return "; ".join(
+        part for part in (
+            f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+            f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}" if mismatched else "",
+        ) if part
+    )  # fmt: skip
+
+
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
     state = _fit_vit_state(model, load_state_dict_file(path))
     head = {f"{name}.{p}" for name in _head_names(model) for p in ("weight", "bias")}
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k not in head}
-    missing = sorted(set(own) - set(state) - head)
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        detail = "; ".join(
-            part for part in (
-                f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-                f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}" if mismatched else "",
-            ) if part
-        )  # fmt: skip
+    detail = state_misfit(own, state, ignored=head)
+    if detail:
         raise ConfigError(f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}", path)
     model.load_state_dict(state, strict=False)
     logger.info("loaded backbone weights from %s", path)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD
+from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD, state_misfit
 from fracdet.errors import ConfigError
 
 __all__ = [
@@ -344,17 +344,8 @@ def load_mae_state(model: PixelMAE, state: Mapping[str, torch.Tensor], path: Pat
         own_names.get(canonical_key(k), k): v for k, v in state.items()
     }  # either naming, as installed
     state = {k: v for k, v in state.items() if k not in FIXED_KEYS}
-    missing = sorted(set(own) - set(state) - set(FIXED_KEYS))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        detail = "; ".join(
-            part for part in (
-                f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-                f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}" if mismatched else "",
-            ) if part
-        )  # fmt: skip
+    detail = state_misfit(own, state, ignored=set(FIXED_KEYS))
+    if detail:
         raise ConfigError(f"weights do not fit this ViT-MAE ({detail})", path)
     model.backbone.load_state_dict(state, strict=False)
     set_position_embeddings(model.backbone)
