@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fracdet.data.coco import parse_coco
 from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.geometry import box_iou, match_boxes
 from fracdet.data.yolo import read_class_names
@@ -175,6 +177,23 @@ def test_records_to_coco_and_back_score_what_the_boxes_say():
     m = coco_map(gt, to_coco_results(relabelled))
     assert m["per_class_ap"]["hardware"]["ap50"] == pytest.approx(0.0)
     assert m["per_class_ap"]["fractured"]["ap50"] < 1.0
+
+
+def test_the_ground_truth_files_own_ids_number_both_sides():
+    records = [record("a.png", [Box(10, 10, 30, 30)]), record("c.png", [])]
+    gt = to_coco_gt(records, ("fractured",), image_ids=[7, 42])
+    results = to_coco_results([(r.boxes, [0.9] * len(r.boxes)) for r in records], image_ids=[7, 42])
+    assert [i["id"] for i in gt["images"]] == [7, 42] and [a["image_id"] for a in gt["annotations"]] == [7]
+    assert [row["image_id"] for row in results] == [7] and coco_map(gt, results)["map_50"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        to_coco_results([([], [])], image_ids=[1, 2])
+
+
+def test_parse_coco_keeps_each_images_id(tmp_path):
+    doc = {"images": [{"id": 12, "file_name": "a.png", "width": 9, "height": 9}, {"id": "x7", "file_name": "b.png", "width": 9, "height": 9}],
+           "annotations": [], "categories": [{"id": 1, "name": "fractured"}]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(doc))
+    assert parse_coco(tmp_path / "gt.json").ids == {"a.png": 12, "b.png": "x7"}
 
 
 def test_predictions_to_coco_results_are_one_based_xywh():

@@ -6,7 +6,7 @@ import json
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 from fracdet.data.formats import (
@@ -32,6 +32,7 @@ class CocoContent:
     sizes: dict[str, tuple[int, int]]
     boxes: dict[str, list[Box]]
     problems: list[Problem]
+    ids: dict[str, int | str] = field(default_factory=dict)  # file_name -> the file's own image id
 
 
 _AMBIGUOUS = object()  # marks an image id that several images share
@@ -77,7 +78,8 @@ def parse_coco(path: Path) -> CocoContent:
             problems.append(Problem(file, "label_unparsable", f"annotation {ann_id}: bbox must be 4 numbers [x, y, w, h], got {ann.get('bbox')!r:.80}", "box dropped"))
         else:
             boxes[name].append(box_from_coco(ann["bbox"], label_of[category_id]))
-    return CocoContent(class_names, sizes, dict(boxes), problems)
+    ids = {str(name): image_id for image_id, name in name_of.items() if name is not _AMBIGUOUS}
+    return CocoContent(class_names, sizes, dict(boxes), problems, ids)
 
 
 def _load_json(path: Path) -> dict:
@@ -177,10 +179,14 @@ def coco_document(
     file_name_of: Callable[[ImageRecord], str],
     *,
     first_category_id: int = 1,
+    image_ids: Sequence[int | str] | None = None,
 ) -> dict:
-    """A COCO ground-truth dict with every record (negatives too: they hold false positives)."""
+    """A COCO ground-truth dict with every record (negatives too: they hold false positives).
+
+    Images are numbered 1..n in order unless ``image_ids`` gives each record its id.
+    """
     images, annotations = [], []
-    for image_id, record in enumerate(records, start=1):
+    for image_id, record in zip(image_ids or range(1, len(records) + 1), records, strict=True):
         images.append({"id": image_id, "file_name": file_name_of(record), "width": record.width, "height": record.height})
         for box in record.boxes:
             x, y, w, h = box_to_coco(box)

@@ -3,7 +3,7 @@
 Ground truth and predictions stay in the annotation model (:class:`~fracdet.data.formats.Box`
 lists per :class:`~fracdet.data.formats.ImageRecord`) until the pycocotools boundary:
 :func:`to_coco_gt` and :func:`to_coco_results` build COCO's dicts there, numbering the images
-1..n in the order given, and :func:`coco_map` wraps COCOeval's stateful
+1..n in the order given (or with the ground-truth file's own ids), and :func:`coco_map` wraps COCOeval's stateful
 evaluate/accumulate/summarize into one call that returns a dict.
 """
 
@@ -42,17 +42,17 @@ _SMALL, _MEDIUM = 32**2, 96**2
 # --- the pycocotools boundary --------------------------------------------------------------
 
 
-def to_coco_gt(records: Sequence[ImageRecord], class_names: Sequence[str]) -> dict[str, Any]:
-    """A COCO ground-truth dict of ``records``: image ``k`` (1-based) is ``records[k - 1]``.
+def to_coco_gt(records: Sequence[ImageRecord], class_names: Sequence[str], image_ids: Sequence[int | str] | None = None) -> dict[str, Any]:
+    """A COCO ground-truth dict of ``records``: image ``k`` (1-based) is ``records[k - 1]``, or has ``image_ids[k - 1]``.
 
     Category ids are ``Box.label + 1``, as the converter writes them; images without boxes are
     listed too (false positives on them cost precision).
     """
-    return coco_document(records, class_names, lambda record: record.image_id)
+    return coco_document(records, class_names, lambda record: record.image_id, image_ids=image_ids)
 
 
 def predictions_to_coco_results(
-    image_id: int, boxes: Sequence[Box], scores: Sequence[float], *, first_category_id: int = 1
+    image_id: int | str, boxes: Sequence[Box], scores: Sequence[float], *, first_category_id: int = 1
 ) -> list[dict[str, Any]]:
     """COCO results rows for one image from pixel-xyxy boxes (``Box.label`` is the 0-based class).
 
@@ -62,7 +62,7 @@ def predictions_to_coco_results(
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
     return [
         {
-            "image_id": int(image_id),
+            "image_id": image_id if isinstance(image_id, str) else int(image_id),
             "category_id": int(box.label) + first_category_id,
             "bbox": [round(float(v), 3) for v in box_to_coco(box)],
             "score": round(float(score), 6),
@@ -71,9 +71,10 @@ def predictions_to_coco_results(
     ]
 
 
-def to_coco_results(predictions: Sequence[tuple[Sequence[Box], Sequence[float]]]) -> list[dict[str, Any]]:
+def to_coco_results(predictions: Sequence[tuple[Sequence[Box], Sequence[float]]], image_ids: Sequence[int | str] | None = None) -> list[dict[str, Any]]:
     """COCO results rows for ``(boxes, scores)`` per image, numbered as :func:`to_coco_gt` numbers them."""
-    return [row for image_id, (boxes, scores) in enumerate(predictions, start=1) for row in predictions_to_coco_results(image_id, boxes, scores)]
+    numbered = zip(image_ids or range(1, len(predictions) + 1), predictions, strict=True)
+    return [row for image_id, (boxes, scores) in numbered for row in predictions_to_coco_results(image_id, boxes, scores)]
 
 
 # --- COCO mAP ------------------------------------------------------------------------------

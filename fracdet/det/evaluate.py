@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet import __version__
-from fracdet.data.coco import read_coco
+from fracdet.data.coco import parse_coco, read_coco
 from fracdet.data.formats import ImageRecord, Problem
 from fracdet.data.yolo import read_class_names
 from fracdet.det.coco_eval import (
@@ -130,9 +130,9 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     """Predict the split, score it (COCO, image level, Ultralytics val), write JSON and figures.
 
     Writes ``predictions_{split}.json`` (COCO results), ``det_metrics.json``,
-    ``pr_curve_{split}.png`` and ``examples_{split}.png`` into ``cfg.output``. Image ids
-    number the split's readable images in the ground truth's order (:func:`to_coco_gt`): the
-    converter's own ids whenever every image of the split can be read.
+    ``pr_curve_{split}.png`` and ``examples_{split}.png`` into ``cfg.output``. Image ids are the
+    ground-truth file's own, so ``predictions_{split}.json`` scores against that file with any
+    COCO tool, also when an image could not be read.
     """
     data_yaml = resolve_data_yaml(cfg.data).resolve()
     root = data_yaml.parent
@@ -142,6 +142,7 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     images_dir = root / "images" / cfg.split
     dataset = read_coco(gt_path, images_dir)
     records = dataset.records
+    coco_ids = parse_coco(gt_path).ids
     problems = [_problem_row(p, images_dir) for p in dataset.problems]
     n_listed = len(records) + sum(1 for p in dataset.problems if p.action == "image skipped")
     if not n_listed:
@@ -162,14 +163,15 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
         n_skipped = sum(1 for p in problems if p["action"] == "image skipped")
         if n_skipped:
             logger.warning("%d image(s) of %s skipped (listed in %s)", n_skipped, cfg.split, METRICS_NAME)
-        gt = to_coco_gt(records, data_names)
-        results = to_coco_results([(d.boxes, d.scores) for d in detections])
+        image_ids = [coco_ids[r.image_id] for r in records]
+        gt = to_coco_gt(records, data_names, image_ids)
+        results = to_coco_results([(d.boxes, d.scores) for d in detections], image_ids)
         predictions_name = f"predictions_{cfg.split}.json"
         (tmp / predictions_name).write_text(json.dumps(results), encoding="utf-8")
         kept = [k for k, d in enumerate(detections) if d.ok]
         _fail_if_none_read(kept, problems, n_listed, cfg.split, gt_path)
         if len(kept) < len(records):
-            gt = _only_images(gt, {k + 1 for k in kept})
+            gt = _only_images(gt, {image_ids[k] for k in kept})
         coco = coco_map(gt, results)
         if cfg.n_boot:
             coco |= bootstrap_map_ci(gt, results, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -221,7 +223,7 @@ def _fail_if_none_read(read: list[Any], problems: list[dict[str, str]], n_listed
         raise DataError(f"none of the {n_listed} images of split {split!r} could be read (first: {first['file']}: {first['detail']})", gt_path)
 
 
-def _only_images(gt: dict[str, Any], image_ids: set[int]) -> dict[str, Any]:
+def _only_images(gt: dict[str, Any], image_ids: set[int | str]) -> dict[str, Any]:
     """``gt`` restricted to ``image_ids`` (images and their boxes), keeping the ids themselves."""
     return {
         **gt,
