@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -10,6 +11,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`run_and_report` reads: ``--workdir``, ``--json`` and ``--check``."""
+    parser.add_argument("--workdir", type=Path, help="where to make the scratch folder, removed at the end (default: the system temp dir)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
 
 
 def run_and_report(args: Any, prefix: str, benchmark: Callable[[Any, Path], Any], print_table: Callable[[Any], None], targets: dict[str, float]) -> int:

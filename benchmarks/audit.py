@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _bench import print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
+from _bench import add_run_options, print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 from predict import machine_info  # noqa: E402 - the same machine description as the predict benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -495,9 +495,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 runs")
     parser.add_argument("--rss-count", type=int, default=200, help="images of the small memory run (200; 0: skip memory)")
     parser.add_argument("--rss-multiplier", type=int, default=10, help="the large memory run has this many times more (10)")
-    parser.add_argument("--workdir", type=Path, help="where to make the scratch folder, removed at the end (default: the system temp dir)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if min(args.rounds, args.count, args.loop_count, args.batch_size, args.steps, args.ig_steps) < 1 or args.workers < 0:
         parser.error("--rounds, --count, --loop-count, --batch-size, --steps and --ig-steps must be >= 1, --workers >= 0")

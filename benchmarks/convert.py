@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _bench import print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
+from _bench import add_run_options, print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 RATIO_TARGET = 3.0
 RSS_TARGET_MB = 500.0
@@ -290,13 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=4000, help="images in the tree (4000)")
     parser.add_argument("--size", type=int, default=128, help="long side in pixels (128)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (5)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        help="where to make the scratch folder, removed at the end (default: the system temp dir)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.count < 1:
         parser.error("--rounds and --count must be >= 1")

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._bench import print_rows, run_and_report  # noqa: E402
+from benchmarks._bench import add_run_options, print_rows, run_and_report  # noqa: E402
 
 FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fracatlas" / "FracAtlas"
 
@@ -196,12 +196,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--figure", type=Path, help="copy mae-show's figure (validation images) here"
-    )
-    parser.add_argument("--check", action="store_true")
+    add_run_options(parser)
+    parser.add_argument("--figure", type=Path, help="copy mae-show's figure (validation images) here")
     args = parser.parse_args()
     from fracdet.log import setup_logging
 

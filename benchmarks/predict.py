@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _bench import print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
+from _bench import add_run_options, print_rows, run_and_report  # noqa: E402 - sibling helper; scripts run as `python benchmarks/x.py`
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -364,9 +364,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--det-imgsz", type=int, default=640, help="detector image size (640)")
     parser.add_argument("--cls-size", type=int, default=224, help="classifier input size (224)")
     parser.add_argument("--rss-multiplier", type=int, default=10, help="peak memory also over this many links per image (10; 0: skip memory)")
-    parser.add_argument("--workdir", type=Path, help="where to make the scratch folder, removed at the end (default: the system temp dir)")
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.count < 1 or args.batch_size < 1:
         parser.error("--rounds, --count and --batch-size must be >= 1")

@@ -35,6 +35,8 @@ app = typer.Typer(
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of defaults (CLI options win).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (same seed, same output).")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Redo every stage (default: reuse stages whose inputs and options did not change).")]
+ExactResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")]
 TrustPickleOpt = Annotated[bool, typer.Option("--trust-pickle", help="Unpickle the detector .pt in full (it can run code): only for a file you trust. Default: Ultralytics' restricted loader, which loads any Ultralytics/fracdet-trained .pt.")]
 
 
@@ -140,7 +142,7 @@ def convert(
 def demo(
     output: Annotated[Path, typer.Option("--out", help="Folder for the demo run.")] = Path("reports/demo"),
     quick: Annotated[bool, typer.Option("--quick", help="About 3 minutes on a CPU: fewer images and epochs (weaker numbers).")] = False,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Redo every stage (default: reuse stages whose inputs and options did not change).")] = False,
+    fresh: FreshOpt = False,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file of defaults (CLI options win); without it configs/demo.yaml when present.")] = None,
@@ -164,7 +166,7 @@ def run_study_command(
     profile: Annotated[str | None, typer.Option(help="Profile of the config: cpu (about an hour on 2 cores) or gpu (pretrained weights, 640 px).")] = None,
     source: Annotated[Path | None, typer.Option(help="FracAtlas folder (images/Fractured, images/Non_fractured, dataset.csv).")] = None,
     output: Annotated[Path | None, typer.Option("--out", help="Folder for the study run.")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Redo every stage (default: reuse stages whose inputs and options did not change).")] = False,
+    fresh: FreshOpt = False,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
@@ -236,7 +238,7 @@ def train_cls(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")] = False,
+    resume: ExactResumeOpt = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -279,7 +281,7 @@ def pretrain_mae(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out exactly.")] = False,
+    resume: ExactResumeOpt = False,
     config: ConfigOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
