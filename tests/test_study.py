@@ -322,7 +322,7 @@ def test_the_study_reuses_finished_stages(phantom_study):
 def test_the_study_refuses_what_it_cannot_use(tmp_path):
     with pytest.raises(DataError, match="no FracAtlas here.*fetch-fracatlas"):
         run_study(StudyConfig(source=tmp_path / "nothing", output=tmp_path / "out"))
-    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "Fractured").mkdir(parents=True)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("keep me")
     with pytest.raises(OutputExistsError, match="not a study folder"):

@@ -29,7 +29,7 @@ from fracdet.errors import ConfigError, OutputExistsError
 from fracdet.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
 from fracdet.runtime import Runtime
 
-__all__ = ["STATE_FILE", "TrainState", "prepare_run_folder", "save_state", "load_state", "write_history"]
+__all__ = ["STATE_FILE", "TrainState", "check_run_folder", "prepare_run_folder", "save_state", "load_state", "write_history"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,24 @@ class TrainState:
             self.skipped.setdefault(str(records[index].path), reason)
 
 
+def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run folder :func:`prepare_run_folder` would refuse, creating nothing.
+
+    For a caller that reads data for a while before the folder is made (or replaced): a bad
+    ``--out`` is one line before that work, and bad data still leaves an old run whole.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("is a file, not a run folder; pass a folder as --out", out)
+    if any(part.exists() and not part.is_dir() for part in out.parents):
+        raise ConfigError("cannot create the run folder: a part of its path is a file", out)
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
+
+
 def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Runtime) -> Path:
     """The run folder, checked and created by rank 0 while the other processes wait.
 
@@ -62,14 +80,8 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Run
     """
     out = Path(out)
     if runtime.is_main:
-        if out.exists() and not out.is_dir():
-            raise ConfigError("is a file, not a run folder; pass a folder as --out", out)
-        if resume:
-            if not (out / STATE_FILE).is_file():
-                raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
-        elif out.exists() and any(out.iterdir()):
-            if not overwrite:
-                raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
+        check_run_folder(out, resume=resume, overwrite=overwrite)
+        if not resume and out.exists() and any(out.iterdir()):
             shutil.rmtree(out)
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,13 @@ class MAEMeta:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ConfigError(f'not a fracdet MAE checkpoint (no "format": "{FORMAT}")', path)
+            # another model's checkpoint (a classifier run, the exported encoder) is named as such
+            found = doc.get("format") if isinstance(doc, dict) else None
+            what = f"its format is {found!r}" if found else f'no "format": "{FORMAT}"'
+            raise ConfigError(
+                f"not a fracdet MAE checkpoint ({what}): give a pretrain-mae run folder or its .safetensors",
+                path,
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             values = {k: v for k, v in doc.items() if k in names}

@@ -20,7 +20,7 @@ import torch
 from fracdet.cls.data import make_loader
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_output_dir, atomic_write_json, check_folder_path
-from fracdet.mae.checkpoint import load_mae, resolve_mae_checkpoint
+from fracdet.mae.checkpoint import MAEMeta, load_mae, resolve_mae_checkpoint
 from fracdet.mae.data import as_split, list_unlabelled
 from fracdet.mae.model import PixelMAE
 from fracdet.mae.reconstruction import fixed_noise, masked_error, per_image_mse
@@ -76,7 +76,9 @@ class MAEShowSummary:
 
 
 def _initial_checkpoint(checkpoint: Path) -> Path:
-    weights, _ = resolve_mae_checkpoint(checkpoint)
+    weights, meta = resolve_mae_checkpoint(checkpoint)
+    # another model's checkpoint is refused as such, not as one missing its initial.*
+    MAEMeta.from_json(meta.read_text(encoding="utf-8"), meta)
     initial = weights.parent / "initial.safetensors"
     if not initial.is_file() or not initial.with_suffix(".json").is_file():
         raise ConfigError(

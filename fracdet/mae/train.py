@@ -30,6 +30,7 @@ from fracdet.cls.distributed import barrier, train_sampler
 from fracdet.cls.train import step_schedule
 from fracdet.cls.train_state import (
     TrainState,
+    check_run_folder,
     load_state,
     prepare_run_folder,
     save_state,
@@ -192,7 +193,25 @@ def pretrain_mae(
     )
     scheduler = step_schedule(cfg, optimizer, len(train_loader))
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
-    # As in train-cls: the run folder is made (or replaced) only once data and model are known good.
+    # As in train-cls: the run folder is made (or replaced) only once data and model are known
+    # good; here that includes validation images that read, or no epoch could name a best.
+    initial = None
+    if runtime.is_main and not cfg.resume:
+        check_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite)
+        initial = masked_error(
+            model,
+            val_loader,
+            device=runtime.device,
+            precision=precision,
+            seed=cfg.seed,
+            description="validate start",
+        )
+        if initial.images == 0:
+            example = f" (e.g. {initial.failures[0][1]})" if initial.failures else ""
+            raise DataError(
+                f"none of the {len(images.val)} validation images could be read{example}: nothing to validate on",
+                cfg.data,
+            )
     out = prepare_run_folder(
         cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime
     )
@@ -207,15 +226,7 @@ def pretrain_mae(
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, None, scaler, runtime=runtime)
-    elif runtime.is_main:
-        initial = masked_error(
-            model,
-            val_loader,
-            device=runtime.device,
-            precision=precision,
-            seed=cfg.seed,
-            description="validate start",
-        )
+    elif initial is not None:
         save_mae(
             model,
             replace(meta, epoch=0, metrics=_val_metrics(initial)),

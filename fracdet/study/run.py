@@ -20,7 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fracdet.data.fracatlas import is_fracatlas
 from fracdet.errors import DataError, OutputExistsError
+from fracdet.fsutil import check_folder_path
 from fracdet.stages import STAGES_DIR, StageRunner
 from fracdet.study.config import StudyConfig
 from fracdet.study.results import StudySummary, write_study_page
@@ -114,6 +116,7 @@ def _audit(
 def _check_output(out: Path, cfg: StudyConfig) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", out)
+    check_folder_path(out)  # a folder above it that is a file: one line here, not mkdir's traceback
     is_study = (out / STAGES_DIR).is_dir()
     if out.exists() and any(out.iterdir()) and not is_study and not cfg.overwrite:
         raise OutputExistsError(
@@ -125,7 +128,8 @@ def run_study(config: StudyConfig) -> StudySummary:
     """Run (or reuse) every stage of the study, then write its results page."""
     cfg = config.effective()
     source = Path(cfg.source)
-    if not (source / "images").is_dir():
+    # the layout convert recognises: a bare images/ would pass here and fail in the first stage, leaving a study folder
+    if not is_fracatlas(source):
         raise DataError(
             "no FracAtlas here (expected images/Fractured and images/Non_fractured): get it with `fracdet fetch-fracatlas DIR` and set source: DIR/FracAtlas",
             source,

@@ -1,7 +1,7 @@
 """Bad inputs for every command but ``convert``: swapped and crafted models, broken manifests, bad options.
 
 A case builds what it needs under its own folder (from the shared :class:`Kit`: a tiny
-classifier run, a tiny detector, the phantom dataset) and returns the command line. Nothing
+classifier run, a tiny detector, a tiny MAE run, the phantom dataset) and returns the command line. Nothing
 binary is committed.
 """
 
@@ -19,6 +19,7 @@ import torch
 from conftest import save_image
 from PIL import Image
 from test_images import make_dicom
+from test_mae import TINY_MODEL
 
 __all__ = ["Kit", "CommandCase", "COMMAND_CASES", "Payload", "JUNK_JPEG"]
 
@@ -47,6 +48,7 @@ class Kit:
     shards: tuple[Path, Path]  # two finished `predict --shard K/2` outputs
     audit_manifest: Path  # four phantom images, two with boxes (a quick audit)
     audit_shards: tuple[Path, Path]  # two finished `audit --shard K/2` outputs of it
+    mae_run: Path  # a pretrain-mae run folder (tiny ViT-MAE, 32 px, 8-px patches, one epoch)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class CommandCase:
         return next(c for c in COMMANDS if self.name.startswith(c + "-"))
 
 
-COMMANDS = ("train-cls", "eval-cls", "train-det", "eval-det", "predict", "merge", "audit")
+COMMANDS = ("train-cls", "eval-cls", "train-det", "eval-det", "predict", "merge", "audit", "pretrain-mae", "mae-show", "run")
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -161,6 +163,40 @@ def folder_of(tmp: Path, *, junk: bool = False, medical: bool = False) -> Path:
     return folder
 
 
+def mae_images(tmp: Path, *, junk: bool = False, only_junk: bool = False) -> Path:
+    """``tmp/mae_images``: six small images, plus a junk JPEG (``junk``); or three junk JPEGs alone (``only_junk``)."""
+    folder = tmp / "mae_images"
+    folder.mkdir()
+    for k in range(0 if only_junk else 6):
+        save_image(folder / f"x{k}.png", 36, 32, seed=k)
+    for name in ("BROKEN.jpg",) if junk else ("j0.jpg", "j1.jpg", "j2.jpg") if only_junk else ():
+        (folder / name).write_bytes(JUNK_JPEG)
+    return folder
+
+
+def empty_folder(tmp: Path) -> Path:
+    (tmp / "nothing").mkdir()
+    return tmp / "nothing"
+
+
+def bare_images_folder(tmp: Path) -> Path:
+    """``tmp/nothing/images``, empty: not the FracAtlas layout (no images/Fractured)."""
+    (empty_folder(tmp) / "images").mkdir()
+    return tmp / "nothing"
+
+
+def study_config(tmp: Path, raw: bytes | None = None, **values: object) -> Path:
+    """``tmp/study.yaml``: ``raw`` as it is, or ``values`` (with a ``source`` in FracAtlas layout, empty, unless given)."""
+    path = tmp / "study.yaml"
+    if raw is None:
+        if "source" not in values:
+            (tmp / "FracAtlas" / "images" / "Fractured").mkdir(parents=True)
+            values["source"] = tmp / "FracAtlas"
+        raw = json.dumps(values, default=str).encode()
+    path.write_bytes(raw)
+    return path
+
+
 def existing_output(tmp: Path) -> Path:
     out = tmp / "out"
     out.mkdir()
@@ -229,6 +265,19 @@ def audit_skipped(out: Path, tmp: Path) -> None:
     assert (out / "report.html").is_file()
 
 
+def pretrain_mae_skipped(out: Path, tmp: Path) -> None:
+    report = json.loads((out / "train_report.json").read_text())
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["BROKEN.jpg"] and report["skipped"][0]["reason"]
+    assert report["train_images"] + report["val_images"] == 7 and report["epochs_run"] == 1
+    assert np.isfinite(report["best_val"]["mse"]) and (out / "encoder.safetensors").is_file()
+
+
+def mae_show_skipped(out: Path, tmp: Path) -> None:
+    doc = json.loads((out / "mae_show.json").read_text())
+    assert [Path(s["file"]).name for s in doc["skipped"]] == ["BROKEN.jpg"] and doc["skipped"][0]["reason"]
+    assert doc["adapted"]["images"] == doc["start"]["images"] == 6 and (out / "mae_show.png").is_file()
+
+
 def audit_medical(out: Path, tmp: Path) -> None:
     found = {r["key"]: r for r in rows(out / "per_image.csv")}
     assert set(found) == {"a.png", "b.jpg", "scan.dcm", "deep16.png"}
@@ -264,6 +313,22 @@ def predict(folder: Path, out: Path, *models: str, extra: tuple[str, ...] = ()) 
 def audit(dataset: Path, out: Path, *models: str, extra: tuple[str, ...] = ()) -> list[str]:
     return ["audit", str(dataset), *models, "--out", str(out), "--split", "all", "--max-images", "4", "--steps", "1", "--methods", "saliency",
             "--batch-size", "4", "--det-imgsz", "64", "--precision", "fp32", *CPU, *extra]  # fmt: skip
+
+
+def pretrain_mae(data: Path, out: Path, tmp: Path, *extra: str) -> list[str]:
+    """A tiny ViT-MAE (its options in ``tmp/tiny_mae.yaml``), one epoch at 32 px."""
+    config = tmp / "tiny_mae.yaml"
+    config.write_text(json.dumps({"model_args": TINY_MODEL, "patch_size": 8, "warmup_epochs": 0, "lr": 0.001}))
+    return ["pretrain-mae", str(data), "--out", str(out), "-c", str(config), "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+            "--precision", "fp32", *CPU, *extra]  # fmt: skip
+
+
+def mae_show(checkpoint: Path, images: Path, out: Path, *extra: str) -> list[str]:
+    return ["mae-show", str(checkpoint), str(images), "--out", str(out), "--count", "2", "--precision", "fp32", *CPU, *extra]
+
+
+def run(config: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", str(config), "--out", str(out), "--device", "cpu", *extra]
 
 
 def both(kit: Kit) -> list[str]:
@@ -370,4 +435,38 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("audit-empty-folder", lambda k, t: audit(Path(t / "nothing").mkdir() or t / "nothing", t / "out", *both(k)), "error", "nothing"),
     CommandCase("audit-corrupt-image", lambda k, t: audit(small_manifest(k.dataset, t, junk=True), t / "out", *both(k)), "done", check=audit_skipped),
     CommandCase("audit-dicom-and-16-bit-png", lambda k, t: audit(folder_of(t, medical=True), t / "out", *both(k)), "done", check=audit_medical),
+    # pretrain-mae
+    CommandCase("pretrain-mae-empty-folder", lambda k, t: pretrain_mae(empty_folder(t), t / "out", t), "error", ("nothing", "at least 2")),
+    CommandCase("pretrain-mae-only-junk-images", lambda k, t: pretrain_mae(mae_images(t, only_junk=True), t / "out", t), "error", ("mae_images", "could be read")),
+    CommandCase("pretrain-mae-weights-crafted-pickle", lambda k, t: pretrain_mae(mae_images(t), t / "out", t, "--weights", str(crafted_pickle(t))), "error", ("crafted.pt", "not MAE weights"), no_payload),
+    CommandCase("pretrain-mae-weights-detector", lambda k, t: pretrain_mae(mae_images(t), t / "out", t, "--weights", str(k.det_pt)), "error", ("tiny_det.pt", "not MAE weights")),
+    CommandCase("pretrain-mae-weights-classifier-run", lambda k, t: pretrain_mae(mae_images(t), t / "out", t, "--weights", str(k.cls_run)), "error", ("cls_run", "fracdet-classifier/1")),
+    CommandCase("pretrain-mae-output-is-a-file", lambda k, t: pretrain_mae(mae_images(t), file_output(t), t), "error", "{tmp}/out"),
+    CommandCase("pretrain-mae-output-inside-a-file", lambda k, t: pretrain_mae(mae_images(t), inside_file(t), t), "error", "{tmp}/out"),
+    CommandCase("pretrain-mae-existing-output", lambda k, t: pretrain_mae(mae_images(t), existing_output(t), t), "error", ("{tmp}/out", "--overwrite")),
+    CommandCase("pretrain-mae-overwrite-with-only-junk-keeps-the-old-run", lambda k, t: pretrain_mae(mae_images(t, only_junk=True), existing_output(t), t, "--overwrite"), "error", "mae_images"),
+    CommandCase("pretrain-mae-corrupt-image", lambda k, t: pretrain_mae(mae_images(t, junk=True), t / "out", t, "--val-fraction", "0.3"), "done", check=pretrain_mae_skipped),
+    # mae-show
+    CommandCase("mae-show-classifier-as-checkpoint", lambda k, t: mae_show(k.cls_run, mae_images(t), t / "out"), "error", ("cls_run", "fracdet-classifier/1")),
+    CommandCase("mae-show-encoder-as-checkpoint", lambda k, t: mae_show(k.mae_run / "encoder.safetensors", mae_images(t), t / "out"), "error", ("encoder.json", "fracdet-mae-encoder/1")),
+    CommandCase("mae-show-detector-as-checkpoint", lambda k, t: mae_show(k.det_pt, mae_images(t), t / "out"), "error", ("tiny_det.pt", "MAE checkpoint")),
+    CommandCase("mae-show-crafted-pickle", lambda k, t: mae_show(crafted_pickle(t), mae_images(t), t / "out"), "error", "crafted.pt", no_payload),
+    CommandCase("mae-show-empty-folder", lambda k, t: mae_show(k.mae_run, empty_folder(t), t / "out"), "error", ("nothing", "no images")),
+    CommandCase("mae-show-only-junk-images", lambda k, t: mae_show(k.mae_run, mae_images(t, only_junk=True), t / "out"), "error", ("mae_images", "could be read")),
+    CommandCase("mae-show-output-is-a-file", lambda k, t: mae_show(k.mae_run, mae_images(t), file_output(t)), "error", "{tmp}/out"),
+    CommandCase("mae-show-output-inside-a-file", lambda k, t: mae_show(k.mae_run, mae_images(t), inside_file(t)), "error", "{tmp}/out"),
+    CommandCase("mae-show-existing-output", lambda k, t: mae_show(k.mae_run, mae_images(t), existing_output(t)), "error", ("{tmp}/out", "--overwrite")),
+    CommandCase("mae-show-corrupt-image", lambda k, t: mae_show(k.mae_run, mae_images(t, junk=True), t / "out"), "done", check=mae_show_skipped),
+    # run (the FracAtlas study): every refusal comes before a stage starts
+    CommandCase("run-source-without-fracatlas", lambda k, t: run(study_config(t, source=empty_folder(t)), t / "out"), "error", ("nothing", "fetch-fracatlas")),
+    CommandCase("run-source-with-a-bare-images-folder", lambda k, t: run(study_config(t, source=bare_images_folder(t)), t / "out"), "error", ("nothing", "fetch-fracatlas")),
+    CommandCase("run-config-not-yaml", lambda k, t: run(study_config(t, b"source: [unclosed\n"), t / "out"), "error", ("study.yaml", "not valid YAML")),
+    CommandCase("run-config-not-text", lambda k, t: run(study_config(t, JUNK_JPEG), t / "out"), "error", ("study.yaml", "not valid YAML")),
+    CommandCase("run-config-missing", lambda k, t: run(t / "missing.yaml", t / "out"), "error", ("missing.yaml", "not found")),
+    CommandCase("run-config-unknown-key", lambda k, t: run(study_config(t, cls_epoch=3), t / "out"), "error", ("study.yaml", "'cls_epoch'", "cls_epochs")),
+    CommandCase("run-profile-not-defined", lambda k, t: run(study_config(t, profiles={"cpu": {}, "gpu": {}}), t / "out", "--profile", "gpx"), "error", ("'gpx'", "cpu, gpu")),
+    CommandCase("run-profile-unknown-key", lambda k, t: run(study_config(t, profiles={"cpu": {"cls_epoch": 1}}), t / "out"), "error", ("profiles.cpu", "'cls_epoch'")),
+    CommandCase("run-output-is-a-file", lambda k, t: run(study_config(t), file_output(t)), "error", "{tmp}/out"),
+    CommandCase("run-output-inside-a-file", lambda k, t: run(study_config(t), inside_file(t)), "error", "{tmp}/out"),
+    CommandCase("run-existing-output", lambda k, t: run(study_config(t), existing_output(t)), "error", ("{tmp}/out", "not a study folder", "--overwrite")),
 ]

@@ -1,4 +1,4 @@
-"""Every bad input through train-cls, eval-cls, train-det, eval-det, predict, merge and audit.
+"""Every bad input through train-cls, eval-cls, train-det, eval-det, predict, merge, audit, pretrain-mae, mae-show and run.
 
 One clear line where the command must stop, or the bad item skipped and recorded while the
 rest is done. Whatever happens: no traceback, no crafted pickle run, nothing written outside
@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 from conftest import save_image
+from test_mae import TINY_MODEL
 from typer.testing import CliRunner
 
 from fracdet.audit import AuditConfig, run_audit
 from fracdet.cli import app
+from fracdet.mae.train import MAETrainConfig, pretrain_mae
 from fracdet.predict import PredictConfig, predict_folder
 
-from .command_corpus import COMMAND_CASES, COMMANDS, CommandCase, Kit, small_manifest
+from .command_corpus import COMMAND_CASES, COMMANDS, CommandCase, Kit, mae_images, small_manifest
 from .test_bad_inputs import snapshot
 
 runner = CliRunner()
@@ -28,7 +30,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_models: tuple[Path, Path]) -> Kit:
-    """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards, a small audit manifest."""
+    """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards, a small audit manifest, a tiny MAE run."""
     root = tmp_path_factory.mktemp("kit")
     cls_run = Path(shutil.copytree(tiny_models[0], root / "cls_run"))
     det = Path(shutil.copy(tiny_models[1], root / "tiny_det.pt"))
@@ -39,7 +41,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_mo
     for k, out in enumerate(shards, start=1):
         predict_folder(PredictConfig(folder=folder, output=out, cls=cls_run, shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))
     audit_shards = tuple(root / f"audit_shard{k}" for k in (1, 2))
-    kit = Kit(root, cls_run, det, phantom_dataset, shards, root / "audit_manifest.csv", audit_shards)  # type: ignore[arg-type]
+    mae_run = root / "mae_run"
+    pretrain_mae(MAETrainConfig(data=mae_images(root), output=mae_run, image_size=32, patch_size=8, model_args=TINY_MODEL, epochs=1, batch_size=8,
+                                lr=1e-3, warmup_epochs=0.0, precision="fp32", workers=0, device="cpu"))  # fmt: skip
+    kit = Kit(root, cls_run, det, phantom_dataset, shards, root / "audit_manifest.csv", audit_shards, mae_run)  # type: ignore[arg-type]
     small_manifest(phantom_dataset, root).rename(kit.audit_manifest)
     for k, out in enumerate(audit_shards, start=1):
         run_audit(AuditConfig(dataset=kit.audit_manifest, output=out, classifiers=(kit.cls_run,), split="all", methods=("saliency",), steps=1, batch_size=2,
@@ -86,5 +91,5 @@ def test_the_cases_cover_every_command() -> None:
         assert sum(c.command == command for c in COMMAND_CASES) >= 4, command
     for kind in ("-output-is-a-file", "-existing-output"):
         assert {c.command for c in COMMAND_CASES if c.name.endswith(kind)} == set(COMMANDS)
-    for command in ("eval-cls", "eval-det", "predict", "audit"):
+    for command in ("eval-cls", "eval-det", "predict", "audit", "pretrain-mae", "mae-show"):
         assert any(c.name == f"{command}-corrupt-image" and c.expect == "done" for c in COMMAND_CASES)
