@@ -40,6 +40,17 @@ def broadcast_flag(flag: bool, runtime: Runtime) -> bool:
     return bool(tensor.item())
 
 
+def all_sum(value: int, runtime: Runtime) -> int:
+    """``value`` summed over every process (itself when not distributed)."""
+    if not runtime.distributed:
+        return value
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor)
+    return int(tensor.item())
+
+
 def train_sampler(
     labels: np.ndarray, *, imbalance: str, runtime: Runtime, num_classes: int, seed: int
 ) -> Sampler | None:

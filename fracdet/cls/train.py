@@ -36,6 +36,7 @@ from fracdet.cls.train_state import (
     TrainState,
     load_state,
     prepare_run_folder,
+    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
@@ -283,6 +284,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         row = _train_one_epoch(cfg, net, model, train_loader, optimizer, scheduler, scaler, criterion, precision, runtime, epoch, state)
+        refuse_if_nothing_trained(row.pop("trained"), len(train.records), state, data=Path(cfg.manifest), out=out, runtime=runtime)
         stop = False
         if runtime.is_main:
             preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="validate", channels_last=cfg.channels_last)
@@ -366,6 +368,7 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
         "lr": float(optimizer.param_groups[0]["lr"]),
         "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
         "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
+        "trained": seen,  # popped by the caller: an epoch of no image stops the run
     }
 
 

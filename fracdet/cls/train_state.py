@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from fracdet.cls.checkpoint import unwrap_model
-from fracdet.cls.distributed import barrier
-from fracdet.errors import ConfigError, OutputExistsError
+from fracdet.cls.distributed import all_sum, barrier
+from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
 from fracdet.runtime import Runtime
 
-__all__ = ["STATE_FILE", "TrainState", "check_run_folder", "prepare_run_folder", "save_state", "load_state", "write_history"]
+__all__ = ["STATE_FILE", "TrainState", "check_run_folder", "prepare_run_folder", "refuse_if_nothing_trained", "save_state", "load_state", "write_history"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,23 @@ def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
+
+
+def refuse_if_nothing_trained(trained: int, n_train: int, state: TrainState, *, data: Path, out: Path, runtime: Runtime) -> None:
+    """Stop after an epoch that trained on no image: every training image was unreadable.
+
+    Such a run would go on to report a loss of 0 and save untrained weights as if trained. A
+    fresh run's folder holds only what this run wrote, so rank 0 removes it; a resumed run keeps
+    its earlier epochs.
+    """
+    if all_sum(trained, runtime):
+        return
+    example = next(iter(state.skipped.items()), None)
+    if runtime.is_main and state.epoch == 0 and out.is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+    barrier(runtime)
+    detail = f" (first: {example[0]}: {example[1]})" if example else ""
+    raise DataError(f"none of the {n_train} training images could be read{detail}: nothing was trained", data)
 
 
 def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Runtime) -> Path:

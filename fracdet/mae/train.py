@@ -33,6 +33,7 @@ from fracdet.cls.train_state import (
     check_run_folder,
     load_state,
     prepare_run_folder,
+    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
@@ -262,6 +263,14 @@ def pretrain_mae(
             epoch,
             state,
         )
+        refuse_if_nothing_trained(
+            row.pop("trained"),
+            len(images.train),
+            state,
+            data=Path(cfg.data),
+            out=out,
+            runtime=runtime,
+        )
         if runtime.is_main:
             val = masked_error(
                 model, val_loader, device=runtime.device, precision=precision, seed=cfg.seed
@@ -349,6 +358,7 @@ def _train_one_epoch(
         "lr": float(optimizer.param_groups[0]["lr"]),
         "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
         "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
+        "trained": seen,  # popped by the caller: an epoch of no image stops the run
     }
 
 

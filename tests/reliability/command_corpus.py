@@ -141,6 +141,17 @@ def small_manifest(dataset: Path, tmp: Path, *, split: str = "all", boxed: int =
     return write_manifest(tmp / "manifest.csv", header, chosen)
 
 
+def manifest_with_junk_train(kit: Kit, tmp: Path) -> Path:
+    """``junk_train.csv``: every train image junk bytes, val and test as they were."""
+    header, found = manifest_rows(kit.dataset)
+    for k, row in enumerate(r for r in found if r["split"] == "train"):
+        junk = tmp / "junk" / f"train{k}.jpg"
+        junk.parent.mkdir(exist_ok=True)
+        junk.write_bytes(JUNK_JPEG)
+        row["path"] = str(junk)
+    return write_manifest(tmp / "junk_train.csv", header, found)
+
+
 def dataset_with_junk_image(kit: Kit, tmp: Path) -> Path:
     """A copy of the converted dataset whose first test image is junk (labels and COCO unchanged)."""
     copy = Path(shutil.copytree(kit.dataset, tmp / "dataset"))
@@ -368,6 +379,7 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("train-cls-weights-crafted-pickle", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(crafted_pickle(t))), "error", ("crafted.pt", "refused"), no_payload),
     CommandCase("train-cls-weights-detector", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(k.det_pt)), "error", ("tiny_det.pt", "Ultralytics detector")),
     CommandCase("train-cls-weights-wrong-shapes", lambda k, t: train_cls(k.dataset / M, t / "out", "--weights", str(wrong_shapes(k, t) / "best.safetensors")), "error", ("best.safetensors", "conv1.0.weight")),
+    CommandCase("train-cls-every-train-image-unreadable", lambda k, t: train_cls(manifest_with_junk_train(k, t), t / "out"), "error", ("junk_train.csv", "training images could be read")),
     CommandCase("train-cls-empty-manifest", lambda k, t: train_cls(empty_manifest(k, t), t / "out"), "error", ("empty.csv", "no images")),
     CommandCase("train-cls-manifest-missing-column", lambda k, t: train_cls(manifest_without_split(k, t), t / "out"), "error", "nosplit.csv"),
     CommandCase("train-cls-negative-epochs", lambda k, t: [*train_cls(k.dataset / M, t / "out"), "--epochs", "-1"], "error", ("epochs", "-1")),
@@ -445,6 +457,7 @@ COMMAND_CASES: list[CommandCase] = [
     CommandCase("pretrain-mae-output-inside-a-file", lambda k, t: pretrain_mae(mae_images(t), inside_file(t), t), "error", "{tmp}/out"),
     CommandCase("pretrain-mae-existing-output", lambda k, t: pretrain_mae(mae_images(t), existing_output(t), t), "error", ("{tmp}/out", "--overwrite")),
     CommandCase("pretrain-mae-overwrite-with-only-junk-keeps-the-old-run", lambda k, t: pretrain_mae(mae_images(t, only_junk=True), existing_output(t), t, "--overwrite"), "error", "mae_images"),
+    CommandCase("pretrain-mae-every-train-image-unreadable", lambda k, t: pretrain_mae(manifest_with_junk_train(k, t), t / "out", t), "error", ("junk_train.csv", "training images could be read")),
     CommandCase("pretrain-mae-corrupt-image", lambda k, t: pretrain_mae(mae_images(t, junk=True), t / "out", t, "--val-fraction", "0.3"), "done", check=pretrain_mae_skipped),
     # mae-show
     CommandCase("mae-show-classifier-as-checkpoint", lambda k, t: mae_show(k.cls_run, mae_images(t), t / "out"), "error", ("cls_run", "fracdet-classifier/1")),
