@@ -243,7 +243,11 @@ def test_the_hardware_sentence_follows_the_numbers():
         ),
         "standard",
     )
-    assert "shows no clear hardware shortcut" in unclear
+    assert "shows no clear hardware shortcut" in unclear and "cannot tell the fracture from the hardware" not in unclear
+    covers_more = groups({"value": 0.75, "ci95": [0.3, 0.95], "n": 4}, {"value": 0.86, "ci95": [0.75, 0.93], "n": 57}, 0.01)
+    covers_more["hardware"]["gaps"]["standard"]["SAL"] |= {"mean_diff": 0.58, "ci95": [0.4, 0.75]}
+    higher = _gap_text(_numbers(covers_more), "standard")
+    assert "shows no clear hardware shortcut" in higher and "SAL covers the fracture boxes more on hardware images" in higher
     assert _gap_text(_numbers(), "standard") is None
 
 

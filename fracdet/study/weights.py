@@ -85,7 +85,7 @@ def detector_init(cfg: StudyConfig) -> Init:
     spec = cfg.det_model
     path = Path(spec)
     if path.suffix.lower() in (".yaml", ".yml"):
-        return Init({"model": spec}, f"{spec}: random initialisation, trained from scratch", False)
+        return Init({"model": spec}, f"{spec} from random initialisation, trained from scratch", False)
     from fracdet.det.model import is_hub_model_name
 
     if path.is_file():
@@ -105,7 +105,7 @@ def detector_init(cfg: StudyConfig) -> Init:
         arch = f"{path.stem}.yaml"
         return Init(
             {"model": arch},
-            f"{arch}: random initialisation, trained from scratch (no local {spec}; det_scratch_fallback)",
+            f"{arch} from random initialisation, trained from scratch (no local {spec}; det_scratch_fallback)",
             False,
         )
     return Init(
