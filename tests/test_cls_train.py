@@ -200,6 +200,34 @@ def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
     shutil.rmtree(tmp_path / "ddp")
 
 
+@pytest.mark.slow
+def test_torchrun_keeps_its_processes_in_step_past_unreadable_images(phantom_dataset, tmp_path):
+    """Batches of one image, some unreadable: a process with nothing to train must not leave the others waiting in DDP's all-reduce."""
+    with open(phantom_dataset / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    train = [r for r in rows if r["split"] == "train"]
+    for k, row in enumerate(train[:: max(1, len(train) // 4)]):
+        (tmp_path / f"junk{k}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        row["path"] = str(tmp_path / f"junk{k}.jpg")
+    for row in rows:
+        row["path"] = row["path"] if Path(row["path"]).is_absolute() else str(phantom_dataset / row["path"])
+    with open(tmp_path / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "fracdet", "-q", "train-cls", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "ddp"),
+        "--backbone", "resnet10t", "--image-size", "64", "--batch-size", "1", "--epochs", "1", "--workers", "0", "--precision", "fp32",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "ddp" / "train_report.json").read_text())
+    junk = {path.name for path in tmp_path.glob("junk*.jpg")}
+    assert {Path(s["file"]).name for s in report["skipped"]} == junk  # both processes' skipped files, in rank 0's report
+
+
 def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(phantom_dataset, tmp_path):
     import numpy as np
 

@@ -51,6 +51,27 @@ def all_sum(value: int, runtime: Runtime) -> int:
     return int(tensor.item())
 
 
+def any_rank(flag: bool, runtime: Runtime) -> bool:
+    """Whether ``flag`` holds in any process (itself when not distributed).
+
+    DDP all-reduces gradients at every backward, so a step must be taken by every process or
+    by none: a process whose batch holds no readable image makes all of them skip it.
+    """
+    return all_sum(int(flag), runtime) > 0
+
+
+def merge_from_all(mapping: dict[str, str], runtime: Runtime) -> dict[str, str]:
+    """``mapping`` merged over every process (each reads its own share of the images, so each
+    knows only its own skipped files; the report rank 0 writes must list them all)."""
+    if not runtime.distributed:
+        return mapping
+    import torch.distributed as dist
+
+    parts: list[dict[str, str] | None] = [None] * runtime.world_size
+    dist.all_gather_object(parts, mapping)
+    return {key: value for part in parts for key, value in (part or {}).items()}
+
+
 def train_sampler(
     labels: np.ndarray, *, imbalance: str, runtime: Runtime, num_classes: int, seed: int
 ) -> Sampler | None:

@@ -27,7 +27,7 @@ from torch import nn
 from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.distributed import barrier, broadcast_flag, train_sampler
+from fracdet.cls.distributed import any_rank, barrier, broadcast_flag, merge_from_all, train_sampler
 from fracdet.cls.inference import Predictions, predict_logits
 from fracdet.cls.losses import class_weights, make_criterion
 from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
@@ -319,6 +319,7 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
             break
     if writer is not None:
         writer.close()
+    state.skipped = merge_from_all(state.skipped, runtime)
     result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train) if runtime.is_main else None
     barrier(runtime)
     return result
@@ -335,7 +336,7 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
     for batch in batches:
         wait += time.perf_counter() - tick
         state.record_failures(batch.failures, loader.dataset.records)
-        if len(batch) == 0:
+        if any_rank(len(batch) == 0, runtime):  # no readable image here (or on another process)
             tick = time.perf_counter()
             continue
         images = batch.images.to(runtime.device, non_blocking=True)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from fracdet.cls.data import make_loader
-from fracdet.cls.distributed import barrier, train_sampler
+from fracdet.cls.distributed import any_rank, barrier, merge_from_all, train_sampler
 from fracdet.cls.train import step_schedule
 from fracdet.cls.train_state import (
     TrainState,
@@ -297,6 +297,7 @@ def pretrain_mae(
             )
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
+    state.skipped = merge_from_all(state.skipped, runtime)
     result = _finish(cfg, out, state, images) if runtime.is_main else None
     barrier(runtime)
     return result
@@ -332,7 +333,7 @@ def _train_one_epoch(
     for batch in batches:
         wait += time.perf_counter() - tick
         state.record_failures(batch.failures, loader.dataset.records)
-        if len(batch) == 0:
+        if any_rank(len(batch) == 0, runtime):  # no readable image here (or on another process)
             tick = time.perf_counter()
             continue
         images = batch.images.to(runtime.device, non_blocking=True)
