@@ -3,6 +3,7 @@ the whole pipeline end to end on phantoms (no real data needed)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -243,11 +244,16 @@ def test_the_hardware_sentence_follows_the_numbers():
         ),
         "standard",
     )
-    assert "shows no clear hardware shortcut" in unclear and "cannot tell the fracture from the hardware" not in unclear
+    assert "show no clear hardware shortcut" in unclear and "cannot tell the fracture from the hardware" not in unclear
     covers_more = groups({"value": 0.75, "ci95": [0.3, 0.95], "n": 4}, {"value": 0.86, "ci95": [0.75, 0.93], "n": 57}, 0.01)
     covers_more["hardware"]["gaps"]["standard"]["SAL"] |= {"mean_diff": 0.58, "ci95": [0.4, 0.75]}
     higher = _gap_text(_numbers(covers_more), "standard")
-    assert "shows no clear hardware shortcut" in higher and "SAL covers the fracture boxes more on hardware images" in higher
+    assert "show no clear hardware shortcut" in higher and "SAL covers the fracture boxes more on hardware images" in higher
+    assert "sensitivity on fractured test images" in higher
+    # the held-out audit (more hardware images) is preferred when the study ran it
+    both = {**_numbers(covers_more), "heldout_groups": groups({"value": 1.0, "ci95": [0.8, 1.0], "n": 10}, {"value": 0.4, "ci95": [0.25, 0.57], "n": 133}, 0.01)}
+    preferred = _gap_text(both, "standard")
+    assert "sensitivity on fractured val + test images with hardware 1.000" in preferred and "consistent with a hardware shortcut" in preferred
     assert _gap_text(_numbers(), "standard") is None
 
 
@@ -299,16 +305,24 @@ def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
         "body_part",
     }
     assert set(audit["groups"]["hardware"]["models"]["standard"]) <= {"0", "1"}
+    # every fractured val + test image, both classifiers, no detector
+    heldout = json.loads((out / "audit-heldout" / "audit" / "metrics.json").read_text())
+    with open(out / "data" / "dataset" / "manifest.csv", newline="", encoding="utf-8") as fh:
+        expected = sum(r["label"] == "1" and r["split"] in ("val", "test") for r in csv.DictReader(fh))
+    assert heldout["models"] == ["standard", "pgd"] and heldout["n_images"] == expected and heldout["detector"] in (None, {})
+    assert set(heldout["groups"]) == {"hardware", "body_part"}
     comparison = (out / "comparison.md").read_text()
     assert (
         "| YOLOv8s | 61 | 0.807 | 0.473 | 0.562 |" in comparison
         and "fracdet: tiny profile" in comparison
         and "### By hardware" in comparison
+        and "### By hardware (every fractured val + test image)" in comparison
     )
     html = (out / "index.html").read_text()
     assert (
         html.index("The answer")
         < html.index("Detector against the published numbers")
+        < html.index("Shortcut check on every fractured val + test image: by hardware")
         < html.index("Shortcut check: by hardware")
     )
     for link in re.findall(r'href="([^"]+)"', html):

@@ -99,6 +99,8 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         "classifiers": {},
         "agreement": audit.get("agreement") or {},
         "groups": audit.get("groups") or {},
+        # every fractured val + test image: the shortcut check with more hardware images than test alone holds
+        "heldout_groups": (read_stage_json(folders["audit-heldout"] / "metrics.json") if "audit-heldout" in folders else {}).get("groups") or {},
         "focus_percentile": audit.get("focus_percentile", 25.0),
         "methods": audit.get("methods", []),
     }  # fmt: skip
@@ -142,8 +144,9 @@ def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[st
     return rows
 
 
-def _group_rows(numbers: Mapping[str, Any], column: str) -> list[dict[str, Any]]:
-    entry = numbers["groups"].get(column)
+def _group_rows(numbers: Mapping[str, Any], column: str, key: str = "groups") -> list[dict[str, Any]]:
+    """One row per classifier and value of ``column``; ``key``: ``groups`` (the test audit) or ``heldout_groups``."""
+    entry = numbers.get(key, {}).get(column)
     if not entry:
         return []
     focus = numbers["focus_percentile"]
@@ -166,8 +169,9 @@ def _group_rows(numbers: Mapping[str, Any], column: str) -> list[dict[str, Any]]
                 cov, energy = loc[f"coverage@{focus:g}"], loc["energy_in_box"]
                 row[f"{code} coverage@{focus:g}"] = _ci(cov["mean"], cov["ci95"])
                 row[f"{code} energy in box"] = _ci(energy["mean"], energy["ci95"])
-            agree = g.get("agreement") or {}
-            row["agrees with detector"] = _ci(agree.get("value"), agree.get("ci95"))
+            if key == "groups":  # the held-out audit runs without the detector
+                agree = g.get("agreement") or {}
+                row["agrees with detector"] = _ci(agree.get("value"), agree.get("ci95"))
             rows.append(row)
     return rows
 
@@ -204,18 +208,22 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
             f"\n### By {column} (test split)\n\n",
             markdown_table(_group_rows(numbers, column)),
         ]
+    for column in numbers.get("heldout_groups", {}):
+        parts += [f"\n### By {column} (every fractured val + test image)\n\n", markdown_table(_group_rows(numbers, column, "heldout_groups"))]
     return "".join(parts)
 
 
 def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     """What the hardware split says for one classifier, in words chosen by the numbers."""
-    entry = numbers["groups"].get("hardware")
+    entry, where = (numbers.get("heldout_groups") or {}).get("hardware"), "fractured val + test images"
+    if not entry or set(entry["values"]) != {"0", "1"}:
+        entry, where = numbers["groups"].get("hardware"), "fractured test images"
     if not entry or set(entry["values"]) != {"0", "1"}:
         return None
     focus = numbers["focus_percentile"]
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
     sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
-    text = (f"{model}: sensitivity on fractured test images with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
+    text = (f"{model}: sensitivity on {where} with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
             f"without {_ci(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})")  # fmt: skip
     gaps = entry["gaps"].get(model, {})
     covs = []
@@ -249,7 +257,7 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
             + ([f"its attributions cover the fracture less on hardware images (Mann-Whitney p < 0.05 for {len(significant_lower)} method(s))"] if significant_lower else [])
         )  # fmt: skip
     else:
-        text += ". At this sample size the test split shows no clear hardware shortcut (overlapping CIs; no method with significantly lower coverage on hardware images)"
+        text += ". At this sample size these images show no clear hardware shortcut (overlapping CIs; no method with significantly lower coverage on hardware images)"
     if higher:
         # Plates and screws are fixed across the fracture: inside its box, looking at the metal scores as looking at the fracture.
         text += (f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more on hardware images (p < 0.05); hardware usually lies in or "
@@ -323,6 +331,10 @@ def write_study_page(
                             table=_detector_rows(numbers, label)))  # fmt: skip
     sections.append(Section("Classifiers against the published numbers", text=f"Test split of all images; starting weights: {inits['classifier']}. "
                             "Accuracies from the audit (Wilson CIs), AUROC from eval-cls (bootstrap CI).", table=_classifier_rows(numbers, label)))  # fmt: skip
+    for column in numbers["heldout_groups"]:
+        sections.append(Section(f"Shortcut check on every fractured val + test image: by {column}", text="Both classifiers on all fractured images the "
+                                "classifiers did not train on (val chose their epoch and threshold), no detector: the test split alone holds too few "
+                                "hardware images. Sensitivity, coverage and energy in box as below.", table=_group_rows(numbers, column, "heldout_groups")))  # fmt: skip
     for column in numbers["groups"]:
         sections.append(Section(f"Shortcut check: by {column}", text="Test split. Coverage and energy in box against the fracture boxes (fractured images only); "
                                 "sensitivity: accuracy on the fractured images; agreement: classifier decision vs 'the detector finds a box'.",
@@ -346,7 +358,10 @@ def write_study_page(
     ]
     sections.append(Section("Data", text="data: every image, for the classifiers; data-det: the official localization split, for the detector. "
                             f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end marker).", table=splits))  # fmt: skip
-    links = [("audit report", audit / "report.html")] + [
+    links = [("audit report", audit / "report.html")]
+    if "audit-heldout" in folders:
+        links.append(("audit report: every fractured val + test image", folders["audit-heldout"] / "report.html"))
+    links += [
         (f"{n} classifier: eval-cls report", folders[n] / "eval" / "report.html")
         for n in ("standard", "pgd")
     ]

@@ -10,11 +10,15 @@ Stages (each reused while its inputs and options are unchanged, see :mod:`fracde
 ``det``           train the YOLO detector, score it on the official test split (pycocotools, CIs)
 ``audit``         both classifiers against the detector on the test split, split by hardware
                   and body part
+``audit-heldout`` both classifiers on every fractured val + test image, split the same way: the
+                  test split alone holds too few hardware images (FracAtlas: 4) for the shortcut
+                  question
 then ``index.html`` / ``index.md`` and ``comparison.md`` (:mod:`fracdet.study.results`).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +36,7 @@ __all__ = ["run_study", "STAGE_NAMES"]
 
 logger = logging.getLogger(__name__)
 
-STAGE_NAMES = ("data", "data-det", "cls-standard", "cls-pgd", "det", "audit")
+STAGE_NAMES = ("data", "data-det", "cls-standard", "cls-pgd", "det", "audit", "audit-heldout")
 _CLS_NAMES = {"cls-standard": "standard", "cls-pgd": "pgd"}
 
 
@@ -113,6 +117,34 @@ def _audit(
     ))  # fmt: skip
 
 
+def _fractured_heldout(manifest: Path, out: Path) -> Path:
+    """``out``: the manifest's fractured val and test rows, image paths made absolute."""
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [row for row in reader if row["label"] == "1" and row["split"] in ("val", "test")]
+        columns = list(reader.fieldnames or [])
+    for row in rows:
+        row["path"] = str((manifest.parent / row["path"]).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def _audit_heldout(folder: Path, cfg: StudyConfig, manifest: Path, classifiers: dict[str, Path]) -> None:
+    """Both classifiers on every fractured val + test image (val chose their epoch and threshold; the page says so)."""
+    from fracdet.audit import AuditConfig, run_audit
+
+    heldout = _fractured_heldout(manifest, folder / "fractured_val_test.csv")
+    run_audit(AuditConfig(
+        dataset=heldout, classifiers=tuple(classifiers.values()), names=tuple(classifiers), split="all", output=folder / "audit",
+        methods=cfg.audit_methods, ig_steps=cfg.audit_ig_steps, steps=cfg.audit_steps, eps=cfg.audit_eps, step_size=cfg.audit_step_size,
+        group_by=cfg.group_by, n_boot=cfg.n_boot, batch_size=cfg.audit_batch_size, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+    ))  # fmt: skip
+
+
 def _check_output(out: Path, cfg: StudyConfig) -> None:
     if out.exists() and not out.is_dir():
         raise OutputExistsError("exists and is not a folder", out)
@@ -186,7 +218,10 @@ def run_study(config: StudyConfig) -> StudySummary:
     }
     audit = stages.run("audit", audit_options, ("data", "cls-standard", "cls-pgd", "det"),
                        lambda f, **kw: _audit(f, cfg, data / "dataset", classifiers, detector, **kw), resumable=True)  # fmt: skip
+    heldout = stages.run("audit-heldout", audit_options, ("data", "cls-standard", "cls-pgd"),
+                         lambda f: _audit_heldout(f, cfg, manifest, classifiers))  # fmt: skip
     folders = {
+        "audit-heldout": heldout / "audit",
         "data": data,
         "data-det": data_det,
         "standard": standard,
