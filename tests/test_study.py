@@ -348,6 +348,20 @@ def test_the_study_refuses_what_it_cannot_use(tmp_path):
     assert (tmp_path / "other" / "keep.txt").read_text() == "keep me"
 
 
+def test_the_heldout_manifest_keeps_fractured_val_and_test_rows(tmp_path):
+    from fracdet.study.run import _fractured_heldout
+
+    (tmp_path / "d").mkdir()
+    rows = [("a.jpg", "1", "val"), ("b.jpg", "0", "val"), ("c.jpg", "1", "train"), ("d.jpg", "1", "test"), ("/abs/e.jpg", "1", "test")]
+    (tmp_path / "d" / "manifest.csv").write_text("path,label,split,hardware\n" + "".join(f"{p},{lab},{s},0\n" for p, lab, s in rows))
+    assert _fractured_heldout(tmp_path / "d" / "manifest.csv", tmp_path / "out" / "h.csv") == 3
+    with open(tmp_path / "out" / "h.csv", newline="", encoding="utf-8") as fh:
+        kept = list(csv.DictReader(fh))
+    assert [r["path"] for r in kept] == [str(tmp_path / "d" / "a.jpg"), str(tmp_path / "d" / "d.jpg"), "/abs/e.jpg"] and kept[0]["hardware"] == "0"
+    (tmp_path / "d" / "manifest.csv").write_text("path,label,split\nb.jpg,0,val\n")
+    assert _fractured_heldout(tmp_path / "d" / "manifest.csv", tmp_path / "out" / "none.csv") == 0
+
+
 def test_devices_are_named_for_ultralytics():
     from fracdet.study.run import _ultralytics_device
 
