@@ -318,6 +318,8 @@ def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
         and "### By hardware" in comparison
         and "### By hardware (every fractured val + test image)" in comparison
     )
+    test_table, heldout_table = comparison.split("### By hardware (test split)")[1], comparison.split("### By hardware (every fractured val + test image)")[1]
+    assert "agrees with detector" in test_table.split("###")[0] and "agrees with detector" not in heldout_table.split("###")[0]
     html = (out / "index.html").read_text()
     assert (
         html.index("The answer")

@@ -159,11 +159,11 @@ def _group_rows(numbers: Mapping[str, Any], column: str, key: str = "groups") ->
                 "images": g["n"],
                 "fractured": g.get("n_positive", "–"),
             }
-            for key, label in (
+            for measure, label in (
                 ("clean_accuracy", "accuracy"),
                 ("clean_sensitivity", "sensitivity"),
             ):
-                share = g.get(key) or {}
+                share = g.get(measure) or {}
                 row[f"{label} [95% CI]"] = _ci(share.get("value"), share.get("ci95"))
             for code, loc in g["localization"].items():
                 cov, energy = loc[f"coverage@{focus:g}"], loc["energy_in_box"]
