@@ -15,12 +15,22 @@ from typing import Any
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options :func:`run_and_report` reads: ``--workdir``, ``--json`` and ``--check``."""
-    parser.add_argument("--workdir", type=Path, help="where to make the scratch folder, removed at the end (default: the system temp dir)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where to make the scratch folder, removed at the end (default: the system temp dir)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
 
 
-def run_and_report(args: Any, prefix: str, benchmark: Callable[[Any, Path], Any], print_table: Callable[[Any], None], targets: dict[str, float]) -> int:
+def run_and_report(
+    args: Any,
+    prefix: str,
+    benchmark: Callable[[Any, Path], Any],
+    print_table: Callable[[Any], None],
+    targets: dict[str, float],
+) -> int:
     """``benchmark(args, work)`` in a scratch folder (removed after), then the table, ``--json`` and ``--check``.
 
     ``results`` must be a dataclass with ``summary()`` and ``passed()``; the exit code is 1 only
@@ -35,7 +45,12 @@ def run_and_report(args: Any, prefix: str, benchmark: Callable[[Any, Path], Any]
         shutil.rmtree(work, ignore_errors=True)
     print_table(results)
     if args.json:
-        payload = {**asdict(results), "median": results.summary(), "passed": results.passed(), "targets": targets}
+        payload = {
+            **asdict(results),
+            "median": results.summary(),
+            "passed": results.passed(),
+            "targets": targets,
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     if args.check and not results.passed():
         print("targets missed", file=sys.stderr)

@@ -110,10 +110,14 @@ class Results:
     def ratio(self, top: str, bottom: str) -> float:
         """Median of the per-round ratios of seconds per image, ``top / bottom``."""
         scale = self.images(bottom) / self.images(top)
-        return statistics.median(t / b * scale for t, b in zip(self.times[top], self.times[bottom], strict=True))
+        return statistics.median(
+            t / b * scale for t, b in zip(self.times[top], self.times[bottom], strict=True)
+        )
 
     def summary(self) -> dict[str, float]:
-        s: dict[str, float] = {f"{name}_s": statistics.median(values) for name, values in self.times.items()}
+        s: dict[str, float] = {
+            f"{name}_s": statistics.median(values) for name, values in self.times.items()
+        }
         s |= {f"{name}_images_per_s": self.images(name) / s[f"{name}_s"] for name in self.times}
         s["audit_vs_floor"] = self.ratio("audit", "floor")
         s["loop_vs_floor"] = self.ratio("loop", "floor")
@@ -122,9 +126,14 @@ class Results:
             s["audit_bf16_vs_floor_bf16"] = self.ratio("audit_bf16", "floor_bf16")
             s["bf16_speedup"] = self.ratio("audit", "audit_bf16")
             s["floor_bf16_speedup"] = self.ratio("floor", "floor_bf16")
-            s["floor_bf16_gflops"] = self.flops.get("per_image", 0.0) * self.count / s["floor_bf16_s"] / 1e9
+            s["floor_bf16_gflops"] = (
+                self.flops.get("per_image", 0.0) * self.count / s["floor_bf16_s"] / 1e9
+            )
             # the issue's rule looks at PGD accuracy and coverage@25; clean accuracy is shown, not judged
-            s["max_quality_change_pp"] = max((abs(q["change_pp"]) for k, q in self.quality.items() if k != "clean_accuracy"), default=0.0)
+            s["max_quality_change_pp"] = max(
+                (abs(q["change_pp"]) for k, q in self.quality.items() if k != "clean_accuracy"),
+                default=0.0,
+            )
         small, large = self.rss.get("small", {}), self.rss.get("large", {})
         if small.get("main_mb") and large.get("main_mb"):
             s["rss_growth"] = large["main_mb"] / small["main_mb"]
@@ -133,11 +142,17 @@ class Results:
     def bf16_qualifies(self) -> bool:
         """The issue's rule for making bf16 the default: >= 2.5x faster and < 1 pp change."""
         s = self.summary()
-        return "bf16_speedup" in s and s["bf16_speedup"] >= BF16_SPEEDUP_TARGET and s["max_quality_change_pp"] < PRECISION_TOLERANCE_PP
+        return (
+            "bf16_speedup" in s
+            and s["bf16_speedup"] >= BF16_SPEEDUP_TARGET
+            and s["max_quality_change_pp"] < PRECISION_TOLERANCE_PP
+        )
 
     def passed(self) -> bool:
         s = self.summary()
-        return s["audit_vs_floor"] <= OVERHEAD_TARGET and s.get("rss_growth", 1.0) <= RSS_GROWTH_TARGET
+        return (
+            s["audit_vs_floor"] <= OVERHEAD_TARGET and s.get("rss_growth", 1.0) <= RSS_GROWTH_TARGET
+        )
 
 
 def uptime_load() -> str:
@@ -159,7 +174,9 @@ def make_dataset(root: Path, count: int, size: int) -> Path:
     from data_tools.phantoms import PhantomConfig, generate_phantoms
     from fracdet.data.convert import ConvertConfig, convert
 
-    source = generate_phantoms(PhantomConfig(root / "phantoms", count=count, size=size, seed=0, prevalence=0.5, workers=2))
+    source = generate_phantoms(
+        PhantomConfig(root / "phantoms", count=count, size=size, seed=0, prevalence=0.5, workers=2)
+    )
     return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output
 
 
@@ -173,20 +190,36 @@ def make_checkpoint(folder: Path, backbone: str, image_size: int) -> Path:
     torch.manual_seed(0)
     model = create_classifier(backbone)
     meta = ClassifierMeta(
-        backbone=backbone, class_names=("not_fractured", "fractured"), image_size=image_size,
-        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()),
-    )  # fmt: skip
+        backbone=backbone,
+        class_names=("not_fractured", "fractured"),
+        image_size=image_size,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+    )
     save_classifier(model, meta, folder / "best.safetensors")
     return folder
 
 
-def audit_config(args: argparse.Namespace, dataset: Path, cls: Path, out: Path, precision: str, count: int):
+def audit_config(
+    args: argparse.Namespace, dataset: Path, cls: Path, out: Path, precision: str, count: int
+):
     from fracdet.audit import AuditConfig
 
     return AuditConfig(
-        dataset=dataset, classifiers=(cls,), split=args.split, max_images=count, output=out, steps=args.steps, ig_steps=args.ig_steps,
-        methods=METHODS, batch_size=args.batch_size, workers=args.workers, device="cpu", precision=precision, overwrite=True,
-    )  # fmt: skip
+        dataset=dataset,
+        classifiers=(cls,),
+        split=args.split,
+        max_images=count,
+        output=out,
+        steps=args.steps,
+        ig_steps=args.ig_steps,
+        methods=METHODS,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device="cpu",
+        precision=precision,
+        overwrite=True,
+    )
 
 
 @dataclass
@@ -220,7 +253,9 @@ class Floor:
             for inputs in (images, adv):
                 with autocast(device, self.precision):
                     explainer.attribute(inputs, targets)
-            self.seconds[f"attr:{code}"] = self.seconds.get(f"attr:{code}", 0.0) + time.perf_counter() - start
+            self.seconds[f"attr:{code}"] = (
+                self.seconds.get(f"attr:{code}", 0.0) + time.perf_counter() - start
+            )
 
     def batched(self, limit: int | None = None) -> None:
         """(b): every batch as the audit cuts them; each batch's attack start seeded as the audit seeds it."""
@@ -228,7 +263,9 @@ class Floor:
 
         self.seconds = {}
         for chunk, (images, labels) in enumerate(self.batches[:limit]):
-            self._calls(images, labels, torch.Generator().manual_seed(self.seed * 1_000_003 + chunk))
+            self._calls(
+                images, labels, torch.Generator().manual_seed(self.seed * 1_000_003 + chunk)
+            )
 
     def per_image(self, limit: int | None = None) -> None:
         """(c): the same calls, one image at a time."""
@@ -240,7 +277,11 @@ class Floor:
             for i in range(len(images)):
                 if limit is not None and k >= limit:
                     return
-                self._calls(images[i : i + 1], labels[i : i + 1], torch.Generator().manual_seed(self.seed * 1_000_003 + k))
+                self._calls(
+                    images[i : i + 1],
+                    labels[i : i + 1],
+                    torch.Generator().manual_seed(self.seed * 1_000_003 + k),
+                )
                 k += 1
 
 
@@ -255,18 +296,37 @@ def make_floor(cfg, precision: str) -> Floor:
     from fracdet.explain.registry import create_explainer
 
     inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images)
-    (clf,), _ = load_classifiers(cfg, torch.device("cpu"), precision)  # the audit's model, prepared as it prepares it (channels-last)
+    (clf,), _ = load_classifiers(
+        cfg, torch.device("cpu"), precision
+    )  # the audit's model, prepared as it prepares it (channels-last)
     explainers = {}
     for method in cfg.methods:  # fresh explainers from the registry, with the audit's settings
-        explainer = create_explainer(method, clf.model, image_size=clf.meta.image_size, backbone_name=clf.meta.backbone, channels=cfg.channels,
-                                     baseline=cfg.baseline, ig_steps=cfg.ig_steps, ig_internal_batch_size=cfg.batch_size)  # fmt: skip
+        explainer = create_explainer(
+            method,
+            clf.model,
+            image_size=clf.meta.image_size,
+            backbone_name=clf.meta.backbone,
+            channels=cfg.channels,
+            baseline=cfg.baseline,
+            ig_steps=cfg.ig_steps,
+            ig_internal_batch_size=cfg.batch_size,
+        )
         explainers[explainer.name] = explainer
     batches = []
     for chunk in chunk_items(inputs.items, cfg.batch_size):
         dataset = ClassificationDataset([item.record() for item in chunk], clf.meta.image_size)
         batch = collate_skipping_failures([dataset[i] for i in range(len(dataset))])
         batches.append((batch.images, batch.labels))
-    return Floor(clf.model, explainers, clf.attack, precision, batches, cfg.seed, clf.meta.image_size, clf.meta.backbone)
+    return Floor(
+        clf.model,
+        explainers,
+        clf.attack,
+        precision,
+        batches,
+        cfg.seed,
+        clf.meta.image_size,
+        clf.meta.backbone,
+    )
 
 
 def passes_per_image(ig_steps: int, steps: int, batch_size: int) -> dict[str, float]:
@@ -321,7 +381,11 @@ def quality(out_fp32: Path, out_bf16: Path) -> dict[str, dict[str, float]]:
             continue
         a, b = value["coverage@25"]["mean"], bf16["localization"][model][key]["coverage@25"]["mean"]
         if a is not None and b is not None:
-            rows[f"coverage@25 {key}"] = {"fp32": 100 * a, "bf16": 100 * b, "change_pp": 100 * (b - a)}
+            rows[f"coverage@25 {key}"] = {
+                "fp32": 100 * a,
+                "bf16": 100 * b,
+                "change_pp": 100 * (b - a),
+            }
     return rows
 
 
@@ -330,13 +394,31 @@ def stage_seconds(out: Path) -> dict[str, float]:
     return dict(json.loads((out / "metrics.json").read_text())["provenance"]["seconds"])
 
 
-def peak_memory(args: argparse.Namespace, dataset: Path, cls: Path, out: Path, count: int) -> dict[str, float]:
-    cmd = [sys.executable, "-c", _RSS_SNIPPET, str(dataset), str(cls), str(out), str(count), str(args.batch_size)]
+def peak_memory(
+    args: argparse.Namespace, dataset: Path, cls: Path, out: Path, count: int
+) -> dict[str, float]:
+    cmd = [
+        sys.executable,
+        "-c",
+        _RSS_SNIPPET,
+        str(dataset),
+        str(cls),
+        str(out),
+        str(count),
+        str(args.batch_size),
+    ]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"memory probe failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    hwm = next(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("VmHWM_kB"))
+    hwm = next(
+        int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("VmHWM_kB")
+    )
     return {"images": count, "main_mb": hwm / 1024, "seconds": time.perf_counter() - start}
 
 
@@ -347,10 +429,19 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
 
     setup_logging(quiet=True)
     results = Results(
-        count=args.count, image_size=args.image_size, backbone=args.backbone, steps=args.steps, ig_steps=args.ig_steps,
-        batch_size=args.batch_size, workers=args.workers, rounds=args.rounds, loop_count=min(args.loop_count, args.count), machine=machine_info(),
-        checkpoint=str(args.cls) if args.cls else f"random init {args.backbone}", data=str(args.dataset) if args.dataset else "phantoms",
-    )  # fmt: skip
+        count=args.count,
+        image_size=args.image_size,
+        backbone=args.backbone,
+        steps=args.steps,
+        ig_steps=args.ig_steps,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        rounds=args.rounds,
+        loop_count=min(args.loop_count, args.count),
+        machine=machine_info(),
+        checkpoint=str(args.cls) if args.cls else f"random init {args.backbone}",
+        data=str(args.dataset) if args.dataset else "phantoms",
+    )
     results.load["start"] = uptime_load()
     if args.dataset is None:
         print(f"generating {args.count} phantoms at {args.size} px ...", flush=True)
@@ -359,9 +450,15 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         dataset = args.dataset
     cls = args.cls or make_checkpoint(work / "cls", args.backbone, args.image_size)
     precisions = ["fp32"] + ([] if args.no_bf16 else ["bf16"])
-    floors = {p: make_floor(audit_config(args, dataset, cls, work / "unused", p, args.count), p) for p in precisions}
+    floors = {
+        p: make_floor(audit_config(args, dataset, cls, work / "unused", p, args.count), p)
+        for p in precisions
+    }
     model = floors["fp32"].model
-    results.image_size, results.backbone = floors["fp32"].image_size, floors["fp32"].backbone  # a given --cls decides these
+    results.image_size, results.backbone = (
+        floors["fp32"].image_size,
+        floors["fp32"].backbone,
+    )  # a given --cls decides these
 
     variants: dict[str, Callable[[], None]] = {}
     outputs: dict[str, Path] = {}
@@ -375,15 +472,22 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         suffix = "" if precision == "fp32" else f"_{precision}"
         variants[f"audit{suffix}"] = lambda precision=precision: audit(precision)
         variants[f"floor{suffix}"] = floors[precision].batched
-    loop = dataclasses.replace(floors["fp32"], seconds={})  # the same model, explainers and tensors; its own timings
+    loop = dataclasses.replace(
+        floors["fp32"], seconds={}
+    )  # the same model, explainers and tensors; its own timings
     variants["loop"] = lambda: loop.per_image(limit=results.loop_count)
 
     print("warm-up ...", flush=True)
     from fracdet.audit.inputs import load_inputs
 
     items = load_inputs(dataset, split=args.split, max_images=args.count).items
-    results.count, results.loop_count = len(items), min(results.loop_count, len(items))  # a given dataset may hold fewer
-    warm = max(2, next((k + 1 for k, item in enumerate(items) if item.boxes), len(items)))  # a few images, one of them with a box
+    results.count, results.loop_count = (
+        len(items),
+        min(results.loop_count, len(items)),
+    )  # a given dataset may hold fewer
+    warm = max(
+        2, next((k + 1 for k, item in enumerate(items) if item.boxes), len(items))
+    )  # a few images, one of them with a box
     for precision in precisions:
         run_audit(audit_config(args, dataset, cls, work / f"warm_{precision}", precision, warm))
         floors[precision].batched(limit=1)
@@ -395,18 +499,28 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
         for name in order:
             results.times[name].append(timed(variants[name]))
-            print(f"round {i + 1}/{args.rounds}: {name} {results.times[name][-1]:.1f} s (load {uptime_load()})", flush=True)
+            print(
+                f"round {i + 1}/{args.rounds}: {name} {results.times[name][-1]:.1f} s (load {uptime_load()})",
+                flush=True,
+            )
     for precision in precisions:
         results.stages[f"audit {precision}"] = stage_seconds(outputs[precision])
     for precision in precisions:
-        results.stages[f"floor {precision}"] = {**floors[precision].seconds, "total": sum(floors[precision].seconds.values())}
+        results.stages[f"floor {precision}"] = {
+            **floors[precision].seconds,
+            "total": sum(floors[precision].seconds.values()),
+        }
     results.stages["loop fp32"] = {**loop.seconds, "total": sum(loop.seconds.values())}
     if "bf16" in outputs:
         results.quality = quality(outputs["fp32"], outputs["bf16"])
 
     flops = count_flops(model, results.image_size)
     passes = passes_per_image(args.ig_steps, args.steps, args.batch_size)
-    results.flops = {**flops, **passes, "per_image": passes["passes"] * flops["pass"] + passes["forwards"] * flops["forward"]}
+    results.flops = {
+        **flops,
+        **passes,
+        "per_image": passes["passes"] * flops["pass"] + passes["forwards"] * flops["forward"],
+    }
     results.gemm_gflops = gemm_peak()
     results.load["end"] = uptime_load()
 
@@ -417,7 +531,9 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         rss_cls = make_checkpoint(work / "rss_cls", "resnet10t", 64)
         for label, count in (("small", args.rss_count), ("large", big)):
             print(f"peak memory of an audit of {count} images ...", flush=True)
-            results.rss[label] = peak_memory(args, rss_data, rss_cls, work / f"rss_out_{label}", count)
+            results.rss[label] = peak_memory(
+                args, rss_data, rss_cls, work / f"rss_out_{label}", count
+            )
     return results
 
 
@@ -432,9 +548,27 @@ def print_table(results: Results) -> None:
     )
     ok = "ok" if s["audit_vs_floor"] <= OVERHEAD_TARGET else "MISSED"
     rows = [
-        ("(a) fracdet audit, fp32", f"{s['audit_s']:.1f} s", f"{s['audit_images_per_s']:.2f} img/s", "", ""),
-        ("(b) compute floor, fp32", f"{s['floor_s']:.1f} s", f"{s['floor_images_per_s']:.2f} img/s", "", ""),
-        (f"(c) per-image loop, fp32, first {results.loop_count} images", f"{s['loop_s']:.1f} s", f"{s['loop_images_per_s']:.2f} img/s", "", ""),
+        (
+            "(a) fracdet audit, fp32",
+            f"{s['audit_s']:.1f} s",
+            f"{s['audit_images_per_s']:.2f} img/s",
+            "",
+            "",
+        ),
+        (
+            "(b) compute floor, fp32",
+            f"{s['floor_s']:.1f} s",
+            f"{s['floor_images_per_s']:.2f} img/s",
+            "",
+            "",
+        ),
+        (
+            f"(c) per-image loop, fp32, first {results.loop_count} images",
+            f"{s['loop_s']:.1f} s",
+            f"{s['loop_images_per_s']:.2f} img/s",
+            "",
+            "",
+        ),
         ("(a) / (b), fp32", f"{s['audit_vs_floor']:.3f}", "", f"<= {OVERHEAD_TARGET:.2f}", ok),
         ("(c) / (b), fp32, seconds per image", f"{s['loop_vs_floor']:.3f}", "", "", ""),
     ]
@@ -442,39 +576,139 @@ def print_table(results: Results) -> None:
         okb = "ok" if s["bf16_speedup"] >= BF16_SPEEDUP_TARGET else "missed"
         okq = "ok" if s["max_quality_change_pp"] < PRECISION_TOLERANCE_PP else "missed"
         rows += [
-            ("(a) fracdet audit, bf16 + channels-last", f"{s['audit_bf16_s']:.1f} s", f"{s['audit_bf16_images_per_s']:.2f} img/s", "", ""),
-            ("(b) compute floor, bf16 + channels-last", f"{s['floor_bf16_s']:.1f} s", f"{s['floor_bf16_images_per_s']:.2f} img/s", "", ""),
+            (
+                "(a) fracdet audit, bf16 + channels-last",
+                f"{s['audit_bf16_s']:.1f} s",
+                f"{s['audit_bf16_images_per_s']:.2f} img/s",
+                "",
+                "",
+            ),
+            (
+                "(b) compute floor, bf16 + channels-last",
+                f"{s['floor_bf16_s']:.1f} s",
+                f"{s['floor_bf16_images_per_s']:.2f} img/s",
+                "",
+                "",
+            ),
             ("(a) / (b), bf16", f"{s['audit_bf16_vs_floor_bf16']:.3f}", "", "", ""),
-            ("bf16 speed-up, (a) fp32 / (a) bf16", f"{s['bf16_speedup']:.2f}x", f"floor: {s['floor_bf16_speedup']:.2f}x", f">= {BF16_SPEEDUP_TARGET}x", okb),
-            ("largest bf16 change, coverage@25 / PGD accuracy", f"{s['max_quality_change_pp']:.2f} pp", "", f"< {PRECISION_TOLERANCE_PP:g} pp", okq),
+            (
+                "bf16 speed-up, (a) fp32 / (a) bf16",
+                f"{s['bf16_speedup']:.2f}x",
+                f"floor: {s['floor_bf16_speedup']:.2f}x",
+                f">= {BF16_SPEEDUP_TARGET}x",
+                okb,
+            ),
+            (
+                "largest bf16 change, coverage@25 / PGD accuracy",
+                f"{s['max_quality_change_pp']:.2f} pp",
+                "",
+                f"< {PRECISION_TOLERANCE_PP:g} pp",
+                okq,
+            ),
         ]
     f = results.flops
     rows += [
-        ("FLOPs per image, fwd / fwd+input-grad", f"{f['forward'] / 1e9:.2f} G", f"{f['pass'] / 1e9:.2f} G", "", ""),
-        ("floor passes per image (fwd+bwd, fwd)", f"{f['passes']:.0f}", f"{f['forwards']:.2f}", "", ""),
-        ("achieved by (b), fp32", f"{s['floor_gflops']:.1f} GFLOP/s", f"{100 * s['floor_gflops'] / results.gemm_gflops['fp32']:.0f}% of GEMM", "", ""),
+        (
+            "FLOPs per image, fwd / fwd+input-grad",
+            f"{f['forward'] / 1e9:.2f} G",
+            f"{f['pass'] / 1e9:.2f} G",
+            "",
+            "",
+        ),
+        (
+            "floor passes per image (fwd+bwd, fwd)",
+            f"{f['passes']:.0f}",
+            f"{f['forwards']:.2f}",
+            "",
+            "",
+        ),
+        (
+            "achieved by (b), fp32",
+            f"{s['floor_gflops']:.1f} GFLOP/s",
+            f"{100 * s['floor_gflops'] / results.gemm_gflops['fp32']:.0f}% of GEMM",
+            "",
+            "",
+        ),
     ]
     if "floor_bf16_gflops" in s:
-        rows.append(("achieved by (b), bf16", f"{s['floor_bf16_gflops']:.1f} GFLOP/s", f"{100 * s['floor_bf16_gflops'] / results.gemm_gflops['bf16']:.0f}% of GEMM", "", ""))
-    rows.append(("GEMM peak (torch.mm 2048^2) fp32 / bf16", f"{results.gemm_gflops['fp32']:.0f} GFLOP/s", f"{results.gemm_gflops['bf16']:.0f} GFLOP/s", "", ""))
+        rows.append(
+            (
+                "achieved by (b), bf16",
+                f"{s['floor_bf16_gflops']:.1f} GFLOP/s",
+                f"{100 * s['floor_bf16_gflops'] / results.gemm_gflops['bf16']:.0f}% of GEMM",
+                "",
+                "",
+            )
+        )
+    rows.append(
+        (
+            "GEMM peak (torch.mm 2048^2) fp32 / bf16",
+            f"{results.gemm_gflops['fp32']:.0f} GFLOP/s",
+            f"{results.gemm_gflops['bf16']:.0f} GFLOP/s",
+            "",
+            "",
+        )
+    )
     for key in ("small", "large"):
         if key in results.rss:
             rss = results.rss[key]
-            rows.append((f"peak memory, {rss['images']:.0f} images (SM, 1 step, resnet10t 64 px)", f"{rss['main_mb']:.0f} MB", f"{rss['seconds']:.0f} s", "", ""))
+            rows.append(
+                (
+                    f"peak memory, {rss['images']:.0f} images (SM, 1 step, resnet10t 64 px)",
+                    f"{rss['main_mb']:.0f} MB",
+                    f"{rss['seconds']:.0f} s",
+                    "",
+                    "",
+                )
+            )
     if "rss_growth" in s:
         okr = "ok" if s["rss_growth"] <= RSS_GROWTH_TARGET else "MISSED"
-        rows.append(("peak memory growth, 10x the images", f"{s['rss_growth']:.2f}x", "", f"<= {RSS_GROWTH_TARGET:.2f}x", okr))
+        rows.append(
+            (
+                "peak memory growth, 10x the images",
+                f"{s['rss_growth']:.2f}x",
+                "",
+                f"<= {RSS_GROWTH_TARGET:.2f}x",
+                okr,
+            )
+        )
     print_rows(("measure", "value", "", "target", ""), rows)
-    per_round = {f"{a}/{b}": [round(t / u, 3) for t, u in zip(results.times[a], results.times[b], strict=True)]
-                 for a, b in (("audit", "floor"), ("audit_bf16", "floor_bf16"), ("audit", "audit_bf16"), ("floor", "floor_bf16")) if a in results.times}  # fmt: skip
+    per_round = {
+        f"{a}/{b}": [
+            round(t / u, 3) for t, u in zip(results.times[a], results.times[b], strict=True)
+        ]
+        for a, b in (
+            ("audit", "floor"),
+            ("audit_bf16", "floor_bf16"),
+            ("audit", "audit_bf16"),
+            ("floor", "floor_bf16"),
+        )
+        if a in results.times
+    }
     print("per-round ratios (seconds):", "; ".join(f"{k} {v}" for k, v in per_round.items()))
     for variant, stages in results.stages.items():
-        print(f"\ntime per stage, {variant}, last round (the audit's from its metrics.json provenance):")
-        print_rows(("stage", "seconds", "share"), [(k, f"{v:.2f}", f"{100 * v / stages['total']:.1f}%" if k != "total" else "") for k, v in stages.items()])
+        print(
+            f"\ntime per stage, {variant}, last round (the audit's from its metrics.json provenance):"
+        )
+        print_rows(
+            ("stage", "seconds", "share"),
+            [
+                (k, f"{v:.2f}", f"{100 * v / stages['total']:.1f}%" if k != "total" else "")
+                for k, v in stages.items()
+            ],
+        )
     if results.quality:
         print("\nfp32 vs bf16 (the same images, attack starts and checkpoint):")
-        print_rows(("measure", "fp32", "bf16", "change"), [(k, f"{v['fp32']:.2f}%", f"{v['bf16']:.2f}%", f"{v['change_pp']:+.2f} pp") for k, v in results.quality.items()])
-        print(f"bf16 meets the rule for the default (>= {BF16_SPEEDUP_TARGET}x and < {PRECISION_TOLERANCE_PP:g} pp): {'yes' if results.bf16_qualifies() else 'no'}")
+        print_rows(
+            ("measure", "fp32", "bf16", "change"),
+            [
+                (k, f"{v['fp32']:.2f}%", f"{v['bf16']:.2f}%", f"{v['change_pp']:+.2f} pp")
+                for k, v in results.quality.items()
+            ],
+        )
+        print(
+            f"bf16 meets the rule for the default (>= {BF16_SPEEDUP_TARGET}x and < {PRECISION_TOLERANCE_PP:g} pp): {'yes' if results.bf16_qualifies() else 'no'}"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -482,23 +716,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=32, help="phantom images (32)")
     parser.add_argument("--size", type=int, default=256, help="phantom long side in pixels (256)")
     parser.add_argument("--image-size", type=int, default=224, help="classifier input size (224)")
-    parser.add_argument("--backbone", default="resnet18", help="timm backbone of the random-init checkpoint (resnet18)")
-    parser.add_argument("--cls", type=Path, help="audit this classifier checkpoint instead of a random-init one (its backbone and size win)")
-    parser.add_argument("--dataset", type=Path, help="audit this converted dataset (fracdet convert's folder) instead of new phantoms")
-    parser.add_argument("--split", default="all", help="the dataset's split to audit, its first --count images (all)")
+    parser.add_argument(
+        "--backbone",
+        default="resnet18",
+        help="timm backbone of the random-init checkpoint (resnet18)",
+    )
+    parser.add_argument(
+        "--cls",
+        type=Path,
+        help="audit this classifier checkpoint instead of a random-init one (its backbone and size win)",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="audit this converted dataset (fracdet convert's folder) instead of new phantoms",
+    )
+    parser.add_argument(
+        "--split",
+        default="all",
+        help="the dataset's split to audit, its first --count images (all)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="PGD steps (10, the audit's default)")
     parser.add_argument("--ig-steps", type=int, default=8, help="Integrated Gradients steps (8)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (16, the audit's default)")
-    parser.add_argument("--workers", type=int, default=2, help="the audit's DataLoader workers (2, its default)")
-    parser.add_argument("--loop-count", type=int, default=16, help="images the per-image loop (c) runs; compared per image (16)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per batch (16, the audit's default)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="the audit's DataLoader workers (2, its default)"
+    )
+    parser.add_argument(
+        "--loop-count",
+        type=int,
+        default=16,
+        help="images the per-image loop (c) runs; compared per image (16)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (2)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 runs")
-    parser.add_argument("--rss-count", type=int, default=200, help="images of the small memory run (200; 0: skip memory)")
-    parser.add_argument("--rss-multiplier", type=int, default=10, help="the large memory run has this many times more (10)")
+    parser.add_argument(
+        "--rss-count",
+        type=int,
+        default=200,
+        help="images of the small memory run (200; 0: skip memory)",
+    )
+    parser.add_argument(
+        "--rss-multiplier",
+        type=int,
+        default=10,
+        help="the large memory run has this many times more (10)",
+    )
     add_run_options(parser)
     args = parser.parse_args(argv)
-    if min(args.rounds, args.count, args.loop_count, args.batch_size, args.steps, args.ig_steps) < 1 or args.workers < 0:
-        parser.error("--rounds, --count, --loop-count, --batch-size, --steps and --ig-steps must be >= 1, --workers >= 0")
+    if (
+        min(args.rounds, args.count, args.loop_count, args.batch_size, args.steps, args.ig_steps)
+        < 1
+        or args.workers < 0
+    ):
+        parser.error(
+            "--rounds, --count, --loop-count, --batch-size, --steps and --ig-steps must be >= 1, --workers >= 0"
+        )
     return args
 
 
@@ -507,9 +782,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     return run_and_report(
-        args, "bench-audit-", benchmark, print_table,
-        {"audit_vs_floor_max": OVERHEAD_TARGET, "bf16_speedup_min": BF16_SPEEDUP_TARGET, "precision_change_pp_max": PRECISION_TOLERANCE_PP, "rss_growth_max": RSS_GROWTH_TARGET},
-    )  # fmt: skip
+        args,
+        "bench-audit-",
+        benchmark,
+        print_table,
+        {
+            "audit_vs_floor_max": OVERHEAD_TARGET,
+            "bf16_speedup_min": BF16_SPEEDUP_TARGET,
+            "precision_change_pp_max": PRECISION_TOLERANCE_PP,
+            "rss_growth_max": RSS_GROWTH_TARGET,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -300,7 +300,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    return run_and_report(args, "bench-convert-", benchmark, print_table, {"ratio_max": RATIO_TARGET, "peak_rss_mb_max": RSS_TARGET_MB})
+    return run_and_report(
+        args,
+        "bench-convert-",
+        benchmark,
+        print_table,
+        {"ratio_max": RATIO_TARGET, "peak_rss_mb_max": RSS_TARGET_MB},
+    )
 
 
 if __name__ == "__main__":

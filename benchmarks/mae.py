@@ -97,14 +97,31 @@ def benchmark(args, work: Path) -> Results:
 
     manifest = _dataset(args, work)
     model_args = {
-        "hidden_size": args.width, "num_hidden_layers": args.depth, "num_attention_heads": args.heads, "intermediate_size": 4 * args.width,
-        "decoder_hidden_size": args.width, "decoder_num_hidden_layers": 2, "decoder_num_attention_heads": args.heads, "decoder_intermediate_size": 4 * args.width,
-    }  # fmt: skip
+        "hidden_size": args.width,
+        "num_hidden_layers": args.depth,
+        "num_attention_heads": args.heads,
+        "intermediate_size": 4 * args.width,
+        "decoder_hidden_size": args.width,
+        "decoder_num_hidden_layers": 2,
+        "decoder_num_attention_heads": args.heads,
+        "decoder_intermediate_size": 4 * args.width,
+    }
     start = time.perf_counter()
-    run = pretrain_mae(MAETrainConfig(
-        data=manifest, output=work / "mae", image_size=args.image_size, patch_size=args.patch_size, model_args=model_args,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=1.0, workers=args.workers, seed=args.seed,
-    ))  # fmt: skip
+    run = pretrain_mae(
+        MAETrainConfig(
+            data=manifest,
+            output=work / "mae",
+            image_size=args.image_size,
+            patch_size=args.patch_size,
+            model_args=model_args,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_epochs=1.0,
+            workers=args.workers,
+            seed=args.seed,
+        )
+    )
     seconds = time.perf_counter() - start
     if args.figure is not None:  # the README's figure: mae-show on the validation split
         import shutil
@@ -129,11 +146,26 @@ def benchmark(args, work: Path) -> Results:
     }
     probes = {}
     for name, weights in encoders.items():
-        probe = train_classifier(ClsTrainConfig(
-            manifest=manifest, output=work / f"probe_{name}", backbone="vit_base_patch16_224.mae", weights=weights, image_size=args.image_size,
-            mode="linear", optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler="none", warmup_epochs=0, epochs=args.probe_epochs,
-            patience=args.probe_epochs, batch_size=args.batch_size, workers=args.workers, seed=args.seed,
-        ))  # fmt: skip
+        probe = train_classifier(
+            ClsTrainConfig(
+                manifest=manifest,
+                output=work / f"probe_{name}",
+                backbone="vit_base_patch16_224.mae",
+                weights=weights,
+                image_size=args.image_size,
+                mode="linear",
+                optimizer="adam",
+                lr=1e-3,
+                weight_decay=0.0,
+                scheduler="none",
+                warmup_epochs=0,
+                epochs=args.probe_epochs,
+                patience=args.probe_epochs,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                seed=args.seed,
+            )
+        )
         summary = evaluate_classifier(
             EvalClsConfig(
                 probe.run_dir,
@@ -157,21 +189,47 @@ def benchmark(args, work: Path) -> Results:
     with open(manifest, newline="", encoding="utf-8") as fh:
         splits = [row["split"] for row in csv.DictReader(fh)]
     return Results(
-        args.dataset, {s: splits.count(s) for s in sorted(set(splits))}, {"image_size": args.image_size, "patch_size": args.patch_size, **model_args},
-        seconds, run.initial["mse"], run.best_val["mse"], run.initial["loss"], run.best_val["loss"], probes,
-    )  # fmt: skip
+        args.dataset,
+        {s: splits.count(s) for s in sorted(set(splits))},
+        {"image_size": args.image_size, "patch_size": args.patch_size, **model_args},
+        seconds,
+        run.initial["mse"],
+        run.best_val["mse"],
+        run.initial["loss"],
+        run.best_val["loss"],
+        probes,
+    )
 
 
 def print_table(results: Results) -> None:
-    print(f"{results.dataset}: {results.images}; ViT width {results.model['hidden_size']}, depth {results.model['num_hidden_layers']}, "
-          f"{results.model['image_size']} px, {results.model['patch_size']}-px patches; pretraining {results.pretrain_seconds:.0f} s")  # fmt: skip
-    print_rows(("measure", "start (random init)", "after MAE"), [
-        ("val masked-patch MSE (grey levels^2)", f"{results.mse_start:.4f}", f"{results.mse_adapted:.4f}"),
-        ("val masked-patch loss (normalised)", f"{results.loss_start:.4f}", f"{results.loss_adapted:.4f}"),
-        *[
-            (f"linear probe test AUROC (n={results.probes['mae']['n']}, 95% CI)", *(f"{p['auroc']:.3f} [{p['auroc_ci95'][0]:.3f}, {p['auroc_ci95'][1]:.3f}]" for p in (results.probes["random"], results.probes["mae"])))
+    print(
+        f"{results.dataset}: {results.images}; ViT width {results.model['hidden_size']}, depth {results.model['num_hidden_layers']}, "
+        f"{results.model['image_size']} px, {results.model['patch_size']}-px patches; pretraining {results.pretrain_seconds:.0f} s"
+    )
+    print_rows(
+        ("measure", "start (random init)", "after MAE"),
+        [
+            (
+                "val masked-patch MSE (grey levels^2)",
+                f"{results.mse_start:.4f}",
+                f"{results.mse_adapted:.4f}",
+            ),
+            (
+                "val masked-patch loss (normalised)",
+                f"{results.loss_start:.4f}",
+                f"{results.loss_adapted:.4f}",
+            ),
+            *[
+                (
+                    f"linear probe test AUROC (n={results.probes['mae']['n']}, 95% CI)",
+                    *(
+                        f"{p['auroc']:.3f} [{p['auroc_ci95'][0]:.3f}, {p['auroc_ci95'][1]:.3f}]"
+                        for p in (results.probes["random"], results.probes["mae"])
+                    ),
+                )
+            ],
         ],
-    ])  # fmt: skip
+    )
 
 
 def main() -> int:
@@ -197,7 +255,9 @@ def main() -> int:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     add_run_options(parser)
-    parser.add_argument("--figure", type=Path, help="copy mae-show's figure (validation images) here")
+    parser.add_argument(
+        "--figure", type=Path, help="copy mae-show's figure (validation images) here"
+    )
     args = parser.parse_args()
     from fracdet.log import setup_logging
 

@@ -58,7 +58,8 @@ for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         print("VmHWM_kB", line.split()[1])
 """
-_PREDICT_SNIPPET = """
+_PREDICT_SNIPPET = (
+    """
 import sys
 from pathlib import Path
 from fracdet.log import setup_logging
@@ -68,8 +69,11 @@ folder, out, cls, det, batch, workers, imgsz = sys.argv[1:8]
 summary = predict_folder(PredictConfig(folder=Path(folder), output=Path(out), cls=Path(cls), det=Path(det),
     batch_size=int(batch), workers=int(workers), det_imgsz=int(imgsz), device="cpu", overwrite=True))
 assert summary.n_ok > 0, summary
-""" + _HWM
-_BASELINE_SNIPPET = """
+"""
+    + _HWM
+)
+_BASELINE_SNIPPET = (
+    """
 import argparse, importlib.util, sys
 from pathlib import Path
 spec = importlib.util.spec_from_file_location("bench_predict", sys.argv[1])
@@ -78,7 +82,9 @@ spec.loader.exec_module(bench)
 folder, cls, det, batch, imgsz, size, precision = sys.argv[2:9]
 args = argparse.Namespace(batch_size=int(batch), det_imgsz=int(imgsz), cls_size=int(size))
 bench.baseline(sorted(Path(folder).rglob("*.jpg")), Path(cls), Path(det), args, precision, {})
-""" + _HWM
+"""
+    + _HWM
+)
 
 
 @dataclass
@@ -126,7 +132,9 @@ class Results:
 
     def passed(self) -> bool:
         s = self.summary()
-        return s["overhead"] <= OVERHEAD_TARGET and (not self.rss or s["rss_growth"] <= RSS_GROWTH_TARGET)
+        return s["overhead"] <= OVERHEAD_TARGET and (
+            not self.rss or s["rss_growth"] <= RSS_GROWTH_TARGET
+        )
 
 
 def machine_info() -> dict[str, str]:
@@ -135,7 +143,9 @@ def machine_info() -> dict[str, str]:
     flags: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
+            if line.startswith("model name") and cpu == (
+                platform.processor() or platform.machine()
+            ):
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = line.split(":", 1)[1].split()
@@ -168,16 +178,26 @@ def make_checkpoints(work: Path, cls_size: int) -> tuple[Path, Path]:
 
     model = create_classifier("resnet18")
     meta = ClassifierMeta(
-        backbone="resnet18", class_names=("not_fractured", "fractured"), image_size=cls_size,
-        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()),
-    )  # fmt: skip
+        backbone="resnet18",
+        class_names=("not_fractured", "fractured"),
+        image_size=cls_size,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+    )
     save_classifier(model, meta, work / "cls" / "best.safetensors")
     detector = YOLO("yolov8n.yaml")  # built from Ultralytics' bundled yaml: nothing is downloaded
     detector.save(str(work / "det_untrained.pt"))
     return work / "cls", work / "det_untrained.pt"
 
 
-def baseline(paths: list[Path], cls_dir: Path, det_pt: Path, args: argparse.Namespace, precision: str, split: dict[str, float]) -> None:
+def baseline(
+    paths: list[Path],
+    cls_dir: Path,
+    det_pt: Path,
+    args: argparse.Namespace,
+    precision: str,
+    split: dict[str, float],
+) -> None:
     """The two tracks by hand: what a user would write without fracdet."""
     import numpy as np
     import timm
@@ -192,7 +212,16 @@ def baseline(paths: list[Path], cls_dir: Path, det_pt: Path, args: argparse.Name
     listing = Path(tempfile.mkdtemp(prefix="bench-predict-list-")) / "paths.txt"
     listing.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
     detector = YOLO(str(det_pt))
-    for _ in detector.predict(str(listing), batch=args.batch_size, imgsz=args.det_imgsz, conf=0.25, iou=0.7, stream=True, verbose=False, device="cpu"):
+    for _ in detector.predict(
+        str(listing),
+        batch=args.batch_size,
+        imgsz=args.det_imgsz,
+        conf=0.25,
+        iou=0.7,
+        stream=True,
+        verbose=False,
+        device="cpu",
+    ):
         pass
     shutil.rmtree(listing.parent, ignore_errors=True)
     split["det"] = time.perf_counter() - start
@@ -203,13 +232,22 @@ def baseline(paths: list[Path], cls_dir: Path, det_pt: Path, args: argparse.Name
     model.eval()
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else torch.autocast("cpu", enabled=False)
+    )
     size = args.cls_size
     for i in range(0, len(paths), args.batch_size):
         arrays = []
         for path in paths[i : i + args.batch_size]:
             with Image.open(path) as img:
-                arrays.append(np.asarray(img.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0)
+                arrays.append(
+                    np.asarray(
+                        img.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32
+                    )
+                    / 255.0
+                )
         batch = torch.from_numpy(np.stack(arrays))[:, None].expand(-1, 3, -1, -1)
         with torch.no_grad(), autocast:
             model((batch - mean) / std).float()
@@ -235,7 +273,9 @@ def peak_memory(cmd: list[str]) -> dict[str, float]:
             while not done.is_set():
                 total = 0
                 for p in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):  # a worker may exit between listing and reading
+                    with contextlib.suppress(
+                        psutil.Error
+                    ):  # a worker may exit between listing and reading
                         total += p.memory_full_info().pss
                 peak["tree"] = max(peak["tree"], total / 2**20)
                 time.sleep(0.05)
@@ -249,7 +289,9 @@ def peak_memory(cmd: list[str]) -> dict[str, float]:
     sampler.join(timeout=2)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {stderr[-2000:]}")
-    hwm = next((int(line.split()[1]) for line in stdout.splitlines() if line.startswith("VmHWM_kB")), 0)
+    hwm = next(
+        (int(line.split()[1]) for line in stdout.splitlines() if line.startswith("VmHWM_kB")), 0
+    )
     return {"main_mb": hwm / 1024, "tree_mb": peak["tree"]}
 
 
@@ -264,11 +306,24 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
     setup_logging(quiet=True)
     precision = resolve_precision("auto", torch.device("cpu"))
     results = Results(
-        count=args.count, size=args.size, rounds=args.rounds, batch_size=args.batch_size, workers=args.workers,
-        det_imgsz=args.det_imgsz, cls_size=args.cls_size, precision=precision, machine=machine_info(),
-    )  # fmt: skip
+        count=args.count,
+        size=args.size,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        det_imgsz=args.det_imgsz,
+        cls_size=args.cls_size,
+        precision=precision,
+        machine=machine_info(),
+    )
     print(f"generating {args.count} phantoms at {args.size} px ...", flush=True)
-    results.generate_s = timed(lambda: generate_phantoms(PhantomConfig(output=work / "phantoms", count=args.count, size=args.size, seed=0, overwrite=True)))
+    results.generate_s = timed(
+        lambda: generate_phantoms(
+            PhantomConfig(
+                output=work / "phantoms", count=args.count, size=args.size, seed=0, overwrite=True
+            )
+        )
+    )
     folder = work / "phantoms" / "images"
     paths = sorted(folder.rglob("*.jpg"))
     cls_dir, det_pt = make_checkpoints(work, args.cls_size)
@@ -277,9 +332,17 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
 
     def run_predict() -> None:
         cfg = PredictConfig(
-            folder=folder, output=work / "out", cls=cls_dir, det=det_pt, batch_size=args.batch_size,
-            det_imgsz=args.det_imgsz, workers=args.workers, device="cpu", precision=precision, overwrite=True,
-        )  # fmt: skip
+            folder=folder,
+            output=work / "out",
+            cls=cls_dir,
+            det=det_pt,
+            batch_size=args.batch_size,
+            det_imgsz=args.det_imgsz,
+            workers=args.workers,
+            device="cpu",
+            precision=precision,
+            overwrite=True,
+        )
         summary = predict_folder(cfg)
         assert summary.n_ok == len(paths), summary
         loop_s.append(summary.seconds)
@@ -293,7 +356,9 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         func()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for i in range(args.rounds):
-        order = list(variants) if i % 2 == 0 else list(reversed(variants))  # alternate who goes first
+        order = (
+            list(variants) if i % 2 == 0 else list(reversed(variants))
+        )  # alternate who goes first
         for name in order:
             times[name].append(timed(variants[name]))
             if name == "baseline":
@@ -315,13 +380,43 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         for k in range(args.rss_multiplier):
             for path in paths:
                 os.link(path, many / f"{k:02d}_{path.parent.name}_{path.name}")
-        for label, source, n in (("1x", folder, len(paths)), ("10x", many, len(paths) * args.rss_multiplier)):
+        for label, source, n in (
+            ("1x", folder, len(paths)),
+            ("10x", many, len(paths) * args.rss_multiplier),
+        ):
             print(f"peak memory of predict, {n} images ...", flush=True)
-            cmd = [sys.executable, "-c", _PREDICT_SNIPPET, str(source), str(work / "out_rss"), str(cls_dir), str(det_pt), str(args.batch_size), str(args.workers), str(args.det_imgsz)]
+            cmd = [
+                sys.executable,
+                "-c",
+                _PREDICT_SNIPPET,
+                str(source),
+                str(work / "out_rss"),
+                str(cls_dir),
+                str(det_pt),
+                str(args.batch_size),
+                str(args.workers),
+                str(args.det_imgsz),
+            ]
             start = time.perf_counter()
-            results.rss[label] = {**peak_memory(cmd), "images": n, "seconds": time.perf_counter() - start}
+            results.rss[label] = {
+                **peak_memory(cmd),
+                "images": n,
+                "seconds": time.perf_counter() - start,
+            }
         print(f"peak memory of the baseline, {len(paths)} images ...", flush=True)
-        cmd = [sys.executable, "-c", _BASELINE_SNIPPET, str(Path(__file__).resolve()), str(folder), str(cls_dir), str(det_pt), str(args.batch_size), str(args.det_imgsz), str(args.cls_size), precision]
+        cmd = [
+            sys.executable,
+            "-c",
+            _BASELINE_SNIPPET,
+            str(Path(__file__).resolve()),
+            str(folder),
+            str(cls_dir),
+            str(det_pt),
+            str(args.batch_size),
+            str(args.det_imgsz),
+            str(args.cls_size),
+            precision,
+        ]
         results.rss["baseline"] = {**peak_memory(cmd), "images": len(paths)}
     return results
 
@@ -337,19 +432,53 @@ def print_table(results: Results) -> None:
     )
     ok = "ok" if s["overhead"] <= OVERHEAD_TARGET else "MISSED"
     rows = [
-        ("baseline: Ultralytics + timm by hand", f"{s['baseline_s']:.2f} s", f"{s['baseline_images_per_s']:.1f} img/s", "", ""),
+        (
+            "baseline: Ultralytics + timm by hand",
+            f"{s['baseline_s']:.2f} s",
+            f"{s['baseline_images_per_s']:.1f} img/s",
+            "",
+            "",
+        ),
         ("  of which Ultralytics predict", f"{s['baseline_det_s']:.2f} s", "", "", ""),
         ("  of which timm decode + forward", f"{s['baseline_cls_s']:.2f} s", "", "", ""),
-        ("predict_folder (both tracks)", f"{s['predict_s']:.2f} s", f"{s['predict_images_per_s']:.1f} img/s", "", ""),
+        (
+            "predict_folder (both tracks)",
+            f"{s['predict_s']:.2f} s",
+            f"{s['predict_images_per_s']:.1f} img/s",
+            "",
+            "",
+        ),
         ("  of which the image loop", f"{s['predict_loop_s']:.2f} s", "", "", ""),
-        ("overhead vs baseline", f"{s['overhead'] * 100:+.1f} %", "", f"<= {OVERHEAD_TARGET * 100:.0f} %", ok),
+        (
+            "overhead vs baseline",
+            f"{s['overhead'] * 100:+.1f} %",
+            "",
+            f"<= {OVERHEAD_TARGET * 100:.0f} %",
+            ok,
+        ),
     ]
     for key, rss in results.rss.items():
         what = "baseline" if key == "baseline" else "predict"
-        rows.append((f"peak memory, {what}, {rss['images']:.0f} images", f"{rss['main_mb']:.0f} MB main", f"{rss['tree_mb']:.0f} MB tree", "", ""))
+        rows.append(
+            (
+                f"peak memory, {what}, {rss['images']:.0f} images",
+                f"{rss['main_mb']:.0f} MB main",
+                f"{rss['tree_mb']:.0f} MB tree",
+                "",
+                "",
+            )
+        )
     if results.rss:
         okr = "ok" if s["rss_growth"] <= RSS_GROWTH_TARGET else "MISSED"
-        rows.append(("peak memory growth 10x / 1x", f"{s['rss_growth_main']:.2f}x main", f"{s['rss_growth_tree']:.2f}x tree", f"<= {RSS_GROWTH_TARGET:.2f}x", okr))
+        rows.append(
+            (
+                "peak memory growth 10x / 1x",
+                f"{s['rss_growth_main']:.2f}x main",
+                f"{s['rss_growth_tree']:.2f}x tree",
+                f"<= {RSS_GROWTH_TARGET:.2f}x",
+                okr,
+            )
+        )
     header = ("measure", "value", "", "target", "")
     print_rows(header, rows)
 
@@ -359,11 +488,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=200, help="phantom images (200)")
     parser.add_argument("--size", type=int, default=384, help="long side in pixels (384)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (3)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch, both sides (16)")
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per batch, both sides (16)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="predict's DataLoader workers (2)")
     parser.add_argument("--det-imgsz", type=int, default=640, help="detector image size (640)")
     parser.add_argument("--cls-size", type=int, default=224, help="classifier input size (224)")
-    parser.add_argument("--rss-multiplier", type=int, default=10, help="peak memory also over this many links per image (10; 0: skip memory)")
+    parser.add_argument(
+        "--rss-multiplier",
+        type=int,
+        default=10,
+        help="peak memory also over this many links per image (10; 0: skip memory)",
+    )
     add_run_options(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.count < 1 or args.batch_size < 1:
@@ -375,7 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    return run_and_report(args, "bench-predict-", benchmark, print_table, {"overhead_max": OVERHEAD_TARGET, "rss_growth_max": RSS_GROWTH_TARGET})
+    return run_and_report(
+        args,
+        "bench-predict-",
+        benchmark,
+        print_table,
+        {"overhead_max": OVERHEAD_TARGET, "rss_growth_max": RSS_GROWTH_TARGET},
+    )
 
 
 if __name__ == "__main__":

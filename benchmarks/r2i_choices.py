@@ -97,10 +97,25 @@ def main() -> None:
         )
     ).output
     train = build_config(
-        ClsTrainConfig, PRESET, manifest=data / "manifest.csv", output=work / "run", backbone=args.backbone, weights=args.weights,
-        mode=args.mode, image_size=args.size, global_pool=args.global_pool, epochs=args.epochs, patience=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, optimizer="adamw", scheduler="cosine", workers=0, device="cpu", overwrite=True,
-    )  # fmt: skip
+        ClsTrainConfig,
+        PRESET,
+        manifest=data / "manifest.csv",
+        output=work / "run",
+        backbone=args.backbone,
+        weights=args.weights,
+        mode=args.mode,
+        image_size=args.size,
+        global_pool=args.global_pool,
+        epochs=args.epochs,
+        patience=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        optimizer="adamw",
+        scheduler="cosine",
+        workers=0,
+        device="cpu",
+        overwrite=True,
+    )
     result = train_classifier(train)
     print(
         f"trained: val AUROC {result.best_score:.3f} (epoch {result.best_epoch}), {time.perf_counter() - started:.0f} s",
@@ -113,9 +128,17 @@ def main() -> None:
             out = work / f"audit-{space}-{split}"
             shutil.rmtree(out, ignore_errors=True)
             cfg = build_config(
-                AuditConfig, PRESET, dataset=data, classifiers=(work / "run",), split=split, max_images=args.max_images,
-                eps_space=space, output=out, workers=0, device="cpu",
-            )  # fmt: skip
+                AuditConfig,
+                PRESET,
+                dataset=data,
+                classifiers=(work / "run",),
+                split=split,
+                max_images=args.max_images,
+                eps_space=space,
+                output=out,
+                workers=0,
+                device="cpu",
+            )
             run_audit(cfg)
             pixel_eps = json.loads((out / "metrics.json").read_text())["provenance"]["classifiers"][
                 "run"

@@ -55,7 +55,11 @@ class PlainDataset(torch.utils.data.Dataset):
             pixels = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
         h, w = pixels.shape
         scale = self.size / max(h, w)
-        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(
+            pixels,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
         canvas = np.zeros((self.size, self.size), np.float32)
         top, left = (self.size - pixels.shape[0]) // 2, (self.size - pixels.shape[1]) // 2
         canvas[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
@@ -72,13 +76,24 @@ def plain_epoch(records, args, precision: str) -> float:
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
     data = PlainDataset([r.path for r in records], [r.label for r in records], args.image_size)
-    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True, prefetch_factor=4 if args.workers else None)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=True,
+        prefetch_factor=4 if args.workers else None,
+    )
     model.train()
     seen, start = 0, time.perf_counter()
     for images, labels in loader:
-        images = ((images.expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
+        images = ((images.expand(-1, 3, -1, -1) - mean) / std).contiguous(
+            memory_format=torch.channels_last
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(images).squeeze(1).float(), labels.float())
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                model(images).squeeze(1).float(), labels.float()
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -92,16 +107,29 @@ def fracdet_epoch(manifest: Path, out: Path, args, **changes) -> dict:
     from fracdet.cls.train import ClsTrainConfig, train_classifier
 
     cfg = ClsTrainConfig(
-        manifest=manifest, output=out, backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size,
-        workers=args.workers, epochs=1, overwrite=True, precision=args.precision, imbalance="none", **changes,
-    )  # fmt: skip
+        manifest=manifest,
+        output=out,
+        backbone=args.backbone,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        epochs=1,
+        overwrite=True,
+        precision=args.precision,
+        imbalance="none",
+        **changes,
+    )
     row = train_classifier(cfg).history[0]
     return {"images_per_s": row["images_per_s"], "data_wait_fraction": row["data_wait_fraction"]}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=240, help="phantom images generated (about 80%% train)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--count", type=int, default=240, help="phantom images generated (about 80%% train)"
+    )
     parser.add_argument("--size", type=int, default=256, help="phantom long side in px")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--backbone", default="resnet18")
@@ -122,16 +150,22 @@ def main() -> int:
     setup_logging(quiet=True)
     args.precision = resolve_precision("auto", torch.device("cpu"))
     work = Path(tempfile.mkdtemp(prefix="fracdet-bench-cls-"))
-    source = generate_phantoms(PhantomConfig(work / "phantoms", count=args.count, size=args.size, seed=0, prevalence=0.5))
+    source = generate_phantoms(
+        PhantomConfig(work / "phantoms", count=args.count, size=args.size, seed=0, prevalence=0.5)
+    )
     dataset = convert(ConvertConfig(source=source, output=work / "dataset", seed=0)).output
     manifest = dataset / "manifest.csv"
     train = [r for r in read_manifest(manifest) if r.split == "train"]
 
     variants = {
         "plain loop": lambda: {"images_per_s": plain_epoch(train, args, args.precision)},
-        "fracdet, no augmentation": lambda: fracdet_epoch(manifest, work / "run", args, augment_p=0.0),
+        "fracdet, no augmentation": lambda: fracdet_epoch(
+            manifest, work / "run", args, augment_p=0.0
+        ),
         "fracdet, default augmentation": lambda: fracdet_epoch(manifest, work / "run", args),
-        f"fracdet, PGD-AT {args.pgd_steps} steps": lambda: fracdet_epoch(manifest, work / "run", args, augment_p=0.0, adv="pgd", adv_steps=args.pgd_steps),
+        f"fracdet, PGD-AT {args.pgd_steps} steps": lambda: fracdet_epoch(
+            manifest, work / "run", args, augment_p=0.0, adv="pgd", adv_steps=args.pgd_steps
+        ),
         "plain loop, fp32": lambda: {"images_per_s": plain_epoch(train, args, "fp32")},
     }
     names = list(variants)
@@ -142,27 +176,46 @@ def main() -> int:
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             runs[name].append(variants[name]())
     ips = {name: statistics.median(r["images_per_s"] for r in rs) for name, rs in runs.items()}
-    per_round = lambda a, b: statistics.median(runs[b][i]["images_per_s"] / runs[a][i]["images_per_s"] for i in range(args.rounds))  # noqa: E731
+
+    def per_round(a: str, b: str) -> float:
+        return statistics.median(
+            runs[b][i]["images_per_s"] / runs[a][i]["images_per_s"] for i in range(args.rounds)
+        )
+
     pgd = f"fracdet, PGD-AT {args.pgd_steps} steps"
     results = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__, "precision": args.precision},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "precision": args.precision,
+        },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "train_images": len(train),
         "images_per_s": ips,
         "overhead_no_augmentation": per_round("fracdet, no augmentation", "plain loop") - 1,
-        "overhead_default_augmentation": per_round("fracdet, default augmentation", "plain loop") - 1,
-        "data_wait_fraction": statistics.median(r["data_wait_fraction"] for r in runs["fracdet, default augmentation"]),
+        "overhead_default_augmentation": per_round("fracdet, default augmentation", "plain loop")
+        - 1,
+        "data_wait_fraction": statistics.median(
+            r["data_wait_fraction"] for r in runs["fracdet, default augmentation"]
+        ),
         "pgd_step_cost": per_round(pgd, "fracdet, no augmentation"),
         "pgd_step_cost_theory": args.pgd_steps + 1,
         "mixed_precision_speedup": per_round("plain loop, fp32", "plain loop"),
     }
-    print(f"{len(train)} train images, {args.backbone} at {args.image_size} px, batch {args.batch_size}, {args.workers} workers, {args.precision}; median of {args.rounds} rounds")
+    print(
+        f"{len(train)} train images, {args.backbone} at {args.image_size} px, batch {args.batch_size}, {args.workers} workers, {args.precision}; median of {args.rounds} rounds"
+    )
     print(f"{'variant':34s} {'images/s':>9s}")
     for name in names:
         print(f"{name:34s} {ips[name]:9.1f}")
-    print(f"fracdet overhead vs plain loop:  {results['overhead_no_augmentation']:+.1%} (no augmentation), {results['overhead_default_augmentation']:+.1%} (default augmentation); target <= {OVERHEAD_TARGET:.0%}")
+    print(
+        f"fracdet overhead vs plain loop:  {results['overhead_no_augmentation']:+.1%} (no augmentation), {results['overhead_default_augmentation']:+.1%} (default augmentation); target <= {OVERHEAD_TARGET:.0%}"
+    )
     print(f"data wait: {results['data_wait_fraction']:.1%} of step time")
-    print(f"PGD-AT step cost: {results['pgd_step_cost']:.2f}x a clean step (theory: {args.pgd_steps + 1}x)")
+    print(
+        f"PGD-AT step cost: {results['pgd_step_cost']:.2f}x a clean step (theory: {args.pgd_steps + 1}x)"
+    )
     print(f"{args.precision} vs fp32 (plain loop): {results['mixed_precision_speedup']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

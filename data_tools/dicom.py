@@ -13,7 +13,14 @@ import numpy as np
 __all__ = ["write_dicom"]
 
 
-def write_dicom(path: Path, pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2", window: tuple[float, float] | None = None, bits_stored: int = 12) -> Path:
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray | None,
+    *,
+    photometric: str = "MONOCHROME2",
+    window: tuple[float, float] | None = None,
+    bits_stored: int = 12,
+) -> Path:
     """Write ``pixels`` (2-D unsigned integers, or ``None`` for a file without pixel data) to ``path``."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -23,13 +30,21 @@ def write_dicom(path: Path, pixels: np.ndarray | None, *, photometric: str = "MO
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Modality, ds.PatientID = "DX", "PHANTOM"
     ds.PhotometricInterpretation = photometric
     ds.SamplesPerPixel = 1
     if pixels is not None:
         ds.Rows, ds.Columns = pixels.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (
+            16,
+            bits_stored,
+            bits_stored - 1,
+            0,
+        )
         ds.RescaleSlope, ds.RescaleIntercept = 1, 0
         if window:
             ds.WindowCenter, ds.WindowWidth = window

@@ -320,8 +320,10 @@ def _log_report(report: VerifyReport) -> None:
     if report.warnings:
         logger.info(
             "FracAtlas layout complete at %s; %d count(s) differ from the published dataset: %s",
-            report.root, len(report.warnings), "; ".join(report.warnings),
-        )  # fmt: skip
+            report.root,
+            len(report.warnings),
+            "; ".join(report.warnings),
+        )
     else:
         logger.info("FracAtlas verified at %s: layout and counts match", report.root)
 
@@ -360,10 +362,14 @@ def fetch_fracatlas(
     Raises :class:`DataError` when offline, on a checksum mismatch or an incomplete layout, and
     :class:`OutputExistsError` when ``output`` exists and not ``overwrite``.
     """
-    return _fetch_and_verify(output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite).root
+    return _fetch_and_verify(
+        output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite
+    ).root
 
 
-def _fetch_and_verify(output: Path, *, article_id: int, api_url: str, timeout: float, overwrite: bool) -> VerifyReport:
+def _fetch_and_verify(
+    output: Path, *, article_id: int, api_url: str, timeout: float, overwrite: bool
+) -> VerifyReport:
     import zipfile
 
     _check_output(output, overwrite)
@@ -417,4 +423,6 @@ def get_fracatlas(
     """
     if from_zip is not None:
         return _extract_and_verify(from_zip, output, overwrite)
-    return _fetch_and_verify(output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite)
+    return _fetch_and_verify(
+        output, article_id=article_id, api_url=api_url, timeout=timeout, overwrite=overwrite
+    )

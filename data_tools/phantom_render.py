@@ -231,16 +231,30 @@ def _build_hand(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]:
         cx = (col - 1.5) / 4.4 * width * (1.0 - 0.12 * row) + _u(r, -0.018, 0.018)
         yy = cy + row * 0.085 + _u(r, -0.018, 0.018)
         a = width / 10.0 * _u(r, 0.8, 1.3)
-        bones.append(_Bone([_Ellipsoid((cx, yy), a, a * _u(r, 0.65, 1.0), _u(r, -0.8, 0.8), a,
-                                       0.22, 0.85, 0.5)]))
+        bones.append(
+            _Bone(
+                [
+                    _Ellipsoid(
+                        (cx, yy), a, a * _u(r, 0.65, 1.0), _u(r, -0.8, 0.8), a, 0.22, 0.85, 0.5
+                    )
+                ]
+            )
+        )
     # distal radius and ulna
     wy = cy + 0.27
     rx = _u(r, 0.05, 0.1)
     bones.append(_Bone([_Capsule((rx, 1.7), (rx - 0.02, wy), 0.062, 0.3, 0.2, 0.75, 0.2, 2.0)]))
     bones.append(_Bone([_Capsule((rx - 0.3, 1.7), (rx - 0.26, wy + 0.02), 0.038, 0.3, 0.2, 0.4)]))
     palm_w = width / 2 + 0.12
-    tissue.append(_Tissue((0.0, base_y - mc_len * 0.45), (0.0, base_y - mc_len * 0.45), palm_w,
-                          0.8, b=mc_len * 0.75))
+    tissue.append(
+        _Tissue(
+            (0.0, base_y - mc_len * 0.45),
+            (0.0, base_y - mc_len * 0.45),
+            palm_w,
+            0.8,
+            b=mc_len * 0.75,
+        )
+    )
     tissue.append(_Tissue((rx - 0.12, cy), (rx - 0.12, 2.0), palm_w * 0.85, 0.9))
     return bones, tissue
 
@@ -255,21 +269,66 @@ def _build_leg(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]:
     if r.random() < 0.5:  # ankle
         y1 = _u(r, 0.55, 0.72)
         bones.append(_Bone([_Capsule((xt, -1.6), (xt + tilt, y1), tr, 0.38, 0.3, 0.6, 0.18, 2.2)]))
-        bones.append(_Bone([_Capsule((xt + 0.19, -1.6), (xt + tilt + 0.15, y1 + 0.07), fib_r,
-                                     0.4, 0.3, 0.7, 0.12, 1.4)]))
-        bones.append(_Bone([_Ellipsoid((xt + tilt + 0.02, y1 + 0.15), 0.15, 0.085, 0.0, 0.085,
-                                       0.25, 0.95)]))
-        bones.append(_Bone([_Ellipsoid((xt + tilt + 0.03, y1 + 0.33), 0.2, 0.12, 0.2, 0.1,
-                                       0.25, 0.85)]))
+        bones.append(
+            _Bone(
+                [
+                    _Capsule(
+                        (xt + 0.19, -1.6),
+                        (xt + tilt + 0.15, y1 + 0.07),
+                        fib_r,
+                        0.4,
+                        0.3,
+                        0.7,
+                        0.12,
+                        1.4,
+                    )
+                ]
+            )
+        )
+        bones.append(
+            _Bone([_Ellipsoid((xt + tilt + 0.02, y1 + 0.15), 0.15, 0.085, 0.0, 0.085, 0.25, 0.95)])
+        )
+        bones.append(
+            _Bone([_Ellipsoid((xt + tilt + 0.03, y1 + 0.33), 0.2, 0.12, 0.2, 0.1, 0.25, 0.85)])
+        )
     else:  # knee
         y0 = _u(r, -0.72, -0.58)
         bones.append(_Bone([_Capsule((xt, y0), (xt + tilt, 1.6), tr, 0.38, 0.85, 0.3, 0.2, 2.6)]))
-        bones.append(_Bone([_Capsule((xt + 0.17, y0 + 0.12), (xt + tilt + 0.14, 1.6), fib_r,
-                                     0.4, 0.7, 0.3, 0.1, 1.3)]))
-        bones.append(_Bone([_Capsule((xt - 0.02, -1.9), (xt, y0 - 0.07), tr * 1.1, 0.35, 0.3,
-                                     1.3, 0.22, 3.0, 1.0, False)]))
-        bones.append(_Bone([_Ellipsoid((xt - 0.01, y0 - 0.2), 0.085, 0.11, 0.0, 0.06, 0.25,
-                                       0.8)]))
+        bones.append(
+            _Bone(
+                [
+                    _Capsule(
+                        (xt + 0.17, y0 + 0.12),
+                        (xt + tilt + 0.14, 1.6),
+                        fib_r,
+                        0.4,
+                        0.7,
+                        0.3,
+                        0.1,
+                        1.3,
+                    )
+                ]
+            )
+        )
+        bones.append(
+            _Bone(
+                [
+                    _Capsule(
+                        (xt - 0.02, -1.9),
+                        (xt, y0 - 0.07),
+                        tr * 1.1,
+                        0.35,
+                        0.3,
+                        1.3,
+                        0.22,
+                        3.0,
+                        1.0,
+                        False,
+                    )
+                ]
+            )
+        )
+        bones.append(_Bone([_Ellipsoid((xt - 0.01, y0 - 0.2), 0.085, 0.11, 0.0, 0.06, 0.25, 0.8)]))
     tissue = [_Tissue((xt + 0.05, -1.8), (xt + tilt + 0.05, 1.8), _u(r, 0.3, 0.38), 1.0)]
     return bones, tissue
 
@@ -299,8 +358,9 @@ def _build_hip(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]:
         _Arc(head_c, roof + 0.03, 0.03, math.radians(-185), math.radians(-20), 0.5, 1.0),
         _Ellipsoid((hx - 0.1, hy - rh - 0.36), 0.46, 0.6, 0.4, 0.06, 0.05, 0.9, 0.5),
         _Ellipsoid((hx - 0.24, hy + 0.27), 0.2, 0.14, 0.45, 0.05, 0.45, 1.7, 0.0),
-        _Capsule((hx - 0.05, hy + 0.08), (hx - 1.3, hy + 0.2), 0.055, 0.4, 0.5, 0.2, 0.2, 1.2,
-                 0.9, False),
+        _Capsule(
+            (hx - 0.05, hy + 0.08), (hx - 1.3, hy + 0.2), 0.055, 0.4, 0.5, 0.2, 0.2, 1.2, 0.9, False
+        ),
     ]
     bones = [_Bone(femur), _Bone(neck)] + [_Bone([p]) for p in pelvis]
     tissue = [
@@ -318,11 +378,13 @@ def _build_shoulder(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]
     top = (hx + 0.05, hy + rh * 0.6)
     bot = (hx + _u(r, 0.06, 0.16), 1.7)
     bones = [
-        _Bone([
-            _Capsule(top, bot, sr, 0.38, 0.75, 0.0, 0.22, 1.4),
-            _Ellipsoid((hx, hy), rh, rh, 0.0, rh, 0.2, 1.0, 0.55),
-            _Ellipsoid((hx + rh * 0.85, hy + 0.03), 0.055, 0.08, 0.2, 0.06, 0.25, 0.85),
-        ]),
+        _Bone(
+            [
+                _Capsule(top, bot, sr, 0.38, 0.75, 0.0, 0.22, 1.4),
+                _Ellipsoid((hx, hy), rh, rh, 0.0, rh, 0.2, 1.0, 0.55),
+                _Ellipsoid((hx + rh * 0.85, hy + 0.03), 0.055, 0.08, 0.2, 0.06, 0.25, 0.85),
+            ]
+        ),
     ]
     gy = hy + 0.02
     gx = hx - rh - 0.045
@@ -334,14 +396,44 @@ def _build_shoulder(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]
     bones += [
         _Bone([_Ellipsoid((gx, gy), 0.04, 0.13, 0.0, 0.04, 0.3, 0.8)]),
         _Bone([_Ellipsoid((gx - 0.27, gy + 0.3), 0.27, 0.45, 0.35, 0.05, 0.12, 1.5, 0.7)]),
-        _Bone([_Capsule((gx - 0.01, gy + 0.12), (gx - 0.36, gy + 0.72), 0.03, 0.4, 0.3, 0.2,
-                        0.2, 1.2, 0.9, False)]),
-        _Bone([
-            _Capsule((hx + 0.03, cl_y + 0.02), mid, 0.034, 0.4, 0.5, 0.0, 0.2, 1.4, 1.0),
-            _Capsule(mid, (hx - 1.15, cl_y - 0.12), 0.036, 0.4, 0.0, 0.4, 0.2, 1.4, 1.0, False),
-        ]),
-        _Bone([_Capsule((hx - 0.06, cl_y + 0.04), (hx + rh + 0.04, hy - rh * 0.95), 0.035, 0.4,
-                        0.3, 0.5, 0.2, 1.5, 0.9, False)]),
+        _Bone(
+            [
+                _Capsule(
+                    (gx - 0.01, gy + 0.12),
+                    (gx - 0.36, gy + 0.72),
+                    0.03,
+                    0.4,
+                    0.3,
+                    0.2,
+                    0.2,
+                    1.2,
+                    0.9,
+                    False,
+                )
+            ]
+        ),
+        _Bone(
+            [
+                _Capsule((hx + 0.03, cl_y + 0.02), mid, 0.034, 0.4, 0.5, 0.0, 0.2, 1.4, 1.0),
+                _Capsule(mid, (hx - 1.15, cl_y - 0.12), 0.036, 0.4, 0.0, 0.4, 0.2, 1.4, 1.0, False),
+            ]
+        ),
+        _Bone(
+            [
+                _Capsule(
+                    (hx - 0.06, cl_y + 0.04),
+                    (hx + rh + 0.04, hy - rh * 0.95),
+                    0.035,
+                    0.4,
+                    0.3,
+                    0.5,
+                    0.2,
+                    1.5,
+                    0.9,
+                    False,
+                )
+            ]
+        ),
     ]
     tissue = [
         _Tissue((hx + 0.05, hy), (bot[0], 1.9), _u(r, 0.28, 0.34), 1.0),
@@ -360,13 +452,27 @@ def _build_mixed(r: np.random.Generator) -> tuple[list[_Bone], list[_Tissue]]:
     _scale_prims(prims, s, off)
     # drop the scaled distal forearm stubs and replace them by full-length shafts
     bones = bones[:-2]
-    wrist_y = max(max(p.p0[1], p.p1[1]) if isinstance(p, _Capsule) else p.center[1]
-                  for b in bones for p in b.parts) + 0.06
+    wrist_y = (
+        max(
+            max(p.p0[1], p.p1[1]) if isinstance(p, _Capsule) else p.center[1]
+            for b in bones
+            for p in b.parts
+        )
+        + 0.06
+    )
     rx = _u(r, 0.04, 0.1)
-    bones.append(_Bone([_Capsule((rx + 0.03, 1.7), (rx, wrist_y), 0.05, 0.38, 0.2, 0.75, 0.15,
-                                 2.0)]))
-    bones.append(_Bone([_Capsule((rx - 0.25, 1.7), (rx - 0.2, wrist_y + 0.02), 0.036, 0.38, 0.3,
-                                 0.35, 0.15, 1.4)]))
+    bones.append(
+        _Bone([_Capsule((rx + 0.03, 1.7), (rx, wrist_y), 0.05, 0.38, 0.2, 0.75, 0.15, 2.0)])
+    )
+    bones.append(
+        _Bone(
+            [
+                _Capsule(
+                    (rx - 0.25, 1.7), (rx - 0.2, wrist_y + 0.02), 0.036, 0.38, 0.3, 0.35, 0.15, 1.4
+                )
+            ]
+        )
+    )
     tissue = [t for t in tissue if t.p0[1] < wrist_y - 0.05]
     tissue.append(_Tissue((rx - 0.1, wrist_y - 0.1), (rx - 0.08, 2.0), _u(r, 0.24, 0.3), 1.0))
     return bones, tissue
@@ -411,8 +517,9 @@ def _capsule_frame(c: _Capsule) -> tuple[float, float, float, float, float]:
 def _radius_at(c: _Capsule, t: np.ndarray | float, length: float) -> np.ndarray | float:
     tn = np.clip(np.asarray(t, dtype=np.float32) / length, 0.0, 1.0)
     w = max(c.flare_len, 1e-3)
-    return c.radius * (1.0 + c.flare0 * np.exp(-((tn / w) ** 2))
-                       + c.flare1 * np.exp(-(((1.0 - tn) / w) ** 2)))
+    return c.radius * (
+        1.0 + c.flare0 * np.exp(-((tn / w) ** 2)) + c.flare1 * np.exp(-(((1.0 - tn) / w) ** 2))
+    )
 
 
 def _eligible_interval(c: _Capsule) -> tuple[float, float] | None:
@@ -435,8 +542,12 @@ def _eligible_interval(c: _Capsule) -> tuple[float, float] | None:
 def _prim_bounds(p: _Prim) -> tuple[float, float, float, float]:
     if isinstance(p, _Capsule):
         m = p.radius * (1 + max(p.flare0, p.flare1)) * 1.3 + 0.02
-        return (min(p.p0[0], p.p1[0]) - m, min(p.p0[1], p.p1[1]) - m,
-                max(p.p0[0], p.p1[0]) + m, max(p.p0[1], p.p1[1]) + m)
+        return (
+            min(p.p0[0], p.p1[0]) - m,
+            min(p.p0[1], p.p1[1]) - m,
+            max(p.p0[0], p.p1[0]) + m,
+            max(p.p0[1], p.p1[1]) + m,
+        )
     if isinstance(p, _Ellipsoid):
         m = max(p.a, p.b) + 0.01
         return p.center[0] - m, p.center[1] - m, p.center[0] + m, p.center[1] + m
@@ -459,8 +570,9 @@ class _View:
         pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
         return pts @ self.m[:, :2].T + self.m[:, 2]
 
-    def slice_for(self, bounds: tuple[float, float, float, float], pad: int = 2
-                  ) -> tuple[int, int, int, int] | None:
+    def slice_for(
+        self, bounds: tuple[float, float, float, float], pad: int = 2
+    ) -> tuple[int, int, int, int] | None:
         x0, y0, x1, y1 = bounds
         corners = self.to_img(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]))
         xa = max(int(math.floor(corners[:, 0].min())) - pad, 0)
@@ -482,8 +594,13 @@ class _View:
         return u, v
 
 
-def _shell(rho_n: np.ndarray, f: np.ndarray | float, mu_m: np.ndarray | float,
-           tex: np.ndarray, tex_amp: float) -> np.ndarray:
+def _shell(
+    rho_n: np.ndarray,
+    f: np.ndarray | float,
+    mu_m: np.ndarray | float,
+    tex: np.ndarray,
+    tex_amp: float,
+) -> np.ndarray:
     """Projected attenuation (in units of 2R) of a hollow shell with inner/outer ratio ``f``.
 
     The chord through the cortex is ``outer - inner`` and through the cancellous core ``inner``;
@@ -499,8 +616,9 @@ def _size_gain(r: float) -> float:
     return 1.35 * (r / 0.05) ** 0.35
 
 
-def _eval_capsule(c: _Capsule, u: np.ndarray, v: np.ndarray, tex: np.ndarray,
-                  fractures: list[_Fracture]) -> np.ndarray:
+def _eval_capsule(
+    c: _Capsule, u: np.ndarray, v: np.ndarray, tex: np.ndarray, fractures: list[_Fracture]
+) -> np.ndarray:
     ax, ay, nx, ny, length = _capsule_frame(c)
     du, dv = u - np.float32(c.p0[0]), v - np.float32(c.p0[1])
     t = du * np.float32(ax) + dv * np.float32(ay)
@@ -546,8 +664,9 @@ def _eval_arc(a: _Arc, u: np.ndarray, v: np.ndarray, tex: np.ndarray) -> np.ndar
     return att * np.float32(a.density * _size_gain(a.half_width))
 
 
-def _eval_prim(p: _Prim, u: np.ndarray, v: np.ndarray, tex: np.ndarray,
-               fractures: list[_Fracture]) -> np.ndarray:
+def _eval_prim(
+    p: _Prim, u: np.ndarray, v: np.ndarray, tex: np.ndarray, fractures: list[_Fracture]
+) -> np.ndarray:
     if isinstance(p, _Capsule):
         return _eval_capsule(p, u, v, tex, fractures)
     if isinstance(p, _Ellipsoid):
@@ -667,10 +786,12 @@ def _draw_view(r: np.random.Generator, height: int, width: int) -> _View:
     half = 0.5 * side * scale
     sx, sy = (_u(r, -_MAX_SHIFT, _MAX_SHIFT) * side for _ in range(2))
     ca, sa = math.cos(rot), math.sin(rot)
-    m = np.array([
-        [half * ca * mirror, -half * sa, 0.5 * width + sx],
-        [half * sa * mirror, half * ca, 0.5 * height + sy],
-    ])
+    m = np.array(
+        [
+            [half * ca * mirror, -half * sa, 0.5 * width + sx],
+            [half * sa * mirror, half * ca, 0.5 * height + sy],
+        ]
+    )
     return _View(m, height, width)
 
 
@@ -704,7 +825,9 @@ def _render_tissue(anat: _Anatomy, view: _View) -> np.ndarray:
     low = cv2.warpAffine(
         anat.tissue_texture,
         _tex_to_img(view, anat.tissue_texture.shape[0], 1.0 / f),
-        (wl, hl), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT,
+        (wl, hl),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
     )
     out *= 1.0 + 0.12 * low
     out = cv2.GaussianBlur(out, (0, 0), 0.8)
@@ -727,12 +850,22 @@ def _crack_width_px(fr: _Fracture, view: _View) -> int:
     return max(1, int(round(fr.width_frac * min(view.h, view.w))))
 
 
-def _render_bone(b: _Bone, view: _View, tex_img: np.ndarray, att: np.ndarray,
-                 margin: int, boxes: list[tuple[_Fracture, Box]]) -> None:
+def _render_bone(
+    b: _Bone,
+    view: _View,
+    tex_img: np.ndarray,
+    att: np.ndarray,
+    margin: int,
+    boxes: list[tuple[_Fracture, Box]],
+) -> None:
     """Evaluate one bone in its image bbox, cut its cracks, record crack boxes, accumulate."""
     bounds = [_prim_bounds(p) for p in b.parts]
-    ub = (min(x[0] for x in bounds), min(x[1] for x in bounds),
-          max(x[2] for x in bounds), max(x[3] for x in bounds))
+    ub = (
+        min(x[0] for x in bounds),
+        min(x[1] for x in bounds),
+        max(x[2] for x in bounds),
+        max(x[3] for x in bounds),
+    )
     sl = view.slice_for(ub)
     if sl is None:  # unreachable with the bounded pose; keep the label count consistent anyway
         for fr in b.fractures:
@@ -778,24 +911,39 @@ def _render_bone(b: _Bone, view: _View, tex_img: np.ndarray, att: np.ndarray,
                 ctr = view.to_img(np.mean(np.concatenate(lines), axis=0))[0]
                 x1, x2 = ctr[0] - margin, ctr[0] + margin + 1
                 y1, y2 = ctr[1] - margin, ctr[1] + margin + 1
-            box = (float(max(x1, 0)), float(max(y1, 0)),
-                   float(min(x2, view.w)), float(min(y2, view.h)))
+            box = (
+                float(max(x1, 0)),
+                float(max(y1, 0)),
+                float(min(x2, view.w)),
+                float(min(y2, view.h)),
+            )
             boxes.append((fr, box))
         local *= keep
     att[ya:yb, xa:xb] += local
 
 
-def _draw_hardware(r: np.random.Generator, bones: list[_Bone], view: _View, att: np.ndarray
-                   ) -> Box | None:
+def _draw_hardware(
+    r: np.random.Generator, bones: list[_Bone], view: _View, att: np.ndarray
+) -> Box | None:
     """Metal plate + screws along an eligible shaft (lateral or AP projection look)."""
     q = r.random(8)
     nscrew = int(r.integers(3, 7))
-    cands = [(p, _eligible_interval(p)) for b in bones for p in b.parts
-             if isinstance(p, _Capsule) and p.fracturable and p.radius >= 0.045]
+    cands = [
+        (p, _eligible_interval(p))
+        for b in bones
+        for p in b.parts
+        if isinstance(p, _Capsule) and p.fracturable and p.radius >= 0.045
+    ]
     cands = [(p, iv) for p, iv in cands if iv is not None]
     if not cands:
-        cands = [(p, iv) for b in bones for p in b.parts if isinstance(p, _Capsule)
-                 for iv in [_eligible_interval(p)] if iv is not None]
+        cands = [
+            (p, iv)
+            for b in bones
+            for p in b.parts
+            if isinstance(p, _Capsule)
+            for iv in [_eligible_interval(p)]
+            if iv is not None
+        ]
     if not cands:
         return None
     c, (lo, hi) = cands[int(q[0] * len(cands)) % len(cands)]
@@ -809,8 +957,10 @@ def _draw_hardware(r: np.random.Generator, bones: list[_Bone], view: _View, att:
 
     def poly(ts: list[tuple[float, float]], val: float) -> None:
         arr = np.array(ts, dtype=np.float64)
-        uv = np.stack([c.p0[0] + arr[:, 0] * ax + arr[:, 1] * nx,
-                       c.p0[1] + arr[:, 0] * ay + arr[:, 1] * ny], axis=1)
+        uv = np.stack(
+            [c.p0[0] + arr[:, 0] * ax + arr[:, 1] * nx, c.p0[1] + arr[:, 0] * ay + arr[:, 1] * ny],
+            axis=1,
+        )
         pts = np.round(view.to_img(uv) * 16).astype(np.int32)
         cv2.fillPoly(canvas, [pts], val, cv2.LINE_AA, 4)
 
@@ -829,12 +979,26 @@ def _draw_hardware(r: np.random.Generator, bones: list[_Bone], view: _View, att:
         for t in tpos:
             tip = -side * rad * (1.05 + 0.15 * q[5])
             poly([(t - sw, s_out), (t + sw, s_out), (t + sw * 0.6, tip), (t - sw * 0.6, tip)], 3.6)
-            poly([(t - sw * 2, s_out), (t + sw * 2, s_out), (t + sw * 2, s_out + side * sw * 1.3),
-                  (t - sw * 2, s_out + side * sw * 1.3)], 3.6)
+            poly(
+                [
+                    (t - sw * 2, s_out),
+                    (t + sw * 2, s_out),
+                    (t + sw * 2, s_out + side * sw * 1.3),
+                    (t - sw * 2, s_out + side * sw * 1.3),
+                ],
+                3.6,
+            )
     else:
         off = side * rad * 0.15 * q[6]
-        poly([(t0, off - pw / 2), (t0 + plen, off - pw / 2), (t0 + plen, off + pw / 2),
-              (t0, off + pw / 2)], 3.0)
+        poly(
+            [
+                (t0, off - pw / 2),
+                (t0 + plen, off - pw / 2),
+                (t0 + plen, off + pw / 2),
+                (t0, off + pw / 2),
+            ],
+            3.0,
+        )
         for t in tpos:
             circle(t, off, pw * 0.32, 4.2, -1)
             circle(t, off, pw * 0.12, 2.4, -1)
@@ -865,13 +1029,12 @@ def _draw_letter(r: np.random.Generator, view: _View, att: np.ndarray) -> Box:
     org = ((size - tw) // 2, (size + th) // 2)
     cv2.putText(canvas, letter, org, cv2.FONT_HERSHEY_DUPLEX, scale, 255, thick, cv2.LINE_AA)
     patch = canvas.astype(np.float32) * np.float32(4.0 / 255.0)
-    region = att[y0:y0 + size, x0:x0 + size]
+    region = att[y0 : y0 + size, x0 : x0 + size]
     np.maximum(region, patch, out=region)
     return (float(x0), float(y0), float(x0 + size), float(y0 + size))
 
 
-def _draw_shortcut(r: np.random.Generator, view: _View, att: np.ndarray,
-                   avoid: list[Box]) -> Box:
+def _draw_shortcut(r: np.random.Generator, view: _View, att: np.ndarray, avoid: list[Box]) -> Box:
     """The spurious cue: a filled disc inside a ring, placed on empty background if possible."""
     n_cand = 64
     cand = r.random((n_cand, 2))
@@ -975,9 +1138,13 @@ def render_radiograph(
     margin = int(np.clip(round(side / 160), 2, 4))
 
     att = _render_tissue(anat, view) * np.float32(0.4)
-    tex_img = cv2.warpAffine(tex, _tex_to_img(view, _TEX_SIZE, 1.0),
-                             (width, height), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REFLECT)
+    tex_img = cv2.warpAffine(
+        tex,
+        _tex_to_img(view, _TEX_SIZE, 1.0),
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     recorded: list[tuple[_Fracture, Box]] = []
     for b in bones:
         _render_bone(b, view, tex_img, att, margin, recorded)

@@ -72,10 +72,22 @@ class PhantomConfig:
             (32 <= self.size <= 4096, f"size must be in 32..4096, got {self.size}"),
             (0.0 <= self.prevalence <= 1.0, f"prevalence must be in [0, 1], got {self.prevalence}"),
             (self.max_fractures >= 1, f"max_fractures must be >= 1, got {self.max_fractures}"),
-            (self.image_format in IMAGE_FORMATS, f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}"),
-            (self.shortcut_rate is None or 0.0 <= self.shortcut_rate <= 1.0, f"shortcut_rate must be in [0, 1], got {self.shortcut_rate}"),
-            (0.5 <= self.crack_scale <= 10.0, f"crack_scale must be in 0.5..10, got {self.crack_scale}"),
-            (abs(sum(self.official_split) - 1) < 1e-6, f"official_split must sum to 1, got {self.official_split}"),
+            (
+                self.image_format in IMAGE_FORMATS,
+                f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}",
+            ),
+            (
+                self.shortcut_rate is None or 0.0 <= self.shortcut_rate <= 1.0,
+                f"shortcut_rate must be in [0, 1], got {self.shortcut_rate}",
+            ),
+            (
+                0.5 <= self.crack_scale <= 10.0,
+                f"crack_scale must be in 0.5..10, got {self.crack_scale}",
+            ),
+            (
+                abs(sum(self.official_split) - 1) < 1e-6,
+                f"official_split must sum to 1, got {self.official_split}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -117,7 +129,9 @@ def _plan(config: PhantomConfig, out: Path) -> tuple[list[_Task], dict[str, dict
         n_views = min(n_views, config.count - len(tasks))
         n_fractures = int(rng.integers(1, config.max_fractures + 1)) if fractured else 0
         hardware = bool(rng.random() < config.hardware_rate)
-        shortcut = config.shortcut_rate is not None and bool(rng.random() < (config.shortcut_rate if fractured else 1 - config.shortcut_rate))
+        shortcut = config.shortcut_rate is not None and bool(
+            rng.random() < (config.shortcut_rate if fractured else 1 - config.shortcut_rate)
+        )
         for view in range(n_views):
             index = len(tasks)
             portrait = bool(rng.random() < 0.6)
@@ -126,14 +140,28 @@ def _plan(config: PhantomConfig, out: Path) -> tuple[list[_Task], dict[str, dict
             folder = "Fractured" if fractured else "Non_fractured"
             tasks.append(
                 _Task(
-                    index, image_id, folder, str(out / "images" / folder / image_id),
-                    long_side if portrait else short_side, short_side if portrait else long_side,
-                    body_part, n_fractures, hardware, bool(rng.random() < config.letter_marker_rate),
-                    shortcut, (config.seed, patient), (config.seed, patient, view, 1), config.image_format,
+                    index,
+                    image_id,
+                    folder,
+                    str(out / "images" / folder / image_id),
+                    long_side if portrait else short_side,
+                    short_side if portrait else long_side,
+                    body_part,
+                    n_fractures,
+                    hardware,
+                    bool(rng.random() < config.letter_marker_rate),
+                    shortcut,
+                    (config.seed, patient),
+                    (config.seed, patient, view, 1),
+                    config.image_format,
                     config.crack_scale,
                 )
-            )  # fmt: skip
-            meta[image_id] = {"patient": f"P{patient:06d}", "view": str(view), "n_views": str(n_views)}
+            )
+            meta[image_id] = {
+                "patient": f"P{patient:06d}",
+                "view": str(view),
+                "n_views": str(n_views),
+            }
         patient += 1
     return tasks, meta
 
@@ -169,7 +197,9 @@ def _render(task: _Task) -> tuple[int, dict]:
     }
 
 
-def _official_split(tasks: list[_Task], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+def _official_split(
+    tasks: list[_Task], fractions: tuple[float, float, float], seed: int
+) -> dict[str, str]:
     """FracAtlas-style: fractured images only, shuffled image by image."""
     fractured = [t.image_id for t in tasks if t.n_fractures]
     order = np.random.default_rng((seed, 7)).permutation(len(fractured))
@@ -177,7 +207,9 @@ def _official_split(tasks: list[_Task], fractions: tuple[float, float, float], s
     n_val = round(fractions[1] * len(fractured))
     split_of = {}
     for rank, position in enumerate(order):
-        split_of[fractured[position]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        split_of[fractured[position]] = (
+            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        )
     return split_of
 
 
@@ -191,20 +223,33 @@ def generate_phantoms(config: PhantomConfig) -> Path:
         results: dict[int, dict] = {}
         if workers > 1 and len(tasks) > 8:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                for index, facts in progress(pool.map(_render, tasks, chunksize=8), "Rendering phantoms", total=len(tasks)):
+                for index, facts in progress(
+                    pool.map(_render, tasks, chunksize=8), "Rendering phantoms", total=len(tasks)
+                ):
                     results[index] = facts
         else:
-            for index, facts in progress(map(_render, tasks), "Rendering phantoms", total=len(tasks)):
+            for index, facts in progress(
+                map(_render, tasks), "Rendering phantoms", total=len(tasks)
+            ):
                 results[index] = facts
         split_of = _official_split(tasks, config.official_split, config.seed)
-        records = [_record(task, results[task.index], meta[task.image_id], split_of) for task in tasks]
+        records = [
+            _record(task, results[task.index], meta[task.image_id], split_of) for task in tasks
+        ]
         write_fracatlas_annotations(records, tmp, FRACATLAS_CLASSES)
         _write_meta(tmp / "phantom_meta.csv", tasks, results, meta)
-    logger.info("Wrote %d phantoms (%d fractured) to %s", len(tasks), sum(1 for t in tasks if t.n_fractures), config.output)
+    logger.info(
+        "Wrote %d phantoms (%d fractured) to %s",
+        len(tasks),
+        sum(1 for t in tasks if t.n_fractures),
+        config.output,
+    )
     return Path(config.output)
 
 
-def _record(task: _Task, facts: dict, meta: dict[str, str], split_of: dict[str, str]) -> ImageRecord:
+def _record(
+    task: _Task, facts: dict, meta: dict[str, str], split_of: dict[str, str]
+) -> ImageRecord:
     multiscan = int(meta["n_views"]) > 1
     view = int(meta["view"])
     attributes = {part: str(int(task.body_part == part)) for part in BODY_PARTS}
@@ -229,21 +274,39 @@ def _record(task: _Task, facts: dict, meta: dict[str, str], split_of: dict[str, 
     )
 
 
-def _write_meta(path: Path, tasks: list[_Task], results: dict[int, dict], meta: dict[str, dict[str, str]]) -> None:
+def _write_meta(
+    path: Path, tasks: list[_Task], results: dict[int, dict], meta: dict[str, dict[str, str]]
+) -> None:
     """Ground truth the FracAtlas files cannot hold: patient, fracture types, shortcut marker."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["image_id", "patient", "view", "fracture_types", "hardware", "letter_marker", "shortcut_marker", "shortcut_box"])
+        writer.writerow(
+            [
+                "image_id",
+                "patient",
+                "view",
+                "fracture_types",
+                "hardware",
+                "letter_marker",
+                "shortcut_marker",
+                "shortcut_box",
+            ]
+        )
         for task in tasks:
             facts = results[task.index]
             box = facts["shortcut_box"]
             writer.writerow(
                 [
-                    task.image_id, meta[task.image_id]["patient"], meta[task.image_id]["view"],
-                    ";".join(facts["types"]), int(facts["hardware"]), int(facts["letter_marker"]),
-                    int(box is not None), "" if box is None else ";".join(f"{v:.1f}" for v in box),
+                    task.image_id,
+                    meta[task.image_id]["patient"],
+                    meta[task.image_id]["view"],
+                    ";".join(facts["types"]),
+                    int(facts["hardware"]),
+                    int(facts["letter_marker"]),
+                    int(box is not None),
+                    "" if box is None else ";".join(f"{v:.1f}" for v in box),
                 ]
-            )  # fmt: skip
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,14 +316,24 @@ def main(argv: list[str] | None = None) -> int:
     :func:`fracdet.config.build_config`, so this door cannot drift from the config; the
     ``fracdet phantoms`` command (with its help texts) stays the main one.
     """
-    parser = argparse.ArgumentParser(prog="python -m data_tools.phantoms", description="Generate synthetic radiograph phantoms in FracAtlas layout.")
+    parser = argparse.ArgumentParser(
+        prog="python -m data_tools.phantoms",
+        description="Generate synthetic radiograph phantoms in FracAtlas layout.",
+    )
     parser.add_argument("output", type=Path, help="Folder to create (FracAtlas layout).")
     parser.add_argument("--config", type=Path, help="YAML file of defaults (options win).")
-    parser.add_argument("--overwrite", action="store_true", default=None, help="Replace an existing output.")
+    parser.add_argument(
+        "--overwrite", action="store_true", default=None, help="Replace an existing output."
+    )
     for f in fields(PhantomConfig):
         if f.name not in ("output", "overwrite"):
-            flags = [f"--{f.name.replace('_', '-')}", *(["--format"] if f.name == "image_format" else [])]  # as `fracdet phantoms`
-            parser.add_argument(*flags, dest=f.name, metavar=f.name.upper(), help=f"default: {f.default}")
+            flags = [
+                f"--{f.name.replace('_', '-')}",
+                *(["--format"] if f.name == "image_format" else []),
+            ]  # as `fracdet phantoms`
+            parser.add_argument(
+                *flags, dest=f.name, metavar=f.name.upper(), help=f"default: {f.default}"
+            )
     options = vars(parser.parse_args(argv))
     setup_logging()
     try:
@@ -276,7 +349,15 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-def mixed_format_folder(output: Path, *, count: int = 12, size: int = 256, seed: int = 0, crack_scale: float = 1.0, prevalence: float = 0.5) -> Path:
+def mixed_format_folder(
+    output: Path,
+    *,
+    count: int = 12,
+    size: int = 256,
+    seed: int = 0,
+    crack_scale: float = 1.0,
+    prevalence: float = 0.5,
+) -> Path:
     """A flat folder of new phantoms as a hospital export might hold them: JPEG, 16-bit PNG and DICOM in turn.
 
     What ``fracdet predict`` meets in practice (and what the demo shows it reading); labels are
@@ -291,15 +372,27 @@ def mixed_format_folder(output: Path, *, count: int = 12, size: int = 256, seed:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-        source = generate_phantoms(PhantomConfig(Path(scratch) / "p", count=count, size=size, seed=seed, prevalence=prevalence,
-                                                 crack_scale=crack_scale, image_format="png16", workers=1))  # fmt: skip
+        source = generate_phantoms(
+            PhantomConfig(
+                Path(scratch) / "p",
+                count=count,
+                size=size,
+                seed=seed,
+                prevalence=prevalence,
+                crack_scale=crack_scale,
+                image_format="png16",
+                workers=1,
+            )
+        )
         paths = sorted((source / "images").rglob("*.png"))
         for k, path in enumerate(paths):
             with Image.open(path) as image:
                 pixels = np.asarray(image, dtype=np.uint16)
             stem = f"new_{k:03d}"
             if k % 3 == 0:
-                Image.fromarray((pixels >> 8).astype(np.uint8)).save(output / f"{stem}.jpg", quality=95)
+                Image.fromarray((pixels >> 8).astype(np.uint8)).save(
+                    output / f"{stem}.jpg", quality=95
+                )
             elif k % 3 == 1:
                 shutil.copyfile(path, output / f"{stem}.png")
             else:

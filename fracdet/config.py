@@ -28,7 +28,9 @@ C = TypeVar("C")
 PRESET_KEY = "preset"
 
 
-def load_yaml(path: str | Path, *, error: type[FracdetError] = ConfigError, what: str = "config file") -> dict[str, Any]:
+def load_yaml(
+    path: str | Path, *, error: type[FracdetError] = ConfigError, what: str = "config file"
+) -> dict[str, Any]:
     """A YAML mapping (an empty file is an empty mapping); problems raise ``error`` in one line."""
     path = Path(path)
     try:
@@ -92,7 +94,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             if hint in (int, float) and not isinstance(value, bool):
                 return hint(value)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{key}: {value!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
+            raise ConfigError(
+                f"{key}: {value!r} is not a valid {getattr(hint, '__name__', hint)}"
+            ) from exc
     return value
 
 
@@ -122,7 +126,10 @@ def _section(cls: type, doc: dict[str, Any], file: str | Path) -> dict[str, Any]
     sections = sorted(k for k in doc if k != PRESET_KEY)
     if name is None or name not in doc:
         what = f"{name!r} section" if name else "section for this command"
-        raise ConfigError(f"preset {doc[PRESET_KEY]!r} has no {what} (sections: {', '.join(sections) or 'none'})", file)
+        raise ConfigError(
+            f"preset {doc[PRESET_KEY]!r} has no {what} (sections: {', '.join(sections) or 'none'})",
+            file,
+        )
     section = doc[name]
     if section is None:
         return {}
@@ -141,13 +148,23 @@ def build_config(cls: type[C], file: str | Path | None = None, /, **overrides: A
         for key, value in _section(cls, load_yaml(file), file).items():
             if key not in fields:
                 close = difflib.get_close_matches(key, list(fields), n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(fields)}"
+                hint = (
+                    f"; did you mean {', '.join(close)}?"
+                    if close
+                    else f"; known: {', '.join(fields)}"
+                )
                 raise ConfigError(f"unknown option {key!r}{hint}", file)
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     hints = typing.get_type_hints(cls)
     coerced = {k: _coerce(v, hints[k], k) for k, v in values.items()}
-    missing = [n for n, f in fields.items() if n not in coerced and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in coerced
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError(f"missing required option(s): {', '.join(missing)}")
     return cls(**coerced)

@@ -73,7 +73,14 @@ class Confusion:
         return [[self.tn, self.fp], [self.fn, self.tp]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"tp": self.tp, "fp": self.fp, "tn": self.tn, "fn": self.fn, "sensitivity": self.sensitivity, "specificity": self.specificity}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "tn": self.tn,
+            "fn": self.fn,
+            "sensitivity": self.sensitivity,
+            "specificity": self.specificity,
+        }
 
 
 def check_binary_inputs(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -121,7 +121,12 @@ class Reconciled:
 
 
 def reconcile_rows(
-    path: Path, header: Sequence[str], ids: Mapping[str, int], *, key_column: str = "path", id_column: str = "image_id"
+    path: Path,
+    header: Sequence[str],
+    ids: Mapping[str, int],
+    *,
+    key_column: str = "path",
+    id_column: str = "image_id",
 ) -> Reconciled:
     """Match the rows already written to today's item list (``key -> id``), by key.
 
@@ -134,7 +139,10 @@ def reconcile_rows(
     cut_partial_line(path)
     old_header, rows = read_rows(path)
     if old_header != list(header):
-        raise ConfigError(f"cannot resume: {path.name} has other columns than this run writes; pass --overwrite", path)
+        raise ConfigError(
+            f"cannot resume: {path.name} has other columns than this run writes; pass --overwrite",
+            path,
+        )
     remap: dict[int, int] = {}
     used: set[int] = set()
     kept: list[dict[str, str]] = []
@@ -153,7 +161,9 @@ def reconcile_rows(
     return Reconciled(kept, dropped, remap, key_column)
 
 
-def merge_rows(files: Sequence[Path], *, id_column: str = "image_id", key_column: str = "path") -> tuple[list[str], list[dict[str, str]]]:
+def merge_rows(
+    files: Sequence[Path], *, id_column: str = "image_id", key_column: str = "path"
+) -> tuple[list[str], list[dict[str, str]]]:
     """The rows of several shards' journals, sorted by id, as one unsharded run writes them.
 
     Every file must have the first file's columns, and an id may appear in one file only
@@ -172,7 +182,10 @@ def merge_rows(files: Sequence[Path], *, id_column: str = "image_id", key_column
         for row in file_rows:
             row_id = int(row[id_column])
             if row_id in owner:
-                raise DataError(f"{what} {row_id} ({row.get(key_column, '')}) is in {owner[row_id]} and in {path}: the same shard twice?", path)
+                raise DataError(
+                    f"{what} {row_id} ({row.get(key_column, '')}) is in {owner[row_id]} and in {path}: the same shard twice?",
+                    path,
+                )
             owner[row_id] = path
             rows.append(row)
     rows.sort(key=lambda r: int(r[id_column]))
@@ -195,7 +208,12 @@ class CsvAppender:
         self._writer = csv.writer(self._fh)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -218,7 +236,12 @@ class JsonlAppender:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None

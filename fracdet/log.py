@@ -33,7 +33,9 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     logger = logging.getLogger("fracdet")
     if not any(isinstance(h, RichHandler) for h in logger.handlers):
         # stderr: stdout carries each command's one-line result, which scripts may parse
-        handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, show_time=False, markup=False
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

@@ -11,7 +11,19 @@ from importlib import metadata
 
 __all__ = ["versions", "records_hash"]
 
-_PACKAGES = ("fracdet", "numpy", "pillow", "torch", "torchvision", "timm", "ultralytics", "captum", "grad-cam", "pycocotools", "scikit-learn")
+_PACKAGES = (
+    "fracdet",
+    "numpy",
+    "pillow",
+    "torch",
+    "torchvision",
+    "timm",
+    "ultralytics",
+    "captum",
+    "grad-cam",
+    "pycocotools",
+    "scikit-learn",
+)
 
 
 def versions(packages: Iterable[str] = _PACKAGES) -> dict[str, str]:

@@ -26,7 +26,9 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         k, n = (int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"--shard must be K/N with whole numbers, e.g. 2/8, got {spec!r}") from None
+        raise ConfigError(
+            f"--shard must be K/N with whole numbers, e.g. 2/8, got {spec!r}"
+        ) from None
     if not 1 <= k <= n:
         raise ConfigError(f"--shard K/N needs 1 <= K <= N, got {spec!r}")
     return k, n

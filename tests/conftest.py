@@ -20,8 +20,12 @@ from fracdet.log import setup_logging  # noqa: E402
 
 # Hypothesis profiles: "ci" (the default) keeps property and fuzz tests to ~50 examples each;
 # `pytest --hypothesis-profile=long` runs far more locally. No deadline: the machine is shared.
-settings.register_profile("ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("ci")
 
 REAL_FRACATLAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "fracatlas" / "FracAtlas"
@@ -43,7 +47,12 @@ def save_image(path: Path, width: int, height: int, *, seed: int = 0, mode: str 
     return path
 
 
-def make_fracatlas(root: Path, specs: list[tuple[str, int, int, list[tuple[float, float, float, float]]]], *, split: dict[str, str] | None = None) -> Path:
+def make_fracatlas(
+    root: Path,
+    specs: list[tuple[str, int, int, list[tuple[float, float, float, float]]]],
+    *,
+    split: dict[str, str] | None = None,
+) -> Path:
     """A FracAtlas tree from ``(image_id, width, height, boxes)``; boxed images are fractured."""
     records = []
     for index, (image_id, width, height, boxes) in enumerate(specs):
@@ -51,11 +60,17 @@ def make_fracatlas(root: Path, specs: list[tuple[str, int, int, list[tuple[float
         path = save_image(root / "images" / folder / image_id, width, height, seed=index)
         records.append(
             ImageRecord(
-                image_id, path, width, height, int(bool(boxes)), tuple(Box(*b) for b in boxes),
-                split=(split or {}).get(image_id), body_part=("hand", "leg")[index % 2],
+                image_id,
+                path,
+                width,
+                height,
+                int(bool(boxes)),
+                tuple(Box(*b) for b in boxes),
+                split=(split or {}).get(image_id),
+                body_part=("hand", "leg")[index % 2],
                 attributes={"multiscan": "0"},
             )
-        )  # fmt: skip
+        )
     write_fracatlas_annotations(records, root)
     return root
 
@@ -83,7 +98,9 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fracdet.data.convert import ConvertConfig, convert
 
     root = tmp_path_factory.mktemp("phantom_dataset")
-    source = generate_phantoms(PhantomConfig(root / "phantoms", count=48, size=96, seed=0, prevalence=0.5, workers=1))
+    source = generate_phantoms(
+        PhantomConfig(root / "phantoms", count=48, size=96, seed=0, prevalence=0.5, workers=1)
+    )
     return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output
 
 
@@ -99,7 +116,9 @@ def make_tiny_detector(root: Path, *, seed: int | None = 0) -> Path:
     from ultralytics import YOLO
 
     # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is downloaded).
-    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
+    doc = yaml.safe_load(
+        (Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text()
+    )
     doc["nc"] = 1
     (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
     if seed is not None:

@@ -59,7 +59,13 @@ CEILINGS: dict[str, int] = {"data_tools": LAYERS["fracdet.data"]}
 #: Same-layer pairs that must stay apart: the two tracks meet only in audit/predict; ``mae``
 #: builds on the classification track (its encoder reaches cls as a weights file, not an import).
 FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
-    {("fracdet.cls", "fracdet.det"), ("fracdet.det", "fracdet.cls"), ("fracdet.cls", "fracdet.mae"), ("fracdet.mae", "fracdet.det"), ("fracdet.det", "fracdet.mae")}
+    {
+        ("fracdet.cls", "fracdet.det"),
+        ("fracdet.det", "fracdet.cls"),
+        ("fracdet.cls", "fracdet.mae"),
+        ("fracdet.mae", "fracdet.det"),
+        ("fracdet.det", "fracdet.mae"),
+    }
 )
 CLI = "fracdet.cli"
 CLI_IMPORTERS = frozenset({"fracdet.__main__"})
@@ -147,7 +153,11 @@ def unit_of(module: str, roots: frozenset[str]) -> str:
     return ".".join(parts[:2]) if parts[0] in roots else parts[0]
 
 
-def unit_graph(graph: Mapping[str, set[str]], roots: frozenset[str], skip: frozenset[tuple[str, str]] = frozenset()) -> dict[str, set[str]]:
+def unit_graph(
+    graph: Mapping[str, set[str]],
+    roots: frozenset[str],
+    skip: frozenset[tuple[str, str]] = frozenset(),
+) -> dict[str, set[str]]:
     """Unit -> units it imports, leaving out module edges in ``skip`` and self-edges."""
     units: dict[str, set[str]] = {}
     for source, targets in graph.items():
@@ -192,7 +202,8 @@ def cli_importers(graph: Mapping[str, set[str]], rules: Rules) -> set[tuple[str,
         (source, target)
         for source, targets in graph.items()
         for target in targets
-        if unit_of(target, rules.roots) == rules.cli and unit_of(source, rules.roots) not in rules.cli_importers | {rules.cli}
+        if unit_of(target, rules.roots) == rules.cli
+        and unit_of(source, rules.roots) not in rules.cli_importers | {rules.cli}
     }
 
 
@@ -209,7 +220,9 @@ def layer_violations(graph: Mapping[str, set[str]], rules: Rules) -> dict[tuple[
             if dst == src or dst not in rules.layers:
                 continue
             if rules.layers[dst] > ceiling:
-                found[(source, target)] = f"{src} (L{rules.layers[src]}, may import up to L{ceiling}) imports {dst} (L{rules.layers[dst]})"
+                found[(source, target)] = (
+                    f"{src} (L{rules.layers[src]}, may import up to L{ceiling}) imports {dst} (L{rules.layers[dst]})"
+                )
             elif (src, dst) in rules.forbidden:
                 found[(source, target)] = f"{src} and {dst} must not import each other"
     return found
@@ -237,7 +250,9 @@ def test_the_graph_is_read(graph):
 
 def test_every_unit_has_a_layer(graph):
     missing = unlayered_units(graph, RULES)
-    assert not missing, f"units with no layer (add them to LAYERS in {Path(__file__).name}): {', '.join(missing)}"
+    assert not missing, (
+        f"units with no layer (add them to LAYERS in {Path(__file__).name}): {', '.join(missing)}"
+    )
 
 
 def test_nothing_but_main_imports_the_cli(graph):
@@ -257,7 +272,9 @@ def test_layers(graph):
     new = {edge: why for edge, why in found.items() if edge not in KNOWN_VIOLATIONS}
     gone = KNOWN_VIOLATIONS - found.keys()
     assert not new, f"imports that break the layers of ARCHITECTURE.md:\n{describe(new)}"
-    assert not gone, f"fixed, remove from KNOWN_VIOLATIONS in {Path(__file__).name}:\n{describe(gone)}"
+    assert not gone, (
+        f"fixed, remove from KNOWN_VIOLATIONS in {Path(__file__).name}:\n{describe(gone)}"
+    )
 
 
 # ----------------------------------------------------------------------------- the checker
@@ -273,7 +290,16 @@ def write_package(root: Path, files: Mapping[str, str]) -> Path:
 
 FAKE_RULES = Rules(
     roots=frozenset({"pkg"}),
-    layers={"pkg": 0, "pkg.base": 0, "pkg.mid": 1, "pkg.a": 2, "pkg.b": 2, "pkg.cli": 3, "pkg.__main__": 3, "tools": 3},
+    layers={
+        "pkg": 0,
+        "pkg.base": 0,
+        "pkg.mid": 1,
+        "pkg.a": 2,
+        "pkg.b": 2,
+        "pkg.cli": 3,
+        "pkg.__main__": 3,
+        "tools": 3,
+    },
     ceilings={"tools": 1},
     forbidden=frozenset({("pkg.a", "pkg.b"), ("pkg.b", "pkg.a")}),
     cli="pkg.cli",
@@ -282,7 +308,12 @@ FAKE_RULES = Rules(
 
 
 def fake_graph(root: Path, files: Mapping[str, str]) -> dict[str, set[str]]:
-    base = {"pkg/__init__.py": "", "pkg/base.py": "", "pkg/mid/__init__.py": "", "tools/__init__.py": ""}
+    base = {
+        "pkg/__init__.py": "",
+        "pkg/base.py": "",
+        "pkg/mid/__init__.py": "",
+        "tools/__init__.py": "",
+    }
     return import_graph(write_package(root, {**base, **files}), ("pkg", "tools"))
 
 
@@ -298,15 +329,28 @@ def test_checker_reads_every_import_form(tmp_path):
     assert graph["pkg.mid.core"] == {"pkg.mid.helpers", "pkg.base"}
     assert graph["pkg.mid.helpers"] == {"pkg.base", "pkg.mid"}  # inside a function
     assert graph["pkg.a"] == {"pkg.mid.core", "pkg.base", "pkg.mid"}
-    assert layer_violations(graph, FAKE_RULES) == {} and find_cycle(unit_graph(graph, FAKE_RULES.roots)) is None
+    assert (
+        layer_violations(graph, FAKE_RULES) == {}
+        and find_cycle(unit_graph(graph, FAKE_RULES.roots)) is None
+    )
 
 
 def test_checker_finds_a_cycle_and_names_its_path(tmp_path):
-    graph = fake_graph(tmp_path, {"pkg/a.py": "import pkg.b\n", "pkg/b.py": "def f():\n    from pkg.mid import x\n", "pkg/mid/x.py": "from pkg.a import y\n"})
+    graph = fake_graph(
+        tmp_path,
+        {
+            "pkg/a.py": "import pkg.b\n",
+            "pkg/b.py": "def f():\n    from pkg.mid import x\n",
+            "pkg/mid/x.py": "from pkg.a import y\n",
+        },
+    )
     cycle = find_cycle(unit_graph(graph, FAKE_RULES.roots))
     assert cycle == ["pkg.a", "pkg.b", "pkg.mid", "pkg.a"]
     # Skipping the edge that closes it leaves no cycle.
-    assert find_cycle(unit_graph(graph, FAKE_RULES.roots, skip=frozenset({("pkg.mid.x", "pkg.a")}))) is None
+    assert (
+        find_cycle(unit_graph(graph, FAKE_RULES.roots, skip=frozenset({("pkg.mid.x", "pkg.a")})))
+        is None
+    )
 
 
 def test_checker_finds_layer_violations(tmp_path):
@@ -323,11 +367,21 @@ def test_checker_finds_layer_violations(tmp_path):
     )
     found = layer_violations(graph, FAKE_RULES)
     assert set(found) == {("pkg.mid.x", "pkg.a"), ("pkg.a", "pkg.b"), ("tools.t", "pkg.a")}
-    assert "may import up to L1" in found[("tools.t", "pkg.a")] and "must not import" in found[("pkg.a", "pkg.b")]
+    assert (
+        "may import up to L1" in found[("tools.t", "pkg.a")]
+        and "must not import" in found[("pkg.a", "pkg.b")]
+    )
     assert cli_importers(graph, FAKE_RULES) == set()
 
 
 def test_checker_finds_cli_importers_and_unlayered_units(tmp_path):
-    graph = fake_graph(tmp_path, {"pkg/cli.py": "", "tools/gen.py": "def main():\n    from pkg.cli import app\n", "pkg/extra.py": ""})
+    graph = fake_graph(
+        tmp_path,
+        {
+            "pkg/cli.py": "",
+            "tools/gen.py": "def main():\n    from pkg.cli import app\n",
+            "pkg/extra.py": "",
+        },
+    )
     assert cli_importers(graph, FAKE_RULES) == {("tools.gen", "pkg.cli")}
     assert unlayered_units(graph, FAKE_RULES) == ["pkg.extra"]

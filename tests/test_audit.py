@@ -24,14 +24,31 @@ from fracdet.cls.model import create_classifier
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 
 SIZE = 64
-FAST = {"steps": 2, "ig_steps": 4, "n_boot": 200, "batch_size": 4, "workers": 0, "device": "cpu", "det_imgsz": 64, "figure_samples": 2, "figure_worst": 1}
+FAST = {
+    "steps": 2,
+    "ig_steps": 4,
+    "n_boot": 200,
+    "batch_size": 4,
+    "workers": 0,
+    "device": "cpu",
+    "det_imgsz": 64,
+    "figure_samples": 2,
+    "figure_worst": 1,
+}
 
 
 def _classifier(path: Path, *, seed: int, names=("not_fractured", "fractured")) -> Path:
     torch.manual_seed(seed)
     model = create_classifier("resnet10t", num_outputs=1 if len(names) == 2 else len(names))
-    meta = ClassifierMeta(backbone="resnet10t", class_names=tuple(names), image_size=SIZE, mean=tuple(model.mean.flatten().tolist()),
-                          std=tuple(model.std.flatten().tolist()), threshold=0.5, temperature=1.0)  # fmt: skip
+    meta = ClassifierMeta(
+        backbone="resnet10t",
+        class_names=tuple(names),
+        image_size=SIZE,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+        threshold=0.5,
+        temperature=1.0,
+    )
     save_classifier(model, meta, path / "best.safetensors")
     return path
 
@@ -40,14 +57,24 @@ def _classifier(path: Path, *, seed: int, names=("not_fractured", "fractured")) 
 def models(tmp_path_factory) -> dict[str, Path]:
     """Two random binary classifiers, a 3-class one, and a 1-class YOLOv8n that draws boxes."""
     root = tmp_path_factory.mktemp("audit_models")
-    paths = {"a": _classifier(root / "model_a", seed=0), "b": _classifier(root / "model_b", seed=1),
-             "three": _classifier(root / "three", seed=2, names=("hand", "leg", "hip"))}  # fmt: skip
+    paths = {
+        "a": _classifier(root / "model_a", seed=0),
+        "b": _classifier(root / "model_b", seed=1),
+        "three": _classifier(root / "three", seed=2, names=("hand", "leg", "hip")),
+    }
     paths["det"] = make_tiny_detector(root)
     return paths
 
 
 def _cfg(dataset: Path, out: Path, models: dict[str, Path], **options) -> AuditConfig:
-    values = {"classifiers": (models["a"], models["b"]), "detector": models["det"], "split": "all", "max_images": 12, **FAST, **options}
+    values = {
+        "classifiers": (models["a"], models["b"]),
+        "detector": models["det"],
+        "split": "all",
+        "max_images": 12,
+        **FAST,
+        **options,
+    }
     return AuditConfig(dataset=dataset, output=out, **values)
 
 
@@ -63,7 +90,9 @@ def test_audit_writes_every_table_and_keeps_the_attack_honest(full_audit, phanto
     assert len(rows) == 24 and {r["model"] for r in rows} == {"model_a", "model_b"}
     assert all(r["status"] == "ok" for r in rows)
     linf = np.array([float(r["linf"]) for r in rows])
-    assert linf.max() <= 4 / 255 + 1e-6 and linf.max() > 3.5 / 255  # within eps, and the budget is used
+    assert (
+        linf.max() <= 4 / 255 + 1e-6 and linf.max() > 3.5 / 255
+    )  # within eps, and the budget is used
     metrics = json.loads((full_audit / "metrics.json").read_text())
     assert metrics["methods"] == ["SM", "DL", "IG", "GC"]
     inputs = load_inputs(phantom_dataset, split="all", max_images=12)
@@ -74,18 +103,35 @@ def test_audit_writes_every_table_and_keeps_the_attack_honest(full_audit, phanto
     # coverage rows exist exactly for images with boxes
     assert sum(r["SM_clean_cov25"] != "" for r in rows if r["model"] == "model_a") == n_boxed
     rob = metrics["robustness"]["model_a"]
-    assert rob["n"] == 12 and rob["delta_accuracy"] == pytest.approx(rob["pgd_accuracy"] - rob["clean_accuracy"])
+    assert rob["n"] == 12 and rob["delta_accuracy"] == pytest.approx(
+        rob["pgd_accuracy"] - rob["clean_accuracy"]
+    )
     assert set(metrics["detector"]["model_a"]) == {"clean", "pgd"}
-    assert metrics["paired_tests"] and {t["metric"] for t in metrics["paired_tests"]} == {"coverage@25", "energy_in_box"}
+    assert metrics["paired_tests"] and {t["metric"] for t in metrics["paired_tests"]} == {
+        "coverage@25",
+        "energy_in_box",
+    }
     html = (full_audit / "report.html").read_text()
-    for heading in ("The answer", "Robustness", "Attribution coverage", "Energy in box", "Detector", "Map stability", "paired tests", "Figure grid", "Provenance"):
+    for heading in (
+        "The answer",
+        "Robustness",
+        "Attribution coverage",
+        "Energy in box",
+        "Detector",
+        "Map stability",
+        "paired tests",
+        "Figure grid",
+        "Provenance",
+    ):
         assert heading in html
     assert "random map" in html
     with np.load(next((full_audit / "maps" / "model_a").glob("*.npz"))) as saved:
         assert saved["SM_clean"].dtype == np.float16 and saved["SM_clean"].shape[1:] == (SIZE, SIZE)
 
 
-def test_resume_after_an_interruption_equals_a_full_run(full_audit, phantom_dataset, models, tmp_path, monkeypatch):
+def test_resume_after_an_interruption_equals_a_full_run(
+    full_audit, phantom_dataset, models, tmp_path, monkeypatch
+):
     import fracdet.audit.run as run_module
 
     real = run_module.audit_batch
@@ -122,10 +168,48 @@ def test_shards_merged_equal_a_full_run(full_audit, phantom_dataset, models, tmp
 @pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(full_audit, phantom_dataset, models, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fracdet", "--quiet", "audit",
-               str(phantom_dataset), "--cls", str(models["a"]), "--cls", str(models["b"]), "--det", str(models["det"]), "--split", "all",
-               "--max-images", "12", "--steps", "2", "--ig-steps", "4", "--det-imgsz", "64", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fracdet",
+        "--quiet",
+        "audit",
+        str(phantom_dataset),
+        "--cls",
+        str(models["a"]),
+        "--cls",
+        str(models["b"]),
+        "--det",
+        str(models["det"]),
+        "--split",
+        "all",
+        "--max-images",
+        "12",
+        "--steps",
+        "2",
+        "--ig-steps",
+        "4",
+        "--det-imgsz",
+        "64",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     # n_boot and figure counts only shape the report, not the per-image table
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -139,7 +223,11 @@ def test_plain_folder_runs_what_needs_no_ground_truth(models, tmp_path):
         save_image(folder / f"x{k}.png", 80, 60, seed=k)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    summary = run_audit(AuditConfig(dataset=folder, output=out, classifiers=(models["a"],), detector=models["det"], **FAST))
+    summary = run_audit(
+        AuditConfig(
+            dataset=folder, output=out, classifiers=(models["a"],), detector=models["det"], **FAST
+        )
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert not metrics["has_labels"] and not metrics["has_boxes"]
     assert 0.0 <= metrics["robustness"]["model_a"]["flip_rate"] <= 1.0
@@ -148,7 +236,9 @@ def test_plain_folder_runs_what_needs_no_ground_truth(models, tmp_path):
     assert "PGD flips" in summary.line()
 
 
-def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, tmp_path, monkeypatch):
+def test_bf16_reaches_the_attack_and_every_attribution(
+    phantom_dataset, models, tmp_path, monkeypatch
+):
     """precision: bf16 runs the shared pass, the attack, DeepLIFT and IG under autocast."""
     import fracdet.audit.engine as engine
     import fracdet.robust.attacks as attacks
@@ -158,7 +248,10 @@ def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, 
 
     def spy(name, func):
         def wrapped(*args, **kwargs):
-            seen.setdefault(name, set()).add(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            seen.setdefault(name, set()).add(
+                torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            )
             return func(*args, **kwargs)
 
         return wrapped
@@ -166,15 +259,40 @@ def test_bf16_reaches_the_attack_and_every_attribution(phantom_dataset, models, 
     monkeypatch.setattr(engine, "decide_and_explain", spy("shared", engine.decide_and_explain))
     monkeypatch.setattr(engine, "deeplift_one_reference", spy("DL", engine.deeplift_one_reference))
     monkeypatch.setattr(attacks, "attack", spy("attack", attacks.attack))
-    monkeypatch.setattr(IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute))
-    monkeypatch.setattr(DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute))
+    monkeypatch.setattr(
+        IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute)
+    )
+    monkeypatch.setattr(
+        DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute)
+    )
     out = tmp_path / "bf16"
-    run_audit(_cfg(phantom_dataset, out, models, classifiers=(models["a"],), detector=None, max_images=8, precision="bf16"))
+    run_audit(
+        _cfg(
+            phantom_dataset,
+            out,
+            models,
+            classifiers=(models["a"],),
+            detector=None,
+            max_images=8,
+            precision="bf16",
+        )
+    )
     # a ResNet's DeepLIFT takes the one-reference path, never captum's doubled batch
     assert seen == {"shared": {True}, "attack": {True}, "DL": {True}, "IG": {True}}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["provenance"]["precision"] == "bf16"
-    assert {"decoding", "forward+SM+GC", "attack", "attr:DL", "attr:IG", "metrics", "saving", "summary", "figures", "total"} <= set(metrics["provenance"]["seconds"])
+    assert {
+        "decoding",
+        "forward+SM+GC",
+        "attack",
+        "attr:DL",
+        "attr:IG",
+        "metrics",
+        "saving",
+        "summary",
+        "figures",
+        "total",
+    } <= set(metrics["provenance"]["seconds"])
 
 
 def test_the_audit_prepares_models_for_its_precision(models):
@@ -184,8 +302,12 @@ def test_the_audit_prepares_models_for_its_precision(models):
     (fp32,), _ = load_classifiers(cfg, torch.device("cpu"), "fp32")
     (bf16,), _ = load_classifiers(cfg, torch.device("cpu"), "bf16")
     conv = lambda clf: next(m for m in clf.model.modules() if isinstance(m, torch.nn.Conv2d)).weight  # noqa: E731
-    assert not conv(fp32).is_contiguous(memory_format=torch.channels_last) and conv(bf16).is_contiguous(memory_format=torch.channels_last)
-    assert fp32.explainers["IG"].internal_batch_size == 3  # IG's memory bounded by the batch, not ig_steps x batch
+    assert not conv(fp32).is_contiguous(memory_format=torch.channels_last) and conv(
+        bf16
+    ).is_contiguous(memory_format=torch.channels_last)
+    assert (
+        fp32.explainers["IG"].internal_batch_size == 3
+    )  # IG's memory bounded by the batch, not ig_steps x batch
 
 
 def test_chunks_cover_every_image_once():
@@ -198,7 +320,11 @@ def test_chunks_cover_every_image_once():
     ("change", "error", "match"),
     [
         ({"classifiers": ("three",)}, ConfigError, "fracture classifiers"),
-        ({"classifiers": ("det",), "detector": None}, ConfigError, "--cls takes a fracdet classifier"),
+        (
+            {"classifiers": ("det",), "detector": None},
+            ConfigError,
+            "--cls takes a fracdet classifier",
+        ),
         ({"detector": "a"}, ConfigError, "classifier checkpoint"),
         ({"eps": "-1/255"}, ConfigError, "eps"),
         ({"eps": "300/255"}, ConfigError, "eps"),
@@ -207,7 +333,16 @@ def test_chunks_cover_every_image_once():
     ],
 )
 def test_bad_options_give_one_clear_error(phantom_dataset, models, tmp_path, change, error, match):
-    resolved = {k: (tuple(models[m] for m in v) if k == "classifiers" else models[v] if k == "detector" and v else v) for k, v in change.items()}
+    resolved = {
+        k: (
+            tuple(models[m] for m in v)
+            if k == "classifiers"
+            else models[v]
+            if k == "detector" and v
+            else v
+        )
+        for k, v in change.items()
+    }
     with pytest.raises(error, match=match):
         run_audit(_cfg(phantom_dataset, tmp_path / "out", models, **resolved))
 
@@ -235,14 +370,40 @@ def test_dataset_without_boxes_is_refused(phantom_dataset, models, tmp_path):
     with pytest.raises(DataError, match="no ground-truth boxes") as refused:
         run_audit(_cfg(manifest, tmp_path / "out", models, max_images=None))
     assert "--max-images" not in str(refused.value)
-    with pytest.raises(DataError, match=r"among its first 2 images by id \(--max-images\)"):  # a quick look can miss every box
+    with pytest.raises(
+        DataError, match=r"among its first 2 images by id \(--max-images\)"
+    ):  # a quick look can miss every box
         run_audit(_cfg(manifest, tmp_path / "out", models, max_images=2))
 
 
 def test_cli_audit(phantom_dataset, models, tmp_path):
     out = tmp_path / "cli"
-    args = ["audit", str(phantom_dataset), "--cls", str(models["a"]), "--det", str(models["det"]), "--split", "all", "--max-images", "12",
-            "--steps", "1", "--ig-steps", "2", "--methods", "saliency,gradcam", "--batch-size", "4", "--workers", "0", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    args = [
+        "audit",
+        str(phantom_dataset),
+        "--cls",
+        str(models["a"]),
+        "--det",
+        str(models["det"]),
+        "--split",
+        "all",
+        "--max-images",
+        "12",
+        "--steps",
+        "1",
+        "--ig-steps",
+        "2",
+        "--methods",
+        "saliency,gradcam",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "audit of 1 classifier(s) on 12 images" in result.output

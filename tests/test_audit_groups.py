@@ -38,8 +38,19 @@ def _rows(model: str, threshold: float, indices) -> list[dict[str, str]]:
     rows = []
     for i in indices:
         _, label, p_clean, p_pgd, cov, energy, det = IMAGES[i]
-        rows.append({"model": model, "index": str(i), "label": str(label), "p_clean": str(p_clean), "p_pgd": str(p_pgd),
-                     "pred_clean": str(int(p_clean >= threshold)), "SAL_clean_cov25": cov, "SAL_clean_energy": energy, "det_max_clean": str(det)})  # fmt: skip
+        rows.append(
+            {
+                "model": model,
+                "index": str(i),
+                "label": str(label),
+                "p_clean": str(p_clean),
+                "p_pgd": str(p_pgd),
+                "pred_clean": str(int(p_clean >= threshold)),
+                "SAL_clean_cov25": cov,
+                "SAL_clean_energy": energy,
+                "det_max_clean": str(det),
+            }
+        )
     return rows
 
 

@@ -10,7 +10,9 @@ from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison, proportion
 
 # Hollander & Wolfe's paired differences, the example in scipy's wilcoxon documentation:
 # the negative ones, -48 and -67, have ranks 10 and 14, so W = 24; exact two-sided p = 0.04126.
-HOLLANDER_WOLFE = np.array([6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75], dtype=float)
+HOLLANDER_WOLFE = np.array(
+    [6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75], dtype=float
+)
 
 
 def test_wilcoxon_p_is_scipys_on_a_known_case():
@@ -71,7 +73,9 @@ def test_bootstrap_ci_is_reproducible_with_its_seed():
     values = np.random.default_rng(1).normal(size=25)
     assert bootstrap_mean_ci(values, seed=3) == bootstrap_mean_ci(values, seed=3)
     assert bootstrap_mean_ci(values, seed=3) != bootstrap_mean_ci(values, seed=4)
-    assert paired_comparison(values, values * 0.5, seed=7) == paired_comparison(values, values * 0.5, seed=7)
+    assert paired_comparison(values, values * 0.5, seed=7) == paired_comparison(
+        values, values * 0.5, seed=7
+    )
 
 
 def test_bootstrap_ci_covers_the_true_mean_in_most_trials():
@@ -91,7 +95,9 @@ def test_bootstrap_ci_does_not_depend_on_the_chunking():
     values = np.random.default_rng(3).random(5000)
     indices = np.random.default_rng(0).integers(0, 5000, size=(300, 5000))
     expected = np.quantile(values[indices].mean(axis=1), [0.025, 0.975])
-    assert bootstrap_mean_ci(values, n_boot=300, seed=0) == pytest.approx(tuple(expected), rel=0, abs=1e-12)
+    assert bootstrap_mean_ci(values, n_boot=300, seed=0) == pytest.approx(
+        tuple(expected), rel=0, abs=1e-12
+    )
 
 
 def test_bootstrap_ci_edge_cases():
@@ -119,7 +125,10 @@ def test_wilson_interval_hand_values():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: paired_comparison([1.0, 2.0], [1.0]), r"a has shape \(2,\) but b has shape \(1,\)"),
+        (
+            lambda: paired_comparison([1.0, 2.0], [1.0]),
+            r"a has shape \(2,\) but b has shape \(1,\)",
+        ),
         (lambda: paired_comparison([[1.0]], [[1.0]]), "one-dimensional"),
         (lambda: paired_comparison([1.0], [1.0], n_boot=0), "n_boot must be a positive integer"),
         (lambda: paired_comparison([1.0], [1.0], n_boot=True), "n_boot must be a positive integer"),

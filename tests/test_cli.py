@@ -27,7 +27,9 @@ from fracdet.errors import DataError
 
 runner = CliRunner()
 STUDY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fracatlas.yaml"
-COMMANDS = [c.name or typer.main.get_command_name(c.callback.__name__) for c in app.registered_commands]
+COMMANDS = [
+    c.name or typer.main.get_command_name(c.callback.__name__) for c in app.registered_commands
+]
 
 #: The library function each command calls ("module:function"), and the fewest arguments it
 #: needs. Every command must be listed: a new one fails test_every_command_is_patched.
@@ -64,7 +66,7 @@ class Calls:
 
     @property
     def config(self) -> Any:
-        (args, _kwargs), = self.args
+        ((args, _kwargs),) = self.args
         return args[0]
 
 
@@ -105,7 +107,9 @@ def test_every_command_has_help(command):
 
 
 def test_every_command_is_patched():
-    assert sorted(LIBRARY_CALLS) == sorted(COMMANDS), "add the new command to LIBRARY_CALLS and give it a test"
+    assert sorted(LIBRARY_CALLS) == sorted(COMMANDS), (
+        "add the new command to LIBRARY_CALLS and give it a test"
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -121,10 +125,28 @@ def test_library_error_becomes_one_line_and_exit_1(command, library, tmp_path, m
 def test_phantoms_options_reach_the_config(library, tmp_path):
     fake = library("phantoms", tmp_path / "ph")
     result = invoke(
-        "phantoms", tmp_path / "ph", "--count", "7", "--size", "96", "--seed", "3", "--prevalence", "0.5",
-        "--max-fractures", "3", "--format", "png16", "--shortcut-rate", "0.9", "--crack-scale", "2.5",
-        "--workers", "1", "--overwrite",
-    )  # fmt: skip
+        "phantoms",
+        tmp_path / "ph",
+        "--count",
+        "7",
+        "--size",
+        "96",
+        "--seed",
+        "3",
+        "--prevalence",
+        "0.5",
+        "--max-fractures",
+        "3",
+        "--format",
+        "png16",
+        "--shortcut-rate",
+        "0.9",
+        "--crack-scale",
+        "2.5",
+        "--workers",
+        "1",
+        "--overwrite",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
     assert isinstance(cfg, PhantomConfig) and cfg.output == tmp_path / "ph"
@@ -135,31 +157,66 @@ def test_phantoms_options_reach_the_config(library, tmp_path):
 
 
 def test_convert_options_reach_the_config(library, tmp_path):
-    fake = library("convert", ConvertResult(tmp_path / "out", 3, 1, {"train": {"fractured": 2, "intact": 1}}))
+    fake = library(
+        "convert", ConvertResult(tmp_path / "out", 3, 1, {"train": {"fractured": 2, "intact": 1}})
+    )
     result = invoke(
-        "convert", tmp_path / "src", tmp_path / "out", "--from", "yolo", "--to", "yolo,manifest", "--symlink",
-        "--split", "random", "--fractions", "0.6,0.2,0.2", "--seed", "4", "--group-regex", "^(P\\d+)_",
-        "--images-root", tmp_path / "img", "--full-check",
-    )  # fmt: skip
+        "convert",
+        tmp_path / "src",
+        tmp_path / "out",
+        "--from",
+        "yolo",
+        "--to",
+        "yolo,manifest",
+        "--symlink",
+        "--split",
+        "random",
+        "--fractions",
+        "0.6,0.2,0.2",
+        "--seed",
+        "4",
+        "--group-regex",
+        "^(P\\d+)_",
+        "--images-root",
+        tmp_path / "img",
+        "--full-check",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, ConvertConfig) and (cfg.source, cfg.output) == (tmp_path / "src", tmp_path / "out")
-    assert cfg.source_format == "yolo" and cfg.targets == ("yolo", "manifest") and cfg.link is LinkMode.symlink
+    assert isinstance(cfg, ConvertConfig) and (cfg.source, cfg.output) == (
+        tmp_path / "src",
+        tmp_path / "out",
+    )
+    assert (
+        cfg.source_format == "yolo"
+        and cfg.targets == ("yolo", "manifest")
+        and cfg.link is LinkMode.symlink
+    )
     assert cfg.split == "random" and cfg.fractions == (0.6, 0.2, 0.2) and cfg.seed == 4
     assert cfg.group_regex == "^(P\\d+)_" and cfg.images_root == tmp_path / "img"
     assert cfg.full_check is True and cfg.overwrite is False and cfg.official_only is False
-    assert result.stdout == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+    assert (
+        result.stdout
+        == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+    )
 
 
 def test_convert_official_only(library, tmp_path):
     fake = library("convert", ConvertResult(tmp_path / "out", 0, 0, {}))
     assert invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only").exit_code == 0
     assert fake.config.official_only is True
-    line = one_line_error(invoke("convert", tmp_path / "src", tmp_path / "out", "--official-only", "--split", "random"))
+    line = one_line_error(
+        invoke(
+            "convert", tmp_path / "src", tmp_path / "out", "--official-only", "--split", "random"
+        )
+    )
     assert "official_only" in line and "not random" in line
 
 
-@pytest.mark.parametrize(("flags", "link"), [([], LinkMode.hardlink), (["--copy"], LinkMode.copy), (["--symlink"], LinkMode.symlink)])
+@pytest.mark.parametrize(
+    ("flags", "link"),
+    [([], LinkMode.hardlink), (["--copy"], LinkMode.copy), (["--symlink"], LinkMode.symlink)],
+)
 def test_convert_link_flags(library, tmp_path, flags, link):
     fake = library("convert", ConvertResult(tmp_path / "out", 0, 0, {}))
     assert invoke("convert", tmp_path / "src", tmp_path / "out", *flags).exit_code == 0
@@ -168,16 +225,31 @@ def test_convert_link_flags(library, tmp_path, flags, link):
 
 def test_convert_refuses_copy_with_symlink(library, tmp_path):
     fake = library("convert")
-    line = one_line_error(invoke("convert", tmp_path / "src", tmp_path / "out", "--copy", "--symlink"))
+    line = one_line_error(
+        invoke("convert", tmp_path / "src", tmp_path / "out", "--copy", "--symlink")
+    )
     assert "--copy and --symlink" in line and fake.args == []
 
 
 def test_demo_options_reach_the_config(library, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/demo.yaml here: the dataclass defaults
     fake = library("demo", SimpleNamespace(line=lambda: "demo done"))
-    result = invoke("demo", "--out", tmp_path / "d", "--overwrite", "--quick", "--fresh", "--device", "cpu", "--seed", "4")
+    result = invoke(
+        "demo",
+        "--out",
+        tmp_path / "d",
+        "--overwrite",
+        "--quick",
+        "--fresh",
+        "--device",
+        "cpu",
+        "--seed",
+        "4",
+    )
     assert result.exit_code == 0, result.output
-    assert fake.config == DemoConfig(output=tmp_path / "d", overwrite=True, quick=True, fresh=True, device="cpu", seed=4)
+    assert fake.config == DemoConfig(
+        output=tmp_path / "d", overwrite=True, quick=True, fresh=True, device="cpu", seed=4
+    )
     assert result.stdout == "demo done\n"
 
 
@@ -187,7 +259,11 @@ def test_demo_reads_its_default_config_when_present(library, tmp_path, monkeypat
     (tmp_path / "configs" / "demo.yaml").write_text("count: 120\ncls_epochs: 3\n")
     fake = library("demo", SimpleNamespace(line=lambda: ""))
     assert invoke("demo").exit_code == 0
-    assert (fake.config.count, fake.config.cls_epochs, fake.config.output) == (120, 3, Path("reports/demo"))
+    assert (fake.config.count, fake.config.cls_epochs, fake.config.output) == (
+        120,
+        3,
+        Path("reports/demo"),
+    )
     (tmp_path / "mine.yaml").write_text("count: 50\n")
     assert invoke("demo", "-c", "mine.yaml").exit_code == 0
     assert fake.args[-1][0][0].count == 50  # a named file replaces the default one
@@ -201,9 +277,15 @@ def test_demo_refuses_a_missing_config_file(library, tmp_path, monkeypatch):
 
 
 def test_fetch_fracatlas_calls_the_library_once(library, tmp_path):
-    report = VerifyReport(tmp_path / "out" / "FracAtlas", {"fractured_images": 1, "non_fractured_images": 2}, ["a count differs"])
+    report = VerifyReport(
+        tmp_path / "out" / "FracAtlas",
+        {"fractured_images": 1, "non_fractured_images": 2},
+        ["a count differs"],
+    )
     fake = library("fetch-fracatlas", report)
-    result = invoke("fetch-fracatlas", tmp_path / "out", "--from-zip", tmp_path / "f.zip", "--overwrite")
+    result = invoke(
+        "fetch-fracatlas", tmp_path / "out", "--from-zip", tmp_path / "f.zip", "--overwrite"
+    )
     assert result.exit_code == 0, result.output
     assert fake.args == [((tmp_path / "out",), {"from_zip": tmp_path / "f.zip", "overwrite": True})]
     assert result.stderr == "warning: a count differs\n" and result.stdout == report.line() + "\n"
@@ -217,40 +299,122 @@ def test_train_cls_options_reach_the_config(library, tmp_path, monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
     result = invoke(
-        "train-cls", tmp_path / "m.csv", "--out", tmp_path / "run", "--backbone", "resnet10t", "--freeze-backbone",
-        "--image-size", "64", "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--adv", "pgd", "--adv-eps", "0.01",
-        "--adv-steps", "2", "--threshold-method", "sensitivity", "--threshold-target", "0.9", "--precision", "fp32",
-        "--device", "cpu", "--workers", "0", "--seed", "5", "--weights", tmp_path / "w.safetensors", "--resume",
-    )  # fmt: skip
+        "train-cls",
+        tmp_path / "m.csv",
+        "--out",
+        tmp_path / "run",
+        "--backbone",
+        "resnet10t",
+        "--freeze-backbone",
+        "--image-size",
+        "64",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--adv",
+        "pgd",
+        "--adv-eps",
+        "0.01",
+        "--adv-steps",
+        "2",
+        "--threshold-method",
+        "sensitivity",
+        "--threshold-target",
+        "0.9",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "5",
+        "--weights",
+        tmp_path / "w.safetensors",
+        "--resume",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, ClsTrainConfig) and (cfg.manifest, cfg.output) == (tmp_path / "m.csv", tmp_path / "run")
-    assert (cfg.backbone, cfg.mode, cfg.adv, cfg.threshold_method, cfg.precision, cfg.device) == ("resnet10t", "linear", "pgd", "sensitivity", "fp32", "cpu")
-    assert (cfg.image_size, cfg.epochs, cfg.batch_size, cfg.adv_steps, cfg.workers, cfg.seed) == (64, 3, 8, 2, 0, 5)
-    assert isinstance(cfg.lr, float) and (cfg.lr, cfg.adv_eps, cfg.threshold_target) == (0.01, 0.01, 0.9)
-    assert cfg.weights == tmp_path / "w.safetensors" and cfg.resume is True and cfg.pretrained is False
+    assert isinstance(cfg, ClsTrainConfig) and (cfg.manifest, cfg.output) == (
+        tmp_path / "m.csv",
+        tmp_path / "run",
+    )
+    assert (cfg.backbone, cfg.mode, cfg.adv, cfg.threshold_method, cfg.precision, cfg.device) == (
+        "resnet10t",
+        "linear",
+        "pgd",
+        "sensitivity",
+        "fp32",
+        "cpu",
+    )
+    assert (cfg.image_size, cfg.epochs, cfg.batch_size, cfg.adv_steps, cfg.workers, cfg.seed) == (
+        64,
+        3,
+        8,
+        2,
+        0,
+        5,
+    )
+    assert isinstance(cfg.lr, float) and (cfg.lr, cfg.adv_eps, cfg.threshold_target) == (
+        0.01,
+        0.01,
+        0.9,
+    )
+    assert (
+        cfg.weights == tmp_path / "w.safetensors" and cfg.resume is True and cfg.pretrained is False
+    )
 
 
-def test_train_cls_robustbench_options_and_the_r2i_preset_reach_the_config(library, tmp_path, monkeypatch):
+def test_train_cls_robustbench_options_and_the_r2i_preset_reach_the_config(
+    library, tmp_path, monkeypatch
+):
     from fracdet.cls.train import ClsTrainConfig
 
     monkeypatch.delenv("RANK", raising=False)
     preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
     fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
     result = invoke(
-        "train-cls", tmp_path / "m.csv", "--config", preset, "--backbone", "robustbench:Rebuffi2021Fixing_R18_ddpm",
-        "--rb-dataset", "cifar100", "--rb-threat", "L2", "--resize", "letterbox", "--threshold-method", "f1",
-    )  # fmt: skip
+        "train-cls",
+        tmp_path / "m.csv",
+        "--config",
+        preset,
+        "--backbone",
+        "robustbench:Rebuffi2021Fixing_R18_ddpm",
+        "--rb-dataset",
+        "cifar100",
+        "--rb-threat",
+        "L2",
+        "--resize",
+        "letterbox",
+        "--threshold-method",
+        "f1",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, ClsTrainConfig) and cfg.model_name == "robustbench:cifar100/L2/Rebuffi2021Fixing_R18_ddpm"
+    assert (
+        isinstance(cfg, ClsTrainConfig)
+        and cfg.model_name == "robustbench:cifar100/L2/Rebuffi2021Fixing_R18_ddpm"
+    )
     assert (cfg.resize, cfg.threshold_method) == ("letterbox", "f1")  # the CLI wins over the preset
-    assert (cfg.mode, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.patience, cfg.image_size) == ("linear", "adam", 1e-3, 8, 25, 5, 224)
+    assert (
+        cfg.mode,
+        cfg.optimizer,
+        cfg.lr,
+        cfg.batch_size,
+        cfg.epochs,
+        cfg.patience,
+        cfg.image_size,
+    ) == ("linear", "adam", 1e-3, 8, 25, 5, 224)
 
 
 def test_train_cls_robustbench_options_need_a_robustbench_backbone(library):
     fake = library("train-cls", SimpleNamespace(line=lambda: "trained"))
-    error = one_line_error(invoke("train-cls", "m.csv", "--backbone", "resnet18", "--rb-dataset", "cifar10"))
+    error = one_line_error(
+        invoke("train-cls", "m.csv", "--backbone", "resnet18", "--rb-dataset", "cifar10")
+    )
     assert "rb_dataset / rb_threat choose a RobustBench zoo" in error and not fake.args
     error = one_line_error(invoke("train-cls", "m.csv", "--resize", "crop"))
     assert "resize must be one of letterbox, stretch" in error
@@ -261,10 +425,23 @@ def test_audit_reads_the_r2i_preset(library, tmp_path):
 
     preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
     fake = library("audit", SimpleNamespace(line=lambda: "audited"))
-    result = invoke("audit", tmp_path / "data", "--cls", tmp_path / "a", "--config", preset, "--eps-space", "pixel")
+    result = invoke(
+        "audit",
+        tmp_path / "data",
+        "--cls",
+        tmp_path / "a",
+        "--config",
+        preset,
+        "--eps-space",
+        "pixel",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, AuditConfig) and cfg.study_tables and (cfg.eps_space, cfg.target, cfg.ig_steps) == ("pixel", "predicted", 10)
+    assert (
+        isinstance(cfg, AuditConfig)
+        and cfg.study_tables
+        and (cfg.eps_space, cfg.target, cfg.ig_steps) == ("pixel", "predicted", 10)
+    )
     error = one_line_error(invoke("eval-cls", "run", "m.csv", "--config", preset))
     assert "preset 'r2i' has no section for this command" in error
 
@@ -274,20 +451,81 @@ def test_pretrain_mae_options_reach_the_config(library, tmp_path, monkeypatch):
 
     monkeypatch.delenv("RANK", raising=False)
     fake = library("pretrain-mae", SimpleNamespace(line=lambda: "pretrained"))
-    (tmp_path / "c.yaml").write_text("model_args: {hidden_size: 64, num_hidden_layers: 2}\nepochs: 9\n")
+    (tmp_path / "c.yaml").write_text(
+        "model_args: {hidden_size: 64, num_hidden_layers: 2}\nepochs: 9\n"
+    )
     result = invoke(
-        "pretrain-mae", tmp_path / "imgs", "--out", tmp_path / "mae", "--arch", "large", "--weights", tmp_path / "hf",
-        "--image-size", "64", "--patch-size", "8", "--mask-ratio", "0.6", "--epochs", "3", "--batch-size", "4", "--lr", "0.001",
-        "--weight-decay", "0.01", "--warmup-epochs", "0.5", "--val-fraction", "0.2", "--precision", "bf16", "--device", "cpu",
-        "--workers", "0", "--seed", "7", "--resume", "-c", tmp_path / "c.yaml",
-    )  # fmt: skip
+        "pretrain-mae",
+        tmp_path / "imgs",
+        "--out",
+        tmp_path / "mae",
+        "--arch",
+        "large",
+        "--weights",
+        tmp_path / "hf",
+        "--image-size",
+        "64",
+        "--patch-size",
+        "8",
+        "--mask-ratio",
+        "0.6",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.001",
+        "--weight-decay",
+        "0.01",
+        "--warmup-epochs",
+        "0.5",
+        "--val-fraction",
+        "0.2",
+        "--precision",
+        "bf16",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "7",
+        "--resume",
+        "-c",
+        tmp_path / "c.yaml",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, MAETrainConfig) and (cfg.data, cfg.output, cfg.weights) == (tmp_path / "imgs", tmp_path / "mae", tmp_path / "hf")
-    assert (cfg.arch, cfg.image_size, cfg.patch_size, cfg.mask_ratio, cfg.epochs, cfg.batch_size) == ("large", 64, 8, 0.6, 3, 4)
-    assert (cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.val_fraction) == (0.001, 0.01, 0.5, 0.2)
-    assert (cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.resume, cfg.pretrained) == ("bf16", "cpu", 0, 7, True, False)
-    assert cfg.model_args == {"hidden_size": 64, "num_hidden_layers": 2} and result.stdout == "pretrained\n"
+    assert isinstance(cfg, MAETrainConfig) and (cfg.data, cfg.output, cfg.weights) == (
+        tmp_path / "imgs",
+        tmp_path / "mae",
+        tmp_path / "hf",
+    )
+    assert (
+        cfg.arch,
+        cfg.image_size,
+        cfg.patch_size,
+        cfg.mask_ratio,
+        cfg.epochs,
+        cfg.batch_size,
+    ) == ("large", 64, 8, 0.6, 3, 4)
+    assert (cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.val_fraction) == (
+        0.001,
+        0.01,
+        0.5,
+        0.2,
+    )
+    assert (cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.resume, cfg.pretrained) == (
+        "bf16",
+        "cpu",
+        0,
+        7,
+        True,
+        False,
+    )
+    assert (
+        cfg.model_args == {"hidden_size": 64, "num_hidden_layers": 2}
+        and result.stdout == "pretrained\n"
+    )
     invoke("pretrain-mae", tmp_path / "imgs", "--pretrained")
     assert fake.args[-1][0][0].pretrained is True and fake.args[-1][0][0].output == Path("runs/mae")
 
@@ -297,13 +535,47 @@ def test_mae_show_options_reach_the_config(library, tmp_path):
 
     fake = library("mae-show", SimpleNamespace(line=lambda: "shown"))
     result = invoke(
-        "mae-show", tmp_path / "run", tmp_path / "m.csv", "--out", tmp_path / "fig", "--split", "test", "--count", "6",
-        "--max-images", "50", "--batch-size", "4", "--precision", "fp32", "--device", "cpu", "--workers", "0", "--seed", "2", "--overwrite",
-    )  # fmt: skip
+        "mae-show",
+        tmp_path / "run",
+        tmp_path / "m.csv",
+        "--out",
+        tmp_path / "fig",
+        "--split",
+        "test",
+        "--count",
+        "6",
+        "--max-images",
+        "50",
+        "--batch-size",
+        "4",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "2",
+        "--overwrite",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, MAEShowConfig) and (cfg.checkpoint, cfg.images, cfg.output) == (tmp_path / "run", tmp_path / "m.csv", tmp_path / "fig")
-    assert (cfg.split, cfg.count, cfg.max_images, cfg.batch_size, cfg.precision, cfg.device, cfg.workers, cfg.seed, cfg.overwrite) == ("test", 6, 50, 4, "fp32", "cpu", 0, 2, True)
+    assert isinstance(cfg, MAEShowConfig) and (cfg.checkpoint, cfg.images, cfg.output) == (
+        tmp_path / "run",
+        tmp_path / "m.csv",
+        tmp_path / "fig",
+    )
+    assert (
+        cfg.split,
+        cfg.count,
+        cfg.max_images,
+        cfg.batch_size,
+        cfg.precision,
+        cfg.device,
+        cfg.workers,
+        cfg.seed,
+        cfg.overwrite,
+    ) == ("test", 6, 50, 4, "fp32", "cpu", 0, 2, True)
     assert result.stdout == "shown\n"
 
 
@@ -312,15 +584,51 @@ def test_train_det_options_reach_the_config(library, tmp_path):
 
     fake = library("train-det", SimpleNamespace(line=lambda: "trained"))
     result = invoke(
-        "train-det", tmp_path / "data.yaml", "--model", "yolov8s.yaml", "--out", tmp_path / "runs", "--name", "r1",
-        "--epochs", "2", "--imgsz", "128", "--batch", "4", "--lr0", "0.005", "--fliplr", "0.5", "--device", "cpu",
-        "--workers", "0", "--seed", "7", "--extra", "cos_lr=True",
-    )  # fmt: skip
+        "train-det",
+        tmp_path / "data.yaml",
+        "--model",
+        "yolov8s.yaml",
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "r1",
+        "--epochs",
+        "2",
+        "--imgsz",
+        "128",
+        "--batch",
+        "4",
+        "--lr0",
+        "0.005",
+        "--fliplr",
+        "0.5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "7",
+        "--extra",
+        "cos_lr=True",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, DetTrainConfig) and (cfg.data, cfg.output, cfg.name) == (tmp_path / "data.yaml", tmp_path / "runs", "r1")
-    assert (cfg.model, cfg.epochs, cfg.imgsz, cfg.batch, cfg.workers, cfg.seed) == ("yolov8s.yaml", 2, 128, 4, 0, 7)
-    assert (cfg.lr0, cfg.fliplr, cfg.device) == (0.005, 0.5, "cpu") and cfg.extra == {"cos_lr": True}
+    assert isinstance(cfg, DetTrainConfig) and (cfg.data, cfg.output, cfg.name) == (
+        tmp_path / "data.yaml",
+        tmp_path / "runs",
+        "r1",
+    )
+    assert (cfg.model, cfg.epochs, cfg.imgsz, cfg.batch, cfg.workers, cfg.seed) == (
+        "yolov8s.yaml",
+        2,
+        128,
+        4,
+        0,
+        7,
+    )
+    assert (cfg.lr0, cfg.fliplr, cfg.device) == (0.005, 0.5, "cpu") and cfg.extra == {
+        "cos_lr": True
+    }
 
 
 def test_eval_det_options_reach_the_config(library, tmp_path):
@@ -328,14 +636,42 @@ def test_eval_det_options_reach_the_config(library, tmp_path):
 
     fake = library("eval-det", SimpleNamespace(line=lambda: "scored"))
     result = invoke(
-        "eval-det", tmp_path / "best.pt", tmp_path / "data", "--split", "val", "--out", tmp_path / "rep",
-        "--imgsz", "320", "--conf", "0.01", "--iou", "0.5", "--image-threshold", "0.3", "--no-ultralytics-val",
-        "--n-boot", "150", "--seed", "2",
-    )  # fmt: skip
+        "eval-det",
+        tmp_path / "best.pt",
+        tmp_path / "data",
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "rep",
+        "--imgsz",
+        "320",
+        "--conf",
+        "0.01",
+        "--iou",
+        "0.5",
+        "--image-threshold",
+        "0.3",
+        "--no-ultralytics-val",
+        "--n-boot",
+        "150",
+        "--seed",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, DetEvalConfig) and (cfg.weights, cfg.data, cfg.output) == (tmp_path / "best.pt", tmp_path / "data", tmp_path / "rep")
-    assert (cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.image_threshold, cfg.seed) == ("val", 320, 0.01, 0.5, 0.3, 2)
+    assert isinstance(cfg, DetEvalConfig) and (cfg.weights, cfg.data, cfg.output) == (
+        tmp_path / "best.pt",
+        tmp_path / "data",
+        tmp_path / "rep",
+    )
+    assert (cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.image_threshold, cfg.seed) == (
+        "val",
+        320,
+        0.01,
+        0.5,
+        0.3,
+        2,
+    )
     assert cfg.ultralytics_val is False and cfg.n_boot == 150
 
 
@@ -344,13 +680,39 @@ def test_eval_cls_options_reach_the_config(library, tmp_path):
 
     fake = library("eval-cls", SimpleNamespace(line=lambda: "scored"))
     result = invoke(
-        "eval-cls", tmp_path / "run", tmp_path / "m.csv", "--split", "val", "--out", tmp_path / "rep",
-        "--batch-size", "4", "--n-boot", "10", "--device", "cpu", "--workers", "0", "--seed", "1",
-    )  # fmt: skip
+        "eval-cls",
+        tmp_path / "run",
+        tmp_path / "m.csv",
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "rep",
+        "--batch-size",
+        "4",
+        "--n-boot",
+        "10",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, EvalClsConfig) and (cfg.checkpoint, cfg.manifest, cfg.output) == (tmp_path / "run", tmp_path / "m.csv", tmp_path / "rep")
-    assert (cfg.split, cfg.batch_size, cfg.n_boot, cfg.device, cfg.workers, cfg.seed) == ("val", 4, 10, "cpu", 0, 1)
+    assert isinstance(cfg, EvalClsConfig) and (cfg.checkpoint, cfg.manifest, cfg.output) == (
+        tmp_path / "run",
+        tmp_path / "m.csv",
+        tmp_path / "rep",
+    )
+    assert (cfg.split, cfg.batch_size, cfg.n_boot, cfg.device, cfg.workers, cfg.seed) == (
+        "val",
+        4,
+        10,
+        "cpu",
+        0,
+        1,
+    )
 
 
 def test_predict_options_reach_the_config(library, tmp_path):
@@ -358,14 +720,48 @@ def test_predict_options_reach_the_config(library, tmp_path):
 
     fake = library("predict", SimpleNamespace(line=lambda: "predicted"))
     result = invoke(
-        "predict", tmp_path / "imgs", "--cls", tmp_path / "run", "--det", tmp_path / "best.pt", "--out", tmp_path / "p",
-        "--batch-size", "2", "--det-imgsz", "320", "--det-conf", "0.4", "--no-recursive", "--gradcam",
-        "--shard", "2/3", "--device", "cpu", "--workers", "0", "--seed", "9",
-    )  # fmt: skip
+        "predict",
+        tmp_path / "imgs",
+        "--cls",
+        tmp_path / "run",
+        "--det",
+        tmp_path / "best.pt",
+        "--out",
+        tmp_path / "p",
+        "--batch-size",
+        "2",
+        "--det-imgsz",
+        "320",
+        "--det-conf",
+        "0.4",
+        "--no-recursive",
+        "--gradcam",
+        "--shard",
+        "2/3",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--seed",
+        "9",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, PredictConfig) and (cfg.folder, cfg.cls, cfg.det, cfg.output) == (tmp_path / "imgs", tmp_path / "run", tmp_path / "best.pt", tmp_path / "p")
-    assert (cfg.batch_size, cfg.det_imgsz, cfg.det_conf, cfg.shard, cfg.device, cfg.workers, cfg.seed) == (2, 320, 0.4, "2/3", "cpu", 0, 9)
+    assert isinstance(cfg, PredictConfig) and (cfg.folder, cfg.cls, cfg.det, cfg.output) == (
+        tmp_path / "imgs",
+        tmp_path / "run",
+        tmp_path / "best.pt",
+        tmp_path / "p",
+    )
+    assert (
+        cfg.batch_size,
+        cfg.det_imgsz,
+        cfg.det_conf,
+        cfg.shard,
+        cfg.device,
+        cfg.workers,
+        cfg.seed,
+    ) == (2, 320, 0.4, "2/3", "cpu", 0, 9)
     assert cfg.recursive is False and cfg.gradcam is True and cfg.resume is False
 
 
@@ -373,12 +769,33 @@ def test_run_options_reach_the_study_config(library, tmp_path):
     from fracdet.study import StudyConfig
 
     fake = library("run", SimpleNamespace(line=lambda: "studied"))
-    result = invoke("run", STUDY_CONFIG, "--profile", "gpu", "--source", tmp_path / "fa", "--out", tmp_path / "o", "--fresh", "--device", "cpu", "--seed", "5", "--overwrite")
+    result = invoke(
+        "run",
+        STUDY_CONFIG,
+        "--profile",
+        "gpu",
+        "--source",
+        tmp_path / "fa",
+        "--out",
+        tmp_path / "o",
+        "--fresh",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--overwrite",
+    )
     assert result.exit_code == 0 and result.stdout == "studied\n", result.output
     cfg = fake.config
-    assert isinstance(cfg, StudyConfig) and (cfg.profile, cfg.source, cfg.output) == ("gpu", tmp_path / "fa", tmp_path / "o")
+    assert isinstance(cfg, StudyConfig) and (cfg.profile, cfg.source, cfg.output) == (
+        "gpu",
+        tmp_path / "fa",
+        tmp_path / "o",
+    )
     assert (cfg.fresh, cfg.device, cfg.seed, cfg.overwrite) == (True, "cpu", 5, True)
-    assert cfg.profiles["gpu"]["det_model"] == "yolov8s.pt"  # the profiles come from the file; run_study applies them
+    assert (
+        cfg.profiles["gpu"]["det_model"] == "yolov8s.pt"
+    )  # the profiles come from the file; run_study applies them
 
 
 def test_run_refuses_an_unknown_profile_in_one_line(library):
@@ -391,8 +808,10 @@ def test_merge_passes_folders(library, tmp_path):
     fake = library("merge", SimpleNamespace(line=lambda: "merged"))
     result = invoke("merge", tmp_path / "all", tmp_path / "s1", tmp_path / "s2", "--overwrite")
     assert result.exit_code == 0, result.output
-    (args, kwargs), = fake.args
-    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and args[1] == tmp_path / "all"
+    ((args, kwargs),) = fake.args
+    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and args[
+        1
+    ] == tmp_path / "all"
     assert kwargs == {"overwrite": True}
 
 
@@ -400,21 +819,67 @@ def test_merge_passes_folders(library, tmp_path):
 
 
 def test_phantoms_then_convert(tmp_path):
-    result = runner.invoke(app, ["-q", "phantoms", str(tmp_path / "ph"), "--count", "16", "--size", "64", "--workers", "1", "--format", "png"])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "phantoms",
+            str(tmp_path / "ph"),
+            "--count",
+            "16",
+            "--size",
+            "64",
+            "--workers",
+            "1",
+            "--format",
+            "png",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["-q", "convert", str(tmp_path / "ph"), str(tmp_path / "out"), "--to", "yolo,manifest", "--seed", "2", "--copy"])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "convert",
+            str(tmp_path / "ph"),
+            str(tmp_path / "out"),
+            "--to",
+            "yolo,manifest",
+            "--seed",
+            "2",
+            "--copy",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "16 images" in result.output
     report = json.loads((tmp_path / "out" / "convert_report.json").read_text())
-    assert report["config"]["link"] == "copy" and report["config"]["targets"] == ["yolo", "manifest"]
+    assert report["config"]["link"] == "copy" and report["config"]["targets"] == [
+        "yolo",
+        "manifest",
+    ]
     assert not (tmp_path / "out" / "annotations").exists()
 
 
 def test_convert_with_a_config_file(small_fracatlas, tmp_path):
     (tmp_path / "c.yaml").write_text("targets: [manifest]\nfractions: [0.5, 0.25, 0.25]\n")
-    result = runner.invoke(app, ["-q", "convert", str(small_fracatlas), str(tmp_path / "out"), "--config", str(tmp_path / "c.yaml")])
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "convert",
+            str(small_fracatlas),
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "c.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "out" / "convert_report.json").read_text())["split"]["fractions"]["train"] == 0.5
+    assert (
+        json.loads((tmp_path / "out" / "convert_report.json").read_text())["split"]["fractions"][
+            "train"
+        ]
+        == 0.5
+    )
 
 
 def test_bad_inputs_give_one_line(small_fracatlas, tmp_path):
@@ -423,7 +888,13 @@ def test_bad_inputs_give_one_line(small_fracatlas, tmp_path):
         "already exists": ["convert", str(small_fracatlas), str(tmp_path / "exists")],
         "source not found": ["convert", str(tmp_path / "missing"), str(tmp_path / "o1")],
         "unknown target": ["convert", str(small_fracatlas), str(tmp_path / "o2"), "--to", "voc"],
-        "not a valid float": ["convert", str(small_fracatlas), str(tmp_path / "o3"), "--fractions", "a,b,c"],
+        "not a valid float": [
+            "convert",
+            str(small_fracatlas),
+            str(tmp_path / "o3"),
+            "--fractions",
+            "a,b,c",
+        ],
         "prevalence": ["phantoms", str(tmp_path / "o4"), "--prevalence", "2"],
     }
     for expected, args in cases.items():
@@ -432,7 +903,12 @@ def test_bad_inputs_give_one_line(small_fracatlas, tmp_path):
 
 def test_unknown_config_key_names_the_close_match(small_fracatlas, tmp_path):
     (tmp_path / "c.yaml").write_text("fractons: [0.5, 0.25, 0.25]\n")
-    line = one_line_error(runner.invoke(app, ["convert", str(small_fracatlas), str(tmp_path / "o"), "-c", str(tmp_path / "c.yaml")]))
+    line = one_line_error(
+        runner.invoke(
+            app,
+            ["convert", str(small_fracatlas), str(tmp_path / "o"), "-c", str(tmp_path / "c.yaml")],
+        )
+    )
     assert "c.yaml" in line and "did you mean fractions" in line
 
 
@@ -441,21 +917,97 @@ def test_audit_options_reach_the_config(library, tmp_path):
 
     fake = library("audit", SimpleNamespace(line=lambda: "audited"))
     result = invoke(
-        "audit", tmp_path / "data", "--cls", tmp_path / "a", "--cls", tmp_path / "b", "--name", "std", "--name", "robust",
-        "--det", tmp_path / "best.pt", "--det-imgsz", "256", "--det-conf", "0.3", "--split", "val", "--out", tmp_path / "o", "--eps", "8/255", "--steps", "3",
-        "--step-size", "2/255", "--restarts", "2", "--eps-space", "normalized", "--methods", "saliency,gradcam++",
-        "--target", "predicted", "--channels", "sum", "--ig-steps", "8", "--group-by", "hardware,body_part", "--max-images", "5", "--batch-size", "2",
-        "--trust-pickle", "--shard", "1/2", "--device", "cpu", "--precision", "bf16", "--workers", "0", "--seed", "3",
-    )  # fmt: skip
+        "audit",
+        tmp_path / "data",
+        "--cls",
+        tmp_path / "a",
+        "--cls",
+        tmp_path / "b",
+        "--name",
+        "std",
+        "--name",
+        "robust",
+        "--det",
+        tmp_path / "best.pt",
+        "--det-imgsz",
+        "256",
+        "--det-conf",
+        "0.3",
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "o",
+        "--eps",
+        "8/255",
+        "--steps",
+        "3",
+        "--step-size",
+        "2/255",
+        "--restarts",
+        "2",
+        "--eps-space",
+        "normalized",
+        "--methods",
+        "saliency,gradcam++",
+        "--target",
+        "predicted",
+        "--channels",
+        "sum",
+        "--ig-steps",
+        "8",
+        "--group-by",
+        "hardware,body_part",
+        "--max-images",
+        "5",
+        "--batch-size",
+        "2",
+        "--trust-pickle",
+        "--shard",
+        "1/2",
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--workers",
+        "0",
+        "--seed",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     cfg = fake.config
-    assert isinstance(cfg, AuditConfig) and cfg.classifiers == (tmp_path / "a", tmp_path / "b") and cfg.names == ("std", "robust")
-    assert (cfg.dataset, cfg.detector, cfg.split, cfg.output) == (tmp_path / "data", tmp_path / "best.pt", "val", tmp_path / "o")
+    assert (
+        isinstance(cfg, AuditConfig)
+        and cfg.classifiers == (tmp_path / "a", tmp_path / "b")
+        and cfg.names == ("std", "robust")
+    )
+    assert (cfg.dataset, cfg.detector, cfg.split, cfg.output) == (
+        tmp_path / "data",
+        tmp_path / "best.pt",
+        "val",
+        tmp_path / "o",
+    )
     assert (cfg.det_imgsz, cfg.det_conf) == (256, 0.3)
-    assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == ("8/255", 3, "2/255", 2, "normalized")
-    assert cfg.methods == ("saliency", "gradcam++") and (cfg.target, cfg.channels, cfg.ig_steps) == ("predicted", "sum", 8)
+    assert (cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space) == (
+        "8/255",
+        3,
+        "2/255",
+        2,
+        "normalized",
+    )
+    assert cfg.methods == ("saliency", "gradcam++") and (
+        cfg.target,
+        cfg.channels,
+        cfg.ig_steps,
+    ) == ("predicted", "sum", 8)
     assert cfg.group_by == ("hardware", "body_part")
-    assert (cfg.max_images, cfg.batch_size, cfg.trust_pickle, cfg.shard, cfg.precision, cfg.seed) == (5, 2, True, "1/2", "bf16", 3)
+    assert (
+        cfg.max_images,
+        cfg.batch_size,
+        cfg.trust_pickle,
+        cfg.shard,
+        cfg.precision,
+        cfg.seed,
+    ) == (5, 2, True, "1/2", "bf16", 3)
 
 
 def test_merge_of_audit_shards_goes_to_the_audit(tmp_path, monkeypatch):
@@ -468,5 +1020,7 @@ def test_merge_of_audit_shards_goes_to_the_audit(tmp_path, monkeypatch):
         (tmp_path / name / "audit_state.json").write_text("{}")
     result = invoke("merge", tmp_path / "all", tmp_path / "s1", tmp_path / "s2")
     assert result.exit_code == 0 and "merged audit" in result.output
-    (args, kwargs), = fake.args
-    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and kwargs == {"overwrite": False}
+    ((args, kwargs),) = fake.args
+    assert [Path(p) for p in args[0]] == [tmp_path / "s1", tmp_path / "s2"] and kwargs == {
+        "overwrite": False
+    }

@@ -52,7 +52,12 @@ def test_bootstrap_ci_none_when_never_defined():
 
 
 def test_bootstrap_ci_accepts_multiclass_scores():
-    ci = bootstrap_ci(np.array([0, 1, 2, 1]), np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.2, 0.5, 0.3], [0.3, 0.4, 0.3]]), lambda yb, pb: float(np.mean(pb.argmax(1) == yb)), n_boot=50)
+    ci = bootstrap_ci(
+        np.array([0, 1, 2, 1]),
+        np.array([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.2, 0.5, 0.3], [0.3, 0.4, 0.3]]),
+        lambda yb, pb: float(np.mean(pb.argmax(1) == yb)),
+        n_boot=50,
+    )
     assert ci is not None and 0.0 <= ci[0] <= 0.75 <= ci[1] <= 1.0
 
 
@@ -74,9 +79,14 @@ def test_metrics_with_ci_matches_bootstrap_ci_with_sklearn():
     t = 0.45
     m = metrics_with_ci(y, p, threshold=t, n_boot=100, seed=7)
     assert set(m["ci95"]) == {
-        "auroc", "average_precision", "accuracy", "balanced_accuracy", "f1", "sensitivity",
+        "auroc",
+        "average_precision",
+        "accuracy",
+        "balanced_accuracy",
+        "f1",
+        "sensitivity",
         "specificity",
-    }  # fmt: skip
+    }
     references = {
         "auroc": roc_auc_score,
         "average_precision": average_precision_score,
@@ -114,7 +124,10 @@ def test_confusion_counts_row_wise_equals_confusion_at_per_row():
         c = confusion_at(y[r], p[r], 0.5)
         assert (tp[r], fp[r], tn[r], fn[r]) == (c.tp, c.fp, c.tn, c.fn)
     # Hand case: scores [.5, .2, .9, .5] against labels [1, 1, 0, 0] at 0.5.
-    assert [int(v) for v in confusion_counts(np.array([1, 1, 0, 0]), np.array([0.5, 0.2, 0.9, 0.5]), 0.5)] == [1, 2, 0, 1]
+    assert [
+        int(v)
+        for v in confusion_counts(np.array([1, 1, 0, 0]), np.array([0.5, 0.2, 0.9, 0.5]), 0.5)
+    ] == [1, 2, 0, 1]
 
 
 def test_confusion_at_rejects_different_lengths():

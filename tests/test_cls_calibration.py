@@ -91,8 +91,6 @@ def test_apply_temperature_and_errors():
         fit_temperature(np.zeros((2, 3)), [0, 3])
 
 
-
-
 def test_apply_temperature_defaults_to_raw_probabilities_and_keeps_empty_inputs():
     logits = np.array([-3.0, 0.0, 40.0])
     assert apply_temperature(logits) == pytest.approx(1 / (1 + np.exp(-logits)))

@@ -222,4 +222,3 @@ def test_multiclass_metrics_errors():
         multiclass_metrics(np.array([], int), np.zeros((0, 3)), class_names="abc")
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         multiclass_metrics([0, 1, 3, 1], P_M, class_names="abc")
-

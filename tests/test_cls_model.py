@@ -15,7 +15,14 @@ from fracdet.runtime import resolve_precision
 
 
 def _meta(model, backbone="resnet10t", **kw) -> ClassifierMeta:
-    return ClassifierMeta(backbone=backbone, class_names=("not_fractured", "fractured"), image_size=32, mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), **kw)
+    return ClassifierMeta(
+        backbone=backbone,
+        class_names=("not_fractured", "fractured"),
+        image_size=32,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+        **kw,
+    )
 
 
 def test_wrapper_normalises_inside_and_takes_grey_or_rgb():
@@ -160,7 +167,13 @@ def test_vision_transformer_is_built_for_the_training_size_and_reloads(tmp_path)
     torch.manual_seed(0)
     model = create_classifier("vit_tiny_patch16_224", image_size=32).eval()
     x = torch.rand(2, 1, 32, 32)
-    meta = ClassifierMeta(backbone="vit_tiny_patch16_224", class_names=("not_fractured", "fractured"), image_size=32, mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))
+    meta = ClassifierMeta(
+        backbone="vit_tiny_patch16_224",
+        class_names=("not_fractured", "fractured"),
+        image_size=32,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+    )
     save_classifier(model, meta, tmp_path / "vit")
     loaded, _ = load_classifier(tmp_path / "vit.safetensors")
     assert torch.allclose(loaded(x), model(x), atol=1e-5)

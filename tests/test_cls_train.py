@@ -35,7 +35,11 @@ def _rewrite_manifest(src: Path, dst: Path, change) -> Path:
         fields = reader.fieldnames
     dst.mkdir(parents=True, exist_ok=True)
     for row in rows:
-        row["path"] = str((src / row["path"]).resolve()) if not Path(row["path"]).is_absolute() else row["path"]
+        row["path"] = (
+            str((src / row["path"]).resolve())
+            if not Path(row["path"]).is_absolute()
+            else row["path"]
+        )
     with open(dst / "manifest.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
@@ -45,19 +49,44 @@ def _rewrite_manifest(src: Path, dst: Path, change) -> Path:
 
 def test_full_training_writes_checkpoints_logs_and_evaluates(phantom_dataset, tmp_path):
     result = train_classifier(_cfg(phantom_dataset, tmp_path / "run", epochs=2))
-    for name in ("best.safetensors", "best.json", "last.safetensors", "last_state.pt", "metrics.csv", "train_report.json"):
+    for name in (
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last_state.pt",
+        "metrics.csv",
+        "train_report.json",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     assert [row["epoch"] for row in result.history] == [1, 2]
-    assert {"train_loss", "val_loss", "images_per_s", "data_wait_fraction"} <= set(result.history[0])
+    assert {"train_loss", "val_loss", "images_per_s", "data_wait_fraction"} <= set(
+        result.history[0]
+    )
     model, meta = load_classifier(result.best)
-    assert meta.backbone == "resnet10t" and meta.image_size == 32 and meta.threshold == result.threshold
+    assert (
+        meta.backbone == "resnet10t"
+        and meta.image_size == 32
+        and meta.threshold == result.threshold
+    )
     assert meta.temperature > 0 and meta.data_hash and meta.train_config["epochs"] == 2
-    summary = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=50))
+    summary = evaluate_classifier(
+        EvalClsConfig(
+            result.run_dir,
+            phantom_dataset / "manifest.csv",
+            split="test",
+            output=tmp_path / "eval",
+            workers=0,
+            n_boot=50,
+        )
+    )
     metrics = summary.metrics
     assert summary.report == tmp_path / "eval" / "report.html"
     assert json.loads((tmp_path / "eval" / "cls_metrics.json").read_text())["n"] == metrics["n"]
     line = summary.line()
-    assert line.startswith(f"{metrics['n']} images: AUROC ") and f"at threshold {meta.threshold:.3f}" in line
+    assert (
+        line.startswith(f"{metrics['n']} images: AUROC ")
+        and f"at threshold {meta.threshold:.3f}" in line
+    )
     assert line.endswith(f"report: {tmp_path / 'eval' / 'report.html'}")
     assert result.line() == (
         f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
@@ -67,19 +96,39 @@ def test_full_training_writes_checkpoints_logs_and_evaluates(phantom_dataset, tm
         assert metrics["n"] == sum(1 for r in csv.DictReader(fh) if r["split"] == "test")
     assert metrics["threshold"] == pytest.approx(meta.threshold)
     assert set(metrics["ci95"]) >= {"auroc", "sensitivity", "specificity"}
-    for name in ("report.html", "report.md", "roc.png", "pr.png", "confusion.png", "reliability.png", "predictions.csv", "cls_metrics.json"):
+    for name in (
+        "report.html",
+        "report.md",
+        "roc.png",
+        "pr.png",
+        "confusion.png",
+        "reliability.png",
+        "predictions.csv",
+        "cls_metrics.json",
+    ):
         assert (tmp_path / "eval" / name).is_file(), name
     with pytest.raises(OutputExistsError):
-        evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", output=tmp_path / "eval", workers=0))
+        evaluate_classifier(
+            EvalClsConfig(
+                result.run_dir,
+                phantom_dataset / "manifest.csv",
+                output=tmp_path / "eval",
+                workers=0,
+            )
+        )
 
 
 def test_linear_probe_trains_the_head_only(phantom_dataset, tmp_path):
-    result = train_classifier(_cfg(phantom_dataset, tmp_path / "probe", mode="linear", optimizer="adam", lr=1e-2))
+    result = train_classifier(
+        _cfg(phantom_dataset, tmp_path / "probe", mode="linear", optimizer="adam", lr=1e-2)
+    )
     torch.manual_seed(0)  # the same seed gives the same initial weights
     initial = create_classifier("resnet10t").backbone.state_dict()
     trained = load_file(str(result.last))
     head = {"fc.weight", "fc.bias"}
-    assert all(torch.equal(trained[k], initial[k]) for k in trained if k not in head)  # BN statistics too
+    assert all(
+        torch.equal(trained[k], initial[k]) for k in trained if k not in head
+    )  # BN statistics too
     assert not torch.equal(trained["fc.weight"], initial["fc.weight"])
 
 
@@ -99,13 +148,18 @@ def test_resume_after_interruption_gives_the_same_weights(phantom_dataset, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(_cfg(phantom_dataset, tmp_path / "broken", **settings), on_epoch_end=interrupt)
+        train_classifier(
+            _cfg(phantom_dataset, tmp_path / "broken", **settings), on_epoch_end=interrupt
+        )
     assert len(json.loads((tmp_path / "broken" / "metrics.json").read_text())) == 1
     with pytest.raises(OutputExistsError, match="--resume"):
         train_classifier(_cfg(phantom_dataset, tmp_path / "broken", **settings))
     resumed = train_classifier(_cfg(phantom_dataset, tmp_path / "broken", resume=True, **settings))
     assert [row["epoch"] for row in resumed.history] == [1, 2]
-    a, b = load_file(str(tmp_path / "straight" / "last.safetensors")), load_file(str(tmp_path / "broken" / "last.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "straight" / "last.safetensors")),
+        load_file(str(tmp_path / "broken" / "last.safetensors")),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -125,14 +179,30 @@ def test_corrupt_image_is_skipped_and_recorded(phantom_dataset, tmp_path):
     result = train_classifier(_cfg(data, tmp_path / "run"))
     assert [s["file"] for s in result.skipped] == [bad["path"]]
     report = json.loads((tmp_path / "run" / "train_report.json").read_text())
-    assert report["skipped"][0]["file"] == bad["path"] and "broken.jpg" in report["skipped"][0]["reason"]
+    assert (
+        report["skipped"][0]["file"] == bad["path"]
+        and "broken.jpg" in report["skipped"][0]["reason"]
+    )
 
 
 def test_single_class_validation_and_test_do_not_crash(phantom_dataset, tmp_path):
-    data = _rewrite_manifest(phantom_dataset, tmp_path / "data", lambda r: None if r["split"] != "train" and r["label"] == "1" else r)
+    data = _rewrite_manifest(
+        phantom_dataset,
+        tmp_path / "data",
+        lambda r: None if r["split"] != "train" and r["label"] == "1" else r,
+    )
     result = train_classifier(_cfg(data, tmp_path / "run"))
     assert result.threshold == 0.5 and result.temperature == 1.0
-    summary = evaluate_classifier(EvalClsConfig(result.run_dir, data / "manifest.csv", split="test", output=tmp_path / "eval", workers=0, n_boot=20))
+    summary = evaluate_classifier(
+        EvalClsConfig(
+            result.run_dir,
+            data / "manifest.csv",
+            split="test",
+            output=tmp_path / "eval",
+            workers=0,
+            n_boot=20,
+        )
+    )
     metrics = summary.metrics
     assert metrics["auroc"] is None and metrics["sensitivity"] is None  # no positive in the split
     assert "AUROC undefined (one class), sensitivity undefined, specificity " in summary.line()
@@ -144,7 +214,15 @@ def test_multiclass_target_from_the_manifest(phantom_dataset, tmp_path):
     result = train_classifier(_cfg(phantom_dataset, tmp_path / "parts", target="body_part"))
     _, meta = load_classifier(result.best)
     assert len(meta.class_names) > 2 and not meta.binary
-    summary = evaluate_classifier(EvalClsConfig(result.run_dir, phantom_dataset / "manifest.csv", split="all", output=tmp_path / "eval", workers=0))
+    summary = evaluate_classifier(
+        EvalClsConfig(
+            result.run_dir,
+            phantom_dataset / "manifest.csv",
+            split="all",
+            output=tmp_path / "eval",
+            workers=0,
+        )
+    )
     assert "auroc_macro" in summary.metrics and (tmp_path / "eval" / "confusion.png").is_file()
     assert summary.line().startswith(f"accuracy {summary.metrics['accuracy']:.3f}, macro AUROC ")
 
@@ -152,10 +230,14 @@ def test_multiclass_target_from_the_manifest(phantom_dataset, tmp_path):
 def test_bad_input_gives_clear_errors(phantom_dataset, tmp_path):
     with pytest.raises(DataError, match="manifest not found"):
         train_classifier(_cfg(tmp_path / "nowhere", tmp_path / "a"))
-    no_val = _rewrite_manifest(phantom_dataset, tmp_path / "noval", lambda r: None if r["split"] == "val" else r)
+    no_val = _rewrite_manifest(
+        phantom_dataset, tmp_path / "noval", lambda r: None if r["split"] == "val" else r
+    )
     with pytest.raises(DataError, match="no images in split 'val'"):
         train_classifier(_cfg(no_val, tmp_path / "b"))
-    one_class = _rewrite_manifest(phantom_dataset, tmp_path / "oneclass", lambda r: None if r["label"] == "1" else r)
+    one_class = _rewrite_manifest(
+        phantom_dataset, tmp_path / "oneclass", lambda r: None if r["label"] == "1" else r
+    )
     with pytest.raises(DataError, match="one class only"):
         train_classifier(_cfg(one_class, tmp_path / "c"))
     with pytest.raises(ConfigError, match="nothing to resume"):
@@ -182,14 +264,38 @@ def test_output_that_is_a_file_is_refused_and_kept(phantom_dataset, tmp_path, fl
     assert taken.read_text() == "keep me"
 
 
-def _torchrun_train_cls(manifest: Path, out: Path, *, image_size: int, batch_size: int, epochs: int) -> subprocess.CompletedProcess:
+def _torchrun_train_cls(
+    manifest: Path, out: Path, *, image_size: int, batch_size: int, epochs: int
+) -> subprocess.CompletedProcess:
     """``train-cls`` (resnet10t) under torchrun with two gloo processes on the CPU; asserts it exits 0."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "fracdet", "-q", "train-cls", str(manifest), "--out", str(out), "--backbone", "resnet10t", "--image-size", str(image_size),
-        "--batch-size", str(batch_size), "--epochs", str(epochs), "--workers", "0", "--precision", "fp32",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fracdet",
+        "-q",
+        "train-cls",
+        str(manifest),
+        "--out",
+        str(out),
+        "--backbone",
+        "resnet10t",
+        "--image-size",
+        str(image_size),
+        "--batch-size",
+        str(batch_size),
+        "--epochs",
+        str(epochs),
+        "--workers",
+        "0",
+        "--precision",
+        "fp32",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -197,7 +303,9 @@ def _torchrun_train_cls(manifest: Path, out: Path, *, image_size: int, batch_siz
 
 @pytest.mark.slow
 def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
-    done = _torchrun_train_cls(phantom_dataset / "manifest.csv", tmp_path / "ddp", image_size=32, batch_size=4, epochs=2)
+    done = _torchrun_train_cls(
+        phantom_dataset / "manifest.csv", tmp_path / "ddp", image_size=32, batch_size=4, epochs=2
+    )
     history = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     assert done.stdout.count("best epoch") == 1  # rank 0 alone reports and checkpoints
@@ -216,19 +324,27 @@ def test_torchrun_keeps_its_processes_in_step_past_unreadable_images(phantom_dat
         (tmp_path / f"junk{k}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
         row["path"] = str(tmp_path / f"junk{k}.jpg")
     for row in rows:
-        row["path"] = row["path"] if Path(row["path"]).is_absolute() else str(phantom_dataset / row["path"])
+        row["path"] = (
+            row["path"] if Path(row["path"]).is_absolute() else str(phantom_dataset / row["path"])
+        )
     with open(tmp_path / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     # 64 px: batch norm's last stage keeps 2x2 values per channel with one image per batch
-    _torchrun_train_cls(tmp_path / "manifest.csv", tmp_path / "ddp", image_size=64, batch_size=1, epochs=1)
+    _torchrun_train_cls(
+        tmp_path / "manifest.csv", tmp_path / "ddp", image_size=64, batch_size=1, epochs=1
+    )
     report = json.loads((tmp_path / "ddp" / "train_report.json").read_text())
     junk = {path.name for path in tmp_path.glob("junk*.jpg")}
-    assert {Path(s["file"]).name for s in report["skipped"]} == junk  # both processes' skipped files, in rank 0's report
+    assert {
+        Path(s["file"]).name for s in report["skipped"]
+    } == junk  # both processes' skipped files, in rank 0's report
 
 
-def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(phantom_dataset, tmp_path):
+def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(
+    phantom_dataset, tmp_path
+):
     import numpy as np
 
     from fracdet.cls.distributed import train_sampler
@@ -236,12 +352,35 @@ def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(pha
 
     train_classifier(_cfg(phantom_dataset, tmp_path / "run"))
     with pytest.raises(ConfigError, match="cannot resume"):
-        train_classifier(_cfg(phantom_dataset, tmp_path / "run", backbone="resnet14t", resume=True, epochs=2))
+        train_classifier(
+            _cfg(phantom_dataset, tmp_path / "run", backbone="resnet14t", resume=True, epochs=2)
+        )
     labels = np.array([0, 0, 0, 1])
     with pytest.raises(ConfigError, match="torchrun"):
-        train_sampler(labels, imbalance="sampler", runtime=Runtime(torch.device("cpu"), rank=0, world_size=2), num_classes=2, seed=0)
-    sharded = train_sampler(labels, imbalance="loss", runtime=Runtime(torch.device("cpu"), rank=1, world_size=2), num_classes=2, seed=0)
+        train_sampler(
+            labels,
+            imbalance="sampler",
+            runtime=Runtime(torch.device("cpu"), rank=0, world_size=2),
+            num_classes=2,
+            seed=0,
+        )
+    sharded = train_sampler(
+        labels,
+        imbalance="loss",
+        runtime=Runtime(torch.device("cpu"), rank=1, world_size=2),
+        num_classes=2,
+        seed=0,
+    )
     assert len(sharded) == 2  # rank 1 of 2 sees half of the 4 images
-    weighted = train_sampler(labels, imbalance="sampler", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0)
-    assert weighted.weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])  # inverse class frequency
-    assert train_sampler(labels, imbalance="none", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0) is None
+    weighted = train_sampler(
+        labels, imbalance="sampler", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0
+    )
+    assert weighted.weights.tolist() == pytest.approx(
+        [2 / 3, 2 / 3, 2 / 3, 2.0]
+    )  # inverse class frequency
+    assert (
+        train_sampler(
+            labels, imbalance="none", runtime=Runtime(torch.device("cpu")), num_classes=2, seed=0
+        )
+        is None
+    )

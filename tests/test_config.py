@@ -14,7 +14,9 @@ from fracdet.fsutil import LinkMode
 
 def test_defaults_yaml_and_overrides(tmp_path):
     (tmp_path / "c.yaml").write_text("link: copy\nseed: 3\ntargets: [coco]\n")
-    cfg = build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b", seed=9, fractions="0.6,0.2,0.2")
+    cfg = build_config(
+        ConvertConfig, tmp_path / "c.yaml", source="a", output="b", seed=9, fractions="0.6,0.2,0.2"
+    )
     assert cfg.link is LinkMode.copy and cfg.seed == 9 and cfg.targets == ("coco",)
     assert cfg.source == Path("a") and cfg.fractions == (0.6, 0.2, 0.2)
 
@@ -24,20 +26,32 @@ def test_repository_configs_load(tmp_path):
     from fracdet.demo import DemoConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    assert build_config(ConvertConfig, root / "convert.yaml", source="a", output="b").split == "auto"
+    assert (
+        build_config(ConvertConfig, root / "convert.yaml", source="a", output="b").split == "auto"
+    )
     assert build_config(PhantomConfig, root / "phantoms.yaml", output="x").prevalence == 0.18
     assert build_config(DemoConfig, root / "demo.yaml").count > 0
     from fracdet.cls.train import ClsTrainConfig
     from fracdet.det.train import DetTrainConfig
 
-    assert build_config(ClsTrainConfig, root / "cls.yaml", manifest="m.csv").adv_eps == pytest.approx(4 / 255)
-    assert build_config(ClsTrainConfig, root / "cls_linear_probe.yaml", manifest="m.csv").mode == "linear"
+    assert build_config(
+        ClsTrainConfig, root / "cls.yaml", manifest="m.csv"
+    ).adv_eps == pytest.approx(4 / 255)
+    assert (
+        build_config(ClsTrainConfig, root / "cls_linear_probe.yaml", manifest="m.csv").mode
+        == "linear"
+    )
     assert build_config(DetTrainConfig, root / "det.yaml", data="d").fliplr == 0.0
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[1, 2]", "must be a mapping"), ("seed: [", "not valid YAML"), ("sed: 1", "did you mean seed"), ("link: teleport", "not a valid LinkMode")],
+    [
+        ("[1, 2]", "must be a mapping"),
+        ("seed: [", "not valid YAML"),
+        ("sed: 1", "did you mean seed"),
+        ("link: teleport", "not a valid LinkMode"),
+    ],
 )
 def test_bad_config_files(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
@@ -59,7 +73,9 @@ def test_config_file_prefers_the_named_one_and_keeps_a_missing_one(tmp_path):
     assert config_file(None, default) == default
     assert config_file(None) is None
     named = tmp_path / "typo.yaml"
-    assert config_file(str(named), default) == named  # missing, yet returned: build_config refuses it
+    assert (
+        config_file(str(named), default) == named
+    )  # missing, yet returned: build_config refuses it
     with pytest.raises(ConfigError, match="typo.yaml: config file not found"):
         build_config(ConvertConfig, config_file(named, default), source="a", output="b")
 
@@ -67,9 +83,18 @@ def test_config_file_prefers_the_named_one_and_keeps_a_missing_one(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("seed: 1\n  link: copy\n", "not valid YAML (line 2, column 7: mapping values are not allowed here)"),
-        ("targets: [yolo\n", "not valid YAML (line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence))"),
-        ("seed: !!python/object:os.system x\n", "not valid YAML (line 1, column 7: could not determine a constructor"),
+        (
+            "seed: 1\n  link: copy\n",
+            "not valid YAML (line 2, column 7: mapping values are not allowed here)",
+        ),
+        (
+            "targets: [yolo\n",
+            "not valid YAML (line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence))",
+        ),
+        (
+            "seed: !!python/object:os.system x\n",
+            "not valid YAML (line 1, column 7: could not determine a constructor",
+        ),
         ("1: 2\n", "config file keys must be names, got 1"),
     ],
 )
@@ -77,7 +102,9 @@ def test_yaml_errors_are_one_line_with_the_position(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ConfigError) as info:
         build_config(ConvertConfig, tmp_path / "c.yaml", source="a", output="b")
-    assert "\n" not in str(info.value) and str(info.value).startswith(f"{tmp_path / 'c.yaml'}: {message}")
+    assert "\n" not in str(info.value) and str(info.value).startswith(
+        f"{tmp_path / 'c.yaml'}: {message}"
+    )
 
 
 def test_binary_or_folder_config_is_one_line(tmp_path):
@@ -95,13 +122,40 @@ def test_the_r2i_preset_gives_each_command_its_section():
 
     preset = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
     convert = build_config(ConvertConfig, preset, source="a", output="b")
-    assert (convert.split, convert.fractions, convert.negative_ratio) == ("study", (0.8, 0.1, 0.1), 1.0)
+    assert (convert.split, convert.fractions, convert.negative_ratio) == (
+        "study",
+        (0.8, 0.1, 0.1),
+        1.0,
+    )
     train = build_config(ClsTrainConfig, preset, manifest="m.csv")
-    assert (train.model_name, train.mode, train.optimizer, train.lr, train.batch_size) == ("robustbench:cifar10/Linf/Standard", "linear", "adam", 1e-3, 8)
-    assert (train.epochs, train.patience, train.image_size, train.resize, train.threshold_method) == (25, 5, 224, "stretch", "none")
+    assert (train.model_name, train.mode, train.optimizer, train.lr, train.batch_size) == (
+        "robustbench:cifar10/Linf/Standard",
+        "linear",
+        "adam",
+        1e-3,
+        8,
+    )
+    assert (
+        train.epochs,
+        train.patience,
+        train.image_size,
+        train.resize,
+        train.threshold_method,
+    ) == (25, 5, 224, "stretch", "none")
     audit = build_config(AuditConfig, preset, dataset="d", eps_space="pixel")  # the CLI still wins
-    assert (audit.eps, audit.steps, audit.step_size, audit.random_start, audit.eps_space) == ("4/255", 10, "1/255", True, "pixel")
-    assert (audit.methods, audit.target, audit.channels, audit.ig_steps) == (("saliency", "deeplift", "integrated_gradients"), "predicted", "abs_max", 10)
+    assert (audit.eps, audit.steps, audit.step_size, audit.random_start, audit.eps_space) == (
+        "4/255",
+        10,
+        "1/255",
+        True,
+        "pixel",
+    )
+    assert (audit.methods, audit.target, audit.channels, audit.ig_steps) == (
+        ("saliency", "deeplift", "integrated_gradients"),
+        "predicted",
+        "abs_max",
+        10,
+    )
     assert audit.percentiles == (5.0, 25.0, 50.0) and audit.study_tables is True
 
 

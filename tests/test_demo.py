@@ -27,7 +27,9 @@ def demo_run(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("demo")
     (root / "demo.yaml").write_text(TINY)
     out = root / "demo"
-    result = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")])
+    result = runner.invoke(
+        app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")]
+    )
     assert result.exit_code == 0, result.output
     assert "report:" in result.output and "AUROC" in result.output
     return root, out
@@ -36,15 +38,35 @@ def demo_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_demo_runs_every_stage_and_leads_with_the_answer(demo_run):
     _, out = demo_run
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["seconds"]) == {"data-clean", "data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det", "audit", "predict"}
+    assert set(summary["seconds"]) == {
+        "data-clean",
+        "data-shortcut",
+        "cls-standard",
+        "cls-adversarial",
+        "cls-shortcut",
+        "det",
+        "audit",
+        "predict",
+    }
     numbers = summary["numbers"]
     assert set(numbers["classifiers"]) == {"standard", "adversarial", "shortcut"}
-    assert all(c["own_test_auroc"] is None or 0 <= c["own_test_auroc"] <= 1 for c in numbers["classifiers"].values())
-    assert {t["metric"] for t in numbers["shortcut_vs_standard"]} == {"coverage@25", "energy_in_box"}
+    assert all(
+        c["own_test_auroc"] is None or 0 <= c["own_test_auroc"] <= 1
+        for c in numbers["classifiers"].values()
+    )
+    assert {t["metric"] for t in numbers["shortcut_vs_standard"]} == {
+        "coverage@25",
+        "energy_in_box",
+    }
     audit = json.loads((out / "audit" / "metrics.json").read_text())
-    assert audit["models"] == ["standard", "adversarial", "shortcut"] and audit["provenance"]["detector"] is not None
+    assert (
+        audit["models"] == ["standard", "adversarial", "shortcut"]
+        and audit["provenance"]["detector"] is not None
+    )
     predictions = (out / "predict" / "out" / "predictions.csv").read_text().splitlines()
-    assert len(predictions) == 13 and sum(",ok," in row for row in predictions) == 12  # JPEG, 16-bit PNG and DICOM all read
+    assert (
+        len(predictions) == 13 and sum(",ok," in row for row in predictions) == 12
+    )  # JPEG, 16-bit PNG and DICOM all read
     html = (out / "index.html").read_text()
     assert html.index("The answer") < html.index("Classifiers") < html.index("Every stage")
     assert 'href="audit/report.html"' in html
@@ -54,11 +76,15 @@ def test_demo_runs_every_stage_and_leads_with_the_answer(demo_run):
 
 def test_demo_reuses_finished_stages_and_reruns_what_changed(demo_run):
     root, out = demo_run
-    again = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")])
+    again = runner.invoke(
+        app, ["-q", "demo", "--out", str(out), "--config", str(root / "demo.yaml")]
+    )
     assert again.exit_code == 0, again.output
     assert set(_seconds(out).values()) == {0.0}  # everything reused
     (root / "changed.yaml").write_text(TINY.replace("audit_ig_steps: 2", "audit_ig_steps: 3"))
-    changed = runner.invoke(app, ["-q", "demo", "--out", str(out), "--config", str(root / "changed.yaml")])
+    changed = runner.invoke(
+        app, ["-q", "demo", "--out", str(out), "--config", str(root / "changed.yaml")]
+    )
     assert changed.exit_code == 0, changed.output
     seconds = _seconds(out)
     assert seconds["audit"] > 0 and all(seconds[s] == 0.0 for s in seconds if s != "audit")
@@ -72,16 +98,35 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):
     assert (tmp_path / "other" / "precious.txt").read_text() == "keep me"
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (headless) to render the page")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (headless) to render the page"
+)
 def test_demo_page_renders_in_a_browser(demo_run):
     _, out = demo_run
     script = "[...document.images].every(i => i.complete && i.naturalWidth > 0) + ':' + document.images.length + ':' + document.querySelectorAll('table').length"
     page = out / "index.html"
     html = page.read_text()
     probe = out / "probe.html"
-    probe.write_text(html.replace("</body>", f"<pre id='probe'></pre><script>window.onload=()=>{{document.getElementById('probe').textContent={script};}}</script></body>"))
-    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    probe.write_text(
+        html.replace(
+            "</body>",
+            f"<pre id='probe'></pre><script>window.onload=()=>{{document.getElementById('probe').textContent={script};}}</script></body>",
+        )
+    )
+    result = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r"<pre id=\"probe\">(true|false):(\d+):(\d+)</pre>", result.stdout)
     assert match, result.stderr[-2000:]
     assert match.group(1) == "true" and int(match.group(2)) >= 3 and int(match.group(3)) >= 3
@@ -103,29 +148,61 @@ def test_an_interrupted_stage_that_can_resume_continues(tmp_path):
         StageRunner(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
     StageRunner(tmp_path, fresh=False).run("s", {"a": 1}, (), work, resumable=True)
     assert calls == [{}, {"resume": True}] and (tmp_path / "s" / "part").is_file()
-    StageRunner(tmp_path, fresh=False).run("s", {"a": 2}, (), work, resumable=True)  # other options: a fresh start
+    StageRunner(tmp_path, fresh=False).run(
+        "s", {"a": 2}, (), work, resumable=True
+    )  # other options: a fresh start
     assert calls[-1] == {}
 
 
 def _numbers(std_cov: dict, cut_cov: dict, p: dict, pgd: tuple[float, float]) -> dict:
     def clf(cov, pgd_acc=None):
-        return {"own_test_auroc": 0.9, "own_test_auroc_ci95": [0.85, 0.95], "own_test_n": 300, "audit_clean_accuracy": 0.9, "audit_pgd_accuracy": pgd_acc, "coverage@25": cov}
+        return {
+            "own_test_auroc": 0.9,
+            "own_test_auroc_ci95": [0.85, 0.95],
+            "own_test_n": 300,
+            "audit_clean_accuracy": 0.9,
+            "audit_pgd_accuracy": pgd_acc,
+            "coverage@25": cov,
+        }
 
     tests = [{"method": m, "metric": "coverage@25", "wilcoxon_p": v} for m, v in p.items()]
-    return {"classifiers": {"standard": clf(std_cov, pgd[0]), "adversarial": clf(std_cov, pgd[1]), "shortcut": clf(cut_cov)},
-            "shortcut_vs_standard": tests, "focus_percentile": 25.0, "detector": {"test_map_50": 0.8}}  # fmt: skip
+    return {
+        "classifiers": {
+            "standard": clf(std_cov, pgd[0]),
+            "adversarial": clf(std_cov, pgd[1]),
+            "shortcut": clf(cut_cov),
+        },
+        "shortcut_vs_standard": tests,
+        "focus_percentile": 25.0,
+        "detector": {"test_map_50": 0.8},
+    }
 
 
 def test_the_answer_judges_each_method_by_the_halving_rule():
     from fracdet.demo_report import _answer
 
-    text = _answer(_numbers({"SM": 0.8, "IG": 0.9}, {"SM": 0.3, "IG": 0.7}, {"SM": 1e-9, "IG": 1e-6}, (0.0, 0.25)))
-    assert "not right for the same reason" in text and "by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 (paired p 1e-09)" in text
+    text = _answer(
+        _numbers(
+            {"SM": 0.8, "IG": 0.9}, {"SM": 0.3, "IG": 0.7}, {"SM": 1e-9, "IG": 1e-6}, (0.0, 0.25)
+        )
+    )
+    assert (
+        "not right for the same reason" in text
+        and "by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 (paired p 1e-09)"
+        in text
+    )
     assert "With IG 0.90 → 0.70 (paired p 1e-06) it falls less" in text  # named, not hidden
     assert "adversarial training bought robustness" in text and "mAP@0.5 0.800" in text
     # half the coverage but no significant paired test: no claim
     text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1)))
-    assert "does not show the shortcut classifier looking elsewhere" in text and "did not buy clear robustness" in text
+    assert (
+        "does not show the shortcut classifier looking elsewhere" in text
+        and "did not buy clear robustness" in text
+    )
     # exactly half counts; more than half does not
-    assert "by half or more" in _answer(_numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0)))
-    assert "by half or more" not in _answer(_numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0)))
+    assert "by half or more" in _answer(
+        _numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0))
+    )
+    assert "by half or more" not in _answer(
+        _numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0))
+    )

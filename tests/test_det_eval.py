@@ -28,16 +28,27 @@ from fracdet.det.train import DetTrainResult
 from fracdet.errors import ConfigError, DataError
 
 
-def gt_doc(images: list[tuple[int, list[tuple[list[float], int]]]], names: tuple[str, ...] = ("fractured",)) -> dict:
+def gt_doc(
+    images: list[tuple[int, list[tuple[list[float], int]]]], names: tuple[str, ...] = ("fractured",)
+) -> dict:
     """A COCO ground truth from ``(image_id, [(xywh, category_id), ...])``."""
     annotations = []
     for image_id, boxes in images:
         for bbox, category in boxes:
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": category, "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
             )
     return {
-        "images": [{"id": i, "file_name": f"{i}.png", "width": 200, "height": 200} for i, _ in images],
+        "images": [
+            {"id": i, "file_name": f"{i}.png", "width": 200, "height": 200} for i, _ in images
+        ],
         "annotations": annotations,
         "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
     }
@@ -66,7 +77,11 @@ def test_coco_map_hand_checked():
     # Medium range: only B counts; 0.9 matches ignored A, the 0.8 box is out of range -> ignored:
     #   0.7 TP -> AP 1. Large: no GT -> None. Recall@100 = 2/2 at every IoU -> 1.
     gt = gt_doc([(1, [([10, 10, 20, 20], 1)]), (2, [([50, 50, 40, 40], 1)])])
-    results = [det(1, [10, 10, 20, 20], 0.9), det(2, [0, 0, 10, 10], 0.8), det(2, [50, 50, 40, 40], 0.7)]
+    results = [
+        det(1, [10, 10, 20, 20], 0.9),
+        det(2, [0, 0, 10, 10], 0.8),
+        det(2, [50, 50, 40, 40], 0.7),
+    ]
     expected = (51 * 1 + 50 * 2 / 3) / 101
     m = coco_map(gt, results)
     assert m["map_50"] == pytest.approx(expected, abs=1e-6)
@@ -76,7 +91,12 @@ def test_coco_map_hand_checked():
     assert m["map_medium"] == pytest.approx(1.0, abs=1e-6)
     assert m["map_large"] is None
     assert m["ar_100"] == pytest.approx(1.0, abs=1e-6)
-    assert m["per_class_ap"] == {"fractured": {"ap50_95": pytest.approx(expected, abs=1e-6), "ap50": pytest.approx(expected, abs=1e-6)}}
+    assert m["per_class_ap"] == {
+        "fractured": {
+            "ap50_95": pytest.approx(expected, abs=1e-6),
+            "ap50": pytest.approx(expected, abs=1e-6),
+        }
+    }
     curve = m["pr_curve"]["precision"]["fractured"]
     assert len(curve) == 101
     assert curve == pytest.approx([1.0] * 51 + [2 / 3] * 50, abs=1e-6)  # rounded to 6 decimals
@@ -85,10 +105,20 @@ def test_coco_map_hand_checked():
 
 
 def test_coco_map_perfect_and_empty():
-    gt = gt_doc([(1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]), (2, []), (3, [([5, 5, 120, 120], 1)])])
+    gt = gt_doc(
+        [
+            (1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]),
+            (2, []),
+            (3, [([5, 5, 120, 120], 1)]),
+        ]
+    )
     perfect = [det(a["image_id"], a["bbox"], 0.9) for a in gt["annotations"]]
     m = coco_map(gt, perfect)
-    assert m["map_50"] == pytest.approx(1.0) and m["map_50_95"] == pytest.approx(1.0) and m["ar_100"] == pytest.approx(1.0)
+    assert (
+        m["map_50"] == pytest.approx(1.0)
+        and m["map_50_95"] == pytest.approx(1.0)
+        and m["ar_100"] == pytest.approx(1.0)
+    )
     assert m["map_small"] == m["map_medium"] == m["map_large"] == pytest.approx(1.0)
     empty = coco_map(gt, [])
     assert empty["map_50"] == empty["map_50_95"] == empty["ar_100"] == 0.0
@@ -97,7 +127,13 @@ def test_coco_map_perfect_and_empty():
     # a false positive on the negative image 2 costs precision
     worse = coco_map(gt, [*perfect, det(2, [0, 0, 30, 30], 0.95)])
     assert worse["map_50"] < 1.0
-    assert gt == gt_doc([(1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]), (2, []), (3, [([5, 5, 120, 120], 1)])])  # not edited
+    assert gt == gt_doc(
+        [
+            (1, [([10, 10, 20, 20], 1), ([100, 100, 50, 30], 1)]),
+            (2, []),
+            (3, [([5, 5, 120, 120], 1)]),
+        ]
+    )  # not edited
 
 
 def test_bootstrap_map_ci_hand_checked():
@@ -110,9 +146,15 @@ def test_bootstrap_map_ci_hand_checked():
     assert ci == {"map_50_ci95": [0.0, 1.0], "map_50_95_ci95": [0.0, 1.0]}
     assert bootstrap_map_ci(gt, results, n_boot=200, seed=0) == ci  # seeded
     perfect = bootstrap_map_ci(gt, [*results, det(2, [50, 50, 40, 40], 0.8)], n_boot=50, seed=1)
-    assert perfect == {"map_50_ci95": [pytest.approx(1.0), pytest.approx(1.0)], "map_50_95_ci95": [pytest.approx(1.0), pytest.approx(1.0)]}
+    assert perfect == {
+        "map_50_ci95": [pytest.approx(1.0), pytest.approx(1.0)],
+        "map_50_95_ci95": [pytest.approx(1.0), pytest.approx(1.0)],
+    }
     # replicates without any ground-truth box are left out; none left: no CI
-    assert bootstrap_map_ci(gt_doc([(1, [])]), [], n_boot=20) == {"map_50_ci95": None, "map_50_95_ci95": None}
+    assert bootstrap_map_ci(gt_doc([(1, [])]), [], n_boot=20) == {
+        "map_50_ci95": None,
+        "map_50_95_ci95": None,
+    }
     with pytest.raises(ValueError, match="n_boot must be >= 1"):
         bootstrap_map_ci(gt, results, n_boot=0)
 
@@ -125,16 +167,27 @@ def test_coco_map_is_silent(capsys):
 
 def test_coco_map_per_class_two_classes():
     names = ("fractured", "hardware", "cast")
-    gt = gt_doc([(1, [([10, 10, 40, 40], 1), ([100, 100, 30, 30], 2)]), (2, [([20, 20, 50, 50], 1)])], names)
+    gt = gt_doc(
+        [(1, [([10, 10, 40, 40], 1), ([100, 100, 30, 30], 2)]), (2, [([20, 20, 50, 50], 1)])], names
+    )
     results = [
         det(1, [10, 10, 40, 40], 0.9, 1),
         det(2, [20, 20, 50, 50], 0.8, 1),
         det(1, [150, 150, 30, 30], 0.7, 2),  # hardware predicted in the wrong place: AP 0
     ]
     m = coco_map(gt, results)
-    assert m["per_class_ap"]["fractured"] == {"ap50_95": pytest.approx(1.0), "ap50": pytest.approx(1.0)}
-    assert m["per_class_ap"]["hardware"] == {"ap50_95": pytest.approx(0.0), "ap50": pytest.approx(0.0)}
-    assert m["per_class_ap"]["cast"] == {"ap50_95": None, "ap50": None}  # no ground truth: undefined
+    assert m["per_class_ap"]["fractured"] == {
+        "ap50_95": pytest.approx(1.0),
+        "ap50": pytest.approx(1.0),
+    }
+    assert m["per_class_ap"]["hardware"] == {
+        "ap50_95": pytest.approx(0.0),
+        "ap50": pytest.approx(0.0),
+    }
+    assert m["per_class_ap"]["cast"] == {
+        "ap50_95": None,
+        "ap50": None,
+    }  # no ground truth: undefined
     assert m["map_50"] == pytest.approx(0.5)  # mean over the classes that have ground truth
     assert m["pr_curve"]["precision"]["cast"] is None
 
@@ -161,7 +214,11 @@ def test_records_to_coco_and_back_score_what_the_boxes_say():
         record("c.png", []),
     ]
     gt = to_coco_gt(records, ("fractured", "hardware"))
-    assert [(i["id"], i["file_name"]) for i in gt["images"]] == [(1, "a.png"), (2, "b.png"), (3, "c.png")]
+    assert [(i["id"], i["file_name"]) for i in gt["images"]] == [
+        (1, "a.png"),
+        (2, "b.png"),
+        (3, "c.png"),
+    ]
     assert [(a["image_id"], a["category_id"], a["bbox"]) for a in gt["annotations"]] == [
         (1, 1, [10.0, 10.0, 20.0, 20.0]),
         (2, 1, [50.0, 60.0, 40.0, 40.0]),
@@ -171,9 +228,14 @@ def test_records_to_coco_and_back_score_what_the_boxes_say():
     perfect = to_coco_results([(r.boxes, [0.9] * len(r.boxes)) for r in records])
     assert [row["image_id"] for row in perfect] == [1, 2, 2]
     m = coco_map(gt, perfect)
-    assert m["map_50"] == pytest.approx(1.0) and m["per_class_ap"]["hardware"]["ap50"] == pytest.approx(1.0)
+    assert m["map_50"] == pytest.approx(1.0) and m["per_class_ap"]["hardware"][
+        "ap50"
+    ] == pytest.approx(1.0)
     # the hardware box called a fracture: hardware AP 0, and the extra fracture box is a false positive
-    relabelled = [(r.boxes, [0.9] * len(r.boxes)) for r in records[:1]] + [([records[1].boxes[0], Box(5, 5, 25, 45)], [0.9, 0.95]), ([], [])]
+    relabelled = [(r.boxes, [0.9] * len(r.boxes)) for r in records[:1]] + [
+        ([records[1].boxes[0], Box(5, 5, 25, 45)], [0.9, 0.95]),
+        ([], []),
+    ]
     m = coco_map(gt, to_coco_results(relabelled))
     assert m["per_class_ap"]["hardware"]["ap50"] == pytest.approx(0.0)
     assert m["per_class_ap"]["fractured"]["ap50"] < 1.0
@@ -183,21 +245,33 @@ def test_the_ground_truth_files_own_ids_number_both_sides():
     records = [record("a.png", [Box(10, 10, 30, 30)]), record("c.png", [])]
     gt = to_coco_gt(records, ("fractured",), image_ids=[7, 42])
     results = to_coco_results([(r.boxes, [0.9] * len(r.boxes)) for r in records], image_ids=[7, 42])
-    assert [i["id"] for i in gt["images"]] == [7, 42] and [a["image_id"] for a in gt["annotations"]] == [7]
-    assert [row["image_id"] for row in results] == [7] and coco_map(gt, results)["map_50"] == pytest.approx(1.0)
+    assert [i["id"] for i in gt["images"]] == [7, 42] and [
+        a["image_id"] for a in gt["annotations"]
+    ] == [7]
+    assert [row["image_id"] for row in results] == [7] and coco_map(gt, results)[
+        "map_50"
+    ] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         to_coco_results([([], [])], image_ids=[1, 2])
 
 
 def test_parse_coco_keeps_each_images_id(tmp_path):
-    doc = {"images": [{"id": 12, "file_name": "a.png", "width": 9, "height": 9}, {"id": "x7", "file_name": "b.png", "width": 9, "height": 9}],
-           "annotations": [], "categories": [{"id": 1, "name": "fractured"}]}  # fmt: skip
+    doc = {
+        "images": [
+            {"id": 12, "file_name": "a.png", "width": 9, "height": 9},
+            {"id": "x7", "file_name": "b.png", "width": 9, "height": 9},
+        ],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "fractured"}],
+    }
     (tmp_path / "gt.json").write_text(json.dumps(doc))
     assert parse_coco(tmp_path / "gt.json").ids == {"a.png": 12, "b.png": "x7"}
 
 
 def test_predictions_to_coco_results_are_one_based_xywh():
-    rows = predictions_to_coco_results(5, [Box(10, 20, 30, 60, label=0), Box(1.5, 2.5, 4.0, 8.0, label=1)], [0.5, 0.25])
+    rows = predictions_to_coco_results(
+        5, [Box(10, 20, 30, 60, label=0), Box(1.5, 2.5, 4.0, 8.0, label=1)], [0.5, 0.25]
+    )
     assert rows == [
         {"image_id": 5, "category_id": 1, "bbox": [10.0, 20.0, 20.0, 40.0], "score": 0.5},
         {"image_id": 5, "category_id": 2, "bbox": [1.5, 2.5, 2.5, 5.5], "score": 0.25},
@@ -222,7 +296,9 @@ def test_image_level_hand_checked():
     assert m["auroc"] == pytest.approx(0.75)
     assert (m["tp"], m["fn"], m["fp"], m["tn"]) == (1, 1, 1, 1)
     assert m["sensitivity"] == pytest.approx(0.5) and m["specificity"] == pytest.approx(0.5)
-    assert image_level_metrics(y_true, scores)["sensitivity"] == pytest.approx(1.0)  # default threshold 0.25
+    assert image_level_metrics(y_true, scores)["sensitivity"] == pytest.approx(
+        1.0
+    )  # default threshold 0.25
 
 
 def test_image_level_scores_need_one_prediction_list_per_image():
@@ -286,7 +362,11 @@ class FakeDetector:
     """
 
     def __init__(self, unreadable=(), raise_on=(), raise_on_batch=False):
-        self.unreadable, self.raise_on, self.raise_on_batch = set(unreadable), set(raise_on), raise_on_batch
+        self.unreadable, self.raise_on, self.raise_on_batch = (
+            set(unreadable),
+            set(raise_on),
+            raise_on_batch,
+        )
         self.calls: list[tuple[int, dict]] = []
         self.arrays: list[np.ndarray] = []
 
@@ -300,31 +380,52 @@ class FakeDetector:
             if isinstance(item, np.ndarray):
                 self.arrays.append(item)
                 h, w = item.shape[:2]
-                results.append(_Result(f"image{index}.jpg", [(0, 0, w / 2, h, 0, float(item.mean()) / 255)]))
+                results.append(
+                    _Result(f"image{index}.jpg", [(0, 0, w / 2, h, 0, float(item.mean()) / 255)])
+                )
                 continue
             name = Path(item).name
             if name in self.raise_on:
                 raise RuntimeError(f"cannot read {name}\nsecond line")
             if name not in self.unreadable:
-                results.append(_Result(item, [(1, 2, 11, 22, 0, 0.8)] if name.startswith("frac") else []))
+                results.append(
+                    _Result(item, [(1, 2, 11, 22, 0, 0.8)] if name.startswith("frac") else [])
+                )
         return iter(results)
 
 
 def test_detect_files_in_batches_skips_what_cannot_be_read(tmp_path):
     names = ["frac1.png", "bad.png", "clear.png", "frac2.png", "frac3.png"]
     model = FakeDetector(unreadable={"bad.png"})
-    found = detect(model, [tmp_path / n for n in names], DetectOptions(imgsz=64, conf=0.1, device="cpu"), batch=2)
+    found = detect(
+        model,
+        [tmp_path / n for n in names],
+        DetectOptions(imgsz=64, conf=0.1, device="cpu"),
+        batch=2,
+    )
     assert [d.ok for d in found] == [True, False, True, True, True]
-    assert found[0].boxes == (Box(1, 2, 11, 22, label=0),) and found[0].scores == pytest.approx((0.8,))
+    assert found[0].boxes == (Box(1, 2, 11, 22, label=0),) and found[0].scores == pytest.approx(
+        (0.8,)
+    )
     assert found[1].error == "Ultralytics could not decode this image" and found[1].boxes == ()
     assert found[2].boxes == () and found[2].scores == ()
     assert [n for n, _ in model.calls] == [2, 2, 1]  # batches of 2, one model call each
-    assert model.calls[0][1] == {"imgsz": 64, "conf": 0.1, "iou": 0.7, "max_det": 300, "verbose": False, "device": "cpu", "batch": 2}
+    assert model.calls[0][1] == {
+        "imgsz": 64,
+        "conf": 0.1,
+        "iou": 0.7,
+        "max_det": 300,
+        "verbose": False,
+        "device": "cpu",
+        "batch": 2,
+    }
 
 
 def test_detect_retries_a_failing_batch_image_by_image(tmp_path):
     model = FakeDetector(raise_on={"broken.png"}, raise_on_batch=True)
-    found = detect(model, [tmp_path / "frac.png", tmp_path / "broken.png", tmp_path / "clear.png"], batch=3)
+    found = detect(
+        model, [tmp_path / "frac.png", tmp_path / "broken.png", tmp_path / "clear.png"], batch=3
+    )
     assert [d.error for d in found] == [None, "cannot read broken.png", None]
     assert found[0].scores == pytest.approx((0.8,))
     assert [n for n, _ in model.calls] == [3, 1, 1, 1]
@@ -338,7 +439,9 @@ def test_detect_arrays_boxes_in_their_own_frame():
     found = detect(model, [grey, rgb], batch=8)
     assert found[0].boxes == (Box(0, 0, 50, 40),) and found[1].boxes == (Box(0, 0, 10, 30),)
     sent_grey, sent_rgb = model.arrays
-    assert sent_grey.dtype == np.uint8 and sent_grey.shape == (40, 100) and int(sent_grey[0, 0]) == 128
+    assert (
+        sent_grey.dtype == np.uint8 and sent_grey.shape == (40, 100) and int(sent_grey[0, 0]) == 128
+    )
     assert sent_rgb[0, 0].tolist() == [0, 0, 200]  # handed to Ultralytics as OpenCV's BGR
     assert found[0].scores[0] == pytest.approx(128 / 255)
 
@@ -364,8 +467,19 @@ def test_detect_needs_a_positive_batch():
 
 
 def test_detect_options_are_checked():
-    assert DetectOptions().predict_kwargs() == {"imgsz": 640, "conf": 0.25, "iou": 0.7, "max_det": 300, "verbose": False}
-    for bad, match in (({"imgsz": 16}, "imgsz"), ({"conf": 1.0}, "conf"), ({"iou": 0.0}, "iou"), ({"max_det": 0}, "max_det")):
+    assert DetectOptions().predict_kwargs() == {
+        "imgsz": 640,
+        "conf": 0.25,
+        "iou": 0.7,
+        "max_det": 300,
+        "verbose": False,
+    }
+    for bad, match in (
+        ({"imgsz": 16}, "imgsz"),
+        ({"conf": 1.0}, "conf"),
+        ({"iou": 0.0}, "iou"),
+        ({"max_det": 0}, "max_det"),
+    ):
         with pytest.raises(ConfigError, match=match):
             DetectOptions(**bad)
 
@@ -375,10 +489,18 @@ def test_detect_options_are_checked():
 
 def test_summary_lines():
     metrics = {"coco": {"map_50": 0.51234, "map_50_95": None}, "image_level": {"auroc": None}}
-    assert DetEvalSummary(Path("out/eval"), metrics).line() == "mAP@0.5 0.512, mAP@0.5:0.95 n/a, image-level AUROC undefined; report: out/eval"
+    assert (
+        DetEvalSummary(Path("out/eval"), metrics).line()
+        == "mAP@0.5 0.512, mAP@0.5:0.95 n/a, image-level AUROC undefined; report: out/eval"
+    )
     metrics["image_level"]["auroc"] = 0.75
     assert "image-level AUROC 0.750" in DetEvalSummary(Path("x"), metrics).line()
-    trained = DetTrainResult(Path("r"), Path("r/weights/best.pt"), Path("r/weights/last.pt"), {"mAP50": 0.25, "note": "x"})
+    trained = DetTrainResult(
+        Path("r"),
+        Path("r/weights/best.pt"),
+        Path("r/weights/last.pt"),
+        {"mAP50": 0.25, "note": "x"},
+    )
     assert trained.line() == "best weights: r/weights/best.pt (mAP50 0.250)"
     assert DetTrainResult(Path("r"), Path("b.pt"), Path("l.pt"), {}).line() == "best weights: b.pt"
 
@@ -388,8 +510,16 @@ def test_summary_lines():
 
 def test_class_names_come_from_the_data_layer(tmp_path):
     (tmp_path / "data.yaml").write_text("nc: 2\nnames: {0: fractured, 1: hardware}\n")
-    assert read_class_names(tmp_path) == read_class_names(tmp_path / "data.yaml") == ("fractured", "hardware")
-    for text, match in (("names: {0: a, 2: b}\n", "numbered 0..1"), ("nc: 1\n", "no 'names' list"), ("names: [a]\nnc: 2\n", "nc=2 but 1 names")):
+    assert (
+        read_class_names(tmp_path)
+        == read_class_names(tmp_path / "data.yaml")
+        == ("fractured", "hardware")
+    )
+    for text, match in (
+        ("names: {0: a, 2: b}\n", "numbered 0..1"),
+        ("nc: 1\n", "no 'names' list"),
+        ("names: [a]\nnc: 2\n", "nc=2 but 1 names"),
+    ):
         (tmp_path / "data.yaml").write_text(text)
         with pytest.raises(DataError, match=match) as info:
             read_class_names(tmp_path)

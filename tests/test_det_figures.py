@@ -38,7 +38,10 @@ def test_pick_examples_shows_fractures_then_confident_false_positives():
         ([Box(0, 0, 10, 10)], [0.9]),  # fractured, found
         ([Box(50, 50, 60, 60)], [0.8]),  # intact, false positive 0.8
         ([], []),  # fractured, missed
-        ([Box(50, 50, 60, 60)], [0.1]),  # intact, false positive below the threshold: does not count
+        (
+            [Box(50, 50, 60, 60)],
+            [0.1],
+        ),  # intact, false positive below the threshold: does not count
     ]
     assert pick_examples(truth, predictions, count=5, score_threshold=0.25) == [1, 3, 2, 0, 4]
     assert pick_examples(truth, predictions, count=2, score_threshold=0.25) == [1, 3]
@@ -52,13 +55,23 @@ def test_examples_draw_truth_hits_and_false_positives_in_their_colours(tmp_path)
     hit_and_miss = [([Box(11, 10, 50, 60), Box(70, 20, 110, 80)], [0.9, 0.6])]
     path = plot_examples(records, hit_and_miss, tmp_path / "all.png", count=1, score_threshold=0.25)
     assert path == tmp_path / "all.png"
-    assert pixels_near(path, GT_COLOR) > 50 and pixels_near(path, TP_COLOR) > 20 and pixels_near(path, FP_COLOR) > 20
+    assert (
+        pixels_near(path, GT_COLOR) > 50
+        and pixels_near(path, TP_COLOR) > 20
+        and pixels_near(path, FP_COLOR) > 20
+    )
     # the hit alone is blue, not red: colours follow the matching, not the order of the boxes
     hit = plot_examples(records, [([Box(11, 10, 50, 60)], [0.9])], tmp_path / "hit.png", count=1)
     assert pixels_near(hit, TP_COLOR) > 20 and pixels_near(hit, FP_COLOR) == 0
     # above both scores nothing but the ground truth is drawn
-    only_truth = plot_examples(records, hit_and_miss, tmp_path / "truth.png", count=1, score_threshold=0.95)
-    assert pixels_near(only_truth, GT_COLOR) > 50 and pixels_near(only_truth, TP_COLOR) == 0 and pixels_near(only_truth, FP_COLOR) == 0
+    only_truth = plot_examples(
+        records, hit_and_miss, tmp_path / "truth.png", count=1, score_threshold=0.95
+    )
+    assert (
+        pixels_near(only_truth, GT_COLOR) > 50
+        and pixels_near(only_truth, TP_COLOR) == 0
+        and pixels_near(only_truth, FP_COLOR) == 0
+    )
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
 
 
@@ -72,9 +85,16 @@ def test_examples_without_a_readable_image_draw_nothing(tmp_path):
 
 def test_pr_curve_draws_the_classes_with_ground_truth(tmp_path):
     recall = [i / 100 for i in range(101)]
-    drawn = plot_pr_curve(recall, {"fractured": [1.0] * 51 + [0.5] * 50, "cast": None}, tmp_path / "pr.png", ap50={"fractured": 0.75})
+    drawn = plot_pr_curve(
+        recall,
+        {"fractured": [1.0] * 51 + [0.5] * 50, "cast": None},
+        tmp_path / "pr.png",
+        ap50={"fractured": 0.75},
+    )
     with Image.open(drawn) as png:
         assert png.format == "PNG" and png.size == (550, 495)  # 5 x 4.5 inches at 110 dpi
-    assert pixels_near(drawn, "#1f77b4", tolerance=10) > 100  # matplotlib's first colour: the fractured curve
+    assert (
+        pixels_near(drawn, "#1f77b4", tolerance=10) > 100
+    )  # matplotlib's first colour: the fractured curve
     empty = plot_pr_curve(recall, {"cast": None}, tmp_path / "empty.png")
     assert pixels_near(empty, "#1f77b4", tolerance=10) == 0

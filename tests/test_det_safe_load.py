@@ -57,7 +57,9 @@ def test_restricted_loading_unavailable_is_refused_not_silently_unsafe(crafted, 
 
     path, marker = crafted
     monkeypatch.setattr(tasks._SafeLoad, "SUPPORTED", False)  # as on torch < 2.6
-    with pytest.raises(ConfigError, match=r"cannot load this .pt safely with torch .*--trust-pickle"):
+    with pytest.raises(
+        ConfigError, match=r"cannot load this .pt safely with torch .*--trust-pickle"
+    ):
         load_detector(path)
     assert not marker.exists()
 
@@ -69,7 +71,9 @@ def ultralytics_saved(tmp_path_factory) -> Path:
     from ultralytics import YOLO
 
     root = tmp_path_factory.mktemp("saved")
-    doc = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
+    doc = yaml.safe_load(
+        (Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text()
+    )
     doc["nc"] = 1
     (root / "yolov8n.yaml").write_text(yaml.safe_dump(doc))
     model = YOLO(str(root / "yolov8n.yaml"))
@@ -78,12 +82,18 @@ def ultralytics_saved(tmp_path_factory) -> Path:
     return root / "saved.pt"
 
 
-def test_an_ultralytics_saved_model_loads_with_the_restricted_loader(ultralytics_saved, monkeypatch):
+def test_an_ultralytics_saved_model_loads_with_the_restricted_loader(
+    ultralytics_saved, monkeypatch
+):
     import ultralytics.nn.tasks as tasks
 
     seen, before = [], tasks.SAFE_LOAD
     original = tasks.torch_safe_load
-    monkeypatch.setattr(tasks, "torch_safe_load", lambda weight, safe_only=None: seen.append(tasks.SAFE_LOAD) or original(weight, safe_only))
+    monkeypatch.setattr(
+        tasks,
+        "torch_safe_load",
+        lambda weight, safe_only=None: seen.append(tasks.SAFE_LOAD) or original(weight, safe_only),
+    )
     model = load_detector(ultralytics_saved)
     assert model.task == "detect" and dict(model.names) == {0: "fractured"}
     assert seen == [True] and tasks.SAFE_LOAD is before  # restricted for that load only
@@ -93,9 +103,37 @@ def _commands(crafted_pt: Path, data: Path, tmp_path: Path) -> dict[str, list[st
     images = tmp_path / "images"
     save_image(images / "a.png", 40, 30)
     return {
-        "train-det": ["train-det", str(data), "--model", str(crafted_pt), "--epochs", "1", "--out", str(tmp_path / "runs"), "--device", "cpu"],
-        "eval-det": ["eval-det", str(crafted_pt), str(data), "--out", str(tmp_path / "eval"), "--device", "cpu"],
-        "predict": ["predict", str(images), "--det", str(crafted_pt), "--out", str(tmp_path / "pred"), "--device", "cpu"],
+        "train-det": [
+            "train-det",
+            str(data),
+            "--model",
+            str(crafted_pt),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+        ],
+        "eval-det": [
+            "eval-det",
+            str(crafted_pt),
+            str(data),
+            "--out",
+            str(tmp_path / "eval"),
+            "--device",
+            "cpu",
+        ],
+        "predict": [
+            "predict",
+            str(images),
+            "--det",
+            str(crafted_pt),
+            "--out",
+            str(tmp_path / "pred"),
+            "--device",
+            "cpu",
+        ],
     }
 
 
@@ -105,15 +143,23 @@ def test_no_command_runs_a_crafted_pickle(command, crafted, phantom_dataset, tmp
     result = runner.invoke(app, ["-q", *_commands(path, phantom_dataset, tmp_path)[command]])
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: refused") and "--trust-pickle" in lines[0], result.output
+    assert (
+        len(lines) == 1
+        and lines[0].startswith(f"error: {path}: refused")
+        and "--trust-pickle" in lines[0]
+    ), result.output
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("command", ["train-det", "eval-det", "predict"])
 def test_trust_pickle_flag_reaches_the_loader(command, crafted, phantom_dataset, tmp_path):
     path, marker = crafted
-    result = runner.invoke(app, ["-q", *_commands(path, phantom_dataset, tmp_path)[command], "--trust-pickle"])
-    assert result.exit_code == 1 and "cannot load as an Ultralytics YOLO checkpoint" in result.output, result.output
+    result = runner.invoke(
+        app, ["-q", *_commands(path, phantom_dataset, tmp_path)[command], "--trust-pickle"]
+    )
+    assert (
+        result.exit_code == 1 and "cannot load as an Ultralytics YOLO checkpoint" in result.output
+    ), result.output
     assert marker.exists()
 
 

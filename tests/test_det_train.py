@@ -33,8 +33,14 @@ def dataset(tmp_path_factory) -> Path:
     from fracdet.data.convert import ConvertConfig, convert
 
     root = tmp_path_factory.mktemp("det")
-    generate_phantoms(PhantomConfig(root / "phantoms", count=16, size=128, seed=0, prevalence=0.6, workers=1))
-    convert(ConvertConfig(root / "phantoms", root / "data", split="random", fractions=(0.5, 0.25, 0.25), seed=0))
+    generate_phantoms(
+        PhantomConfig(root / "phantoms", count=16, size=128, seed=0, prevalence=0.6, workers=1)
+    )
+    convert(
+        ConvertConfig(
+            root / "phantoms", root / "data", split="random", fractions=(0.5, 0.25, 0.25), seed=0
+        )
+    )
     return root / "data"
 
 
@@ -57,7 +63,9 @@ def no_network():
 def trained(dataset, tmp_path_factory, no_network):
     """One real training run, shared by the tests that need weights."""
     out = tmp_path_factory.mktemp("runs")
-    result = train_detector(DetTrainConfig(data=dataset / "data.yaml", output=out, name="tiny", **FAST))
+    result = train_detector(
+        DetTrainConfig(data=dataset / "data.yaml", output=out, name="tiny", **FAST)
+    )
     assert no_network == [], f"training tried to reach the network: {no_network}"
     return result
 
@@ -67,10 +75,15 @@ def trained(dataset, tmp_path_factory, no_network):
 
 def test_config_file_builds_and_extra_is_checked(tmp_path):
     cfg = build_config(DetTrainConfig, CONFIGS / "det.yaml", data=tmp_path / "data.yaml")
-    assert cfg.model == "yolov8n.yaml" and cfg.fliplr == 0.0 and cfg.hsv_s == 0.0 and cfg.extra == {}
+    assert (
+        cfg.model == "yolov8n.yaml" and cfg.fliplr == 0.0 and cfg.hsv_s == 0.0 and cfg.extra == {}
+    )
     good = tmp_path / "good.yaml"
     good.write_text("extra:\n  cos_lr: true\n  close_mosaic: 3\n")
-    assert build_config(DetTrainConfig, good, data=tmp_path).extra == {"cos_lr": True, "close_mosaic": 3}
+    assert build_config(DetTrainConfig, good, data=tmp_path).extra == {
+        "cos_lr": True,
+        "close_mosaic": 3,
+    }
     with pytest.raises(ConfigError, match="did you mean cos_lr"):
         DetTrainConfig(data=tmp_path, extra={"cos_rl": True})
     with pytest.raises(ConfigError, match="set 'epochs' directly"):
@@ -86,7 +99,12 @@ def test_config_file_builds_and_extra_is_checked(tmp_path):
 
 
 def test_parse_extra_reads_yaml_scalars():
-    assert parse_extra(["cos_lr=true", "close_mosaic=5", "cache=ram", "lrf=0.05"]) == {"cos_lr": True, "close_mosaic": 5, "cache": "ram", "lrf": 0.05}
+    assert parse_extra(["cos_lr=true", "close_mosaic=5", "cache=ram", "lrf=0.05"]) == {
+        "cos_lr": True,
+        "close_mosaic": 5,
+        "cache": "ram",
+        "lrf": 0.05,
+    }
     with pytest.raises(ConfigError, match="key=value"):
         parse_extra(["cos_lr"])
 
@@ -97,7 +115,9 @@ def test_offline_guard_restores_ultralytics():
     original = checks.check_font
     with ultralytics_offline():
         assert checks.check_font is not original
-        assert checks.check_font("Arial.ttf") is None or Path(checks.check_font("Arial.ttf")).is_file()
+        assert (
+            checks.check_font("Arial.ttf") is None or Path(checks.check_font("Arial.ttf")).is_file()
+        )
     assert checks.check_font is original
 
 
@@ -118,20 +138,32 @@ def test_pt_that_is_not_local_is_not_downloaded(dataset, tmp_path, no_network, m
     import ultralytics.utils
 
     monkeypatch.setattr(ultralytics.utils, "WEIGHTS_DIR", tmp_path / "weights")
-    monkeypatch.setenv("YOLO_OFFLINE", "1")  # Ultralytics' reachability check answers "offline" without a lookup
-    with pytest.raises(ConfigError, match="hub model, but the network is unreachable.*yolov8s.yaml") as info:
+    monkeypatch.setenv(
+        "YOLO_OFFLINE", "1"
+    )  # Ultralytics' reachability check answers "offline" without a lookup
+    with pytest.raises(
+        ConfigError, match="hub model, but the network is unreachable.*yolov8s.yaml"
+    ) as info:
         train_detector(DetTrainConfig(data=dataset, model="yolov8s.pt", output=tmp_path, **FAST))
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="not a local file nor an Ultralytics hub model name.*yolov8n.yaml"):
+    with pytest.raises(
+        ConfigError, match="not a local file nor an Ultralytics hub model name.*yolov8n.yaml"
+    ):
         train_detector(DetTrainConfig(data=dataset, model="my_yolo.pt", output=tmp_path, **FAST))
     with pytest.raises(ConfigError, match="URLs are not fetched"):
-        train_detector(DetTrainConfig(data=dataset, model="https://example.com/yolov8n.pt", output=tmp_path, **FAST))
+        train_detector(
+            DetTrainConfig(
+                data=dataset, model="https://example.com/yolov8n.pt", output=tmp_path, **FAST
+            )
+        )
     with pytest.raises(ConfigError, match="built-in architectures"):
         train_detector(DetTrainConfig(data=dataset, model="yolov99z.yaml", output=tmp_path, **FAST))
     assert no_network == []
 
 
-def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(trained, dataset, tmp_path, monkeypatch):
+def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(
+    trained, dataset, tmp_path, monkeypatch
+):
     """Reachability and the download are stand-ins: the test stays offline, the wiring is real."""
     import ultralytics.utils
     import ultralytics.utils.downloads
@@ -144,7 +176,9 @@ def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(trained,
     monkeypatch.setattr(det_model, "_network_reachable", lambda: True)
     fetched: list[Path] = []
 
-    def download(file, **kwargs):  # what Ultralytics does: a file already there is returned, a missing one lands at ``file``
+    def download(
+        file, **kwargs
+    ):  # what Ultralytics does: a file already there is returned, a missing one lands at ``file``
         if not Path(file).exists():
             fetched.append(Path(file))
             Path(file).parent.mkdir(parents=True, exist_ok=True)
@@ -154,13 +188,19 @@ def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(trained,
     monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", download)
     model = _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
     assert fetched == [weights_dir / "yolov8n.pt"] and model.task == "detect"
-    monkeypatch.setattr(det_model, "_network_reachable", lambda: False)  # once downloaded, offline is fine
+    monkeypatch.setattr(
+        det_model, "_network_reachable", lambda: False
+    )  # once downloaded, offline is fine
     _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
     assert len(fetched) == 1
 
     monkeypatch.setattr(det_model, "_network_reachable", lambda: True)
-    monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", lambda file, **kw: str(file))  # nothing arrives
-    with pytest.raises(ConfigError, match="yolov8s.pt: download from Ultralytics' release assets failed"):
+    monkeypatch.setattr(
+        ultralytics.utils.downloads, "attempt_download_asset", lambda file, **kw: str(file)
+    )  # nothing arrives
+    with pytest.raises(
+        ConfigError, match="yolov8s.pt: download from Ultralytics' release assets failed"
+    ):
         _build_model("yolov8s.pt", ("fractured",), dataset / "data.yaml")
 
 
@@ -168,7 +208,9 @@ def test_classifier_checkpoint_as_model(dataset, tmp_path):
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"\0" * 16)
     with pytest.raises(ConfigError, match="pass it with --cls"):
-        train_detector(DetTrainConfig(data=dataset, model=str(ckpt), output=tmp_path / "runs", **FAST))
+        train_detector(
+            DetTrainConfig(data=dataset, model=str(ckpt), output=tmp_path / "runs", **FAST)
+        )
 
 
 def test_eval_ground_truth_errors_come_before_the_model(dataset, tmp_path):
@@ -178,20 +220,28 @@ def test_eval_ground_truth_errors_come_before_the_model(dataset, tmp_path):
     shutil.copytree(dataset, copy)
 
     def evaluate(**kwargs):
-        return evaluate_detector(DetEvalConfig(weights=weights, data=copy, output=tmp_path / "eval", **kwargs))
+        return evaluate_detector(
+            DetEvalConfig(weights=weights, data=copy, output=tmp_path / "eval", **kwargs)
+        )
 
     gt_path = copy / "annotations" / "instances_test.json"
     gt = json.loads(gt_path.read_text())
     gt_path.write_text(json.dumps({**gt, "images": [], "annotations": []}))
     with pytest.raises(DataError, match="split 'test' has no images"):
         evaluate()
-    gt_path.write_text(json.dumps({**gt, "categories": [{**gt["categories"][0], "name": "fracture"}]}))
-    with pytest.raises(DataError, match=r"categories \['fracture'\] differ from data.yaml names \['fractured'\]"):
+    gt_path.write_text(
+        json.dumps({**gt, "categories": [{**gt["categories"][0], "name": "fracture"}]})
+    )
+    with pytest.raises(
+        DataError, match=r"categories \['fracture'\] differ from data.yaml names \['fractured'\]"
+    ):
         evaluate()
     gt_path.write_text(json.dumps(gt))
     for image in (copy / "images" / "test").iterdir():
         image.unlink()
-    with pytest.raises(DataError, match=f"none of the {len(gt['images'])} images of split 'test' could be read") as info:
+    with pytest.raises(
+        DataError, match=f"none of the {len(gt['images'])} images of split 'test' could be read"
+    ) as info:
         evaluate()
     assert info.value.path == gt_path.resolve()
     (copy / "annotations" / "instances_val.json").unlink()
@@ -218,16 +268,37 @@ def test_train_writes_weights_and_metrics(trained, dataset):
     assert all(0.0 <= v <= 1.0 for v in doc["metrics"].values())
     assert doc["metrics"] == trained.metrics
     assert doc["seed"] == 0 and doc["config"]["imgsz"] == 64 and doc["class_names"] == ["fractured"]
-    assert "ultralytics" in doc["versions"] and len(doc["data_hash"]) == 64 and doc["epochs_completed"] == 1
+    assert (
+        "ultralytics" in doc["versions"]
+        and len(doc["data_hash"]) == 64
+        and doc["epochs_completed"] == 1
+    )
 
 
 @pytest.mark.slow
 def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     out = tmp_path / "eval"
-    summary = evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, split="test", imgsz=64, batch=4, device="cpu", output=out, examples=4, n_boot=50))
+    summary = evaluate_detector(
+        DetEvalConfig(
+            weights=trained.best_weights,
+            data=dataset,
+            split="test",
+            imgsz=64,
+            batch=4,
+            device="cpu",
+            output=out,
+            examples=4,
+            n_boot=50,
+        )
+    )
     report = summary.metrics
     assert no_network == [] and summary.output == out and str(out) in summary.line()
-    for name in ("predictions_test.json", "det_metrics.json", "pr_curve_test.png", "examples_test.png"):
+    for name in (
+        "predictions_test.json",
+        "det_metrics.json",
+        "pr_curve_test.png",
+        "examples_test.png",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert json.loads((out / "det_metrics.json").read_text()) == report
     assert set(report["files"]) == {"predictions", "metrics", "pr_curve", "examples"}
@@ -235,7 +306,9 @@ def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
 
     from fracdet.report.det_figures import GT_COLOR
 
-    assert report["coco"]["n_gt_boxes"] > 0 and pixels_near(out / "examples_test.png", GT_COLOR) > 20  # the fractures are drawn
+    assert (
+        report["coco"]["n_gt_boxes"] > 0 and pixels_near(out / "examples_test.png", GT_COLOR) > 20
+    )  # the fractures are drawn
     predictions = json.loads((out / "predictions_test.json").read_text())
     gt = json.loads((dataset / "annotations" / "instances_test.json").read_text())
     assert {p["image_id"] for p in predictions} <= {i["id"] for i in gt["images"]}
@@ -250,22 +323,36 @@ def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     assert level["n_positive"] + level["n_negative"] == len(gt["images"])
     assert level["auroc"] is None or 0.0 <= level["auroc"] <= 1.0
     ultra = report["ultralytics"]
-    assert 0.0 <= ultra["map_50"] <= 1.0 and 0.0 <= ultra["map_50_95"] <= 1.0 and "interpolat" in ultra["note"]
+    assert (
+        0.0 <= ultra["map_50"] <= 1.0
+        and 0.0 <= ultra["map_50_95"] <= 1.0
+        and "interpolat" in ultra["note"]
+    )
     assert 0.0 <= ultra["precision"] <= 1.0 and 0.0 <= ultra["recall"] <= 1.0
-    assert coco["map_50_ci95"] is None or coco["map_50_ci95"][0] <= coco["map_50_ci95"][1]  # None: too few replicates with a box
+    assert (
+        coco["map_50_ci95"] is None or coco["map_50_ci95"][0] <= coco["map_50_ci95"][1]
+    )  # None: too few replicates with a box
     assert report["problems"] == [] and report["seed"] == 0 and len(report["weights_sha256"]) == 64
     assert not (out / "ultralytics_val").exists()
     with pytest.raises(OutputExistsError):
-        evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=dataset, output=out, imgsz=64, device="cpu"))
+        evaluate_detector(
+            DetEvalConfig(
+                weights=trained.best_weights, data=dataset, output=out, imgsz=64, device="cpu"
+            )
+        )
 
 
 @pytest.mark.slow
 def test_existing_run_needs_overwrite_or_resume(trained, dataset):
-    cfg = DetTrainConfig(data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, **FAST)
+    cfg = DetTrainConfig(
+        data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, **FAST
+    )
     with pytest.raises(OutputExistsError, match="--overwrite.*--resume"):
         train_detector(cfg)
     # a finished run has a stripped last.pt: Ultralytics would silently start over, fracdet refuses
-    finished = DetTrainConfig(data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, resume=True, **FAST)
+    finished = DetTrainConfig(
+        data=dataset, output=trained.run_dir.parent, name=trained.run_dir.name, resume=True, **FAST
+    )
     with pytest.raises(ConfigError, match="finished training, nothing to resume"):
         train_detector(finished)
 
@@ -288,11 +375,27 @@ def _renamed_dataset(dataset: Path, dest: Path, name: str) -> Path:
 def test_class_name_mismatch(trained, dataset, tmp_path):
     other = _renamed_dataset(dataset, tmp_path / "other", "fracture")
     with pytest.raises(DataError, match=r"class names differ.*\['fractured'\].*\['fracture'\]"):
-        evaluate_detector(DetEvalConfig(weights=trained.best_weights, data=other, output=tmp_path / "eval", imgsz=64, device="cpu"))
+        evaluate_detector(
+            DetEvalConfig(
+                weights=trained.best_weights,
+                data=other,
+                output=tmp_path / "eval",
+                imgsz=64,
+                device="cpu",
+            )
+        )
     with pytest.raises(DataError, match="class names differ"):
-        train_detector(DetTrainConfig(data=other, model=str(trained.best_weights), output=tmp_path / "runs", **FAST))
+        train_detector(
+            DetTrainConfig(
+                data=other, model=str(trained.best_weights), output=tmp_path / "runs", **FAST
+            )
+        )
     with pytest.raises(ConfigError, match="pass it with --cls"):
-        evaluate_detector(DetEvalConfig(weights=tmp_path / "cls.json", data=dataset, output=tmp_path / "eval", imgsz=64))
+        evaluate_detector(
+            DetEvalConfig(
+                weights=tmp_path / "cls.json", data=dataset, output=tmp_path / "eval", imgsz=64
+            )
+        )
 
 
 class _Interrupted(RuntimeError):
@@ -316,7 +419,9 @@ def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
         return model
 
     monkeypatch.setattr(train_module, "_build_model", build_and_interrupt)
-    cfg = DetTrainConfig(data=dataset, output=tmp_path, name="run", extra={"plots": False}, **{**FAST, "epochs": 2})
+    cfg = DetTrainConfig(
+        data=dataset, output=tmp_path, name="run", extra={"plots": False}, **{**FAST, "epochs": 2}
+    )
     with pytest.raises(_Interrupted):
         train_detector(cfg)
     assert (tmp_path / "run" / "weights" / "last.pt").is_file()
@@ -324,11 +429,21 @@ def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
     monkeypatch.setattr(train_module, "_build_model", build)
     loaded = []
     load = train_module.load_detector
-    monkeypatch.setattr(train_module, "load_detector", lambda path, **kw: loaded.append(load(path, **kw)) or loaded[-1])
-    result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, name="run", resume=True, **{**FAST, "epochs": 2}))
+    monkeypatch.setattr(
+        train_module,
+        "load_detector",
+        lambda path, **kw: loaded.append(load(path, **kw)) or loaded[-1],
+    )
+    result = train_detector(
+        DetTrainConfig(
+            data=dataset, output=tmp_path, name="run", resume=True, **{**FAST, "epochs": 2}
+        )
+    )
     doc = json.loads((result.run_dir / "metrics.json").read_text())
     assert doc["resumed"] is True and doc["epochs_completed"] == 2
-    assert loaded[0].trainer.start_epoch == 1  # Ultralytics continued at the second epoch, it did not start over
+    assert (
+        loaded[0].trainer.start_epoch == 1
+    )  # Ultralytics continued at the second epoch, it did not start over
     assert result.best_weights.is_file()
     assert no_network == []
 
@@ -338,7 +453,11 @@ def test_overwrite_replaces_a_run(dataset, tmp_path):
     run = tmp_path / "train"
     run.mkdir()
     (run / "old.txt").write_text("old")
-    result = train_detector(DetTrainConfig(data=dataset, output=tmp_path, overwrite=True, extra={"plots": False}, **FAST))
+    result = train_detector(
+        DetTrainConfig(
+            data=dataset, output=tmp_path, overwrite=True, extra={"plots": False}, **FAST
+        )
+    )
     assert result.best_weights.is_file() and not (run / "old.txt").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["train"]  # the parked old run is gone
 
@@ -352,9 +471,18 @@ def test_unreadable_image_is_skipped_and_recorded(trained, dataset, tmp_path):
     bad.unlink()  # replace the file rather than write into it: it could be a hard link to a source
     bad.write_bytes(b"not a jpeg")
     report = evaluate_detector(
-        DetEvalConfig(weights=trained.best_weights, data=copy, output=tmp_path / "eval", imgsz=64, device="cpu", ultralytics_val=False)
+        DetEvalConfig(
+            weights=trained.best_weights,
+            data=copy,
+            output=tmp_path / "eval",
+            imgsz=64,
+            device="cpu",
+            ultralytics_val=False,
+        )
     ).metrics
-    assert [p["kind"] for p in report["problems"]] == ["image_corrupt"] and report["problems"][0]["file"] == str(bad)
+    assert [p["kind"] for p in report["problems"]] == ["image_corrupt"] and report["problems"][0][
+        "file"
+    ] == str(bad)
     assert report["coco"]["n_images"] == len(gt["images"]) - 1 and report["ultralytics"] is None
 
 
@@ -366,7 +494,13 @@ def test_trained_weights_load_with_the_restricted_loader(trained, monkeypatch):
 
     restricted = []
     original = tasks.torch_safe_load
-    monkeypatch.setattr(tasks, "torch_safe_load", lambda weight, safe_only=None: restricted.append(tasks.SAFE_LOAD) or original(weight, safe_only))
+    monkeypatch.setattr(
+        tasks,
+        "torch_safe_load",
+        lambda weight, safe_only=None: (
+            restricted.append(tasks.SAFE_LOAD) or original(weight, safe_only)
+        ),
+    )
     model = load_detector(trained.best_weights)  # restricted by default
     assert restricted == [True]
     assert model.task == "detect" and model_class_names(model) == ("fractured",)
@@ -381,11 +515,33 @@ def test_cli_train_det_and_eval_det(dataset, trained, tmp_path):
     from fracdet.cli import app
 
     runner = CliRunner()
-    done = runner.invoke(app, ["-q", "eval-det", str(trained.best_weights), str(dataset), "--split", "val", "--imgsz", "64", "--out", str(tmp_path / "eval"), "--no-ultralytics-val"])
+    done = runner.invoke(
+        app,
+        [
+            "-q",
+            "eval-det",
+            str(trained.best_weights),
+            str(dataset),
+            "--split",
+            "val",
+            "--imgsz",
+            "64",
+            "--out",
+            str(tmp_path / "eval"),
+            "--no-ultralytics-val",
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert "mAP@0.5" in done.output and (tmp_path / "eval" / "det_metrics.json").is_file()
-    bad = runner.invoke(app, ["-q", "train-det", str(tmp_path / "nowhere"), "--epochs", "1", "--extra", "cos_lr=true"])
-    assert bad.exit_code == 1 and bad.output.strip().splitlines()[-1].startswith("error:") and "data.yaml" in bad.output
+    bad = runner.invoke(
+        app,
+        ["-q", "train-det", str(tmp_path / "nowhere"), "--epochs", "1", "--extra", "cos_lr=true"],
+    )
+    assert (
+        bad.exit_code == 1
+        and bad.output.strip().splitlines()[-1].startswith("error:")
+        and "data.yaml" in bad.output
+    )
     typo = runner.invoke(app, ["-q", "train-det", str(dataset), "--extra", "cos_lrr=true"])
     assert typo.exit_code == 1 and "did you mean cos_lr" in typo.output
     classifier = tmp_path / "best.safetensors"

@@ -48,7 +48,11 @@ WEIGHT = torch.tensor(
         [[0.5, 0.5], [-1.0, -4.0]],
     ]
 ).unsqueeze(0)  # (1, 3, 2, 2)
-X = torch.tensor([[[0.2, 0.4], [0.6, 0.8]], [[1.0, 0.5], [0.0, 0.25]], [[0.3, 0.9], [0.7, 0.1]]]).unsqueeze(0).repeat(2, 1, 1, 1)
+X = (
+    torch.tensor([[[0.2, 0.4], [0.6, 0.8]], [[1.0, 0.5], [0.0, 0.25]], [[0.3, 0.9], [0.7, 0.1]]])
+    .unsqueeze(0)
+    .repeat(2, 1, 1, 1)
+)
 X[1] = 1 - X[1]
 
 
@@ -60,9 +64,15 @@ def test_saliency_is_the_weight_on_a_linear_model():
     model = LinearLogit(WEIGHT).train()
     summed = SaliencyExplainer(model, channels="sum").attribute(X)
     np.testing.assert_allclose(summed, _np(WEIGHT.sum(1)).repeat(2, 0), atol=1e-6)
-    abs_max = SaliencyExplainer(model).attribute(X)  # the reference study's |a| then max over channels
+    abs_max = SaliencyExplainer(model).attribute(
+        X
+    )  # the reference study's |a| then max over channels
     np.testing.assert_allclose(abs_max, _np(WEIGHT.abs().amax(1)).repeat(2, 0), atol=1e-6)
-    np.testing.assert_allclose(SaliencyExplainer(model, channels="abs_sum").attribute(X), _np(WEIGHT.abs().sum(1)).repeat(2, 0), atol=1e-6)
+    np.testing.assert_allclose(
+        SaliencyExplainer(model, channels="abs_sum").attribute(X),
+        _np(WEIGHT.abs().sum(1)).repeat(2, 0),
+        atol=1e-6,
+    )
     assert model.training and model.weight.grad is None  # mode restored, parameters untouched
 
 
@@ -71,7 +81,9 @@ def test_target_zero_flips_the_sign_per_image():
     fracture = SaliencyExplainer(model, channels="sum").attribute(X, target=1)
     healthy = SaliencyExplainer(model, channels="sum").attribute(X, target=0)
     np.testing.assert_allclose(healthy, -fracture, atol=1e-6)
-    mixed = IntegratedGradientsExplainer(model, channels="sum").attribute(X, target=torch.tensor([1, 0]))
+    mixed = IntegratedGradientsExplainer(model, channels="sum").attribute(
+        X, target=torch.tensor([1, 0])
+    )
     np.testing.assert_allclose(mixed[0], _np((WEIGHT * X[:1]).sum(1))[0], atol=1e-5)
     np.testing.assert_allclose(mixed[1], -_np((WEIGHT * X[1:]).sum(1))[0], atol=1e-5)
 
@@ -82,7 +94,9 @@ def test_integrated_gradients_from_black_is_weight_times_input_with_zero_delta()
     np.testing.assert_allclose(maps, _np((WEIGHT * X).sum(1)), atol=1e-5)
     assert explainer.last_delta.shape == (2,) and np.abs(explainer.last_delta).max() < 1e-5
     # a grey baseline attributes the difference from it
-    grey = IntegratedGradientsExplainer(LinearLogit(WEIGHT), channels="sum", baseline=0.5, n_steps=4).attribute(X)
+    grey = IntegratedGradientsExplainer(
+        LinearLogit(WEIGHT), channels="sum", baseline=0.5, n_steps=4
+    ).attribute(X)
     np.testing.assert_allclose(grey, _np((WEIGHT * (X - 0.5)).sum(1)), atol=1e-5)
 
 
@@ -90,7 +104,9 @@ def test_deeplift_on_a_linear_model_is_weight_times_input():
     model = LinearLogit(WEIGHT)
     maps = DeepLiftExplainer(model, channels="sum").attribute(X)
     np.testing.assert_allclose(maps, _np((WEIGHT * X).sum(1)), atol=1e-5)
-    np.testing.assert_allclose(DeepLiftExplainer(model, channels="sum").attribute(X, target=0), -maps, atol=1e-5)
+    np.testing.assert_allclose(
+        DeepLiftExplainer(model, channels="sum").attribute(X, target=0), -maps, atol=1e-5
+    )
 
 
 # --- timm backbones --------------------------------------------------------------------------
@@ -108,17 +124,25 @@ def grey_batch() -> torch.Tensor:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_registry_method_gives_float32_maps_at_input_resolution(method, resnet10t, grey_batch):
-    explainer = create_explainer(method, resnet10t, image_size=64, backbone_name="resnet10t", ig_steps=4)
+def test_every_registry_method_gives_float32_maps_at_input_resolution(
+    method, resnet10t, grey_batch
+):
+    explainer = create_explainer(
+        method, resnet10t, image_size=64, backbone_name="resnet10t", ig_steps=4
+    )
     assert explainer.name == METHODS[method]
     maps = explainer.attribute(grey_batch)
     assert isinstance(maps, np.ndarray) and maps.shape == (2, 64, 64) and maps.dtype == np.float32
     assert np.isfinite(maps).all() and maps.any()
 
 
-def _completeness(model: nn.Module, images: torch.Tensor, target: list[int], baseline: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _completeness(
+    model: nn.Module, images: torch.Tensor, target: list[int], baseline: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Attribution totals (``sum`` over channels, then pixels) beside f(x) - f(baseline) for ``target``."""
-    maps = DeepLiftExplainer(model, channels="sum", baseline=baseline).attribute(images, target=target)
+    maps = DeepLiftExplainer(model, channels="sum", baseline=baseline).attribute(
+        images, target=target
+    )
     with torch.no_grad():
         logits = model(images) - model(torch.full_like(images, baseline))
     if logits.ndim == 1:
@@ -134,7 +158,9 @@ def test_deeplift_attributions_sum_to_the_logit_change_on_timm_resnets(backbone,
     assert any(getattr(m, "inplace", False) for m in model.modules())  # timm builds in-place ReLUs
     totals, expected = _completeness(model, grey_batch[:, :, :32, :32], [1, 0])
     np.testing.assert_allclose(totals, expected, rtol=1e-3, atol=1e-5)
-    assert any(getattr(m, "inplace", False) for m in model.modules())  # the user's model is left as it was
+    assert any(
+        getattr(m, "inplace", False) for m in model.modules()
+    )  # the user's model is left as it was
 
 
 def test_deeplift_completeness_for_a_multiclass_model_and_a_grey_baseline(grey_batch):
@@ -198,7 +224,10 @@ def test_deeplift_ready_copy_turns_off_inplace_and_rewrites_overlapping_max_pool
         torch.testing.assert_close(ready(x), resnet10t(x))
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [(3, 2, 1), (3, 1, 1), (5, 2, 2), ((3, 2), (2, 1), (1, 0)), (3, 2, 0)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"),
+    [(3, 2, 1), (3, 1, 1), (5, 2, 2), ((3, 2), (2, 1), (1, 0)), (3, 2, 0)],
+)
 def test_relu_max_pool_equals_max_pool(kernel, stride, padding):
     pool = nn.MaxPool2d(kernel, stride, padding)
     assert _ReluMaxPool2d.convertible(pool)
@@ -208,7 +237,12 @@ def test_relu_max_pool_equals_max_pool(kernel, stride, padding):
 
 @pytest.mark.parametrize(
     "pool",
-    [nn.MaxPool2d(2, 2), nn.MaxPool2d(3, 2, 1, dilation=2), nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.MaxPool2d(4, 2, 2)],
+    [
+        nn.MaxPool2d(2, 2),
+        nn.MaxPool2d(3, 2, 1, dilation=2),
+        nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        nn.MaxPool2d(4, 2, 2),
+    ],
     ids=["disjoint", "dilated", "ceil", "wide-padding"],
 )
 def test_max_pools_captum_handles_or_we_cannot_rewrite_are_left_alone(pool):
@@ -229,7 +263,9 @@ def test_integrated_gradients_delta_shrinks_with_more_steps(resnet10t, grey_batc
 
 
 @pytest.mark.parametrize("channels", ["abs_max", "sum"])
-def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logits(resnet10t, channels):
+def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logits(
+    resnet10t, channels
+):
     images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     explainers = {
         "SM": SaliencyExplainer(resnet10t, channels=channels),
@@ -245,22 +281,37 @@ def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logit
         for code, explainer in explainers.items():
             expected = explainer.attribute(images, targets)
             assert shared.maps[code].dtype == np.float32 and shared.maps[code].shape == (3, 64, 64)
-            np.testing.assert_allclose(shared.maps[code], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max(), err_msg=code)
+            np.testing.assert_allclose(
+                shared.maps[code],
+                expected,
+                rtol=1e-5,
+                atol=1e-6 * np.abs(expected).max(),
+                err_msg=code,
+            )
     # targets chosen from the pass's own logits (the predicted class)
     predicted = decide_and_explain(resnet10t, images, explainers, lambda z: (z > 0).long().tolist())
     assert predicted.targets == (logits > 0).long().tolist()
-    np.testing.assert_allclose(predicted.maps["SM"], explainers["SM"].attribute(images, predicted.targets), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        predicted.maps["SM"],
+        explainers["SM"].attribute(images, predicted.targets),
+        rtol=1e-5,
+        atol=1e-9,
+    )
     assert resnet10t.training is False and all(p.grad is None for p in resnet10t.parameters())
 
 
-def test_the_shared_pass_without_explainers_is_the_forward_and_refuses_other_methods(resnet10t, grey_batch):
+def test_the_shared_pass_without_explainers_is_the_forward_and_refuses_other_methods(
+    resnet10t, grey_batch
+):
     bare = decide_and_explain(resnet10t, grey_batch, {})
     with torch.no_grad():
         torch.testing.assert_close(bare.logits, resnet10t(grey_batch))
     assert bare.maps == {} and bare.targets == [1, 1]
     deeplift = DeepLiftExplainer(resnet10t)
     assert not shares_pass(deeplift, resnet10t)
-    with pytest.raises(ValueError, match="DL: only Saliency and Grad-CAM explainers bound to this model"):
+    with pytest.raises(
+        ValueError, match="DL: only Saliency and Grad-CAM explainers bound to this model"
+    ):
         decide_and_explain(resnet10t, grey_batch, {"DL": deeplift})
     other = create_classifier("resnet10t", num_outputs=1).eval()
     with pytest.raises(ValueError, match="SM: only Saliency and Grad-CAM"):
@@ -274,12 +325,20 @@ def test_the_shared_pass_keeps_a_multiclass_models_class_logit():
     explainers = {"SM": SaliencyExplainer(model), "GC": GradCAMExplainer(model, image_size=32)}
     shared = decide_and_explain(model, images, explainers, [2, 0])
     for code, explainer in explainers.items():
-        np.testing.assert_allclose(shared.maps[code], explainer.attribute(images, [2, 0]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            shared.maps[code], explainer.attribute(images, [2, 0]), rtol=1e-5, atol=1e-7
+        )
 
 
-@pytest.mark.parametrize(("backbone", "outputs", "baseline", "targets"), [
-    ("resnet10t", 1, 0.0, [1, 0, 1]), ("resnet10t", 1, 0.3, [0, 0, 1]), ("resnet18", 1, 0.0, [1, 1, 0]), ("resnet10t", 3, 0.0, [2, 0, 1]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backbone", "outputs", "baseline", "targets"),
+    [
+        ("resnet10t", 1, 0.0, [1, 0, 1]),
+        ("resnet10t", 1, 0.3, [0, 0, 1]),
+        ("resnet18", 1, 0.0, [1, 1, 0]),
+        ("resnet10t", 3, 0.0, [2, 0, 1]),
+    ],
+)
 def test_deeplift_with_one_reference_is_captums_deeplift(backbone, outputs, baseline, targets):
     torch.manual_seed(0)
     model = create_classifier(backbone, num_outputs=outputs).eval()
@@ -289,15 +348,21 @@ def test_deeplift_with_one_reference_is_captums_deeplift(backbone, outputs, base
     expected = explainer.attribute(images, targets)
     fast = deeplift_one_reference(explainer, images, targets)
     np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    single = deeplift_one_reference(explainer, images[:1], targets[:1])  # a batch of one, as a last chunk may be
+    single = deeplift_one_reference(
+        explainer, images[:1], targets[:1]
+    )  # a batch of one, as a last chunk may be
     np.testing.assert_allclose(single, expected[:1], rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
 def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules():
     assert not one_reference_applies(SaliencyExplainer(LinearLogit(WEIGHT)))
-    squashed = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0))
+    squashed = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0)
+    )
     squashed(torch.rand(1, 1, 8, 8))
-    assert not one_reference_applies(DeepLiftExplainer(squashed))  # captum's rule for Sigmoid: keep captum
+    assert not one_reference_applies(
+        DeepLiftExplainer(squashed)
+    )  # captum's rule for Sigmoid: keep captum
     relu = nn.ReLU()
     twice = nn.Sequential(nn.Conv2d(1, 2, 3), relu, nn.Conv2d(2, 2, 3), relu)
     rules = _RescaleReLUs(twice)
@@ -313,13 +378,19 @@ def test_integrated_gradients_delta_from_given_logits_is_captums(resnet10t, grey
     explainer = IntegratedGradientsExplainer(resnet10t, n_steps=4, baseline=0.25)
     targets = [0, 1]
     _, captum_delta = IntegratedGradients(TwoClassLogits(resnet10t)).attribute(
-        grey_batch.clone().requires_grad_(), baselines=torch.full_like(grey_batch, 0.25), target=targets, n_steps=4, return_convergence_delta=True
+        grey_batch.clone().requires_grad_(),
+        baselines=torch.full_like(grey_batch, 0.25),
+        target=targets,
+        n_steps=4,
+        return_convergence_delta=True,
     )
     maps = explainer.attribute(grey_batch, targets)
     np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
     with torch.no_grad():
         logits = resnet10t(grey_batch)
-    np.testing.assert_allclose(explainer.attribute(grey_batch, targets, logits=logits), maps, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        explainer.attribute(grey_batch, targets, logits=logits), maps, rtol=1e-6, atol=1e-9
+    )
     np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="got logits for 1 images and 2 images"):
         explainer.attribute(grey_batch, targets, logits=logits[:1])
@@ -330,9 +401,13 @@ def test_explainers_run_under_a_bf16_autocast(resnet10t, grey_batch):
     cam = GradCAMExplainer(resnet10t, image_size=64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         maps = cam.attribute(grey_batch)
-        shared = decide_and_explain(resnet10t, grey_batch, {"SM": SaliencyExplainer(resnet10t), "GC": cam})
+        shared = decide_and_explain(
+            resnet10t, grey_batch, {"SM": SaliencyExplainer(resnet10t), "GC": cam}
+        )
     np.testing.assert_allclose(maps, cam.attribute(grey_batch), atol=1e-5)
-    assert shared.logits.dtype == torch.float32 and all(m.dtype == np.float32 and np.isfinite(m).all() for m in shared.maps.values())
+    assert shared.logits.dtype == torch.float32 and all(
+        m.dtype == np.float32 and np.isfinite(m).all() for m in shared.maps.values()
+    )
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -342,11 +417,23 @@ def test_explainers_run_under_a_bf16_autocast(resnet10t, grey_batch):
     ("make", "message"),
     [
         (lambda m: SaliencyExplainer(m, channels="max"), "unknown channel aggregation 'max'"),
-        (lambda m: DeepLiftExplainer(m, baseline=1.5), r"baseline must be a pixel value in \[0, 1\]"),
-        (lambda m: IntegratedGradientsExplainer(m, baseline=float("nan")), "baseline must be a pixel value"),
-        (lambda m: IntegratedGradientsExplainer(m, baseline=True), "baseline must be a pixel value"),
+        (
+            lambda m: DeepLiftExplainer(m, baseline=1.5),
+            r"baseline must be a pixel value in \[0, 1\]",
+        ),
+        (
+            lambda m: IntegratedGradientsExplainer(m, baseline=float("nan")),
+            "baseline must be a pixel value",
+        ),
+        (
+            lambda m: IntegratedGradientsExplainer(m, baseline=True),
+            "baseline must be a pixel value",
+        ),
         (lambda m: IntegratedGradientsExplainer(m, n_steps=0), "n_steps must be an integer >= 1"),
-        (lambda m: IntegratedGradientsExplainer(m, internal_batch_size=0), "internal_batch_size must be an integer >= 1"),
+        (
+            lambda m: IntegratedGradientsExplainer(m, internal_batch_size=0),
+            "internal_batch_size must be an integer >= 1",
+        ),
     ],
 )
 def test_explainers_refuse_bad_settings(make, message):
@@ -355,15 +442,31 @@ def test_explainers_refuse_bad_settings(make, message):
 
 
 def test_registry_refuses_unknown_methods_with_a_close_match():
-    with pytest.raises(ConfigError, match="unknown attribution method 'integrated_gradient' \\(did you mean 'integrated_gradients'\\?\\); choose from saliency, deeplift"):
+    with pytest.raises(
+        ConfigError,
+        match="unknown attribution method 'integrated_gradient' \\(did you mean 'integrated_gradients'\\?\\); choose from saliency, deeplift",
+    ):
         create_explainer("integrated_gradient", LinearLogit(WEIGHT), image_size=2)
     with pytest.raises(ConfigError, match="unknown attribution method 'lime'; choose from"):
         create_explainer("lime", LinearLogit(WEIGHT), image_size=2)
 
 
 def test_registry_accepts_table_codes_and_passes_settings(resnet10t):
-    ig = create_explainer("IG", LinearLogit(WEIGHT), image_size=2, channels="sum", baseline=0.25, ig_steps=7, ig_internal_batch_size=4)
-    assert isinstance(ig, IntegratedGradientsExplainer) and (ig.channels, ig.baseline, ig.n_steps, ig.internal_batch_size) == ("sum", 0.25, 7, 4)
+    ig = create_explainer(
+        "IG",
+        LinearLogit(WEIGHT),
+        image_size=2,
+        channels="sum",
+        baseline=0.25,
+        ig_steps=7,
+        ig_internal_batch_size=4,
+    )
+    assert isinstance(ig, IntegratedGradientsExplainer) and (
+        ig.channels,
+        ig.baseline,
+        ig.n_steps,
+        ig.internal_batch_size,
+    ) == ("sum", 0.25, 7, 4)
     dl = create_explainer("DeepLIFT", LinearLogit(WEIGHT), image_size=2, baseline=0.5)
     assert isinstance(dl, DeepLiftExplainer) and dl.baseline == 0.5
     cam = create_explainer("gc++", resnet10t, image_size=32)

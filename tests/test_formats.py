@@ -30,7 +30,9 @@ def test_yolo_hand_computed():
 
 def test_fracatlas_yolo_label_matches_its_coco_box():
     # IMG0000019 in FracAtlas: COCO bbox and YOLO line of the same box on a 2304x2880 image.
-    coco = box_from_coco([1242.2970297029703, 929.1089108910893, 273.2673267326734, 147.3267326732672])
+    coco = box_from_coco(
+        [1242.2970297029703, 929.1089108910893, 273.2673267326734, 147.3267326732672]
+    )
     boxes, problems = parse_yolo_label("0 0.5985 0.3482 0.1186 0.0512\n", 2304, 2880, 1, "x.txt")
     assert not problems
     assert boxes[0].as_list() == pytest.approx(coco.as_list(), abs=0.5 * 2880 * 1e-4 + 0.2)
@@ -42,7 +44,10 @@ def test_coco_hand_computed():
 
 
 def test_format_yolo_label_is_six_decimals_and_empty_for_negatives():
-    assert format_yolo_label([Box(0, 0, 100, 50, 1)], 200, 100) == "1 0.250000 0.250000 0.500000 0.500000\n"
+    assert (
+        format_yolo_label([Box(0, 0, 100, 50, 1)], 200, 100)
+        == "1 0.250000 0.250000 0.500000 0.500000\n"
+    )
     assert format_yolo_label([], 10, 10) == ""
 
 
@@ -79,7 +84,11 @@ def test_yolo_segment_line_becomes_its_bounding_box():
         (Box(10, 10, 20, 20), Box(10, 10, 20, 20), None),
         (Box(-0.3, 0, 20, 100.4), Box(0, 0, 20, 100), None),  # rounding overshoot: silent
         (Box(-5, 10, 20, 120), Box(0, 10, 20, 100), "box_clipped"),
-        (Box(20, 20, 10, 10), None, "box_inverted"),  # swapped corners are a label error, not repaired
+        (
+            Box(20, 20, 10, 10),
+            None,
+            "box_inverted",
+        ),  # swapped corners are a label error, not repaired
         (Box(10, 20, 20, 10), None, "box_inverted"),
         (Box(150, 10, 180, 20), None, "box_zero_area"),  # wholly outside
         (Box(10, 10, 10, 20), None, "box_zero_area"),
@@ -132,13 +141,25 @@ def test_yolo_and_coco_round_trip_within_half_a_pixel(data, width, height):
 def test_negative_yolo_width_and_voc_xmin_past_xmax_come_back_inverted_for_clip_box(tmp_path):
     (box,), problems = parse_yolo_label("0 0.5 0.5 -0.2 0.2\n", 100, 100, 1, "neg.txt")
     assert not problems and box.x1 > box.x2 and clip_box(box, 100, 100) == (None, "box_inverted")
-    xml = format_voc_xml("a.jpg", 100, 80, [Box(10, 5, 20, 30)], ["fractured"]).replace("<xmin>10<", "<xmin>40<")
+    xml = format_voc_xml("a.jpg", 100, 80, [Box(10, 5, 20, 30)], ["fractured"]).replace(
+        "<xmin>10<", "<xmin>40<"
+    )
     (tmp_path / "a.xml").write_text(xml)
     (box,), problems = parse_voc_xml(tmp_path / "a.xml", ["fractured"])
-    assert not problems and (box.x1, box.x2) == (40, 20) and clip_box(box, 100, 80) == (None, "box_inverted")
+    assert (
+        not problems
+        and (box.x1, box.x2) == (40, 20)
+        and clip_box(box, 100, 80) == (None, "box_inverted")
+    )
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"\xff\xfe\x00junk", "not valid PASCAL VOC XML"), (b'<?xml version="1.0" encoding="nope"?><a/>', "a.xml")])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00junk", "not valid PASCAL VOC XML"),
+        (b'<?xml version="1.0" encoding="nope"?><a/>', "a.xml"),
+    ],
+)
 def test_voc_that_is_not_xml_is_one_data_error(tmp_path, content, message):
     (tmp_path / "a.xml").write_bytes(content)
     with pytest.raises(DataError, match=message):

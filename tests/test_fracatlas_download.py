@@ -60,7 +60,14 @@ def make_zip(files: dict[str, bytes], prefix: str = "FracAtlas/") -> bytes:
 class FakeFigshare:
     """Stands in for ``urlopen``: answers the API URL and the download URL from memory."""
 
-    def __init__(self, payload: bytes, *, name: str = "FracAtlas.zip", md5: str | None = None, size: int | None = None) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        *,
+        name: str = "FracAtlas.zip",
+        md5: str | None = None,
+        size: int | None = None,
+    ) -> None:
         self.payload = payload
         self.urls: list[str] = []
         self.article = {
@@ -144,22 +151,33 @@ def test_download_verifies_md5_extracts_and_checks_layout(monkeypatch, tmp_path)
     assert fake.urls == [API.format(id=22363012), ZIP_URL]
     assert root == out / "FracAtlas"
     assert (root / "Annotations" / "COCO JSON" / "COCO_fracture_masks.json").is_file()
-    assert (root / "images" / "Fractured" / "IMG0000000.jpg").read_bytes() == TINY_TREE["images/Fractured/IMG0000000.jpg"]
+    assert (root / "images" / "Fractured" / "IMG0000000.jpg").read_bytes() == TINY_TREE[
+        "images/Fractured/IMG0000000.jpg"
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["FracAtlas"]  # the zip itself is gone
     assert leftovers(tmp_path) == []  # no temporary folders left next to the output
 
     report = verify_fracatlas(out)
     assert report.root == root
     assert report.counts == {
-        "dataset_csv_rows": 3, "fractured_images": 1, "non_fractured_images": 2,
-        "coco_images": 1, "coco_annotations": 2, "split_train": 1, "split_valid": 0, "split_test": 0,
-    }  # fmt: skip
+        "dataset_csv_rows": 3,
+        "fractured_images": 1,
+        "non_fractured_images": 2,
+        "coco_images": 1,
+        "coco_annotations": 2,
+        "split_train": 1,
+        "split_valid": 0,
+        "split_test": 0,
+    }
     assert len(report.warnings) == len(EXPECTED_COUNTS) and not report.complete
     joined = "\n".join(report.warnings)
-    for text in ("dataset.csv rows: found 3, the published dataset has 4083",
-                 "images/Fractured: found 1, the published dataset has 717",
-                 "images/Non_fractured: found 2, the published dataset has 3366",
-                 "found 1, the published dataset has 717", "found 2, the published dataset has 922"):  # fmt: skip
+    for text in (
+        "dataset.csv rows: found 3, the published dataset has 4083",
+        "images/Fractured: found 1, the published dataset has 717",
+        "images/Non_fractured: found 2, the published dataset has 3366",
+        "found 1, the published dataset has 717",
+        "found 2, the published dataset has 922",
+    ):
         assert text in joined
 
 
@@ -183,7 +201,9 @@ def test_short_download_is_refused(monkeypatch, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "FracAtlas/../../evil.txt", "/tmp/evil-fracdet.txt"])
+@pytest.mark.parametrize(
+    "evil", ["../evil.txt", "FracAtlas/../../evil.txt", "/tmp/evil-fracdet.txt"]
+)
 def test_zip_slip_is_refused(tmp_path, evil):
     files = dict(TINY_TREE)
     path = tmp_path / "evil.zip"
@@ -229,7 +249,11 @@ def test_bad_zip_and_missing_zip_are_clear(tmp_path):
 
 
 def test_missing_layout_pieces_raise_one_line(tmp_path):
-    files = {k: v for k, v in TINY_TREE.items() if not k.startswith(("Annotations/COCO", "Utilities/Fracture Split/test"))}
+    files = {
+        k: v
+        for k, v in TINY_TREE.items()
+        if not k.startswith(("Annotations/COCO", "Utilities/Fracture Split/test"))
+    }
     path = tmp_path / "partial.zip"
     path.write_bytes(make_zip(files))
     with pytest.raises(DataError) as info:
@@ -237,7 +261,10 @@ def test_missing_layout_pieces_raise_one_line(tmp_path):
     message = str(info.value)
     assert "\n" not in message and "missing" in message
     assert "Annotations/COCO JSON/COCO_fracture_masks.json" in message
-    assert "missing: Annotations/COCO JSON/COCO_fracture_masks.json, Utilities/Fracture Split/test.csv (" in message
+    assert (
+        "missing: Annotations/COCO JSON/COCO_fracture_masks.json, Utilities/Fracture Split/test.csv ("
+        in message
+    )
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
     with pytest.raises(DataError, match="missing: images/Fractured/"):
         verify_fracatlas(tmp_path)
@@ -280,27 +307,40 @@ def test_cli_from_zip(tiny_zip, tmp_path):
     assert "warning: dataset.csv rows: found 3" in result.output
     again = CliRunner().invoke(app, ["fetch-fracatlas", "--from-zip", str(tiny_zip), str(out)])
     assert again.exit_code != 0 and "--overwrite" in again.output
-    assert CliRunner().invoke(app, ["fetch-fracatlas", "--from-zip", str(tiny_zip), "--overwrite", str(out)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["fetch-fracatlas", "--from-zip", str(tiny_zip), "--overwrite", str(out)])
+        .exit_code
+        == 0
+    )
 
 
 def test_get_fracatlas_extracts_or_downloads_and_reports(monkeypatch, tiny_zip, tmp_path):
     report = get_fracatlas(tmp_path / "a", from_zip=tiny_zip)  # offline: urlopen raises
     assert report.root == tmp_path / "a" / "FracAtlas" and report.counts["fractured_images"] == 1
     assert report == verify_fracatlas(report.root) and len(report.warnings) == len(EXPECTED_COUNTS)
-    assert report.line() == f"FracAtlas tree at {report.root} (1 fractured, 2 non-fractured images); run `fracdet convert {report.root} OUT`"
+    assert (
+        report.line()
+        == f"FracAtlas tree at {report.root} (1 fractured, 2 non-fractured images); run `fracdet convert {report.root} OUT`"
+    )
     fake = FakeFigshare(make_zip(TINY_TREE))
     monkeypatch.setattr(fd, "urlopen", fake)
     downloaded = get_fracatlas(tmp_path / "b", api_url=API)
     assert fake.urls == [API.format(id=22363012), ZIP_URL] and downloaded.counts == report.counts
     with pytest.raises(OutputExistsError):
         get_fracatlas(tmp_path / "b", from_zip=tiny_zip)
-    assert get_fracatlas(tmp_path / "b", from_zip=tiny_zip, overwrite=True).root == tmp_path / "b" / "FracAtlas"
+    assert (
+        get_fracatlas(tmp_path / "b", from_zip=tiny_zip, overwrite=True).root
+        == tmp_path / "b" / "FracAtlas"
+    )
     with pytest.raises(DataError, match="no such file"):
         get_fracatlas(tmp_path / "c", from_zip=tmp_path / "absent.zip")
 
 
 @pytest.mark.fracatlas
-@pytest.mark.skipif(not REAL_FRACATLAS.is_dir(), reason="real FracAtlas sample not in ../shared/data")
+@pytest.mark.skipif(
+    not REAL_FRACATLAS.is_dir(), reason="real FracAtlas sample not in ../shared/data"
+)
 def test_real_sample_layout_and_counts():
     report = verify_fracatlas(REAL_FRACATLAS.parent)
     assert report.root == REAL_FRACATLAS
@@ -308,8 +348,14 @@ def test_real_sample_layout_and_counts():
     assert report.counts["fractured_images"] == 717
     assert report.counts["non_fractured_images"] == 717  # a subset of the 3366
     assert report.counts["coco_images"] == 717 and report.counts["coco_annotations"] == 922
-    assert (report.counts["split_train"], report.counts["split_valid"], report.counts["split_test"]) == (574, 82, 61)
-    assert report.warnings == ["images in images/Non_fractured: found 717, the published dataset has 3366 (a partial copy?)"]
+    assert (
+        report.counts["split_train"],
+        report.counts["split_valid"],
+        report.counts["split_test"],
+    ) == (574, 82, 61)
+    assert report.warnings == [
+        "images in images/Non_fractured: found 717, the published dataset has 3366 (a partial copy?)"
+    ]
 
 
 def test_verify_errors_name_the_file(tiny_zip, tmp_path):

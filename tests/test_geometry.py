@@ -25,9 +25,14 @@ def test_box_to_model_frame_by_hand():
 
 
 @given(
-    st.integers(8, 400), st.integers(8, 400), st.sampled_from([32, 64, 97, 224]),
-    st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.05, 0.1), st.floats(0.05, 0.1),
-)  # fmt: skip
+    st.integers(8, 400),
+    st.integers(8, 400),
+    st.sampled_from([32, 64, 97, 224]),
+    st.floats(0, 0.9),
+    st.floats(0, 0.9),
+    st.floats(0.05, 0.1),
+    st.floats(0.05, 0.1),
+)
 def test_model_frame_round_trip(height, width, size, fx, fy, fw, fh):
     box = Box(fx * width, fy * height, (fx + fw) * width, (fy + fh) * height)
     back = box_from_model_frame(box_to_model_frame(box, height, width, size), height, width, size)
@@ -44,8 +49,12 @@ def test_model_frame_matches_the_training_transform():
     top, left, h, w = content_region(height, width, size)
     assert (top, left, h, w) == (13, 0, 38, 64)
     ys, xs = np.nonzero(square > 0.5)
-    assert xs.min() == pytest.approx(mapped.x1, abs=1) and xs.max() + 1 == pytest.approx(mapped.x2, abs=1)
-    assert ys.min() == pytest.approx(mapped.y1, abs=1) and ys.max() + 1 == pytest.approx(mapped.y2, abs=1)
+    assert xs.min() == pytest.approx(mapped.x1, abs=1) and xs.max() + 1 == pytest.approx(
+        mapped.x2, abs=1
+    )
+    assert ys.min() == pytest.approx(mapped.y1, abs=1) and ys.max() + 1 == pytest.approx(
+        mapped.y2, abs=1
+    )
 
 
 def test_boxes_mask_by_hand():
@@ -61,7 +70,10 @@ def test_boxes_mask_by_hand():
 
 def test_scale_boxes_orders_corners_and_clips():
     boxes, scores = scale_boxes(
-        [Box(40, 10, 20, 30), Box(0, 0, 10, 10), Box(200, 200, 210, 210)], [0.9, 0.8, 0.7], from_shape=(50, 50), to_shape=(100, 200)
+        [Box(40, 10, 20, 30), Box(0, 0, 10, 10), Box(200, 200, 210, 210)],
+        [0.9, 0.8, 0.7],
+        from_shape=(50, 50),
+        to_shape=(100, 200),
     )
     assert boxes == [Box(80, 20, 160, 60), Box(0, 0, 40, 20)] and scores == [0.9, 0.8]
 
@@ -77,7 +89,9 @@ def test_stretched_frame_by_hand_and_against_the_transform():
     square = build_transform(size, keep_aspect=False)(image=image)["image"]
     assert square.shape == (size, size)
     ys, xs = np.nonzero(square > 0.5)
-    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == pytest.approx((40, 56, 20, 40), abs=1)
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == pytest.approx(
+        (40, 56, 20, 40), abs=1
+    )
     back = box_from_model_frame(mapped, height, width, size, keep_aspect=False)
     assert back.as_list() == pytest.approx([100, 30, 140, 60])
 

@@ -13,7 +13,13 @@ from fracdet.data.images import is_dicom, load_image, read_image_info
 from fracdet.errors import ImageError
 
 
-def make_dicom(path: Path, pixels: np.ndarray | None, *, photometric: str = "MONOCHROME2", window: tuple[float, float] | None = None) -> Path:
+def make_dicom(
+    path: Path,
+    pixels: np.ndarray | None,
+    *,
+    photometric: str = "MONOCHROME2",
+    window: tuple[float, float] | None = None,
+) -> Path:
     """A minimal secondary-capture DICOM (optionally without pixel data)."""
     return write_dicom(path, pixels, photometric=photometric, window=window)
 
@@ -48,7 +54,9 @@ def test_exif_rotated_jpeg_reports_the_displayed_size(tmp_path):
 
 
 def test_truncated_jpeg_is_caught_by_the_header_check(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "t.jpg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "t.jpg"
+    )
     data = (tmp_path / "t.jpg").read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match=r"t\.jpg: truncated JPEG"):
@@ -58,18 +66,25 @@ def test_truncated_jpeg_is_caught_by_the_header_check(tmp_path):
 
 
 def test_truncated_png(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "t.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "t.png"
+    )
     data = (tmp_path / "t.png").read_bytes()
     (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="truncated PNG"):
         read_image_info(tmp_path / "t.png")
     # Cut inside the last checksum only: every pixel is there, so the image is kept with a note.
     (tmp_path / "t.png").write_bytes(data[:-20])
-    assert "no PNG end-of-image marker, but every pixel decodes" in read_image_info(tmp_path / "t.png").note
+    assert (
+        "no PNG end-of-image marker, but every pixel decodes"
+        in read_image_info(tmp_path / "t.png").note
+    )
 
 
 def noise_jpeg(path: Path, size: int = 96, **options) -> bytes:
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size), dtype=np.uint8)).save(path, **options)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size), dtype=np.uint8)).save(
+        path, **options
+    )
     return path.read_bytes()
 
 
@@ -81,7 +96,10 @@ def test_jpeg_with_trailing_bytes_after_its_end_marker_is_kept_with_a_note(tmp_p
     (tmp_path / "p.jpg").write_bytes(data + padding)
     info = read_image_info(tmp_path / "p.jpg", full=full)
     assert (info.width, info.height, info.format) == (96, 96, "JPEG")
-    assert info.note == f"trailing bytes after end of image ({len(padding)} bytes after the JPEG end marker; the image decodes completely)"
+    assert (
+        info.note
+        == f"trailing bytes after end of image ({len(padding)} bytes after the JPEG end marker; the image decodes completely)"
+    )
     assert load_image(tmp_path / "p.jpg").shape == (96, 96)
 
 
@@ -91,7 +109,9 @@ def test_jpeg_cut_mid_scan_is_still_truncated(tmp_path, progressive, padding):
     """Padded or not, a JPEG cut inside its entropy-coded data does not decode: it is dropped."""
     data = noise_jpeg(tmp_path / "c.jpg", size=200, progressive=progressive)
     (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2] + padding)
-    with pytest.raises(ImageError, match=r"c\.jpg: truncated JPEG \(no end-of-image marker, and decoding fails"):
+    with pytest.raises(
+        ImageError, match=r"c\.jpg: truncated JPEG \(no end-of-image marker, and decoding fails"
+    ):
         read_image_info(tmp_path / "c.jpg")
     with pytest.raises(ImageError, match="c.jpg"):
         read_image_info(tmp_path / "c.jpg", full=True)
@@ -106,17 +126,24 @@ def test_complete_images_have_no_note_and_a_wrong_suffix_gets_one(tmp_path):
 
 
 def test_corrupt_pixel_data_needs_the_full_check(tmp_path):
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "c.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+        tmp_path / "c.png"
+    )
     data = bytearray((tmp_path / "c.png").read_bytes())
     start = data.find(b"IDAT") + 20
-    data[start : start + 180] = np.random.default_rng(1).integers(0, 255, 180, dtype=np.uint8).tobytes()  # keep IEND
+    data[start : start + 180] = (
+        np.random.default_rng(1).integers(0, 255, 180, dtype=np.uint8).tobytes()
+    )  # keep IEND
     (tmp_path / "c.png").write_bytes(bytes(data))
     read_image_info(tmp_path / "c.png")  # header and end marker look fine
     with pytest.raises(ImageError, match="c.png: cannot decode"):
         read_image_info(tmp_path / "c.png", full=True)
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [("e.jpg", b"", "empty file"), ("n.jpg", b"not an image at all", "not an image")])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [("e.jpg", b"", "empty file"), ("n.jpg", b"not an image at all", "not an image")],
+)
 def test_empty_and_non_image_files(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ImageError, match=message):
@@ -126,7 +153,9 @@ def test_empty_and_non_image_files(tmp_path, name, content, message):
 def test_dicom_rescaled_windowed_and_monochrome1_inverted(tmp_path):
     pixels = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
     mono2 = make_dicom(tmp_path / "a.dcm", pixels)
-    mono1 = make_dicom(tmp_path / "b", pixels, photometric="MONOCHROME1")  # no suffix: found by magic
+    mono1 = make_dicom(
+        tmp_path / "b", pixels, photometric="MONOCHROME1"
+    )  # no suffix: found by magic
     assert is_dicom(mono1)
     info = read_image_info(mono2)
     assert (info.width, info.height, info.format) == (2, 2, "DICOM")

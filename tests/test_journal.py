@@ -96,8 +96,16 @@ def test_sort_rows_rewrites_only_when_out_of_order(tmp_path):
     inode = path.stat().st_ino
     assert [r["image_id"] for r in sort_rows(path)] == ["1", "2"]
     assert path.stat().st_ino == inode  # not rewritten
-    path = journal(tmp_path / "shuffled.csv", [(3, "c.jpg", ""), (1, "a.jpg", ""), (10, "j.jpg", ""), (2, "b.jpg", "")])
-    assert [r["image_id"] for r in sort_rows(path)] == ["1", "2", "3", "10"]  # numeric, not text order
+    path = journal(
+        tmp_path / "shuffled.csv",
+        [(3, "c.jpg", ""), (1, "a.jpg", ""), (10, "j.jpg", ""), (2, "b.jpg", "")],
+    )
+    assert [r["image_id"] for r in sort_rows(path)] == [
+        "1",
+        "2",
+        "3",
+        "10",
+    ]  # numeric, not text order
     assert [r["image_id"] for r in read_rows(path)[1]] == ["1", "2", "3", "10"]
 
 
@@ -105,14 +113,23 @@ def test_sort_rows_rewrites_only_when_out_of_order(tmp_path):
 
 
 def test_reconcile_renumbers_drops_and_cuts(tmp_path):
-    path = journal(tmp_path / "rows.csv", [(1, "a.jpg", "0.1"), (2, "b.jpg", "0.2"), (3, "gone.jpg", "0.3"), (4, "b.jpg", "0.4")])
+    path = journal(
+        tmp_path / "rows.csv",
+        [(1, "a.jpg", "0.1"), (2, "b.jpg", "0.2"), (3, "gone.jpg", "0.3"), (4, "b.jpg", "0.4")],
+    )
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("5,d.jp")  # half a row from an interrupted write
     # Since then "0.jpg" arrived first (every id moves up) and gone.jpg went.
     today = {"0.jpg": 1, "a.jpg": 2, "b.jpg": 3, "d.jpg": 4}
     found = reconcile_rows(path, HEADER, today)
-    assert [(r["image_id"], r["path"], r["score"]) for r in found.kept] == [("2", "a.jpg", "0.1"), ("3", "b.jpg", "0.2")]
-    assert [r["path"] for r in found.dropped] == ["gone.jpg", "b.jpg"]  # gone, and a second row for b.jpg
+    assert [(r["image_id"], r["path"], r["score"]) for r in found.kept] == [
+        ("2", "a.jpg", "0.1"),
+        ("3", "b.jpg", "0.2"),
+    ]
+    assert [r["path"] for r in found.dropped] == [
+        "gone.jpg",
+        "b.jpg",
+    ]  # gone, and a second row for b.jpg
     assert found.remap == {1: 2, 2: 3}
     assert found.done == {"a.jpg", "b.jpg"}
     assert read_rows(path) == (HEADER, found.kept)
@@ -145,7 +162,10 @@ def test_merge_rows_interleaves_shards_by_id(tmp_path):
 
 def test_merge_rows_refuses_duplicates_and_other_columns(tmp_path):
     one = journal(tmp_path / "s1.csv", [(1, "a.jpg", "")])
-    with pytest.raises(DataError, match=r"image id 1 \(a.jpg\) is in .*s1.csv and in .*s1.csv: the same shard twice"):
+    with pytest.raises(
+        DataError,
+        match=r"image id 1 \(a.jpg\) is in .*s1.csv and in .*s1.csv: the same shard twice",
+    ):
         merge_rows([one, one])
     other = tmp_path / "other.csv"
     write_rows(other, ["image_id", "path"], [{"image_id": "2", "path": "b.jpg"}])
@@ -179,9 +199,16 @@ def test_read_jsonl_names_a_bad_line(tmp_path):
 
 def test_rewrite_jsonl(tmp_path):
     path = tmp_path / "boxes.jsonl"
-    assert rewrite_jsonl(path, lambda doc: doc) == 0 and path.read_text() == ""  # a missing journal is an empty one
-    path.write_text("".join(json.dumps({"image_id": i}) + "\n" for i in (1, 2, 3)) + '{"image_id": 4, "res', encoding="utf-8")
-    dropped = rewrite_jsonl(path, lambda doc: None if doc["image_id"] == 2 else {"image_id": doc["image_id"] * 10})
+    assert (
+        rewrite_jsonl(path, lambda doc: doc) == 0 and path.read_text() == ""
+    )  # a missing journal is an empty one
+    path.write_text(
+        "".join(json.dumps({"image_id": i}) + "\n" for i in (1, 2, 3)) + '{"image_id": 4, "res',
+        encoding="utf-8",
+    )
+    dropped = rewrite_jsonl(
+        path, lambda doc: None if doc["image_id"] == 2 else {"image_id": doc["image_id"] * 10}
+    )
     assert dropped == 2  # image 2, and the half line
     assert read_jsonl(path) == [{"image_id": 10}, {"image_id": 30}]
     inode = path.stat().st_ino

@@ -112,7 +112,9 @@ def test_random_maps_cover_p_percent_on_average():
     rng = np.random.default_rng(1)
     mask = np.zeros((25, 40), dtype=bool)
     mask[5:15, 10:20] = True
-    scores = np.array([list(coverage_at_percentiles(rng.random((25, 40)), mask).values()) for _ in range(400)])
+    scores = np.array(
+        [list(coverage_at_percentiles(rng.random((25, 40)), mask).values()) for _ in range(400)]
+    )
     assert np.abs(scores.mean(axis=0) - np.array([0.05, 0.25, 0.50])).max() < 0.01
 
 
@@ -124,7 +126,9 @@ def slow_coverage(attr: np.ndarray, mask: np.ndarray, p: float) -> float:
     k = max(1, math.ceil(round(p * n / 100, 6)))
     index = np.arange(n)
     above = (flat[None, :] > flat[:, None]).sum(axis=1)
-    equal_before = ((flat[None, :] == flat[:, None]) & (index[None, :] < index[:, None])).sum(axis=1)
+    equal_before = ((flat[None, :] == flat[:, None]) & (index[None, :] < index[:, None])).sum(
+        axis=1
+    )
     top = above + equal_before < k
     return (top & inside).sum() / inside.sum()
 
@@ -281,9 +285,19 @@ def test_topk_intersection():
     assert topk_intersection(a, a) == 1.0
     assert topk_intersection(a, a.copy(), p=5) == 1.0
     # p=50 of 4 pixels: k = 2. Top of a = {(0,0), (0,1)}, top of b = {(1,1), (0,1)} -> 1 / 2.
-    assert topk_intersection(np.array([[4.0, 3.0], [2.0, 1.0]]), np.array([[1.0, 3.0], [2.0, 4.0]]), p=50) == 0.5
+    assert (
+        topk_intersection(
+            np.array([[4.0, 3.0], [2.0, 1.0]]), np.array([[1.0, 3.0], [2.0, 4.0]]), p=50
+        )
+        == 0.5
+    )
     # Reversed order: no overlap.
-    assert topk_intersection(np.array([[4.0, 3.0], [2.0, 1.0]]), np.array([[1.0, 2.0], [3.0, 4.0]]), p=50) == 0.0
+    assert (
+        topk_intersection(
+            np.array([[4.0, 3.0], [2.0, 1.0]]), np.array([[1.0, 2.0], [3.0, 4.0]]), p=50
+        )
+        == 0.0
+    )
 
 
 # ---------------------------------------------------------------- all at once
@@ -325,18 +339,28 @@ def test_a_ranked_map_scores_as_the_plain_map(data, other, tolerance):
     twin = np.round(attr + np.random.default_rng(other).normal(size=attr.shape), 1)  # rounded: ties
     ranked, ranked_twin = RankedMap.of(attr), RankedMap.of(twin)
     plain = localization_scores(attr, mask, percentiles=(5, 25, 50), tolerance_px=tolerance)
-    shared = localization_scores(ranked, mask, percentiles=(5, 25, 50), tolerance_px=tolerance, near=near_mask(mask, tolerance_px=tolerance))
+    shared = localization_scores(
+        ranked,
+        mask,
+        percentiles=(5, 25, 50),
+        tolerance_px=tolerance,
+        near=near_mask(mask, tolerance_px=tolerance),
+    )
     assert shared == pytest.approx(plain, nan_ok=True)
     assert topk_intersection(ranked, ranked_twin, p=25) == topk_intersection(attr, twin, p=25)
     if np.ptp(attr) > 0 and np.ptp(twin) > 0:
-        assert rank_correlation(ranked, ranked_twin) == pytest.approx(scipy.stats.spearmanr(attr.ravel(), twin.ravel()).statistic)
+        assert rank_correlation(ranked, ranked_twin) == pytest.approx(
+            scipy.stats.spearmanr(attr.ravel(), twin.ravel()).statistic
+        )
 
 
 def test_average_ranks_are_scipys_from_the_top():
     attr = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 0.5]])
     # from the top: the two 3s share ranks 0 and 1, the two 2s ranks 2 and 3
     np.testing.assert_array_equal(RankedMap.of(attr).average_ranks, [0.5, 4.0, 0.5, 2.5, 2.5, 5.0])
-    np.testing.assert_array_equal(RankedMap.of(attr).average_ranks, attr.size - scipy.stats.rankdata(attr.ravel()))
+    np.testing.assert_array_equal(
+        RankedMap.of(attr).average_ranks, attr.size - scipy.stats.rankdata(attr.ravel())
+    )
     assert RankedMap.of(attr).order.tolist() == [0, 2, 3, 4, 1, 5]  # ties: row-major order
 
 
@@ -346,10 +370,19 @@ def test_average_ranks_are_scipys_from_the_top():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: coverage_at_percentile(ATTR, BOX[:3], 25), r"attr has shape \(4, 4\) but mask has shape \(3, 4\)"),
+        (
+            lambda: coverage_at_percentile(ATTR, BOX[:3], 25),
+            r"attr has shape \(4, 4\) but mask has shape \(3, 4\)",
+        ),
         (lambda: coverage_at_percentile(ATTR, BOX.astype(int), 25), "mask must be a bool array"),
-        (lambda: coverage_at_percentile(ATTR, np.zeros((4, 4), bool), 25), r"mask of shape \(4, 4\) is empty"),
-        (lambda: coverage_at_percentile(ATTR[None], BOX, 25), r"non-empty \(H, W\) map, got shape \(1, 4, 4\)"),
+        (
+            lambda: coverage_at_percentile(ATTR, np.zeros((4, 4), bool), 25),
+            r"mask of shape \(4, 4\) is empty",
+        ),
+        (
+            lambda: coverage_at_percentile(ATTR[None], BOX, 25),
+            r"non-empty \(H, W\) map, got shape \(1, 4, 4\)",
+        ),
         (lambda: coverage_at_percentile(np.zeros((0, 4)), BOX, 25), r"got shape \(0, 4\)"),
         (lambda: coverage_at_percentile(np.where(BOX, np.nan, 0.0), BOX, 25), "NaN or infinite"),
         (lambda: coverage_at_percentile(BOX, BOX, 25), "real-valued map"),
@@ -360,15 +393,27 @@ def test_average_ranks_are_scipys_from_the_top():
         (lambda: box_area_share(np.zeros((2, 2), bool)), "is empty"),
         (lambda: pointing_game(ATTR, BOX, tolerance_px=-1), "tolerance_px must be >= 0"),
         (lambda: pointing_game(ATTR, BOX.T[:2]), "but mask has shape"),
-        (lambda: pointing_game_baseline(BOX, tolerance_px=float("nan")), "tolerance_px must be >= 0"),
-        (lambda: rank_correlation(ATTR, ATTR[:2]), r"a has shape \(4, 4\) but b has shape \(2, 4\)"),
+        (
+            lambda: pointing_game_baseline(BOX, tolerance_px=float("nan")),
+            "tolerance_px must be >= 0",
+        ),
+        (
+            lambda: rank_correlation(ATTR, ATTR[:2]),
+            r"a has shape \(4, 4\) but b has shape \(2, 4\)",
+        ),
         (lambda: rank_correlation(ATTR, np.full((4, 4), np.inf)), "b of shape"),
         (lambda: topk_intersection(ATTR, ATTR[:, :2]), "but b has shape"),
         (lambda: topk_intersection(ATTR, ATTR, p=-5), "percentile must be in"),
         (lambda: localization_scores(ATTR, ~np.ones((4, 4), bool)), "is empty"),
         (lambda: localization_scores(ATTR, BOX, tolerance_px=-0.5), "tolerance_px"),
-        (lambda: localization_scores(ATTR, BOX, near=near_mask(BOX)[:2]), r"near must be a bool mask of shape \(4, 4\)"),
-        (lambda: localization_scores(ATTR, BOX, near=BOX.astype(np.uint8)), "near must be a bool mask"),
+        (
+            lambda: localization_scores(ATTR, BOX, near=near_mask(BOX)[:2]),
+            r"near must be a bool mask of shape \(4, 4\)",
+        ),
+        (
+            lambda: localization_scores(ATTR, BOX, near=BOX.astype(np.uint8)),
+            "near must be a bool mask",
+        ),
         (lambda: near_mask(np.zeros((4, 4), bool)), "is empty"),
         (lambda: RankedMap.of(np.full((2, 2), np.nan)), "NaN or infinite"),
         (lambda: rank_correlation(RankedMap.of(ATTR), RankedMap.of(ATTR[:2])), "but b has shape"),

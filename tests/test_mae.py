@@ -37,9 +37,15 @@ from fracdet.mae.train import MAETrainConfig, pretrain_mae
 from fracdet.mae.weights import build_mae
 
 TINY_MODEL = {
-    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-    "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 64,
-}  # fmt: skip
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "decoder_hidden_size": 32,
+    "decoder_num_hidden_layers": 1,
+    "decoder_num_attention_heads": 2,
+    "decoder_intermediate_size": 64,
+}
 TINY = {
     "image_size": 32,
     "patch_size": 8,
@@ -417,10 +423,13 @@ def test_bad_input_gives_clear_errors(phantom_dataset, tmp_path):
         not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     )  # nothing made before data and model are good
     for changes, message in (
-        ({"arch": "giant"}, "arch must be one of"), ({"scheduler": "plateau"}, "scheduler must be one of"),
-        ({"epochs": 0}, "epochs must be >= 1"), ({"mask_ratio": 1.0}, r"mask_ratio must be in \[0, 1\)"),
-        ({"lr": 0.0}, "lr must be > 0"), ({"pretrained": True, "weights": tmp_path}, "exclude each other"),
-    ):  # fmt: skip
+        ({"arch": "giant"}, "arch must be one of"),
+        ({"scheduler": "plateau"}, "scheduler must be one of"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"mask_ratio": 1.0}, r"mask_ratio must be in \[0, 1\)"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"pretrained": True, "weights": tmp_path}, "exclude each other"),
+    ):
         with pytest.raises(ConfigError, match=message):
             _cfg(manifest, tmp_path / "g", **changes)
 
@@ -604,10 +613,28 @@ def test_three_stages_from_the_cli(phantom_dataset, tmp_path):
         result.stdout.startswith("masked-patch MSE on ")
         and (tmp_path / "show" / "mae_show.png").is_file()
     )
-    result = runner.invoke(app, [
-        "-q", "train-cls", str(phantom_dataset / "manifest.csv"), "--out", str(tmp_path / "cls"), "--backbone", "vit_base_patch16_224.mae",
-        "--weights", str(tmp_path / "mae" / "encoder.safetensors"), "--freeze-backbone", "--image-size", "32", "--epochs", "1", "--batch-size", "8", *common,
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            "train-cls",
+            str(phantom_dataset / "manifest.csv"),
+            "--out",
+            str(tmp_path / "cls"),
+            "--backbone",
+            "vit_base_patch16_224.mae",
+            "--weights",
+            str(tmp_path / "mae" / "encoder.safetensors"),
+            "--freeze-backbone",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            *common,
+        ],
+    )
     assert result.exit_code == 0, result.output
     model, meta = load_classifier(tmp_path / "cls")
     assert meta.backbone_args[

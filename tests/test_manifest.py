@@ -12,11 +12,28 @@ from fracdet.errors import DataError
 
 
 def test_round_trip(tmp_path):
-    record = ImageRecord("a.jpg", tmp_path / "a.jpg", 40, 30, 1, (Box(1.5, 2.25, 10.0, 12.125, 0),), group="P1", split="val", body_part="hand", attributes={"hardware": "1"})
+    record = ImageRecord(
+        "a.jpg",
+        tmp_path / "a.jpg",
+        40,
+        30,
+        1,
+        (Box(1.5, 2.25, 10.0, 12.125, 0),),
+        group="P1",
+        split="val",
+        body_part="hand",
+        attributes={"hardware": "1"},
+    )
     (tmp_path / "m.csv").write_text(format_manifest([record], ["images/val/a.jpg"]))
     (back,) = read_manifest(tmp_path / "m.csv")
     assert back.path == tmp_path / "images" / "val" / "a.jpg"  # relative to the manifest
-    assert (back.boxes, back.label, back.split, back.group, back.body_part) == (record.boxes, 1, "val", "P1", "hand")
+    assert (back.boxes, back.label, back.split, back.group, back.body_part) == (
+        record.boxes,
+        1,
+        "val",
+        "P1",
+        "hand",
+    )
     assert back.attributes["hardware"] == "1"
 
 
@@ -35,9 +52,18 @@ def test_bad_manifests(tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda text: text.replace(",0,not_fractured,", ",7,not_fractured,"), "line 2: cannot parse \\(label must be 0 or 1, got 7\\)"),
-        (lambda text: text.replace(",[],", ',"[[1, 2]]",'), "line 2: cannot parse \\(list index out of range\\)"),
-        (lambda text: text.splitlines()[0] + "\na.jpg,a.jpg\n", "line 2: cannot parse \\(the row has fewer fields than the header\\)"),
+        (
+            lambda text: text.replace(",0,not_fractured,", ",7,not_fractured,"),
+            "line 2: cannot parse \\(label must be 0 or 1, got 7\\)",
+        ),
+        (
+            lambda text: text.replace(",[],", ',"[[1, 2]]",'),
+            "line 2: cannot parse \\(list index out of range\\)",
+        ),
+        (
+            lambda text: text.splitlines()[0] + "\na.jpg,a.jpg\n",
+            "line 2: cannot parse \\(the row has fewer fields than the header\\)",
+        ),
         (lambda text: text.replace(",[],", ',"' + "[" * 100000 + '",'), "line 2: cannot parse"),
     ],
     ids=["label-out-of-range", "short-box", "short-row", "deep-json"],

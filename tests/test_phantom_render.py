@@ -46,8 +46,9 @@ def _region(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarr
 
 
 def test_deterministic_bit_identical() -> None:
-    kw = dict(body_part="mixed", n_fractures=2, hardware=True, letter_marker=True,
-              shortcut_marker=True)
+    kw = dict(
+        body_part="mixed", n_fractures=2, hardware=True, letter_marker=True, shortcut_marker=True
+    )
     a = _render(3, 4, **kw)
     b = _render(3, 4, **kw)
     assert np.array_equal(a.image, b.image)
@@ -96,7 +97,7 @@ def test_fracture_darkens_its_box(body_part: str) -> None:
         # everything far from the crack is unchanged (fracture draws do not perturb the rest)
         mask = np.ones(cracked.image.shape, bool)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        mask[max(y1 - 12, 0):y2 + 12, max(x1 - 12, 0):x2 + 12] = False
+        mask[max(y1 - 12, 0) : y2 + 12, max(x1 - 12, 0) : x2 + 12] = False
         far_diff = np.abs(cracked.image - intact.image)[mask]
         assert float(np.median(far_diff)) < 1e-3
 

@@ -23,15 +23,29 @@ def tree_digest(root):
 
 
 def test_layout_reads_back_as_fracatlas(tmp_path):
-    out = generate_phantoms(PhantomConfig(tmp_path / "ph", count=24, size=96, seed=3, prevalence=0.5, workers=1))
-    for part in ("images/Fractured", "images/Non_fractured", "Annotations/COCO JSON/COCO_fracture_masks.json", "Annotations/PASCAL VOC", "Annotations/YOLO/labels.txt", "dataset.csv", "Utilities/Fracture Split/train.csv", "phantom_meta.csv"):
+    out = generate_phantoms(
+        PhantomConfig(tmp_path / "ph", count=24, size=96, seed=3, prevalence=0.5, workers=1)
+    )
+    for part in (
+        "images/Fractured",
+        "images/Non_fractured",
+        "Annotations/COCO JSON/COCO_fracture_masks.json",
+        "Annotations/PASCAL VOC",
+        "Annotations/YOLO/labels.txt",
+        "dataset.csv",
+        "Utilities/Fracture Split/train.csv",
+        "phantom_meta.csv",
+    ):
         assert (out / part).exists(), part
     ds = read_fracatlas(out)
     assert len(ds.records) == 24 and not [p for p in ds.problems if p.kind != "official_split_leak"]
     fractured = [r for r in ds.records if r.label]
     assert fractured and all(r.boxes for r in fractured)
     assert all(r.split for r in fractured) and not any(r.split for r in ds.records if not r.label)
-    assert {r.width for r in ds.records} | {r.height for r in ds.records} <= {96, round(96 * 373 / 454)}
+    assert {r.width for r in ds.records} | {r.height for r in ds.records} <= {
+        96,
+        round(96 * 373 / 454),
+    }
 
 
 def test_same_seed_same_bytes_with_any_worker_count(tmp_path):
@@ -42,7 +56,9 @@ def test_same_seed_same_bytes_with_any_worker_count(tmp_path):
 
 
 def test_png16_output(tmp_path):
-    out = generate_phantoms(PhantomConfig(tmp_path / "p", count=4, size=64, image_format="png16", workers=1))
+    out = generate_phantoms(
+        PhantomConfig(tmp_path / "p", count=4, size=64, image_format="png16", workers=1)
+    )
     image_path = next((out / "images").rglob("*.png"))
     image = load_image(image_path)
     assert image.dtype == np.float32 and image.min() >= 0.0 and image.max() <= 1.0
@@ -52,7 +68,17 @@ def test_png16_output(tmp_path):
 
 
 def test_shortcut_marker_follows_the_label_at_the_chosen_rate(tmp_path):
-    out = generate_phantoms(PhantomConfig(tmp_path / "s", count=80, size=48, prevalence=0.5, shortcut_rate=1.0, series_rate=0.0, workers=1))
+    out = generate_phantoms(
+        PhantomConfig(
+            tmp_path / "s",
+            count=80,
+            size=48,
+            prevalence=0.5,
+            shortcut_rate=1.0,
+            series_rate=0.0,
+            workers=1,
+        )
+    )
     with open(out / "phantom_meta.csv") as fh:
         meta = {row["image_id"]: row for row in csv.DictReader(fh)}
     for record in read_fracatlas(out).records:
@@ -61,7 +87,13 @@ def test_shortcut_marker_follows_the_label_at_the_chosen_rate(tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [({"count": 0}, "count"), ({"prevalence": 1.5}, "prevalence"), ({"image_format": "gif"}, "image_format"), ({"shortcut_rate": -0.1}, "shortcut_rate"), ({"size": 8}, "size")],
+    [
+        ({"count": 0}, "count"),
+        ({"prevalence": 1.5}, "prevalence"),
+        ({"image_format": "gif"}, "image_format"),
+        ({"shortcut_rate": -0.1}, "shortcut_rate"),
+        ({"size": 8}, "size"),
+    ],
 )
 def test_bad_options(tmp_path, option, message):
     with pytest.raises(ConfigError, match=message):
@@ -74,11 +106,26 @@ def test_module_entry_builds_the_config_from_options(tmp_path, monkeypatch, caps
     seen = []
     monkeypatch.setattr(phantoms, "generate_phantoms", seen.append)
     (tmp_path / "c.yaml").write_text("count: 7\nsize: 80\n")
-    argv = [str(tmp_path / "ph"), "--config", str(tmp_path / "c.yaml"), "--size", "96", "--format", "png16", "--official-split", "0.5,0.25,0.25", "--overwrite"]
+    argv = [
+        str(tmp_path / "ph"),
+        "--config",
+        str(tmp_path / "c.yaml"),
+        "--size",
+        "96",
+        "--format",
+        "png16",
+        "--official-split",
+        "0.5,0.25,0.25",
+        "--overwrite",
+    ]
     assert phantoms.main(argv) == 0
     (cfg,) = seen
     assert (cfg.output, cfg.count, cfg.size, cfg.image_format) == (tmp_path / "ph", 7, 96, "png16")
-    assert cfg.official_split == (0.5, 0.25, 0.25) and cfg.overwrite is True and cfg.shortcut_rate is None
+    assert (
+        cfg.official_split == (0.5, 0.25, 0.25)
+        and cfg.overwrite is True
+        and cfg.shortcut_rate is None
+    )
     assert "phantoms written to" in capsys.readouterr().out
 
 

@@ -50,9 +50,14 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     for key, names in (("cls", ("not_fractured", "fractured")), ("cls3", ("hand", "leg", "hip"))):
         model = create_classifier("resnet10t", num_outputs=1 if len(names) == 2 else len(names))
         meta = ClassifierMeta(
-            backbone="resnet10t", class_names=names, image_size=32, mean=tuple(model.mean.flatten().tolist()),
-            std=tuple(model.std.flatten().tolist()), threshold=0.5, temperature=1.5,
-        )  # fmt: skip
+            backbone="resnet10t",
+            class_names=names,
+            image_size=32,
+            mean=tuple(model.mean.flatten().tolist()),
+            std=tuple(model.std.flatten().tolist()),
+            threshold=0.5,
+            temperature=1.5,
+        )
         save_classifier(model, meta, root / key / "best.safetensors")
         paths[key] = root / key
     paths["det"] = make_tiny_detector(root, seed=None)
@@ -65,7 +70,9 @@ def mixed_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mixed") / "images"
     save_image(root / "a_big.jpg", 200, 150, seed=1)
     save_image(root / "b.png", 40, 60, seed=2)
-    Image.fromarray(np.random.default_rng(3).integers(0, 65535, (48, 64), dtype=np.uint16)).save(root / "c16.png")
+    Image.fromarray(np.random.default_rng(3).integers(0, 65535, (48, 64), dtype=np.uint16)).save(
+        root / "c16.png"
+    )
     dicom = np.random.default_rng(4).integers(0, 4095, (70, 50)).astype(np.uint16)
     make_dicom(root / "d_mono2.dcm", dicom)
     make_dicom(root / "e_mono1.dcm", dicom, photometric="MONOCHROME1", window=(2000, 4000))
@@ -80,7 +87,16 @@ def mixed_folder(tmp_path_factory) -> Path:
 
 
 def run(folder: Path, out: Path, checkpoints: dict[str, Path], **options) -> object:
-    options = {"cls": checkpoints["cls"], "det": checkpoints["det"], "workers": 0, "batch_size": 4, "det_imgsz": DET_IMGSZ, "device": "cpu", "precision": "fp32", **options}
+    options = {
+        "cls": checkpoints["cls"],
+        "det": checkpoints["det"],
+        "workers": 0,
+        "batch_size": 4,
+        "det_imgsz": DET_IMGSZ,
+        "device": "cpu",
+        "precision": "fp32",
+        **options,
+    }
     return predict_folder(PredictConfig(folder=folder, output=out, **options))
 
 
@@ -97,12 +113,21 @@ def reference_probabilities(folder: Path, names: list[str], cls_dir: Path) -> di
     for name in names:
         square = np.clip(transform(image=load_image(folder / name, channels=1))["image"], 0.0, 1.0)
         with torch.no_grad():
-            z = model(torch.from_numpy(square)[None, None].float()).double().numpy()[0] / meta.temperature
-        out[name] = 1.0 / (1.0 + np.exp(-z)) if meta.binary else np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            z = (
+                model(torch.from_numpy(square)[None, None].float()).double().numpy()[0]
+                / meta.temperature
+            )
+        out[name] = (
+            1.0 / (1.0 + np.exp(-z))
+            if meta.binary
+            else np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        )
     return out
 
 
-def reference_detections(folder: Path, names: list[str], det_pt: Path) -> dict[str, list[tuple[list[float], float]]]:
+def reference_detections(
+    folder: Path, names: list[str], det_pt: Path
+) -> dict[str, list[tuple[list[float], float]]]:
     """What the detector finds in each image alone: grey uint8 shrunk to DET_IMGSZ, boxes scaled back and clipped, COCO xywh."""
     import cv2
     from ultralytics import YOLO
@@ -112,15 +137,29 @@ def reference_detections(folder: Path, names: list[str], det_pt: Path) -> dict[s
     detector = YOLO(str(det_pt))
     out = {}
     for name in names:
-        grey = (np.clip(load_image(folder / name, channels=1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        grey = (np.clip(load_image(folder / name, channels=1), 0.0, 1.0) * 255.0 + 0.5).astype(
+            np.uint8
+        )
         h, w = grey.shape
         scale = DET_IMGSZ / max(h, w)
-        small = grey if scale >= 1 else cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = (
+            grey
+            if scale >= 1
+            else cv2.resize(
+                grey,
+                (max(1, round(w * scale)), max(1, round(h * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+        )
         with ultralytics_offline():
-            result = detector.predict(small, imgsz=DET_IMGSZ, conf=0.25, iou=0.7, rect=False, verbose=False, device="cpu")[0]
+            result = detector.predict(
+                small, imgsz=DET_IMGSZ, conf=0.25, iou=0.7, rect=False, verbose=False, device="cpu"
+            )[0]
         sx, sy = w / small.shape[1], h / small.shape[0]
         found = []
-        for (ax, ay, bx, by), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
+        for (ax, ay, bx, by), score in zip(
+            result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True
+        ):
             # Corners in order: this untrained detector draws some boxes inside out.
             x1, x2 = (min(max(v * sx, 0.0), w) for v in sorted((ax, bx)))
             y1, y2 = (min(max(v * sy, 0.0), h) for v in sorted((ay, by)))
@@ -130,8 +169,20 @@ def reference_detections(folder: Path, names: list[str], det_pt: Path) -> dict[s
     return out
 
 
-GOOD = ["a_big.jpg", "b.png", "c16.png", "d_mono2.dcm", "e_mono1.dcm", "f_noext", "sub/deeper/i.jpg", "sub/j.png"]
-BAD = {"g_nopixels.dcm": "DICOM without pixel data", "h_corrupt.jpg": "cannot decode|not an image|truncated"}
+GOOD = [
+    "a_big.jpg",
+    "b.png",
+    "c16.png",
+    "d_mono2.dcm",
+    "e_mono1.dcm",
+    "f_noext",
+    "sub/deeper/i.jpg",
+    "sub/j.png",
+]
+BAD = {
+    "g_nopixels.dcm": "DICOM without pixel data",
+    "h_corrupt.jpg": "cannot decode|not an image|truncated",
+}
 
 
 # --- the mixed folder, both tracks ---------------------------------------------------------
@@ -142,30 +193,55 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
     rows = read_csv(summary.predictions)
     assert [r["path"] for r in rows] == sorted(GOOD + list(BAD))
     assert [int(r["image_id"]) for r in rows] == list(range(1, len(rows) + 1))
-    assert (summary.n_images, summary.n_ok, summary.n_skipped, summary.n_not_images) == (10, 8, 2, 1)
+    assert (summary.n_images, summary.n_ok, summary.n_skipped, summary.n_not_images) == (
+        10,
+        8,
+        2,
+        1,
+    )
     by_path = {r["path"]: r for r in rows}
     import re
 
     for name, reason in BAD.items():
-        assert by_path[name]["status"] == "skipped" and re.search(reason, by_path[name]["reason"]), by_path[name]
+        assert by_path[name]["status"] == "skipped" and re.search(
+            reason, by_path[name]["reason"]
+        ), by_path[name]
     sizes = {
-        "a_big.jpg": (200, 150), "b.png": (40, 60), "c16.png": (64, 48), "d_mono2.dcm": (50, 70), "e_mono1.dcm": (50, 70),
-        "f_noext": (50, 70), "sub/deeper/i.jpg": (90, 120), "sub/j.png": (64, 64),
-    }  # fmt: skip
+        "a_big.jpg": (200, 150),
+        "b.png": (40, 60),
+        "c16.png": (64, 48),
+        "d_mono2.dcm": (50, 70),
+        "e_mono1.dcm": (50, 70),
+        "f_noext": (50, 70),
+        "sub/deeper/i.jpg": (90, 120),
+        "sub/j.png": (64, 64),
+    }
     # Batched, in workers, with both tracks: each image still gets exactly what the models say of it alone.
     expected_p = reference_probabilities(mixed_folder, GOOD, checkpoints["cls"])
     expected_boxes = reference_detections(mixed_folder, GOOD, checkpoints["det"])
-    distinct = [name for name in GOOD if name != "f_noext"]  # f_noext is d_mono2.dcm without its suffix
-    assert len({round(float(expected_p[name]), 6) for name in distinct}) == len(distinct), "the images must be told apart"
-    assert len({len(found) for found in expected_boxes.values()}) > 1, "box counts must differ between images"
+    distinct = [
+        name for name in GOOD if name != "f_noext"
+    ]  # f_noext is d_mono2.dcm without its suffix
+    assert len({round(float(expected_p[name]), 6) for name in distinct}) == len(distinct), (
+        "the images must be told apart"
+    )
+    assert len({len(found) for found in expected_boxes.values()}) > 1, (
+        "box counts must differ between images"
+    )
     for name in GOOD:
         row = by_path[name]
         assert row["status"] == "ok" and row["reason"] == ""
         assert (int(row["width"]), int(row["height"])) == sizes[name]
-        assert float(row["fracture_probability"]) == pytest.approx(float(expected_p[name]), abs=1e-6), name
-        assert row["fracture_decision"] == ("fractured" if expected_p[name] >= 0.5 else "not_fractured")
+        assert float(row["fracture_probability"]) == pytest.approx(
+            float(expected_p[name]), abs=1e-6
+        ), name
+        assert row["fracture_decision"] == (
+            "fractured" if expected_p[name] >= 0.5 else "not_fractured"
+        )
         assert int(row["n_boxes"]) == len(expected_boxes[name]), name
-        assert float(row["max_box_score"]) == pytest.approx(max((s for _, s in expected_boxes[name]), default=0.0), abs=1e-5)
+        assert float(row["max_box_score"]) == pytest.approx(
+            max((s for _, s in expected_boxes[name]), default=0.0), abs=1e-5
+        )
 
     images = json.loads(summary.images.read_text())
     assert [i["file_name"] for i in images["images"]] == GOOD
@@ -177,15 +253,26 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
         assert set(r) == {"image_id", "category_id", "bbox", "score"} and r["category_id"] == 1
         x, y, w, h = r["bbox"]
         width, height = frame[r["image_id"]]
-        assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
+        assert (
+            x >= 0
+            and y >= 0
+            and w > 0
+            and h > 0
+            and x + w <= width + 1e-3
+            and y + h <= height + 1e-3
+        )
     per_image = {}
     for r in results:
         per_image.setdefault(r["image_id"], []).append(r["score"])
     id_of = {r["path"]: int(r["image_id"]) for r in rows}
     for name in GOOD:
         mine = [r for r in results if r["image_id"] == id_of[name]]
-        assert [r["bbox"] for r in mine] == [pytest.approx(b, abs=1e-2) for b, _ in expected_boxes[name]], name
-        assert [r["score"] for r in mine] == [pytest.approx(s, abs=1e-5) for _, s in expected_boxes[name]], name
+        assert [r["bbox"] for r in mine] == [
+            pytest.approx(b, abs=1e-2) for b, _ in expected_boxes[name]
+        ], name
+        assert [r["score"] for r in mine] == [
+            pytest.approx(s, abs=1e-5) for _, s in expected_boxes[name]
+        ], name
     for row in rows:
         if row["status"] == "ok":
             scores = per_image.get(int(row["image_id"]), [])
@@ -203,7 +290,9 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
 
     report = json.loads(summary.report.read_text())
     assert report["status"] == "complete" and report["seed"] == 0 and report["shard"] is None
-    assert report["not_images"] == [{"path": "notes.txt", "reason": "not an image (suffix .txt, no DICOM header)"}]
+    assert report["not_images"] == [
+        {"path": "notes.txt", "reason": "not an image (suffix .txt, no DICOM header)"}
+    ]
     assert {s["path"] for s in report["skipped"]} == set(BAD)
     assert set(report["checkpoints"]["cls"]["sha256"]) == {"best.safetensors", "best.json"}
     assert len(report["checkpoints"]["det"]["sha256"]["tiny_det.pt"]) == 64
@@ -215,13 +304,20 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
 def test_boxes_are_scaled_back_to_the_original_frame():
     item = Decoded(1, "x.png", width=400, height=300)
     # The detector saw the image shrunk to 64 x 48: a box there is 6.25x larger in the original.
-    boxes, scores = to_original_frame(([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]), item, (48, 64))
+    boxes, scores = to_original_frame(
+        ([Box(8, 4, 16, 12), Box(60, 40, 70, 50), Box(64, 10, 64, 20)], [0.9, 0.5, 0.4]),
+        item,
+        (48, 64),
+    )
     assert boxes[0] == Box(50.0, 25.0, 100.0, 75.0)
     assert boxes[1] == Box(375.0, 250.0, 400.0, 300.0)  # clipped to the image
     assert scores == [0.9, 0.5]  # the zero-width box is dropped
 
 
-@pytest.mark.parametrize(("height", "width", "size"), [(50, 37, 32), (37, 50, 32), (101, 1000, 224), (31, 30, 32), (7, 500, 33)])
+@pytest.mark.parametrize(
+    ("height", "width", "size"),
+    [(50, 37, 32), (37, 50, 32), (101, 1000, 224), (31, 30, 32), (7, 500, 33)],
+)
 def test_content_region_matches_the_training_transform(height, width, size):
     square = build_transform(size)(image=np.full((height, width), 2.0, np.float32))["image"]
     ys, xs = np.nonzero(square > 1.0)
@@ -258,8 +354,13 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
                 assert float(ra[key]) == pytest.approx(float(rb[key]), abs=1e-6), (key, ra, rb)
             else:
                 assert ra[key] == rb[key], (key, ra, rb)
-    assert json.loads((a / "images.json").read_text()) == json.loads((b / "images.json").read_text())
-    det_a, det_b = json.loads((a / "detections.json").read_text()), json.loads((b / "detections.json").read_text())
+    assert json.loads((a / "images.json").read_text()) == json.loads(
+        (b / "images.json").read_text()
+    )
+    det_a, det_b = (
+        json.loads((a / "detections.json").read_text()),
+        json.loads((b / "detections.json").read_text()),
+    )
     assert [d["image_id"] for d in det_a] == [d["image_id"] for d in det_b]
     for da, db in zip(det_a, det_b, strict=True):
         assert da["score"] == pytest.approx(db["score"], abs=1e-5)
@@ -275,7 +376,10 @@ def test_shards_merged_equal_a_full_run(checkpoints, mixed_folder, tmp_path):
     merged = merge_outputs([tmp_path / "s2", tmp_path / "s1"], tmp_path / "merged")
     assert (merged.n_shards, merged.n_images, merged.missing_shards) == (2, full.n_images, ())
     _assert_same_outputs(tmp_path / "full", tmp_path / "merged")
-    overlays = sorted(p.relative_to(tmp_path / "merged" / "overlays").as_posix() for p in (tmp_path / "merged" / "overlays").rglob("*.png"))
+    overlays = sorted(
+        p.relative_to(tmp_path / "merged" / "overlays").as_posix()
+        for p in (tmp_path / "merged" / "overlays").rglob("*.png")
+    )
     assert overlays == [f"{name}.png" for name in GOOD]
     report = json.loads((tmp_path / "merged" / "predict_report.json").read_text())
     assert report["shards"] == ["2/2", "1/2"] and {s["path"] for s in report["skipped"]} == set(BAD)
@@ -301,8 +405,14 @@ def test_merge_refuses_what_is_not_a_finished_shard(checkpoints, mixed_folder, t
         merge_outputs([done, tmp_path / "empty"], tmp_path / "m")
     assert info.value.path == tmp_path / "empty"
     cases = {
-        "garbled": (lambda d: (d / "predict_report.json").write_text("{not json"), "unreadable run report"),
-        "running": (lambda d: (d / "predict_report.json").write_text(json.dumps({"status": "running"})), "did not finish: rerun it with --resume"),
+        "garbled": (
+            lambda d: (d / "predict_report.json").write_text("{not json"),
+            "unreadable run report",
+        ),
+        "running": (
+            lambda d: (d / "predict_report.json").write_text(json.dumps({"status": "running"})),
+            "did not finish: rerun it with --resume",
+        ),
         "no_images": (lambda d: (d / "images.json").unlink(), "images.json is missing"),
         "no_rows": (lambda d: (d / "predictions.csv").unlink(), "predictions.csv is missing"),
     }
@@ -334,7 +444,11 @@ def test_resume_redoes_only_the_missing_images(checkpoints, mixed_folder, tmp_pa
     for name in ("detections.json", "images.json"):
         (out / name).unlink()
     resumed = run(mixed_folder, out, checkpoints, resume=True)
-    assert (resumed.n_resumed, resumed.n_processed, resumed.n_images) == (3, full.n_images - 3, full.n_images)
+    assert (resumed.n_resumed, resumed.n_processed, resumed.n_images) == (
+        3,
+        full.n_images - 3,
+        full.n_images,
+    )
     _assert_same_outputs(tmp_path / "full", out)
     assert json.loads((out / "predict_report.json").read_text())["status"] == "complete"
 
@@ -380,10 +494,16 @@ def test_overlays_with_gradcam(checkpoints, tmp_path):
     plain = run(folder, tmp_path / "plain", checkpoints, overlays=True, cls=None)
     drawn = np.asarray(Image.open(plain.overlays / "big.png.png")).astype(int)
     # Without a classifier: the image itself (shrunk without aliasing), red boxes drawn over it.
-    expected = cv2.resize(to_uint8(load_image(folder / "big.png", channels=1)), (1024, 819), interpolation=cv2.INTER_AREA).astype(int)
+    expected = cv2.resize(
+        to_uint8(load_image(folder / "big.png", channels=1)),
+        (1024, 819),
+        interpolation=cv2.INTER_AREA,
+    ).astype(int)
     grey = (drawn[..., 0] == drawn[..., 1]) & (drawn[..., 1] == drawn[..., 2])
     assert grey.mean() > 0.9 and np.array_equal(drawn[..., 0][grey], expected[grey])
-    assert ((drawn[..., 0] > 200) & (drawn[..., 2] < 50))[~grey].mean() > 0.5  # what is not the image is mostly box red
+    assert ((drawn[..., 0] > 200) & (drawn[..., 2] < 50))[
+        ~grey
+    ].mean() > 0.5  # what is not the image is mostly box red
     with pytest.raises(ConfigError, match="--gradcam explains the classifier"):
         run(folder, tmp_path / "nocls", checkpoints, cls=None, gradcam=True)
 
@@ -422,14 +542,26 @@ class RegionNet(torch.nn.Module):
     ("quadrant", "rows", "cols"),
     [("top-right", slice(0, 16), slice(16, 32)), ("bottom-left", slice(16, 32), slice(0, 16))],
 )
-def test_gradcam_overlay_is_hot_where_the_classifier_looks(checkpoints, tmp_path, monkeypatch, quadrant, rows, cols):
+def test_gradcam_overlay_is_hot_where_the_classifier_looks(
+    checkpoints, tmp_path, monkeypatch, quadrant, rows, cols
+):
     """A 400 x 300 grey image letterboxed into the 32 px square fills rows 4-28: the model frame's
     quadrant maps back onto the same quadrant of the original image, and the overlay must be hot
     (red: R > B in the JET colour map) there and cold (blue) in the other three."""
     import fracdet.cls.checkpoint
 
-    meta = ClassifierMeta(backbone="region", class_names=("not_fractured", "fractured"), image_size=32, mean=(0.0,), std=(1.0,))
-    monkeypatch.setattr(fracdet.cls.checkpoint, "load_classifier", lambda path, device="cpu": (RegionNet(32, rows, cols).to(device).eval(), meta))
+    meta = ClassifierMeta(
+        backbone="region",
+        class_names=("not_fractured", "fractured"),
+        image_size=32,
+        mean=(0.0,),
+        std=(1.0,),
+    )
+    monkeypatch.setattr(
+        fracdet.cls.checkpoint,
+        "load_classifier",
+        lambda path, device="cpu": (RegionNet(32, rows, cols).to(device).eval(), meta),
+    )
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(np.full((300, 400), 200, np.uint8)).save(folder / "grey.png")
@@ -438,18 +570,29 @@ def test_gradcam_overlay_is_hot_where_the_classifier_looks(checkpoints, tmp_path
 
     # The region holds 12 content rows of 16 (4 are padding): the classifier's answer is known too.
     row = read_csv(summary.predictions)[0]
-    assert float(row["fracture_probability"]) == pytest.approx(1.0 / (1.0 + np.exp(-(0.75 * 200 / 255 - 0.5))), abs=1e-5)
+    assert float(row["fracture_probability"]) == pytest.approx(
+        1.0 / (1.0 + np.exp(-(0.75 * 200 / 255 - 0.5))), abs=1e-5
+    )
     overlay = np.asarray(Image.open(summary.overlays / "grey.png.png")).astype(int)
     assert overlay.shape == (300, 400, 3)
     heat = overlay[..., 0] - overlay[..., 2]  # R - B: +51 where the map is 1, -51 where it is 0
-    centres = {"top-left": (75, 100), "top-right": (75, 300), "bottom-left": (225, 100), "bottom-right": (225, 300)}
+    centres = {
+        "top-left": (75, 100),
+        "top-right": (75, 300),
+        "bottom-left": (225, 100),
+        "bottom-right": (225, 300),
+    }
     for name, (y, x) in centres.items():
-        patch = heat[y - 40 : y + 40, x - 40 : x + 40]  # clear of the quadrant edges and of the label
+        patch = heat[
+            y - 40 : y + 40, x - 40 : x + 40
+        ]  # clear of the quadrant edges and of the label
         if name == quadrant:
             assert patch.min() > 40, (name, patch.min())
         else:
             assert patch.max() < -40, (name, patch.max())
-    assert (heat > 0).mean() == pytest.approx(0.25, abs=0.03)  # one quadrant (and the small label) is hot
+    assert (heat > 0).mean() == pytest.approx(
+        0.25, abs=0.03
+    )  # one quadrant (and the small label) is hot
 
 
 def test_gradcam_refuses_backbones_without_a_feature_map():
@@ -471,7 +614,20 @@ def test_gradcam_refuses_backbones_without_a_feature_map():
 def test_multiclass_classifier_writes_class_probabilities(checkpoints, mixed_folder, tmp_path):
     summary = run(mixed_folder, tmp_path / "out", checkpoints, cls=checkpoints["cls3"], det=None)
     rows = read_csv(summary.predictions)
-    assert list(rows[0]) == ["image_id", "path", "status", "reason", "width", "height", "p_hand", "p_leg", "p_hip", "predicted_class", "n_boxes", "max_box_score"]
+    assert list(rows[0]) == [
+        "image_id",
+        "path",
+        "status",
+        "reason",
+        "width",
+        "height",
+        "p_hand",
+        "p_leg",
+        "p_hip",
+        "predicted_class",
+        "n_boxes",
+        "max_box_score",
+    ]
     expected = reference_probabilities(mixed_folder, GOOD, checkpoints["cls3"])
     assert [r["path"] for r in rows if r["status"] == "ok"] == GOOD
     for row in rows:
@@ -479,7 +635,10 @@ def test_multiclass_classifier_writes_class_probabilities(checkpoints, mixed_fol
             probs = [float(row[f"p_{n}"]) for n in ("hand", "leg", "hip")]
             assert probs == pytest.approx(expected[row["path"]].tolist(), abs=1e-6)
             assert sum(probs) == pytest.approx(1.0, abs=1e-6)
-            assert row["predicted_class"] == ("hand", "leg", "hip")[int(np.argmax(expected[row["path"]]))]
+            assert (
+                row["predicted_class"]
+                == ("hand", "leg", "hip")[int(np.argmax(expected[row["path"]]))]
+            )
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -518,19 +677,72 @@ def test_checkpoint_kind_errors(checkpoints, mixed_folder, tmp_path):
 
 def test_cli_predict_and_merge(checkpoints, mixed_folder, tmp_path):
     runner = CliRunner()
-    common = ["--cls", str(checkpoints["cls"]), "--det", str(checkpoints["det"]), "--det-imgsz", str(DET_IMGSZ), "--workers", "0", "--device", "cpu", "--precision", "fp32"]
+    common = [
+        "--cls",
+        str(checkpoints["cls"]),
+        "--det",
+        str(checkpoints["det"]),
+        "--det-imgsz",
+        str(DET_IMGSZ),
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     for k in (1, 2):
-        result = runner.invoke(app, ["--quiet", "predict", str(mixed_folder), "--out", str(tmp_path / f"s{k}"), "--shard", f"{k}/2", *common])
+        result = runner.invoke(
+            app,
+            [
+                "--quiet",
+                "predict",
+                str(mixed_folder),
+                "--out",
+                str(tmp_path / f"s{k}"),
+                "--shard",
+                f"{k}/2",
+                *common,
+            ],
+        )
         assert result.exit_code == 0, result.output
-        lines = result.stdout.strip().splitlines()  # a logged warning about the skipped files may come first
-        assert "images/s" in lines[-1] and sum("images/s" in line for line in lines) == 1, result.stdout
-    result = runner.invoke(app, ["--quiet", "merge", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")])
+        lines = (
+            result.stdout.strip().splitlines()
+        )  # a logged warning about the skipped files may come first
+        assert "images/s" in lines[-1] and sum("images/s" in line for line in lines) == 1, (
+            result.stdout
+        )
+    result = runner.invoke(
+        app,
+        ["--quiet", "merge", str(tmp_path / "merged"), str(tmp_path / "s1"), str(tmp_path / "s2")],
+    )
     assert result.exit_code == 0, result.output
     assert len(result.stdout.strip().splitlines()) == 1
     assert result.stdout.strip().startswith("10 images (8 ok, 2 skipped) from 2 shards")
 
-    result = runner.invoke(app, ["--quiet", "predict", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common])
+    result = runner.invoke(
+        app,
+        ["--quiet", "predict", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), *common],
+    )
     assert result.exit_code == 1
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere'}: input folder not found"]
-    result = runner.invoke(app, ["--quiet", "predict", str(mixed_folder), "--out", str(tmp_path / "s1"), "--shard", "1/2", *common])
-    assert result.exit_code == 1 and result.stderr.strip().startswith("error:") and "--resume" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nowhere'}: input folder not found"
+    ]
+    result = runner.invoke(
+        app,
+        [
+            "--quiet",
+            "predict",
+            str(mixed_folder),
+            "--out",
+            str(tmp_path / "s1"),
+            "--shard",
+            "1/2",
+            *common,
+        ],
+    )
+    assert (
+        result.exit_code == 1
+        and result.stderr.strip().startswith("error:")
+        and "--resume" in result.stderr
+    )

@@ -52,11 +52,47 @@ def _table_headers(markdown: str, first: str) -> list[list[str]]:
 def _study_pipeline(dataset: Path, tmp_path: Path, *, max_images: int) -> tuple[dict, dict, str]:
     """train-cls and audit with the preset; returns the checkpoint JSON, metrics.json and report.md."""
     run = tmp_path / "run"
-    _run("train-cls", dataset / "manifest.csv", "--out", run, "--config", PRESET, "--backbone", "robustbench:Standard",
-         "--image-size", "16", "--epochs", "1", "--workers", "0", "--device", "cpu", "--precision", "fp32")  # fmt: skip
+    _run(
+        "train-cls",
+        dataset / "manifest.csv",
+        "--out",
+        run,
+        "--config",
+        PRESET,
+        "--backbone",
+        "robustbench:Standard",
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    )
     report = tmp_path / "report"
-    _run("audit", dataset, "--cls", run, "--name", "Standard", "--config", PRESET, "--out", report,
-         "--max-images", max_images, "--batch-size", "4", "--workers", "0", "--device", "cpu")  # fmt: skip
+    _run(
+        "audit",
+        dataset,
+        "--cls",
+        run,
+        "--name",
+        "Standard",
+        "--config",
+        PRESET,
+        "--out",
+        report,
+        "--max-images",
+        max_images,
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     meta = json.loads((run / "best.json").read_text())
     metrics = json.loads((report / "metrics.json").read_text())
     return meta, metrics, (report / "report.md").read_text()
@@ -182,13 +218,34 @@ def _metrics(*, has_labels: bool = True, has_boxes: bool = True) -> dict:
         "energy_in_box": {"mean": 0.2, "ci95": [0.1, 0.3], "n": 7},
     }
     return {
-        "has_labels": has_labels, "has_boxes": has_boxes, "methods": ["SM"], "percentiles": [5.0, 25.0],
-        "robustness": {"m": {"n": 10, "clean_accuracy": 0.8, "clean_accuracy_ci95": [0.49, 0.94], "pgd_accuracy": 0.25, "pgd_accuracy_ci95": [0.07, 0.56], "clean_auroc": 0.9}},
+        "has_labels": has_labels,
+        "has_boxes": has_boxes,
+        "methods": ["SM"],
+        "percentiles": [5.0, 25.0],
+        "robustness": {
+            "m": {
+                "n": 10,
+                "clean_accuracy": 0.8,
+                "clean_accuracy_ci95": [0.49, 0.94],
+                "pgd_accuracy": 0.25,
+                "pgd_accuracy_ci95": [0.07, 0.56],
+                "clean_auroc": 0.9,
+            }
+        },
         "localization": {"m": {"SM/clean": entry, "SM/pgd": {}}},
         "baselines": {"m": {"energy_in_box": 0.05}},
-        "provenance": {"config": {"split": "test", "eps": "4/255", "eps_space": "normalized", "target": "predicted", "channels": "abs_max", "ig_steps": 10},
-                       "classifiers": {"m": {"pixel_eps": 4 / 255 * 0.2435}}},
-    }  # fmt: skip
+        "provenance": {
+            "config": {
+                "split": "test",
+                "eps": "4/255",
+                "eps_space": "normalized",
+                "target": "predicted",
+                "channels": "abs_max",
+                "ig_steps": 10,
+            },
+            "classifiers": {"m": {"pixel_eps": 4 / 255 * 0.2435}},
+        },
+    }
 
 
 def test_study_tables_by_hand():

@@ -97,6 +97,10 @@ def test_links_are_relative_to_the_report(tmp_path):
     target = tmp_path / "stage a" / "report.html"
     target.parent.mkdir()
     target.write_text("x")
-    html_path, md_path = write_report(tmp_path / "r.html", title="t", sections=[Section("Stages", links=[("stage <a>", target)])])
-    assert '<a href="stage a/report.html">stage &lt;a&gt;</a>' in html_path.read_text(encoding="utf-8")
+    html_path, md_path = write_report(
+        tmp_path / "r.html", title="t", sections=[Section("Stages", links=[("stage <a>", target)])]
+    )
+    assert '<a href="stage a/report.html">stage &lt;a&gt;</a>' in html_path.read_text(
+        encoding="utf-8"
+    )
     assert "- [stage <a>](stage a/report.html)" in md_path.read_text(encoding="utf-8")

@@ -77,7 +77,11 @@ def test_roc_marks_the_operating_point_and_draws_sklearns_curve(drawn, tmp_path)
 
 def test_roc_without_operating_point_draws_none(drawn, tmp_path):
     plot_roc(Y_H, P_H, tmp_path / "roc.png")
-    assert not [line for line in drawn["roc.png"].axes[0].lines if str(line.get_label()).startswith("threshold")]
+    assert not [
+        line
+        for line in drawn["roc.png"].axes[0].lines
+        if str(line.get_label()).startswith("threshold")
+    ]
 
 
 def test_pr_marks_recall_and_precision_and_the_prevalence(drawn, tmp_path):
@@ -94,7 +98,9 @@ def test_pr_skips_an_operating_point_with_no_positive_call(drawn, tmp_path):
     # Nothing reaches 0.95: precision is undefined there, so no point is made up.
     plot_pr(Y_H, P_H, tmp_path / "pr.png", operating_point=0.95)
     labels = [str(line.get_label()) for line in drawn["pr.png"].axes[0].lines]
-    assert not [label for label in labels if label.startswith("threshold")] and any(label.startswith("AP") for label in labels)
+    assert not [label for label in labels if label.startswith("threshold")] and any(
+        label.startswith("AP") for label in labels
+    )
 
 
 @pytest.mark.parametrize("label", [0, 1])
@@ -103,7 +109,9 @@ def test_curves_say_undefined_on_one_class(drawn, tmp_path, label):
     for plot in (plot_roc, plot_pr):
         _assert_png(plot(y, p, tmp_path / f"{plot.__name__}.png", operating_point=0.5))
         ax = drawn[f"{plot.__name__}.png"].axes[0]
-        assert not ax.lines and [t.get_text() for t in ax.texts] == ["undefined: only one class in y_true"]
+        assert not ax.lines and [t.get_text() for t in ax.texts] == [
+            "undefined: only one class in y_true"
+        ]
 
 
 def _pixel(fig, ax, x: float, y: float) -> np.ndarray:
@@ -121,7 +129,12 @@ def test_confusion_writes_each_count_in_its_cell_and_shades_by_count(drawn, tmp_
     fig = drawn["cm.png"]
     ax = fig.axes[0]
     cells = {(t.get_position(), t.get_text(), t.get_color()) for t in ax.texts}
-    assert cells == {((0, 0), "40", "white"), ((1, 0), "10", "black"), ((0, 1), "5", "black"), ((1, 1), "65", "white")}
+    assert cells == {
+        ((0, 0), "40", "white"),
+        ((1, 0), "10", "black"),
+        ((0, 1), "5", "black"),
+        ((1, 1), "65", "white"),
+    }
     assert [t.get_text() for t in ax.get_xticklabels()] == ["not fractured", "fractured"]
     # Pixels a third of a cell from the centre (clear of the digits): 65 is dark blue, 5 near white.
     dark, light = _pixel(fig, ax, 1.3, 1.3), _pixel(fig, ax, -0.3, 1.3)
@@ -144,7 +157,9 @@ def test_reliability_draws_the_given_curve_and_ece(drawn, tmp_path):
     top, hist = drawn["rel.png"].axes
     assert top.get_title() == f"Reliability (ECE = {ece:.3f}, 10 bins)"
     filled = curve.counts > 0
-    assert [bar.get_height() for bar in top.patches] == pytest.approx(curve.fraction_positive[filled].tolist())
+    assert [bar.get_height() for bar in top.patches] == pytest.approx(
+        curve.fraction_positive[filled].tolist()
+    )
     assert [bar.get_height() for bar in hist.patches] == curve.counts.tolist()
     observed = _line(top, "mean predicted")
     assert observed.get_xdata().tolist() == pytest.approx(curve.mean_predicted[filled].tolist())
@@ -153,9 +168,11 @@ def test_reliability_draws_the_given_curve_and_ece(drawn, tmp_path):
 def test_reliability_takes_any_binned_curve_and_checks_its_shapes(drawn, tmp_path):
     # The report package knows no fracdet.cls type: any object with the four arrays will do.
     curve = SimpleNamespace(
-        bin_centers=np.array([0.25, 0.75]), mean_predicted=np.array([0.2, np.nan]),
-        fraction_positive=np.array([0.5, np.nan]), counts=np.array([4, 0]),
-    )  # fmt: skip
+        bin_centers=np.array([0.25, 0.75]),
+        mean_predicted=np.array([0.2, np.nan]),
+        fraction_positive=np.array([0.5, np.nan]),
+        counts=np.array([4, 0]),
+    )
     plot_reliability(curve, tmp_path / "rel.png", title="Calib")
     top, hist = drawn["rel.png"].axes
     assert top.get_title() == "Calib (2 bins)"

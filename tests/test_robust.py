@@ -24,19 +24,40 @@ def test_pgd_step_matches_hand_computation():
     weight = torch.tensor([[[[1.0, -1.0], [2.0, -0.5]]]])
     x = torch.full((1, 1, 2, 2), 0.5)
     # label 0: BCE grows with the logit, so each pixel moves by +step * sign(w)
-    adv = pgd_attack(Linear(weight), x, torch.tensor([0]), PGDConfig(eps=0.1, steps=1, step_size=0.03, random_start=False))
+    adv = pgd_attack(
+        Linear(weight),
+        x,
+        torch.tensor([0]),
+        PGDConfig(eps=0.1, steps=1, step_size=0.03, random_start=False),
+    )
     assert torch.allclose(adv, x + 0.03 * weight.sign())
     # many steps saturate at the budget
-    adv = pgd_attack(Linear(weight), x, torch.tensor([0]), PGDConfig(eps=0.1, steps=10, step_size=0.03, random_start=False))
+    adv = pgd_attack(
+        Linear(weight),
+        x,
+        torch.tensor([0]),
+        PGDConfig(eps=0.1, steps=10, step_size=0.03, random_start=False),
+    )
     assert torch.allclose(adv, x + 0.1 * weight.sign())
     # label 1: the attack lowers the logit instead
-    adv = pgd_attack(Linear(weight), x, torch.tensor([1]), PGDConfig(eps=0.1, steps=10, step_size=0.03, random_start=False))
+    adv = pgd_attack(
+        Linear(weight),
+        x,
+        torch.tensor([1]),
+        PGDConfig(eps=0.1, steps=10, step_size=0.03, random_start=False),
+    )
     assert torch.allclose(adv, x - 0.1 * weight.sign())
 
 
 def test_pgd_stays_in_budget_and_unit_range_and_raises_the_loss():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
     x = torch.rand(8, 1, 16, 16)
     x[0] = 0.0  # corners of the unit box must clamp
     x[1] = 1.0
@@ -50,7 +71,9 @@ def test_pgd_stays_in_budget_and_unit_range_and_raises_the_loss():
 
 
 def test_pgd_keeps_train_mode_and_leaves_parameter_gradients_alone():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 1), nn.Flatten(0))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 1), nn.Flatten(0)
+    )
     model.train()
     stats = model[1].running_mean.clone()
     pgd_attack(model, torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), PGDConfig(steps=3))
@@ -61,7 +84,9 @@ def test_pgd_keeps_train_mode_and_leaves_parameter_gradients_alone():
 
 def test_zero_budget_is_identity_and_bad_config_is_refused():
     x = torch.rand(2, 1, 4, 4)
-    assert torch.equal(pgd_attack(Linear(torch.ones(1, 1, 4, 4)), x, torch.tensor([0, 1]), PGDConfig(eps=0.0)), x)
+    assert torch.equal(
+        pgd_attack(Linear(torch.ones(1, 1, 4, 4)), x, torch.tensor([0, 1]), PGDConfig(eps=0.0)), x
+    )
     with pytest.raises(ValueError):
         PGDConfig(eps=-1)
 

@@ -205,9 +205,14 @@ def test_checkpoint_reload_gives_identical_outputs(tmp_path):
     ).eval()
     info = model.backbone.backbone_info
     meta = ClassifierMeta(
-        backbone="robustbench:cifar10/Linf/Rebuffi2021Fixing_R18_ddpm", class_names=("not_fractured", "fractured"), image_size=48,
-        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resize="stretch", backbone_info=info,
-    )  # fmt: skip
+        backbone="robustbench:cifar10/Linf/Rebuffi2021Fixing_R18_ddpm",
+        class_names=("not_fractured", "fractured"),
+        image_size=48,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        resize="stretch",
+        backbone_info=info,
+    )
     save_classifier(model, meta, tmp_path / "best.safetensors")
     torch.manual_seed(99)  # another random init underneath: the weights must all come from the file
     loaded, loaded_meta = load_classifier(tmp_path)

@@ -44,7 +44,12 @@ def test_scan_sorts_every_entry_with_a_reason(folder):
     assert scan.images == ("a.jpg", "b.png", "sub-x.png", "sub/d.jpg", "sub/link_to_a.jpg")
     assert scan.dicoms == ("export", "scan.dcm")
     kinds = {o.path: o.kind for o in scan.others}
-    assert kinds == {"broken.png": "unreadable_file", "loop.jpg": "unreadable_file", "notes.txt": "not_an_image", "pipe": "unreadable_file"}
+    assert kinds == {
+        "broken.png": "unreadable_file",
+        "loop.jpg": "unreadable_file",
+        "notes.txt": "not_an_image",
+        "pipe": "unreadable_file",
+    }
     details = {o.path: o.detail for o in scan.others}
     assert LOOP in details["loop.jpg"]
     assert "broken symbolic link" in details["broken.png"]
@@ -55,7 +60,14 @@ def test_scan_sorts_every_entry_with_a_reason(folder):
 def test_scan_not_recursive_and_exclude(folder):
     flat = scan_folder(folder)
     assert flat.images == ("a.jpg", "b.png", "sub-x.png")
-    assert OtherFile("loop.jpg", "unreadable_file", "symbolic link loop: it points (through links) back at itself") in flat.others
+    assert (
+        OtherFile(
+            "loop.jpg",
+            "unreadable_file",
+            "symbolic link loop: it points (through links) back at itself",
+        )
+        in flat.others
+    )
     assert "sub/d.jpg" not in scan_folder(folder, recursive=True, exclude=folder / "sub").images
     # The excluded folder is compared by real path: a relative spelling excludes it too.
     relative = Path(os.path.relpath(folder / "sub"))
@@ -75,14 +87,19 @@ def test_scan_errors(tmp_path, folder, monkeypatch):
 
     monkeypatch.setattr(os, "scandir", scandir)
     scan = scan_folder(folder, recursive=True)
-    assert OtherFile("sub", "unreadable_folder", "cannot list folder (Permission denied)") in scan.others
+    assert (
+        OtherFile("sub", "unreadable_folder", "cannot list folder (Permission denied)")
+        in scan.others
+    )
     assert "sub/d.jpg" not in scan.images and "a.jpg" in scan.images
 
 
 def test_converter_listing(folder):
     """Training datasets take rasters only: DICOM is reported, as are non-images and unreadable entries."""
     images, problems = list_images(folder, recursive=True)
-    assert images == [folder / p for p in ("a.jpg", "b.png", "sub/d.jpg", "sub/link_to_a.jpg", "sub-x.png")]  # path order, as before
+    assert images == [
+        folder / p for p in ("a.jpg", "b.png", "sub/d.jpg", "sub/link_to_a.jpg", "sub-x.png")
+    ]  # path order, as before
     found = {Path(p.file).relative_to(folder).as_posix(): (p.kind, p.action) for p in problems}
     assert found == {
         "broken.png": ("unreadable_file", "ignored"),
@@ -95,13 +112,25 @@ def test_converter_listing(folder):
     assert [p.file for p in problems] == sorted(p.file for p in problems)
     loop = next(p for p in problems if p.file.endswith("loop.jpg"))
     assert LOOP in loop.detail
-    assert list_images(folder)[0] == [folder / "a.jpg", folder / "b.png", folder / "sub-x.png"]  # not recursive by default
+    assert list_images(folder)[0] == [
+        folder / "a.jpg",
+        folder / "b.png",
+        folder / "sub-x.png",
+    ]  # not recursive by default
 
 
 def test_predict_listing(folder):
     """Predict reads DICOM, so it lists it with the rasters; the rest is reported with its reason."""
     images, others = list_inputs(folder)
-    assert images == ["a.jpg", "b.png", "export", "scan.dcm", "sub-x.png", "sub/d.jpg", "sub/link_to_a.jpg"]  # text order: ids are positions in it
+    assert images == [
+        "a.jpg",
+        "b.png",
+        "export",
+        "scan.dcm",
+        "sub-x.png",
+        "sub/d.jpg",
+        "sub/link_to_a.jpg",
+    ]  # text order: ids are positions in it
     reasons = {o["path"]: o["reason"] for o in others}
     assert set(reasons) == {"broken.png", "loop.jpg", "notes.txt", "pipe"}
     assert reasons["notes.txt"] == "not an image (suffix .txt, no DICOM header)"
@@ -134,4 +163,6 @@ def test_scan_reports_an_entry_it_cannot_stat(folder, monkeypatch):
     monkeypatch.setattr(os, "scandir", scandir)
     scan = scan_folder(folder)
     assert "a.jpg" not in scan.images
-    assert OtherFile("a.jpg", "unreadable_file", "cannot stat it (Permission denied)") in scan.others
+    assert (
+        OtherFile("a.jpg", "unreadable_file", "cannot stat it (Permission denied)") in scan.others
+    )

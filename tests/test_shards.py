@@ -28,7 +28,9 @@ def test_shards_partition_the_items(count, n):
     ids = [image_id for shard in shards for image_id, _ in shard]
     assert sorted(ids) == list(range(1, count + 1))  # every item exactly once
     for shard in shards:
-        assert all(items[image_id - 1] == item for image_id, item in shard)  # ids are positions in the full list
+        assert all(
+            items[image_id - 1] == item for image_id, item in shard
+        )  # ids are positions in the full list
         assert [i for i, _ in shard] == sorted(i for i, _ in shard)
     sizes = [len(s) for s in shards]
     assert max(sizes) - min(sizes) <= 1  # balanced

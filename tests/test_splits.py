@@ -14,15 +14,22 @@ from fracdet.data.splits import apply_group_regex, assign_splits
 from fracdet.errors import ConfigError
 
 
-def records(n: int, group_size: int = 1, prevalence_every: int = 5, official: dict[int, str] | None = None):
+def records(
+    n: int, group_size: int = 1, prevalence_every: int = 5, official: dict[int, str] | None = None
+):
     return [
         ImageRecord(
-            f"P{i // group_size:04d}_v{i % group_size}.jpg", Path("x"), 10, 10,
-            label=int((i // group_size) % prevalence_every == 0), group=f"P{i // group_size:04d}",
-            body_part=("hand", "leg")[(i // group_size) % 2], split=(official or {}).get(i),
+            f"P{i // group_size:04d}_v{i % group_size}.jpg",
+            Path("x"),
+            10,
+            10,
+            label=int((i // group_size) % prevalence_every == 0),
+            group=f"P{i // group_size:04d}",
+            body_part=("hand", "leg")[(i // group_size) % 2],
+            split=(official or {}).get(i),
         )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def splits_of_groups(assigned):
@@ -79,7 +86,9 @@ def test_official_split_that_leaks_a_group_is_reported_and_fixed():
 def test_random_strategy_ignores_the_official_split():
     rs = records(100, official={i: "test" for i in range(100)})
     assigned, report, _ = assign_splits(rs, seed=0, use_official=False)
-    assert Counter(r.split for r in assigned)["train"] > 50 and report.strategy == "grouped-stratified"
+    assert (
+        Counter(r.split for r in assigned)["train"] > 50 and report.strategy == "grouped-stratified"
+    )
 
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.7, 0.2, 0.2), (1.2, -0.1, -0.1)])
@@ -89,7 +98,10 @@ def test_bad_fractions(fractions):
 
 
 def test_group_regex():
-    rs = [ImageRecord(name, Path("x"), 1, 1, 0, group=name) for name in ("pat7_a.jpg", "pat7_b.jpg", "other.jpg")]
+    rs = [
+        ImageRecord(name, Path("x"), 1, 1, 0, group=name)
+        for name in ("pat7_a.jpg", "pat7_b.jpg", "other.jpg")
+    ]
     grouped = apply_group_regex(rs, r"^(pat\d+)_")
     assert [r.group for r in grouped] == ["pat7", "pat7", "other.jpg"]
     with pytest.raises(ConfigError, match="not a valid regular expression"):

@@ -30,10 +30,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: A study small enough for CI: tiny models and images, one epoch each, two attribution methods.
 TINY = {
-    "workers": 0, "n_boot": 100, "cls_backbone": "resnet10t", "cls_image_size": 64, "cls_epochs": 1, "cls_batch_size": 8, "cls_precision": "fp32",
-    "adv_epochs": 1, "adv_steps": 1, "det_model": "yolov8n.yaml", "det_imgsz": 64, "det_epochs": 1, "det_batch": 8,
-    "audit_methods": ["saliency", "gradcam"], "audit_steps": 2, "audit_batch_size": 8, "device": "cpu",
-}  # fmt: skip
+    "workers": 0,
+    "n_boot": 100,
+    "cls_backbone": "resnet10t",
+    "cls_image_size": 64,
+    "cls_epochs": 1,
+    "cls_batch_size": 8,
+    "cls_precision": "fp32",
+    "adv_epochs": 1,
+    "adv_steps": 1,
+    "det_model": "yolov8n.yaml",
+    "det_imgsz": 64,
+    "det_epochs": 1,
+    "det_batch": 8,
+    "audit_methods": ["saliency", "gradcam"],
+    "audit_steps": 2,
+    "audit_batch_size": 8,
+    "device": "cpu",
+}
 
 
 def write_config(path: Path, source: Path, output: Path, **extra) -> Path:
@@ -169,10 +183,35 @@ def test_markdown_table_escapes_and_orders():
 
 
 def _numbers(groups: dict | None = None) -> dict:
-    cls = {"n": 40, "clean_accuracy": 0.75, "clean_accuracy_ci95": [0.6, 0.86], "pgd_accuracy": 0.1, "pgd_accuracy_ci95": [0.04, 0.23],
-           "auroc": 0.8, "auroc_ci95": [0.66, 0.91], "eval_n": 40}  # fmt: skip
-    return {"detector": {"n_images": 61, "precision": 0.5, "recall": 0.25, "map_50": 0.2, "map_50_ci95": [0.1, 0.3], "map_50_95": 0.05, "map_50_95_ci95": None, "image_auroc": None},
-            "classifiers": {"standard": cls, "pgd": cls}, "agreement": {}, "groups": groups or {}, "focus_percentile": 25.0, "methods": ["SAL"], "splits": {}, "notes": []}  # fmt: skip
+    cls = {
+        "n": 40,
+        "clean_accuracy": 0.75,
+        "clean_accuracy_ci95": [0.6, 0.86],
+        "pgd_accuracy": 0.1,
+        "pgd_accuracy_ci95": [0.04, 0.23],
+        "auroc": 0.8,
+        "auroc_ci95": [0.66, 0.91],
+        "eval_n": 40,
+    }
+    return {
+        "detector": {
+            "n_images": 61,
+            "precision": 0.5,
+            "recall": 0.25,
+            "map_50": 0.2,
+            "map_50_ci95": [0.1, 0.3],
+            "map_50_95": 0.05,
+            "map_50_95_ci95": None,
+            "image_auroc": None,
+        },
+        "classifiers": {"standard": cls, "pgd": cls},
+        "agreement": {},
+        "groups": groups or {},
+        "focus_percentile": 25.0,
+        "methods": ["SAL"],
+        "splits": {},
+        "notes": [],
+    }
 
 
 def test_comparison_tables_have_the_readme_shape():
@@ -244,16 +283,36 @@ def test_the_hardware_sentence_follows_the_numbers():
         ),
         "standard",
     )
-    assert "show no clear hardware shortcut" in unclear and "cannot tell the fracture from the hardware" not in unclear
-    covers_more = groups({"value": 0.75, "ci95": [0.3, 0.95], "n": 4}, {"value": 0.86, "ci95": [0.75, 0.93], "n": 57}, 0.01)
+    assert (
+        "show no clear hardware shortcut" in unclear
+        and "cannot tell the fracture from the hardware" not in unclear
+    )
+    covers_more = groups(
+        {"value": 0.75, "ci95": [0.3, 0.95], "n": 4},
+        {"value": 0.86, "ci95": [0.75, 0.93], "n": 57},
+        0.01,
+    )
     covers_more["hardware"]["gaps"]["standard"]["SAL"] |= {"mean_diff": 0.58, "ci95": [0.4, 0.75]}
     higher = _gap_text(_numbers(covers_more), "standard")
-    assert "show no clear hardware shortcut" in higher and "SAL covers the fracture boxes more on hardware images" in higher
+    assert (
+        "show no clear hardware shortcut" in higher
+        and "SAL covers the fracture boxes more on hardware images" in higher
+    )
     assert "sensitivity on fractured test images" in higher
     # the held-out audit (more hardware images) is preferred when the study ran it
-    both = {**_numbers(covers_more), "heldout_groups": groups({"value": 1.0, "ci95": [0.8, 1.0], "n": 10}, {"value": 0.4, "ci95": [0.25, 0.57], "n": 133}, 0.01)}
+    both = {
+        **_numbers(covers_more),
+        "heldout_groups": groups(
+            {"value": 1.0, "ci95": [0.8, 1.0], "n": 10},
+            {"value": 0.4, "ci95": [0.25, 0.57], "n": 133},
+            0.01,
+        ),
+    }
     preferred = _gap_text(both, "standard")
-    assert "sensitivity on fractured val + test images with hardware 1.000" in preferred and "consistent with a hardware shortcut" in preferred
+    assert (
+        "sensitivity on fractured val + test images with hardware 1.000" in preferred
+        and "consistent with a hardware shortcut" in preferred
+    )
     assert _gap_text(_numbers(), "standard") is None
 
 
@@ -308,8 +367,14 @@ def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
     # every fractured val + test image, both classifiers, no detector
     heldout = json.loads((out / "audit-heldout" / "audit" / "metrics.json").read_text())
     with open(out / "data" / "dataset" / "manifest.csv", newline="", encoding="utf-8") as fh:
-        expected = sum(r["label"] == "1" and r["split"] in ("val", "test") for r in csv.DictReader(fh))
-    assert heldout["models"] == ["standard", "pgd"] and heldout["n_images"] == expected and heldout["detector"] in (None, {})
+        expected = sum(
+            r["label"] == "1" and r["split"] in ("val", "test") for r in csv.DictReader(fh)
+        )
+    assert (
+        heldout["models"] == ["standard", "pgd"]
+        and heldout["n_images"] == expected
+        and heldout["detector"] in (None, {})
+    )
     assert set(heldout["groups"]) == {"hardware", "body_part"}
     comparison = (out / "comparison.md").read_text()
     assert (
@@ -318,8 +383,14 @@ def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
         and "### By hardware" in comparison
         and "### By hardware (every fractured val + test image)" in comparison
     )
-    test_table, heldout_table = comparison.split("### By hardware (test split)")[1], comparison.split("### By hardware (every fractured val + test image)")[1]
-    assert "agrees with detector" in test_table.split("###")[0] and "agrees with detector" not in heldout_table.split("###")[0]
+    test_table, heldout_table = (
+        comparison.split("### By hardware (test split)")[1],
+        comparison.split("### By hardware (every fractured val + test image)")[1],
+    )
+    assert (
+        "agrees with detector" in test_table.split("###")[0]
+        and "agrees with detector" not in heldout_table.split("###")[0]
+    )
     html = (out / "index.html").read_text()
     assert (
         html.index("The answer")
@@ -354,12 +425,24 @@ def test_the_heldout_manifest_keeps_fractured_val_and_test_rows(tmp_path):
     from fracdet.study.run import _fractured_heldout
 
     (tmp_path / "d").mkdir()
-    rows = [("a.jpg", "1", "val"), ("b.jpg", "0", "val"), ("c.jpg", "1", "train"), ("d.jpg", "1", "test"), ("/abs/e.jpg", "1", "test")]
-    (tmp_path / "d" / "manifest.csv").write_text("path,label,split,hardware\n" + "".join(f"{p},{lab},{s},0\n" for p, lab, s in rows))
+    rows = [
+        ("a.jpg", "1", "val"),
+        ("b.jpg", "0", "val"),
+        ("c.jpg", "1", "train"),
+        ("d.jpg", "1", "test"),
+        ("/abs/e.jpg", "1", "test"),
+    ]
+    (tmp_path / "d" / "manifest.csv").write_text(
+        "path,label,split,hardware\n" + "".join(f"{p},{lab},{s},0\n" for p, lab, s in rows)
+    )
     assert _fractured_heldout(tmp_path / "d" / "manifest.csv", tmp_path / "out" / "h.csv") == 3
     with open(tmp_path / "out" / "h.csv", newline="", encoding="utf-8") as fh:
         kept = list(csv.DictReader(fh))
-    assert [r["path"] for r in kept] == [str(tmp_path / "d" / "a.jpg"), str(tmp_path / "d" / "d.jpg"), "/abs/e.jpg"] and kept[0]["hardware"] == "0"
+    assert [r["path"] for r in kept] == [
+        str(tmp_path / "d" / "a.jpg"),
+        str(tmp_path / "d" / "d.jpg"),
+        "/abs/e.jpg",
+    ] and kept[0]["hardware"] == "0"
     (tmp_path / "d" / "manifest.csv").write_text("path,label,split\nb.jpg,0,val\n")
     assert _fractured_heldout(tmp_path / "d" / "manifest.csv", tmp_path / "out" / "none.csv") == 0
 

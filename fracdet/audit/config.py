@@ -64,11 +64,15 @@ class AuditConfig:
     det_iou: float = 0.7
     trust_pickle: bool = False
     # statistics and figures
-    group_by: tuple[str, ...] = ()  # manifest columns to split the numbers by (hardware, body_part, ...)
+    group_by: tuple[
+        str, ...
+    ] = ()  # manifest columns to split the numbers by (hardware, body_part, ...)
     n_boot: int = 1000
     figure_samples: int = 4
     figure_worst: int = 2
-    study_tables: bool = False  # the report opens with the robust-transfer study's Table 1 and Table I
+    study_tables: bool = (
+        False  # the report opens with the robust-transfer study's Table 1 and Table I
+    )
     # the run
     max_images: int | None = None
     batch_size: int = 16
@@ -85,25 +89,61 @@ class AuditConfig:
 
         unknown = [m for m in self.methods if m not in METHODS]
         checks = [
-            (not unknown, f"unknown attribution method(s) {unknown}: choose from {', '.join(METHODS)}"),
-            (len(set(self.methods)) == len(self.methods), f"methods listed twice: {list(self.methods)}"),
-            (len(set(self.group_by)) == len(self.group_by), f"group_by lists a column twice: {list(self.group_by)}"),
-            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}, got {self.target!r}"),
-            (self.channels in CHANNEL_AGGREGATIONS, f"channels must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {self.channels!r}"),
-            (0.0 <= self.baseline <= 1.0, f"baseline is a pixel value in [0, 1], got {self.baseline}"),
+            (
+                not unknown,
+                f"unknown attribution method(s) {unknown}: choose from {', '.join(METHODS)}",
+            ),
+            (
+                len(set(self.methods)) == len(self.methods),
+                f"methods listed twice: {list(self.methods)}",
+            ),
+            (
+                len(set(self.group_by)) == len(self.group_by),
+                f"group_by lists a column twice: {list(self.group_by)}",
+            ),
+            (
+                self.target in TARGETS,
+                f"target must be one of {', '.join(TARGETS)}, got {self.target!r}",
+            ),
+            (
+                self.channels in CHANNEL_AGGREGATIONS,
+                f"channels must be one of {', '.join(CHANNEL_AGGREGATIONS)}, got {self.channels!r}",
+            ),
+            (
+                0.0 <= self.baseline <= 1.0,
+                f"baseline is a pixel value in [0, 1], got {self.baseline}",
+            ),
             (self.ig_steps >= 1, f"ig_steps must be >= 1, got {self.ig_steps}"),
-            (all(0 < p <= 100 for p in self.percentiles) and self.percentiles, f"percentiles must be in (0, 100], got {list(self.percentiles)}"),
-            (self.pointing_tolerance >= 0, f"pointing_tolerance must be >= 0 pixels, got {self.pointing_tolerance}"),
+            (
+                all(0 < p <= 100 for p in self.percentiles) and self.percentiles,
+                f"percentiles must be in (0, 100], got {list(self.percentiles)}",
+            ),
+            (
+                self.pointing_tolerance >= 0,
+                f"pointing_tolerance must be >= 0 pixels, got {self.pointing_tolerance}",
+            ),
             (self.det_imgsz >= 32, f"det_imgsz must be >= 32, got {self.det_imgsz}"),
             (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
             (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
-            (self.figure_samples >= 0 and self.figure_worst >= 0, "figure_samples and figure_worst must be >= 0"),
-            (self.max_images is None or self.max_images >= 1, f"max_images must be >= 1, got {self.max_images}"),
+            (
+                self.figure_samples >= 0 and self.figure_worst >= 0,
+                "figure_samples and figure_worst must be >= 0",
+            ),
+            (
+                self.max_images is None or self.max_images >= 1,
+                f"max_images must be >= 1, got {self.max_images}",
+            ),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (not (self.resume and self.overwrite), "--resume continues an output and --overwrite replaces it: pass one"),
-            (not self.names or len(self.names) == len(self.classifiers), f"{len(self.names)} names for {len(self.classifiers)} classifiers"),
+            (
+                not (self.resume and self.overwrite),
+                "--resume continues an output and --overwrite replaces it: pass one",
+            ),
+            (
+                not self.names or len(self.names) == len(self.classifiers),
+                f"{len(self.names)} names for {len(self.classifiers)} classifiers",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,9 +155,14 @@ class AuditConfig:
         from fracdet.robust.attacks import AttackConfig, parse_eps
 
         return AttackConfig(
-            kind=self.attack, eps=parse_eps(self.eps), steps=self.steps, step_size=parse_eps(self.step_size),
-            restarts=self.restarts, random_start=self.random_start, eps_space=self.eps_space,
-        )  # fmt: skip
+            kind=self.attack,
+            eps=parse_eps(self.eps),
+            steps=self.steps,
+            step_size=parse_eps(self.step_size),
+            restarts=self.restarts,
+            random_start=self.random_start,
+            eps_space=self.eps_space,
+        )
 
     def check_models(self) -> None:
         """Run by :func:`~fracdet.audit.run.run_audit`: at least one classifier to audit."""

@@ -47,7 +47,14 @@ from fracdet.explain.localization import (
 )
 from fracdet.runtime import autocast
 
-__all__ = ["ClassifierUnderAudit", "BatchOutcome", "audit_batch", "column_names", "method_column", "focus_percentile"]
+__all__ = [
+    "ClassifierUnderAudit",
+    "BatchOutcome",
+    "audit_batch",
+    "column_names",
+    "method_column",
+    "focus_percentile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +80,39 @@ def _p(value: float) -> str:
 def column_names(cfg: AuditConfig, codes: Sequence[str]) -> list[str]:
     """The per-image table's header: fixed columns, then per method and condition."""
     columns = [
-        "model", "index", "key", "path", "status", "reason", "label", "n_gt_boxes",
-        "p_clean", "p_pgd", "pred_clean", "pred_pgd", "linf",
-        "det_n_clean", "det_max_clean", "det_n_pgd", "det_max_pgd", "det_gt_iou",
-        "box_share", "pointing_baseline", "det_box_share_clean", "det_box_share_pgd",
-    ]  # fmt: skip
+        "model",
+        "index",
+        "key",
+        "path",
+        "status",
+        "reason",
+        "label",
+        "n_gt_boxes",
+        "p_clean",
+        "p_pgd",
+        "pred_clean",
+        "pred_pgd",
+        "linf",
+        "det_n_clean",
+        "det_max_clean",
+        "det_n_pgd",
+        "det_max_pgd",
+        "det_gt_iou",
+        "box_share",
+        "pointing_baseline",
+        "det_box_share_clean",
+        "det_box_share_pgd",
+    ]
     focus = _p(focus_percentile(cfg.percentiles))
     for code in map(method_column, codes):
         for cond in CONDITIONS:
             columns += [f"{code}_{cond}_cov{_p(p)}" for p in cfg.percentiles]
-            columns += [f"{code}_{cond}_energy", f"{code}_{cond}_pointing", f"{code}_{cond}_det_cov{focus}", f"{code}_{cond}_det_energy"]
+            columns += [
+                f"{code}_{cond}_energy",
+                f"{code}_{cond}_pointing",
+                f"{code}_{cond}_det_cov{focus}",
+                f"{code}_{cond}_det_energy",
+            ]
         columns += [f"{code}_rho", f"{code}_top{focus}"]
         if code == "IG":
             columns += ["IG_clean_delta", "IG_pgd_delta"]
@@ -129,14 +159,21 @@ def _fracture_probability(logits: torch.Tensor, temperature: float) -> np.ndarra
     return torch.sigmoid(logits.float() / temperature).cpu().numpy().astype(np.float64)
 
 
-def _detect(detector: Any, images: torch.Tensor, cfg: AuditConfig, device: torch.device) -> list[tuple[list[Box], list[float]]]:
+def _detect(
+    detector: Any, images: torch.Tensor, cfg: AuditConfig, device: torch.device
+) -> list[tuple[list[Box], list[float]]]:
     """Boxes (model frame) and scores for each ``(1, S, S)`` image in [0, 1]."""
     from fracdet.det.inference import DetectOptions, detect
     from fracdet.runtime import ultralytics_device
 
     arrays = [img[0].detach().float().clamp(0, 1).cpu().numpy() for img in images]
-    options = DetectOptions(imgsz=cfg.det_imgsz, conf=MAP_CONF, iou=cfg.det_iou, device=ultralytics_device(device))
-    return [(list(d.boxes), list(d.scores)) for d in detect(detector, arrays, options, batch=len(arrays))]
+    options = DetectOptions(
+        imgsz=cfg.det_imgsz, conf=MAP_CONF, iou=cfg.det_iou, device=ultralytics_device(device)
+    )
+    return [
+        (list(d.boxes), list(d.scores))
+        for d in detect(detector, arrays, options, batch=len(arrays))
+    ]
 
 
 def _confident(found: tuple[list[Box], list[float]], conf: float) -> list[Box]:
@@ -169,7 +206,11 @@ def audit_batch(
     def choose_targets(logits: torch.Tensor) -> list[int]:
         if cfg.target == "fracture":
             return [1] * len(logits)
-        return (_fracture_probability(logits, meta.temperature) >= meta.threshold).astype(np.int64).tolist()
+        return (
+            (_fracture_probability(logits, meta.temperature) >= meta.threshold)
+            .astype(np.int64)
+            .tolist()
+        )
 
     with timer(shared_stage), autocast(device, clf.precision):
         clean = decide_and_explain(clf.model, images, shared, choose_targets)
@@ -178,7 +219,13 @@ def audit_batch(
     # without labels the attack pushes away from the model's own answer (prediction stability)
     labels = np.array([item.label for item in items], dtype=np.int64) if has_labels else pred_clean
     with timer("attack"), autocast(device, clf.precision):
-        adv = attack(clf.model, images, torch.as_tensor(labels, device=device), clf.attack, generator=generator)
+        adv = attack(
+            clf.model,
+            images,
+            torch.as_tensor(labels, device=device),
+            clf.attack,
+            generator=generator,
+        )
     with timer(shared_stage), autocast(device, clf.precision):
         attacked = decide_and_explain(clf.model, adv, shared, choose_targets)
     p_adv = _fracture_probability(attacked.logits, meta.temperature)
@@ -214,15 +261,35 @@ def audit_batch(
     with timer("metrics"):
         focus = focus_percentile(cfg.percentiles)
         for k, item in enumerate(items):
-            gt = [box_to_model_frame(b, item.height, item.width, size, keep_aspect=meta.keep_aspect) for b in item.boxes] if item.width else []
+            gt = (
+                [
+                    box_to_model_frame(
+                        b, item.height, item.width, size, keep_aspect=meta.keep_aspect
+                    )
+                    for b in item.boxes
+                ]
+                if item.width
+                else []
+            )
             row: dict[str, Any] = {
-                "model": clf.name, "index": item.index, "key": item.key, "path": str(item.path), "status": "ok", "reason": "",
-                "label": "" if item.label is None else int(item.label), "n_gt_boxes": len(gt),
-                "p_clean": float(p_clean[k]), "p_pgd": float(p_adv[k]), "pred_clean": int(pred_clean[k]), "pred_pgd": int(pred_adv[k]),
+                "model": clf.name,
+                "index": item.index,
+                "key": item.key,
+                "path": str(item.path),
+                "status": "ok",
+                "reason": "",
+                "label": "" if item.label is None else int(item.label),
+                "n_gt_boxes": len(gt),
+                "p_clean": float(p_clean[k]),
+                "p_pgd": float(p_adv[k]),
+                "pred_clean": int(pred_clean[k]),
+                "pred_pgd": int(pred_adv[k]),
                 "linf": float(linf[k]),
-            }  # fmt: skip
+            }
             gt_mask = boxes_mask(gt, size, size) if gt else None
-            if gt_mask is not None and not gt_mask.any():  # boxes entirely in the padding: nothing to score
+            if (
+                gt_mask is not None and not gt_mask.any()
+            ):  # boxes entirely in the padding: nothing to score
                 gt_mask = None
             if gt_mask is not None:
                 row["box_share"] = float(gt_mask.mean())
@@ -236,21 +303,48 @@ def audit_batch(
                 det_masks[cond] = det_mask if det_mask is not None and det_mask.any() else None
                 if det_masks[cond] is not None:
                     row[f"det_box_share_{cond}"] = float(det_masks[cond].mean())
-                out.detections.append({"model": clf.name, "index": item.index, "cond": cond, "size": size, "keep_aspect": meta.keep_aspect,
-                                       "boxes": [[*(round(v, 2) for v in b.as_list()), b.label, round(s, 5)] for b, s in zip(boxes, scores, strict=True)]})  # fmt: skip
+                out.detections.append(
+                    {
+                        "model": clf.name,
+                        "index": item.index,
+                        "cond": cond,
+                        "size": size,
+                        "keep_aspect": meta.keep_aspect,
+                        "boxes": [
+                            [*(round(v, 2) for v in b.as_list()), b.label, round(s, 5)]
+                            for b, s in zip(boxes, scores, strict=True)
+                        ],
+                    }
+                )
             if gt and detector is not None:
                 kept_clean = _confident(found["clean"][k], cfg.det_conf)
-                row["det_gt_iou"] = float(np.mean([max((box_iou(g, d) for d in kept_clean), default=0.0) for g in gt]))
+                row["det_gt_iou"] = float(
+                    np.mean([max((box_iou(g, d) for d in kept_clean), default=0.0) for g in gt])
+                )
             # each map is sorted once and each mask's pointing zone computed once, for every metric below
-            gt_near = near_mask(gt_mask, tolerance_px=cfg.pointing_tolerance) if gt_mask is not None else None
-            det_near = {cond: near_mask(m, tolerance_px=cfg.pointing_tolerance) for cond, m in det_masks.items() if m is not None}
+            gt_near = (
+                near_mask(gt_mask, tolerance_px=cfg.pointing_tolerance)
+                if gt_mask is not None
+                else None
+            )
+            det_near = {
+                cond: near_mask(m, tolerance_px=cfg.pointing_tolerance)
+                for cond, m in det_masks.items()
+                if m is not None
+            }
             for code in clf.explainers:
                 col = method_column(code)
                 ranked = {cond: RankedMap.of(maps[code, cond][k]) for cond in CONDITIONS}
                 for cond in CONDITIONS:
                     attr = ranked[cond]
                     if gt_mask is not None:
-                        scores_gt = localization_scores(attr, gt_mask, percentiles=cfg.percentiles, tolerance_px=cfg.pointing_tolerance, near=gt_near)
+                        scores_gt = localization_scores(
+                            attr,
+                            gt_mask,
+                            percentiles=cfg.percentiles,
+                            tolerance_px=cfg.pointing_tolerance,
+                            near=gt_near,
+                        )
                         for p in cfg.percentiles:
                             row[f"{col}_{cond}_cov{_p(p)}"] = scores_gt[f"coverage@{_p(p)}"]
                         row[f"{col}_{cond}_energy"] = scores_gt["energy_in_box"]
@@ -258,16 +352,29 @@ def audit_batch(
                         row.setdefault("pointing_baseline", scores_gt["pointing_baseline"])
                     det_mask = det_masks.get(cond)
                     if det_mask is not None:
-                        scores_det = localization_scores(attr, det_mask, percentiles=(focus,), tolerance_px=cfg.pointing_tolerance, near=det_near[cond])
-                        row[f"{col}_{cond}_det_cov{_p(focus)}"] = scores_det[f"coverage@{_p(focus)}"]
+                        scores_det = localization_scores(
+                            attr,
+                            det_mask,
+                            percentiles=(focus,),
+                            tolerance_px=cfg.pointing_tolerance,
+                            near=det_near[cond],
+                        )
+                        row[f"{col}_{cond}_det_cov{_p(focus)}"] = scores_det[
+                            f"coverage@{_p(focus)}"
+                        ]
                         row[f"{col}_{cond}_det_energy"] = scores_det["energy_in_box"]
                 row[f"{col}_rho"] = rank_correlation(ranked["clean"], ranked["pgd"])
-                row[f"{col}_top{_p(focus)}"] = topk_intersection(ranked["clean"], ranked["pgd"], p=focus)
+                row[f"{col}_top{_p(focus)}"] = topk_intersection(
+                    ranked["clean"], ranked["pgd"], p=focus
+                )
                 if code == "IG":
                     for cond, delta in deltas.items():
                         row[f"IG_{cond}_delta"] = float(delta[k])
             out.rows.append(row)
     if cfg.save_maps:
-        out.maps = {f"{method_column(code)}_{cond}": m.astype(np.float16) for (code, cond), m in maps.items()}
+        out.maps = {
+            f"{method_column(code)}_{cond}": m.astype(np.float16)
+            for (code, cond), m in maps.items()
+        }
         out.maps["index"] = np.array([item.index for item in items], dtype=np.int64)
     return out

@@ -31,10 +31,22 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
     x = np.arange(len(models))
     for offset, cond, color in ((-0.18, "clean", "#3b82f6"), (0.18, "pgd", "#f97316")):
         acc = [robustness[m].get(f"{cond}_accuracy") or 0.0 for m in models]
-        ci = [robustness[m].get(f"{cond}_accuracy_ci95") or [a, a] for m, a in zip(models, acc, strict=True)]
-        err = np.array([[a - lo for a, (lo, _) in zip(acc, ci, strict=True)], [hi - a for a, (_, hi) in zip(acc, ci, strict=True)]])
-        err = np.clip(err, 0.0, None)  # an interval's end can round a hair inside the estimate (acc 0 or 1)
-        ax.bar(x + offset, acc, width=0.36, color=color, yerr=err, capsize=3, label=f"{cond} accuracy")
+        ci = [
+            robustness[m].get(f"{cond}_accuracy_ci95") or [a, a]
+            for m, a in zip(models, acc, strict=True)
+        ]
+        err = np.array(
+            [
+                [a - lo for a, (lo, _) in zip(acc, ci, strict=True)],
+                [hi - a for a, (_, hi) in zip(acc, ci, strict=True)],
+            ]
+        )
+        err = np.clip(
+            err, 0.0, None
+        )  # an interval's end can round a hair inside the estimate (acc 0 or 1)
+        ax.bar(
+            x + offset, acc, width=0.36, color=color, yerr=err, capsize=3, label=f"{cond} accuracy"
+        )
     ax.set_xticks(x, models, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
@@ -44,7 +56,9 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
     return save_figure(fig, path)
 
 
-def plot_coverage(localization: Mapping[str, Mapping[str, Any]], codes: Sequence[str], focus: float, path: Path) -> Path:
+def plot_coverage(
+    localization: Mapping[str, Mapping[str, Any]], codes: Sequence[str], focus: float, path: Path
+) -> Path:
     """coverage@focus per method, one bar per classifier and input; the dashed line is a random map."""
     models = list(localization)
     fig, ax = new_figure((1.8 + 1.2 * len(codes) * max(1, len(models)) / 2, 3.8))
@@ -53,15 +67,28 @@ def plot_coverage(localization: Mapping[str, Mapping[str, Any]], codes: Sequence
     key = f"coverage@{focus:g}"
     for k, model in enumerate(models):
         for j, cond in enumerate(("clean", "pgd")):
-            means = [(localization[model].get(f"{code}/{cond}", {}).get(key) or {}).get("mean") or 0.0 for code in codes]
+            means = [
+                (localization[model].get(f"{code}/{cond}", {}).get(key) or {}).get("mean") or 0.0
+                for code in codes
+            ]
             offset = (2 * k + j) * width - 0.4 + width / 2
-            ax.bar(x + offset, means, width=width, color=f"C{k}", alpha=1.0 if cond == "clean" else 0.45,
-                   hatch=None if cond == "clean" else "//", label=f"{model} ({cond})")  # fmt: skip
+            ax.bar(
+                x + offset,
+                means,
+                width=width,
+                color=f"C{k}",
+                alpha=1.0 if cond == "clean" else 0.45,
+                hatch=None if cond == "clean" else "//",
+                label=f"{model} ({cond})",
+            )
     ax.axhline(focus / 100.0, ls="--", color="grey", lw=1, label=f"random map ({focus:g}%)")
     ax.set_xticks(x, list(codes))
     ax.set_ylim(0, 1.0)
     ax.set_ylabel(f"share of box pixels in the top {focus:g}%")
-    ax.set_title(f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels cover", fontsize=9)
+    ax.set_title(
+        f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels cover",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)
@@ -82,7 +109,9 @@ def _boxes(ax: Any, boxes: Sequence[Sequence[float]], color: str) -> None:
     from matplotlib.patches import Rectangle
 
     for x1, y1, x2, y2 in (b[:4] for b in boxes):
-        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.4))
+        ax.add_patch(
+            Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.4)
+        )
 
 
 def plot_grid(rows: Sequence[GridRow], columns: Sequence[str], path: Path, *, title: str) -> Path:

@@ -55,8 +55,17 @@ def _share(hits: int, n: int) -> dict[str, Any]:
     }
 
 
-def _one_group(rows: Sequence[Mapping[str, str]], codes: Sequence[str], focus: float, *, threshold: float, det_conf: float | None,
-               has_labels: bool, n_boot: int, seed: int) -> dict[str, Any]:  # fmt: skip
+def _one_group(
+    rows: Sequence[Mapping[str, str]],
+    codes: Sequence[str],
+    focus: float,
+    *,
+    threshold: float,
+    det_conf: float | None,
+    has_labels: bool,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(rows)}
     if has_labels:
         y = _values(rows, "label").astype(int)
@@ -126,8 +135,18 @@ def _gap(
     return out
 
 
-def summarize_groups(per_model: Mapping[str, Sequence[Mapping[str, str]]], inputs: AuditInputs, group_by: Sequence[str], codes: Sequence[str],
-                     focus: float, *, thresholds: Mapping[str, float], det_conf: float | None, n_boot: int, seed: int) -> dict[str, Any]:  # fmt: skip
+def summarize_groups(
+    per_model: Mapping[str, Sequence[Mapping[str, str]]],
+    inputs: AuditInputs,
+    group_by: Sequence[str],
+    codes: Sequence[str],
+    focus: float,
+    *,
+    thresholds: Mapping[str, float],
+    det_conf: float | None,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
     """``{column: {"values": [...], "models": {model: {value: numbers}}, "gaps": {model: {method: gap}}}}``.
 
     ``thresholds`` is each classifier's operating point; ``det_conf`` is ``None`` without a
@@ -142,15 +161,35 @@ def summarize_groups(per_model: Mapping[str, Sequence[Mapping[str, str]]], input
         for model, rows in per_model.items():
             split = {v: [r for r in rows if value_of.get(int(r["index"])) == v] for v in values}
             entry["models"][model] = {
-                v: _one_group(split[v], codes, focus, threshold=thresholds[model], det_conf=det_conf, has_labels=inputs.has_labels, n_boot=n_boot, seed=seed)
+                v: _one_group(
+                    split[v],
+                    codes,
+                    focus,
+                    threshold=thresholds[model],
+                    det_conf=det_conf,
+                    has_labels=inputs.has_labels,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
                 for v in values
-            }  # fmt: skip
+            }
             if len(values) == 2:
                 a, b = values[1], values[0]  # e.g. hardware "1" minus "0"
                 entry["gaps"][model] = {
-                    code: {"a": a, "b": b, "metric": f"coverage@{focus:g}", **_gap(split[a], split[b], f"{code}_clean_cov{focus:g}", n_boot=n_boot, seed=seed)}
+                    code: {
+                        "a": a,
+                        "b": b,
+                        "metric": f"coverage@{focus:g}",
+                        **_gap(
+                            split[a],
+                            split[b],
+                            f"{code}_clean_cov{focus:g}",
+                            n_boot=n_boot,
+                            seed=seed,
+                        ),
+                    }
                     for code in codes
-                }  # fmt: skip
+                }
         out[column] = entry
     return out
 
@@ -169,9 +208,15 @@ def group_rows(groups: Mapping[str, Any], focus: float) -> dict[str, list[dict[s
         rows = []
         for model, by_value in entry["models"].items():
             for value, g in by_value.items():
-                row: dict[str, Any] = {"classifier": model, column: value, "images": g["n"], "fractured": g.get("n_positive", "–"),
-                                       "accuracy (clean)": _cell(g.get("clean_accuracy"), "value"), "sensitivity (clean)": _cell(g.get("clean_sensitivity"), "value"),
-                                       "accuracy (PGD)": _cell(g.get("pgd_accuracy"), "value")}  # fmt: skip
+                row: dict[str, Any] = {
+                    "classifier": model,
+                    column: value,
+                    "images": g["n"],
+                    "fractured": g.get("n_positive", "–"),
+                    "accuracy (clean)": _cell(g.get("clean_accuracy"), "value"),
+                    "sensitivity (clean)": _cell(g.get("clean_sensitivity"), "value"),
+                    "accuracy (PGD)": _cell(g.get("pgd_accuracy"), "value"),
+                }
                 for code, loc in g["localization"].items():
                     row[f"{code} cov@{focus:g}"] = _cell(loc[f"coverage@{focus:g}"])
                     row[f"{code} energy"] = _cell(loc["energy_in_box"])
@@ -188,13 +233,26 @@ def group_sections(metrics: Mapping[str, Any]) -> list[Section]:
     focus = metrics["focus_percentile"]
     sections = []
     for column, rows in group_rows(groups, focus).items():
-        text = (f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy on the fractured images): at each classifier's operating point, Wilson 95% CI. "
-                f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with boxes only, bootstrap 95% CI. "
-                "Agreement: the classifier's decision vs 'the detector finds a box'.")  # fmt: skip
+        text = (
+            f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy on the fractured images): at each classifier's operating point, Wilson 95% CI. "
+            f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with boxes only, bootstrap 95% CI. "
+            "Agreement: the classifier's decision vs 'the detector finds a box'."
+        )
         sections.append(Section(f"By {column}", text=text, table=rows))
-        gaps = [{"classifier": model, "method": code, "gap": f"{g['a']} − {g['b']}", "n": f"{g['n_a']} / {g['n_b']}", "mean difference": _cell(g, "mean_diff"),
-                 "Mann-Whitney p": "–" if g["mann_whitney_p"] is None else f"{g['mann_whitney_p']:.3g}"}
-                for model, by_code in groups[column]["gaps"].items() for code, g in by_code.items()]  # fmt: skip
+        gaps = [
+            {
+                "classifier": model,
+                "method": code,
+                "gap": f"{g['a']} − {g['b']}",
+                "n": f"{g['n_a']} / {g['n_b']}",
+                "mean difference": _cell(g, "mean_diff"),
+                "Mann-Whitney p": "–"
+                if g["mann_whitney_p"] is None
+                else f"{g['mann_whitney_p']:.3g}",
+            }
+            for model, by_code in groups[column]["gaps"].items()
+            for code, g in by_code.items()
+        ]
         if gaps:
             sections.append(
                 Section(

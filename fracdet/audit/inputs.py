@@ -38,7 +38,9 @@ class AuditItem:
 
     def record(self) -> ImageRecord:
         """The data layer's record, for its datasets and loaders (label 0 stands in for unknown)."""
-        return ImageRecord(self.key, self.path, self.width, self.height, self.label or 0, self.boxes)
+        return ImageRecord(
+            self.key, self.path, self.width, self.height, self.label or 0, self.boxes
+        )
 
 
 @dataclass(frozen=True)
@@ -80,22 +82,35 @@ _RECORD_COLUMNS = ("body_part", "group", "label")
 
 
 def _group_values(record: ImageRecord, group_by: Sequence[str]) -> dict[str, str]:
-    return {c: str(getattr(record, c)) if c in _RECORD_COLUMNS else str(record.attributes.get(c, "")) for c in group_by}
+    return {
+        c: str(getattr(record, c)) if c in _RECORD_COLUMNS else str(record.attributes.get(c, ""))
+        for c in group_by
+    }
 
 
-def _check_group_by(records: Sequence[ImageRecord], group_by: Sequence[str], manifest: Path) -> None:
+def _check_group_by(
+    records: Sequence[ImageRecord], group_by: Sequence[str], manifest: Path
+) -> None:
     known = set(_RECORD_COLUMNS) | {k for r in records[:1] for k in r.attributes}
     missing = [c for c in group_by if c not in known]
     if missing:
-        raise DataError(f"group_by: no column {', '.join(map(repr, missing))} in the manifest; it has {', '.join(sorted(known))}", manifest)
+        raise DataError(
+            f"group_by: no column {', '.join(map(repr, missing))} in the manifest; it has {', '.join(sorted(known))}",
+            manifest,
+        )
 
 
-def load_inputs(dataset: Path, *, split: str, max_images: int | None = None, group_by: Sequence[str] = ()) -> AuditInputs:
+def load_inputs(
+    dataset: Path, *, split: str, max_images: int | None = None, group_by: Sequence[str] = ()
+) -> AuditInputs:
     """The images to audit, sorted by key; ``max_images`` keeps the first N (quick looks);
     ``group_by`` names manifest columns whose values each item carries (hardware, body_part...)."""
     dataset = Path(dataset)
     if not dataset.exists():
-        raise DataError("dataset not found (a folder written by `fracdet convert`, its manifest.csv, or a folder of images)", dataset)
+        raise DataError(
+            "dataset not found (a folder written by `fracdet convert`, its manifest.csv, or a folder of images)",
+            dataset,
+        )
     manifest = _manifest_path(dataset)
     if manifest is not None:
         records = [r for r in read_manifest(manifest) if split == "all" or r.split == split]
@@ -103,20 +118,52 @@ def load_inputs(dataset: Path, *, split: str, max_images: int | None = None, gro
             raise DataError(f"no images in split {split!r}", manifest)
         _check_group_by(records, group_by, manifest)
         records.sort(key=lambda r: r.image_id)
-        items = [AuditItem(i + 1, r.image_id, r.path, r.label, r.boxes, r.width, r.height, _group_values(r, group_by)) for i, r in enumerate(records[:max_images])]
+        items = [
+            AuditItem(
+                i + 1,
+                r.image_id,
+                r.path,
+                r.label,
+                r.boxes,
+                r.width,
+                r.height,
+                _group_values(r, group_by),
+            )
+            for i, r in enumerate(records[:max_images])
+        ]
         rows = [(it.key, it.label, [b.as_list() for b in it.boxes]) for it in items]
-        return AuditInputs(tuple(items), manifest, True, _box_class_names(manifest.parent), records_hash(rows))
+        return AuditInputs(
+            tuple(items), manifest, True, _box_class_names(manifest.parent), records_hash(rows)
+        )
     if not dataset.is_dir():
         raise DataError("not a manifest (.csv) nor a folder", dataset)
     if group_by:
-        raise DataError("group_by needs a manifest (a folder written by `fracdet convert`): a plain folder of images has no columns", dataset)
+        raise DataError(
+            "group_by needs a manifest (a folder written by `fracdet convert`): a plain folder of images has no columns",
+            dataset,
+        )
     from fracdet.data.scan import scan_folder
 
     found = scan_folder(dataset, recursive=True)
     paths = sorted(found.images + found.dicoms)
     if not paths:
-        raise DataError("no images found (and no manifest.csv: give a folder written by `fracdet convert` for labels and boxes)", dataset)
-    items = [AuditItem(i + 1, rel, dataset / rel, None, (), 0, 0) for i, rel in enumerate(paths[:max_images])]
-    logger.info("no manifest in %s: auditing %d images without labels or boxes", dataset, len(items))
+        raise DataError(
+            "no images found (and no manifest.csv: give a folder written by `fracdet convert` for labels and boxes)",
+            dataset,
+        )
+    items = [
+        AuditItem(i + 1, rel, dataset / rel, None, (), 0, 0)
+        for i, rel in enumerate(paths[:max_images])
+    ]
+    logger.info(
+        "no manifest in %s: auditing %d images without labels or boxes", dataset, len(items)
+    )
     skipped = tuple({"path": o.path, "reason": o.detail} for o in found.others)
-    return AuditInputs(tuple(items), dataset, False, ("fractured",), records_hash([it.key for it in items]), skipped)
+    return AuditInputs(
+        tuple(items),
+        dataset,
+        False,
+        ("fractured",),
+        records_hash([it.key for it in items]),
+        skipped,
+    )

@@ -24,14 +24,20 @@ def _read_state(shard_dir: Path) -> dict[str, Any]:
     if state is None:
         raise DataError("not a fracdet audit output (no readable audit_state.json)", shard_dir)
     if state.get("status") != "complete":
-        raise DataError("this shard's audit did not finish: rerun it with --resume first", shard_dir)
+        raise DataError(
+            "this shard's audit did not finish: rerun it with --resume first", shard_dir
+        )
     for name in (PER_IMAGE, DETECTIONS):
         if not (shard_dir / name).is_file():
-            raise DataError("missing from this shard's audit output (rerun the shard)", shard_dir / name)
+            raise DataError(
+                "missing from this shard's audit output (rerun the shard)", shard_dir / name
+            )
     return state
 
 
-def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) -> tuple[dict[str, Any], AuditInputs]:
+def join_shards(
+    shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False
+) -> tuple[dict[str, Any], AuditInputs]:
     """Write the joined table, journal and maps into ``output``; returns its state and inputs.
 
     The shards must come from the same data, classifiers, detector and options (their
@@ -43,11 +49,18 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
     for shard_dir, state in zip(shard_dirs[1:], states[1:], strict=True):
         for key in ("data_hash", "classifiers", "detector", "options"):
             if state["identity"].get(key) != first["identity"].get(key):
-                raise DataError(f"made with other {key.replace('_', ' ')} than {shard_dirs[0]}", shard_dir)
+                raise DataError(
+                    f"made with other {key.replace('_', ' ')} than {shard_dirs[0]}", shard_dir
+                )
     output = Path(output)
     inside = all(output in d.parents for d in shard_dirs)  # torchrun: OUT/shards/rank-K
     check_folder_path(output.parent)
-    if not inside and output.exists() and (not output.is_dir() or any(output.iterdir())) and not overwrite:
+    if (
+        not inside
+        and output.exists()
+        and (not output.is_dir() or any(output.iterdir()))
+        and not overwrite
+    ):
         raise OutputExistsError("already exists; pass --overwrite to replace it", output)
 
     header: list[str] | None = None
@@ -63,10 +76,17 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
         for row in shard_rows:
             key = (row["model"], int(row["index"]))
             if key in seen:
-                raise DataError(f"image {row['key']} ({row['model']}) is in {seen[key]} and in {shard_dir}: the same shard twice?", shard_dir)
+                raise DataError(
+                    f"image {row['key']} ({row['model']}) is in {seen[key]} and in {shard_dir}: the same shard twice?",
+                    shard_dir,
+                )
             seen[key] = shard_dir
             rows.append(row)
-        detections += [line for line in (shard_dir / DETECTIONS).read_text(encoding="utf-8").splitlines() if line.strip()]
+        detections += [
+            line
+            for line in (shard_dir / DETECTIONS).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     assert header is not None
     model_order = {name: k for k, name in enumerate(first["identity"]["classifiers"])}
     rows.sort(key=lambda r: (model_order.get(r["model"], 0), int(r["index"])))
@@ -82,17 +102,36 @@ def join_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = F
     for shard_dir in shard_dirs:
         _link_tree(shard_dir / MAPS, output / MAPS)
     specs = [s.get("shard") for s in states]
-    state = {**first, "status": "complete", "merged_from": [str(d.resolve()) for d in shard_dirs], "shards": specs, "shard": None,
-             "seconds": _sum_seconds(states), "n_processed": sum(int(s.get("n_processed", 0)) for s in states)}  # fmt: skip
+    state = {
+        **first,
+        "status": "complete",
+        "merged_from": [str(d.resolve()) for d in shard_dirs],
+        "shards": specs,
+        "shard": None,
+        "seconds": _sum_seconds(states),
+        "n_processed": sum(int(s.get("n_processed", 0)) for s in states),
+    }
     store.write_state(state)
     config = first["config"]
-    inputs = load_inputs(Path(config["dataset"]), split=config["split"], max_images=config.get("max_images"), group_by=config.get("group_by") or ())
+    inputs = load_inputs(
+        Path(config["dataset"]),
+        split=config["split"],
+        max_images=config.get("max_images"),
+        group_by=config.get("group_by") or (),
+    )
     if inputs.data_hash != first["identity"]["data_hash"]:
-        raise DataError("the dataset changed since the shards were audited (its hash differs)", config["dataset"])
+        raise DataError(
+            "the dataset changed since the shards were audited (its hash differs)",
+            config["dataset"],
+        )
     covered = {int(r["index"]) for r in rows}
     missing = [it.key for it in inputs.items if it.index not in covered]
     if missing:
-        logger.warning("%d image(s) are in no shard (first: %s): a shard is missing from the merge", len(missing), missing[0])
+        logger.warning(
+            "%d image(s) are in no shard (first: %s): a shard is missing from the merge",
+            len(missing),
+            missing[0],
+        )
         state["missing_images"] = len(missing)
         store.write_state(state)
     return state, inputs

@@ -63,14 +63,45 @@ def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def _identity(cfg: AuditConfig, inputs: AuditInputs, classifiers: dict[str, Any], detector: dict[str, Any] | None) -> dict[str, Any]:
+def _identity(
+    cfg: AuditConfig,
+    inputs: AuditInputs,
+    classifiers: dict[str, Any],
+    detector: dict[str, Any] | None,
+) -> dict[str, Any]:
     """What must not change between a run and its resume, or between shards to be merged."""
-    options = {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
-               if k not in ("output", "resume", "overwrite", "workers", "device", "shard", "figure_samples", "figure_worst", "n_boot", "group_by", "study_tables")}  # fmt: skip
-    return {"data_hash": inputs.data_hash, "classifiers": classifiers, "detector": detector, "options": options}
+    options = {
+        k: v
+        for k, v in json.loads(json.dumps(dataclasses.asdict(cfg), default=str)).items()
+        if k
+        not in (
+            "output",
+            "resume",
+            "overwrite",
+            "workers",
+            "device",
+            "shard",
+            "figure_samples",
+            "figure_worst",
+            "n_boot",
+            "group_by",
+            "study_tables",
+        )
+    }
+    return {
+        "data_hash": inputs.data_hash,
+        "classifiers": classifiers,
+        "detector": detector,
+        "options": options,
+    }
 
 
-def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chunk_pairs: list[list[tuple[str, int]]]) -> set[tuple[str, int]]:
+def _prepare(
+    store: AuditStore,
+    cfg: AuditConfig,
+    identity: dict[str, Any],
+    chunk_pairs: list[list[tuple[str, int]]],
+) -> set[tuple[str, int]]:
     """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done.
 
     ``chunk_pairs`` holds the pairs of each (model, chunk) this process audits.
@@ -79,7 +110,9 @@ def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chun
     check_folder_path(out.parent)
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (cfg.resume or cfg.overwrite):
-        raise OutputExistsError("already exists; pass --resume to continue that audit or --overwrite to replace it", out)
+        raise OutputExistsError(
+            "already exists; pass --resume to continue that audit or --overwrite to replace it", out
+        )
     if exists and cfg.overwrite:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
         exists = False
@@ -88,10 +121,16 @@ def _prepare(store: AuditStore, cfg: AuditConfig, identity: dict[str, Any], chun
         return set()
     state = store.read_state()
     if state is None or not store.per_image.is_file():
-        raise OutputExistsError(f"is not a fracdet audit output (no {STATE}): cannot resume it; pass --overwrite or another --out", out)
+        raise OutputExistsError(
+            f"is not a fracdet audit output (no {STATE}): cannot resume it; pass --overwrite or another --out",
+            out,
+        )
     changed = [k for k in identity if state.get("identity", {}).get(k) != identity[k]]
     if changed:
-        raise ConfigError(f"cannot resume: this audit differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out", out)
+        raise ConfigError(
+            f"cannot resume: this audit differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out",
+            out,
+        )
     return store.reopen(chunk_pairs)
 
 
@@ -109,13 +148,23 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         if shard is not None:
             raise ConfigError("under torchrun each rank takes its shard itself: drop --shard")
         shard = (runtime.rank + 1, runtime.world_size)
-    out = Path(cfg.output) / "shards" / f"rank-{runtime.rank + 1}" if runtime.distributed else Path(cfg.output)
+    out = (
+        Path(cfg.output) / "shards" / f"rank-{runtime.rank + 1}"
+        if runtime.distributed
+        else Path(cfg.output)
+    )
     seed_everything(cfg.seed)
-    inputs = load_inputs(cfg.dataset, split=cfg.split, max_images=cfg.max_images, group_by=cfg.group_by)
+    inputs = load_inputs(
+        cfg.dataset, split=cfg.split, max_images=cfg.max_images, group_by=cfg.group_by
+    )
     if inputs.has_labels and not inputs.has_boxes:
         raise DataError(
             f"no ground-truth boxes in split {cfg.split!r}"
-            + (f" among its first {cfg.max_images} images by id (--max-images); raise it or audit the whole split" if cfg.max_images else "")
+            + (
+                f" among its first {cfg.max_images} images by id (--max-images); raise it or audit the whole split"
+                if cfg.max_images
+                else ""
+            )
             + ": attribution localization needs them (audit the images folder itself for robustness and classifier/detector agreement only)",
             inputs.source,
         )
@@ -130,8 +179,16 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     mine = [c for c in range(len(chunks)) if shard is None or c % shard[1] == shard[0] - 1]
     pairs = [[(clf.name, item.index) for item in chunks[c]] for clf in classifiers for c in mine]
     done = _prepare(store, cfg, identity, pairs)
-    state = {"fracdet_version": __version__, "status": "running", "identity": identity, "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
-             "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "versions": versions(), "device": str(runtime.device), "precision": precision}  # fmt: skip
+    state = {
+        "fracdet_version": __version__,
+        "status": "running",
+        "identity": identity,
+        "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "versions": versions(),
+        "device": str(runtime.device),
+        "precision": precision,
+    }
     store.write_state(state)
 
     seconds: dict[str, float] = defaultdict(float)
@@ -143,7 +200,9 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
             continue
         n_done += _audit_chunks(clf, chunks, todo, store, cfg, detector, seconds)
     seconds["total"] = time.perf_counter() - start
-    state.update(status="complete", seconds={k: round(v, 3) for k, v in seconds.items()}, n_processed=n_done)
+    state.update(
+        status="complete", seconds={k: round(v, 3) for k, v in seconds.items()}, n_processed=n_done
+    )
     store.write_state(state)
 
     if runtime.distributed:
@@ -151,8 +210,12 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
 
         dist.barrier()
         if not runtime.is_main:
-            return AuditSummary(out, None, len(inputs.items), len(classifiers), shard=state["shard"])
-        shard_dirs = [Path(cfg.output) / "shards" / f"rank-{k + 1}" for k in range(runtime.world_size)]
+            return AuditSummary(
+                out, None, len(inputs.items), len(classifiers), shard=state["shard"]
+            )
+        shard_dirs = [
+            Path(cfg.output) / "shards" / f"rank-{k + 1}" for k in range(runtime.world_size)
+        ]
         return _finalize_from_shards(shard_dirs, Path(cfg.output), overwrite=True)
     if shard is not None:
         return AuditSummary(out, None, len(inputs.items), len(classifiers), shard=cfg.shard)
@@ -161,34 +224,60 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     return finalize_audit(out, inputs, state)
 
 
-def _audit_chunks(clf, chunks: list[list[AuditItem]], todo: list[int], store: AuditStore, cfg: AuditConfig, detector: Any, seconds: dict[str, float]) -> int:
+def _audit_chunks(
+    clf,
+    chunks: list[list[AuditItem]],
+    todo: list[int],
+    store: AuditStore,
+    cfg: AuditConfig,
+    detector: Any,
+    seconds: dict[str, float],
+) -> int:
     """Audit ``todo`` chunks with one classifier, committing each; returns the images done."""
     from fracdet.data.datasets import ClassificationDataset, collate_skipping_failures
 
     items = [item for c in todo for item in chunks[c]]
     positions = {item.index: k for k, item in enumerate(items)}
-    dataset = ClassificationDataset([item.record() for item in items], clf.meta.image_size, keep_aspect=clf.meta.keep_aspect)
+    dataset = ClassificationDataset(
+        [item.record() for item in items], clf.meta.image_size, keep_aspect=clf.meta.keep_aspect
+    )
     batches = [[positions[item.index] for item in chunks[c]] for c in todo]
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_skipping_failures,
-                        prefetch_factor=2 if cfg.workers else None)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=cfg.workers,
+        collate_fn=collate_skipping_failures,
+        prefetch_factor=2 if cfg.workers else None,
+    )
     n = 0
     batches = iter(loader)
     for chunk in progress(todo, f"Auditing {clf.name}", total=len(todo)):
         t0 = time.perf_counter()
-        batch = next(batches)  # the wait for decoding (done ahead in the workers when there are any)
+        batch = next(
+            batches
+        )  # the wait for decoding (done ahead in the workers when there are any)
         seconds["decoding"] += time.perf_counter() - t0
         failed = {int(i): reason for i, reason in batch.failures}
         rows: list[dict[str, Any]] = [
-            {"model": clf.name, "index": items[i].index, "key": items[i].key, "path": str(items[i].path), "status": "skipped",
-             "reason": " ".join(reason.split()), "label": "" if items[i].label is None else items[i].label}
+            {
+                "model": clf.name,
+                "index": items[i].index,
+                "key": items[i].key,
+                "path": str(items[i].path),
+                "status": "skipped",
+                "reason": " ".join(reason.split()),
+                "label": "" if items[i].label is None else items[i].label,
+            }
             for i, reason in failed.items()
-        ]  # fmt: skip
+        ]
         detections: list[dict[str, Any]] = []
         maps = {}
         if len(batch):
             good = [items[int(i)] for i in batch.indices]
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + chunk)
-            outcome = audit_batch(clf, batch.images, good, cfg, detector=detector, generator=generator)
+            outcome = audit_batch(
+                clf, batch.images, good, cfg, detector=detector, generator=generator
+            )
             rows += outcome.rows
             detections, maps = outcome.detections, outcome.maps
             for stage, value in outcome.seconds.items():
@@ -201,7 +290,9 @@ def _audit_chunks(clf, chunks: list[list[AuditItem]], todo: list[int], store: Au
     return n
 
 
-def _finalize_from_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool) -> AuditSummary:
+def _finalize_from_shards(
+    shard_dirs: Sequence[Path], output: Path, *, overwrite: bool
+) -> AuditSummary:
     from fracdet.audit.finalize import finalize_audit
     from fracdet.audit.merge import join_shards
 
@@ -209,7 +300,9 @@ def _finalize_from_shards(shard_dirs: Sequence[Path], output: Path, *, overwrite
     return finalize_audit(output, inputs, state)
 
 
-def merge_audits(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) -> AuditSummary:
+def merge_audits(
+    shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False
+) -> AuditSummary:
     """Join the outputs of ``fracdet audit --shard K/N`` runs and write the audit's report."""
     if not shard_dirs:
         raise ConfigError("give at least one shard output folder to merge")

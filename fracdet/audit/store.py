@@ -73,21 +73,36 @@ class AuditStore:
         cut_partial_line(self.per_image)
         header, rows = read_rows(self.per_image)
         if header != self.header:
-            raise ConfigError(f"cannot resume: {PER_IMAGE} has other columns than this audit writes; pass --overwrite", self.per_image)
+            raise ConfigError(
+                f"cannot resume: {PER_IMAGE} has other columns than this audit writes; pass --overwrite",
+                self.per_image,
+            )
         present = {(r["model"], int(r["index"])) for r in rows}
-        allowed = {pair for chunk in chunks if all(pair in present for pair in chunk) for pair in chunk}
+        allowed = {
+            pair for chunk in chunks if all(pair in present for pair in chunk) for pair in chunk
+        }
         kept = [r for r in rows if (r["model"], int(r["index"])) in allowed]
         if len(kept) != len(rows):
             self.write_rows(kept)
         done = {(r["model"], int(r["index"])) for r in kept}
-        rewrite_jsonl(self.detections, lambda entry: entry if (entry["model"], int(entry["index"])) in done else None)
+        rewrite_jsonl(
+            self.detections,
+            lambda entry: entry if (entry["model"], int(entry["index"])) in done else None,
+        )
         return done
 
     def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Replace the table's rows (atomically)."""
         write_rows(self.per_image, self.header, rows)
 
-    def commit(self, model: str, chunk: int, rows: Sequence[dict[str, Any]], detections: Sequence[dict[str, Any]], maps: dict[str, np.ndarray]) -> None:
+    def commit(
+        self,
+        model: str,
+        chunk: int,
+        rows: Sequence[dict[str, Any]],
+        detections: Sequence[dict[str, Any]],
+        maps: dict[str, np.ndarray],
+    ) -> None:
         """Maps, then detections, then rows: the rows are the commit."""
         if maps:
             path = self.map_path(model, chunk)

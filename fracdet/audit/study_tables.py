@@ -78,15 +78,21 @@ def table_1_additions(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     for model, rob in metrics["robustness"].items():
         identity = metrics["provenance"]["classifiers"].get(model, {})
         pixel_eps = identity.get("pixel_eps")
-        rows.append({
-            "Model": model,
-            "split audited (n)": f"{config['split']} ({rob.get('n', 0)})",
-            "clean acc % [95% CI]": _pct_ci({"mean": rob.get("clean_accuracy"), "ci95": rob.get("clean_accuracy_ci95")}),
-            "PGD acc % [95% CI]": _pct_ci({"mean": rob.get("pgd_accuracy"), "ci95": rob.get("pgd_accuracy_ci95")}),
-            "ε as set": f"{_as_given(config['eps'])} ({config['eps_space']})",
-            "ε in pixels": "–" if pixel_eps is None else _in_255ths(float(pixel_eps)),
-            "AUROC clean → PGD": f"{_fmt3(rob.get('clean_auroc'))} → {_fmt3(rob.get('pgd_auroc'))}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "Model": model,
+                "split audited (n)": f"{config['split']} ({rob.get('n', 0)})",
+                "clean acc % [95% CI]": _pct_ci(
+                    {"mean": rob.get("clean_accuracy"), "ci95": rob.get("clean_accuracy_ci95")}
+                ),
+                "PGD acc % [95% CI]": _pct_ci(
+                    {"mean": rob.get("pgd_accuracy"), "ci95": rob.get("pgd_accuracy_ci95")}
+                ),
+                "ε as set": f"{_as_given(config['eps'])} ({config['eps_space']})",
+                "ε in pixels": "–" if pixel_eps is None else _in_255ths(float(pixel_eps)),
+                "AUROC clean → PGD": f"{_fmt3(rob.get('clean_auroc'))} → {_fmt3(rob.get('pgd_auroc'))}",
+            }
+        )
     return rows
 
 
@@ -148,12 +154,14 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
                 table=table_1(metrics),
             )
         )
-        sections.append(Section(
-            "Table 1, fracdet's additions",
-            text=f"The split the numbers come from and its size, Wilson 95% CIs, and the budget each model actually got in grey levels of the [0, 1] image "
-                 f"(ε is set in {config['eps_space']} space; in normalized space it is scaled by each model's own normalisation std).",
-            table=table_1_additions(metrics),
-        ))  # fmt: skip
+        sections.append(
+            Section(
+                "Table 1, fracdet's additions",
+                text=f"The split the numbers come from and its size, Wilson 95% CIs, and the budget each model actually got in grey levels of the [0, 1] image "
+                f"(ε is set in {config['eps_space']} space; in normalized space it is scaled by each model's own normalisation std).",
+                table=table_1_additions(metrics),
+            )
+        )
     if metrics["has_boxes"]:
         random_row = {
             "Model": "random map",
@@ -168,10 +176,12 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
                 table=[*table_i(metrics), random_row],
             )
         )
-        sections.append(Section(
-            "Table I, fracdet's additions",
-            text=f"Bootstrap 95% CIs, energy in box against the share of the image the boxes cover (a random map's score), and the same on PGD inputs; "
-                 f"{config['split']} split, whole images, target class {config['target']}, channels {config['channels']}, IG steps {config['ig_steps']}.",
-            table=table_i_additions(metrics),
-        ))  # fmt: skip
+        sections.append(
+            Section(
+                "Table I, fracdet's additions",
+                text=f"Bootstrap 95% CIs, energy in box against the share of the image the boxes cover (a random map's score), and the same on PGD inputs; "
+                f"{config['split']} split, whole images, target class {config['target']}, channels {config['channels']}, IG steps {config['ig_steps']}.",
+                table=table_i_additions(metrics),
+            )
+        )
     return sections

@@ -25,7 +25,11 @@ logger = logging.getLogger(__name__)
 
 def method_codes(header: Sequence[str]) -> list[str]:
     """Column codes of the audited methods, in table order (from ``<code>_clean_energy``)."""
-    return [c[: -len("_clean_energy")] for c in header if c.endswith("_clean_energy") and not c.endswith("_det_energy")]
+    return [
+        c[: -len("_clean_energy")]
+        for c in header
+        if c.endswith("_clean_energy") and not c.endswith("_det_energy")
+    ]
 
 
 def values(rows: Sequence[dict[str, str]], column: str) -> np.ndarray:
@@ -43,16 +47,25 @@ def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
     if x.size == 0:
         return {"mean": None, "ci95": None, "n": 0}
     ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
-    return {"mean": float(x.mean()), "ci95": None if ci is None else [float(ci[0]), float(ci[1])], "n": int(x.size)}
+    return {
+        "mean": float(x.mean()),
+        "ci95": None if ci is None else [float(ci[0]), float(ci[1])],
+        "n": int(x.size),
+    }
 
 
-def _robustness(rows: Sequence[dict[str, str]], threshold: float, *, has_labels: bool, n_boot: int, seed: int) -> dict[str, Any]:
+def _robustness(
+    rows: Sequence[dict[str, str]], threshold: float, *, has_labels: bool, n_boot: int, seed: int
+) -> dict[str, Any]:
     from fracdet.cls.bootstrap import metrics_with_ci
 
     pred_clean, pred_pgd = values(rows, "pred_clean"), values(rows, "pred_pgd")
     flips = int(np.sum(pred_clean != pred_pgd))
-    out: dict[str, Any] = {"n": len(rows), "flip_rate": flips / len(rows) if rows else None,
-                           "flip_rate_ci95": list(proportion_ci(flips, len(rows))) if rows else None}  # fmt: skip
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "flip_rate": flips / len(rows) if rows else None,
+        "flip_rate_ci95": list(proportion_ci(flips, len(rows))) if rows else None,
+    }
     if not has_labels or not rows:
         return out
     y = values(rows, "label").astype(int)
@@ -74,22 +87,48 @@ def _robustness(rows: Sequence[dict[str, str]], threshold: float, *, has_labels:
     return out
 
 
-def _localization(rows: Sequence[dict[str, str]], codes: Sequence[str], percentiles: Sequence[float], focus: float, *, n_boot: int, seed: int) -> dict[str, Any]:
+def _localization(
+    rows: Sequence[dict[str, str]],
+    codes: Sequence[str],
+    percentiles: Sequence[float],
+    focus: float,
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for code in codes:
         for cond in ("clean", "pgd"):
-            entry = {f"coverage@{p:g}": _mean_ci(values(rows, f"{code}_{cond}_cov{p:g}"), n_boot=n_boot, seed=seed) for p in percentiles}
-            entry["energy_in_box"] = _mean_ci(values(rows, f"{code}_{cond}_energy"), n_boot=n_boot, seed=seed)
-            entry["pointing_game"] = _mean_ci(values(rows, f"{code}_{cond}_pointing"), n_boot=n_boot, seed=seed)
-            entry[f"det_coverage@{focus:g}"] = _mean_ci(values(rows, f"{code}_{cond}_det_cov{focus:g}"), n_boot=n_boot, seed=seed)
-            entry["det_energy_in_box"] = _mean_ci(values(rows, f"{code}_{cond}_det_energy"), n_boot=n_boot, seed=seed)
+            entry = {
+                f"coverage@{p:g}": _mean_ci(
+                    values(rows, f"{code}_{cond}_cov{p:g}"), n_boot=n_boot, seed=seed
+                )
+                for p in percentiles
+            }
+            entry["energy_in_box"] = _mean_ci(
+                values(rows, f"{code}_{cond}_energy"), n_boot=n_boot, seed=seed
+            )
+            entry["pointing_game"] = _mean_ci(
+                values(rows, f"{code}_{cond}_pointing"), n_boot=n_boot, seed=seed
+            )
+            entry[f"det_coverage@{focus:g}"] = _mean_ci(
+                values(rows, f"{code}_{cond}_det_cov{focus:g}"), n_boot=n_boot, seed=seed
+            )
+            entry["det_energy_in_box"] = _mean_ci(
+                values(rows, f"{code}_{cond}_det_energy"), n_boot=n_boot, seed=seed
+            )
             out[f"{code}/{cond}"] = entry
         out[f"{code}/stability"] = {
             "spearman": _mean_ci(values(rows, f"{code}_rho"), n_boot=n_boot, seed=seed),
-            f"top{focus:g}_intersection": _mean_ci(values(rows, f"{code}_top{focus:g}"), n_boot=n_boot, seed=seed),
+            f"top{focus:g}_intersection": _mean_ci(
+                values(rows, f"{code}_top{focus:g}"), n_boot=n_boot, seed=seed
+            ),
         }
         if code == "IG":
-            out["IG/convergence_delta"] = {cond: _finite_median(np.abs(values(rows, f"IG_{cond}_delta"))) for cond in ("clean", "pgd")}
+            out["IG/convergence_delta"] = {
+                cond: _finite_median(np.abs(values(rows, f"IG_{cond}_delta")))
+                for cond in ("clean", "pgd")
+            }
     return out
 
 
@@ -106,7 +145,9 @@ def _baselines(rows: Sequence[dict[str, str]], percentiles: Sequence[float]) -> 
         **{f"coverage@{p:g}": p / 100.0 for p in percentiles},
         "energy_in_box": float(np.nanmean(share)) if np.isfinite(share).any() else None,
         "pointing_game": float(np.nanmean(pointing)) if np.isfinite(pointing).any() else None,
-        "det_box_share": {cond: _finite_mean(values(rows, f"det_box_share_{cond}")) for cond in ("clean", "pgd")},
+        "det_box_share": {
+            cond: _finite_mean(values(rows, f"det_box_share_{cond}")) for cond in ("clean", "pgd")
+        },
     }
 
 
@@ -115,7 +156,9 @@ def _finite_mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _agreement(rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: bool) -> dict[str, Any]:
+def _agreement(
+    rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: bool
+) -> dict[str, Any]:
     """Does the detector call the same images fractured as the classifier (and as the truth)?"""
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
@@ -129,7 +172,11 @@ def _agreement(rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: b
         kappa = None
         if len(set(called.tolist()) | set(pred.tolist())) > 1:
             kappa = float(cohen_kappa_score(called, pred))
-        entry: dict[str, Any] = {"agreement": same / len(rows), "agreement_ci95": list(proportion_ci(same, len(rows))), "cohen_kappa": kappa}
+        entry: dict[str, Any] = {
+            "agreement": same / len(rows),
+            "agreement_ci95": list(proportion_ci(same, len(rows))),
+            "cohen_kappa": kappa,
+        }
         if y is not None and len(set(y.tolist())) == 2:
             entry["det_image_auroc"] = float(roc_auc_score(y.astype(int), det_max))
         out[cond] = entry
@@ -137,7 +184,9 @@ def _agreement(rows: Sequence[dict[str, str]], det_conf: float, *, has_labels: b
     return out
 
 
-def _detector_map(model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs) -> dict[str, Any]:
+def _detector_map(
+    model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs
+) -> dict[str, Any]:
     """pycocotools mAP of the detector on the classifier's clean and PGD inputs (boxes in the original frame)."""
     from fracdet.data.formats import Box, clip_box
     from fracdet.data.geometry import box_from_model_frame
@@ -157,18 +206,35 @@ def _detector_map(model_rows: Sequence[dict[str, str]], detections: Sequence[dic
             item = by_index[entry["index"]]
             boxes, scores = [], []
             for x1, y1, x2, y2, label, score in entry["boxes"]:
-                box = box_from_model_frame(Box(x1, y1, x2, y2, int(label)), item.height, item.width, entry["size"], keep_aspect=entry.get("keep_aspect", True))
+                box = box_from_model_frame(
+                    Box(x1, y1, x2, y2, int(label)),
+                    item.height,
+                    item.width,
+                    entry["size"],
+                    keep_aspect=entry.get("keep_aspect", True),
+                )
                 clipped, _ = clip_box(box, item.width, item.height)
                 if clipped is not None:
                     boxes.append(clipped)
                     scores.append(score)
             results += predictions_to_coco_results(coco_id[entry["index"]], boxes, scores)
         coco = coco_map(gt, results)
-        out[cond] = {"map_50": coco.get("map_50"), "map_50_95": coco.get("map_50_95"), "n_boxes": len(results)}
+        out[cond] = {
+            "map_50": coco.get("map_50"),
+            "map_50_95": coco.get("map_50_95"),
+            "n_boxes": len(results),
+        }
     return out
 
 
-def _paired(per_model: dict[str, list[dict[str, str]]], codes: Sequence[str], focus: float, *, n_boot: int, seed: int) -> list[dict[str, Any]]:
+def _paired(
+    per_model: dict[str, list[dict[str, str]]],
+    codes: Sequence[str],
+    focus: float,
+    *,
+    n_boot: int,
+    seed: int,
+) -> list[dict[str, Any]]:
     """Each pair of classifiers, each method: coverage and energy compared image by image."""
     tests = []
     for a, b in itertools.combinations(per_model, 2):
@@ -179,13 +245,26 @@ def _paired(per_model: dict[str, list[dict[str, str]]], codes: Sequence[str], fo
         ra, rb = [rows_a[i] for i in common], [rows_b[i] for i in common]
         for code in codes:
             for cond in ("clean", "pgd"):
-                for metric, column in ((f"coverage@{focus:g}", f"{code}_{cond}_cov{focus:g}"), ("energy_in_box", f"{code}_{cond}_energy")):
-                    result = paired_comparison(values(ra, column), values(rb, column), n_boot=n_boot, seed=seed)
-                    tests.append({"a": a, "b": b, "method": code, "input": cond, "metric": metric, **result})
+                for metric, column in (
+                    (f"coverage@{focus:g}", f"{code}_{cond}_cov{focus:g}"),
+                    ("energy_in_box", f"{code}_{cond}_energy"),
+                ):
+                    result = paired_comparison(
+                        values(ra, column), values(rb, column), n_boot=n_boot, seed=seed
+                    )
+                    tests.append(
+                        {"a": a, "b": b, "method": code, "input": cond, "metric": metric, **result}
+                    )
     return tests
 
 
-def summarize(header: Sequence[str], rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs, state: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    header: Sequence[str],
+    rows: Sequence[dict[str, str]],
+    detections: Sequence[dict[str, Any]],
+    inputs: AuditInputs,
+    state: dict[str, Any],
+) -> dict[str, Any]:
     """Every number of the report, JSON-ready."""
     config = state["config"]
     n_boot, seed = int(config["n_boot"]), int(config["seed"])
@@ -194,26 +273,68 @@ def summarize(header: Sequence[str], rows: Sequence[dict[str, str]], detections:
     codes = method_codes(header)
     models = list(state["identity"]["classifiers"])
     per_model = {m: [r for r in rows if r["model"] == m and r["status"] == "ok"] for m in models}
-    skipped = [{"model": r["model"], "path": r["path"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
+    skipped = [
+        {"model": r["model"], "path": r["path"], "reason": r["reason"]}
+        for r in rows
+        if r["status"] != "ok"
+    ]
     with_det = state["identity"].get("detector") is not None
-    out: dict[str, Any] = {"models": models, "n_images": len(inputs.items), "methods": codes, "percentiles": percentiles, "focus_percentile": focus,
-                           "has_labels": inputs.has_labels, "has_boxes": inputs.has_boxes, "skipped": skipped,
-                           "robustness": {}, "localization": {}, "baselines": {}, "agreement": {}, "detector": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "models": models,
+        "n_images": len(inputs.items),
+        "methods": codes,
+        "percentiles": percentiles,
+        "focus_percentile": focus,
+        "has_labels": inputs.has_labels,
+        "has_boxes": inputs.has_boxes,
+        "skipped": skipped,
+        "robustness": {},
+        "localization": {},
+        "baselines": {},
+        "agreement": {},
+        "detector": {},
+    }
     for model, model_rows in per_model.items():
         identity = state["identity"]["classifiers"][model]
-        out["robustness"][model] = {"adv_training": identity.get("adv"), **_robustness(model_rows, float(identity["threshold"]), has_labels=inputs.has_labels, n_boot=n_boot, seed=seed)}
-        out["localization"][model] = _localization(model_rows, codes, percentiles, focus, n_boot=n_boot, seed=seed)
+        out["robustness"][model] = {
+            "adv_training": identity.get("adv"),
+            **_robustness(
+                model_rows,
+                float(identity["threshold"]),
+                has_labels=inputs.has_labels,
+                n_boot=n_boot,
+                seed=seed,
+            ),
+        }
+        out["localization"][model] = _localization(
+            model_rows, codes, percentiles, focus, n_boot=n_boot, seed=seed
+        )
         out["baselines"][model] = _baselines(model_rows, percentiles)
         if with_det and model_rows:
-            out["agreement"][model] = _agreement(model_rows, float(config["det_conf"]), has_labels=inputs.has_labels)
+            out["agreement"][model] = _agreement(
+                model_rows, float(config["det_conf"]), has_labels=inputs.has_labels
+            )
             if inputs.has_labels:
                 model_detections = [d for d in detections if d["model"] == model]
                 out["detector"][model] = _detector_map(model_rows, model_detections, inputs)
-    out["paired_tests"] = _paired(per_model, codes, focus, n_boot=n_boot, seed=seed) if len(models) > 1 and inputs.has_boxes else []
+    out["paired_tests"] = (
+        _paired(per_model, codes, focus, n_boot=n_boot, seed=seed)
+        if len(models) > 1 and inputs.has_boxes
+        else []
+    )
     if config.get("group_by"):
         from fracdet.audit.groups import summarize_groups
 
         thresholds = {m: float(state["identity"]["classifiers"][m]["threshold"]) for m in models}
-        out["groups"] = summarize_groups(per_model, inputs, config["group_by"], codes, focus, thresholds=thresholds,
-                                         det_conf=float(config["det_conf"]) if with_det else None, n_boot=n_boot, seed=seed)  # fmt: skip
+        out["groups"] = summarize_groups(
+            per_model,
+            inputs,
+            config["group_by"],
+            codes,
+            focus,
+            thresholds=thresholds,
+            det_conf=float(config["det_conf"]) if with_det else None,
+            n_boot=n_boot,
+            seed=seed,
+        )
     return out

@@ -114,8 +114,10 @@ def bootstrap_ci(
     if failures:
         logger.warning(
             "bootstrap: the metric raised ValueError on %d of %d replicates (first: %s)",
-            len(failures), n_boot, failures[0],
-        )  # fmt: skip
+            len(failures),
+            n_boot,
+            failures[0],
+        )
     return _percentile_interval(values, alpha)
 
 
@@ -154,9 +156,10 @@ def _replicate_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
         f1 = 2 * tp / (2 * tp + fp + fn)
     # balanced_accuracy_score averages the recall of the classes present.
     balanced = np.where(
-        np.isnan(sensitivity), specificity,
+        np.isnan(sensitivity),
+        specificity,
         np.where(np.isnan(specificity), sensitivity, (sensitivity + specificity) / 2),
-    )  # fmt: skip
+    )
     return {
         "auroc": _auroc_rows(y, p),
         "average_precision": _average_precision_rows(y, p),

@@ -22,7 +22,14 @@ from fracdet.cls.model import PixelClassifier, create_classifier
 from fracdet.errors import ConfigError
 from fracdet.fsutil import atomic_write, atomic_write_text
 
-__all__ = ["ClassifierMeta", "save_classifier", "load_classifier", "resolve_checkpoint", "unwrap_model", "FORMAT"]
+__all__ = [
+    "ClassifierMeta",
+    "save_classifier",
+    "load_classifier",
+    "resolve_checkpoint",
+    "unwrap_model",
+    "FORMAT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +48,13 @@ class ClassifierMeta:
     threshold: float = 0.5
     temperature: float = 1.0
     global_pool: str | None = None
-    backbone_args: dict[str, Any] = field(default_factory=dict)  # timm arguments beyond the name (an MAE encoder's size)
+    backbone_args: dict[str, Any] = field(
+        default_factory=dict
+    )  # timm arguments beyond the name (an MAE encoder's size)
     resize: str = "letterbox"  # letterbox (aspect kept) | stretch (the robust-transfer study)
-    backbone_info: dict[str, Any] = field(default_factory=dict)  # where weights and normalisation come from
+    backbone_info: dict[str, Any] = field(
+        default_factory=dict
+    )  # where weights and normalisation come from
     epoch: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +99,9 @@ class ClassifierMeta:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ConfigError(f"not a fracdet classifier checkpoint (no \"format\": \"{FORMAT}\")", path)
+            raise ConfigError(
+                f'not a fracdet classifier checkpoint (no "format": "{FORMAT}")', path
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             values = {k: v for k, v in doc.items() if k in names}
@@ -105,9 +118,15 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
     if path.is_dir():
         path = path / "best.safetensors"
     if path.suffix == ".pt":
-        raise ConfigError("this looks like an Ultralytics detector (.pt), not a fracdet classifier: pass it with --det", path)
+        raise ConfigError(
+            "this looks like an Ultralytics detector (.pt), not a fracdet classifier: pass it with --det",
+            path,
+        )
     if path.suffix not in (".safetensors", ".json"):
-        raise ConfigError("a classifier checkpoint is a .safetensors file with a .json beside it (or its run folder)", path)
+        raise ConfigError(
+            "a classifier checkpoint is a .safetensors file with a .json beside it (or its run folder)",
+            path,
+        )
     weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
     for needed in (weights, meta):
         if not needed.is_file():
@@ -124,13 +143,23 @@ def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) ->
     from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone}))
+    state = {
+        k: v.detach().contiguous().cpu()
+        for k, v in unwrap_model(model).backbone.state_dict().items()
+    }
+    atomic_write(
+        path,
+        lambda tmp: save_file(
+            state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone}
+        ),
+    )
     atomic_write_text(path.with_suffix(".json"), meta.to_json())
     return path
 
 
-def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelClassifier, ClassifierMeta]:
+def load_classifier(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[PixelClassifier, ClassifierMeta]:
     """Rebuild the model from the JSON and load the safetensors weights strictly, in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -141,12 +170,21 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
         raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
-    model = create_classifier(meta.backbone, num_outputs=meta.num_outputs, image_size=meta.image_size, global_pool=meta.global_pool, backbone_args=meta.backbone_args)
+    model = create_classifier(
+        meta.backbone,
+        num_outputs=meta.num_outputs,
+        image_size=meta.image_size,
+        global_pool=meta.global_pool,
+        backbone_args=meta.backbone_args,
+    )
     try:
         model.backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
-        raise ConfigError(f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} ({first[:200]})", weights) from exc
+        raise ConfigError(
+            f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} ({first[:200]})",
+            weights,
+        ) from exc
     model.mean.copy_(torch.tensor(meta.mean).view(1, -1, 1, 1))
     model.std.copy_(torch.tensor(meta.std).view(1, -1, 1, 1))
     return model.to(device).eval(), meta

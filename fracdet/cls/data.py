@@ -47,11 +47,15 @@ def class_names_for(records: Sequence[ImageRecord], target: str) -> tuple[str, .
         return LABEL_NAMES
     values = sorted({_target_value(r, target) for r in records} - {""})
     if len(values) < 2:
-        raise DataError(f"target column {target!r} has {len(values)} distinct value(s); a classifier needs at least 2")
+        raise DataError(
+            f"target column {target!r} has {len(values)} distinct value(s); a classifier needs at least 2"
+        )
     return tuple(values)
 
 
-def load_split(manifest: Path, split: str, *, target: str = "label", class_names: tuple[str, ...] | None = None) -> LabelledSplit:
+def load_split(
+    manifest: Path, split: str, *, target: str = "label", class_names: tuple[str, ...] | None = None
+) -> LabelledSplit:
     """Records of ``split`` (``all`` for every record), relabelled for ``target``.
 
     Records whose target value is not among ``class_names`` are skipped and listed.
@@ -60,11 +64,16 @@ def load_split(manifest: Path, split: str, *, target: str = "label", class_names
     if not records:
         raise DataError("the manifest lists no images", manifest)
     if target not in ("label", "body_part") and records and target not in records[0].attributes:
-        raise DataError(f"no column {target!r} in the manifest (use label, body_part or an attribute column)", manifest)
+        raise DataError(
+            f"no column {target!r} in the manifest (use label, body_part or an attribute column)",
+            manifest,
+        )
     chosen = records if split == "all" else [r for r in records if r.split == split]
     if not chosen:
         found = sorted({r.split or "(none)" for r in records})
-        raise DataError(f"no images in split {split!r} (splits present: {', '.join(found)})", manifest)
+        raise DataError(
+            f"no images in split {split!r} (splits present: {', '.join(found)})", manifest
+        )
     names = class_names or class_names_for(records, target)
     if target == "label":
         return LabelledSplit(chosen, names, [])
@@ -75,7 +84,12 @@ def load_split(manifest: Path, split: str, *, target: str = "label", class_names
         if value in index:
             kept.append(dataclasses.replace(record, label=index[value]))
         else:
-            skipped.append({"file": str(record.path), "reason": f"{target}={value!r} is not one of the classes {list(names)}"})
+            skipped.append(
+                {
+                    "file": str(record.path),
+                    "reason": f"{target}={value!r} is not one of the classes {list(names)}",
+                }
+            )
     return LabelledSplit(kept, names, skipped)
 
 
@@ -95,7 +109,9 @@ def make_loader(
     keep_aspect: bool = True,
 ) -> DataLoader:
     """A DataLoader that skips unreadable images (their reasons come with each batch)."""
-    dataset = ClassificationDataset(split.records, image_size, augment=augment, seed=seed, keep_aspect=keep_aspect)
+    dataset = ClassificationDataset(
+        split.records, image_size, augment=augment, seed=seed, keep_aspect=keep_aspect
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size,

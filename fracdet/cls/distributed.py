@@ -35,7 +35,9 @@ def broadcast_flag(flag: bool, runtime: Runtime) -> bool:
         return flag
     import torch.distributed as dist
 
-    tensor = torch.tensor([int(flag)], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    tensor = torch.tensor(
+        [int(flag)], device=runtime.device if runtime.device.type == "cuda" else "cpu"
+    )
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
 
@@ -46,7 +48,9 @@ def all_sum(value: int, runtime: Runtime) -> int:
         return value
     import torch.distributed as dist
 
-    tensor = torch.tensor([value], device=runtime.device if runtime.device.type == "cuda" else "cpu")
+    tensor = torch.tensor(
+        [value], device=runtime.device if runtime.device.type == "cuda" else "cpu"
+    )
     dist.all_reduce(tensor)
     return int(tensor.item())
 
@@ -83,13 +87,23 @@ def train_sampler(
     """
     if runtime.distributed:
         if imbalance == "sampler":
-            raise ConfigError("imbalance 'sampler' cannot be combined with torchrun; use imbalance 'loss'")
+            raise ConfigError(
+                "imbalance 'sampler' cannot be combined with torchrun; use imbalance 'loss'"
+            )
         from torch.utils.data.distributed import DistributedSampler
 
-        return DistributedSampler(range(len(labels)), num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=seed)
+        return DistributedSampler(
+            range(len(labels)),
+            num_replicas=runtime.world_size,
+            rank=runtime.rank,
+            shuffle=True,
+            seed=seed,
+        )
     if imbalance == "sampler":
         from torch.utils.data import WeightedRandomSampler
 
         weights = class_weights(labels, num_classes).numpy()[labels]
-        return WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(weights), replacement=True)
+        return WeightedRandomSampler(
+            torch.as_tensor(weights, dtype=torch.double), num_samples=len(weights), replacement=True
+        )
     return None

@@ -86,47 +86,116 @@ def evaluate_classifier(cfg: EvalClsConfig) -> EvalClsSummary:
     target = str(meta.train_config.get("target", "label"))
     split = load_split(cfg.manifest, cfg.split, target=target, class_names=meta.class_names)
     if not split.records:
-        raise DataError(f"split {cfg.split!r} has no images of the classes {list(meta.class_names)}", cfg.manifest)
-    loader = make_loader(split, meta.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=device.type == "cuda", keep_aspect=meta.keep_aspect)
-    preds = predict_logits(model, loader, device=device, precision=precision, description=f"eval {cfg.split}")
+        raise DataError(
+            f"split {cfg.split!r} has no images of the classes {list(meta.class_names)}",
+            cfg.manifest,
+        )
+    loader = make_loader(
+        split,
+        meta.image_size,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        keep_aspect=meta.keep_aspect,
+    )
+    preds = predict_logits(
+        model, loader, device=device, precision=precision, description=f"eval {cfg.split}"
+    )
     if len(preds.labels) == 0:
-        raise DataError(f"no image of split {cfg.split!r} could be read (see the reasons with --verbose)", cfg.manifest)
+        raise DataError(
+            f"no image of split {cfg.split!r} could be read (see the reasons with --verbose)",
+            cfg.manifest,
+        )
     probs = apply_temperature(preds.logits, meta.temperature)
-    skipped = [{"file": str(split.records[i].path), "reason": reason} for i, reason in preds.failures] + split.skipped
+    skipped = [
+        {"file": str(split.records[i].path), "reason": reason} for i, reason in preds.failures
+    ] + split.skipped
     with atomic_output_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         if meta.binary:
-            metrics = metrics_with_ci(preds.labels, probs, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed)
+            metrics = metrics_with_ci(
+                preds.labels, probs, threshold=meta.threshold, n_boot=cfg.n_boot, seed=cfg.seed
+            )
             metrics["ece"] = expected_calibration_error(preds.labels, probs)
-            metrics["ece_uncalibrated"] = expected_calibration_error(preds.labels, apply_temperature(preds.logits))
-            figures = _binary_figures(preds.labels, probs, metrics, meta.class_names, meta.threshold, tmp)
+            metrics["ece_uncalibrated"] = expected_calibration_error(
+                preds.labels, apply_temperature(preds.logits)
+            )
+            figures = _binary_figures(
+                preds.labels, probs, metrics, meta.class_names, meta.threshold, tmp
+            )
         else:
             metrics = multiclass_metrics(preds.labels, probs, class_names=meta.class_names)
             figures = _multiclass_figures(metrics, meta.class_names, tmp)
         metrics.update(
-            split=cfg.split, checkpoint=str(cfg.checkpoint), backbone=meta.backbone, temperature=meta.temperature,
-            n_skipped=len(skipped), skipped=skipped, seed=cfg.seed, n_boot=cfg.n_boot, versions=versions(),
-            data_hash=records_hash([(str(r.path), r.label) for r in split.records]), config=json.loads(json.dumps(asdict(cfg), default=str)),
-        )  # fmt: skip
-        write_predictions_csv(tmp / "predictions.csv", split, preds, probs, meta.threshold if meta.binary else None, meta.class_names)
-        (tmp / "cls_metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
+            split=cfg.split,
+            checkpoint=str(cfg.checkpoint),
+            backbone=meta.backbone,
+            temperature=meta.temperature,
+            n_skipped=len(skipped),
+            skipped=skipped,
+            seed=cfg.seed,
+            n_boot=cfg.n_boot,
+            versions=versions(),
+            data_hash=records_hash([(str(r.path), r.label) for r in split.records]),
+            config=json.loads(json.dumps(asdict(cfg), default=str)),
+        )
+        write_predictions_csv(
+            tmp / "predictions.csv",
+            split,
+            preds,
+            probs,
+            meta.threshold if meta.binary else None,
+            meta.class_names,
+        )
+        (tmp / "cls_metrics.json").write_text(
+            json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8"
+        )
         _write_report(tmp, metrics, figures, meta.binary)
     if skipped:
-        logger.warning("%d image(s) skipped, listed in %s", len(skipped), Path(cfg.output) / "cls_metrics.json")
+        logger.warning(
+            "%d image(s) skipped, listed in %s", len(skipped), Path(cfg.output) / "cls_metrics.json"
+        )
     return EvalClsSummary(Path(cfg.output), Path(cfg.output) / "report.html", metrics)
 
 
-def write_predictions_csv(path: Path, split: LabelledSplit, preds: Predictions, probs: np.ndarray, threshold: float | None, class_names: tuple[str, ...]) -> None:
+def write_predictions_csv(
+    path: Path,
+    split: LabelledSplit,
+    preds: Predictions,
+    probs: np.ndarray,
+    threshold: float | None,
+    class_names: tuple[str, ...],
+) -> None:
     """One row per scored image: id, path, true class, probability (or class probabilities), decision."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         binary = probs.ndim == 1
-        writer.writerow(["image_id", "path", "label", "probability", "prediction"] if binary else ["image_id", "path", "label", *[f"p_{n}" for n in class_names], "prediction"])
+        writer.writerow(
+            ["image_id", "path", "label", "probability", "prediction"]
+            if binary
+            else ["image_id", "path", "label", *[f"p_{n}" for n in class_names], "prediction"]
+        )
         for row, index in enumerate(preds.indices):
             record = split.records[int(index)]
             if binary:
-                writer.writerow([record.image_id, record.path, class_names[record.label], f"{probs[row]:.6f}", class_names[int(probs[row] >= threshold)]])
+                writer.writerow(
+                    [
+                        record.image_id,
+                        record.path,
+                        class_names[record.label],
+                        f"{probs[row]:.6f}",
+                        class_names[int(probs[row] >= threshold)],
+                    ]
+                )
             else:
-                writer.writerow([record.image_id, record.path, class_names[record.label], *(f"{p:.6f}" for p in probs[row]), class_names[int(probs[row].argmax())]])
+                writer.writerow(
+                    [
+                        record.image_id,
+                        record.path,
+                        class_names[record.label],
+                        *(f"{p:.6f}" for p in probs[row]),
+                        class_names[int(probs[row].argmax())],
+                    ]
+                )
 
 
 def _binary_figures(labels, probs, metrics, class_names, threshold, out: Path) -> list[Path]:
@@ -137,17 +206,33 @@ def _binary_figures(labels, probs, metrics, class_names, threshold, out: Path) -
         plot_roc(labels, probs, out / "roc.png", operating_point=threshold),
         plot_pr(labels, probs, out / "pr.png", operating_point=threshold),
         plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, out / "confusion.png"),
-        plot_reliability(reliability_curve(labels, probs), out / "reliability.png", ece=metrics["ece"]),
+        plot_reliability(
+            reliability_curve(labels, probs), out / "reliability.png", ece=metrics["ece"]
+        ),
     ]
 
 
 def _multiclass_figures(metrics, class_names, out: Path) -> list[Path]:
     from fracdet.report import plot_confusion
 
-    return [plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, out / "confusion.png")]
+    return [
+        plot_confusion(np.asarray(metrics["confusion_matrix"]), class_names, out / "confusion.png")
+    ]
 
 
-HEADLINE = ("auroc", "average_precision", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity", "sens_at_spec_80", "sens_at_spec_90", "ece", "threshold")
+HEADLINE = (
+    "auroc",
+    "average_precision",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "sensitivity",
+    "specificity",
+    "sens_at_spec_80",
+    "sens_at_spec_90",
+    "ece",
+    "threshold",
+)
 
 
 def _write_report(out: Path, metrics: dict[str, Any], figures: list[Path], binary: bool) -> None:
@@ -155,12 +240,25 @@ def _write_report(out: Path, metrics: dict[str, Any], figures: list[Path], binar
 
     ci = metrics.get("ci95", {})
     if binary:
-        table = [{"metric": k, "value": metrics.get(k), "95% CI": ci.get(k)} for k in HEADLINE if k in metrics]
+        table = [
+            {"metric": k, "value": metrics.get(k), "95% CI": ci.get(k)}
+            for k in HEADLINE
+            if k in metrics
+        ]
     else:
-        table = [{"metric": k, "value": metrics.get(k)} for k in ("accuracy", "balanced_accuracy", "macro_f1", "auroc_macro", "auroc_micro")]
-    text = f"{metrics['n']} images ({metrics.get('n_positive', '?')} positive) of split '{metrics['split']}'; checkpoint {metrics['checkpoint']} ({metrics['backbone']}); temperature {metrics['temperature']:.3g}." if binary else f"split '{metrics['split']}'; checkpoint {metrics['checkpoint']}"
+        table = [
+            {"metric": k, "value": metrics.get(k)}
+            for k in ("accuracy", "balanced_accuracy", "macro_f1", "auroc_macro", "auroc_micro")
+        ]
+    text = (
+        f"{metrics['n']} images ({metrics.get('n_positive', '?')} positive) of split '{metrics['split']}'; checkpoint {metrics['checkpoint']} ({metrics['backbone']}); temperature {metrics['temperature']:.3g}."
+        if binary
+        else f"split '{metrics['split']}'; checkpoint {metrics['checkpoint']}"
+    )
     notes = metrics.get("notes") or []
-    sections = [Section("Headline metrics", text=" ".join([text, *notes]), table=table, figures=figures)]
+    sections = [
+        Section("Headline metrics", text=" ".join([text, *notes]), table=table, figures=figures)
+    ]
     if metrics["skipped"]:
         sections.append(Section("Skipped images", table=metrics["skipped"]))
     write_report(out / "report.html", title="fracdet eval-cls", sections=sections)

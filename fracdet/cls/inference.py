@@ -13,6 +13,7 @@ from fracdet.runtime import autocast
 
 __all__ = ["Predictions", "predict_logits"]
 
+
 @dataclass
 class Predictions:
     """Logits (``(N,)`` binary or ``(N, C)``), labels and dataset indices of the images that loaded."""
@@ -53,5 +54,9 @@ def predict_logits(
     finally:
         model.train(was_training)
     if not logits:
-        return Predictions(np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), failures)
-    return Predictions(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(), failures)
+        return Predictions(
+            np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), failures
+        )
+    return Predictions(
+        torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(), failures
+    )

@@ -20,7 +20,9 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def make_criterion(kind: str, *, num_outputs: int, weights: torch.Tensor | None = None, gamma: float = 2.0) -> Criterion:
+def make_criterion(
+    kind: str, *, num_outputs: int, weights: torch.Tensor | None = None, gamma: float = 2.0
+) -> Criterion:
     """A mean-reduced loss over logits ``(B,)`` (binary) or ``(B, C)``.
 
     ``weights`` are per-class weights (index 0 negative, 1 positive for the binary task).
@@ -31,11 +33,17 @@ def make_criterion(kind: str, *, num_outputs: int, weights: torch.Tensor | None 
     if num_outputs == 1:
         pos_weight = None if weights is None else weights[1] / weights[0]
         if kind == "ce":
-            return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float(), y.float(), pos_weight=None if pos_weight is None else pos_weight.to(logits.device))
+            return lambda logits, y: F.binary_cross_entropy_with_logits(
+                logits.float(),
+                y.float(),
+                pos_weight=None if pos_weight is None else pos_weight.to(logits.device),
+            )
         from torchvision.ops import sigmoid_focal_loss
 
         alpha = -1.0 if weights is None else float(weights[1] / weights.sum())
-        return lambda logits, y: sigmoid_focal_loss(logits.float(), y.float(), alpha=alpha, gamma=gamma, reduction="mean")
+        return lambda logits, y: sigmoid_focal_loss(
+            logits.float(), y.float(), alpha=alpha, gamma=gamma, reduction="mean"
+        )
 
     def multiclass(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = None if weights is None else weights.to(logits.device)

@@ -51,12 +51,24 @@ class PixelClassifier(nn.Module):
     name (an MAE encoder's size), which a checkpoint must record to rebuild it.
     """
 
-    def __init__(self, backbone: nn.Module, *, mean: Sequence[float], std: Sequence[float], check_range: bool = True, backbone_args: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        check_range: bool = True,
+        backbone_args: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.backbone_args = dict(backbone_args or {})
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False
+        )
         self.check_range = check_range
 
     @property
@@ -69,7 +81,9 @@ class PixelClassifier(nn.Module):
         if self.check_range and not torch.jit.is_tracing():
             low, high = torch.aminmax(pixels.detach())
             if low < -1e-3 or high > 1 + 1e-3:
-                raise ValueError(f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside")
+                raise ValueError(
+                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside"
+                )
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
         logits = self.backbone((pixels - self.mean) / self.std)
@@ -120,34 +134,62 @@ def create_classifier(
     arguments; without them, a ``weights`` file that names its architecture (an MAE encoder
     from ``fracdet pretrain-mae``, see :func:`weights_architecture`) supplies them.
     """
-    if backbone.startswith("robustbench:"):  # the RobustBench zoo: its own loader, its own normalisation inside
+    if backbone.startswith(
+        "robustbench:"
+    ):  # the RobustBench zoo: its own loader, its own normalisation inside
         from fracdet.cls.robustbench import create_robustbench_backbone
 
-        net = create_robustbench_backbone(backbone, num_outputs=num_outputs, pretrained=pretrained, weights=weights, drop_rate=drop_rate, global_pool=global_pool)
+        net = create_robustbench_backbone(
+            backbone,
+            num_outputs=num_outputs,
+            pretrained=pretrained,
+            weights=weights,
+            drop_rate=drop_rate,
+            global_pool=global_pool,
+        )
         return PixelClassifier(net, mean=(0.0,) * 3, std=(1.0,) * 3)
     import timm
 
     if not timm.is_model(backbone):
         raise ConfigError(f"unknown timm backbone {backbone!r}{_close_backbones(backbone)}")
-    args = dict(backbone_args) if backbone_args else weights_architecture(weights) if weights is not None else {}
+    args = (
+        dict(backbone_args)
+        if backbone_args
+        else weights_architecture(weights)
+        if weights is not None
+        else {}
+    )
     if args and not backbone.startswith("vit_"):
-        raise ConfigError(f"these weights are a ViT encoder ({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as vit_base_patch16_224.mae, not {backbone!r}", weights)
+        raise ConfigError(
+            f"these weights are a ViT encoder ({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as vit_base_patch16_224.mae, not {backbone!r}",
+            weights,
+        )
     if pretrained and weights is None and not hub_reachable():
         raise ConfigError(
             f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
             "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
         )
-    kwargs = {"pretrained": pretrained and weights is None, "num_classes": num_outputs, "drop_rate": drop_rate}
+    kwargs = {
+        "pretrained": pretrained and weights is None,
+        "num_classes": num_outputs,
+        "drop_rate": drop_rate,
+    }
     if global_pool:
         kwargs["global_pool"] = global_pool
     kwargs.update(args)
     try:
         try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
-            model = timm.create_model(backbone, img_size=image_size, **kwargs) if image_size else timm.create_model(backbone, **kwargs)
+            model = (
+                timm.create_model(backbone, img_size=image_size, **kwargs)
+                if image_size
+                else timm.create_model(backbone, **kwargs)
+            )
         except TypeError:  # a CNN: any input size works
             model = timm.create_model(backbone, **kwargs)
     except (OSError, RuntimeError) as exc:
-        raise ConfigError(f"cannot load pretrained weights for {backbone!r} ({exc}); pass --weights FILE instead") from exc
+        raise ConfigError(
+            f"cannot load pretrained weights for {backbone!r} ({exc}); pass --weights FILE instead"
+        ) from exc
     if weights is not None:
         _load_backbone_weights(model, Path(weights))
     cfg = model.pretrained_cfg or {}
@@ -181,7 +223,9 @@ def weights_architecture(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         args = None
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
-        raise ConfigError(f"metadata {ARCH_METADATA_KEY!r} is not a JSON object of timm arguments", path)
+        raise ConfigError(
+            f"metadata {ARCH_METADATA_KEY!r} is not a JSON object of timm arguments", path
+        )
     return args
 
 
@@ -204,11 +248,21 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a bad file
         text = str(exc)
-        if "Weights only load failed" in text:  # torch refused an object; its own advice (unpickle in full) is not ours
-            what = "an Ultralytics detector, not classifier weights" if "ultralytics" in text else "Python objects besides tensors, and unpickling them could run code"
-            raise ConfigError(f"refused: {what}; give a .safetensors file or a plain state dict of tensors", path) from exc
+        if (
+            "Weights only load failed" in text
+        ):  # torch refused an object; its own advice (unpickle in full) is not ours
+            what = (
+                "an Ultralytics detector, not classifier weights"
+                if "ultralytics" in text
+                else "Python objects besides tensors, and unpickling them could run code"
+            )
+            raise ConfigError(
+                f"refused: {what}; give a .safetensors file or a plain state dict of tensors", path
+            ) from exc
         first_line = (text.strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"not a readable state dict ({type(exc).__name__}: {first_line})", path) from exc
+        raise ConfigError(
+            f"not a readable state dict ({type(exc).__name__}: {first_line})", path
+        ) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -217,19 +271,28 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
 
 
-def state_misfit(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *, ignored: set[str] | frozenset[str] = frozenset()) -> str:
+def state_misfit(
+    own: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    *,
+    ignored: set[str] | frozenset[str] = frozenset(),
+) -> str:
     """What keeps ``state`` from loading into a model whose state is ``own`` ("" when it fits):
     missing keys (other than ``ignored``), unexpected keys, the first shape mismatch."""
     missing = sorted(set(own) - set(state) - set(ignored))
     unexpected = sorted(set(state) - set(own))
     mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
     return "; ".join(
-        part for part in (
+        part
+        for part in (
             f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-            f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}" if mismatched else "",
-        ) if part
-    )  # fmt: skip
+            f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}"
+            if mismatched
+            else "",
+        )
+        if part
+    )
 
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
@@ -239,7 +302,10 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
     state = {k: v for k, v in state.items() if k not in head}
     detail = state_misfit(own, state, ignored=head)
     if detail:
-        raise ConfigError(f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}", path)
+        raise ConfigError(
+            f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}",
+            path,
+        )
     model.load_state_dict(state, strict=False)
     logger.info("loaded backbone weights from %s", path)
 
@@ -253,11 +319,27 @@ def _fit_vit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
     """
     own = model.state_dict()
     pos, target = state.get("pos_embed"), own.get("pos_embed")
-    if pos is not None and target is not None and pos.ndim == 3 and pos.shape != target.shape and pos.shape[-1] == target.shape[-1] and hasattr(model, "patch_embed"):
+    if (
+        pos is not None
+        and target is not None
+        and pos.ndim == 3
+        and pos.shape != target.shape
+        and pos.shape[-1] == target.shape[-1]
+        and hasattr(model, "patch_embed")
+    ):
         from timm.layers import resample_abs_pos_embed
 
-        state = {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=list(model.patch_embed.grid_size), num_prefix_tokens=model.num_prefix_tokens)}
-        logger.info("position embeddings resampled from %d to %d tokens", pos.shape[1], target.shape[1])
+        state = {
+            **state,
+            "pos_embed": resample_abs_pos_embed(
+                pos,
+                new_size=list(model.patch_embed.grid_size),
+                num_prefix_tokens=model.num_prefix_tokens,
+            ),
+        }
+        logger.info(
+            "position embeddings resampled from %d to %d tokens", pos.shape[1], target.shape[1]
+        )
     if "norm.weight" in state and "norm.weight" not in own and "fc_norm.weight" in own:
         state = {f"fc_{k}" if k.startswith("norm.") else k: v for k, v in state.items()}
     return state
@@ -286,8 +368,14 @@ def set_trainable(model: PixelClassifier, mode: str = "full", *, unfreeze_blocks
         for param in head.parameters():
             param.requires_grad = True
         if mode == "partial":
-            children = backbone.stages() if hasattr(backbone, "stages") else [m for _, m in backbone.named_children()]  # RobustBench: the trunk's stages
-            stages = [m for m in children if any(p.numel() for p in m.parameters()) and m is not head]
+            children = (
+                backbone.stages()
+                if hasattr(backbone, "stages")
+                else [m for _, m in backbone.named_children()]
+            )  # RobustBench: the trunk's stages
+            stages = [
+                m for m in children if any(p.numel() for p in m.parameters()) and m is not head
+            ]
             for stage in stages[-unfreeze_blocks:]:
                 for param in stage.parameters():
                     param.requires_grad = True
@@ -297,5 +385,7 @@ def set_trainable(model: PixelClassifier, mode: str = "full", *, unfreeze_blocks
 def freeze_batchnorm(model: nn.Module) -> None:
     """Put BatchNorm layers whose parameters are frozen in eval mode (a probe must not drift)."""
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
             module.eval()

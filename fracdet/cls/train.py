@@ -106,7 +106,9 @@ class ClsTrainConfig:
     clahe: bool = False
     hflip: bool = False
     augment_p: float = 0.5
-    threshold_method: str = "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
+    threshold_method: str = (
+        "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
+    )
     threshold_target: float | None = None
     workers: int = 2
     device: str | None = None
@@ -116,32 +118,60 @@ class ClsTrainConfig:
 
     def __post_init__(self) -> None:
         choices = {
-            "mode": ("full", "linear", "partial"), "optimizer": ("adamw", "adam", "sgd"),
-            "scheduler": ("cosine", "plateau", "none"), "imbalance": ("loss", "sampler", "none"),
-            "loss": ("ce", "focal"), "adv": ("none", "pgd", "trades"),
-            "threshold_method": ("f1", "youden", "sensitivity", "specificity", "none"), "resize": RESIZE_MODES,
-        }  # fmt: skip
+            "mode": ("full", "linear", "partial"),
+            "optimizer": ("adamw", "adam", "sgd"),
+            "scheduler": ("cosine", "plateau", "none"),
+            "imbalance": ("loss", "sampler", "none"),
+            "loss": ("ce", "focal"),
+            "adv": ("none", "pgd", "trades"),
+            "threshold_method": ("f1", "youden", "sensitivity", "specificity", "none"),
+            "resize": RESIZE_MODES,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+                raise ConfigError(
+                    f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"
+                )
         for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
             if getattr(self, key) < low:
                 raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
-        if self.threshold_method in ("sensitivity", "specificity") and self.threshold_target is None:
-            raise ConfigError(f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)")
+        if (
+            self.threshold_method in ("sensitivity", "specificity")
+            and self.threshold_target is None
+        ):
+            raise ConfigError(
+                f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)"
+            )
         if is_robustbench(self.backbone):
-            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)  # its name, dataset and threat checked now
+            robustbench_spec(
+                self.backbone, self.rb_dataset, self.rb_threat
+            )  # its name, dataset and threat checked now
         elif self.rb_dataset is not None or self.rb_threat is not None:
-            raise ConfigError(f"rb_dataset / rb_threat choose a RobustBench zoo: they need backbone robustbench:NAME, not {self.backbone!r}")
+            raise ConfigError(
+                f"rb_dataset / rb_threat choose a RobustBench zoo: they need backbone robustbench:NAME, not {self.backbone!r}"
+            )
 
     @property
     def model_name(self) -> str:
         """The backbone as checkpoints record it: timm's name, or ``robustbench:DATASET/THREAT/NAME``."""
-        return robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat) if is_robustbench(self.backbone) else self.backbone
+        return (
+            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)
+            if is_robustbench(self.backbone)
+            else self.backbone
+        )
 
     @property
     def augment(self) -> AugmentConfig:
-        return AugmentConfig(self.rotate, self.scale_jitter, self.translate, self.brightness, self.contrast, self.clahe, self.hflip, self.augment_p)
+        return AugmentConfig(
+            self.rotate,
+            self.scale_jitter,
+            self.translate,
+            self.brightness,
+            self.contrast,
+            self.clahe,
+            self.hflip,
+            self.augment_p,
+        )
 
     @property
     def pgd(self) -> PGDConfig:
@@ -181,7 +211,9 @@ def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
     if num_outputs == 1 and len(present) == 2:
         return float(roc_auc_score(preds.labels, probs)), "auroc"
     if num_outputs > 1 and len(present) == probs.shape[1]:
-        return float(roc_auc_score(preds.labels, probs, multi_class="ovr", average="macro")), "auroc"
+        return float(
+            roc_auc_score(preds.labels, probs, multi_class="ovr", average="macro")
+        ), "auroc"
     predicted = (probs >= 0.5).astype(int) if num_outputs == 1 else probs.argmax(1)
     return float((predicted == preds.labels).mean()), "accuracy"
 
@@ -191,10 +223,14 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True
+    )
 
 
-def step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def step_schedule(
+    cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``).
 
     Any config with ``epochs``, ``warmup_epochs`` and ``scheduler`` will do: pretrain-mae uses it too.
@@ -213,7 +249,9 @@ def step_schedule(cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_p
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult | None:
+def train_classifier(
+    cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+) -> TrainResult | None:
     """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
 
     Under torchrun only rank 0 validates, calibrates and writes the run, so the other
@@ -223,17 +261,33 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     train = load_split(cfg.manifest, "train", target=cfg.target)
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
-        raise DataError(f"the {'train' if not train.records else 'val'} split has no usable images for target {cfg.target!r}", cfg.manifest)
+        raise DataError(
+            f"the {'train' if not train.records else 'val'} split has no usable images for target {cfg.target!r}",
+            cfg.manifest,
+        )
     names = train.class_names
     num_outputs = 1 if len(names) == 2 else len(names)
     present = set(train.labels.tolist())
     if len(present) < 2:
-        raise DataError(f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn", cfg.manifest)
+        raise DataError(
+            f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn",
+            cfg.manifest,
+        )
     precision = resolve_precision(cfg.precision, runtime.device)
     seed_everything(cfg.seed)
-    model = create_classifier(cfg.model_name, num_outputs=num_outputs, pretrained=cfg.pretrained, weights=cfg.weights, image_size=cfg.image_size, global_pool=cfg.global_pool)
+    model = create_classifier(
+        cfg.model_name,
+        num_outputs=num_outputs,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        image_size=cfg.image_size,
+        global_pool=cfg.global_pool,
+    )
     if is_robustbench(cfg.backbone) and not (cfg.pretrained or cfg.weights):
-        logger.warning("%s starts from random weights: the robust-transfer study needs the zoo's (--pretrained, or --weights FILE|DIR offline)", cfg.model_name)
+        logger.warning(
+            "%s starts from random weights: the robust-transfer study needs the zoo's (--pretrained, or --weights FILE|DIR offline)",
+            cfg.model_name,
+        )
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
     model.to(runtime.device)
     if cfg.channels_last:
@@ -241,22 +295,55 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(cfg, params)
     weights = class_weights(train.labels, len(names)) if cfg.imbalance == "loss" else None
-    criterion = make_criterion(cfg.loss, num_outputs=num_outputs, weights=weights, gamma=cfg.focal_gamma)
-    sampler = train_sampler(train.labels, imbalance=cfg.imbalance, runtime=runtime, num_classes=len(names), seed=cfg.seed)
+    criterion = make_criterion(
+        cfg.loss, num_outputs=num_outputs, weights=weights, gamma=cfg.focal_gamma
+    )
+    sampler = train_sampler(
+        train.labels,
+        imbalance=cfg.imbalance,
+        runtime=runtime,
+        num_classes=len(names),
+        seed=cfg.seed,
+    )
     generator = torch.Generator()
     pin = runtime.device.type == "cuda"
     keep_aspect = keeps_aspect(cfg.resize)
     train_loader = make_loader(
-        train, cfg.image_size, batch_size=cfg.batch_size, augment=cfg.augment, seed=cfg.seed, shuffle=True, sampler=sampler, workers=cfg.workers, pin_memory=pin, generator=generator,
-        drop_last=len(train.records) > cfg.batch_size, keep_aspect=keep_aspect,  # a one-image batch breaks BatchNorm
+        train,
+        cfg.image_size,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        shuffle=True,
+        sampler=sampler,
+        workers=cfg.workers,
+        pin_memory=pin,
+        generator=generator,
+        drop_last=len(train.records) > cfg.batch_size,
+        keep_aspect=keep_aspect,  # a one-image batch breaks BatchNorm
     )
-    val_loader = make_loader(val, cfg.image_size, batch_size=cfg.batch_size, workers=cfg.workers, pin_memory=pin, keep_aspect=keep_aspect)
+    val_loader = make_loader(
+        val,
+        cfg.image_size,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        pin_memory=pin,
+        keep_aspect=keep_aspect,
+    )
     scheduler = step_schedule(cfg, optimizer, len(train_loader))
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)) if cfg.scheduler == "plateau" else None
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=max(cfg.patience // 2, 1)
+        )
+        if cfg.scheduler == "plateau"
+        else None
+    )
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=precision == "fp16")
     # The run folder is made (or an old run replaced) only once data and model are known good:
     # a bad manifest or --weights file leaves nothing behind and deletes nothing.
-    out = prepare_run_folder(cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime)
+    out = prepare_run_folder(
+        cfg.output, resume=cfg.resume, overwrite=cfg.overwrite, runtime=runtime
+    )
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
@@ -264,55 +351,130 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     if runtime.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        net = DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
-        backbone=cfg.model_name, class_names=names, image_size=cfg.image_size, global_pool=cfg.global_pool, backbone_args=model.backbone_args, resize=cfg.resize,
-        mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
-        train_config=_jsonable(asdict(cfg)), data_hash=data_hash, versions=versions(),
-    )  # fmt: skip
+        backbone=cfg.model_name,
+        class_names=names,
+        image_size=cfg.image_size,
+        global_pool=cfg.global_pool,
+        backbone_args=model.backbone_args,
+        resize=cfg.resize,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+        backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
+        train_config=_jsonable(asdict(cfg)),
+        data_hash=data_hash,
+        versions=versions(),
+    )
     writer = _tensorboard(out) if runtime.is_main else None
     if runtime.is_main:
         logger.info(
             "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision %s, adv %s%s",
-            cfg.model_name, cfg.mode, n_trainable, len(train.records), len(val.records), runtime.device, precision, cfg.adv,
+            cfg.model_name,
+            cfg.mode,
+            n_trainable,
+            len(train.records),
+            len(val.records),
+            runtime.device,
+            precision,
+            cfg.adv,
             f", {runtime.world_size} processes" if runtime.distributed else "",
-        )  # fmt: skip
+        )
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.dataset.epoch = epoch
         generator.manual_seed(cfg.seed + epoch)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        row = _train_one_epoch(cfg, net, model, train_loader, optimizer, scheduler, scaler, criterion, precision, runtime, epoch, state)
-        refuse_if_nothing_trained(row.pop("trained"), len(train.records), state, data=Path(cfg.manifest), out=out, runtime=runtime)
+        row = _train_one_epoch(
+            cfg,
+            net,
+            model,
+            train_loader,
+            optimizer,
+            scheduler,
+            scaler,
+            criterion,
+            precision,
+            runtime,
+            epoch,
+            state,
+        )
+        refuse_if_nothing_trained(
+            row.pop("trained"),
+            len(train.records),
+            state,
+            data=Path(cfg.manifest),
+            out=out,
+            runtime=runtime,
+        )
         stop = False
         if runtime.is_main:
-            preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="validate", channels_last=cfg.channels_last)
+            preds = predict_logits(
+                model,
+                val_loader,
+                device=runtime.device,
+                precision=precision,
+                description="validate",
+                channels_last=cfg.channels_last,
+            )
             state.record_failures(preds.failures, val.records)
             score, score_name = validation_score(preds, num_outputs)
-            val_loss = float(classification_loss(torch.from_numpy(preds.logits), torch.from_numpy(preds.labels)) / max(len(preds.labels), 1)) if len(preds.labels) else float("nan")
+            val_loss = (
+                float(
+                    classification_loss(
+                        torch.from_numpy(preds.logits), torch.from_numpy(preds.labels)
+                    )
+                    / max(len(preds.labels), 1)
+                )
+                if len(preds.labels)
+                else float("nan")
+            )
             row.update(val_loss=val_loss, **{f"val_{score_name}": score})
             if plateau is not None and not math.isnan(score):
                 plateau.step(score)
             improved = not math.isnan(score) and score > state.best_score + 1e-6
             if improved:
                 state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
-                save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "best.safetensors")
+                save_classifier(
+                    model,
+                    replace(meta, epoch=epoch, metrics={"val_" + score_name: score}),
+                    out / "best.safetensors",
+                )
             else:
                 state.bad_epochs += 1
             state.epoch = epoch + 1
             state.history.append(row)
-            save_classifier(model, replace(meta, epoch=epoch, metrics={"val_" + score_name: score}), out / "last.safetensors")
+            save_classifier(
+                model,
+                replace(meta, epoch=epoch, metrics={"val_" + score_name: score}),
+                out / "last.safetensors",
+            )
             save_state(out, state, model, optimizer, scheduler, plateau, scaler)
             write_history(out, state.history)
             if writer is not None:
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, float):
                         writer.add_scalar(key, value, epoch)
-            logger.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+            logger.info(
+                "epoch %d/%d  %s",
+                epoch + 1,
+                cfg.epochs,
+                "  ".join(
+                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)
+                ),
+            )
             stop = state.bad_epochs >= cfg.patience
             if stop:
-                logger.info("early stop: no val %s gain for %d epochs (best %.4f at epoch %d)", score_name, cfg.patience, state.best_score, state.best_epoch + 1)
+                logger.info(
+                    "early stop: no val %s gain for %d epochs (best %.4f at epoch %d)",
+                    score_name,
+                    cfg.patience,
+                    state.best_score,
+                    state.best_epoch + 1,
+                )
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if broadcast_flag(stop, runtime):
@@ -320,18 +482,39 @@ def train_classifier(cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[s
     if writer is not None:
         writer.close()
     state.skipped = merge_from_all(state.skipped, runtime)
-    result = _finish(cfg, model, val, val_loader, precision, runtime, out, state, train) if runtime.is_main else None
+    result = (
+        _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
+        if runtime.is_main
+        else None
+    )
     barrier(runtime)
     return result
 
 
-def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, criterion, precision, runtime: Runtime, epoch: int, state: TrainState) -> dict[str, Any]:
+def _train_one_epoch(
+    cfg,
+    net,
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    scaler,
+    criterion,
+    precision,
+    runtime: Runtime,
+    epoch: int,
+    state: TrainState,
+) -> dict[str, Any]:
     """One pass over the training data; returns the epoch's row for the metrics log."""
     net.train()
     freeze_batchnorm(model)
     loss_sum = torch.zeros((), dtype=torch.float64)
     seen, wait, start = 0, 0.0, time.perf_counter()
-    batches = progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader)) if runtime.is_main else loader
+    batches = (
+        progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader))
+        if runtime.is_main
+        else loader
+    )
     tick = time.perf_counter()
     for batch in batches:
         wait += time.perf_counter() - tick
@@ -345,7 +528,15 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(runtime.device, precision):
             if cfg.adv == "trades":
-                loss = trades_loss(net, images, labels, cfg.pgd, beta=cfg.trades_beta, natural_loss=criterion, attack_model=model)
+                loss = trades_loss(
+                    net,
+                    images,
+                    labels,
+                    cfg.pgd,
+                    beta=cfg.trades_beta,
+                    natural_loss=criterion,
+                    attack_model=model,
+                )
             else:
                 if cfg.adv == "pgd":
                     images = pgd_attack(model, images, labels, cfg.pgd)
@@ -354,7 +545,9 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
         scaler.scale(loss).backward()
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+            )
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None:
@@ -373,7 +566,17 @@ def _train_one_epoch(cfg, net, model, loader, optimizer, scheduler, scaler, crit
     }
 
 
-def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime: Runtime, out: Path, state: TrainState, train: LabelledSplit) -> TrainResult:
+def _finish(
+    cfg,
+    model,
+    val: LabelledSplit,
+    val_loader,
+    precision: str,
+    runtime: Runtime,
+    out: Path,
+    state: TrainState,
+    train: LabelledSplit,
+) -> TrainResult:
     """Reload the best weights; fit temperature and threshold on validation; store them in ``best``."""
     from safetensors.torch import load_file
 
@@ -384,31 +587,81 @@ def _finish(cfg, model, val: LabelledSplit, val_loader, precision: str, runtime:
     best_path = out / "best.safetensors"
     if not best_path.is_file():  # validation score was never defined: keep the last weights
         for name in ("safetensors", "json"):
-            atomic_write(out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}"))
+            atomic_write(
+                out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}")
+            )
     _, meta = load_classifier(best_path)
     model.backbone.load_state_dict(load_file(str(best_path)))
-    preds = predict_logits(model, val_loader, device=runtime.device, precision=precision, description="calibrate", channels_last=cfg.channels_last)
+    preds = predict_logits(
+        model,
+        val_loader,
+        device=runtime.device,
+        precision=precision,
+        description="calibrate",
+        channels_last=cfg.channels_last,
+    )
     temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
     if len(preds.labels) and len(np.unique(preds.labels)) > 1:
         temperature = float(fit_temperature(preds.logits, preds.labels))
         if meta.binary:
             probs = apply_temperature(preds.logits, temperature)
-            if cfg.threshold_method != "none":  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
-                threshold = float(tune_threshold(preds.labels, probs, method=cfg.threshold_method, target=cfg.threshold_target))
-            val_metrics.update({f"val_{k}": v for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items() if isinstance(v, (int, float)) and v is not None})
+            if (
+                cfg.threshold_method != "none"
+            ):  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
+                threshold = float(
+                    tune_threshold(
+                        preds.labels,
+                        probs,
+                        method=cfg.threshold_method,
+                        target=cfg.threshold_target,
+                    )
+                )
+            val_metrics.update(
+                {
+                    f"val_{k}": v
+                    for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items()
+                    if isinstance(v, (int, float)) and v is not None
+                }
+            )
     else:
-        logger.warning("validation split holds one class only: threshold stays 0.5 and temperature 1.0")
-    save_classifier(model, replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics), best_path)
-    skipped = [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())] + train.skipped + val.skipped
+        logger.warning(
+            "validation split holds one class only: threshold stays 0.5 and temperature 1.0"
+        )
+    save_classifier(
+        model,
+        replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics),
+        best_path,
+    )
+    skipped = (
+        [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())]
+        + train.skipped
+        + val.skipped
+    )
     report = {
-        "best_epoch": state.best_epoch + 1, "best_score": state.best_score, "threshold": threshold,
-        "temperature": temperature, "epochs_run": state.epoch, "skipped": skipped,
-        "config": _jsonable(asdict(cfg)), "versions": versions(), "data_hash": meta.data_hash,
-    }  # fmt: skip
+        "best_epoch": state.best_epoch + 1,
+        "best_score": state.best_score,
+        "threshold": threshold,
+        "temperature": temperature,
+        "epochs_run": state.epoch,
+        "skipped": skipped,
+        "config": _jsonable(asdict(cfg)),
+        "versions": versions(),
+        "data_hash": meta.data_hash,
+    }
     atomic_write_json(out / "train_report.json", report)
     if skipped:
         logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
-    return TrainResult(out, best_path, out / "last.safetensors", state.best_epoch + 1, state.best_score, threshold, temperature, state.history, skipped)
+    return TrainResult(
+        out,
+        best_path,
+        out / "last.safetensors",
+        state.best_epoch + 1,
+        state.best_score,
+        threshold,
+        temperature,
+        state.history,
+        skipped,
+    )
 
 
 def _tensorboard(out: Path):

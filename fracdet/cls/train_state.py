@@ -29,7 +29,16 @@ from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_write, atomic_write_bytes, atomic_write_json
 from fracdet.runtime import Runtime
 
-__all__ = ["STATE_FILE", "TrainState", "check_run_folder", "prepare_run_folder", "refuse_if_nothing_trained", "save_state", "load_state", "write_history"]
+__all__ = [
+    "STATE_FILE",
+    "TrainState",
+    "check_run_folder",
+    "prepare_run_folder",
+    "refuse_if_nothing_trained",
+    "save_state",
+    "load_state",
+    "write_history",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +77,15 @@ def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
         if not (out / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: no {STATE_FILE} in the run folder", out)
     elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError("run folder already exists; pass --resume to continue it or --overwrite to replace it", out)
+        raise OutputExistsError(
+            "run folder already exists; pass --resume to continue it or --overwrite to replace it",
+            out,
+        )
 
 
-def refuse_if_nothing_trained(trained: int, n_train: int, state: TrainState, *, data: Path, out: Path, runtime: Runtime) -> None:
+def refuse_if_nothing_trained(
+    trained: int, n_train: int, state: TrainState, *, data: Path, out: Path, runtime: Runtime
+) -> None:
     """Stop after an epoch that trained on no image: every training image was unreadable.
 
     Such a run would go on to report a loss of 0 and save untrained weights as if trained. A
@@ -85,7 +99,9 @@ def refuse_if_nothing_trained(trained: int, n_train: int, state: TrainState, *, 
         shutil.rmtree(out, ignore_errors=True)
     barrier(runtime)
     detail = f" (first: {example[0]}: {example[1]})" if example else ""
-    raise DataError(f"none of the {n_train} training images could be read{detail}: nothing was trained", data)
+    raise DataError(
+        f"none of the {n_train} training images could be read{detail}: nothing was trained", data
+    )
 
 
 def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Runtime) -> Path:
@@ -103,7 +119,9 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Run
         try:
             out.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise ConfigError("cannot create the run folder: a part of its path is a file", out) from exc
+            raise ConfigError(
+                "cannot create the run folder: a part of its path is a file", out
+            ) from exc
     barrier(runtime)
     return out
 
@@ -111,29 +129,46 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Run
 def save_state(out: Path, state: TrainState, model, optimizer, scheduler, plateau, scaler) -> Path:
     """Write ``out/last_state.pt`` atomically, with the model's weights (the ``last`` ones of the same epoch)."""
     payload = {
-        "model": {k: v.detach().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()},
-        "epoch": state.epoch, "best_score": state.best_score, "best_epoch": state.best_epoch,
-        "bad_epochs": state.bad_epochs, "history": json.dumps(state.history), "skipped": json.dumps(state.skipped),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
-        "plateau": plateau.state_dict() if plateau else {}, "scaler": scaler.state_dict(),
+        "model": {
+            k: v.detach().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()
+        },
+        "epoch": state.epoch,
+        "best_score": state.best_score,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "history": json.dumps(state.history),
+        "skipped": json.dumps(state.skipped),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else {},
+        "plateau": plateau.state_dict() if plateau else {},
+        "scaler": scaler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }  # fmt: skip
+    }
     return atomic_write(out / STATE_FILE, lambda tmp: torch.save(payload, tmp))
 
 
-def load_state(out: Path, model, optimizer, scheduler, plateau, scaler, *, runtime: Runtime) -> TrainState:
+def load_state(
+    out: Path, model, optimizer, scheduler, plateau, scaler, *, runtime: Runtime
+) -> TrainState:
     """Model, optimiser, schedules and RNG as they were at the end of the last finished epoch."""
     from safetensors.torch import load_file
 
     path = out / STATE_FILE
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)  # plain data only, no code
+        payload = torch.load(
+            path, map_location="cpu", weights_only=True
+        )  # plain data only, no code
         # States written before the weights moved inside pair with last.safetensors.
-        model.backbone.load_state_dict(payload["model"] if "model" in payload else load_file(str(out / "last.safetensors")))
+        model.backbone.load_state_dict(
+            payload["model"] if "model" in payload else load_file(str(out / "last.safetensors"))
+        )
         optimizer.load_state_dict(payload["optimizer"])
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?", path) from exc
+        raise ConfigError(
+            f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?",
+            path,
+        ) from exc
     if scheduler and payload["scheduler"]:
         scheduler.load_state_dict(payload["scheduler"])
     if plateau and payload["plateau"]:
@@ -142,9 +177,21 @@ def load_state(out: Path, model, optimizer, scheduler, plateau, scaler, *, runti
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
-    state = TrainState(payload["epoch"], payload["best_score"], payload["best_epoch"], payload["bad_epochs"], json.loads(payload["history"]), json.loads(payload["skipped"]))
+    state = TrainState(
+        payload["epoch"],
+        payload["best_score"],
+        payload["best_epoch"],
+        payload["bad_epochs"],
+        json.loads(payload["history"]),
+        json.loads(payload["skipped"]),
+    )
     if runtime.is_main:
-        logger.info("resuming after epoch %d (best %.4f at epoch %d)", state.epoch, state.best_score, state.best_epoch + 1)
+        logger.info(
+            "resuming after epoch %d (best %.4f at epoch %d)",
+            state.epoch,
+            state.best_score,
+            state.best_epoch + 1,
+        )
     return state
 
 

@@ -49,33 +49,79 @@ def parse_coco(path: Path) -> CocoContent:
     path = Path(path)
     file = str(path)
     doc = _load_json(path)
-    images, annotations, categories = doc.get("images"), doc.get("annotations", []), doc.get("categories")
-    for key, value in (("images", images), ("annotations", annotations), ("categories", categories)):
+    images, annotations, categories = (
+        doc.get("images"),
+        doc.get("annotations", []),
+        doc.get("categories"),
+    )
+    for key, value in (
+        ("images", images),
+        ("annotations", annotations),
+        ("categories", categories),
+    ):
         if value is None:
             raise DataError(f"not a COCO detection file (no {key!r} list)", path)
         if not isinstance(value, list):
-            raise DataError(f"not a COCO detection file ({key!r} must be a list, got {type(value).__name__})", path)
+            raise DataError(
+                f"not a COCO detection file ({key!r} must be a list, got {type(value).__name__})",
+                path,
+            )
     class_names, label_of = _categories(categories, path)
     problems: list[Problem] = []
     name_of, sizes = _images(images, file, problems)
     boxes: dict[str, list[Box]] = defaultdict(list)
     for index, ann in enumerate(annotations):
         if not isinstance(ann, dict):
-            problems.append(Problem(file, "label_unparsable", f"annotations[{index}] is not an object", "annotation dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "label_unparsable",
+                    f"annotations[{index}] is not an object",
+                    "annotation dropped",
+                )
+            )
             continue
         ann_id = ann.get("id", f"#{index}")
         image_id, category_id = _id(ann.get("image_id")), _id(ann.get("category_id"))
         name = name_of.get(image_id) if image_id is not None else None
         if name is None:
-            problems.append(Problem(file, "annotation_without_image", f"annotation {ann_id} refers to unknown image id {ann.get('image_id')!r}", "annotation dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "annotation_without_image",
+                    f"annotation {ann_id} refers to unknown image id {ann.get('image_id')!r}",
+                    "annotation dropped",
+                )
+            )
         elif name is _AMBIGUOUS:
             continue  # its image id is listed twice: reported with the images, all of them skipped
         elif category_id not in label_of:
-            problems.append(Problem(file, "class_id_out_of_range", f"annotation {ann_id} has unknown category {ann.get('category_id')!r}", "box dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "class_id_out_of_range",
+                    f"annotation {ann_id} has unknown category {ann.get('category_id')!r}",
+                    "box dropped",
+                )
+            )
         elif ann.get("iscrowd"):
-            problems.append(Problem(file, "crowd_annotation", f"annotation {ann_id} is a crowd region", "box dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "crowd_annotation",
+                    f"annotation {ann_id} is a crowd region",
+                    "box dropped",
+                )
+            )
         elif not _is_bbox(ann.get("bbox")):
-            problems.append(Problem(file, "label_unparsable", f"annotation {ann_id}: bbox must be 4 numbers [x, y, w, h], got {ann.get('bbox')!r:.80}", "box dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "label_unparsable",
+                    f"annotation {ann_id}: bbox must be 4 numbers [x, y, w, h], got {ann.get('bbox')!r:.80}",
+                    "box dropped",
+                )
+            )
         else:
             boxes[name].append(box_from_coco(ann["bbox"], label_of[category_id]))
     ids = {str(name): image_id for image_id, name in name_of.items() if name is not _AMBIGUOUS}
@@ -94,7 +140,10 @@ def _load_json(path: Path) -> dict:
     except OSError as exc:
         raise DataError(f"cannot read ({exc.strerror or exc})", path) from exc
     if not isinstance(doc, dict):
-        raise DataError(f"not a COCO detection file (expected a JSON object with images, annotations and categories, got a {type(doc).__name__})", path)
+        raise DataError(
+            f"not a COCO detection file (expected a JSON object with images, annotations and categories, got a {type(doc).__name__})",
+            path,
+        )
     return doc
 
 
@@ -104,7 +153,11 @@ def _id(value: object) -> int | str | None:
 
 
 def _is_bbox(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _categories(categories: list, path: Path) -> tuple[tuple[str, ...], dict[int | str, int]]:
@@ -114,7 +167,10 @@ def _categories(categories: list, path: Path) -> tuple[tuple[str, ...], dict[int
         cat_id = _id(category.get("id")) if isinstance(category, dict) else None
         name = category.get("name") if isinstance(category, dict) else None
         if cat_id is None or not isinstance(name, str):
-            raise DataError(f"not a COCO detection file (categories[{index}] needs an id and a name, got {category!r:.80})", path)
+            raise DataError(
+                f"not a COCO detection file (categories[{index}] needs an id and a name, got {category!r:.80})",
+                path,
+            )
         if cat_id in entries:
             raise DataError(f"category id {cat_id!r} is listed twice", path)
         entries[cat_id] = name
@@ -122,10 +178,14 @@ def _categories(categories: list, path: Path) -> tuple[tuple[str, ...], dict[int
         ordered = sorted(entries)
     except TypeError as exc:
         raise DataError("category ids mix numbers and strings", path) from exc
-    return tuple(entries[i] for i in ordered), {cat_id: label for label, cat_id in enumerate(ordered)}
+    return tuple(entries[i] for i in ordered), {
+        cat_id: label for label, cat_id in enumerate(ordered)
+    }
 
 
-def _images(images: list, file: str, problems: list[Problem]) -> tuple[dict[int | str, object], dict[str, tuple[int, int]]]:
+def _images(
+    images: list, file: str, problems: list[Problem]
+) -> tuple[dict[int | str, object], dict[str, tuple[int, int]]]:
     """Image id -> file name (or :data:`_AMBIGUOUS`), and file name -> declared size."""
     name_of: dict[int | str, object] = {}
     sizes: dict[str, tuple[int, int]] = {}
@@ -133,21 +193,55 @@ def _images(images: list, file: str, problems: list[Problem]) -> tuple[dict[int 
         image_id = _id(image.get("id")) if isinstance(image, dict) else None
         name = image.get("file_name") if isinstance(image, dict) else None
         if image_id is None or not isinstance(name, str) or not name:
-            problems.append(Problem(file, "label_unparsable", f"images[{index}] needs an id and a file_name, got {image!r:.80}", "entry ignored"))
+            problems.append(
+                Problem(
+                    file,
+                    "label_unparsable",
+                    f"images[{index}] needs an id and a file_name, got {image!r:.80}",
+                    "entry ignored",
+                )
+            )
             continue
         if not is_safe_relative(name):
-            problems.append(Problem(file, "path_outside_dataset", f"image {image_id!r}: file_name {name!r} is absolute or leaves the dataset folder (refused, never opened)", "image skipped"))
+            problems.append(
+                Problem(
+                    file,
+                    "path_outside_dataset",
+                    f"image {image_id!r}: file_name {name!r} is absolute or leaves the dataset folder (refused, never opened)",
+                    "image skipped",
+                )
+            )
             continue
-        if image_id in name_of:  # whose are its annotations? Neither image can be trusted: both skipped
+        if (
+            image_id in name_of
+        ):  # whose are its annotations? Neither image can be trusted: both skipped
             first = name_of[image_id]
             if first is not _AMBIGUOUS:
                 sizes.pop(str(first), None)
-                problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} of {first!r} is also used by {name!r}: its annotations cannot be attributed", "image skipped"))
-            problems.append(Problem(file, "duplicate_id", f"image id {image_id!r} of {name!r} is also used by another image: its annotations cannot be attributed", "image skipped"))
+                problems.append(
+                    Problem(
+                        file,
+                        "duplicate_id",
+                        f"image id {image_id!r} of {first!r} is also used by {name!r}: its annotations cannot be attributed",
+                        "image skipped",
+                    )
+                )
+            problems.append(
+                Problem(
+                    file,
+                    "duplicate_id",
+                    f"image id {image_id!r} of {name!r} is also used by another image: its annotations cannot be attributed",
+                    "image skipped",
+                )
+            )
             name_of[image_id] = _AMBIGUOUS
             continue
         if name in sizes:
-            problems.append(Problem(file, "duplicate_id", f"image {name!r} listed twice", "second entry ignored"))
+            problems.append(
+                Problem(
+                    file, "duplicate_id", f"image {name!r} listed twice", "second entry ignored"
+                )
+            )
             continue
         name_of[image_id] = name
         sizes[name] = (_size(image.get("width")), _size(image.get("height")))
@@ -187,7 +281,14 @@ def coco_document(
     """
     images, annotations = [], []
     for image_id, record in zip(image_ids or range(1, len(records) + 1), records, strict=True):
-        images.append({"id": image_id, "file_name": file_name_of(record), "width": record.width, "height": record.height})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name_of(record),
+                "width": record.width,
+                "height": record.height,
+            }
+        )
         for box in record.boxes:
             x, y, w, h = box_to_coco(box)
             annotations.append(
@@ -201,8 +302,16 @@ def coco_document(
                     "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
                 }
             )
-    categories = [{"id": i + first_category_id, "name": n, "supercategory": "fracture"} for i, n in enumerate(class_names)]
-    return {"info": {"description": "written by fracdet"}, "images": images, "annotations": annotations, "categories": categories}
+    categories = [
+        {"id": i + first_category_id, "name": n, "supercategory": "fracture"}
+        for i, n in enumerate(class_names)
+    ]
+    return {
+        "info": {"description": "written by fracdet"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def _is_file(path: Path) -> bool:
@@ -220,7 +329,9 @@ def _split_from_stem(stem: str) -> str | None:
     return None
 
 
-def read_coco(path: Path, images_root: Path | None = None, *, full_check: bool = False) -> AnnotatedDataset:
+def read_coco(
+    path: Path, images_root: Path | None = None, *, full_check: bool = False
+) -> AnnotatedDataset:
     """Read a COCO JSON and its images; an image with no box is a negative.
 
     ``file_name`` is looked up under ``images_root`` when given, else next to the JSON,
@@ -231,26 +342,55 @@ def read_coco(path: Path, images_root: Path | None = None, *, full_check: bool =
     content = parse_coco(path)
     problems = list(content.problems)
     split = _split_from_stem(path.stem)
-    roots = [images_root] if images_root else [path.parent, path.parent.parent, path.parent / "images", path.parent.parent / "images"]
+    roots = (
+        [images_root]
+        if images_root
+        else [
+            path.parent,
+            path.parent.parent,
+            path.parent / "images",
+            path.parent.parent / "images",
+        ]
+    )
     if split and not images_root:
         roots.append(path.parent.parent / "images" / split)  # fracdet's own layout
     found: list[tuple[str, Path]] = []
     for name in content.sizes:
         hit = next((r / name for r in roots if _is_file(r / name)), None)
         if hit is None:
-            problems.append(Problem(name, "annotation_without_image", f"listed in {path.name} but not found under {', '.join(map(str, roots))}", "image skipped"))
+            problems.append(
+                Problem(
+                    name,
+                    "annotation_without_image",
+                    f"listed in {path.name} but not found under {', '.join(map(str, roots))}",
+                    "image skipped",
+                )
+            )
         else:
             found.append((name, hit))
     records: list[ImageRecord] = []
-    for (name, image_path), info in zip(found, probe_images([p for _, p in found], full=full_check), strict=True):
+    for (name, image_path), info in zip(
+        found, probe_images([p for _, p in found], full=full_check), strict=True
+    ):
         if isinstance(info, ImageError):
             problems.append(Problem(name, "image_corrupt", info.message, "image skipped"))
             continue
         if info.note:
             problems.append(Problem(name, "image_note", info.note, "image kept"))
-        boxes, box_problems = sanitize_boxes(content.boxes.get(name, []), info.width, info.height, name)
+        boxes, box_problems = sanitize_boxes(
+            content.boxes.get(name, []), info.width, info.height, name
+        )
         problems += box_problems
         records.append(
-            ImageRecord(name, image_path, info.width, info.height, int(bool(boxes)), boxes, group=Path(name).stem, split=split)
+            ImageRecord(
+                name,
+                image_path,
+                info.width,
+                info.height,
+                int(bool(boxes)),
+                boxes,
+                group=Path(name).stem,
+                split=split,
+            )
         )
     return AnnotatedDataset(records, content.class_names, "coco", path.parent, problems)

@@ -39,7 +39,15 @@ from fracdet.fsutil import LinkMode, atomic_output_dir, place_file
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 
-__all__ = ["ConvertConfig", "ConvertResult", "SOURCE_FORMATS", "TARGETS", "detect_format", "read_dataset", "convert"]
+__all__ = [
+    "ConvertConfig",
+    "ConvertResult",
+    "SOURCE_FORMATS",
+    "TARGETS",
+    "detect_format",
+    "read_dataset",
+    "convert",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +84,30 @@ class ConvertConfig:
 
     def __post_init__(self) -> None:
         if self.source_format not in SOURCE_FORMATS:
-            raise ConfigError(f"unknown source format {self.source_format!r}; choose from {', '.join(SOURCE_FORMATS)}")
+            raise ConfigError(
+                f"unknown source format {self.source_format!r}; choose from {', '.join(SOURCE_FORMATS)}"
+            )
         unknown = set(self.targets) - set(TARGETS)
         if unknown or not self.targets:
-            raise ConfigError(f"unknown target(s) {sorted(unknown) or '(none)'}; choose from {', '.join(TARGETS)}")
+            raise ConfigError(
+                f"unknown target(s) {sorted(unknown) or '(none)'}; choose from {', '.join(TARGETS)}"
+            )
         if "fracatlas" in self.targets and {"yolo", "coco"} & set(self.targets):
-            raise ConfigError("the fracatlas target cannot share an output folder with yolo/coco; convert twice")
+            raise ConfigError(
+                "the fracatlas target cannot share an output folder with yolo/coco; convert twice"
+            )
         if self.split not in SPLIT_STRATEGIES:
-            raise ConfigError(f"unknown split strategy {self.split!r}; choose from {', '.join(SPLIT_STRATEGIES)}")
+            raise ConfigError(
+                f"unknown split strategy {self.split!r}; choose from {', '.join(SPLIT_STRATEGIES)}"
+            )
         if self.official_only and self.split == "random":
-            raise ConfigError("official_only keeps the official split's images: it needs split auto or official, not random")
+            raise ConfigError(
+                "official_only keeps the official split's images: it needs split auto or official, not random"
+            )
         if not self.negative_ratio > 0:
-            raise ConfigError(f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {self.negative_ratio}")
+            raise ConfigError(
+                f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {self.negative_ratio}"
+            )
         if Path(self.output).resolve() == Path(self.source).resolve():
             raise ConfigError("output must differ from the source (sources are never modified)")
 
@@ -102,7 +122,10 @@ class ConvertResult:
 
     def line(self) -> str:
         """One line for a person: images per split and class, skips, where the details are."""
-        counts = "; ".join(f"{s}: " + ", ".join(f"{n} {c}" for c, n in per.items()) for s, per in self.split_counts.items())
+        counts = "; ".join(
+            f"{s}: " + ", ".join(f"{n} {c}" for c, n in per.items())
+            for s, per in self.split_counts.items()
+        )
         return f"{self.n_images} images -> {self.output} ({counts}); {self.n_skipped} skipped, see {REPORT_NAME}"
 
 
@@ -117,17 +140,30 @@ def detect_format(source: Path) -> str:
         return "yolo"
     if source.suffix == ".json" or (source / "annotations").is_dir():
         return "coco"
-    raise DataError("cannot tell the format: expected images/Fractured (FracAtlas), data.yaml (YOLO) or a COCO .json", source)
+    raise DataError(
+        "cannot tell the format: expected images/Fractured (FracAtlas), data.yaml (YOLO) or a COCO .json",
+        source,
+    )
 
 
-def read_dataset(source: Path, source_format: str = "auto", *, images_root: Path | None = None, full_check: bool = False) -> AnnotatedDataset:
+def read_dataset(
+    source: Path,
+    source_format: str = "auto",
+    *,
+    images_root: Path | None = None,
+    full_check: bool = False,
+) -> AnnotatedDataset:
     """Read any supported dataset into the one annotation model."""
     fmt = detect_format(source) if source_format == "auto" else source_format
     if fmt == "fracatlas":
         return read_fracatlas(source, full_check=full_check)
     if fmt == "yolo":
         return read_yolo_dataset(source, full_check=full_check)
-    files = sorted(Path(source, "annotations").glob("*.json")) if Path(source).is_dir() else [Path(source)]
+    files = (
+        sorted(Path(source, "annotations").glob("*.json"))
+        if Path(source).is_dir()
+        else [Path(source)]
+    )
     if not files:
         raise DataError("no COCO .json files in annotations/", source)
     parts = [read_coco(f, images_root, full_check=full_check) for f in files]
@@ -147,7 +183,14 @@ def _dedupe_names(records: list[ImageRecord], problems: list[Problem]) -> list[I
     for record in records:
         key = (record.split, Path(flat_name(record.image_id)).stem.lower())
         if key in seen:
-            problems.append(Problem(str(record.path), "duplicate_id", f"another image in {record.split} has the stem {key[1]!r}", "image skipped"))
+            problems.append(
+                Problem(
+                    str(record.path),
+                    "duplicate_id",
+                    f"another image in {record.split} has the stem {key[1]!r}",
+                    "image skipped",
+                )
+            )
             continue
         seen.add(key)
         kept.append(record)
@@ -159,7 +202,14 @@ def _only_official(records: list[ImageRecord], problems: list[Problem]) -> list[
     kept = [r for r in records if r.split in SPLITS]
     left_out = len(records) - len(kept)
     if left_out:
-        problems.append(Problem("(dataset)", "not_in_official_split", f"{left_out} image(s) not listed by the official split", "left out (official_only)"))
+        problems.append(
+            Problem(
+                "(dataset)",
+                "not_in_official_split",
+                f"{left_out} image(s) not listed by the official split",
+                "left out (official_only)",
+            )
+        )
     return kept
 
 
@@ -167,7 +217,10 @@ def _usable_or_fail(dataset: AnnotatedDataset) -> None:
     if dataset.records:
         return
     kinds = Counter(p.kind for p in dataset.problems)
-    first = next((p for p in dataset.problems if p.kind == "image_corrupt"), dataset.problems[0] if dataset.problems else None)
+    first = next(
+        (p for p in dataset.problems if p.kind == "image_corrupt"),
+        dataset.problems[0] if dataset.problems else None,
+    )
     summary = ", ".join(f"{n} {k}" for k, n in kinds.most_common()) or "no images found"
     hint = f" (first: {first.file}: {first.detail})" if first else ""
     raise DataError(f"nothing usable left: {summary}{hint}", dataset.root)
@@ -176,9 +229,18 @@ def _usable_or_fail(dataset: AnnotatedDataset) -> None:
 def convert(config: ConvertConfig) -> ConvertResult:
     """Run one conversion; see :class:`ConvertConfig` for the options."""
     started = time.perf_counter()
-    dataset = read_dataset(Path(config.source), config.source_format, images_root=config.images_root, full_check=config.full_check)
+    dataset = read_dataset(
+        Path(config.source),
+        config.source_format,
+        images_root=config.images_root,
+        full_check=config.full_check,
+    )
     _usable_or_fail(dataset)
-    records = apply_group_regex(dataset.records, config.group_regex) if config.group_regex else dataset.records
+    records = (
+        apply_group_regex(dataset.records, config.group_regex)
+        if config.group_regex
+        else dataset.records
+    )
     if (config.split == "official" or config.official_only) and not dataset.has_official_split:
         option = "--official-only" if config.official_only else "--split official"
         raise ConfigError(f"{option}: {config.source} has no official split")
@@ -187,10 +249,16 @@ def convert(config: ConvertConfig) -> ConvertResult:
     sample = None
     fractions = config.fractions
     if config.split == "study":
-        records, sample = study_sample(records, negative_ratio=config.negative_ratio, seed=config.seed)
+        records, sample = study_sample(
+            records, negative_ratio=config.negative_ratio, seed=config.seed
+        )
         fractions = fractions or STUDY_FRACTIONS
     records, split_report, split_problems = assign_splits(
-        records, fractions=fractions, seed=config.seed, use_official=config.split not in ("random", "study"), class_names=LABEL_NAMES
+        records,
+        fractions=fractions,
+        seed=config.seed,
+        use_official=config.split not in ("random", "study"),
+        class_names=LABEL_NAMES,
     )
     if sample is not None:
         split_report.strategy = "study-sample+grouped-stratified"
@@ -202,23 +270,45 @@ def convert(config: ConvertConfig) -> ConvertResult:
         detection = [r for r in records if not (r.label and not r.boxes)]
         if "yolo" in config.targets:
             write_yolo_labels(detection, tmp)
-            (tmp / "data.yaml").write_text(yolo_data_yaml(dataset.class_names, SPLITS), encoding="utf-8")
+            (tmp / "data.yaml").write_text(
+                yolo_data_yaml(dataset.class_names, SPLITS), encoding="utf-8"
+            )
         if "coco" in config.targets:
             _write_coco(detection, dataset.class_names, tmp)
         if "manifest" in config.targets:
             (tmp / "manifest.csv").write_text(format_manifest(records, paths), encoding="utf-8")
         if "fracatlas" in config.targets:
-            write_fracatlas_annotations(records, tmp, dataset.class_names, name_of=lambda r: flat_name(r.image_id))
-        report = _report(config, dataset, records, split_report, problems, link_modes, time.perf_counter() - started)
+            write_fracatlas_annotations(
+                records, tmp, dataset.class_names, name_of=lambda r: flat_name(r.image_id)
+            )
+        report = _report(
+            config,
+            dataset,
+            records,
+            split_report,
+            problems,
+            link_modes,
+            time.perf_counter() - started,
+        )
         if sample is not None:
             report["split"]["study_sample"] = sample
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
     n_skipped = sum(1 for p in problems if p.action == "image skipped")
-    logger.info("Converted %d images into %s (%d skipped; see %s)", len(records), config.output, n_skipped, REPORT_NAME)
-    return ConvertResult(Path(config.output), len(records), n_skipped, split_report.counts, report["problem_counts"])
+    logger.info(
+        "Converted %d images into %s (%d skipped; see %s)",
+        len(records),
+        config.output,
+        n_skipped,
+        REPORT_NAME,
+    )
+    return ConvertResult(
+        Path(config.output), len(records), n_skipped, split_report.counts, report["problem_counts"]
+    )
 
 
-def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) -> tuple[list[str], Counter]:
+def _place_images(
+    records: list[ImageRecord], out: Path, config: ConvertConfig
+) -> tuple[list[str], Counter]:
     """Link (or copy) images into the output; returns each record's manifest path.
 
     A fractured image without a box stays out of the image folders (a detector would learn it
@@ -229,7 +319,11 @@ def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) 
     fracatlas = "fracatlas" in config.targets
     if not (fracatlas or {"yolo", "coco"} & set(config.targets)):
         return [os.path.abspath(r.path) for r in records], modes
-    folders = ("images/Fractured", "images/Non_fractured") if fracatlas else tuple(f"images/{s}" for s in SPLITS)
+    folders = (
+        ("images/Fractured", "images/Non_fractured")
+        if fracatlas
+        else tuple(f"images/{s}" for s in SPLITS)
+    )
     for folder in folders:
         (out / folder).mkdir(parents=True)
     for record in progress(records, "Placing images", total=len(records)):
@@ -240,7 +334,10 @@ def _place_images(records: list[ImageRecord], out: Path, config: ConvertConfig) 
         modes[place_file(Path(record.path), out / relative, config.link).value] += 1
         paths.append(relative)
     if config.link is LinkMode.hardlink and modes.get("copy"):
-        logger.warning("Hard links are not possible here (another file system?): %d images were copied", modes["copy"])
+        logger.warning(
+            "Hard links are not possible here (another file system?): %d images were copied",
+            modes["copy"],
+        )
     return paths, modes
 
 
@@ -253,7 +350,9 @@ def _write_coco(records: list[ImageRecord], class_names: tuple[str, ...], out: P
     for split in SPLITS:
         in_split = [r for r in records if r.split == split]
         doc = coco_document(in_split, class_names, lambda r: flat_name(r.image_id))
-        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+        (out / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps(doc), encoding="utf-8"
+        )
 
 
 def _report(
@@ -265,8 +364,21 @@ def _report(
     link_modes: Counter,
     elapsed: float,
 ) -> dict:
-    config_dict = {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, LinkMode) else v) for k, v in asdict(config).items()}
-    rows = ((r.image_id, r.width, r.height, r.label, r.split, [b.as_list() + [b.label] for b in r.boxes]) for r in records)
+    config_dict = {
+        k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, LinkMode) else v)
+        for k, v in asdict(config).items()
+    }
+    rows = (
+        (
+            r.image_id,
+            r.width,
+            r.height,
+            r.label,
+            r.split,
+            [b.as_list() + [b.label] for b in r.boxes],
+        )
+        for r in records
+    )
     return {
         "fracdet_version": __version__,
         "versions": versions(("numpy", "pillow", "pyyaml")),

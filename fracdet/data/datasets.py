@@ -19,7 +19,14 @@ from fracdet.data.formats import ImageRecord
 from fracdet.data.images import load_image
 from fracdet.errors import ImageError
 
-__all__ = ["AugmentConfig", "build_transform", "ClassificationDataset", "Batch", "collate_skipping_failures", "item_seed"]
+__all__ = [
+    "AugmentConfig",
+    "build_transform",
+    "ClassificationDataset",
+    "Batch",
+    "collate_skipping_failures",
+    "item_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,9 @@ class AugmentConfig:
     p: float = 0.5
 
 
-def build_transform(image_size: int, augment: AugmentConfig | None = None, *, keep_aspect: bool = True):  # -> A.Compose
+def build_transform(
+    image_size: int, augment: AugmentConfig | None = None, *, keep_aspect: bool = True
+):  # -> A.Compose
     """Resize the long side to ``image_size`` and pad to a square (aspect kept); augment if asked.
 
     ``keep_aspect=False`` stretches the image to the square instead (the robust-transfer
@@ -55,17 +64,31 @@ def build_transform(image_size: int, augment: AugmentConfig | None = None, *, ke
         steps = [A.Resize(height=image_size, width=image_size, interpolation=cv2.INTER_AREA)]
     if augment is not None:
         if augment.clahe:
-            steps += [A.FromFloat(max_value=255, dtype="uint8"), A.CLAHE(clip_limit=2.0, p=augment.p), A.ToFloat(max_value=255)]
+            steps += [
+                A.FromFloat(max_value=255, dtype="uint8"),
+                A.CLAHE(clip_limit=2.0, p=augment.p),
+                A.ToFloat(max_value=255),
+            ]
         steps += [
             A.Affine(
-                rotate=(-augment.rotate, augment.rotate), scale=(1 - augment.scale, 1 + augment.scale),
-                translate_percent=(-augment.translate, augment.translate), border_mode=cv2.BORDER_CONSTANT, fill=0, p=augment.p,
+                rotate=(-augment.rotate, augment.rotate),
+                scale=(1 - augment.scale, 1 + augment.scale),
+                translate_percent=(-augment.translate, augment.translate),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=augment.p,
             ),
-            A.RandomBrightnessContrast(brightness_limit=augment.brightness, contrast_limit=augment.contrast, p=augment.p),
-        ]  # fmt: skip
+            A.RandomBrightnessContrast(
+                brightness_limit=augment.brightness, contrast_limit=augment.contrast, p=augment.p
+            ),
+        ]
         if augment.hflip:
             steps.append(A.HorizontalFlip(p=0.5))
-    steps.append(A.PadIfNeeded(min_height=image_size, min_width=image_size, border_mode=cv2.BORDER_CONSTANT, fill=0))
+    steps.append(
+        A.PadIfNeeded(
+            min_height=image_size, min_width=image_size, border_mode=cv2.BORDER_CONSTANT, fill=0
+        )
+    )
     return A.Compose(steps, seed=0)
 
 
@@ -83,7 +106,13 @@ class ClassificationDataset(Dataset):
     """
 
     def __init__(
-        self, records: Sequence[ImageRecord], image_size: int, *, augment: AugmentConfig | None = None, seed: int = 0, keep_aspect: bool = True
+        self,
+        records: Sequence[ImageRecord],
+        image_size: int,
+        *,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        keep_aspect: bool = True,
     ) -> None:
         self.records = list(records)
         self.image_size = image_size
@@ -126,7 +155,9 @@ class Batch:
         return len(self.labels)
 
     def pin_memory(self) -> Batch:
-        return Batch(self.images.pin_memory(), self.labels.pin_memory(), self.indices, self.failures)
+        return Batch(
+            self.images.pin_memory(), self.labels.pin_memory(), self.indices, self.failures
+        )
 
 
 def collate_skipping_failures(items: list[tuple]) -> Batch:
@@ -134,7 +165,12 @@ def collate_skipping_failures(items: list[tuple]) -> Batch:
     good = [item for item in items if item[0] is not None]
     failures = [(int(item[2]), str(item[3])) for item in items if item[0] is None]
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), failures)
+        return Batch(
+            torch.empty(0),
+            torch.empty(0, dtype=torch.long),
+            torch.empty(0, dtype=torch.long),
+            failures,
+        )
     return Batch(
         torch.stack([item[0] for item in good]),
         torch.tensor([item[1] for item in good], dtype=torch.long),

@@ -164,9 +164,17 @@ def box_to_yolo(box: Box, width: int, height: int) -> tuple[float, float, float,
     )
 
 
-def box_from_yolo(cx: float, cy: float, w: float, h: float, width: int, height: int, label: int = 0) -> Box:
+def box_from_yolo(
+    cx: float, cy: float, w: float, h: float, width: int, height: int, label: int = 0
+) -> Box:
     """Normalized ``(cx, cy, w, h)`` -> absolute xyxy."""
-    return Box((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height, label)
+    return Box(
+        (cx - w / 2) * width,
+        (cy - h / 2) * height,
+        (cx + w / 2) * width,
+        (cy + h / 2) * height,
+        label,
+    )
 
 
 def format_yolo_label(boxes: Iterable[Box], width: int, height: int) -> str:
@@ -197,20 +205,40 @@ def parse_yolo_label(
             cls_float = float(parts[0])
             values = [float(v) for v in parts[1:]]
         except ValueError:
-            problems.append(Problem(file, "label_unparsable", f"{where}: {line.strip()!r}", "line dropped"))
-            continue
-        if not math.isfinite(cls_float) or cls_float != int(cls_float) or not 0 <= cls_float < num_classes:
             problems.append(
-                Problem(file, "class_id_out_of_range", f"{where}: class {parts[0]} not in 0..{num_classes - 1}", "box dropped")
+                Problem(file, "label_unparsable", f"{where}: {line.strip()!r}", "line dropped")
+            )
+            continue
+        if (
+            not math.isfinite(cls_float)
+            or cls_float != int(cls_float)
+            or not 0 <= cls_float < num_classes
+        ):
+            problems.append(
+                Problem(
+                    file,
+                    "class_id_out_of_range",
+                    f"{where}: class {parts[0]} not in 0..{num_classes - 1}",
+                    "box dropped",
+                )
             )
             continue
         if len(values) == 4:
             box = box_from_yolo(*values, width, height, label=int(cls_float))
         elif len(values) >= 6 and len(values) % 2 == 0:
             xs, ys = values[0::2], values[1::2]
-            box = Box(min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height, int(cls_float))
+            box = Box(
+                min(xs) * width, min(ys) * height, max(xs) * width, max(ys) * height, int(cls_float)
+            )
         else:
-            problems.append(Problem(file, "label_unparsable", f"{where}: expected 5 values, got {len(parts)}", "line dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    "label_unparsable",
+                    f"{where}: expected 5 values, got {len(parts)}",
+                    "line dropped",
+                )
+            )
             continue
         boxes.append(box)
     return boxes, problems
@@ -234,7 +262,12 @@ def box_from_coco(bbox: Sequence[float], label: int = 0) -> Box:
 
 
 def format_voc_xml(
-    filename: str, width: int, height: int, boxes: Iterable[Box], class_names: Sequence[str], depth: int = 3
+    filename: str,
+    width: int,
+    height: int,
+    boxes: Iterable[Box],
+    class_names: Sequence[str],
+    depth: int = 3,
 ) -> str:
     """PASCAL VOC XML. VOC corners are integers: rounded outward so the box still covers."""
     root = ET.Element("annotation")
@@ -267,20 +300,38 @@ def parse_voc_xml(path: Path, class_names: Sequence[str]) -> tuple[list[Box], li
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise DataError(f"not valid PASCAL VOC XML ({exc})", path) from exc
-    except (OSError, ValueError, LookupError, RecursionError) as exc:  # unreadable, bad encoding declaration, too deep
-        raise DataError(f"cannot read PASCAL VOC XML ({' '.join(str(exc).split()) or type(exc).__name__})", path) from exc
+    except (
+        OSError,
+        ValueError,
+        LookupError,
+        RecursionError,
+    ) as exc:  # unreadable, bad encoding declaration, too deep
+        raise DataError(
+            f"cannot read PASCAL VOC XML ({' '.join(str(exc).split()) or type(exc).__name__})", path
+        ) from exc
     boxes: list[Box] = []
     problems: list[Problem] = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
         bnd = obj.find("bndbox")
         if name not in class_names:
-            problems.append(Problem(str(path), "class_id_out_of_range", f"unknown class {name!r}", "box dropped"))
+            problems.append(
+                Problem(
+                    str(path), "class_id_out_of_range", f"unknown class {name!r}", "box dropped"
+                )
+            )
             continue
         try:
             coords = [float(bnd.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")]  # type: ignore[union-attr, arg-type]
         except (AttributeError, TypeError, ValueError):
-            problems.append(Problem(str(path), "label_unparsable", "object without a numeric <bndbox>", "box dropped"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "label_unparsable",
+                    "object without a numeric <bndbox>",
+                    "box dropped",
+                )
+            )
             continue
         boxes.append(Box(*coords, label=list(class_names).index(name)))
     return boxes, problems

@@ -49,9 +49,20 @@ __all__ = [
 
 FRACATLAS_CLASSES: tuple[str, ...] = ("fractured",)
 CSV_COLUMNS: tuple[str, ...] = (
-    "image_id", "hand", "leg", "hip", "shoulder", "mixed", "hardware", "multiscan",
-    "fractured", "fracture_count", "frontal", "lateral", "oblique",
-)  # fmt: skip
+    "image_id",
+    "hand",
+    "leg",
+    "hip",
+    "shoulder",
+    "mixed",
+    "hardware",
+    "multiscan",
+    "fractured",
+    "fracture_count",
+    "frontal",
+    "lateral",
+    "oblique",
+)
 FOLDERS: dict[str, int] = {"Fractured": 1, "Non_fractured": 0}
 COCO_FILE = Path("Annotations", "COCO JSON", "COCO_fracture_masks.json")
 VOC_DIR = Path("Annotations", "PASCAL VOC")
@@ -84,41 +95,84 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
     """dataset.csv rows with their values checked: unparsable flags become unknown (empty), and are reported."""
     if not path.is_file():
-        problems.append(Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown"))
+        problems.append(
+            Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown")
+        )
         return []
     fields, raw_rows = _read_csv(path)
     if not fields:
-        problems.append(Problem(str(path), "missing_file", "dataset.csv is empty", "body part and view flags unknown"))
+        problems.append(
+            Problem(
+                str(path),
+                "missing_file",
+                "dataset.csv is empty",
+                "body part and view flags unknown",
+            )
+        )
         return []
     if "image_id" not in fields:
         raise DataError("dataset.csv has no image_id column", path)
     missing = [column for column in CSV_COLUMNS if column not in fields]
     if missing:
-        consequence = "body part unknown for every image (no stratification by body part)" if set(BODY_PARTS) <= set(missing) else "these flags count as unknown"
-        problems.append(Problem(str(path), "csv_missing_columns", f"no column(s) {', '.join(missing)}", consequence))
+        consequence = (
+            "body part unknown for every image (no stratification by body part)"
+            if set(BODY_PARTS) <= set(missing)
+            else "these flags count as unknown"
+        )
+        problems.append(
+            Problem(
+                str(path), "csv_missing_columns", f"no column(s) {', '.join(missing)}", consequence
+            )
+        )
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
     for lineno, raw in enumerate(raw_rows, start=2):
-        row = {k: (v.strip() if isinstance(v, str) else "") for k, v in raw.items() if isinstance(k, str)}
+        row = {
+            k: (v.strip() if isinstance(v, str) else "")
+            for k, v in raw.items()
+            if isinstance(k, str)
+        }
         image_id = row.get("image_id", "")
         if not image_id:
-            problems.append(Problem(str(path), "label_unparsable", f"line {lineno}: no image_id", "row ignored"))
+            problems.append(
+                Problem(str(path), "label_unparsable", f"line {lineno}: no image_id", "row ignored")
+            )
             continue
         if image_id in seen:
-            problems.append(Problem(str(path), "duplicate_id", f"line {lineno}: {image_id} is listed again", "later row ignored"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "duplicate_id",
+                    f"line {lineno}: {image_id} is listed again",
+                    "later row ignored",
+                )
+            )
             continue
         seen.add(image_id)
-        bad = {column: row[column] for column in CSV_COLUMNS[1:] if column in row and not _valid_csv_value(column, row[column])}
+        bad = {
+            column: row[column]
+            for column in CSV_COLUMNS[1:]
+            if column in row and not _valid_csv_value(column, row[column])
+        }
         if bad:
             values = ", ".join(f"{k}={v!r:.40}" for k, v in bad.items())
-            problems.append(Problem(str(path), "csv_value_unparsable", f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a count)", "values treated as unknown"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "csv_value_unparsable",
+                    f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a count)",
+                    "values treated as unknown",
+                )
+            )
             row.update(dict.fromkeys(bad, ""))
         rows.append(row)
     return rows
 
 
 def _valid_csv_value(column: str, value: str) -> bool:
-    return value.isdigit() and value.isascii() if column == "fracture_count" else value in ("0", "1")
+    return (
+        value.isdigit() and value.isascii() if column == "fracture_count" else value in ("0", "1")
+    )
 
 
 def _body_part(row: dict[str, str]) -> str:
@@ -161,13 +215,22 @@ def _read_official_split(root: Path, problems: list[Problem]) -> dict[str, str]:
             image_id = row.get("image_id")
             image_id = image_id.strip() if isinstance(image_id, str) else ""
             if image_id in split_of and split_of[image_id] != split:
-                problems.append(Problem(str(path), "duplicate_id", f"{image_id} is in the {split_of[image_id]} and {split} splits", f"kept in {split_of[image_id]}"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        "duplicate_id",
+                        f"{image_id} is in the {split_of[image_id]} and {split} splits",
+                        f"kept in {split_of[image_id]}",
+                    )
+                )
             elif image_id:
                 split_of[image_id] = split
     return split_of
 
 
-def _fallback_boxes(root: Path, image_id: str, width: int, height: int) -> tuple[list[Box], list[Problem], str]:
+def _fallback_boxes(
+    root: Path, image_id: str, width: int, height: int
+) -> tuple[list[Box], list[Problem], str]:
     """Boxes from the YOLO txt (finer than VOC's integers), else the VOC XML.
 
     A label file that cannot be read is reported and the next source is tried; with none
@@ -180,7 +243,14 @@ def _fallback_boxes(root: Path, image_id: str, width: int, height: int) -> tuple
         try:
             text = yolo.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError):
-            problems.append(Problem(str(yolo), "label_unreadable", "not UTF-8 text (binary data?)", "boxes taken from PASCAL VOC if present"))
+            problems.append(
+                Problem(
+                    str(yolo),
+                    "label_unreadable",
+                    "not UTF-8 text (binary data?)",
+                    "boxes taken from PASCAL VOC if present",
+                )
+            )
         else:
             boxes, yolo_problems = parse_yolo_label(text, width, height, 1, str(yolo))
             return boxes, problems + yolo_problems, "YOLO"
@@ -189,7 +259,9 @@ def _fallback_boxes(root: Path, image_id: str, width: int, height: int) -> tuple
         try:
             boxes, voc_problems = parse_voc_xml(voc, FRACATLAS_CLASSES)
         except DataError as exc:
-            problems.append(Problem(str(voc), "label_unreadable", exc.message, "no boxes from this file"))
+            problems.append(
+                Problem(str(voc), "label_unreadable", exc.message, "no boxes from this file")
+            )
             return [], problems, ""
         return boxes, problems + voc_problems, "PASCAL VOC"
     return [], problems, ""
@@ -202,13 +274,27 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
     on_disk: dict[str, tuple[Path, int]] = {}
     for folder, folder_label in FOLDERS.items():
         if not (root / "images" / folder).is_dir():
-            problems.append(Problem(str(root / "images" / folder), "missing_file", "folder missing", "no images of this class"))
+            problems.append(
+                Problem(
+                    str(root / "images" / folder),
+                    "missing_file",
+                    "folder missing",
+                    "no images of this class",
+                )
+            )
             continue
         paths, listing_problems = list_images(root / "images" / folder)
         problems += listing_problems
         for path in paths:
             if path.name in on_disk:
-                problems.append(Problem(str(path), "duplicate_id", f"{path.name} is in both image folders", "second copy skipped"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        "duplicate_id",
+                        f"{path.name} is in both image folders",
+                        "second copy skipped",
+                    )
+                )
                 continue
             on_disk[path.name] = (path, folder_label)
     if not on_disk:
@@ -220,14 +306,23 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
     official = _read_official_split(root, problems)
     coco = parse_coco(root / COCO_FILE) if (root / COCO_FILE).is_file() else None
     if coco is None:
-        problems.append(Problem(str(root / COCO_FILE), "missing_file", "no COCO file", "boxes read from YOLO txt / PASCAL VOC"))
+        problems.append(
+            Problem(
+                str(root / COCO_FILE),
+                "missing_file",
+                "no COCO file",
+                "boxes read from YOLO txt / PASCAL VOC",
+            )
+        )
     else:
         problems += coco.problems
     _report_listed_but_missing(root, on_disk, row_of, official, coco, problems)
 
     names = list(on_disk)
     records: list[ImageRecord] = []
-    for name, info in zip(names, probe_images([on_disk[n][0] for n in names], full=full_check), strict=True):
+    for name, info in zip(
+        names, probe_images([on_disk[n][0] for n in names], full=full_check), strict=True
+    ):
         path, folder_label = on_disk[name]
         if isinstance(info, ImageError):
             problems.append(Problem(str(path), "image_corrupt", info.message, "image skipped"))
@@ -260,23 +355,54 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
     return AnnotatedDataset(records, FRACATLAS_CLASSES, "fracatlas", root, problems)
 
 
-def _resolve_label(path: Path, folder_label: int, boxes: tuple[Box, ...], row: dict[str, str], source: str, problems: list[Problem]) -> int:
+def _resolve_label(
+    path: Path,
+    folder_label: int,
+    boxes: tuple[Box, ...],
+    row: dict[str, str],
+    source: str,
+    problems: list[Problem],
+) -> int:
     """Folder and boxes decide; the CSV flag is only checked against them."""
     label = 1 if (folder_label or boxes) else 0
     folder = "Fractured" if folder_label else "Non_fractured"
     if boxes and not folder_label:
-        problems.append(Problem(str(path), "label_conflict", f"in images/{folder} but has {len(boxes)} box(es) in {source}", "labelled fractured (boxes win)"))
+        problems.append(
+            Problem(
+                str(path),
+                "label_conflict",
+                f"in images/{folder} but has {len(boxes)} box(es) in {source}",
+                "labelled fractured (boxes win)",
+            )
+        )
     if row.get("fractured") in ("0", "1") and int(row["fractured"]) != label:
         problems.append(
-            Problem(str(path), "label_conflict", f"dataset.csv says fractured={row['fractured']} but the image is in images/{folder} with {len(boxes)} box(es)", f"trusted folder and boxes: fractured={label}")
+            Problem(
+                str(path),
+                "label_conflict",
+                f"dataset.csv says fractured={row['fractured']} but the image is in images/{folder} with {len(boxes)} box(es)",
+                f"trusted folder and boxes: fractured={label}",
+            )
         )
     if label and not boxes:
-        problems.append(Problem(str(path), "fractured_without_box", "fractured image without any box", "kept for classification, left out of detection outputs"))
+        problems.append(
+            Problem(
+                str(path),
+                "fractured_without_box",
+                "fractured image without any box",
+                "kept for classification, left out of detection outputs",
+            )
+        )
     return label
 
 
 def _report_listed_but_missing(
-    root: Path, on_disk: dict[str, tuple[Path, int]], row_of: dict, official: dict, coco: CocoContent | None, problems: list[Problem]
+    root: Path,
+    on_disk: dict[str, tuple[Path, int]],
+    row_of: dict,
+    official: dict,
+    coco: CocoContent | None,
+    problems: list[Problem],
 ) -> None:
     """One problem per image named by an annotation source but absent from images/."""
     present = {Path(name).stem for name in on_disk}
@@ -285,14 +411,23 @@ def _report_listed_but_missing(
         listed["COCO"] = coco.sizes
     for folder, suffix in ((YOLO_DIR, ".txt"), (VOC_DIR, ".xml")):
         if (root / folder).is_dir():
-            listed[folder.name] = [n for n in os.listdir(root / folder) if n.endswith(suffix) and n != "labels.txt"]
+            listed[folder.name] = [
+                n for n in os.listdir(root / folder) if n.endswith(suffix) and n != "labels.txt"
+            ]
     sources: dict[str, list[str]] = {}
     for source, names in listed.items():
         for name in names:
             if Path(name).stem not in present:
                 sources.setdefault(Path(name).stem, []).append(source)
     for stem, where in sorted(sources.items()):
-        problems.append(Problem(stem, "annotation_without_image", f"listed in {', '.join(where)} but not in images/", "ignored"))
+        problems.append(
+            Problem(
+                stem,
+                "annotation_without_image",
+                f"listed in {', '.join(where)} but not in images/",
+                "ignored",
+            )
+        )
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -327,8 +462,13 @@ def write_fracatlas_annotations(
     for record in records:
         name = name_of(record)
         stem = Path(name).stem
-        (out / VOC_DIR / f"{stem}.xml").write_text(format_voc_xml(name, record.width, record.height, record.boxes, class_names), encoding="utf-8")
-        (out / YOLO_DIR / f"{stem}.txt").write_text(format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8")
+        (out / VOC_DIR / f"{stem}.xml").write_text(
+            format_voc_xml(name, record.width, record.height, record.boxes, class_names),
+            encoding="utf-8",
+        )
+        (out / YOLO_DIR / f"{stem}.txt").write_text(
+            format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8"
+        )
     (out / YOLO_DIR / "labels.txt").write_text("\n".join(class_names) + "\n", encoding="utf-8")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -339,4 +479,6 @@ def write_fracatlas_annotations(
     inverse = {v: k for k, v in SPLIT_FILES.items()}
     for split, file_stem in inverse.items():
         names = [name_of(r) for r in fractured if r.split == split]
-        (out / SPLIT_DIR / f"{file_stem}.csv").write_text("image_id\n" + "".join(f"{n}\n" for n in names), encoding="utf-8")
+        (out / SPLIT_DIR / f"{file_stem}.csv").write_text(
+            "image_id\n" + "".join(f"{n}\n" for n in names), encoding="utf-8"
+        )

@@ -49,7 +49,9 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_boxes(gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou: float = 0.5) -> list[bool]:
+def match_boxes(
+    gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou: float = 0.5
+) -> list[bool]:
     """Whether each prediction is a true positive: greedy by score, one ground-truth box each, same class."""
     order = sorted(range(len(predictions)), key=lambda i: -predictions[i][1])
     taken: set[int] = set()
@@ -69,7 +71,9 @@ def match_boxes(gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou
     return hits
 
 
-def content_region(height: int, width: int, size: int, *, keep_aspect: bool = True) -> tuple[int, int, int, int]:
+def content_region(
+    height: int, width: int, size: int, *, keep_aspect: bool = True
+) -> tuple[int, int, int, int]:
     """``(top, left, h, w)`` of an ``height x width`` image inside the model's padded ``size`` square.
 
     Mirrors albumentations' LongestMaxSize (``round``) and centred PadIfNeeded; checked
@@ -82,22 +86,38 @@ def content_region(height: int, width: int, size: int, *, keep_aspect: bool = Tr
     return (size - h) // 2, (size - w) // 2, h, w
 
 
-def box_to_model_frame(box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True) -> Box:
+def box_to_model_frame(
+    box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True
+) -> Box:
     """A box of the original ``height x width`` image in the model's ``size`` square (letterboxed or stretched)."""
     top, left, h, w = content_region(height, width, size, keep_aspect=keep_aspect)
     sx, sy = w / width, h / height
-    return Box(left + box.x1 * sx, top + box.y1 * sy, left + box.x2 * sx, top + box.y2 * sy, box.label)
+    return Box(
+        left + box.x1 * sx, top + box.y1 * sy, left + box.x2 * sx, top + box.y2 * sy, box.label
+    )
 
 
-def box_from_model_frame(box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True) -> Box:
+def box_from_model_frame(
+    box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True
+) -> Box:
     """The inverse of :func:`box_to_model_frame`: back to the original image's pixels."""
     top, left, h, w = content_region(height, width, size, keep_aspect=keep_aspect)
     sx, sy = width / w, height / h
-    return Box((box.x1 - left) * sx, (box.y1 - top) * sy, (box.x2 - left) * sx, (box.y2 - top) * sy, box.label)
+    return Box(
+        (box.x1 - left) * sx,
+        (box.y1 - top) * sy,
+        (box.x2 - left) * sx,
+        (box.y2 - top) * sy,
+        box.label,
+    )
 
 
 def scale_boxes(
-    boxes: Sequence[Box], scores: Sequence[float], *, from_shape: tuple[int, int], to_shape: tuple[int, int]
+    boxes: Sequence[Box],
+    scores: Sequence[float],
+    *,
+    from_shape: tuple[int, int],
+    to_shape: tuple[int, int],
 ) -> tuple[list[Box], list[float]]:
     """Boxes of an image resized from ``from_shape`` to ``to_shape`` (both ``(h, w)``), clipped to it.
 

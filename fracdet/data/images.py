@@ -35,10 +35,31 @@ DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _EXIF_ORIENTATION = 0x0112
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _TAIL_BYTES = 1024
-_END_MARKERS = {"JPEG": (b"\xff\xd9", 2), "PNG": (b"IEND", 8)}  # marker, bytes from its start to the end of file
+_END_MARKERS = {
+    "JPEG": (b"\xff\xd9", 2),
+    "PNG": (b"IEND", 8),
+}  # marker, bytes from its start to the end of file
 # PIL's format plugins raise these (not only OSError) on hostile or damaged files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError, struct.error)
-_SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+)
+_SUFFIX_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +163,9 @@ def _decode_or_truncated(img: Image.Image, fmt: str, path: Path) -> None:
     try:
         img.load()
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
-        raise ImageError(f"truncated {fmt} (no end-of-image marker, and decoding fails: {_one_line(exc)})", path) from exc
+        raise ImageError(
+            f"truncated {fmt} (no end-of-image marker, and decoding fails: {_one_line(exc)})", path
+        ) from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -161,7 +184,9 @@ def _orientation(img: Image.Image) -> int:
 
 def _read_dicom_info(path: Path) -> ImageInfo:
     dataset = _read_dicom(path, defer=True)
-    return ImageInfo(int(dataset.Columns), int(dataset.Rows), str(dataset.PhotometricInterpretation), "DICOM")
+    return ImageInfo(
+        int(dataset.Columns), int(dataset.Rows), str(dataset.PhotometricInterpretation), "DICOM"
+    )
 
 
 def _read_dicom(path: Path, *, defer: bool):  # -> pydicom.Dataset

@@ -16,9 +16,19 @@ __all__ = ["MANIFEST_COLUMNS", "LABEL_NAMES", "format_manifest", "read_manifest"
 
 LABEL_NAMES: tuple[str, str] = ("not_fractured", "fractured")
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "image_id", "path", "label", "label_name", "split", "group", "body_part",
-    "width", "height", "n_boxes", "boxes", "source_path",
-)  # fmt: skip
+    "image_id",
+    "path",
+    "label",
+    "label_name",
+    "split",
+    "group",
+    "body_part",
+    "width",
+    "height",
+    "n_boxes",
+    "boxes",
+    "source_path",
+)
 
 
 def format_manifest(records: Sequence[ImageRecord], paths: Sequence[str]) -> str:
@@ -26,7 +36,11 @@ def format_manifest(records: Sequence[ImageRecord], paths: Sequence[str]) -> str
 
     Dataset attributes (FracAtlas view and hardware flags...) follow as extra columns.
     """
-    extra = sorted({k for r in records for k in r.attributes} - set(MANIFEST_COLUMNS) - {"fractured", "fracture_count"})
+    extra = sorted(
+        {k for r in records for k in r.attributes}
+        - set(MANIFEST_COLUMNS)
+        - {"fractured", "fracture_count"}
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*MANIFEST_COLUMNS, *extra])
@@ -34,12 +48,21 @@ def format_manifest(records: Sequence[ImageRecord], paths: Sequence[str]) -> str
         boxes = json.dumps([[round(v, 3) for v in b.as_list()] + [b.label] for b in record.boxes])
         writer.writerow(
             [
-                record.image_id, path, record.label, LABEL_NAMES[record.label], record.split or "",
-                record.group, record.body_part, record.width, record.height, len(record.boxes),
-                boxes, os.path.abspath(record.path),
+                record.image_id,
+                path,
+                record.label,
+                LABEL_NAMES[record.label],
+                record.split or "",
+                record.group,
+                record.body_part,
+                record.width,
+                record.height,
+                len(record.boxes),
+                boxes,
+                os.path.abspath(record.path),
                 *(record.attributes.get(k, "") for k in extra),
             ]
-        )  # fmt: skip
+        )
     return buffer.getvalue()
 
 
@@ -56,7 +79,9 @@ def read_manifest(path: str | Path) -> list[ImageRecord]:
             reader = csv.DictReader(fh)
             missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or [])
             if missing:
-                raise DataError(f"not a fracdet manifest (missing columns: {', '.join(sorted(missing))})", path)
+                raise DataError(
+                    f"not a fracdet manifest (missing columns: {', '.join(sorted(missing))})", path
+                )
             return [_record(row, lineno, path) for lineno, row in enumerate(reader, start=2)]
     except UnicodeDecodeError as exc:
         raise DataError("not UTF-8 CSV text (binary data?)", path) from exc
@@ -68,7 +93,9 @@ def _record(row: dict, lineno: int, path: Path) -> ImageRecord:
     try:
         if any(row[column] is None for column in MANIFEST_COLUMNS):
             raise ValueError("the row has fewer fields than the header")
-        boxes = tuple(Box(*map(float, b[:4]), label=int(b[4])) for b in json.loads(row["boxes"] or "[]"))
+        boxes = tuple(
+            Box(*map(float, b[:4]), label=int(b[4])) for b in json.loads(row["boxes"] or "[]")
+        )
         label = int(row["label"])
         if label not in (0, 1):
             raise ValueError(f"label must be 0 or 1, got {label}")
@@ -83,7 +110,21 @@ def _record(row: dict, lineno: int, path: Path) -> ImageRecord:
             group=row["group"],
             split=row["split"] or None,
             body_part=row["body_part"],
-            attributes={k: v for k, v in row.items() if isinstance(k, str) and k not in MANIFEST_COLUMNS and k != "label_name"},
+            attributes={
+                k: v
+                for k, v in row.items()
+                if isinstance(k, str) and k not in MANIFEST_COLUMNS and k != "label_name"
+            },
         )
-    except (ValueError, TypeError, IndexError, KeyError, OverflowError, RecursionError) as exc:  # JSONDecodeError is a ValueError
-        raise DataError(f"line {lineno}: cannot parse ({' '.join(str(exc).split()) or type(exc).__name__})", path) from exc
+    except (
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        OverflowError,
+        RecursionError,
+    ) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(
+            f"line {lineno}: cannot parse ({' '.join(str(exc).split()) or type(exc).__name__})",
+            path,
+        ) from exc

@@ -13,7 +13,14 @@ from fracdet.data.images import IMAGE_SUFFIXES, ImageInfo, is_dicom, read_image_
 from fracdet.errors import DataError, ImageError
 from fracdet.log import progress
 
-__all__ = ["OtherFile", "FolderScan", "scan_folder", "list_images", "probe_images", "sanitize_boxes"]
+__all__ = [
+    "OtherFile",
+    "FolderScan",
+    "scan_folder",
+    "list_images",
+    "probe_images",
+    "sanitize_boxes",
+]
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,9 @@ def _classify_entry(entry: os.DirEntry) -> tuple[bool, str | None]:
     return False, "not a regular file (FIFO, socket or device)"
 
 
-def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None = None) -> FolderScan:
+def scan_folder(
+    folder: Path, *, recursive: bool = False, exclude: Path | None = None
+) -> FolderScan:
     """Sort the files of ``folder`` into raster images, DICOM files and the rest, with reasons.
 
     Raster images are the suffixes of :data:`IMAGE_SUFFIXES`; DICOM is found by suffix or by
@@ -82,7 +91,13 @@ def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None =
         except OSError as exc:
             if where == folder:
                 raise DataError(f"cannot list folder ({exc.strerror or exc})", folder) from exc
-            others.append(OtherFile(prefix.rstrip("/"), "unreadable_folder", f"cannot list folder ({exc.strerror or exc})"))
+            others.append(
+                OtherFile(
+                    prefix.rstrip("/"),
+                    "unreadable_folder",
+                    f"cannot list folder ({exc.strerror or exc})",
+                )
+            )
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -90,7 +105,11 @@ def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None =
             rel = prefix + entry.name
             is_dir, unreadable = _classify_entry(entry)
             if is_dir:
-                if recursive and not entry.is_symlink() and (skip is None or os.path.realpath(entry.path) != skip):
+                if (
+                    recursive
+                    and not entry.is_symlink()
+                    and (skip is None or os.path.realpath(entry.path) != skip)
+                ):
                     pending.append((Path(entry.path), rel + "/"))
             elif unreadable is not None:
                 others.append(OtherFile(rel, "unreadable_file", unreadable))
@@ -100,8 +119,14 @@ def scan_folder(folder: Path, *, recursive: bool = False, exclude: Path | None =
                 dicoms.append(rel)
             else:
                 suffix = PurePosixPath(rel).suffix.lower()
-                others.append(OtherFile(rel, "not_an_image", f"suffix {suffix or '(none)'} is not an image format"))
-    return FolderScan(tuple(sorted(images)), tuple(sorted(dicoms)), tuple(sorted(others, key=lambda o: o.path)))
+                others.append(
+                    OtherFile(
+                        rel, "not_an_image", f"suffix {suffix or '(none)'} is not an image format"
+                    )
+                )
+    return FolderScan(
+        tuple(sorted(images)), tuple(sorted(dicoms)), tuple(sorted(others, key=lambda o: o.path))
+    )
 
 
 def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], list[Problem]]:
@@ -116,9 +141,19 @@ def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], l
     found: list[tuple[Path, Problem]] = []
     for rel in scan.dicoms:
         detail = "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; export it to PNG first"
-        found.append((folder / rel, Problem(str(folder / rel), "unsupported_format", detail, "image skipped")))
+        found.append(
+            (
+                folder / rel,
+                Problem(str(folder / rel), "unsupported_format", detail, "image skipped"),
+            )
+        )
     for other in scan.others:
-        found.append((folder / other.path, Problem(str(folder / other.path), other.kind, other.detail, "ignored")))
+        found.append(
+            (
+                folder / other.path,
+                Problem(str(folder / other.path), other.kind, other.detail, "ignored"),
+            )
+        )
     found.sort(key=lambda pair: pair[0])
     return sorted(folder / rel for rel in scan.images), [problem for _, problem in found]
 
@@ -139,7 +174,9 @@ def probe_images(paths: Sequence[Path], *, full: bool = False) -> list[ImageInfo
     return [_probe(path, full) for path in progress(paths, "Checking images", total=len(paths))]
 
 
-def sanitize_boxes(boxes: Iterable[Box], width: int, height: int, file: str) -> tuple[tuple[Box, ...], list[Problem]]:
+def sanitize_boxes(
+    boxes: Iterable[Box], width: int, height: int, file: str
+) -> tuple[tuple[Box, ...], list[Problem]]:
     """Clip boxes to the image and drop those with no area left, reporting both."""
     kept: list[Box] = []
     problems: list[Problem] = []
@@ -147,9 +184,23 @@ def sanitize_boxes(boxes: Iterable[Box], width: int, height: int, file: str) -> 
         clipped, kind = clip_box(box, width, height)
         coords = ", ".join(f"{v:.1f}" for v in box.as_list())
         if clipped is None:
-            problems.append(Problem(file, kind or "box_zero_area", f"box [{coords}] in a {width}x{height} image", "box dropped"))
+            problems.append(
+                Problem(
+                    file,
+                    kind or "box_zero_area",
+                    f"box [{coords}] in a {width}x{height} image",
+                    "box dropped",
+                )
+            )
             continue
         if kind:
-            problems.append(Problem(file, kind, f"box [{coords}] outside the {width}x{height} image", "box clipped to the image"))
+            problems.append(
+                Problem(
+                    file,
+                    kind,
+                    f"box [{coords}] outside the {width}x{height} image",
+                    "box clipped to the image",
+                )
+            )
         kept.append(clipped)
     return tuple(kept), problems

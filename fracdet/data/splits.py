@@ -16,7 +16,14 @@ from dataclasses import dataclass, field, replace
 from fracdet.data.formats import SPLITS, ImageRecord, Problem
 from fracdet.errors import ConfigError
 
-__all__ = ["SplitReport", "assign_splits", "apply_group_regex", "study_sample", "DEFAULT_FRACTIONS", "STUDY_FRACTIONS"]
+__all__ = [
+    "SplitReport",
+    "assign_splits",
+    "apply_group_regex",
+    "study_sample",
+    "DEFAULT_FRACTIONS",
+    "STUDY_FRACTIONS",
+]
 
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 #: The robust-transfer study's classification split: 80/10/10, stratified.
@@ -48,7 +55,9 @@ def apply_group_regex(records: Sequence[ImageRecord], pattern: str) -> list[Imag
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(f"--group-regex {pattern!r} is not a valid regular expression ({exc})") from exc
+        raise ConfigError(
+            f"--group-regex {pattern!r} is not a valid regular expression ({exc})"
+        ) from exc
     out = []
     for record in records:
         match = regex.search(record.image_id)
@@ -57,7 +66,9 @@ def apply_group_regex(records: Sequence[ImageRecord], pattern: str) -> list[Imag
     return out
 
 
-def study_sample(records: Sequence[ImageRecord], *, negative_ratio: float = 1.0, seed: int = 0) -> tuple[list[ImageRecord], dict[str, int | float]]:
+def study_sample(
+    records: Sequence[ImageRecord], *, negative_ratio: float = 1.0, seed: int = 0
+) -> tuple[list[ImageRecord], dict[str, int | float]]:
     """The robust-transfer study's classification set: every fractured image and a seeded sample of the others.
 
     ``negative_ratio`` non-fractured images are drawn per fractured one (1.0: a balanced set,
@@ -65,19 +76,28 @@ def study_sample(records: Sequence[ImageRecord], *, negative_ratio: float = 1.0,
     the kept records stay in their input order. Returns the kept records and the counts.
     """
     if not negative_ratio > 0:
-        raise ConfigError(f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {negative_ratio}")
+        raise ConfigError(
+            f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {negative_ratio}"
+        )
     positives = [k for k, r in enumerate(records) if r.label]
     negatives = [k for k, r in enumerate(records) if not r.label]
     wanted = min(len(negatives), round(negative_ratio * len(positives)))
     drawn = set(random.Random(seed).sample(negatives, wanted))
     kept = [r for k, r in enumerate(records) if r.label or k in drawn]
-    counts = {"fractured": len(positives), "non_fractured_drawn": wanted, "non_fractured_available": len(negatives), "negative_ratio": negative_ratio}
+    counts = {
+        "fractured": len(positives),
+        "non_fractured_drawn": wanted,
+        "non_fractured_available": len(negatives),
+        "negative_ratio": negative_ratio,
+    }
     return kept, counts
 
 
 def _validate(fractions: Sequence[float]) -> dict[str, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ConfigError(f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        raise ConfigError(
+            f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
+        )
     return dict(zip(SPLITS, (float(f) for f in fractions), strict=True))
 
 
@@ -134,7 +154,11 @@ def assign_splits(
         total = wanted[key]["total"]
         # Furthest below target in this stratum; ties (common in small strata) go to the
         # split furthest below target overall, so small splits are not starved.
-        score = {s: (targets[s] * total - have[key][s], targets[s] * len(records) - overall[s]) for s in SPLITS if targets[s] > 0}
+        score = {
+            s: (targets[s] * total - have[key][s], targets[s] * len(records) - overall[s])
+            for s in SPLITS
+            if targets[s] > 0
+        }
         chosen = max(score, key=score.__getitem__)
         split_of_group[group] = chosen
         have[key][chosen] += len(members[group])
@@ -144,12 +168,19 @@ def assign_splits(
     report = SplitReport("official+grouped" if official else "grouped-stratified", targets)
     for split in SPLITS:
         in_split = [r for r in assigned if r.split == split]
-        by_class = Counter(class_names[r.label] if r.label < len(class_names) else str(r.label) for r in in_split)
+        by_class = Counter(
+            class_names[r.label] if r.label < len(class_names) else str(r.label) for r in in_split
+        )
         report.counts[split] = {name: by_class.get(name, 0) for name in class_names}
         report.groups[split] = len({r.group or r.image_id for r in in_split})
     report.leaking_groups = sorted(leaking)
     problems = [
-        Problem(group, "official_split_leak", "the official split puts images of this group in more than one split", f"whole group kept in {split_of_group[group]}")
+        Problem(
+            group,
+            "official_split_leak",
+            "the official split puts images of this group in more than one split",
+            f"whole group kept in {split_of_group[group]}",
+        )
         for group in report.leaking_groups
     ]
     return assigned, report, problems

@@ -21,7 +21,13 @@ from fracdet.data.formats import (
 from fracdet.data.scan import list_images, probe_images, sanitize_boxes
 from fracdet.errors import DataError, ImageError
 
-__all__ = ["read_yolo_dataset", "read_class_names", "write_yolo_labels", "yolo_data_yaml", "label_path_for"]
+__all__ = [
+    "read_yolo_dataset",
+    "read_class_names",
+    "write_yolo_labels",
+    "yolo_data_yaml",
+    "label_path_for",
+]
 
 _SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
@@ -53,7 +59,9 @@ def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
         try:
             ordered = [names[i] for i in range(len(names))]
         except KeyError as exc:
-            raise DataError(f"names must be numbered 0..{len(names) - 1} (missing {exc})", path) from exc
+            raise DataError(
+                f"names must be numbered 0..{len(names) - 1} (missing {exc})", path
+            ) from exc
     elif isinstance(names, list):
         ordered = names
     else:
@@ -69,13 +77,18 @@ def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
 
 def _inside(path: Path, root: Path) -> bool:
     """Whether ``path`` stays inside ``root`` once ``..`` is resolved (lexically: links inside the dataset may point anywhere)."""
-    return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(os.path.normpath(os.path.abspath(root)))
+    return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(
+        os.path.normpath(os.path.abspath(root))
+    )
 
 
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
-    except (OSError, ValueError):  # a name too long or with a NUL byte, no permission: not a usable file either way
+    except (
+        OSError,
+        ValueError,
+    ):  # a name too long or with a NUL byte, no permission: not a usable file either way
         return False
 
 
@@ -87,7 +100,9 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _split_images(entry: object, root: Path, path: Path, problems: list[Problem]) -> dict[Path, str]:
+def _split_images(
+    entry: object, root: Path, path: Path, problems: list[Problem]
+) -> dict[Path, str]:
     """Image path -> image id (relative to the split folder, as users name their files).
 
     Folders and list files are what the user's data.yaml names; the image paths inside a
@@ -95,7 +110,9 @@ def _split_images(entry: object, root: Path, path: Path, problems: list[Problem]
     """
     items = entry if isinstance(entry, list) else [entry]
     if not all(isinstance(item, str) and item for item in items):
-        raise DataError(f"a split must be a folder or list file (or a list of them), got {entry!r}", path)
+        raise DataError(
+            f"a split must be a folder or list file (or a list of them), got {entry!r}", path
+        )
     images: dict[Path, str] = {}
     for item in items:
         where = (root / item) if not Path(item).is_absolute() else Path(item)
@@ -123,9 +140,23 @@ def _listed_images(listing: Path, root: Path, problems: list[Problem]) -> dict[P
         p = Path(name) if Path(name).is_absolute() else listing.parent / name
         p = Path(os.path.normpath(p))
         if not _inside(p, root):
-            problems.append(Problem(str(listing), "path_outside_dataset", f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, never opened)", "image skipped"))
+            problems.append(
+                Problem(
+                    str(listing),
+                    "path_outside_dataset",
+                    f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, never opened)",
+                    "image skipped",
+                )
+            )
         elif not _is_file(p):
-            problems.append(Problem(str(listing), "annotation_without_image", f"line {lineno}: {name!r} not found", "image skipped"))
+            problems.append(
+                Problem(
+                    str(listing),
+                    "annotation_without_image",
+                    f"line {lineno}: {name!r} not found",
+                    "image skipped",
+                )
+            )
         else:
             images[p] = p.name
     return images
@@ -151,7 +182,14 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
             continue
         for image, image_id in _split_images(doc[key], root, path, problems).items():
             if image in split_of:
-                problems.append(Problem(str(image), "duplicate_id", f"listed in both {split_of[image]} and {split}", f"kept in {split_of[image]}"))
+                problems.append(
+                    Problem(
+                        str(image),
+                        "duplicate_id",
+                        f"listed in both {split_of[image]} and {split}",
+                        f"kept in {split_of[image]}",
+                    )
+                )
             else:
                 split_of[image], id_of[image] = split, image_id
     if not split_of:
@@ -169,16 +207,43 @@ def read_yolo_dataset(data_yaml: Path, *, full_check: bool = False) -> Annotated
         if _is_file(label_file):
             text = _read_text(label_file)
             if text is None:
-                problems.append(Problem(str(label_file), "label_unreadable", "not UTF-8 text (binary data?)", "image skipped"))
+                problems.append(
+                    Problem(
+                        str(label_file),
+                        "label_unreadable",
+                        "not UTF-8 text (binary data?)",
+                        "image skipped",
+                    )
+                )
                 continue
-            raw, label_problems = parse_yolo_label(text, info.width, info.height, len(class_names), str(label_file))
+            raw, label_problems = parse_yolo_label(
+                text, info.width, info.height, len(class_names), str(label_file)
+            )
             problems += label_problems
         else:
             raw = []
-            problems.append(Problem(str(image), "image_without_label", f"no {label_file.name}", "treated as negative"))
+            problems.append(
+                Problem(
+                    str(image),
+                    "image_without_label",
+                    f"no {label_file.name}",
+                    "treated as negative",
+                )
+            )
         boxes, box_problems = sanitize_boxes(raw, info.width, info.height, str(label_file))
         problems += box_problems
-        records.append(ImageRecord(id_of[image], image, info.width, info.height, int(bool(boxes)), boxes, group=image.stem, split=split_of[image]))
+        records.append(
+            ImageRecord(
+                id_of[image],
+                image,
+                info.width,
+                info.height,
+                int(bool(boxes)),
+                boxes,
+                group=image.stem,
+                split=split_of[image],
+            )
+        )
     return AnnotatedDataset(records, class_names, "yolo", root, problems)
 
 
@@ -191,7 +256,14 @@ def _labels_without_images(split_of: dict[Path, str]) -> list[Problem]:
             for name in sorted(os.listdir(folder)):
                 candidate = folder / name
                 if name.endswith(".txt") and candidate not in expected and name != "classes.txt":
-                    problems.append(Problem(str(candidate), "label_without_image", "no image with this name", "ignored"))
+                    problems.append(
+                        Problem(
+                            str(candidate),
+                            "label_without_image",
+                            "no image with this name",
+                            "ignored",
+                        )
+                    )
     return problems
 
 
@@ -209,6 +281,6 @@ def write_yolo_labels(records: Sequence[ImageRecord], out: Path) -> None:
         (out / "labels" / str(split)).mkdir(parents=True, exist_ok=True)
     for record in records:
         stem = Path(flat_name(record.image_id)).stem
-        (out / "labels" / str(record.split) / f"{stem}.txt").write_text(format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8")
-
-
+        (out / "labels" / str(record.split) / f"{stem}.txt").write_text(
+            format_yolo_label(record.boxes, record.width, record.height), encoding="utf-8"
+        )

@@ -42,7 +42,11 @@ _SMALL, _MEDIUM = 32**2, 96**2
 # --- the pycocotools boundary --------------------------------------------------------------
 
 
-def to_coco_gt(records: Sequence[ImageRecord], class_names: Sequence[str], image_ids: Sequence[int | str] | None = None) -> dict[str, Any]:
+def to_coco_gt(
+    records: Sequence[ImageRecord],
+    class_names: Sequence[str],
+    image_ids: Sequence[int | str] | None = None,
+) -> dict[str, Any]:
     """A COCO ground-truth dict of ``records``: image ``k`` (1-based) is ``records[k - 1]``, or has ``image_ids[k - 1]``.
 
     Category ids are ``Box.label + 1``, as the converter writes them; images without boxes are
@@ -52,7 +56,11 @@ def to_coco_gt(records: Sequence[ImageRecord], class_names: Sequence[str], image
 
 
 def predictions_to_coco_results(
-    image_id: int | str, boxes: Sequence[Box], scores: Sequence[float], *, first_category_id: int = 1
+    image_id: int | str,
+    boxes: Sequence[Box],
+    scores: Sequence[float],
+    *,
+    first_category_id: int = 1,
 ) -> list[dict[str, Any]]:
     """COCO results rows for one image from pixel-xyxy boxes (``Box.label`` is the 0-based class).
 
@@ -71,10 +79,17 @@ def predictions_to_coco_results(
     ]
 
 
-def to_coco_results(predictions: Sequence[tuple[Sequence[Box], Sequence[float]]], image_ids: Sequence[int | str] | None = None) -> list[dict[str, Any]]:
+def to_coco_results(
+    predictions: Sequence[tuple[Sequence[Box], Sequence[float]]],
+    image_ids: Sequence[int | str] | None = None,
+) -> list[dict[str, Any]]:
     """COCO results rows for ``(boxes, scores)`` per image, numbered as :func:`to_coco_gt` numbers them."""
     numbered = zip(image_ids or range(1, len(predictions) + 1), predictions, strict=True)
-    return [row for image_id, (boxes, scores) in numbered for row in predictions_to_coco_results(image_id, boxes, scores)]
+    return [
+        row
+        for image_id, (boxes, scores) in numbered
+        for row in predictions_to_coco_results(image_id, boxes, scores)
+    ]
 
 
 # --- COCO mAP ------------------------------------------------------------------------------
@@ -98,9 +113,13 @@ def _check_results(doc: dict[str, Any], results: Sequence[Mapping[str, Any]]) ->
     category_ids = {c["id"] for c in doc["categories"]}
     for row in results:
         if row.get("image_id") not in image_ids:
-            raise DataError(f"a prediction refers to image id {row.get('image_id')!r}, which the ground truth does not list")
+            raise DataError(
+                f"a prediction refers to image id {row.get('image_id')!r}, which the ground truth does not list"
+            )
         if row.get("category_id") not in category_ids:
-            raise DataError(f"a prediction has category id {row.get('category_id')!r}; the ground truth has {sorted(category_ids)}")
+            raise DataError(
+                f"a prediction has category id {row.get('category_id')!r}; the ground truth has {sorted(category_ids)}"
+            )
 
 
 def _none_if_missing(value: float) -> float | None:
@@ -138,7 +157,9 @@ def coco_map(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dic
         evaluator.accumulate()
         evaluator.summarize()
     stats = evaluator.stats
-    precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, classes, areas, max dets]
+    precision = evaluator.eval[
+        "precision"
+    ]  # [IoU thresholds, recall points, classes, areas, max dets]
     per_class: dict[str, dict[str, float | None]] = {}
     curves: dict[str, list[float] | None] = {}
     for k, category in enumerate(categories):
@@ -165,7 +186,14 @@ def coco_map(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dic
     }
 
 
-def bootstrap_map_ci(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], *, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict[str, list[float] | None]:
+def bootstrap_map_ci(
+    gt: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, list[float] | None]:
     """Percentile bootstrap ``(1 - alpha)`` CIs of mAP@0.5 and mAP@0.5:0.95, resampling images.
 
     A test split of a few dozen images gives mAP a wide interval; papers rarely say so, and a
@@ -187,10 +215,15 @@ def bootstrap_map_ci(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
     draws: dict[str, list[float]] = {"map_50": [], "map_50_95": []}
     for _ in range(n_boot):
         new_images, new_boxes, new_results = [], [], []
-        for new_id, k in enumerate(rng.integers(0, len(images), size=len(images)).tolist(), start=1):
+        for new_id, k in enumerate(
+            rng.integers(0, len(images), size=len(images)).tolist(), start=1
+        ):
             old_id = images[k]["id"]
             new_images.append({**images[k], "id": new_id})
-            new_boxes += [{**ann, "id": len(new_boxes) + j + 1, "image_id": new_id} for j, ann in enumerate(boxes_of[old_id])]
+            new_boxes += [
+                {**ann, "id": len(new_boxes) + j + 1, "image_id": new_id}
+                for j, ann in enumerate(boxes_of[old_id])
+            ]
             new_results += [{**row, "image_id": new_id} for row in found_of[old_id]]
         if not new_boxes:
             continue
@@ -198,10 +231,17 @@ def bootstrap_map_ci(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
         for key in draws:
             if scores[key] is not None:
                 draws[key].append(scores[key])
-    return {f"{key}_ci95": [float(v) for v in np.quantile(x, [alpha / 2, 1 - alpha / 2])] if len(x) >= 2 else None for key, x in draws.items()}
+    return {
+        f"{key}_ci95": [float(v) for v in np.quantile(x, [alpha / 2, 1 - alpha / 2])]
+        if len(x) >= 2
+        else None
+        for key, x in draws.items()
+    }
 
 
-def _empty_result(doc: dict[str, Any], categories: list[dict[str, Any]], recall: list[float]) -> dict[str, Any]:
+def _empty_result(
+    doc: dict[str, Any], categories: list[dict[str, Any]], recall: list[float]
+) -> dict[str, Any]:
     """What COCOeval would say about no predictions: 0 where ground truth exists, else None."""
     boxes = [a for a in doc["annotations"] if not a.get("iscrowd")]
     with_gt = {a["category_id"] for a in boxes}
@@ -220,12 +260,15 @@ def _empty_result(doc: dict[str, Any], categories: list[dict[str, Any]], recall:
         "map_large": zero_if(any(a >= _MEDIUM for a in areas)),
         "ar_100": zero_if(any_gt),
         "per_class_ap": {
-            c["name"]: {"ap50_95": zero_if(c["id"] in with_gt), "ap50": zero_if(c["id"] in with_gt)} for c in categories
+            c["name"]: {"ap50_95": zero_if(c["id"] in with_gt), "ap50": zero_if(c["id"] in with_gt)}
+            for c in categories
         },
         "pr_curve": {
             "iou": 0.5,
             "recall": recall,
-            "precision": {c["name"]: ([0.0] * len(recall) if c["id"] in with_gt else None) for c in categories},
+            "precision": {
+                c["name"]: ([0.0] * len(recall) if c["id"] in with_gt else None) for c in categories
+            },
         },
         "n_images": len(doc["images"]),
         "n_gt_boxes": len(boxes),
@@ -245,13 +288,19 @@ def image_level_scores(
     score (0 when the detector found nothing).
     """
     if len(truth) != len(predicted_scores):
-        raise ValueError(f"{len(truth)} ground-truth images but {len(predicted_scores)} predicted ones")
+        raise ValueError(
+            f"{len(truth)} ground-truth images but {len(predicted_scores)} predicted ones"
+        )
     y_true = np.array([int(len(boxes) > 0) for boxes in truth], dtype=int)
-    scores = np.array([max((float(s) for s in found), default=0.0) for found in predicted_scores], dtype=float)
+    scores = np.array(
+        [max((float(s) for s in found), default=0.0) for found in predicted_scores], dtype=float
+    )
     return y_true, scores
 
 
-def image_level_metrics(y_true: Sequence[int], scores: Sequence[float], threshold: float = 0.25) -> dict[str, Any]:
+def image_level_metrics(
+    y_true: Sequence[int], scores: Sequence[float], threshold: float = 0.25
+) -> dict[str, Any]:
     """AUROC of the image score, and sensitivity/specificity when ``score >= threshold`` calls it fractured.
 
     AUROC needs both classes: with one, it is ``None`` and ``auroc_note`` says why.

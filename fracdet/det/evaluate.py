@@ -89,13 +89,21 @@ class DetEvalConfig:
     examples: int = 6
     ultralytics_val: bool = True
     trust_pickle: bool = False
-    n_boot: int = 0  # bootstrap replicates for the mAP CIs (0: none; each replicate reruns COCOeval)
+    n_boot: int = (
+        0  # bootstrap replicates for the mAP CIs (0: none; each replicate reruns COCOeval)
+    )
 
     def __post_init__(self) -> None:
         checks = [
-            (self.split in ("train", "val", "test"), f"split must be train, val or test, got {self.split!r}"),
+            (
+                self.split in ("train", "val", "test"),
+                f"split must be train, val or test, got {self.split!r}",
+            ),
             (self.batch >= 1, f"batch must be >= 1, got {self.batch}"),
-            (0.0 <= self.image_threshold <= 1.0, f"image_threshold must be in [0, 1], got {self.image_threshold}"),
+            (
+                0.0 <= self.image_threshold <= 1.0,
+                f"image_threshold must be in [0, 1], got {self.image_threshold}",
+            ),
             (self.examples >= 0, f"examples must be >= 0, got {self.examples}"),
             (self.n_boot >= 0, f"n_boot must be >= 0, got {self.n_boot}"),
         ]
@@ -106,7 +114,9 @@ class DetEvalConfig:
 
     def detect_options(self) -> DetectOptions:
         """The prediction settings of this evaluation."""
-        return DetectOptions(imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det, device=self.device)
+        return DetectOptions(
+            imgsz=self.imgsz, conf=self.conf, iou=self.iou, max_det=self.max_det, device=self.device
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,9 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     root = data_yaml.parent
     gt_path = root / "annotations" / f"instances_{cfg.split}.json"
     if not gt_path.is_file():
-        raise DataError(f"no COCO ground truth for split {cfg.split!r} (convert with the coco target)", gt_path)
+        raise DataError(
+            f"no COCO ground truth for split {cfg.split!r} (convert with the coco target)", gt_path
+        )
     images_dir = root / "images" / cfg.split
     dataset = read_coco(gt_path, images_dir)
     records = dataset.records
@@ -150,19 +162,32 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     _fail_if_none_read(records, problems, n_listed, cfg.split, gt_path)
     data_names = read_class_names(data_yaml)
     if dataset.class_names != data_names:
-        raise DataError(f"categories {list(dataset.class_names)} differ from data.yaml names {list(data_names)}", gt_path)
+        raise DataError(
+            f"categories {list(dataset.class_names)} differ from data.yaml names {list(data_names)}",
+            gt_path,
+        )
     model = load_detector(cfg.weights, trust_pickle=cfg.trust_pickle)
-    check_class_names(model_class_names(model), data_names, weights=Path(cfg.weights), data=data_yaml)
+    check_class_names(
+        model_class_names(model), data_names, weights=Path(cfg.weights), data=data_yaml
+    )
     seed_everything(cfg.seed)
 
     output = Path(cfg.output)
     with atomic_output_dir(output, overwrite=cfg.overwrite) as tmp:
-        detections = detect(model, [r.path for r in records], cfg.detect_options(), batch=cfg.batch, description=f"Detecting ({cfg.split})")
+        detections = detect(
+            model,
+            [r.path for r in records],
+            cfg.detect_options(),
+            batch=cfg.batch,
+            description=f"Detecting ({cfg.split})",
+        )
         # Scored on what could be read: a skipped image is not a missed fracture.
         problems += [_skipped(r, d) for r, d in zip(records, detections, strict=True) if not d.ok]
         n_skipped = sum(1 for p in problems if p["action"] == "image skipped")
         if n_skipped:
-            logger.warning("%d image(s) of %s skipped (listed in %s)", n_skipped, cfg.split, METRICS_NAME)
+            logger.warning(
+                "%d image(s) of %s skipped (listed in %s)", n_skipped, cfg.split, METRICS_NAME
+            )
         image_ids = [coco_ids[r.image_id] for r in records]
         gt = to_coco_gt(records, data_names, image_ids)
         results = to_coco_results([(d.boxes, d.scores) for d in detections], image_ids)
@@ -176,10 +201,16 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
         if cfg.n_boot:
             coco |= bootstrap_map_ci(gt, results, n_boot=cfg.n_boot, seed=cfg.seed)
         scored = [(records[k], detections[k]) for k in kept]
-        y_true, scores = image_level_scores([r.boxes for r, _ in scored], [d.scores for _, d in scored])
+        y_true, scores = image_level_scores(
+            [r.boxes for r, _ in scored], [d.scores for _, d in scored]
+        )
         image_level = image_level_metrics(y_true, scores, cfg.image_threshold)
         ultralytics = _ultralytics_val(model, data_yaml, cfg, tmp) if cfg.ultralytics_val else None
-        files = {"predictions": predictions_name, "metrics": METRICS_NAME, **_figures(coco, scored, cfg, tmp)}
+        files = {
+            "predictions": predictions_name,
+            "metrics": METRICS_NAME,
+            **_figures(coco, scored, cfg, tmp),
+        }
         report = {
             "fracdet_version": __version__,
             "split": cfg.split,
@@ -200,8 +231,13 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
         (tmp / METRICS_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
     logger.info(
         "%s on %s: COCO mAP@0.5 %s, mAP@[.5:.95] %s, image AUROC %s (details in %s)",
-        Path(cfg.weights).name, cfg.split, _fmt(coco["map_50"]), _fmt(coco["map_50_95"]), _fmt(image_level["auroc"]), output / METRICS_NAME,
-    )  # fmt: skip
+        Path(cfg.weights).name,
+        cfg.split,
+        _fmt(coco["map_50"]),
+        _fmt(coco["map_50_95"]),
+        _fmt(image_level["auroc"]),
+        output / METRICS_NAME,
+    )
     return DetEvalSummary(output, report)
 
 
@@ -214,13 +250,23 @@ def _problem_row(problem: Problem, images_dir: Path) -> dict[str, str]:
 
 
 def _skipped(record: ImageRecord, detection: Detection) -> dict[str, str]:
-    return {"file": str(record.path), "kind": "image_corrupt", "detail": detection.error or "", "action": "image skipped"}
+    return {
+        "file": str(record.path),
+        "kind": "image_corrupt",
+        "detail": detection.error or "",
+        "action": "image skipped",
+    }
 
 
-def _fail_if_none_read(read: list[Any], problems: list[dict[str, str]], n_listed: int, split: str, gt_path: Path) -> None:
+def _fail_if_none_read(
+    read: list[Any], problems: list[dict[str, str]], n_listed: int, split: str, gt_path: Path
+) -> None:
     if not read:
         first = next(p for p in problems if p["action"] == "image skipped")
-        raise DataError(f"none of the {n_listed} images of split {split!r} could be read (first: {first['file']}: {first['detail']})", gt_path)
+        raise DataError(
+            f"none of the {n_listed} images of split {split!r} could be read (first: {first['file']}: {first['detail']})",
+            gt_path,
+        )
 
 
 def _only_images(gt: dict[str, Any], image_ids: set[int | str]) -> dict[str, Any]:
@@ -232,17 +278,33 @@ def _only_images(gt: dict[str, Any], image_ids: set[int | str]) -> dict[str, Any
     }
 
 
-def _figures(coco: dict[str, Any], scored: list[tuple[ImageRecord, Detection]], cfg: DetEvalConfig, tmp: Path) -> dict[str, str]:
+def _figures(
+    coco: dict[str, Any], scored: list[tuple[ImageRecord, Detection]], cfg: DetEvalConfig, tmp: Path
+) -> dict[str, str]:
     """The PR curve and, when asked for, the examples grid; returns their file names by kind."""
     from fracdet.report.det_figures import plot_examples, plot_pr_curve
 
     curve = coco["pr_curve"]
     ap50 = {name: ap["ap50"] for name, ap in coco["per_class_ap"].items()}
     title = f"{Path(cfg.weights).name} on {cfg.split}"
-    files = {"pr_curve": plot_pr_curve(curve["recall"], curve["precision"], tmp / f"pr_curve_{cfg.split}.png", ap50=ap50, title=title).name}
+    files = {
+        "pr_curve": plot_pr_curve(
+            curve["recall"],
+            curve["precision"],
+            tmp / f"pr_curve_{cfg.split}.png",
+            ap50=ap50,
+            title=title,
+        ).name
+    }
     if cfg.examples:
         records, predictions = [r for r, _ in scored], [(d.boxes, d.scores) for _, d in scored]
-        drawn = plot_examples(records, predictions, tmp / f"examples_{cfg.split}.png", count=cfg.examples, score_threshold=cfg.image_threshold)
+        drawn = plot_examples(
+            records,
+            predictions,
+            tmp / f"examples_{cfg.split}.png",
+            count=cfg.examples,
+            score_threshold=cfg.image_threshold,
+        )
         if drawn is not None:
             files["examples"] = drawn.name
     return files
@@ -262,7 +324,9 @@ def _ultralytics_val(model: Any, data_yaml: Path, cfg: DetEvalConfig, tmp: Path)
         "max_det": cfg.max_det,
         "plots": False,
         "verbose": False,
-        "project": str(tmp),  # absolute: Ultralytics puts relative projects under its settings folder
+        "project": str(
+            tmp
+        ),  # absolute: Ultralytics puts relative projects under its settings folder
         "name": "ultralytics_val",
         "exist_ok": True,
     }
@@ -273,8 +337,21 @@ def _ultralytics_val(model: Any, data_yaml: Path, cfg: DetEvalConfig, tmp: Path)
             metrics = model.val(**options)
     except Exception as exc:  # a side-by-side number; its failure must not cost the COCO results
         logger.warning("Ultralytics' own val failed (%s); the COCO metrics are unaffected", exc)
-        return {"map_50": None, "map_50_95": None, "precision": None, "recall": None, "note": ULTRALYTICS_NOTE, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "map_50": None,
+            "map_50_95": None,
+            "precision": None,
+            "recall": None,
+            "note": ULTRALYTICS_NOTE,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
     finally:
         shutil.rmtree(tmp / "ultralytics_val", ignore_errors=True)
     # precision and recall at the confidence of best F1, as Ultralytics (and the FracAtlas paper) report them
-    return {"map_50": float(metrics.box.map50), "map_50_95": float(metrics.box.map), "precision": float(metrics.box.mp), "recall": float(metrics.box.mr), "note": ULTRALYTICS_NOTE}
+    return {
+        "map_50": float(metrics.box.map50),
+        "map_50_95": float(metrics.box.map),
+        "precision": float(metrics.box.mp),
+        "recall": float(metrics.box.mr),
+        "note": ULTRALYTICS_NOTE,
+    }

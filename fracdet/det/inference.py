@@ -53,7 +53,13 @@ class DetectOptions:
 
     def predict_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``YOLO.predict``."""
-        kwargs: dict[str, Any] = {"imgsz": self.imgsz, "conf": self.conf, "iou": self.iou, "max_det": self.max_det, "verbose": False}
+        kwargs: dict[str, Any] = {
+            "imgsz": self.imgsz,
+            "conf": self.conf,
+            "iou": self.iou,
+            "max_det": self.max_det,
+            "verbose": False,
+        }
         if self.device is not None:
             kwargs["device"] = str(self.device)
         return kwargs
@@ -103,7 +109,9 @@ def detect(
     kwargs = (options or DetectOptions()).predict_kwargs()
     found: list[Detection] = []
     with ultralytics_offline():
-        for chunk in progress(_batches(sources, batch), description, total=(len(sources) + batch - 1) // batch):
+        for chunk in progress(
+            _batches(sources, batch), description, total=(len(sources) + batch - 1) // batch
+        ):
             found.extend(_predict_batch(model, chunk, kwargs))
     return found
 
@@ -115,20 +123,26 @@ def _sources(images: Sequence[str | Path] | Sequence[np.ndarray]) -> list[str] |
         raise TypeError("images must be all files or all arrays, not a mix")
     if all(arrays) and images:
         return [_to_ultralytics_array(image) for image in images]  # type: ignore[arg-type]
-    return [str(Path(image).absolute()) for image in images]  # the form Ultralytics reports in Results.path
+    return [
+        str(Path(image).absolute()) for image in images
+    ]  # the form Ultralytics reports in Results.path
 
 
 def _to_ultralytics_array(image: np.ndarray) -> np.ndarray:
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3))):
         raise ValueError(f"an image array must be (H, W) or (H, W, 3), got shape {image.shape}")
     if image.dtype.kind == "f":
-        if image.size and not (np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0):
+        if image.size and not (
+            np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
+        ):
             raise ValueError("float image arrays must hold pixels in [0, 1]")
         image = (image * 255.0 + 0.5).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ValueError(f"image arrays must be float in [0, 1] or uint8, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 3:
-        image = image[:, :, ::-1]  # fracdet arrays are RGB; Ultralytics reads arrays as OpenCV's BGR
+        image = image[
+            :, :, ::-1
+        ]  # fracdet arrays are RGB; Ultralytics reads arrays as OpenCV's BGR
     return np.ascontiguousarray(image)
 
 
@@ -137,7 +151,9 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _predict_batch(model: Any, sources: Sequence[str] | Sequence[np.ndarray], kwargs: dict[str, Any]) -> list[Detection]:
+def _predict_batch(
+    model: Any, sources: Sequence[str] | Sequence[np.ndarray], kwargs: dict[str, Any]
+) -> list[Detection]:
     """One streamed prediction over a batch; each source gets its boxes or the reason it has none.
 
     Ultralytics skips a file it cannot decode with a warning (so results are matched to files

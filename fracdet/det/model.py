@@ -46,10 +46,20 @@ logger = logging.getLogger(__name__)
 #: Files that are fracdet classifier checkpoints (weights and their JSON config).
 CLASSIFIER_SUFFIXES = frozenset({".safetensors", ".json"})
 #: What every refusal to unpickle says, so a user who trusts the file knows the way out.
-TRUST_PICKLE_HINT = "if you trust whoever made this file, pass --trust-pickle (config: trust_pickle: true)"
+TRUST_PICKLE_HINT = (
+    "if you trust whoever made this file, pass --trust-pickle (config: trust_pickle: true)"
+)
 # How torch's weights_only unpickler and Ultralytics' allow-list word a refused object.
-_REFUSALS = ("Unsupported global", "Unsupported class", "unrecognized function", "Can only", "blocked during restricted")
-_CLASSIFIER_HINT = "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
+_REFUSALS = (
+    "Unsupported global",
+    "Unsupported class",
+    "unrecognized function",
+    "Can only",
+    "blocked during restricted",
+)
+_CLASSIFIER_HINT = (
+    "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
+)
 
 
 def is_classifier_checkpoint(path: str | Path) -> bool:
@@ -79,7 +89,9 @@ def check_detector_path(path: str | Path) -> Path:
             path,
         )
     if path.suffix.lower() != ".pt":
-        raise ConfigError(f"expected a YOLO .pt weights file, got a {path.suffix or 'suffix-less'} file", path)
+        raise ConfigError(
+            f"expected a YOLO .pt weights file, got a {path.suffix or 'suffix-less'} file", path
+        )
     return path
 
 
@@ -119,13 +131,21 @@ def hub_weights(name: str) -> Path:
             f"where you are online and pass its path, put it in {WEIGHTS_DIR}, or train from scratch with {Path(name).stem}.yaml",
             name,
         )
-    logger.info("Downloading %s from Ultralytics' release assets into %s (you named a hub model)", name, WEIGHTS_DIR)
+    logger.info(
+        "Downloading %s from Ultralytics' release assets into %s (you named a hub model)",
+        name,
+        WEIGHTS_DIR,
+    )
     try:
         fetched = Path(attempt_download_asset(cached))
     except Exception as exc:  # requests/urllib raise many types; all mean "the download failed"
-        raise ConfigError(f"download from Ultralytics' release assets failed ({_reason(exc)})", name) from exc
+        raise ConfigError(
+            f"download from Ultralytics' release assets failed ({_reason(exc)})", name
+        ) from exc
     if not fetched.is_file():
-        raise ConfigError("download from Ultralytics' release assets failed (no file arrived)", name)
+        raise ConfigError(
+            "download from Ultralytics' release assets failed (no file arrived)", name
+        )
     return fetched
 
 
@@ -149,16 +169,22 @@ def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
         try:
             with _restricted_loading(not trust_pickle):
                 model = YOLO(str(path))
-        except Exception as exc:  # torch/pickle raise many types for a bad file; all mean "cannot load"
+        except (
+            Exception
+        ) as exc:  # torch/pickle raise many types for a bad file; all mean "cannot load"
             if not trust_pickle and _refused_by_restricted_loader(exc):
                 raise ConfigError(
                     "refused: this .pt holds Python objects outside Ultralytics' model classes, and unpickling them "
                     f"could run code; {TRUST_PICKLE_HINT}",
                     path,
                 ) from exc
-            raise ConfigError(f"cannot load as an Ultralytics YOLO checkpoint ({_reason(exc)})", path) from exc
+            raise ConfigError(
+                f"cannot load as an Ultralytics YOLO checkpoint ({_reason(exc)})", path
+            ) from exc
     if getattr(model, "task", None) != "detect":
-        raise ConfigError(f"is an Ultralytics {model.task!r} model, not a detector (task 'detect')", path)
+        raise ConfigError(
+            f"is an Ultralytics {model.task!r} model, not a detector (task 'detect')", path
+        )
     return model
 
 
@@ -186,7 +212,9 @@ def _refused_by_restricted_loader(exc: BaseException) -> bool:
     """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, pickle.UnpicklingError) and any(marker in str(seen) for marker in _REFUSALS):
+        if isinstance(seen, pickle.UnpicklingError) and any(
+            marker in str(seen) for marker in _REFUSALS
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -196,7 +224,11 @@ def _reason(exc: BaseException) -> str:
     """The first line of an Ultralytics error, without its "ERROR ❌️" decoration."""
     text = str(exc).strip()
     line = text.splitlines()[0] if text else ""
-    line = line.replace("ERROR", "", 1).replace("❌️", "").replace("❌", "").strip(" :") if line.startswith("ERROR") else line
+    line = (
+        line.replace("ERROR", "", 1).replace("❌️", "").replace("❌", "").strip(" :")
+        if line.startswith("ERROR")
+        else line
+    )
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
@@ -224,7 +256,10 @@ def resolve_data_yaml(data: str | Path) -> Path:
     data = Path(data)
     path = data / "data.yaml" if data.is_dir() else data
     if not path.is_file():
-        raise DataError("data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or OUT/data.yaml)", path)
+        raise DataError(
+            "data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or OUT/data.yaml)",
+            path,
+        )
     return path
 
 
@@ -236,7 +271,9 @@ def model_class_names(model: Any) -> tuple[str, ...]:
     return tuple(str(n) for n in names)
 
 
-def check_class_names(model_names: Sequence[str], data_names: Sequence[str], *, weights: Path, data: Path) -> None:
+def check_class_names(
+    model_names: Sequence[str], data_names: Sequence[str], *, weights: Path, data: Path
+) -> None:
     """A model must be scored against the classes it was trained on; a mismatch is a :class:`DataError`."""
     if tuple(model_names) != tuple(data_names):
         raise DataError(
@@ -276,7 +313,9 @@ def _amp_check_without_download(original: Any) -> Any:
             return False
         if (WEIGHTS_DIR / "yolo26n.pt").is_file():
             return original(model)
-        logger.info("AMP check skipped (it needs yolo26n.pt, which fracdet does not download); AMP stays on")
+        logger.info(
+            "AMP check skipped (it needs yolo26n.pt, which fracdet does not download); AMP stays on"
+        )
         return True
 
     return check_amp

@@ -46,7 +46,9 @@ METRICS_NAME = "metrics.json"
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp")
 # Ultralytics arguments fracdet sets itself (from the run folder, the config fields or the mode);
 # letting ``extra`` set them too would make two sources of truth.
-_MANAGED_KEYS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "mode", "task", "save_dir", "cfg"})
+_MANAGED_KEYS = frozenset(
+    {"data", "model", "project", "name", "exist_ok", "resume", "mode", "task", "save_dir", "cfg"}
+)
 # Ultralytics' own keys that mean "what Ultralytics calls it" -> "what fracdet's final metrics call it".
 _METRIC_KEYS = {
     "metrics/mAP50(B)": "mAP50",
@@ -101,13 +103,24 @@ class DetTrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.imgsz >= 32, f"imgsz must be >= 32, got {self.imgsz}"),
-            (self.batch >= 1 or self.batch == -1, f"batch must be >= 1 (or -1 for Ultralytics' auto batch on GPU), got {self.batch}"),
+            (
+                self.batch >= 1 or self.batch == -1,
+                f"batch must be >= 1 (or -1 for Ultralytics' auto batch on GPU), got {self.batch}",
+            ),
             (self.lr0 > 0, f"lr0 must be > 0, got {self.lr0}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
+            ),
             (0.0 <= self.degrees <= 180.0, f"degrees must be in [0, 180], got {self.degrees}"),
-            (bool(self.name) and Path(self.name).name == self.name and self.name not in (".", ".."), f"name must be a plain folder name, got {self.name!r}"),
+            (
+                bool(self.name)
+                and Path(self.name).name == self.name
+                and self.name not in (".", ".."),
+                f"name must be a plain folder name, got {self.name!r}",
+            ),
         ]
         for key in ("hsv_h", "hsv_s", "hsv_v", "translate", "scale", "fliplr", "flipud", "mosaic"):
             value = getattr(self, key)
@@ -116,7 +129,9 @@ class DetTrainConfig:
             if not ok:
                 raise ConfigError(message)
         if self.resume and self.overwrite:
-            raise ConfigError("resume and overwrite exclude each other: resume continues a run, overwrite replaces it")
+            raise ConfigError(
+                "resume and overwrite exclude each other: resume continues a run, overwrite replaces it"
+            )
         _check_extra(self.extra)
 
 
@@ -147,7 +162,9 @@ def parse_extra(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
         try:
             extra[key.strip()] = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{key}: cannot read value {value!r} ({yaml_error_line(exc)})") from exc
+            raise ConfigError(
+                f"{key}: cannot read value {value!r} ({yaml_error_line(exc)})"
+            ) from exc
     return extra
 
 
@@ -156,18 +173,30 @@ def _check_extra(extra: Any) -> None:
     if not extra:
         return
     if not isinstance(extra, dict):
-        raise ConfigError(f"extra must be a mapping of Ultralytics argument: value, got {type(extra).__name__}")
+        raise ConfigError(
+            f"extra must be a mapping of Ultralytics argument: value, got {type(extra).__name__}"
+        )
     from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
 
     own = {f for f in DetTrainConfig.__dataclass_fields__ if f != "extra"}
     for key in extra:
         if key in own:
-            raise ConfigError(f"extra.{key}: set {key!r} directly (it is a train-det option), not under extra")
+            raise ConfigError(
+                f"extra.{key}: set {key!r} directly (it is a train-det option), not under extra"
+            )
         if key in _MANAGED_KEYS:
-            raise ConfigError(f"extra.{key}: fracdet sets {key!r} itself (from data, model, output/name and resume)")
+            raise ConfigError(
+                f"extra.{key}: fracdet sets {key!r} itself (from data, model, output/name and resume)"
+            )
         if key not in DEFAULT_CFG_DICT:
-            close = difflib.get_close_matches(key, [k for k in DEFAULT_CFG_DICT if k not in _MANAGED_KEYS], n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else " (see https://docs.ultralytics.com/usage/cfg/)"
+            close = difflib.get_close_matches(
+                key, [k for k in DEFAULT_CFG_DICT if k not in _MANAGED_KEYS], n=3
+            )
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else " (see https://docs.ultralytics.com/usage/cfg/)"
+            )
             raise ConfigError(f"extra.{key}: not an Ultralytics training argument{hint}")
     try:
         check_cfg(dict(extra))
@@ -189,20 +218,31 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
         model, args = _resume_setup(cfg, run_dir, data_yaml, names)
     else:
         if run_dir.exists() and not cfg.overwrite:
-            raise OutputExistsError("run folder already exists; pass --overwrite to replace it or --resume to continue it", run_dir)
+            raise OutputExistsError(
+                "run folder already exists; pass --overwrite to replace it or --resume to continue it",
+                run_dir,
+            )
         model = _build_model(cfg.model, names, data_yaml, trust_pickle=cfg.trust_pickle)
         args = _train_args(cfg, run_dir, data_yaml)
         if run_dir.exists():
             # Set aside, not deleted, until the new run has weights: a failed start loses nothing.
             parked = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
             os.replace(run_dir, parked)
-    logger.info("%s %s on %s in %s", "Resuming" if cfg.resume else "Training", cfg.model if not cfg.resume else "last.pt", data_yaml, run_dir)
+    logger.info(
+        "%s %s on %s in %s",
+        "Resuming" if cfg.resume else "Training",
+        cfg.model if not cfg.resume else "last.pt",
+        data_yaml,
+        run_dir,
+    )
     try:
         with ultralytics_offline(), _offline_children(args.get("device")):
             outcome = model.train(**args)
     except BaseException as exc:
         _after_failure(run_dir, parked)
-        if isinstance(exc, FileNotFoundError):  # Ultralytics' way of saying the dataset is incomplete
+        if isinstance(
+            exc, FileNotFoundError
+        ):  # Ultralytics' way of saying the dataset is incomplete
             raise DataError(_first_line(exc), data_yaml) from exc
         raise
     if parked is not None:
@@ -215,7 +255,9 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
         "metrics_split": "val",
         "metrics_note": "Ultralytics' validation of best.pt on the val split (its own PR interpolation); "
         "`fracdet eval-det` gives COCO (pycocotools) metrics on the test split",
-        "epochs_completed": (trainer.epoch + 1) if trainer is not None and getattr(trainer, "epoch", None) is not None else None,
+        "epochs_completed": (trainer.epoch + 1)
+        if trainer is not None and getattr(trainer, "epoch", None) is not None
+        else None,
         "resumed": cfg.resume,
         "seed": cfg.seed,
         "config": _config_dict(cfg),
@@ -226,14 +268,23 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     }
     atomic_write_json(run_dir / METRICS_NAME, report)
     best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
-    logger.info("Trained: best weights %s (val mAP50 %.3f); metrics in %s", best, metrics.get("mAP50", float("nan")), run_dir / METRICS_NAME)
+    logger.info(
+        "Trained: best weights %s (val mAP50 %.3f); metrics in %s",
+        best,
+        metrics.get("mAP50", float("nan")),
+        run_dir / METRICS_NAME,
+    )
     return DetTrainResult(run_dir, best, last, metrics)
 
 
-def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path, *, trust_pickle: bool = False) -> Any:
+def _build_model(
+    spec: str, data_names: tuple[str, ...], data_yaml: Path, *, trust_pickle: bool = False
+) -> Any:
     """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt`` (fine-tuning)."""
     if "://" in spec:
-        raise ConfigError(f"model {spec!r}: URLs are not fetched (offline-first); download the file yourself and pass its local path")
+        raise ConfigError(
+            f"model {spec!r}: URLs are not fetched (offline-first); download the file yourself and pass its local path"
+        )
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
     if suffix == ".pt":
@@ -261,10 +312,15 @@ def _build_model(spec: str, data_names: tuple[str, ...], data_yaml: Path, *, tru
                 spec,
             ) from exc
     check_detector_path(path)  # a classifier checkpoint or folder gets its specific message
-    raise ConfigError("model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a local .pt file", spec)
+    raise ConfigError(
+        "model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a local .pt file",
+        spec,
+    )
 
 
-def _check_pretrained_names(model_names: tuple[str, ...], data_names: tuple[str, ...], weights: Path, data_yaml: Path) -> None:
+def _check_pretrained_names(
+    model_names: tuple[str, ...], data_names: tuple[str, ...], weights: Path, data_yaml: Path
+) -> None:
     """Same classes: fine-tuning. Another number of classes (e.g. COCO's 80): transfer learning, the
     head is rebuilt. The same number under other names is almost surely the wrong file or dataset."""
     if model_names == data_names:
@@ -272,8 +328,11 @@ def _check_pretrained_names(model_names: tuple[str, ...], data_names: tuple[str,
     if len(model_names) != len(data_names):
         logger.info(
             "%s has %d classes, the dataset %d: its detection head is re-initialised for %s (transfer learning)",
-            weights, len(model_names), len(data_names), list(data_names),
-        )  # fmt: skip
+            weights,
+            len(model_names),
+            len(data_names),
+            list(data_names),
+        )
         return
     raise DataError(
         f"class names differ: the checkpoint {weights} has {list(model_names)} but the dataset has {list(data_names)} "
@@ -298,30 +357,62 @@ def _train_args(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path) -> dict[str
         "workers": cfg.workers,
         "seed": cfg.seed,
         "deterministic": True,
-        **{k: getattr(cfg, k) for k in ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "fliplr", "flipud", "mosaic")},
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "hsv_h",
+                "hsv_s",
+                "hsv_v",
+                "degrees",
+                "translate",
+                "scale",
+                "fliplr",
+                "flipud",
+                "mosaic",
+            )
+        },
         **cfg.extra,
     }
     if cfg.device is not None:
         args["device"] = str(cfg.device)  # "cpu", "0", or "0,1" for Ultralytics' own multi-GPU DDP
     if cfg.optimizer == "auto" and cfg.lr0 != DetTrainConfig.lr0:
-        logger.warning("optimizer=auto chooses its own learning rate and ignores lr0=%s; name an optimizer to use it", cfg.lr0)
+        logger.warning(
+            "optimizer=auto chooses its own learning rate and ignores lr0=%s; name an optimizer to use it",
+            cfg.lr0,
+        )
     return args
 
 
-def _resume_setup(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path, names: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+def _resume_setup(
+    cfg: DetTrainConfig, run_dir: Path, data_yaml: Path, names: tuple[str, ...]
+) -> tuple[Any, dict[str, Any]]:
     """The interrupted run's ``last.pt`` and the few arguments a resume may change."""
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
-        raise ConfigError("nothing to resume: no weights/last.pt in this run folder (start a new run without --resume)", run_dir)
+        raise ConfigError(
+            "nothing to resume: no weights/last.pt in this run folder (start a new run without --resume)",
+            run_dir,
+        )
     model = load_detector(last, trust_pickle=cfg.trust_pickle)
     ckpt = getattr(model, "ckpt", None) or {}
     if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
         # Ultralytics would silently start a new training from these weights instead.
-        raise ConfigError("this run finished training, nothing to resume (start a new run with another --name, or --overwrite)", run_dir)
+        raise ConfigError(
+            "this run finished training, nothing to resume (start a new run with another --name, or --overwrite)",
+            run_dir,
+        )
     model_names = model_class_names(model)
     if model_names != names:
-        raise DataError(f"class names differ: the run {run_dir} was trained on {list(model_names)} but the dataset has {list(names)}", data_yaml)
-    args: dict[str, Any] = {"resume": True, "data": str(data_yaml), "save_dir": str(run_dir), "workers": cfg.workers}
+        raise DataError(
+            f"class names differ: the run {run_dir} was trained on {list(model_names)} but the dataset has {list(names)}",
+            data_yaml,
+        )
+    args: dict[str, Any] = {
+        "resume": True,
+        "data": str(data_yaml),
+        "save_dir": str(run_dir),
+        "workers": cfg.workers,
+    }
     if cfg.device is not None:
         args["device"] = str(cfg.device)
     return model, args
@@ -348,7 +439,9 @@ def _after_failure(run_dir: Path, parked: Path | None) -> None:
     if parked is None:
         return
     if (run_dir / "weights" / "last.pt").is_file():
-        logger.warning("The previous run was kept at %s (the new one can be resumed with --resume)", parked)
+        logger.warning(
+            "The previous run was kept at %s (the new one can be resumed with --resume)", parked
+        )
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     os.replace(parked, run_dir)
@@ -367,7 +460,11 @@ def _final_metrics(outcome: Any, run_dir: Path) -> dict[str, float]:
     raw = getattr(outcome, "results_dict", None) or (outcome if isinstance(outcome, dict) else None)
     if not raw:
         raw = _last_results_row(run_dir / "results.csv")
-    return {ours: float(raw[theirs]) for theirs, ours in _METRIC_KEYS.items() if raw.get(theirs) is not None}
+    return {
+        ours: float(raw[theirs])
+        for theirs, ours in _METRIC_KEYS.items()
+        if raw.get(theirs) is not None
+    }
 
 
 def _last_results_row(path: Path) -> dict[str, float]:
@@ -376,7 +473,11 @@ def _last_results_row(path: Path) -> dict[str, float]:
             rows = list(csv.DictReader(fh))
     except FileNotFoundError:
         return {}
-    return {k.strip(): float(v) for k, v in rows[-1].items() if k and v not in (None, "")} if rows else {}
+    return (
+        {k.strip(): float(v) for k, v in rows[-1].items() if k and v not in (None, "")}
+        if rows
+        else {}
+    )
 
 
 def _config_dict(cfg: DetTrainConfig) -> dict[str, Any]:
@@ -397,5 +498,7 @@ def dataset_hash(data_yaml: Path) -> str:
             continue
         for path in sorted(p for p in base.rglob("*") if p.is_file() and p.suffix != ".cache"):
             rel = path.relative_to(root).as_posix()
-            rows.append((rel, sha256_file(path) if folder == "labels" else str(path.stat().st_size)))
+            rows.append(
+                (rel, sha256_file(path) if folder == "labels" else str(path.stat().st_size))
+            )
     return records_hash(rows)

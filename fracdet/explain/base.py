@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Explainer", "TwoClassLogits", "resolve_targets", "aggregate_channels", "CHANNEL_AGGREGATIONS"]
+__all__ = [
+    "Explainer",
+    "TwoClassLogits",
+    "resolve_targets",
+    "aggregate_channels",
+    "CHANNEL_AGGREGATIONS",
+]
 
 #: How a ``(B, C, H, W)`` pixel attribution becomes one map per image. ``abs_max`` is the
 #: robust-transfer study's choice (|a| then max over channels); ``sum`` keeps the sign.
@@ -56,7 +62,9 @@ def resolve_targets(target: int | Sequence[int] | torch.Tensor | None, batch: in
 def aggregate_channels(attributions: torch.Tensor, how: str = "abs_max") -> np.ndarray:
     """``(B, C, H, W)`` -> ``(B, H, W)`` float32 maps (see :data:`CHANNEL_AGGREGATIONS`)."""
     if attributions.ndim != 4:
-        raise ValueError(f"expected (B, C, H, W) attributions, got shape {tuple(attributions.shape)}")
+        raise ValueError(
+            f"expected (B, C, H, W) attributions, got shape {tuple(attributions.shape)}"
+        )
     a = attributions.detach().float()
     if how == "abs_max":
         out = a.abs().amax(dim=1)
@@ -81,5 +89,7 @@ class Explainer(ABC):
         self.model = model
 
     @abstractmethod
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    def attribute(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> np.ndarray:
         """``(B, H, W)`` float32 maps for ``images`` ``(B, C, H, W)`` in [0, 1]."""

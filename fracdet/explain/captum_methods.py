@@ -33,21 +33,35 @@ from fracdet.explain.base import (
     resolve_targets,
 )
 
-__all__ = ["SaliencyExplainer", "DeepLiftExplainer", "IntegratedGradientsExplainer", "deeplift_ready_copy"]
+__all__ = [
+    "SaliencyExplainer",
+    "DeepLiftExplainer",
+    "IntegratedGradientsExplainer",
+    "deeplift_ready_copy",
+]
 
 logger = logging.getLogger(__name__)
 
 
 def _check_channels(channels: str) -> str:
     if channels not in CHANNEL_AGGREGATIONS:
-        raise ConfigError(f"unknown channel aggregation {channels!r}; choose one of {', '.join(CHANNEL_AGGREGATIONS)}")
+        raise ConfigError(
+            f"unknown channel aggregation {channels!r}; choose one of {', '.join(CHANNEL_AGGREGATIONS)}"
+        )
     return channels
 
 
 def _check_baseline(baseline: float) -> float:
     """A pixel value in [0, 1]: the model rejects anything outside the unit range."""
-    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline) or not 0 <= baseline <= 1:
-        raise ConfigError(f"attribution baseline must be a pixel value in [0, 1] (0 = black image), got {baseline!r}")
+    if (
+        isinstance(baseline, bool)
+        or not isinstance(baseline, (int, float))
+        or not math.isfinite(baseline)
+        or not 0 <= baseline <= 1
+    ):
+        raise ConfigError(
+            f"attribution baseline must be a pixel value in [0, 1] (0 = black image), got {baseline!r}"
+        )
     return float(baseline)
 
 
@@ -61,7 +75,9 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
     model.eval()
     try:
         with torch.enable_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="Setting forward, backward hooks", category=UserWarning
+            )
             yield
     finally:
         model.train(was_training)
@@ -84,12 +100,16 @@ class SaliencyExplainer(Explainer):
         super().__init__(model)
         self.channels = _check_channels(channels)
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    def attribute(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> np.ndarray:
         from captum.attr import Saliency
 
         targets = resolve_targets(target, len(images))
         with _evaluating(self.model):
-            grads = Saliency(TwoClassLogits(self.model)).attribute(_leaf(images), target=targets, abs=False)
+            grads = Saliency(TwoClassLogits(self.model)).attribute(
+                _leaf(images), target=targets, abs=False
+            )
         return aggregate_channels(grads, self.channels)
 
 
@@ -116,9 +136,17 @@ class IntegratedGradientsExplainer(Explainer):
         self.channels = _check_channels(channels)
         self.baseline = _check_baseline(baseline)
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ConfigError(f"Integrated Gradients n_steps must be an integer >= 1, got {n_steps!r}")
-        if internal_batch_size is not None and (isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int) or internal_batch_size < 1):
-            raise ConfigError(f"Integrated Gradients internal_batch_size must be an integer >= 1 or None, got {internal_batch_size!r}")
+            raise ConfigError(
+                f"Integrated Gradients n_steps must be an integer >= 1, got {n_steps!r}"
+            )
+        if internal_batch_size is not None and (
+            isinstance(internal_batch_size, bool)
+            or not isinstance(internal_batch_size, int)
+            or internal_batch_size < 1
+        ):
+            raise ConfigError(
+                f"Integrated Gradients internal_batch_size must be an integer >= 1 or None, got {internal_batch_size!r}"
+            )
         self.n_steps = n_steps
         self.internal_batch_size = internal_batch_size
         self.last_delta: np.ndarray | None = None
@@ -152,7 +180,13 @@ class IntegratedGradientsExplainer(Explainer):
             self.last_delta = self._convergence_delta(attributions, images, targets, logits)
         return aggregate_channels(attributions, self.channels)
 
-    def _convergence_delta(self, attributions: torch.Tensor, images: torch.Tensor, targets: list[int], logits: torch.Tensor | None) -> np.ndarray:
+    def _convergence_delta(
+        self,
+        attributions: torch.Tensor,
+        images: torch.Tensor,
+        targets: list[int],
+        logits: torch.Tensor | None,
+    ) -> np.ndarray:
         """Per image: sum of attributions minus ``f(x) - f(baseline)`` for its target (captum's definition)."""
         wrapped = TwoClassLogits(self.model)
         index = torch.arange(len(images), device=images.device)
@@ -162,7 +196,9 @@ class IntegratedGradientsExplainer(Explainer):
                 outputs = wrapped(images.detach())
             else:
                 if len(logits) != len(images):
-                    raise ValueError(f"got logits for {len(logits)} images and {len(images)} images")
+                    raise ValueError(
+                        f"got logits for {len(logits)} images and {len(images)} images"
+                    )
                 outputs = torch.stack([-logits, logits], dim=1) if logits.ndim == 1 else logits
             end = outputs.float()[index, chosen]
             start = wrapped(torch.full_like(images[:1], self.baseline)).float()[0, chosen]
@@ -181,7 +217,9 @@ class _ReluMaxPool2d(nn.Module):
     is never padding (``2·padding < kernel``), and padded offsets repeat that centre.
     """
 
-    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> None:
+    def __init__(
+        self, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+    ) -> None:
         super().__init__()
         self.kernel, self.stride, self.padding = kernel, stride, padding
         self.relus = nn.ModuleList(nn.ReLU() for _ in range(kernel[0] * kernel[1] - 1))
@@ -189,7 +227,11 @@ class _ReluMaxPool2d(nn.Module):
     @staticmethod
     def convertible(pool: nn.MaxPool2d) -> bool:
         """Only overlapping windows need the rewrite; dilation, ceil mode and wide padding keep captum's rule."""
-        (kh, kw), (sh, sw), (ph, pw) = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding)
+        (kh, kw), (sh, sw), (ph, pw) = (
+            _pair(pool.kernel_size),
+            _pair(pool.stride or pool.kernel_size),
+            _pair(pool.padding),
+        )
         return (
             type(pool) is nn.MaxPool2d
             and _pair(pool.dilation) == (1, 1)
@@ -202,14 +244,18 @@ class _ReluMaxPool2d(nn.Module):
 
     @classmethod
     def from_pool(cls, pool: nn.MaxPool2d) -> _ReluMaxPool2d:
-        return cls(_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding))
+        return cls(
+            _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         height, width = x.shape[-2:]
         out_h, out_w = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
         padded = F.pad(x, (pw, pw, ph, ph))
-        inside = F.pad(torch.ones(1, 1, height, width, dtype=x.dtype, device=x.device), (pw, pw, ph, ph))
+        inside = F.pad(
+            torch.ones(1, 1, height, width, dtype=x.dtype, device=x.device), (pw, pw, ph, ph)
+        )
 
         def offset(t: torch.Tensor, i: int, j: int) -> torch.Tensor:
             return t[..., i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
@@ -272,7 +318,8 @@ def deeplift_ready_copy(model: nn.Module) -> nn.Module:
     if unruled:
         logger.warning(
             "DeepLIFT has no rule for %s: captum passes their gradient through, so attributions will not sum "
-            "to f(x) - f(baseline) (compare with Integrated Gradients)", ", ".join(unruled)
+            "to f(x) - f(baseline) (compare with Integrated Gradients)",
+            ", ".join(unruled),
         )
     return ready
 
@@ -285,7 +332,10 @@ def _activations_without_rule(model: nn.Module) -> list[str]:
         type(m).__name__
         for m in model.modules()
         if type(m) not in SUPPORTED_NON_LINEAR
-        and (type(m).__module__ == "torch.nn.modules.activation" or type(m).__module__.startswith("timm.layers.activations"))
+        and (
+            type(m).__module__ == "torch.nn.modules.activation"
+            or type(m).__module__.startswith("timm.layers.activations")
+        )
     }
     return sorted(names)
 
@@ -296,7 +346,10 @@ def _split_reused(model: nn.Module, probe: torch.Tensor) -> None:
 
     calls: Counter[int] = Counter()
     hooked = {id(m): m for m in model.modules() if type(m) in SUPPORTED_NON_LINEAR}
-    handles = [m.register_forward_pre_hook(lambda mod, _in: calls.update([id(mod)])) for m in hooked.values()]
+    handles = [
+        m.register_forward_pre_hook(lambda mod, _in: calls.update([id(mod)]))
+        for m in hooked.values()
+    ]
     try:
         with torch.no_grad():
             model(probe)
@@ -305,7 +358,11 @@ def _split_reused(model: nn.Module, probe: torch.Tensor) -> None:
             handle.remove()
     for key, count in calls.items():
         if count > 1:
-            logger.debug("DeepLIFT: %s is called %d times per forward; using one copy per call", hooked[key], count)
+            logger.debug(
+                "DeepLIFT: %s is called %d times per forward; using one copy per call",
+                hooked[key],
+                count,
+            )
             _replace(model, hooked[key], _PerCall(hooked[key], count))
 
 
@@ -320,7 +377,9 @@ class DeepLiftExplainer(Explainer):
 
     name = "DL"
 
-    def __init__(self, model: nn.Module, *, channels: str = "abs_max", baseline: float = 0.0) -> None:
+    def __init__(
+        self, model: nn.Module, *, channels: str = "abs_max", baseline: float = 0.0
+    ) -> None:
         super().__init__(model)
         self.channels = _check_channels(channels)
         self.baseline = _check_baseline(baseline)
@@ -340,7 +399,9 @@ class DeepLiftExplainer(Explainer):
             self._split_done = True
         return self._ready
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    def attribute(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> np.ndarray:
         from captum.attr import DeepLift
 
         targets = resolve_targets(target, len(images))

@@ -33,7 +33,14 @@ from fracdet.explain.base import Explainer, TwoClassLogits, aggregate_channels, 
 from fracdet.explain.captum_methods import DeepLiftExplainer, SaliencyExplainer
 from fracdet.explain.gradcam import GradCAMExplainer, cam_maps
 
-__all__ = ["SharedPass", "shares_pass", "decide_and_explain", "target_scores", "one_reference_applies", "deeplift_one_reference"]
+__all__ = [
+    "SharedPass",
+    "shares_pass",
+    "decide_and_explain",
+    "target_scores",
+    "one_reference_applies",
+    "deeplift_one_reference",
+]
 
 #: captum's DeepLift default: below this input change the plain gradient is used
 DEEPLIFT_EPS = 1e-10
@@ -90,7 +97,10 @@ def decide_and_explain(
     model: nn.Module,
     images: torch.Tensor,
     explainers: Mapping[str, Explainer],
-    choose_targets: Callable[[torch.Tensor], Sequence[int] | int | None] | Sequence[int] | int | None = None,
+    choose_targets: Callable[[torch.Tensor], Sequence[int] | int | None]
+    | Sequence[int]
+    | int
+    | None = None,
 ) -> SharedPass:
     """The logits of ``images`` and the maps of ``explainers`` (Saliency, Grad-CAM, Grad-CAM++) from one pass.
 
@@ -101,7 +111,9 @@ def decide_and_explain(
     """
     for code, explainer in explainers.items():
         if not shares_pass(explainer, model):
-            raise ValueError(f"{code}: only Saliency and Grad-CAM explainers bound to this model share its pass, got {type(explainer).__name__}")
+            raise ValueError(
+                f"{code}: only Saliency and Grad-CAM explainers bound to this model share its pass, got {type(explainer).__name__}"
+            )
     cams = {code: e for code, e in explainers.items() if isinstance(e, GradCAMExplainer)}
     layers = list({id(e.layer): e.layer for e in cams.values()}.values())
     was_training = model.training
@@ -125,10 +137,18 @@ def decide_and_explain(
         if isinstance(explainer, SaliencyExplainer):
             maps[code] = aggregate_channels(input_grad, explainer.channels)
         else:
-            activations, gradients = capture.activations[explainer.layer], capture.gradients[explainer.layer]
+            activations, gradients = (
+                capture.activations[explainer.layer],
+                capture.gradients[explainer.layer],
+            )
             if explainer.reshape is not None:
-                activations, gradients = explainer.reshape(activations), explainer.reshape(gradients)
-            maps[code] = cam_maps(activations, gradients, plus=explainer.plus, size=tuple(images.shape[-2:]))
+                activations, gradients = (
+                    explainer.reshape(activations),
+                    explainer.reshape(gradients),
+                )
+            maps[code] = cam_maps(
+                activations, gradients, plus=explainer.plus, size=tuple(images.shape[-2:])
+            )
     return SharedPass(logits, targets, maps)
 
 
@@ -138,7 +158,9 @@ def one_reference_applies(explainer: Explainer) -> bool:
 
     if not isinstance(explainer, DeepLiftExplainer):
         return False
-    return all(type(m) is nn.ReLU for m in explainer.ready.modules() if type(m) in SUPPORTED_NON_LINEAR)
+    return all(
+        type(m) is nn.ReLU for m in explainer.ready.modules() if type(m) in SUPPORTED_NON_LINEAR
+    )
 
 
 class _RescaleReLUs:
@@ -153,27 +175,41 @@ class _RescaleReLUs:
     def __init__(self, model: nn.Module) -> None:
         self.reference: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.recording = True
-        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if type(m) is nn.ReLU]
+        self.handles = [
+            m.register_forward_hook(self._hook) for m in model.modules() if type(m) is nn.ReLU
+        ]
 
-    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+    def _hook(
+        self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
         x = inputs[0]
         if self.recording:
             if module in self.reference:
-                raise RuntimeError(f"{module} runs twice per forward: DeepLIFT needs one module per use")
+                raise RuntimeError(
+                    f"{module} runs twice per forward: DeepLIFT needs one module per use"
+                )
             self.reference[module] = (x.detach(), output.detach())
             return None
         x0, y0 = self.reference[module]
         with torch.no_grad():
             delta_in = x - x0
-            multiplier = torch.where(delta_in.abs() < DEEPLIFT_EPS, (x > 0).to(x.dtype), (output - y0) / delta_in)
-        return output.detach() + multiplier * (x - x.detach())  # the ReLU's value, the rule's gradient
+            multiplier = torch.where(
+                delta_in.abs() < DEEPLIFT_EPS, (x > 0).to(x.dtype), (output - y0) / delta_in
+            )
+        return output.detach() + multiplier * (
+            x - x.detach()
+        )  # the ReLU's value, the rule's gradient
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
 
 
-def deeplift_one_reference(explainer: DeepLiftExplainer, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+def deeplift_one_reference(
+    explainer: DeepLiftExplainer,
+    images: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+) -> np.ndarray:
     """``explainer.attribute(images, target)`` (captum's DeepLIFT, Rescale rule) with the baseline image run once.
 
     Only where :func:`one_reference_applies`: the ReLUs are then the only modules captum
@@ -187,7 +223,14 @@ def deeplift_one_reference(explainer: DeepLiftExplainer, images: torch.Tensor, t
         with torch.no_grad():
             # two copies of the baseline, not one: for a single image oneDNN picks other kernels,
             # whose last-bit differences flip the multiplier where activations tie (x = x0 = 0)
-            model(torch.full((2, *images.shape[1:]), explainer.baseline, dtype=images.dtype, device=images.device))
+            model(
+                torch.full(
+                    (2, *images.shape[1:]),
+                    explainer.baseline,
+                    dtype=images.dtype,
+                    device=images.device,
+                )
+            )
         rules.reference = {module: (x0[:1], y0[:1]) for module, (x0, y0) in rules.reference.items()}
         rules.recording = False
         with torch.enable_grad():

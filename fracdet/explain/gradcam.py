@@ -52,7 +52,9 @@ class _TokenGrid:
         return grid.reshape(grid.shape[0], self.gh, self.gw, grid.shape[2]).permute(0, 3, 1, 2)
 
 
-def gradcam_target(model: torch.nn.Module, image_size: int, backbone_name: str = "") -> tuple[torch.nn.Module, Callable | None]:
+def gradcam_target(
+    model: torch.nn.Module, image_size: int, backbone_name: str = ""
+) -> tuple[torch.nn.Module, Callable | None]:
     """The layer Grad-CAM hooks (the last feature stage of the timm backbone) and its reshape.
 
     CNNs give ``(B, C, H, W)`` maps and need no reshape; channels-last stages (Swin-like)
@@ -68,13 +70,21 @@ def gradcam_target(model: torch.nn.Module, image_size: int, backbone_name: str =
     except (KeyError, IndexError, TypeError):
         module_name, num_chs = None, None
     if not module_name:
-        raise ConfigError(f"Grad-CAM needs a timm backbone with feature_info (its last feature stage); {name!r} has none")
+        raise ConfigError(
+            f"Grad-CAM needs a timm backbone with feature_info (its last feature stage); {name!r} has none"
+        )
     try:
         layer = backbone.get_submodule(module_name)
     except AttributeError as exc:
-        raise ConfigError(f"Grad-CAM: backbone {name!r} names stage {module_name!r} in feature_info but has no such module") from exc
+        raise ConfigError(
+            f"Grad-CAM: backbone {name!r} names stage {module_name!r} in feature_info but has no such module"
+        ) from exc
     shapes: list[tuple[int, ...]] = []
-    handle = layer.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)) if isinstance(out, torch.Tensor) else None)
+    handle = layer.register_forward_hook(
+        lambda _m, _i, out: (
+            shapes.append(tuple(out.shape)) if isinstance(out, torch.Tensor) else None
+        )
+    )
     try:
         device = next(model.parameters()).device
         with torch.no_grad():
@@ -98,7 +108,9 @@ def gradcam_target(model: torch.nn.Module, image_size: int, backbone_name: str =
     )
 
 
-def cam_maps(activations: torch.Tensor, gradients: torch.Tensor, *, plus: bool, size: tuple[int, int]) -> np.ndarray:
+def cam_maps(
+    activations: torch.Tensor, gradients: torch.Tensor, *, plus: bool, size: tuple[int, int]
+) -> np.ndarray:
     """``(B, H, W)`` Grad-CAM (or Grad-CAM++) maps at ``size`` from a layer's ``(B, C, h, w)`` activations and gradients.
 
     pytorch-grad-cam's steps for one layer, in the same float32 numpy: channel weights (the
@@ -111,7 +123,9 @@ def cam_maps(activations: torch.Tensor, gradients: torch.Tensor, *, plus: bool, 
     acts = activations.detach().float().cpu().numpy()
     grads = gradients.detach().float().cpu().numpy()
     if acts.ndim != 4 or acts.shape != grads.shape:
-        raise ValueError(f"expected (B, C, h, w) activations and gradients of one shape, got {acts.shape} and {grads.shape}")
+        raise ValueError(
+            f"expected (B, C, h, w) activations and gradients of one shape, got {acts.shape} and {grads.shape}"
+        )
     if plus:
         grads_2 = grads**2
         grads_3 = grads_2 * grads
@@ -136,13 +150,22 @@ class GradCAMExplainer(Explainer):
     tensors to numpy, which has no bfloat16.
     """
 
-    def __init__(self, model: torch.nn.Module, *, image_size: int, backbone_name: str = "", plus: bool = False) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        image_size: int,
+        backbone_name: str = "",
+        plus: bool = False,
+    ) -> None:
         super().__init__(model)
         self.plus = plus
         self.name = "GC++" if plus else "GC"
         self.layer, self.reshape = gradcam_target(model, image_size, backbone_name)
 
-    def attribute(self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None) -> np.ndarray:
+    def attribute(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> np.ndarray:
         from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 
         method = GradCAMPlusPlus if self.plus else GradCAM
@@ -153,7 +176,9 @@ class GradCAMExplainer(Explainer):
         with (
             torch.enable_grad(),
             torch.autocast(images.device.type, enabled=False),
-            method(model=self.model, target_layers=[self.layer], reshape_transform=self.reshape) as cam,
+            method(
+                model=self.model, target_layers=[self.layer], reshape_transform=self.reshape
+            ) as cam,
         ):
             maps = cam(input_tensor=images, targets=targets)
         self.model.zero_grad(set_to_none=True)

@@ -70,7 +70,9 @@ def _check_mask(mask: np.ndarray, shape: tuple[int, ...] | None = None) -> np.nd
     if shape is not None and mask.shape != shape:
         raise ValueError(f"attr has shape {shape} but mask has shape {mask.shape}")
     if not mask.any():
-        raise ValueError(f"mask of shape {mask.shape} is empty: localization needs at least one box pixel")
+        raise ValueError(
+            f"mask of shape {mask.shape} is empty: localization needs at least one box pixel"
+        )
     return mask
 
 
@@ -185,7 +187,9 @@ def near_mask(mask: np.ndarray, *, tolerance_px: float = 15) -> np.ndarray:
     return _near_mask(_check_mask(mask), tolerance_px)
 
 
-def pointing_game(attr: np.ndarray | RankedMap, mask: np.ndarray, *, tolerance_px: float = 15) -> bool:
+def pointing_game(
+    attr: np.ndarray | RankedMap, mask: np.ndarray, *, tolerance_px: float = 15
+) -> bool:
     """Whether the map's maximum (first in row-major order on ties) lies within ``tolerance_px`` of the mask."""
     attr = RankedMap.of(attr).values
     mask = _check_mask(mask, attr.shape)
@@ -210,11 +214,16 @@ def rank_correlation(a: np.ndarray | RankedMap, b: np.ndarray | RankedMap) -> fl
     # A constant map has no ranking: its correlation is undefined.
     if np.ptp(a.values) == 0 or np.ptp(b.values) == 0:
         return float("nan")
-    ra, rb = a.average_ranks - (a.size - 1) / 2.0, b.average_ranks - (b.size - 1) / 2.0  # mean rank is (n-1)/2 either way
+    ra, rb = (
+        a.average_ranks - (a.size - 1) / 2.0,
+        b.average_ranks - (b.size - 1) / 2.0,
+    )  # mean rank is (n-1)/2 either way
     return float(np.clip(np.dot(ra, rb) / math.sqrt(np.dot(ra, ra) * np.dot(rb, rb)), -1.0, 1.0))
 
 
-def topk_intersection(a: np.ndarray | RankedMap, b: np.ndarray | RankedMap, *, p: float = 25) -> float:
+def topk_intersection(
+    a: np.ndarray | RankedMap, b: np.ndarray | RankedMap, *, p: float = 25
+) -> float:
     """Share of the top-p% pixels of ``a`` that are also among the top-p% pixels of ``b``."""
     a, b = RankedMap.of(a, "a"), RankedMap.of(b, "b")
     if a.shape != b.shape:
@@ -243,11 +252,16 @@ def localization_scores(
     ranked = RankedMap.of(attr)
     attr = ranked.values
     mask = _check_mask(mask, attr.shape)
-    scores = {f"coverage@{p:g}": value for p, value in coverage_at_percentiles(ranked, mask, percentiles).items()}
+    scores = {
+        f"coverage@{p:g}": value
+        for p, value in coverage_at_percentiles(ranked, mask, percentiles).items()
+    }
     if near is None:
         near = _near_mask(mask, tolerance_px)
     elif near.shape != mask.shape or near.dtype != np.bool_:
-        raise ValueError(f"near must be a bool mask of shape {mask.shape}, got {near.dtype} {near.shape}")
+        raise ValueError(
+            f"near must be a bool mask of shape {mask.shape}, got {near.dtype} {near.shape}"
+        )
     peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
     scores["energy_in_box"] = energy_in_box(ranked, mask)
     scores["pointing_game"] = 1.0 if near[peak] else 0.0

@@ -41,7 +41,9 @@ def _method_name(method: str) -> str:
         return by_code[key]
     close = difflib.get_close_matches(key, list(METHODS) + list(by_code), n=1)
     hint = f" (did you mean {by_code.get(close[0], close[0])!r}?)" if close else ""
-    raise ConfigError(f"unknown attribution method {method!r}{hint}; choose from {', '.join(METHODS)}")
+    raise ConfigError(
+        f"unknown attribution method {method!r}{hint}; choose from {', '.join(METHODS)}"
+    )
 
 
 def create_explainer(
@@ -69,5 +71,13 @@ def create_explainer(
     if name == "deeplift":
         return DeepLiftExplainer(model, channels=channels, baseline=baseline)
     if name == "integrated_gradients":
-        return IntegratedGradientsExplainer(model, channels=channels, baseline=baseline, n_steps=ig_steps, internal_batch_size=ig_internal_batch_size)
-    return GradCAMExplainer(model, image_size=image_size, backbone_name=backbone_name, plus=name == "gradcam++")
+        return IntegratedGradientsExplainer(
+            model,
+            channels=channels,
+            baseline=baseline,
+            n_steps=ig_steps,
+            internal_batch_size=ig_internal_batch_size,
+        )
+    return GradCAMExplainer(
+        model, image_size=image_size, backbone_name=backbone_name, plus=name == "gradcam++"
+    )

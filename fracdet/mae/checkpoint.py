@@ -50,9 +50,15 @@ class MAEMeta:
         """The metadata of ``model`` as it is now."""
         model = unwrap_model(model)
         return cls(
-            hf_config=model.config.to_dict(), image_size=model.image_size, patch_size=model.patch_size, mask_ratio=model.mask_ratio,
-            init=init, mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()), **values,
-        )  # fmt: skip
+            hf_config=model.config.to_dict(),
+            image_size=model.image_size,
+            patch_size=model.patch_size,
+            mask_ratio=model.mask_ratio,
+            init=init,
+            mean=tuple(model.mean.flatten().tolist()),
+            std=tuple(model.std.flatten().tolist()),
+            **values,
+        )
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2, default=str)

@@ -83,9 +83,13 @@ def timm_args(config: Mapping[str, Any]) -> dict[str, Any]:
             f"intermediate_size {intermediate} is not a width timm can express as hidden_size x mlp_ratio"
         )
     return {
-        "patch_size": int(config["patch_size"]), "embed_dim": hidden, "depth": int(config["num_hidden_layers"]),
-        "num_heads": int(config["num_attention_heads"]), "mlp_ratio": intermediate / hidden, "qkv_bias": bool(config.get("qkv_bias", True)),
-    }  # fmt: skip
+        "patch_size": int(config["patch_size"]),
+        "embed_dim": hidden,
+        "depth": int(config["num_hidden_layers"]),
+        "num_heads": int(config["num_attention_heads"]),
+        "mlp_ratio": intermediate / hidden,
+        "qkv_bias": bool(config.get("qkv_bias", True)),
+    }
 
 
 def suggested_backbone(config: Mapping[str, Any]) -> str:
@@ -155,9 +159,16 @@ def export_encoder(
     metadata = {"format": ENCODER_FORMAT, ARCH_METADATA_KEY: json.dumps(args)}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     backbone = suggested_backbone(config)
-    atomic_write_json(path.with_suffix(".json"), {
-        "format": ENCODER_FORMAT, "backbone": backbone, "timm_args": args, "pretrained_image_size": int(config["image_size"]),
-        "usage": f"fracdet train-cls MANIFEST --backbone {backbone} --weights {path}", **(info or {}),
-    })  # fmt: skip
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "format": ENCODER_FORMAT,
+            "backbone": backbone,
+            "timm_args": args,
+            "pretrained_image_size": int(config["image_size"]),
+            "usage": f"fracdet train-cls MANIFEST --backbone {backbone} --weights {path}",
+            **(info or {}),
+        },
+    )
     logger.info("encoder for timm written to %s (--backbone %s --weights %s)", path, backbone, path)
     return path

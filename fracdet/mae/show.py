@@ -164,14 +164,30 @@ def show_mae(cfg: MAEShowConfig) -> MAEShowSummary:
         "adapted": reconstruction_panels(adapted, batch, noise, precision=precision),
     }
     metrics = {
-        "start": scores["start"].as_dict(), "adapted": scores["adapted"].as_dict(), "mask_ratio": adapted.mask_ratio,
-        "mse_units": "grey levels in [0, 1], squared, on masked patches only", "loss_units": "the training loss: MSE of ImageNet-normalised pixels on masked patches",
-        "figure_images": [{"file": str(records[i].path), "start_mse": float(panels["start"]["mse"][k]), "adapted_mse": float(panels["adapted"]["mse"][k])} for k, i in enumerate(picks)],
-    }  # fmt: skip
+        "start": scores["start"].as_dict(),
+        "adapted": scores["adapted"].as_dict(),
+        "mask_ratio": adapted.mask_ratio,
+        "mse_units": "grey levels in [0, 1], squared, on masked patches only",
+        "loss_units": "the training loss: MSE of ImageNet-normalised pixels on masked patches",
+        "figure_images": [
+            {
+                "file": str(records[i].path),
+                "start_mse": float(panels["start"]["mse"][k]),
+                "adapted_mse": float(panels["adapted"]["mse"][k]),
+            }
+            for k, i in enumerate(picks)
+        ],
+    }
     doc = {
-        **metrics, "checkpoint": str(cfg.checkpoint), "epoch": meta.epoch, "start_weights": start_meta.init, "images_from": str(cfg.images),
-        "skipped": skipped, "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, "versions": {**versions(), **versions(["transformers"])},
-    }  # fmt: skip
+        **metrics,
+        "checkpoint": str(cfg.checkpoint),
+        "epoch": meta.epoch,
+        "start_weights": start_meta.init,
+        "images_from": str(cfg.images),
+        "skipped": skipped,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "versions": {**versions(), **versions(["transformers"])},
+    }
     with atomic_output_dir(cfg.output, overwrite=cfg.overwrite) as tmp:
         _draw(
             batch[:, 0].cpu().numpy(),

@@ -161,9 +161,14 @@ def pretrain_mae(
     precision = resolve_precision(cfg.precision, runtime.device)
     seed_everything(cfg.seed)
     model, init = build_mae(
-        arch=cfg.arch, image_size=cfg.image_size, patch_size=cfg.patch_size, mask_ratio=cfg.mask_ratio,
-        pretrained=cfg.pretrained, weights=cfg.weights, model_args=cfg.model_args,
-    )  # fmt: skip
+        arch=cfg.arch,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        mask_ratio=cfg.mask_ratio,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        model_args=cfg.model_args,
+    )
     model.to(runtime.device)
     # The MAE recipe's AdamW (beta2 0.95); the fixed position embeddings have requires_grad False.
     optimizer = torch.optim.AdamW(
@@ -182,9 +187,18 @@ def pretrain_mae(
     generator = torch.Generator()
     pin = runtime.device.type == "cuda"
     train_loader = make_loader(
-        as_split(images.train), cfg.image_size, batch_size=cfg.batch_size, augment=cfg.augment, seed=cfg.seed, shuffle=True,
-        sampler=sampler, workers=cfg.workers, pin_memory=pin, generator=generator, drop_last=len(images.train) > cfg.batch_size,
-    )  # fmt: skip
+        as_split(images.train),
+        cfg.image_size,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        seed=cfg.seed,
+        shuffle=True,
+        sampler=sampler,
+        workers=cfg.workers,
+        pin_memory=pin,
+        generator=generator,
+        drop_last=len(images.train) > cfg.batch_size,
+    )
     val_loader = make_loader(
         as_split(images.val),
         cfg.image_size,
@@ -242,9 +256,13 @@ def pretrain_mae(
         )
     if runtime.is_main:
         logger.info(
-            "pretrain-mae: %d train / %d val images, %s, precision %s%s", len(images.train), len(images.val), runtime.device, precision,
+            "pretrain-mae: %d train / %d val images, %s, precision %s%s",
+            len(images.train),
+            len(images.val),
+            runtime.device,
+            precision,
             f", {runtime.world_size} processes" if runtime.distributed else "",
-        )  # fmt: skip
+        )
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.dataset.epoch = epoch
         generator.manual_seed(cfg.seed + epoch)
@@ -389,10 +407,19 @@ def _finish(
     initial = {"loss": initial_meta.metrics["val_loss"], "mse": initial_meta.metrics["val_mse"]}
     best = {"loss": best_meta.metrics["val_loss"], "mse": best_meta.metrics["val_mse"]}
     report = {
-        "best_epoch": state.best_epoch + 1, "initial_val": initial, "best_val": best, "epochs_run": state.epoch, "init": best_meta.init,
-        "train_images": len(images.train), "val_images": len(images.val), "skipped": skipped, "encoder": str(encoder),
-        "config": _jsonable(asdict(cfg)), "versions": best_meta.versions, "data_hash": best_meta.data_hash,
-    }  # fmt: skip
+        "best_epoch": state.best_epoch + 1,
+        "initial_val": initial,
+        "best_val": best,
+        "epochs_run": state.epoch,
+        "init": best_meta.init,
+        "train_images": len(images.train),
+        "val_images": len(images.val),
+        "skipped": skipped,
+        "encoder": str(encoder),
+        "config": _jsonable(asdict(cfg)),
+        "versions": best_meta.versions,
+        "data_hash": best_meta.data_hash,
+    }
     atomic_write_json(out / "train_report.json", report)
     if skipped:
         logger.warning("%d file(s) skipped, see %s", len(skipped), out / "train_report.json")

@@ -73,8 +73,15 @@ def build_mae(
     model = new_mae(config)
     if state is not None:
         load_mae_state(model, state, init)
-    logger.info("MAE: %d-layer encoder, width %d, %d-px patches at %d px, %.0f%% masked; weights: %s",
-                config.num_hidden_layers, config.hidden_size, config.patch_size, image_size, 100 * mask_ratio, init)  # fmt: skip
+    logger.info(
+        "MAE: %d-layer encoder, width %d, %d-px patches at %d px, %.0f%% masked; weights: %s",
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.patch_size,
+        image_size,
+        100 * mask_ratio,
+        init,
+    )
     return model, init
 
 
@@ -90,8 +97,9 @@ def _read_local(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], st
     if not fracdet_files:
         raise ConfigError(
             "not MAE weights: give a Hugging Face model folder (config.json + weights, e.g. from "
-            "`huggingface-cli download facebook/vit-mae-base --local-dir DIR`) or a fracdet MAE checkpoint", path,
-        )  # fmt: skip
+            "`huggingface-cli download facebook/vit-mae-base --local-dir DIR`) or a fracdet MAE checkpoint",
+            path,
+        )
     meta, state, weights = read_mae_state(path)
     return {**meta.hf_config, "patch_size": meta.patch_size}, state, str(weights)
 

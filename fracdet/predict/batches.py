@@ -27,20 +27,29 @@ __all__ = ["predict_batches", "to_original_frame", "detector_options"]
 logger = logging.getLogger(__name__)
 
 
-def to_original_frame(found: tuple[list[Box], list[float]], item: Decoded, det_shape: tuple[int, int]) -> tuple[list[Box], list[float]]:
+def to_original_frame(
+    found: tuple[list[Box], list[float]], item: Decoded, det_shape: tuple[int, int]
+) -> tuple[list[Box], list[float]]:
     """Boxes from the detector's (shrunk) input back to the original image's pixels, clipped to it."""
     boxes, scores = found
-    return scale_boxes(boxes, scores, from_shape=tuple(det_shape[:2]), to_shape=(item.height, item.width))
+    return scale_boxes(
+        boxes, scores, from_shape=tuple(det_shape[:2]), to_shape=(item.height, item.width)
+    )
 
 
 def detector_options(cfg: PredictConfig, models: Models) -> dict[str, Any]:
     """Keyword arguments of Ultralytics' ``predict`` for this run."""
     options: dict[str, Any] = {
-        "imgsz": cfg.det_imgsz, "conf": cfg.det_conf, "iou": cfg.det_iou, "verbose": False, "stream": True,
+        "imgsz": cfg.det_imgsz,
+        "conf": cfg.det_conf,
+        "iou": cfg.det_iou,
+        "verbose": False,
+        "stream": True,
         # rect=False: every image is letterboxed to the same square whatever else is in its
         # batch, so shards and resumed runs give exactly the boxes of one unsharded run.
-        "rect": False, "device": ultralytics_device(models.device),
-    }  # fmt: skip
+        "rect": False,
+        "device": ultralytics_device(models.device),
+    }
     if models.device.type == "cuda" and models.precision in ("fp16", "bf16"):
         options["quantize"] = 16  # Ultralytics' half precision (its `half` is deprecated)
     return options
@@ -73,11 +82,16 @@ def _run_models(batch: Batch, models: Models, det_options: dict[str, Any]) -> _O
             outcome.cams = models.explainer.attribute(images.float(), targets)
     if models.detector is not None and good:
         results = models.detector.predict([item.det for item in good], **det_options)
-        outcome.detections = [to_original_frame(result_boxes(r), item, r.orig_shape) for item, r in zip(good, results, strict=True)]
+        outcome.detections = [
+            to_original_frame(result_boxes(r), item, r.orig_shape)
+            for item, r in zip(good, results, strict=True)
+        ]
     return outcome
 
 
-def _cls_cells(models: Models, outcome: _Outcome, k: int, n_cells: int) -> tuple[list[str], str | None]:
+def _cls_cells(
+    models: Models, outcome: _Outcome, k: int, n_cells: int
+) -> tuple[list[str], str | None]:
     """The ``n_cells`` classifier cells of the k-th readable item's row, and the overlay's label."""
     meta = models.meta
     if outcome.probs is None:
@@ -92,7 +106,13 @@ def _cls_cells(models: Models, outcome: _Outcome, k: int, n_cells: int) -> tuple
 
 
 def predict_batches(
-    loader: DataLoader, models: Models, cfg: PredictConfig, out: Path, header: list[str], rows_out: CsvAppender, boxes_out: JsonlAppender
+    loader: DataLoader,
+    models: Models,
+    cfg: PredictConfig,
+    out: Path,
+    header: list[str],
+    rows_out: CsvAppender,
+    boxes_out: JsonlAppender,
 ) -> Iterator[None]:
     """Predict batch by batch; yields once per image so the progress bar counts images/s."""
     from fracdet.det.evaluate import predictions_to_coco_results
@@ -108,20 +128,50 @@ def predict_batches(
             k = 0
             for item in batch.items:
                 if item.reason is not None:
-                    rows.append([item.image_id, item.path, "skipped", item.reason, "", ""] + [""] * (len(header) - len(BASE_COLUMNS)))
+                    rows.append(
+                        [item.image_id, item.path, "skipped", item.reason, "", ""]
+                        + [""] * (len(header) - len(BASE_COLUMNS))
+                    )
                     continue
                 cells, label = _cls_cells(models, outcome, k, n_cls_cells)
-                row: list[Any] = [item.image_id, item.path, "ok", "", item.width, item.height, *cells]
+                row: list[Any] = [
+                    item.image_id,
+                    item.path,
+                    "ok",
+                    "",
+                    item.width,
+                    item.height,
+                    *cells,
+                ]
                 boxes, scores = outcome.detections[k] if outcome.detections else ([], [])
                 if models.detector is not None:
                     row += [len(boxes), f"{max(scores, default=0.0):.6f}"]
                     if boxes:
-                        journal.append({"image_id": item.image_id, "results": predictions_to_coco_results(item.image_id, boxes, scores)})
+                        journal.append(
+                            {
+                                "image_id": item.image_id,
+                                "results": predictions_to_coco_results(
+                                    item.image_id, boxes, scores
+                                ),
+                            }
+                        )
                 else:
                     row += ["", ""]
                 if cfg.with_overlays and item.overlay is not None:
                     cam = outcome.cams[k] if outcome.cams is not None else None
-                    write_png(overlay_path(out, item.path), draw_overlay(item.overlay, item, boxes, scores, label, cam, models.cls_size, keep_aspect=models.cls_keep_aspect))
+                    write_png(
+                        overlay_path(out, item.path),
+                        draw_overlay(
+                            item.overlay,
+                            item,
+                            boxes,
+                            scores,
+                            label,
+                            cam,
+                            models.cls_size,
+                            keep_aspect=models.cls_keep_aspect,
+                        ),
+                    )
                 rows.append(row)
                 k += 1
             # The journal first, the CSV row last: a row means the image is done (see --resume).

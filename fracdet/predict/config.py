@@ -68,7 +68,10 @@ class PredictConfig:
             (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
             (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (not (self.resume and self.overwrite), "--resume continues an output and --overwrite replaces it: pass one"),
+            (
+                not (self.resume and self.overwrite),
+                "--resume continues an output and --overwrite replaces it: pass one",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,5 +137,7 @@ class MergeSummary:
     missing_shards: tuple[str, ...] = ()
 
     def line(self) -> str:
-        missing = f"; MISSING shards {', '.join(self.missing_shards)}" if self.missing_shards else ""
+        missing = (
+            f"; MISSING shards {', '.join(self.missing_shards)}" if self.missing_shards else ""
+        )
         return f"{self.n_images} images ({self.n_ok} ok, {self.n_skipped} skipped) from {self.n_shards} shards -> {self.output / PREDICTIONS}{missing}"

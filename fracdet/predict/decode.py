@@ -74,7 +74,14 @@ class DecodeDataset(Dataset):
     """Reads each file once; a file that cannot be read becomes a reason, not an exception."""
 
     def __init__(
-        self, folder: Path, items: Sequence[tuple[int, str]], *, cls_size: int | None, det_imgsz: int | None, overlays: bool, cls_keep_aspect: bool = True
+        self,
+        folder: Path,
+        items: Sequence[tuple[int, str]],
+        *,
+        cls_size: int | None,
+        det_imgsz: int | None,
+        overlays: bool,
+        cls_keep_aspect: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.items = list(items)
@@ -96,7 +103,9 @@ class DecodeDataset(Dataset):
         image_id, rel = self.items[index]
         out = Decoded(image_id, rel)
         try:
-            pixels = load_image(self.folder / rel, channels=1)  # radiographs are grey; colour is averaged
+            pixels = load_image(
+                self.folder / rel, channels=1
+            )  # radiographs are grey; colour is averaged
         except ImageError as exc:
             out.reason = one_line(exc.message)
             return out

@@ -11,7 +11,9 @@ from fracdet.errors import ConfigError, DataError
 __all__ = ["list_inputs", "check_locations"]
 
 
-def list_inputs(folder: Path, *, recursive: bool = True, exclude: Path | None = None) -> tuple[list[str], list[dict[str, str]]]:
+def list_inputs(
+    folder: Path, *, recursive: bool = True, exclude: Path | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
     """Image paths relative to ``folder`` (posix, sorted), and the files that are not images.
 
     Predict reads DICOM, so DICOM files (by suffix or by magic) are images here; the walk
@@ -38,4 +40,6 @@ def check_locations(folder: Path, out: Path) -> None:
         raise DataError("not a folder (predict takes a folder of images)", folder)
     f, o = os.path.realpath(folder), os.path.realpath(out)
     if f == o or f.startswith(o + os.sep):
-        raise ConfigError(f"the output folder {out} contains the input folder: choose another --out", out)
+        raise ConfigError(
+            f"the output folder {out} contains the input folder: choose another --out", out
+        )

@@ -45,7 +45,10 @@ def _read_report(shard_dir: Path) -> dict[str, Any]:
         raise DataError("this shard's run did not finish: rerun it with --resume first", shard_dir)
     for name in (PREDICTIONS, IMAGES):
         if not (shard_dir / name).is_file():
-            raise DataError(f"the run report says complete but {name} is missing: rerun this shard with --overwrite", shard_dir)
+            raise DataError(
+                f"the run report says complete but {name} is missing: rerun this shard with --overwrite",
+                shard_dir,
+            )
     return report
 
 
@@ -55,7 +58,10 @@ def _check_same_run(shard_dirs: Sequence[Path], reports: Sequence[dict[str, Any]
         for key in _SHARED:
             if report["identity"].get(key) != first.get(key):
                 what = IDENTITY_NAMES.get(key, key)
-                raise DataError(f"made with another {what} than {shard_dirs[0]} ({report['identity'].get(key)} vs {first.get(key)})", shard_dir)
+                raise DataError(
+                    f"made with another {what} than {shard_dirs[0]} ({report['identity'].get(key)} vs {first.get(key)})",
+                    shard_dir,
+                )
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -72,7 +78,9 @@ def _link_tree(src: Path, dst: Path) -> None:
             place_file(source, target, LinkMode.hardlink)
 
 
-def merge_outputs(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False) -> MergeSummary:
+def merge_outputs(
+    shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False
+) -> MergeSummary:
     """Join the outputs of ``--shard K/N`` runs into what one unsharded run writes.
 
     The shards must be complete and come from the same folder, checkpoints (sha256) and
@@ -100,8 +108,14 @@ def merge_outputs(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool =
     results.sort(key=lambda r: r["image_id"])  # stable: each image keeps its boxes' order
     missing = missing_shards([r.get("shard") for r in reports])
     if missing:
-        logger.warning("shards %s are missing from the merge: their images have no rows", ", ".join(missing))
-    skipped = [{"image_id": int(r["image_id"]), "path": r["path"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
+        logger.warning(
+            "shards %s are missing from the merge: their images have no rows", ", ".join(missing)
+        )
+    skipped = [
+        {"image_id": int(r["image_id"]), "path": r["path"], "reason": r["reason"]}
+        for r in rows
+        if r["status"] != "ok"
+    ]
     with_det = first["identity"].get("det_sha256") is not None
     with atomic_output_dir(Path(output), overwrite=overwrite) as tmp:
         write_rows(tmp / PREDICTIONS, header, rows)
@@ -126,10 +140,23 @@ def merge_outputs(shard_dirs: Sequence[Path], output: Path, *, overwrite: bool =
             "versions": versions(),
             "n_listed": first.get("n_listed"),
             "not_images": first.get("not_images", []),
-            "counts": {"n_images": len(rows), "n_ok": len(images), "n_skipped": len(skipped), "n_boxes": len(results)},
+            "counts": {
+                "n_images": len(rows),
+                "n_ok": len(images),
+                "n_skipped": len(skipped),
+                "n_boxes": len(results),
+            },
             "images_per_s_per_shard": [r.get("images_per_s") for r in reports],
             "images_per_s": round(processed / seconds, 2) if seconds > 0 else 0.0,
             "skipped": skipped,
         }
         atomic_write_json(tmp / REPORT, report)
-    return MergeSummary(Path(output), len(shard_dirs), len(rows), len(images), len(skipped), len(results), tuple(missing))
+    return MergeSummary(
+        Path(output),
+        len(shard_dirs),
+        len(rows),
+        len(images),
+        len(skipped),
+        len(results),
+        tuple(missing),
+    )

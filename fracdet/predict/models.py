@@ -15,7 +15,11 @@ from fracdet.runtime import resolve_device, resolve_precision
 __all__ = ["Models", "load_models", "run_identity", "IDENTITY_NAMES"]
 
 #: How identity keys are named in messages about shards that do not match.
-IDENTITY_NAMES = {"folder": "input folder", "cls_sha256": "classifier checkpoint", "det_sha256": "detector checkpoint"}
+IDENTITY_NAMES = {
+    "folder": "input folder",
+    "cls_sha256": "classifier checkpoint",
+    "det_sha256": "detector checkpoint",
+}
 
 
 @dataclass
@@ -63,20 +67,32 @@ def load_models(cfg: PredictConfig) -> Models:
         if cfg.gradcam:
             from fracdet.explain import GradCAMExplainer
 
-            models.explainer = GradCAMExplainer(models.classifier, image_size=models.meta.image_size, backbone_name=models.meta.backbone)
+            models.explainer = GradCAMExplainer(
+                models.classifier,
+                image_size=models.meta.image_size,
+                backbone_name=models.meta.backbone,
+            )
     if cfg.det is not None:
         from fracdet.det.model import load_detector, model_class_names
 
         det = Path(cfg.det)
         models.detector = load_detector(det, trust_pickle=cfg.trust_pickle)
         models.det_names = model_class_names(models.detector)
-        models.checkpoints["det"] = {"path": str(det.resolve()), "sha256": {det.name: sha256_file(det)}, "class_names": list(models.det_names)}
+        models.checkpoints["det"] = {
+            "path": str(det.resolve()),
+            "sha256": {det.name: sha256_file(det)},
+            "class_names": list(models.det_names),
+        }
     return models
 
 
 def run_identity(folder: Path, cfg: PredictConfig, models: Models) -> dict[str, Any]:
     """What must not change between a run and its resume, or between shards to be merged."""
-    det = {"imgsz": cfg.det_imgsz, "conf": cfg.det_conf, "iou": cfg.det_iou} if cfg.det is not None else None
+    det = (
+        {"imgsz": cfg.det_imgsz, "conf": cfg.det_conf, "iou": cfg.det_iou}
+        if cfg.det is not None
+        else None
+    )
     return {
         "folder": str(folder.resolve()),
         "recursive": cfg.recursive,

@@ -44,12 +44,20 @@ def columns(meta: Any, with_cls: bool) -> list[str]:
     return BASE_COLUMNS + cls_columns + DET_COLUMNS
 
 
-def prepare_output(out: Path, cfg: PredictConfig, identity: dict[str, Any], header: list[str], items: Sequence[tuple[int, str]]) -> set[str]:
+def prepare_output(
+    out: Path,
+    cfg: PredictConfig,
+    identity: dict[str, Any],
+    header: list[str],
+    items: Sequence[tuple[int, str]],
+) -> set[str]:
     """Create, replace or reopen the output; returns the paths already done (for ``--resume``)."""
     check_folder_path(out.parent)
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (cfg.resume or cfg.overwrite):
-        raise OutputExistsError("already exists; pass --resume to continue that run or --overwrite to replace it", out)
+        raise OutputExistsError(
+            "already exists; pass --resume to continue that run or --overwrite to replace it", out
+        )
     if exists and cfg.overwrite:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
         exists = False
@@ -62,16 +70,24 @@ def prepare_output(out: Path, cfg: PredictConfig, identity: dict[str, Any], head
         return set()
     report_path = out / REPORT
     if not (out / PREDICTIONS).is_file() or not report_path.is_file():
-        raise OutputExistsError(f"is not a fracdet predict output (no {PREDICTIONS} / {REPORT}): cannot resume it; pass --overwrite or another --out", out)
+        raise OutputExistsError(
+            f"is not a fracdet predict output (no {PREDICTIONS} / {REPORT}): cannot resume it; pass --overwrite or another --out",
+            out,
+        )
     try:
         previous = json.loads(report_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DataError(f"unreadable run report ({exc}); pass --overwrite to start again", report_path) from exc
+        raise DataError(
+            f"unreadable run report ({exc}); pass --overwrite to start again", report_path
+        ) from exc
     changed = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
     if previous.get("shard") != cfg.shard:
         changed.append("shard")
     if changed:
-        raise ConfigError(f"cannot resume: this run differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out", out)
+        raise ConfigError(
+            f"cannot resume: this run differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out",
+            out,
+        )
     return _reconcile(out, header, items)
 
 
@@ -90,7 +106,10 @@ def _reconcile(out: Path, header: list[str], items: Sequence[tuple[int, str]]) -
             return None
         if new_id == entry["image_id"]:
             return entry
-        return {"image_id": new_id, "results": [{**r, "image_id": new_id} for r in entry["results"]]}
+        return {
+            "image_id": new_id,
+            "results": [{**r, "image_id": new_id} for r in entry["results"]],
+        }
 
     rewrite_jsonl(out / DETECTIONS_LOG, renumber)
     return found.done
@@ -101,16 +120,33 @@ def finish_outputs(out: Path, det_names: Sequence[str], with_det: bool) -> dict[
     rows = sort_rows(out / PREDICTIONS)
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(det_names)]
     images = [
-        {"id": int(r["image_id"]), "file_name": r["path"], "width": int(r["width"]), "height": int(r["height"])}
+        {
+            "id": int(r["image_id"]),
+            "file_name": r["path"],
+            "width": int(r["width"]),
+            "height": int(r["height"]),
+        }
         for r in rows
         if r["status"] == "ok"
     ]
     atomic_write_json(out / IMAGES, {"images": images, "categories": categories})
     n_boxes = 0
     if with_det:
-        entries = sorted(read_jsonl(out / DETECTIONS_LOG), key=lambda e: int(e["image_id"]))  # stable: boxes keep their order
+        entries = sorted(
+            read_jsonl(out / DETECTIONS_LOG), key=lambda e: int(e["image_id"])
+        )  # stable: boxes keep their order
         results = [r for entry in entries for r in entry["results"]]
         n_boxes = len(results)
         atomic_write_text(out / DETECTIONS, json.dumps(results) + "\n")
-    skipped = [{"image_id": int(r["image_id"]), "path": r["path"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
-    return {"n_images": len(rows), "n_ok": len(images), "n_skipped": len(skipped), "n_boxes": n_boxes, "skipped": skipped}
+    skipped = [
+        {"image_id": int(r["image_id"]), "path": r["path"], "reason": r["reason"]}
+        for r in rows
+        if r["status"] != "ok"
+    ]
+    return {
+        "n_images": len(rows),
+        "n_ok": len(images),
+        "n_skipped": len(skipped),
+        "n_boxes": n_boxes,
+        "skipped": skipped,
+    }

@@ -19,7 +19,15 @@ __all__ = ["draw_overlay", "write_png", "overlay_path", "heat_on_image"]
 HEAT_WEIGHT = 0.4
 
 
-def heat_on_image(cam: np.ndarray, height: int, width: int, cls_size: int, out_shape: tuple[int, int], *, keep_aspect: bool = True) -> np.ndarray:
+def heat_on_image(
+    cam: np.ndarray,
+    height: int,
+    width: int,
+    cls_size: int,
+    out_shape: tuple[int, int],
+    *,
+    keep_aspect: bool = True,
+) -> np.ndarray:
     """A classifier-frame map ``(cls_size, cls_size)`` as a ``(h, w)`` float map over the original image.
 
     The training transform letterboxes the image into the square (or stretches it), so only
@@ -49,7 +57,14 @@ def draw_overlay(
     oh, ow = base.shape[:2]
     canvas = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
     if cam is not None and cls_size is not None:
-        heat = cv2.applyColorMap(to_uint8(heat_on_image(cam, item.height, item.width, cls_size, (oh, ow), keep_aspect=keep_aspect)), cv2.COLORMAP_JET)
+        heat = cv2.applyColorMap(
+            to_uint8(
+                heat_on_image(
+                    cam, item.height, item.width, cls_size, (oh, ow), keep_aspect=keep_aspect
+                )
+            ),
+            cv2.COLORMAP_JET,
+        )
         canvas = cv2.addWeighted(canvas, 1.0 - HEAT_WEIGHT, heat, HEAT_WEIGHT, 0.0)
     sx, sy = ow / item.width, oh / item.height
     thickness = max(1, round(max(oh, ow) / 400))
@@ -58,9 +73,25 @@ def draw_overlay(
         p1 = (int(round(box.x1 * sx)), int(round(box.y1 * sy)))
         p2 = (int(round(box.x2 * sx)), int(round(box.y2 * sy)))
         cv2.rectangle(canvas, p1, p2, (0, 0, 255), thickness)
-        cv2.putText(canvas, f"{score:.2f}", (p1[0], max(p1[1] - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 255), thickness)
+        cv2.putText(
+            canvas,
+            f"{score:.2f}",
+            (p1[0], max(p1[1] - 3, 10)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font,
+            (0, 0, 255),
+            thickness,
+        )
     if label:
-        cv2.putText(canvas, label, (5, 5 + int(22 * font * 1.5)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 255, 255), thickness)
+        cv2.putText(
+            canvas,
+            label,
+            (5, 5 + int(22 * font * 1.5)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font,
+            (0, 255, 255),
+            thickness,
+        )
     return canvas
 
 

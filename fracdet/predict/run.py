@@ -61,7 +61,9 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     check_locations(folder, out)
     paths, not_images = list_inputs(folder, recursive=cfg.recursive, exclude=out)
     if not paths:
-        found = f" ({len(not_images)} other files, e.g. {not_images[0]['path']})" if not_images else ""
+        found = (
+            f" ({len(not_images)} other files, e.g. {not_images[0]['path']})" if not_images else ""
+        )
         raise DataError(f"no images found (JPEG, PNG, TIFF, BMP, WebP or DICOM){found}", folder)
     items = shard_items(paths, parse_shard(cfg.shard))
     seed_everything(cfg.seed)
@@ -91,7 +93,12 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         logger.info("%d non-image file(s) ignored (listed in %s)", len(not_images), out / REPORT)
 
     dataset = DecodeDataset(
-        folder, todo, cls_size=models.cls_size, det_imgsz=cfg.det_imgsz if with_det else None, overlays=cfg.with_overlays, cls_keep_aspect=models.cls_keep_aspect
+        folder,
+        todo,
+        cls_size=models.cls_size,
+        det_imgsz=cfg.det_imgsz if with_det else None,
+        overlays=cfg.with_overlays,
+        cls_keep_aspect=models.cls_keep_aspect,
     )
     loader = DataLoader(
         dataset,
@@ -104,11 +111,21 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     start = time.perf_counter()
     processed = 0
     try:
-        with CsvAppender(out / PREDICTIONS) as rows_out, JsonlAppender(out / DETECTIONS_LOG) as boxes_out:
-            for _ in progress(predict_batches(loader, models, cfg, out, header, rows_out, boxes_out), "Predicting", total=len(todo)):
+        with (
+            CsvAppender(out / PREDICTIONS) as rows_out,
+            JsonlAppender(out / DETECTIONS_LOG) as boxes_out,
+        ):
+            for _ in progress(
+                predict_batches(loader, models, cfg, out, header, rows_out, boxes_out),
+                "Predicting",
+                total=len(todo),
+            ):
                 processed += 1
     except KeyboardInterrupt:
-        logger.warning("interrupted after %d image(s); the rows written so far are kept: rerun with --resume to continue", processed)
+        logger.warning(
+            "interrupted after %d image(s); the rows written so far are kept: rerun with --resume to continue",
+            processed,
+        )
         raise
     seconds = time.perf_counter() - start
     rate = processed / seconds if seconds > 0 and processed else 0.0
@@ -124,7 +141,11 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     )
     atomic_write_json(out / REPORT, report)
     if counts["n_skipped"]:
-        logger.warning("%d image(s) could not be read and were skipped (reasons in %s)", counts["n_skipped"], out / PREDICTIONS)
+        logger.warning(
+            "%d image(s) could not be read and were skipped (reasons in %s)",
+            counts["n_skipped"],
+            out / PREDICTIONS,
+        )
     return PredictSummary(
         output=out,
         predictions=out / PREDICTIONS,

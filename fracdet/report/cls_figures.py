@@ -94,10 +94,20 @@ def plot_roc(
         ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
         if operating_point is not None:
             x, t, _ = _rates_at(y, p, operating_point)
-            ax.plot([x], [t], "o", ms=8, color=OPERATING_POINT_COLOR,
-                    label=f"threshold {operating_point:.3g} (FPR {x:.2f}, TPR {t:.2f})")  # fmt: skip
-        ax.set(xlabel="False positive rate (1 - specificity)",
-               ylabel="True positive rate (sensitivity)", xlim=(0, 1), ylim=(0, 1.02))  # fmt: skip
+            ax.plot(
+                [x],
+                [t],
+                "o",
+                ms=8,
+                color=OPERATING_POINT_COLOR,
+                label=f"threshold {operating_point:.3g} (FPR {x:.2f}, TPR {t:.2f})",
+            )
+        ax.set(
+            xlabel="False positive rate (1 - specificity)",
+            ylabel="True positive rate (sensitivity)",
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+        )
         return "lower right"
 
     return _binary_curve(y_true, prob, path, title, draw)
@@ -123,8 +133,14 @@ def plot_pr(
         if operating_point is not None:
             _, r, pr = _rates_at(y, p, operating_point)
             if not math.isnan(pr):
-                ax.plot([r], [pr], "o", ms=8, color=OPERATING_POINT_COLOR,
-                        label=f"threshold {operating_point:.3g} (recall {r:.2f}, precision {pr:.2f})")  # fmt: skip
+                ax.plot(
+                    [r],
+                    [pr],
+                    "o",
+                    ms=8,
+                    color=OPERATING_POINT_COLOR,
+                    label=f"threshold {operating_point:.3g} (recall {r:.2f}, precision {pr:.2f})",
+                )
         ax.set(xlabel="Recall (sensitivity)", ylabel="Precision (PPV)", xlim=(0, 1), ylim=(0, 1.02))
         return "lower left"
 
@@ -156,8 +172,15 @@ def plot_confusion(
     high = counts.max() / 2 if counts.size and counts.max() > 0 else 0
     for (i, j), value in np.ndenumerate(counts):
         text = f"{value:g}" if np.issubdtype(counts.dtype, np.floating) else str(value)
-        ax.text(j, i, text, ha="center", va="center",
-                color="white" if value > high else "black", fontsize=11)  # fmt: skip
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            color="white" if value > high else "black",
+            fontsize=11,
+        )
     return save_figure(fig, path)
 
 
@@ -186,10 +209,21 @@ def plot_reliability(
     width = 1.0 / n_bins
     filled = counts > 0
     ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="perfect calibration")
-    ax.bar(centers[filled], fraction[filled], width=width * 0.9,
-           alpha=0.35, edgecolor="tab:blue", label="fraction positive")  # fmt: skip
-    ax.plot(mean_predicted[filled], fraction[filled], "o-", color="tab:blue",
-            label="mean predicted vs observed")  # fmt: skip
+    ax.bar(
+        centers[filled],
+        fraction[filled],
+        width=width * 0.9,
+        alpha=0.35,
+        edgecolor="tab:blue",
+        label="fraction positive",
+    )
+    ax.plot(
+        mean_predicted[filled],
+        fraction[filled],
+        "o-",
+        color="tab:blue",
+        label="mean predicted vs observed",
+    )
     heading = (
         f"{title} ({n_bins} bins)" if ece is None else f"{title} (ECE = {ece:.3f}, {n_bins} bins)"
     )

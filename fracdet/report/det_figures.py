@@ -45,8 +45,20 @@ def plot_pr_curve(
         ax.plot(recall, values, lw=1.8, label=f"{name} (AP50 {ap:.3f})" if ap is not None else name)
         drawn += 1
     if not drawn:
-        ax.text(0.5, 0.5, "no ground-truth boxes in this split", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision (COCO 101-point, interpolated)")
+        ax.text(
+            0.5,
+            0.5,
+            "no ground-truth boxes in this split",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        xlabel="recall",
+        ylabel="precision (COCO 101-point, interpolated)",
+    )
     ax.set_title(title or "Precision-recall at IoU 0.5", fontsize=10)
     ax.grid(alpha=0.3)
     if drawn:
@@ -56,10 +68,15 @@ def plot_pr_curve(
 
 
 def _shown(predictions: Predictions, score_threshold: float) -> list[list[tuple[Box, float]]]:
-    return [[(box, float(s)) for box, s in zip(boxes, scores, strict=True) if s >= score_threshold] for boxes, scores in predictions]
+    return [
+        [(box, float(s)) for box, s in zip(boxes, scores, strict=True) if s >= score_threshold]
+        for boxes, scores in predictions
+    ]
 
 
-def pick_examples(truth: Sequence[Sequence[Box]], predictions: Predictions, *, count: int, score_threshold: float) -> list[int]:
+def pick_examples(
+    truth: Sequence[Sequence[Box]], predictions: Predictions, *, count: int, score_threshold: float
+) -> list[int]:
     """Indices of the images worth showing: fractured ones first, then those with the most confident false positives.
 
     Ties keep the input order; boxes below ``score_threshold`` do not count.
@@ -68,7 +85,9 @@ def pick_examples(truth: Sequence[Sequence[Box]], predictions: Predictions, *, c
 
     def interest(i: int) -> tuple[int, float, int]:
         hits = match_boxes(truth[i], shown[i])
-        worst_fp = max((s for (_, s), hit in zip(shown[i], hits, strict=True) if not hit), default=0.0)
+        worst_fp = max(
+            (s for (_, s), hit in zip(shown[i], hits, strict=True) if not hit), default=0.0
+        )
         return (0 if truth[i] else 1, -worst_fp, i)
 
     return sorted(range(len(truth)), key=interest)[:count]
@@ -95,7 +114,9 @@ def plot_examples(
         raise ValueError(f"{len(records)} records but {len(predictions)} predictions")
     shown = _shown(predictions, score_threshold)
     panels = []
-    for i in pick_examples([r.boxes for r in records], predictions, count=count, score_threshold=score_threshold):
+    for i in pick_examples(
+        [r.boxes for r in records], predictions, count=count, score_threshold=score_threshold
+    ):
         try:
             panels.append((i, load_image(records[i].path)))
         except (ImageError, OSError) as exc:
@@ -114,13 +135,25 @@ def plot_examples(
         truth = records[i].boxes
         hits = match_boxes(truth, shown[i])
         for box in truth:
-            ax.add_patch(Rectangle((box.x1, box.y1), box.width, box.height, fill=False, ec=GT_COLOR, lw=2.0))
+            ax.add_patch(
+                Rectangle((box.x1, box.y1), box.width, box.height, fill=False, ec=GT_COLOR, lw=2.0)
+            )
         for (box, score), hit in zip(shown[i], hits, strict=True):
             color = TP_COLOR if hit else FP_COLOR
-            ax.add_patch(Rectangle((box.x1, box.y1), box.width, box.height, fill=False, ec=color, lw=1.2, ls="--"))
+            ax.add_patch(
+                Rectangle(
+                    (box.x1, box.y1), box.width, box.height, fill=False, ec=color, lw=1.2, ls="--"
+                )
+            )
             ax.text(box.x1, box.y1, f"{score:.2f}", color=color, fontsize=6, va="bottom")
         n_tp = sum(hits)
-        ax.set_title(f"{records[i].image_id}\nGT {len(truth)}  TP {n_tp}  FP {len(shown[i]) - n_tp}", fontsize=7)
-    fig.suptitle(f"green: ground truth, blue: true positive, red: false positive (score >= {score_threshold:g})", fontsize=8)
+        ax.set_title(
+            f"{records[i].image_id}\nGT {len(truth)}  TP {n_tp}  FP {len(shown[i]) - n_tp}",
+            fontsize=7,
+        )
+    fig.suptitle(
+        f"green: ground truth, blue: true positive, red: false positive (score >= {score_threshold:g})",
+        fontsize=8,
+    )
     save_figure(fig, path)
     return path

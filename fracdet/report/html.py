@@ -139,9 +139,13 @@ def _md_table(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
     columns, rows = _table_rows(table)
     lines = [
         "| " + " | ".join(_md_cell(c) for c in columns) + " |",
-        "| " + " | ".join("---:" if rows and all(is_number(r[i]) for r in rows) else "---"
-                          for i in range(len(columns))) + " |",
-    ]  # fmt: skip
+        "| "
+        + " | ".join(
+            "---:" if rows and all(is_number(r[i]) for r in rows) else "---"
+            for i in range(len(columns))
+        )
+        + " |",
+    ]
     lines += ["| " + " | ".join(_md_cell(format_value(v)) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -180,7 +184,10 @@ def _render_html(title: str, sections: Sequence[Section], folder: Path) -> str:
             parts.append(_html_table(section.table))
         parts.extend(_html_figure(Path(f)) for f in section.figures)
         if section.links:
-            items = "".join(f'<li><a href="{html.escape(_relative(p, folder))}">{html.escape(label)}</a></li>' for label, p in section.links)
+            items = "".join(
+                f'<li><a href="{html.escape(_relative(p, folder))}">{html.escape(label)}</a></li>'
+                for label, p in section.links
+            )
             parts.append(f"<ul>{items}</ul>")
         parts.append("</section>")
     parts.append(f"<footer><p>{html.escape(FOOTER)}</p></footer></body></html>")
@@ -198,7 +205,9 @@ def _render_markdown(title: str, sections: Sequence[Section], folder: Path) -> s
         for figure in map(Path, section.figures):
             parts.append(f"![{figure.stem}]({_relative(figure, folder)})")
         if section.links:
-            parts.append("\n".join(f"- [{label}]({_relative(p, folder)})" for label, p in section.links))
+            parts.append(
+                "\n".join(f"- [{label}]({_relative(p, folder)})" for label, p in section.links)
+            )
     parts.append(f"---\n\n*{FOOTER}*")
     return "\n\n".join(parts) + "\n"
 

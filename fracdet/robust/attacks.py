@@ -23,7 +23,16 @@ from torch import nn
 from fracdet.errors import ConfigError
 from fracdet.robust.pgd import PGDConfig, eval_mode, pgd_attack
 
-__all__ = ["ATTACK_KINDS", "EPS_SPACES", "AttackConfig", "attack", "parse_eps", "pixel_budget", "per_image_loss", "ascent_objective"]
+__all__ = [
+    "ATTACK_KINDS",
+    "EPS_SPACES",
+    "AttackConfig",
+    "attack",
+    "parse_eps",
+    "pixel_budget",
+    "per_image_loss",
+    "ascent_objective",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +55,9 @@ def _number(name: str, value: object) -> float:
         try:
             number, divisor = float(numerator), float(denominator) if slash else 1.0
         except ValueError:
-            raise ConfigError(f"{name} must be a number or a fraction such as 4/255, got {value!r}") from None
+            raise ConfigError(
+                f"{name} must be a number or a fraction such as 4/255, got {value!r}"
+            ) from None
         if divisor == 0:
             raise ConfigError(f"{name} {value!r} divides by zero")
         number = number / divisor
@@ -65,7 +76,9 @@ def parse_eps(value: str | float) -> float:
     """
     number = _number("eps", value)
     if not 0 <= number <= 1:
-        raise ConfigError(f"eps must lie in [0, 1] (pixel units; 4/255 is four grey levels), got {value!r}")
+        raise ConfigError(
+            f"eps must lie in [0, 1] (pixel units; 4/255 is four grey levels), got {value!r}"
+        )
     return number
 
 
@@ -97,9 +110,13 @@ class AttackConfig:
         if self.kind not in ATTACK_KINDS:
             close = difflib.get_close_matches(str(self.kind), ATTACK_KINDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown attack {self.kind!r}{hint}; choose one of {', '.join(ATTACK_KINDS)}")
+            raise ConfigError(
+                f"unknown attack {self.kind!r}{hint}; choose one of {', '.join(ATTACK_KINDS)}"
+            )
         if self.eps_space not in EPS_SPACES:
-            raise ConfigError(f"unknown eps space {self.eps_space!r}; choose one of {', '.join(EPS_SPACES)}")
+            raise ConfigError(
+                f"unknown eps space {self.eps_space!r}; choose one of {', '.join(EPS_SPACES)}"
+            )
         # strings such as "4/255" from YAML or the command line become numbers here
         object.__setattr__(self, "eps", self._budget("eps", self.eps))
         object.__setattr__(self, "step_size", self._budget("step_size", self.step_size))
@@ -109,14 +126,20 @@ class AttackConfig:
                 raise ConfigError(f"attack step_size must be > 0, got {self.step_size!r}")
         _positive_int("restarts", self.restarts)
         if not isinstance(self.random_start, bool):
-            raise ConfigError(f"attack random_start must be true or false, got {self.random_start!r}")
+            raise ConfigError(
+                f"attack random_start must be true or false, got {self.random_start!r}"
+            )
 
     def _budget(self, name: str, value: object) -> float:
         number = _number(name, value)
         # an ℓ∞ budget is a per-pixel change, at most the whole [0, 1] range; an ℓ2 radius
         # sums over every pixel, so values above 1 are ordinary there
         if number < 0 or (self.kind != "pgd_l2" and number > 1):
-            limit = "must be >= 0" if self.kind == "pgd_l2" else "must lie in [0, 1] (pixel units; 4/255 is four grey levels)"
+            limit = (
+                "must be >= 0"
+                if self.kind == "pgd_l2"
+                else "must lie in [0, 1] (pixel units; 4/255 is four grey levels)"
+            )
             raise ConfigError(f"attack {name} {limit}, got {value!r}")
         return number
 
@@ -128,7 +151,9 @@ class AttackConfig:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown attack option {key!r}{hint}; known: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    f"unknown attack option {key!r}{hint}; known: {', '.join(sorted(known))}"
+                )
         return cls(**{k: v for k, v in options.items() if v is not None})
 
 
@@ -187,7 +212,9 @@ def _fooled(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return predicted != labels.long()
 
 
-def _uniform(shape: torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+def _uniform(
+    shape: torch.Size, generator: torch.Generator | None, like: torch.Tensor
+) -> torch.Tensor:
     """U[0, 1) noise drawn where ``generator`` lives (CPU by default), like pgd_attack draws it."""
     device = "cpu" if generator is None else generator.device
     return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
@@ -198,7 +225,13 @@ def _l2_norms(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (tensor.ndim - 1)))
 
 
-def _pgd_l2(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: AttackConfig, generator: torch.Generator | None) -> torch.Tensor:
+def _pgd_l2(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: AttackConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """ℓ2 PGD: steps along the per-image unit gradient, projected onto the ℓ2 ball then [0, 1].
 
     Clipping to [0, 1] after the projection never leaves the ball: the clean image lies in
@@ -207,8 +240,12 @@ def _pgd_l2(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: A
     adv = images.clone()
     if cfg.random_start:  # a uniform direction at a uniform radius, as torchattacks' PGDL2 starts
         device = "cpu" if generator is None else generator.device
-        direction = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype).to(images.device)
-        radius = _uniform(torch.Size([len(images)]), generator, images).view(-1, *([1] * (images.ndim - 1)))
+        direction = torch.randn(
+            images.shape, generator=generator, device=device, dtype=images.dtype
+        ).to(images.device)
+        radius = _uniform(torch.Size([len(images)]), generator, images).view(
+            -1, *([1] * (images.ndim - 1))
+        )
         adv = (images + direction / (_l2_norms(direction) + _TINY) * radius * cfg.eps).clamp_(0, 1)
     for _ in range(cfg.steps):
         adv.requires_grad_(True)
@@ -220,11 +257,31 @@ def _pgd_l2(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: A
     return adv.detach()
 
 
-def _one_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: AttackConfig, generator: torch.Generator | None) -> torch.Tensor:
+def _one_run(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: AttackConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     if cfg.kind == "pgd":
-        return pgd_attack(model, images, labels, PGDConfig(cfg.eps, cfg.steps, cfg.step_size, cfg.random_start), loss_fn=_ascent_loss, generator=generator)
+        return pgd_attack(
+            model,
+            images,
+            labels,
+            PGDConfig(cfg.eps, cfg.steps, cfg.step_size, cfg.random_start),
+            loss_fn=_ascent_loss,
+            generator=generator,
+        )
     if cfg.kind == "fgsm":
-        return pgd_attack(model, images, labels, PGDConfig(cfg.eps, 1, cfg.eps, cfg.random_start), loss_fn=_ascent_loss, generator=generator)
+        return pgd_attack(
+            model,
+            images,
+            labels,
+            PGDConfig(cfg.eps, 1, cfg.eps, cfg.random_start),
+            loss_fn=_ascent_loss,
+            generator=generator,
+        )
     return _pgd_l2(model, images, labels, cfg, generator)
 
 
@@ -249,9 +306,13 @@ def attack(
     must first go through :func:`pixel_budget`, which needs the model's std.
     """
     if cfg.eps_space != "pixel":
-        raise ConfigError("attack budget is in normalized space: convert it with pixel_budget(cfg, model std) first")
+        raise ConfigError(
+            "attack budget is in normalized space: convert it with pixel_budget(cfg, model std) first"
+        )
     if images.ndim != 4 or len(labels) != len(images):
-        raise ValueError(f"expected images (B, C, H, W) and B labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"expected images (B, C, H, W) and B labels, got {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
     images, labels = images.detach(), labels.detach().to(images.device)
     if cfg.eps == 0 or len(images) == 0:
         return images.clone()

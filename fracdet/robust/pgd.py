@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PGDConfig", "pgd_attack", "classification_loss", "mean_classification_loss", "trades_loss", "eval_mode"]
+__all__ = [
+    "PGDConfig",
+    "pgd_attack",
+    "classification_loss",
+    "mean_classification_loss",
+    "trades_loss",
+    "eval_mode",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -80,7 +87,12 @@ def pgd_attack(
         return images.clone()
     delta = torch.zeros_like(images)
     if config.random_start:
-        noise = torch.rand(images.shape, generator=generator, device="cpu" if generator is None else generator.device, dtype=images.dtype)
+        noise = torch.rand(
+            images.shape,
+            generator=generator,
+            device="cpu" if generator is None else generator.device,
+            dtype=images.dtype,
+        )
         delta = (noise.to(images.device) * 2 - 1) * config.eps
     adv = (images + delta).clamp_(0, 1)
     with eval_mode(model):
@@ -125,10 +137,18 @@ def trades_loss(
         return F.kl_div(_log_probs(logits), clean_log_p, reduction="sum", log_target=True)
 
     start = images + 0.001 * torch.randn(images.shape, generator=generator).to(images)
-    adv = pgd_attack(attack_model, start.clamp(0, 1), target, PGDConfig(config.eps, config.steps, config.step_size, random_start=False), loss_fn=kl_to_clean)
+    adv = pgd_attack(
+        attack_model,
+        start.clamp(0, 1),
+        target,
+        PGDConfig(config.eps, config.steps, config.step_size, random_start=False),
+        loss_fn=kl_to_clean,
+    )
     # project back around the clean images: the start point was jittered
     adv = torch.min(torch.max(adv, images - config.eps), images + config.eps).clamp_(0, 1)
     # one forward over both halves: DDP allows a single forward per backward
     logits_clean, logits_adv = model(torch.cat([images, adv])).split(len(images))
-    robust = F.kl_div(_log_probs(logits_adv), _log_probs(logits_clean), reduction="batchmean", log_target=True)
+    robust = F.kl_div(
+        _log_probs(logits_adv), _log_probs(logits_clean), reduction="batchmean", log_target=True
+    )
     return natural_loss(logits_clean, target) + beta * robust

@@ -91,35 +91,69 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     det = read_stage_json(folders["det"] / "eval" / "det_metrics.json")
     coco, ultra = det.get("coco") or {}, det.get("ultralytics") or {}
     numbers: dict[str, Any] = {
-        "splits": {name: (read_stage_json(folders[name] / "dataset" / "convert_report.json").get("split") or {}).get("counts_per_split_and_class") for name in ("data", "data-det")},
-        "notes": [p for p in read_stage_json(folders["data"] / "dataset" / "convert_report.json").get("problems", []) if p.get("kind") == "image_note"],
-        "detector": {"n_images": coco.get("n_images"), "precision": ultra.get("precision"), "recall": ultra.get("recall"), "map_50": coco.get("map_50"),
-                     "map_50_ci95": coco.get("map_50_ci95"), "map_50_95": coco.get("map_50_95"), "map_50_95_ci95": coco.get("map_50_95_ci95"),
-                     "image_auroc": (det.get("image_level") or {}).get("auroc")},
+        "splits": {
+            name: (
+                read_stage_json(folders[name] / "dataset" / "convert_report.json").get("split")
+                or {}
+            ).get("counts_per_split_and_class")
+            for name in ("data", "data-det")
+        },
+        "notes": [
+            p
+            for p in read_stage_json(folders["data"] / "dataset" / "convert_report.json").get(
+                "problems", []
+            )
+            if p.get("kind") == "image_note"
+        ],
+        "detector": {
+            "n_images": coco.get("n_images"),
+            "precision": ultra.get("precision"),
+            "recall": ultra.get("recall"),
+            "map_50": coco.get("map_50"),
+            "map_50_ci95": coco.get("map_50_ci95"),
+            "map_50_95": coco.get("map_50_95"),
+            "map_50_95_ci95": coco.get("map_50_95_ci95"),
+            "image_auroc": (det.get("image_level") or {}).get("auroc"),
+        },
         "classifiers": {},
         "agreement": audit.get("agreement") or {},
         "groups": audit.get("groups") or {},
         # every fractured val + test image: the shortcut check with more hardware images than test alone holds
-        "heldout_groups": (read_stage_json(folders["audit-heldout"] / "metrics.json") if "audit-heldout" in folders else {}).get("groups") or {},
+        "heldout_groups": (
+            read_stage_json(folders["audit-heldout"] / "metrics.json")
+            if "audit-heldout" in folders
+            else {}
+        ).get("groups")
+        or {},
         "focus_percentile": audit.get("focus_percentile", 25.0),
         "methods": audit.get("methods", []),
-    }  # fmt: skip
+    }
     for name in ("standard", "pgd"):
         own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
         rob = (audit.get("robustness") or {}).get(name, {})
         numbers["classifiers"][name] = {
-            "n": rob.get("n"), "clean_accuracy": rob.get("clean_accuracy"), "clean_accuracy_ci95": rob.get("clean_accuracy_ci95"),
-            "pgd_accuracy": rob.get("pgd_accuracy"), "pgd_accuracy_ci95": rob.get("pgd_accuracy_ci95"),
-            "auroc": own.get("auroc"), "auroc_ci95": (own.get("ci95") or {}).get("auroc"), "eval_n": own.get("n"),
-        }  # fmt: skip
+            "n": rob.get("n"),
+            "clean_accuracy": rob.get("clean_accuracy"),
+            "clean_accuracy_ci95": rob.get("clean_accuracy_ci95"),
+            "pgd_accuracy": rob.get("pgd_accuracy"),
+            "pgd_accuracy_ci95": rob.get("pgd_accuracy_ci95"),
+            "auroc": own.get("auroc"),
+            "auroc_ci95": (own.get("ci95") or {}).get("auroc"),
+            "eval_n": own.get("n"),
+        }
     return numbers
 
 
 def _detector_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str, Any]]:
     d = numbers["detector"]
-    measured = {"detector": f"fracdet: {run_label}", "test images": d["n_images"] if d["n_images"] is not None else "–",
-                "P": _ci(d["precision"], None), "R": _ci(d["recall"], None), "mAP@0.5 [95% CI]": _ci(d["map_50"], d["map_50_ci95"]),
-                "source": "measured (this run; P/R: Ultralytics val at best F1; mAP: pycocotools)"}  # fmt: skip
+    measured = {
+        "detector": f"fracdet: {run_label}",
+        "test images": d["n_images"] if d["n_images"] is not None else "–",
+        "P": _ci(d["precision"], None),
+        "R": _ci(d["recall"], None),
+        "mAP@0.5 [95% CI]": _ci(d["map_50"], d["map_50_ci95"]),
+        "source": "measured (this run; P/R: Ultralytics val at best F1; mAP: pycocotools)",
+    }
     published = [
         {
             "detector": r["detector"],
@@ -135,16 +169,34 @@ def _detector_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str,
 
 
 def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str, Any]]:
-    rows = [{"classifier": r["classifier"], "test images": "–", "clean accuracy [95% CI]": r["clean"], "PGD-4/255 accuracy [95% CI]": r["pgd"],
-             "AUROC [95% CI]": r["auroc"] or "–", "source": r["source"]} for r in CLASSIFIER_REFERENCES]  # fmt: skip
+    rows = [
+        {
+            "classifier": r["classifier"],
+            "test images": "–",
+            "clean accuracy [95% CI]": r["clean"],
+            "PGD-4/255 accuracy [95% CI]": r["pgd"],
+            "AUROC [95% CI]": r["auroc"] or "–",
+            "source": r["source"],
+        }
+        for r in CLASSIFIER_REFERENCES
+    ]
     for name, c in numbers["classifiers"].items():
-        rows.append({"classifier": f"fracdet {name}: {run_label}", "test images": c["n"] if c["n"] is not None else "–",
-                     "clean accuracy [95% CI]": _ci(c["clean_accuracy"], c["clean_accuracy_ci95"]), "PGD-4/255 accuracy [95% CI]": _ci(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
-                     "AUROC [95% CI]": _ci(c["auroc"], c["auroc_ci95"]), "source": "measured (this run)"})  # fmt: skip
+        rows.append(
+            {
+                "classifier": f"fracdet {name}: {run_label}",
+                "test images": c["n"] if c["n"] is not None else "–",
+                "clean accuracy [95% CI]": _ci(c["clean_accuracy"], c["clean_accuracy_ci95"]),
+                "PGD-4/255 accuracy [95% CI]": _ci(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
+                "AUROC [95% CI]": _ci(c["auroc"], c["auroc_ci95"]),
+                "source": "measured (this run)",
+            }
+        )
     return rows
 
 
-def _group_rows(numbers: Mapping[str, Any], column: str, key: str = "groups") -> list[dict[str, Any]]:
+def _group_rows(
+    numbers: Mapping[str, Any], column: str, key: str = "groups"
+) -> list[dict[str, Any]]:
     """One row per classifier and value of ``column``; ``key``: ``groups`` (the test audit) or ``heldout_groups``."""
     entry = numbers.get(key, {}).get(column)
     if not entry:
@@ -202,20 +254,26 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
         markdown_table(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
         f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} epochs, starting from {inits['classifier']}; "
         f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, {cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
-    ]  # fmt: skip
+    ]
     for column in numbers["groups"]:
         parts += [
             f"\n### By {column} (test split)\n\n",
             markdown_table(_group_rows(numbers, column)),
         ]
     for column in numbers.get("heldout_groups", {}):
-        parts += [f"\n### By {column} (every fractured val + test image)\n\n", markdown_table(_group_rows(numbers, column, "heldout_groups"))]
+        parts += [
+            f"\n### By {column} (every fractured val + test image)\n\n",
+            markdown_table(_group_rows(numbers, column, "heldout_groups")),
+        ]
     return "".join(parts)
 
 
 def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     """What the hardware split says for one classifier, in words chosen by the numbers."""
-    entry, where = (numbers.get("heldout_groups") or {}).get("hardware"), "fractured val + test images"
+    entry, where = (
+        (numbers.get("heldout_groups") or {}).get("hardware"),
+        "fractured val + test images",
+    )
     if not entry or set(entry["values"]) != {"0", "1"}:
         entry, where = numbers["groups"].get("hardware"), "fractured test images"
     if not entry or set(entry["values"]) != {"0", "1"}:
@@ -223,8 +281,10 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     focus = numbers["focus_percentile"]
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
     sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
-    text = (f"{model}: sensitivity on {where} with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
-            f"without {_ci(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})")  # fmt: skip
+    text = (
+        f"{model}: sensitivity on {where} with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
+        f"without {_ci(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
+    )
     gaps = entry["gaps"].get(model, {})
     covs = []
     for code, gap in gaps.items():
@@ -241,7 +301,13 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
             f"; coverage@{focus:g} of the fracture boxes, with minus without hardware: "
             + "; ".join(covs)
         )
-    significant = {code: g for code, g in gaps.items() if g["mean_diff"] is not None and g["mann_whitney_p"] is not None and g["mann_whitney_p"] < 0.05}
+    significant = {
+        code: g
+        for code, g in gaps.items()
+        if g["mean_diff"] is not None
+        and g["mann_whitney_p"] is not None
+        and g["mann_whitney_p"] < 0.05
+    }
     significant_lower = [g for g in significant.values() if g["mean_diff"] < 0]
     higher = [code for code, g in significant.items() if g["mean_diff"] > 0]
     sens_gap = (
@@ -253,25 +319,43 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     separated = sens_gap is not None and lows is not None and highs is not None and lows > highs
     if significant_lower or separated:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
-            (["the classifier finds fractures more often when hardware is present (Wilson CIs do not overlap)"] if separated else [])
-            + ([f"its attributions cover the fracture less on hardware images (Mann-Whitney p < 0.05 for {len(significant_lower)} method(s))"] if significant_lower else [])
-        )  # fmt: skip
+            (
+                [
+                    "the classifier finds fractures more often when hardware is present (Wilson CIs do not overlap)"
+                ]
+                if separated
+                else []
+            )
+            + (
+                [
+                    f"its attributions cover the fracture less on hardware images (Mann-Whitney p < 0.05 for {len(significant_lower)} method(s))"
+                ]
+                if significant_lower
+                else []
+            )
+        )
     else:
         text += ". At this sample size these images show no clear hardware shortcut (overlapping CIs; no method with significantly lower coverage on hardware images)"
     if higher:
         # Plates and screws are fixed across the fracture: inside its box, looking at the metal scores as looking at the fracture.
-        text += (f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more on hardware images (p < 0.05); hardware usually lies in or "
-                 "next to the fracture box, so box coverage cannot tell the fracture from the hardware on those images")  # fmt: skip
+        text += (
+            f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more on hardware images (p < 0.05); hardware usually lies in or "
+            "next to the fracture box, so box coverage cannot tell the fracture from the hardware on those images"
+        )
     return text + "."
 
 
 def _answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> str:
     d = numbers["detector"]
-    parts = [f"Detector {inits['detector']}: test mAP@0.5 {_ci(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
-             f"against 0.562 published for YOLOv8s."]  # fmt: skip
+    parts = [
+        f"Detector {inits['detector']}: test mAP@0.5 {_ci(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
+        f"against 0.562 published for YOLOv8s."
+    ]
     for name, c in numbers["classifiers"].items():
-        parts.append(f"Classifier {name}: clean accuracy {_ci(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {_ci(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
-                     f"AUROC {_ci(c['auroc'], c['auroc_ci95'])}.")  # fmt: skip
+        parts.append(
+            f"Classifier {name}: clean accuracy {_ci(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {_ci(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
+            f"AUROC {_ci(c['auroc'], c['auroc_ci95'])}."
+        )
     for name in numbers["classifiers"]:
         gap = _gap_text(numbers, name)
         if gap:
@@ -299,9 +383,11 @@ def _gaps_text(cfg: Any, inits: Mapping[str, Any]) -> str:
         + ". "
     )
     if cfg.profile != "gpu":
-        text += ("The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; ImageNet-pretrained timm weights at a "
-                 "larger input) removes these gaps and is expected to move the detector towards the published 0.40–0.58 mAP@0.5 and the classifiers' "
-                 "clean accuracy into the published range; the test split has only 61 fractured images, so the CIs stay wide either way.")  # fmt: skip
+        text += (
+            "The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; ImageNet-pretrained timm weights at a "
+            "larger input) removes these gaps and is expected to move the detector towards the published 0.40–0.58 mAP@0.5 and the classifiers' "
+            "clean accuracy into the published range; the test split has only 61 fractured images, so the CIs stay wide either way."
+        )
     else:
         text += "The test split has only 61 fractured images, so the CIs stay wide whatever the compute."
     return text
@@ -327,20 +413,49 @@ def write_study_page(
             figures=[f for f in [audit / "figures" / "grid_standard.png"] if f.is_file()],
         )
     ]
-    sections.append(Section("Detector against the published numbers", text=f"Official localization split; {cfg.det_model} → {inits['detector']}.",
-                            table=_detector_rows(numbers, label)))  # fmt: skip
-    sections.append(Section("Classifiers against the published numbers", text=f"Test split of all images; starting weights: {inits['classifier']}. "
-                            "Accuracies from the audit (Wilson CIs), AUROC from eval-cls (bootstrap CI).", table=_classifier_rows(numbers, label)))  # fmt: skip
+    sections.append(
+        Section(
+            "Detector against the published numbers",
+            text=f"Official localization split; {cfg.det_model} → {inits['detector']}.",
+            table=_detector_rows(numbers, label),
+        )
+    )
+    sections.append(
+        Section(
+            "Classifiers against the published numbers",
+            text=f"Test split of all images; starting weights: {inits['classifier']}. "
+            "Accuracies from the audit (Wilson CIs), AUROC from eval-cls (bootstrap CI).",
+            table=_classifier_rows(numbers, label),
+        )
+    )
     for column in numbers["heldout_groups"]:
-        sections.append(Section(f"Shortcut check on every fractured val + test image: by {column}", text="Both classifiers on all fractured images the "
-                                "classifiers did not train on (val chose their epoch and threshold), no detector: the test split alone holds too few "
-                                "hardware images. Sensitivity, coverage and energy in box as below.", table=_group_rows(numbers, column, "heldout_groups")))  # fmt: skip
+        sections.append(
+            Section(
+                f"Shortcut check on every fractured val + test image: by {column}",
+                text="Both classifiers on all fractured images the "
+                "classifiers did not train on (val chose their epoch and threshold), no detector: the test split alone holds too few "
+                "hardware images. Sensitivity, coverage and energy in box as below.",
+                table=_group_rows(numbers, column, "heldout_groups"),
+            )
+        )
     for column in numbers["groups"]:
-        sections.append(Section(f"Shortcut check: by {column}", text="Test split. Coverage and energy in box against the fracture boxes (fractured images only); "
-                                "sensitivity: accuracy on the fractured images; agreement: classifier decision vs 'the detector finds a box'.",
-                                table=_group_rows(numbers, column)))  # fmt: skip
-    agreement = [{"classifier": m, "agreement (clean)": _ci(a["clean"]["agreement"], a["clean"]["agreement_ci95"]), "Cohen's κ": a["clean"]["cohen_kappa"],
-                  "detector image AUROC": a["clean"].get("det_image_auroc")} for m, a in numbers["agreement"].items()]  # fmt: skip
+        sections.append(
+            Section(
+                f"Shortcut check: by {column}",
+                text="Test split. Coverage and energy in box against the fracture boxes (fractured images only); "
+                "sensitivity: accuracy on the fractured images; agreement: classifier decision vs 'the detector finds a box'.",
+                table=_group_rows(numbers, column),
+            )
+        )
+    agreement = [
+        {
+            "classifier": m,
+            "agreement (clean)": _ci(a["clean"]["agreement"], a["clean"]["agreement_ci95"]),
+            "Cohen's κ": a["clean"]["cohen_kappa"],
+            "detector image AUROC": a["clean"].get("det_image_auroc"),
+        }
+        for m, a in numbers["agreement"].items()
+    ]
     if agreement:
         sections.append(
             Section(
@@ -356,11 +471,22 @@ def write_study_page(
         if per
         for split, counts in per.items()
     ]
-    sections.append(Section("Data", text="data: every image, for the classifiers; data-det: the official localization split, for the detector. "
-                            f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end marker).", table=splits))  # fmt: skip
+    sections.append(
+        Section(
+            "Data",
+            text="data: every image, for the classifiers; data-det: the official localization split, for the detector. "
+            f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end marker).",
+            table=splits,
+        )
+    )
     links = [("audit report", audit / "report.html")]
     if "audit-heldout" in folders:
-        links.append(("audit report: every fractured val + test image", folders["audit-heldout"] / "report.html"))
+        links.append(
+            (
+                "audit report: every fractured val + test image",
+                folders["audit-heldout"] / "report.html",
+            )
+        )
     links += [
         (f"{n} classifier: eval-cls report", folders[n] / "eval" / "report.html")
         for n in ("standard", "pgd")
@@ -377,16 +503,35 @@ def write_study_page(
             links=[(t, p) for t, p in links if p.is_file() or p.name == "comparison.md"],
         )
     )
-    sections.append(Section("Settings", table={"profile": cfg.profile, "source": str(cfg.source), "seed": cfg.seed, "classifier weights": inits["classifier"],
-                                                "detector weights": inits["detector"], "device": cfg.device or "auto"}))  # fmt: skip
+    sections.append(
+        Section(
+            "Settings",
+            table={
+                "profile": cfg.profile,
+                "source": str(cfg.source),
+                "seed": cfg.seed,
+                "classifier weights": inits["classifier"],
+                "detector weights": inits["detector"],
+                "device": cfg.device or "auto",
+            },
+        )
+    )
     atomic_write_text(out / "comparison.md", comparison_markdown(numbers, cfg, inits))
     index, _ = write_report(
         out / "index.html",
         title=f"fracdet on FracAtlas ({label}): measured, with CIs, against the published numbers",
         sections=sections,
     )
-    atomic_write_json(out / "summary.json", {"numbers": numbers, "seconds": dict(seconds), "inits": dict(inits), "profile": cfg.profile,
-                                             "folders": {k: str(v) for k, v in folders.items()}})  # fmt: skip
+    atomic_write_json(
+        out / "summary.json",
+        {
+            "numbers": numbers,
+            "seconds": dict(seconds),
+            "inits": dict(inits),
+            "profile": cfg.profile,
+            "folders": {k: str(v) for k, v in folders.items()},
+        },
+    )
     return StudySummary(
         out,
         index,

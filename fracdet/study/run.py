@@ -65,15 +65,43 @@ def _train_classifier(
 
     options: dict[str, Any] = {**init.options, "epochs": cfg.cls_epochs, "lr": cfg.cls_lr}
     if start_from is not None:
-        options = {"weights": start_from / "best.safetensors", "epochs": cfg.adv_epochs, "lr": cfg.adv_lr, "adv": cfg.adv,
-                   "adv_eps": cfg.adv_eps, "adv_steps": cfg.adv_steps, "adv_step_size": cfg.adv_step_size}  # fmt: skip
-    train_classifier(ClsTrainConfig(
-        manifest=manifest, output=folder, backbone=cfg.cls_backbone, image_size=cfg.cls_image_size, batch_size=cfg.cls_batch_size,
-        global_pool=cfg.cls_global_pool, patience=options["epochs"], precision=cfg.cls_precision, workers=cfg.workers, device=cfg.device,
-        seed=cfg.seed, **options,
-    ))  # fmt: skip
-    evaluate_classifier(EvalClsConfig(folder, manifest, split="test", output=folder / "eval", workers=cfg.workers, device=cfg.device,
-                                      n_boot=cfg.n_boot, seed=cfg.seed))  # fmt: skip
+        options = {
+            "weights": start_from / "best.safetensors",
+            "epochs": cfg.adv_epochs,
+            "lr": cfg.adv_lr,
+            "adv": cfg.adv,
+            "adv_eps": cfg.adv_eps,
+            "adv_steps": cfg.adv_steps,
+            "adv_step_size": cfg.adv_step_size,
+        }
+    train_classifier(
+        ClsTrainConfig(
+            manifest=manifest,
+            output=folder,
+            backbone=cfg.cls_backbone,
+            image_size=cfg.cls_image_size,
+            batch_size=cfg.cls_batch_size,
+            global_pool=cfg.cls_global_pool,
+            patience=options["epochs"],
+            precision=cfg.cls_precision,
+            workers=cfg.workers,
+            device=cfg.device,
+            seed=cfg.seed,
+            **options,
+        )
+    )
+    evaluate_classifier(
+        EvalClsConfig(
+            folder,
+            manifest,
+            split="test",
+            output=folder / "eval",
+            workers=cfg.workers,
+            device=cfg.device,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        )
+    )
 
 
 def _train_detector(folder: Path, cfg: StudyConfig, dataset: Path, init: Init) -> None:
@@ -81,10 +109,32 @@ def _train_detector(folder: Path, cfg: StudyConfig, dataset: Path, init: Init) -
     from fracdet.det.train import DetTrainConfig, train_detector
 
     device = _ultralytics_device(cfg.device)
-    trained = train_detector(DetTrainConfig(data=dataset / "data.yaml", model=init.options["model"], output=folder, name="train", epochs=cfg.det_epochs,
-                                            imgsz=cfg.det_imgsz, batch=cfg.det_batch, workers=cfg.workers, seed=cfg.seed, device=device))  # fmt: skip
-    evaluate_detector(DetEvalConfig(trained.best_weights, dataset, split="test", imgsz=cfg.det_imgsz, output=folder / "eval", device=device,
-                                    n_boot=min(cfg.n_boot, 300), seed=cfg.seed))  # fmt: skip
+    trained = train_detector(
+        DetTrainConfig(
+            data=dataset / "data.yaml",
+            model=init.options["model"],
+            output=folder,
+            name="train",
+            epochs=cfg.det_epochs,
+            imgsz=cfg.det_imgsz,
+            batch=cfg.det_batch,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            device=device,
+        )
+    )
+    evaluate_detector(
+        DetEvalConfig(
+            trained.best_weights,
+            dataset,
+            split="test",
+            imgsz=cfg.det_imgsz,
+            output=folder / "eval",
+            device=device,
+            n_boot=min(cfg.n_boot, 300),
+            seed=cfg.seed,
+        )
+    )
 
 
 def _ultralytics_device(device: str | None) -> str:
@@ -109,12 +159,30 @@ def _audit(
 ) -> None:
     from fracdet.audit import AuditConfig, run_audit
 
-    run_audit(AuditConfig(
-        dataset=dataset, classifiers=tuple(classifiers.values()), names=tuple(classifiers), detector=detector, split="test", output=folder,
-        methods=cfg.audit_methods, ig_steps=cfg.audit_ig_steps, steps=cfg.audit_steps, eps=cfg.audit_eps, step_size=cfg.audit_step_size,
-        det_imgsz=cfg.det_imgsz, group_by=cfg.group_by, n_boot=cfg.n_boot, max_images=cfg.audit_max_images, batch_size=cfg.audit_batch_size,
-        workers=cfg.workers, device=cfg.device, seed=cfg.seed, resume=resume,
-    ))  # fmt: skip
+    run_audit(
+        AuditConfig(
+            dataset=dataset,
+            classifiers=tuple(classifiers.values()),
+            names=tuple(classifiers),
+            detector=detector,
+            split="test",
+            output=folder,
+            methods=cfg.audit_methods,
+            ig_steps=cfg.audit_ig_steps,
+            steps=cfg.audit_steps,
+            eps=cfg.audit_eps,
+            step_size=cfg.audit_step_size,
+            det_imgsz=cfg.det_imgsz,
+            group_by=cfg.group_by,
+            n_boot=cfg.n_boot,
+            max_images=cfg.audit_max_images,
+            batch_size=cfg.audit_batch_size,
+            workers=cfg.workers,
+            device=cfg.device,
+            seed=cfg.seed,
+            resume=resume,
+        )
+    )
 
 
 def _fractured_heldout(manifest: Path, out: Path) -> int:
@@ -133,19 +201,38 @@ def _fractured_heldout(manifest: Path, out: Path) -> int:
     return len(rows)
 
 
-def _audit_heldout(folder: Path, cfg: StudyConfig, manifest: Path, classifiers: dict[str, Path]) -> None:
+def _audit_heldout(
+    folder: Path, cfg: StudyConfig, manifest: Path, classifiers: dict[str, Path]
+) -> None:
     """Both classifiers on every fractured val + test image (val chose their epoch and threshold; the page says so)."""
     from fracdet.audit import AuditConfig, run_audit
 
     heldout = folder / "fractured_val_test.csv"
-    if not _fractured_heldout(manifest, heldout):  # a dataset without boxed val/test images: the page leaves the section out
+    if not _fractured_heldout(
+        manifest, heldout
+    ):  # a dataset without boxed val/test images: the page leaves the section out
         logger.info("study: no fractured val or test image, so no held-out audit")
         return
-    run_audit(AuditConfig(
-        dataset=heldout, classifiers=tuple(classifiers.values()), names=tuple(classifiers), split="all", output=folder / "audit",
-        methods=cfg.audit_methods, ig_steps=cfg.audit_ig_steps, steps=cfg.audit_steps, eps=cfg.audit_eps, step_size=cfg.audit_step_size,
-        group_by=cfg.group_by, n_boot=cfg.n_boot, batch_size=cfg.audit_batch_size, workers=cfg.workers, device=cfg.device, seed=cfg.seed,
-    ))  # fmt: skip
+    run_audit(
+        AuditConfig(
+            dataset=heldout,
+            classifiers=tuple(classifiers.values()),
+            names=tuple(classifiers),
+            split="all",
+            output=folder / "audit",
+            methods=cfg.audit_methods,
+            ig_steps=cfg.audit_ig_steps,
+            steps=cfg.audit_steps,
+            eps=cfg.audit_eps,
+            step_size=cfg.audit_step_size,
+            group_by=cfg.group_by,
+            n_boot=cfg.n_boot,
+            batch_size=cfg.audit_batch_size,
+            workers=cfg.workers,
+            device=cfg.device,
+            seed=cfg.seed,
+        )
+    )
 
 
 def _check_output(out: Path, cfg: StudyConfig) -> None:
@@ -219,10 +306,19 @@ def run_study(config: StudyConfig) -> StudySummary:
         "n_boot": cfg.n_boot,
         "det_imgsz": cfg.det_imgsz,
     }
-    audit = stages.run("audit", audit_options, ("data", "cls-standard", "cls-pgd", "det"),
-                       lambda f, **kw: _audit(f, cfg, data / "dataset", classifiers, detector, **kw), resumable=True)  # fmt: skip
-    heldout = stages.run("audit-heldout", audit_options, ("data", "cls-standard", "cls-pgd"),
-                         lambda f: _audit_heldout(f, cfg, manifest, classifiers))  # fmt: skip
+    audit = stages.run(
+        "audit",
+        audit_options,
+        ("data", "cls-standard", "cls-pgd", "det"),
+        lambda f, **kw: _audit(f, cfg, data / "dataset", classifiers, detector, **kw),
+        resumable=True,
+    )
+    heldout = stages.run(
+        "audit-heldout",
+        audit_options,
+        ("data", "cls-standard", "cls-pgd"),
+        lambda f: _audit_heldout(f, cfg, manifest, classifiers),
+    )
     folders = {
         "audit-heldout": heldout / "audit",
         "data": data,
@@ -232,6 +328,10 @@ def run_study(config: StudyConfig) -> StudySummary:
         "det": det,
         "audit": audit,
     }
-    inits = {"classifier": cls_init.description, "detector": det_init.description,
-             "classifier_pretrained": cls_init.pretrained, "detector_pretrained": det_init.pretrained}  # fmt: skip
+    inits = {
+        "classifier": cls_init.description,
+        "detector": det_init.description,
+        "classifier_pretrained": cls_init.pretrained,
+        "detector_pretrained": det_init.pretrained,
+    }
     return write_study_page(out, cfg, folders, stages.seconds, inits)

@@ -85,7 +85,9 @@ def detector_init(cfg: StudyConfig) -> Init:
     spec = cfg.det_model
     path = Path(spec)
     if path.suffix.lower() in (".yaml", ".yml"):
-        return Init({"model": spec}, f"{spec} from random initialisation, trained from scratch", False)
+        return Init(
+            {"model": spec}, f"{spec} from random initialisation, trained from scratch", False
+        )
     from fracdet.det.model import is_hub_model_name
 
     if path.is_file():

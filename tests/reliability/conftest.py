@@ -28,13 +28,24 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tiny_models")
     torch.manual_seed(0)
     model = create_classifier("resnet10t", num_outputs=1)
-    meta = ClassifierMeta(backbone="resnet10t", class_names=("not_fractured", "fractured"), image_size=32,
-                          mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))  # fmt: skip
+    meta = ClassifierMeta(
+        backbone="resnet10t",
+        class_names=("not_fractured", "fractured"),
+        image_size=32,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+    )
     save_classifier(model, meta, root / "cls_run" / "best.safetensors")
     return root / "cls_run", make_tiny_detector(root)
 
+
 _SUITE = Path(__file__).parent.name
-_GROUPS = {"test_bad_inputs": "convert", "test_bad_command_inputs": "commands", "test_fuzz_readers": "fuzz", "test_kill_resume": "kill/resume"}
+_GROUPS = {
+    "test_bad_inputs": "convert",
+    "test_bad_command_inputs": "commands",
+    "test_fuzz_readers": "fuzz",
+    "test_kill_resume": "kill/resume",
+}
 _outcomes: dict[str, bool] = {}
 
 
@@ -62,4 +73,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
             groups[_group(nodeid)].append(handled)
         handled = sum(_outcomes.values())
         detail = ", ".join(f"{name} {sum(found)}/{len(found)}" for name, found in groups.items())
-        terminalreporter.write_line(f"reliability: {len(_outcomes)} cases, {handled} handled ({detail})")
+        terminalreporter.write_line(
+            f"reliability: {len(_outcomes)} cases, {handled} handled ({detail})"
+        )

@@ -67,14 +67,21 @@ def yolo(tmp: Path) -> Path:
             label = root / "labels" / split / f"{split}{i}.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
             label.write_text("0 0.5 0.5 0.25 0.5\n" if i < count - 1 else "")
-    (root / "data.yaml").write_text(yaml.safe_dump({"train": "images/train", "val": "images/val", "names": ["fracture"]}))
+    (root / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train", "val": "images/val", "names": ["fracture"]})
+    )
     return root / "data.yaml"
 
 
 def coco_doc() -> dict:
     return {
-        "images": [{"id": i, "file_name": name, "width": 40, "height": 30} for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg"), start=1)],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0}],
+        "images": [
+            {"id": i, "file_name": name, "width": 40, "height": 30}
+            for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg"), start=1)
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0}
+        ],
         "categories": [{"id": 1, "name": "fracture"}],
     }
 
@@ -86,7 +93,10 @@ def coco(tmp: Path, doc: dict | None = None, text: str | None = None) -> Path:
         save_image(root / "images" / name, 40, 30, seed=i)
     path = root / "annotations" / "instances_train.json"
     path.parent.mkdir(parents=True)
-    path.write_text(text if text is not None else json.dumps(doc if doc is not None else coco_doc()), encoding="utf-8")
+    path.write_text(
+        text if text is not None else json.dumps(doc if doc is not None else coco_doc()),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -193,7 +203,9 @@ def drop_csv_columns(*names: str) -> Callable[[Path], None]:
     def change(root: Path) -> None:
         rows = [line.split(",") for line in (root / "dataset.csv").read_text().splitlines()]
         keep = [i for i, column in enumerate(rows[0]) if column not in names]
-        (root / "dataset.csv").write_text("\n".join(",".join(row[i] for i in keep) for row in rows) + "\n")
+        (root / "dataset.csv").write_text(
+            "\n".join(",".join(row[i] for i in keep) for row in rows) + "\n"
+        )
 
     return change
 
@@ -242,7 +254,9 @@ def _cut(path: Path, tmp: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def _image(mode: str, size: tuple[int, int], *, fmt: str | None = None, bits16: bool = False) -> Callable[[Path, Path], None]:
+def _image(
+    mode: str, size: tuple[int, int], *, fmt: str | None = None, bits16: bool = False
+) -> Callable[[Path, Path], None]:
     def write(path: Path, tmp: Path) -> None:
         if bits16:
             Image.fromarray(noise(size).astype(np.uint16) * 257).save(path)
@@ -259,7 +273,9 @@ def _folder(path: Path, tmp: Path) -> None:
 
 def _dicom(photometric: str, pixels: bool) -> Callable[[Path, Path], None]:
     def write(path: Path, tmp: Path) -> None:
-        make_dicom(path, noise((16, 16)).astype(np.uint16) if pixels else None, photometric=photometric)
+        make_dicom(
+            path, noise((16, 16)).astype(np.uint16) if pixels else None, photometric=photometric
+        )
 
     return write
 
@@ -298,7 +314,9 @@ def _yolo_list_outside(tmp: Path) -> Path:
     data = yolo(tmp)
     secret_image(tmp)
     (data.parent / "train.txt").write_text("images/train/train0.png\n../secret.jpg\n")
-    data.write_text(yaml.safe_dump({"train": "train.txt", "val": "images/val", "names": ["fracture"]}))
+    data.write_text(
+        yaml.safe_dump({"train": "train.txt", "val": "images/val", "names": ["fracture"]})
+    )
     return data
 
 
@@ -311,56 +329,382 @@ def _remove_folder(name: str) -> Callable[[Path], None]:
 
 CASES: list[Case] = [
     # images (dropped into a FracAtlas tree of 6 good ones)
-    Case("image-zero-bytes", in_negatives(_write(b""), "Z.jpg"), "recorded", "Z.jpg", "image_corrupt", N_FRACATLAS),
-    Case("image-cut-mid-scan", in_negatives(_cut, "CUT.jpg"), "recorded", "CUT.jpg", "image_corrupt", N_FRACATLAS),
-    Case("image-trailing-bytes-kept", in_negatives(_trailing, "PAD.jpg"), "kept", "PAD.jpg", "image_note", N_FRACATLAS + 1),
-    Case("image-png-named-jpg", in_negatives(_image("L", (30, 40), fmt="PNG"), "P.jpg"), "kept", "P.jpg", "image_note", N_FRACATLAS + 1),
-    Case("image-16bit-png", in_negatives(_image("I;16", (30, 40), bits16=True), "W16.png"), "kept", "W16.png", None, N_FRACATLAS + 1),
-    Case("image-rgba", in_negatives(_image("RGBA", (30, 40)), "RGBA.png"), "kept", "RGBA.png", None, N_FRACATLAS + 1),
-    Case("image-1x1", in_negatives(_image("L", (1, 1)), "ONE.png"), "kept", "ONE.png", None, N_FRACATLAS + 1),
-    Case("image-decompression-bomb-header", in_negatives(lambda p, t: bomb_png(p), "BOMB.png"), "recorded", "BOMB.png", "image_corrupt", N_FRACATLAS),
-    Case("image-text-named-png", in_negatives(_write(b"just some notes\n"), "T.png"), "recorded", "T.png", "image_corrupt", N_FRACATLAS),
-    Case("image-folder-named-jpg-listed-in-coco", coco_with(_coco_folder_named_jpg), "recorded", "x.jpg", "annotation_without_image", N_COCO - 1),
-    Case("image-dicom-without-pixels", in_negatives(_dicom("MONOCHROME2", pixels=False), "NOPIX.dcm"), "recorded", "NOPIX.dcm", "unsupported_format", N_FRACATLAS),
-    Case("image-dicom-monochrome1", in_negatives(_dicom("MONOCHROME1", pixels=True), "MONO1.dcm"), "recorded", "MONO1.dcm", "unsupported_format", N_FRACATLAS),
-    Case("image-name-spaces-non-ascii", in_negatives(_image("L", (30, 40)), "N ü ß 4.jpg"), "kept", "N ü ß 4.jpg", None, N_FRACATLAS + 1),
-    Case("coco-name-spaces-non-ascii", coco_with(_coco_unicode_name), "kept", "frakturé 1 ü.jpg", None, N_COCO + 1),
+    Case(
+        "image-zero-bytes",
+        in_negatives(_write(b""), "Z.jpg"),
+        "recorded",
+        "Z.jpg",
+        "image_corrupt",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-cut-mid-scan",
+        in_negatives(_cut, "CUT.jpg"),
+        "recorded",
+        "CUT.jpg",
+        "image_corrupt",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-trailing-bytes-kept",
+        in_negatives(_trailing, "PAD.jpg"),
+        "kept",
+        "PAD.jpg",
+        "image_note",
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "image-png-named-jpg",
+        in_negatives(_image("L", (30, 40), fmt="PNG"), "P.jpg"),
+        "kept",
+        "P.jpg",
+        "image_note",
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "image-16bit-png",
+        in_negatives(_image("I;16", (30, 40), bits16=True), "W16.png"),
+        "kept",
+        "W16.png",
+        None,
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "image-rgba",
+        in_negatives(_image("RGBA", (30, 40)), "RGBA.png"),
+        "kept",
+        "RGBA.png",
+        None,
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "image-1x1",
+        in_negatives(_image("L", (1, 1)), "ONE.png"),
+        "kept",
+        "ONE.png",
+        None,
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "image-decompression-bomb-header",
+        in_negatives(lambda p, t: bomb_png(p), "BOMB.png"),
+        "recorded",
+        "BOMB.png",
+        "image_corrupt",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-text-named-png",
+        in_negatives(_write(b"just some notes\n"), "T.png"),
+        "recorded",
+        "T.png",
+        "image_corrupt",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-folder-named-jpg-listed-in-coco",
+        coco_with(_coco_folder_named_jpg),
+        "recorded",
+        "x.jpg",
+        "annotation_without_image",
+        N_COCO - 1,
+    ),
+    Case(
+        "image-dicom-without-pixels",
+        in_negatives(_dicom("MONOCHROME2", pixels=False), "NOPIX.dcm"),
+        "recorded",
+        "NOPIX.dcm",
+        "unsupported_format",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-dicom-monochrome1",
+        in_negatives(_dicom("MONOCHROME1", pixels=True), "MONO1.dcm"),
+        "recorded",
+        "MONO1.dcm",
+        "unsupported_format",
+        N_FRACATLAS,
+    ),
+    Case(
+        "image-name-spaces-non-ascii",
+        in_negatives(_image("L", (30, 40)), "N ü ß 4.jpg"),
+        "kept",
+        "N ü ß 4.jpg",
+        None,
+        N_FRACATLAS + 1,
+    ),
+    Case(
+        "coco-name-spaces-non-ascii",
+        coco_with(_coco_unicode_name),
+        "kept",
+        "frakturé 1 ü.jpg",
+        None,
+        N_COCO + 1,
+    ),
     # YOLO labels (the label of train0, one of 5 images)
-    Case("yolo-class-id-out-of-range", yolo_label("5 0.5 0.5 0.2 0.2\n"), "recorded", "train0.txt", "class_id_out_of_range", N_YOLO),
-    Case("yolo-class-id-negative", yolo_label("-1 0.5 0.5 0.2 0.2\n"), "recorded", "train0.txt", "class_id_out_of_range", N_YOLO),
-    Case("yolo-nan", yolo_label("0 nan 0.5 0.2 0.2\n"), "recorded", "train0.txt", "box_not_finite", N_YOLO),
-    Case("yolo-inf", yolo_label("0 0.5 0.5 inf 0.2\n"), "recorded", "train0.txt", "box_not_finite", N_YOLO),
-    Case("yolo-negative-width", yolo_label("0 0.5 0.5 -0.2 0.2\n"), "recorded", "train0.txt", "box_inverted", N_YOLO),
-    Case("yolo-box-fully-outside", yolo_label("0 2.5 2.5 0.1 0.1\n"), "recorded", "train0.txt", "box_zero_area", N_YOLO),
-    Case("yolo-4-columns", yolo_label("0 0.5 0.5 0.2\n"), "recorded", "train0.txt", "label_unparsable", N_YOLO),
-    Case("yolo-6-columns", yolo_label("0 0.5 0.5 0.2 0.2 0.9\n"), "recorded", "train0.txt", "label_unparsable", N_YOLO),
-    Case("yolo-blank-lines", yolo_label("\n\n0 0.5 0.5 0.2 0.2\n\n  \n"), "kept", "train0.png", None, N_YOLO),
-    Case("yolo-binary-junk", yolo_label(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81junk"), "recorded", "train0.txt", "label_unreadable", N_YOLO - 1),
-    Case("yolo-list-path-outside-dataset", _yolo_list_outside, "recorded", "secret.jpg", "path_outside_dataset", N_YOLO - 2),
-    Case("yolo-data-yaml-without-names", data_yaml("train: images/train\nval: images/val\n"), "error", "data.yaml"),
-    Case("yolo-data-yaml-missing-folder", data_yaml("train: images/nowhere\nnames: [fracture]\n"), "error", "data.yaml"),
-    Case("yolo-data-yaml-not-yaml", data_yaml("train: [images/train\nnames: {0: fracture\n"), "error", "data.yaml"),
+    Case(
+        "yolo-class-id-out-of-range",
+        yolo_label("5 0.5 0.5 0.2 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "class_id_out_of_range",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-class-id-negative",
+        yolo_label("-1 0.5 0.5 0.2 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "class_id_out_of_range",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-nan",
+        yolo_label("0 nan 0.5 0.2 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "box_not_finite",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-inf",
+        yolo_label("0 0.5 0.5 inf 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "box_not_finite",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-negative-width",
+        yolo_label("0 0.5 0.5 -0.2 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "box_inverted",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-box-fully-outside",
+        yolo_label("0 2.5 2.5 0.1 0.1\n"),
+        "recorded",
+        "train0.txt",
+        "box_zero_area",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-4-columns",
+        yolo_label("0 0.5 0.5 0.2\n"),
+        "recorded",
+        "train0.txt",
+        "label_unparsable",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-6-columns",
+        yolo_label("0 0.5 0.5 0.2 0.2 0.9\n"),
+        "recorded",
+        "train0.txt",
+        "label_unparsable",
+        N_YOLO,
+    ),
+    Case(
+        "yolo-blank-lines",
+        yolo_label("\n\n0 0.5 0.5 0.2 0.2\n\n  \n"),
+        "kept",
+        "train0.png",
+        None,
+        N_YOLO,
+    ),
+    Case(
+        "yolo-binary-junk",
+        yolo_label(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x81junk"),
+        "recorded",
+        "train0.txt",
+        "label_unreadable",
+        N_YOLO - 1,
+    ),
+    Case(
+        "yolo-list-path-outside-dataset",
+        _yolo_list_outside,
+        "recorded",
+        "secret.jpg",
+        "path_outside_dataset",
+        N_YOLO - 2,
+    ),
+    Case(
+        "yolo-data-yaml-without-names",
+        data_yaml("train: images/train\nval: images/val\n"),
+        "error",
+        "data.yaml",
+    ),
+    Case(
+        "yolo-data-yaml-missing-folder",
+        data_yaml("train: images/nowhere\nnames: [fracture]\n"),
+        "error",
+        "data.yaml",
+    ),
+    Case(
+        "yolo-data-yaml-not-yaml",
+        data_yaml("train: [images/train\nnames: {0: fracture\n"),
+        "error",
+        "data.yaml",
+    ),
     # COCO JSON (3 images: a boxed, b and c negative)
-    Case("coco-missing-images", coco_with(lambda doc, tmp: doc.pop("images")), "error", "instances_train.json"),
-    Case("coco-annotation-for-unknown-image", coco_with(_coco_unknown_image), "recorded", "instances_train.json", "annotation_without_image", N_COCO),
-    Case("coco-bbox-3-numbers", coco_with(set_bbox([1, 2, 3])), "recorded", "instances_train.json", "label_unparsable", N_COCO),
-    Case("coco-bbox-strings", coco_with(set_bbox(["x", "y", "w", "h"])), "recorded", "instances_train.json", "label_unparsable", N_COCO),
-    Case("coco-annotation-without-bbox", coco_with(_coco_no_bbox), "recorded", "instances_train.json", "label_unparsable", N_COCO),
-    Case("coco-image-without-file-name", coco_with(_coco_no_file_name), "recorded", "instances_train.json", "label_unparsable", N_COCO - 1),
-    Case("coco-unknown-category", coco_with(_coco_unknown_category), "recorded", "instances_train.json", "class_id_out_of_range", N_COCO),
-    Case("coco-duplicate-image-ids", coco_with(_coco_duplicate_ids), "recorded", "instances_train.json", "duplicate_id", N_COCO - 2),
-    Case("coco-truncated-json", coco_text(json.dumps(coco_doc())[:60]), "error", "instances_train.json"),
+    Case(
+        "coco-missing-images",
+        coco_with(lambda doc, tmp: doc.pop("images")),
+        "error",
+        "instances_train.json",
+    ),
+    Case(
+        "coco-annotation-for-unknown-image",
+        coco_with(_coco_unknown_image),
+        "recorded",
+        "instances_train.json",
+        "annotation_without_image",
+        N_COCO,
+    ),
+    Case(
+        "coco-bbox-3-numbers",
+        coco_with(set_bbox([1, 2, 3])),
+        "recorded",
+        "instances_train.json",
+        "label_unparsable",
+        N_COCO,
+    ),
+    Case(
+        "coco-bbox-strings",
+        coco_with(set_bbox(["x", "y", "w", "h"])),
+        "recorded",
+        "instances_train.json",
+        "label_unparsable",
+        N_COCO,
+    ),
+    Case(
+        "coco-annotation-without-bbox",
+        coco_with(_coco_no_bbox),
+        "recorded",
+        "instances_train.json",
+        "label_unparsable",
+        N_COCO,
+    ),
+    Case(
+        "coco-image-without-file-name",
+        coco_with(_coco_no_file_name),
+        "recorded",
+        "instances_train.json",
+        "label_unparsable",
+        N_COCO - 1,
+    ),
+    Case(
+        "coco-unknown-category",
+        coco_with(_coco_unknown_category),
+        "recorded",
+        "instances_train.json",
+        "class_id_out_of_range",
+        N_COCO,
+    ),
+    Case(
+        "coco-duplicate-image-ids",
+        coco_with(_coco_duplicate_ids),
+        "recorded",
+        "instances_train.json",
+        "duplicate_id",
+        N_COCO - 2,
+    ),
+    Case(
+        "coco-truncated-json",
+        coco_text(json.dumps(coco_doc())[:60]),
+        "error",
+        "instances_train.json",
+    ),
     Case("coco-json-list", coco_text("[1, 2, 3]"), "error", "instances_train.json"),
-    Case("coco-file-name-etc-passwd", coco_with(set_file_name(lambda tmp: "../../etc/passwd")), "recorded", "instances_train.json", "path_outside_dataset", N_COCO - 1),
-    Case("coco-file-name-climbing-to-an-image", coco_with(set_file_name(lambda tmp: "../../secret.jpg")), "recorded", "instances_train.json", "path_outside_dataset", N_COCO - 1),
-    Case("coco-file-name-absolute", coco_with(set_file_name(lambda tmp: str(tmp / "secret.jpg"))), "recorded", "instances_train.json", "path_outside_dataset", N_COCO - 1),
+    Case(
+        "coco-file-name-etc-passwd",
+        coco_with(set_file_name(lambda tmp: "../../etc/passwd")),
+        "recorded",
+        "instances_train.json",
+        "path_outside_dataset",
+        N_COCO - 1,
+    ),
+    Case(
+        "coco-file-name-climbing-to-an-image",
+        coco_with(set_file_name(lambda tmp: "../../secret.jpg")),
+        "recorded",
+        "instances_train.json",
+        "path_outside_dataset",
+        N_COCO - 1,
+    ),
+    Case(
+        "coco-file-name-absolute",
+        coco_with(set_file_name(lambda tmp: str(tmp / "secret.jpg"))),
+        "recorded",
+        "instances_train.json",
+        "path_outside_dataset",
+        N_COCO - 1,
+    ),
     # FracAtlas layout
-    Case("fracatlas-csv-without-body-parts", fracatlas_with(drop_csv_columns("hand", "leg", "hip", "shoulder", "mixed")), "recorded", "dataset.csv", "csv_missing_columns", N_FRACATLAS),
-    Case("fracatlas-csv-fractured-maybe", fracatlas_with(set_csv_value("F1.jpg", "fractured", "maybe")), "recorded", "dataset.csv", "csv_value_unparsable", N_FRACATLAS),
-    Case("fracatlas-csv-hand-yes", fracatlas_with(set_csv_value("N1.jpg", "hand", "yes")), "recorded", "dataset.csv", "csv_value_unparsable", N_FRACATLAS),
-    Case("fracatlas-csv-binary", fracatlas_with(lambda root: (root / "dataset.csv").write_bytes(b"\xff\xfe\x00\x81\x00")), "error", "dataset.csv"),
-    Case("fracatlas-split-csv-names-missing-image", fracatlas_with(split_csv_naming_missing), "recorded", "GHOST", "annotation_without_image", N_FRACATLAS),
-    Case("fracatlas-voc-not-xml", fracatlas_with(voc_only("F2", lambda xml: "this is not XML <<<")), "recorded", "F2.xml", "label_unreadable", N_FRACATLAS),
-    Case("fracatlas-voc-xmin-past-xmax", fracatlas_with(voc_only("F2", lambda xml: xml.replace("<xmin>10</xmin>", "<xmin>50</xmin>"))), "recorded", "F2.jpg", "box_inverted", N_FRACATLAS),
-    Case("fracatlas-without-annotations-folder", fracatlas_with(_remove_folder("Annotations")), "recorded", "COCO_fracture_masks.json", "missing_file", N_FRACATLAS),
+    Case(
+        "fracatlas-csv-without-body-parts",
+        fracatlas_with(drop_csv_columns("hand", "leg", "hip", "shoulder", "mixed")),
+        "recorded",
+        "dataset.csv",
+        "csv_missing_columns",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-csv-fractured-maybe",
+        fracatlas_with(set_csv_value("F1.jpg", "fractured", "maybe")),
+        "recorded",
+        "dataset.csv",
+        "csv_value_unparsable",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-csv-hand-yes",
+        fracatlas_with(set_csv_value("N1.jpg", "hand", "yes")),
+        "recorded",
+        "dataset.csv",
+        "csv_value_unparsable",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-csv-binary",
+        fracatlas_with(lambda root: (root / "dataset.csv").write_bytes(b"\xff\xfe\x00\x81\x00")),
+        "error",
+        "dataset.csv",
+    ),
+    Case(
+        "fracatlas-split-csv-names-missing-image",
+        fracatlas_with(split_csv_naming_missing),
+        "recorded",
+        "GHOST",
+        "annotation_without_image",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-voc-not-xml",
+        fracatlas_with(voc_only("F2", lambda xml: "this is not XML <<<")),
+        "recorded",
+        "F2.xml",
+        "label_unreadable",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-voc-xmin-past-xmax",
+        fracatlas_with(
+            voc_only("F2", lambda xml: xml.replace("<xmin>10</xmin>", "<xmin>50</xmin>"))
+        ),
+        "recorded",
+        "F2.jpg",
+        "box_inverted",
+        N_FRACATLAS,
+    ),
+    Case(
+        "fracatlas-without-annotations-folder",
+        fracatlas_with(_remove_folder("Annotations")),
+        "recorded",
+        "COCO_fracture_masks.json",
+        "missing_file",
+        N_FRACATLAS,
+    ),
 ]

@@ -29,7 +29,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_models: tuple[Path, Path]) -> Kit:
+def kit(
+    tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_models: tuple[Path, Path]
+) -> Kit:
     """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards, a small audit manifest, a tiny MAE run."""
     root = tmp_path_factory.mktemp("kit")
     cls_run = Path(shutil.copytree(tiny_models[0], root / "cls_run"))
@@ -39,21 +41,69 @@ def kit(tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_mo
         save_image(folder / f"x{k}.png", 40, 30, seed=k)
     shards = tuple(root / f"shard{k}" for k in (1, 2))
     for k, out in enumerate(shards, start=1):
-        predict_folder(PredictConfig(folder=folder, output=out, cls=cls_run, shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))
+        predict_folder(
+            PredictConfig(
+                folder=folder,
+                output=out,
+                cls=cls_run,
+                shard=f"{k}/2",
+                workers=0,
+                device="cpu",
+                precision="fp32",
+            )
+        )
     audit_shards = tuple(root / f"audit_shard{k}" for k in (1, 2))
     mae_run = root / "mae_run"
-    pretrain_mae(MAETrainConfig(data=mae_images(root), output=mae_run, image_size=32, patch_size=8, model_args=TINY_MODEL, epochs=1, batch_size=8,
-                                lr=1e-3, warmup_epochs=0.0, precision="fp32", workers=0, device="cpu"))  # fmt: skip
-    kit = Kit(root, cls_run, det, phantom_dataset, shards, root / "audit_manifest.csv", audit_shards, mae_run)  # type: ignore[arg-type]
+    pretrain_mae(
+        MAETrainConfig(
+            data=mae_images(root),
+            output=mae_run,
+            image_size=32,
+            patch_size=8,
+            model_args=TINY_MODEL,
+            epochs=1,
+            batch_size=8,
+            lr=1e-3,
+            warmup_epochs=0.0,
+            precision="fp32",
+            workers=0,
+            device="cpu",
+        )
+    )
+    kit = Kit(
+        root,
+        cls_run,
+        det,
+        phantom_dataset,
+        shards,
+        root / "audit_manifest.csv",
+        audit_shards,
+        mae_run,
+    )  # type: ignore[arg-type]
     small_manifest(phantom_dataset, root).rename(kit.audit_manifest)
     for k, out in enumerate(audit_shards, start=1):
-        run_audit(AuditConfig(dataset=kit.audit_manifest, output=out, classifiers=(kit.cls_run,), split="all", methods=("saliency",), steps=1, batch_size=2,
-                              shard=f"{k}/2", workers=0, device="cpu", precision="fp32"))  # fmt: skip
+        run_audit(
+            AuditConfig(
+                dataset=kit.audit_manifest,
+                output=out,
+                classifiers=(kit.cls_run,),
+                split="all",
+                methods=("saliency",),
+                steps=1,
+                batch_size=2,
+                shard=f"{k}/2",
+                workers=0,
+                device="cpu",
+                precision="fp32",
+            )
+        )
     return kit
 
 
 @pytest.mark.parametrize("case", COMMAND_CASES, ids=[c.name for c in COMMAND_CASES])
-def test_command_handles_bad_input(case: CommandCase, kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_command_handles_bad_input(
+    case: CommandCase, kit: Kit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # a stray relative write lands where it is seen
     args = case.build(kit, tmp_path)
     out = tmp_path / "out"
@@ -64,21 +114,33 @@ def test_command_handles_bad_input(case: CommandCase, kit: Kit, tmp_path: Path, 
         warnings.simplefilter("always")
         result = runner.invoke(app, ["-q", *args])
 
-    assert result.exception is None or isinstance(result.exception, SystemExit), f"traceback: {result.exception!r}\n{result.output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"traceback: {result.exception!r}\n{result.output}"
+    )
     assert "Traceback" not in result.output
     after = [snapshot(root, out if case.expect == "done" else None) for root in watched]
-    assert after == before, "a file was written, changed or left behind " + ("outside the output folder" if case.expect == "done" else "by a command that failed")
+    assert after == before, "a file was written, changed or left behind " + (
+        "outside the output folder" if case.expect == "done" else "by a command that failed"
+    )
     if case.check is not None and case.expect == "error":
         case.check(out, tmp_path)
     lines = [line for line in result.output.splitlines() if line.strip()]
     if case.expect == "error":
-        assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+        assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("error: "), (
+            result.output
+        )
         for hint in (case.hint,) if isinstance(case.hint, str) else case.hint:
-            assert hint.format(tmp=tmp_path) in lines[0], f"the error does not name {hint.format(tmp=tmp_path)}: {lines[0]}"
+            assert hint.format(tmp=tmp_path) in lines[0], (
+                f"the error does not name {hint.format(tmp=tmp_path)}: {lines[0]}"
+            )
         return
     assert result.exit_code == 0, result.output
     # A Python warning from fracdet's own code is noise on the user's terminal (third-party ones are not ours).
-    assert not [f"{w.filename}:{w.lineno}: {w.message}" for w in seen if f"{os.sep}fracdet{os.sep}" in w.filename]
+    assert not [
+        f"{w.filename}:{w.lineno}: {w.message}"
+        for w in seen
+        if f"{os.sep}fracdet{os.sep}" in w.filename
+    ]
     assert case.check is not None
     case.check(out, tmp_path)
 
@@ -92,4 +154,6 @@ def test_the_cases_cover_every_command() -> None:
     for kind in ("-output-is-a-file", "-existing-output"):
         assert {c.command for c in COMMAND_CASES if c.name.endswith(kind)} == set(COMMANDS)
     for command in ("eval-cls", "eval-det", "predict", "audit", "pretrain-mae", "mae-show"):
-        assert any(c.name == f"{command}-corrupt-image" and c.expect == "done" for c in COMMAND_CASES)
+        assert any(
+            c.name == f"{command}-corrupt-image" and c.expect == "done" for c in COMMAND_CASES
+        )

@@ -30,12 +30,18 @@ def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
             found[os.path.join(folder, d)] = "dir"
         for f in files:
             path = Path(folder, f)
-            found[str(path)] = "link" if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+            found[str(path)] = (
+                "link" if path.is_symlink() else hashlib.sha256(path.read_bytes()).hexdigest()
+            )
     return found
 
 
 def output_images(out: Path) -> dict[str, Path]:
-    return {p.name: p for p in (out / "images").rglob("*") if p.is_file()} if (out / "images").is_dir() else {}
+    return (
+        {p.name: p for p in (out / "images").rglob("*") if p.is_file()}
+        if (out / "images").is_dir()
+        else {}
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -48,13 +54,24 @@ def test_convert_handles_bad_input(case: Case, tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["-q", "convert", str(source), str(out)])
 
-    assert result.exception is None or isinstance(result.exception, SystemExit), f"traceback: {result.exception!r}\n{result.output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"traceback: {result.exception!r}\n{result.output}"
+    )
     assert "Traceback" not in result.output
-    assert snapshot(tmp_path, out) == before, "a file outside the output folder was written, changed or left behind"
+    assert snapshot(tmp_path, out) == before, (
+        "a file outside the output folder was written, changed or left behind"
+    )
     secret = corpus / "secret.jpg"
-    if secret.exists():  # a path in the annotations reaches this image: it must not be linked or copied in
+    if (
+        secret.exists()
+    ):  # a path in the annotations reaches this image: it must not be linked or copied in
         digest = hashlib.sha256(secret.read_bytes()).digest()
-        assert not [p for p in output_images(out).values() if p.stat().st_ino == secret.stat().st_ino or hashlib.sha256(p.read_bytes()).digest() == digest]
+        assert not [
+            p
+            for p in output_images(out).values()
+            if p.stat().st_ino == secret.stat().st_ino
+            or hashlib.sha256(p.read_bytes()).digest() == digest
+        ]
 
     lines = [line for line in result.output.splitlines() if line.strip()]
     if case.expect == "error":
@@ -68,7 +85,9 @@ def test_convert_handles_bad_input(case: Case, tmp_path: Path) -> None:
     assert report["images_written"] == case.images, report["problems"]
     recorded = [p for p in report["problems"] if case.hint in p["file"] or case.hint in p["detail"]]
     if case.kind is not None:
-        assert any(p["kind"] == case.kind and p["action"] for p in recorded), f"no {case.kind} problem naming {case.hint}: {report['problems']}"
+        assert any(p["kind"] == case.kind and p["action"] for p in recorded), (
+            f"no {case.kind} problem naming {case.hint}: {report['problems']}"
+        )
     if case.expect == "kept":
         assert case.hint in output_images(out), f"{case.hint} is not in the output"
         assert not [p for p in recorded if "skipped" in p["action"]]

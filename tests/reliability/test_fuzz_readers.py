@@ -32,31 +32,84 @@ from fracdet.errors import FracdetError
 # --- strategies ------------------------------------------------------------------------------------
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-numbers = st.sampled_from(["0", "1", "-1", "0.5", "nan", "inf", "-inf", "1e309", "", "x", "٣", "0x1f", "1_0"]) | st.floats().map(str) | st.integers().map(str)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+numbers = (
+    st.sampled_from(
+        ["0", "1", "-1", "0.5", "nan", "inf", "-inf", "1e309", "", "x", "٣", "0x1f", "1_0"]
+    )
+    | st.floats().map(str)
+    | st.integers().map(str)
+)
 cells = numbers | st.text(max_size=10)
 raw = st.binary(max_size=300)
 
 
 def coco_entry(keys: dict[str, st.SearchStrategy]) -> st.SearchStrategy:
     """A dict with COCO-like keys (each present or not, plausible or wild) and maybe stray ones."""
-    return st.fixed_dictionaries({}, optional={k: v | json_values for k, v in keys.items()}) | json_values
+    return (
+        st.fixed_dictionaries({}, optional={k: v | json_values for k, v in keys.items()})
+        | json_values
+    )
 
 
-file_names = st.sampled_from(["a.jpg", "b.jpg", "../a.jpg", "/etc/passwd", "C:\\x.jpg", "images/a.jpg", "a" * 300 + ".jpg", "a\0.jpg", ""]) | st.text(max_size=20)
+file_names = st.sampled_from(
+    [
+        "a.jpg",
+        "b.jpg",
+        "../a.jpg",
+        "/etc/passwd",
+        "C:\\x.jpg",
+        "images/a.jpg",
+        "a" * 300 + ".jpg",
+        "a\0.jpg",
+        "",
+    ]
+) | st.text(max_size=20)
 coco_docs = st.fixed_dictionaries(
     {},
     optional={
-        "images": st.lists(coco_entry({"id": st.integers(0, 4), "file_name": file_names, "width": st.integers(-5, 100), "height": st.integers(-5, 100)}), max_size=5),
+        "images": st.lists(
+            coco_entry(
+                {
+                    "id": st.integers(0, 4),
+                    "file_name": file_names,
+                    "width": st.integers(-5, 100),
+                    "height": st.integers(-5, 100),
+                }
+            ),
+            max_size=5,
+        ),
         "annotations": st.lists(
-            coco_entry({"id": st.integers(), "image_id": st.integers(0, 4), "category_id": st.integers(0, 3), "bbox": st.lists(st.floats() | st.integers() | st.text(max_size=3), max_size=6), "iscrowd": st.integers(0, 1)}),
+            coco_entry(
+                {
+                    "id": st.integers(),
+                    "image_id": st.integers(0, 4),
+                    "category_id": st.integers(0, 3),
+                    "bbox": st.lists(st.floats() | st.integers() | st.text(max_size=3), max_size=6),
+                    "iscrowd": st.integers(0, 1),
+                }
+            ),
             max_size=6,
         ),
-        "categories": st.lists(coco_entry({"id": st.integers(0, 3), "name": st.text(max_size=8)}), max_size=4),
+        "categories": st.lists(
+            coco_entry({"id": st.integers(0, 3), "name": st.text(max_size=8)}), max_size=4
+        ),
     },
 )
-yolo_text = st.lists(st.lists(numbers, max_size=8).map(" ".join), max_size=6).map("\n".join) | st.text(max_size=200)
-yaml_docs = st.dictionaries(st.sampled_from(["train", "val", "test", "names", "nc", "path", "other"]), json_values, max_size=6)
+yolo_text = st.lists(st.lists(numbers, max_size=8).map(" ".join), max_size=6).map(
+    "\n".join
+) | st.text(max_size=200)
+yaml_docs = st.dictionaries(
+    st.sampled_from(["train", "val", "test", "names", "nc", "path", "other"]),
+    json_values,
+    max_size=6,
+)
 
 
 def csv_text(header: st.SearchStrategy[list[str]]) -> st.SearchStrategy[str]:
@@ -65,14 +118,31 @@ def csv_text(header: st.SearchStrategy[list[str]]) -> st.SearchStrategy[str]:
         csv.writer(buffer).writerows(rows)
         return buffer.getvalue()
 
-    return st.builds(lambda head, body: render([head, *body]), header, st.lists(st.lists(cells, max_size=15), max_size=5))
+    return st.builds(
+        lambda head, body: render([head, *body]),
+        header,
+        st.lists(st.lists(cells, max_size=15), max_size=5),
+    )
 
 
 xml_text = st.builds(
-    lambda name, values, extra: "<annotation><object><name>" + name + "</name><bndbox>" + "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), values, strict=False)) + "</bndbox></object>" + extra + "</annotation>",
+    lambda name, values, extra: (
+        "<annotation><object><name>"
+        + name
+        + "</name><bndbox>"
+        + "".join(
+            f"<{t}>{v}</{t}>"
+            for t, v in zip(("xmin", "ymin", "xmax", "ymax"), values, strict=False)
+        )
+        + "</bndbox></object>"
+        + extra
+        + "</annotation>"
+    ),
     st.sampled_from(["fractured", "other", ""]) | st.text(max_size=6),
     st.lists(numbers, max_size=4),
-    st.sampled_from(["", "<object/>", "<object><name>fractured</name></object>", "&undefined;", "<![CDATA[x]]>"]),
+    st.sampled_from(
+        ["", "<object/>", "<object><name>fractured</name></object>", "&undefined;", "<![CDATA[x]]>"]
+    ),
 )
 
 
@@ -93,7 +163,9 @@ def payload(data: str | bytes) -> bytes:
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fuzz")
-    fracatlas = make_fracatlas(root / "fracatlas", [("F1.jpg", 40, 30, [(2, 2, 20, 20)]), ("N1.jpg", 40, 30, [])])
+    fracatlas = make_fracatlas(
+        root / "fracatlas", [("F1.jpg", 40, 30, [(2, 2, 20, 20)]), ("N1.jpg", 40, 30, [])]
+    )
     yolo = root / "yolo"
     save_image(yolo / "images" / "train" / "a.png", 40, 30)
     (yolo / "labels" / "train").mkdir(parents=True)
@@ -106,7 +178,12 @@ def trees(tmp_path_factory) -> dict[str, Path]:
 # --- targets -------------------------------------------------------------------------------------------
 
 
-@given(text=yolo_text, width=st.integers(1, 5000), height=st.integers(1, 5000), classes=st.integers(1, 3))
+@given(
+    text=yolo_text,
+    width=st.integers(1, 5000),
+    height=st.integers(1, 5000),
+    classes=st.integers(1, 3),
+)
 def test_parse_yolo_label(text, width, height, classes):
     parse_yolo_label(text, width, height, classes, "x.txt")  # documented: never raises
 
@@ -148,14 +225,24 @@ def test_parse_voc_xml(trees, data):
     only_fracdet_errors(lambda: parse_voc_xml(path, ["fractured"]))
 
 
-@given(data=raw | csv_text(st.just(list(CSV_COLUMNS))).map(payload) | csv_text(st.lists(st.sampled_from(CSV_COLUMNS) | st.text(max_size=6), max_size=14)).map(payload))
+@given(
+    data=raw
+    | csv_text(st.just(list(CSV_COLUMNS))).map(payload)
+    | csv_text(st.lists(st.sampled_from(CSV_COLUMNS) | st.text(max_size=6), max_size=14)).map(
+        payload
+    )
+)
 def test_read_fracatlas_dataset_csv(trees, data):
     root = trees["fracatlas"]
     (root / "dataset.csv").write_bytes(data)
     only_fracdet_errors(lambda: read_fracatlas(root))
 
 
-@given(data=raw | csv_text(st.just(["image_id"]) | st.lists(st.text(max_size=8), max_size=3)).map(payload), voc=raw | xml_text.map(payload))
+@given(
+    data=raw
+    | csv_text(st.just(["image_id"]) | st.lists(st.text(max_size=8), max_size=3)).map(payload),
+    voc=raw | xml_text.map(payload),
+)
 def test_read_fracatlas_split_csv_and_voc(trees, data, voc):
     root = trees["fracatlas"]
     (root / "Utilities" / "Fracture Split" / "train.csv").write_bytes(data)
@@ -166,25 +253,51 @@ def test_read_fracatlas_split_csv_and_voc(trees, data, voc):
     only_fracdet_errors(lambda: read_fracatlas(root))
 
 
-@given(data=raw | csv_text(st.just(list(MANIFEST_COLUMNS)) | st.lists(st.sampled_from(MANIFEST_COLUMNS), max_size=12)).map(payload))
+@given(
+    data=raw
+    | csv_text(
+        st.just(list(MANIFEST_COLUMNS)) | st.lists(st.sampled_from(MANIFEST_COLUMNS), max_size=12)
+    ).map(payload)
+)
 def test_read_manifest(trees, data):
     path = trees["scratch"] / "manifest.csv"
     path.write_bytes(data)
     only_fracdet_errors(lambda: read_manifest(path))
 
 
-@given(data=raw | st.text(max_size=200).map(payload) | json_values.map(lambda v: yaml.safe_dump(v).encode()))
+@given(
+    data=raw
+    | st.text(max_size=200).map(payload)
+    | json_values.map(lambda v: yaml.safe_dump(v).encode())
+)
 def test_load_yaml(trees, data):
     path = trees["scratch"] / "c.yaml"
     path.write_bytes(data)
     only_fracdet_errors(lambda: load_yaml(path))
 
 
-image_prefixes = st.sampled_from([b"", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"GIF89a", b"BM", b"II*\x00", b"\0" * 128 + b"DICM"])
+image_prefixes = st.sampled_from(
+    [
+        b"",
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        b"GIF89a",
+        b"BM",
+        b"II*\x00",
+        b"\0" * 128 + b"DICM",
+    ]
+)
 
 
-@pytest.mark.filterwarnings("ignore:Corrupt EXIF data", "ignore::PIL.Image.DecompressionBombWarning")
-@given(prefix=image_prefixes, body=raw, suffix=st.sampled_from([".jpg", ".png", ".dcm", ".tif", ""]), full=st.booleans())
+@pytest.mark.filterwarnings(
+    "ignore:Corrupt EXIF data", "ignore::PIL.Image.DecompressionBombWarning"
+)
+@given(
+    prefix=image_prefixes,
+    body=raw,
+    suffix=st.sampled_from([".jpg", ".png", ".dcm", ".tif", ""]),
+    full=st.booleans(),
+)
 def test_read_image_info(trees, prefix, body, suffix, full):
     path = trees["scratch"] / f"image{suffix}"
     path.write_bytes(prefix + body)
