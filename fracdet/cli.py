@@ -956,9 +956,10 @@ def merge(
     """Join sharded `fracdet predict` or `fracdet audit` runs into one (checks they match)."""
     import fracdet.audit
     import fracdet.predict
+    from fracdet.jobs import run_kind
 
-    is_audit = bool(shard_dirs) and (Path(shard_dirs[0]) / "audit_state.json").is_file()
-    join = fracdet.audit.merge_audits if is_audit else fracdet.predict.merge_outputs
+    kind = run_kind(shard_dirs[0]) if shard_dirs else None  # from the run's saved state
+    join = fracdet.audit.merge_audits if kind == "audit" else fracdet.predict.merge_outputs
     typer.echo(join(shard_dirs, output, overwrite=overwrite).line())
 
 

@@ -24,7 +24,7 @@ PACKAGES = ("fracdet", "data_tools")
 
 #: Layer of each top-level unit: a unit may import units of its own layer or lower ones.
 #: The root package ``fracdet`` holds only ``__version__`` and runs before any of its
-#: submodules, so it sits at the bottom. ``shards`` and ``journal`` are planned L0 modules.
+#: submodules, so it sits at the bottom.
 LAYERS: dict[str, int] = {
     "fracdet": 0,
     "fracdet.errors": 0,
@@ -34,8 +34,7 @@ LAYERS: dict[str, int] = {
     "fracdet.provenance": 0,
     "fracdet.runtime": 0,
     "fracdet.confusion": 0,
-    "fracdet.shards": 0,
-    "fracdet.journal": 0,
+    "fracdet.jobs": 0,
     "fracdet.stages": 0,
     "fracdet.data": 1,
     "fracdet.report": 2,

@@ -407,7 +407,7 @@ def test_merge_refuses_what_is_not_a_finished_shard(checkpoints, mixed_folder, t
     cases = {
         "garbled": (
             lambda d: (d / "predict_report.json").write_text("{not json"),
-            "unreadable run report",
+            "unreadable predict_report.json",
         ),
         "running": (
             lambda d: (d / "predict_report.json").write_text(json.dumps({"status": "running"})),

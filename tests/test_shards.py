@@ -1,11 +1,11 @@
-"""``fracdet.shards``: K/N parsing, partitions that cover every item once, what a merge lacks."""
+"""``fracdet.jobs.shards``: K/N parsing, partitions that cover every item once, what a merge lacks."""
 
 from __future__ import annotations
 
 import pytest
 
 from fracdet.errors import ConfigError
-from fracdet.shards import missing_shards, parse_shard, shard_items
+from fracdet.jobs import missing_shards, parse_shard, shard_items
 
 
 def test_parse_shard():

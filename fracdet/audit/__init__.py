@@ -6,6 +6,7 @@ inputs, and paired statistics between classifiers.
 """
 
 from fracdet.audit.config import AuditConfig
-from fracdet.audit.run import AuditSummary, merge_audits, run_audit
+from fracdet.audit.result import AuditSummary
+from fracdet.audit.run import merge_audits, run_audit
 
 __all__ = ["AuditConfig", "AuditSummary", "run_audit", "merge_audits"]

@@ -13,12 +13,12 @@ import numpy as np
 from fracdet.audit.engine import method_column
 from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
 from fracdet.audit.inputs import AuditInputs, AuditItem
-from fracdet.audit.run import AuditSummary
+from fracdet.audit.result import AuditSummary
 from fracdet.audit.store import AuditStore
 from fracdet.audit.summary import summarize, values
 from fracdet.data.geometry import box_to_model_frame
 from fracdet.fsutil import atomic_write_json
-from fracdet.journal import read_rows
+from fracdet.jobs import read_rows
 
 __all__ = ["finalize_audit"]
 

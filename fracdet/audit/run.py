@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +23,21 @@ from torch.utils.data import DataLoader
 from fracdet import __version__
 from fracdet.audit.config import AuditConfig
 from fracdet.audit.engine import audit_batch, column_names
+from fracdet.audit.finalize import finalize_audit
 from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
+from fracdet.audit.merge import join_shards
 from fracdet.audit.models import load_audit_detector, load_classifiers
-from fracdet.audit.store import STATE, AuditStore
-from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import check_folder_path
+from fracdet.audit.result import AuditSummary
+from fracdet.audit.store import PER_IMAGE, AuditStore
+from fracdet.errors import ConfigError, DataError
+from fracdet.jobs import open_output, parse_shard
 from fracdet.log import progress
 from fracdet.provenance import versions
 from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
-from fracdet.shards import parse_shard
 
-__all__ = ["AuditSummary", "run_audit", "merge_audits", "chunk_items"]
+__all__ = ["run_audit", "merge_audits", "chunk_items"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AuditSummary:
-    """What an audit (or a shard of one) wrote, with its headline numbers."""
-
-    output: Path
-    report: Path | None
-    n_images: int
-    n_models: int
-    headline: tuple[str, ...] = ()
-    shard: str | None = None
-
-    def line(self) -> str:
-        if self.report is None:
-            return f"shard {self.shard}: {self.n_images} images x {self.n_models} classifier(s) -> {self.output}; join shards with `fracdet merge`"
-        details = "; ".join(self.headline)
-        return f"audit of {self.n_models} classifier(s) on {self.n_images} images: {details} -> {self.report}"
 
 
 def chunk_items(items: Sequence[AuditItem], size: int) -> list[list[AuditItem]]:
@@ -100,37 +82,25 @@ def _prepare(
     store: AuditStore,
     cfg: AuditConfig,
     identity: dict[str, Any],
+    shard: str | None,
     chunk_pairs: list[list[tuple[str, int]]],
 ) -> set[tuple[str, int]]:
     """Create, replace or reopen the output; returns the ``(model, index)`` pairs already done.
 
     ``chunk_pairs`` holds the pairs of each (model, chunk) this process audits.
     """
-    out = store.folder
-    check_folder_path(out.parent)
-    exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
-    if exists and not (cfg.resume or cfg.overwrite):
-        raise OutputExistsError(
-            "already exists; pass --resume to continue that audit or --overwrite to replace it", out
-        )
-    if exists and cfg.overwrite:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-        exists = False
-    if not exists:
+    previous = open_output(
+        store.folder,
+        "audit",
+        identity,
+        shard=shard,
+        resume=bool(cfg.resume),
+        overwrite=bool(cfg.overwrite),
+        needs=(PER_IMAGE,),
+    )
+    if previous is None:
         store.start()
         return set()
-    state = store.read_state()
-    if state is None or not store.per_image.is_file():
-        raise OutputExistsError(
-            f"is not a fracdet audit output (no {STATE}): cannot resume it; pass --overwrite or another --out",
-            out,
-        )
-    changed = [k for k in identity if state.get("identity", {}).get(k) != identity[k]]
-    if changed:
-        raise ConfigError(
-            f"cannot resume: this audit differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out",
-            out,
-        )
     return store.reopen(chunk_pairs)
 
 
@@ -178,12 +148,14 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     chunks = chunk_items(inputs.items, cfg.batch_size)
     mine = [c for c in range(len(chunks)) if shard is None or c % shard[1] == shard[0] - 1]
     pairs = [[(clf.name, item.index) for item in chunks[c]] for clf in classifiers for c in mine]
-    done = _prepare(store, cfg, identity, pairs)
+    shard_spec = cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}"
+    done = _prepare(store, cfg, identity, shard_spec, pairs)
+    # The audit's saved state (fracdet.jobs.state): what a resume or a merge checks.
     state = {
         "fracdet_version": __version__,
         "status": "running",
         "identity": identity,
-        "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
+        "shard": shard_spec,
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "versions": versions(),
         "device": str(runtime.device),
@@ -219,8 +191,6 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         return _finalize_from_shards(shard_dirs, Path(cfg.output), overwrite=True)
     if shard is not None:
         return AuditSummary(out, None, len(inputs.items), len(classifiers), shard=cfg.shard)
-    from fracdet.audit.finalize import finalize_audit
-
     return finalize_audit(out, inputs, state)
 
 
@@ -293,9 +263,6 @@ def _audit_chunks(
 def _finalize_from_shards(
     shard_dirs: Sequence[Path], output: Path, *, overwrite: bool
 ) -> AuditSummary:
-    from fracdet.audit.finalize import finalize_audit
-    from fracdet.audit.merge import join_shards
-
     state, inputs = join_shards(shard_dirs, output, overwrite=overwrite)
     return finalize_audit(output, inputs, state)
 
@@ -304,9 +271,4 @@ def merge_audits(
     shard_dirs: Sequence[Path], output: Path, *, overwrite: bool = False
 ) -> AuditSummary:
     """Join the outputs of ``fracdet audit --shard K/N`` runs and write the audit's report."""
-    if not shard_dirs:
-        raise ConfigError("give at least one shard output folder to merge")
-    for shard_dir in shard_dirs:
-        if not (Path(shard_dir) / STATE).is_file():
-            raise DataError(f"not a fracdet audit output (no {STATE})", shard_dir)
     return _finalize_from_shards(shard_dirs, output, overwrite=overwrite)

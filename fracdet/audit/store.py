@@ -1,41 +1,37 @@
 """An audit's files on disk: the per-image table, the detections journal, the maps, the state.
 
-Work is committed chunk by chunk: maps and detections are written first, the chunk's rows
-last, so a row means its image is done. ``--resume`` keeps the rows of complete chunks and
-redoes the rest; nothing written for an unfinished chunk survives it.
+The audit is a :class:`fracdet.jobs.Journal` whose chunk is one batch of images for one
+classifier and whose item is ``(model, index)``. :meth:`AuditStore.commit` writes the chunk's
+maps, then its detections, then its rows, so a row means its image is done; ``--resume``
+keeps the chunks committed whole and redoes the rest, and nothing written for an unfinished
+chunk survives it.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fracdet.errors import ConfigError
-from fracdet.fsutil import atomic_write, atomic_write_json, atomic_write_text
-from fracdet.journal import (
-    cut_partial_line,
-    read_jsonl,
-    read_rows,
-    rewrite_jsonl,
-    start_rows,
-    write_rows,
-)
+from fracdet.fsutil import atomic_write
+from fracdet.jobs import STATE_FILES, Journal, read_jsonl, read_state, write_rows, write_state
 
-__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS"]
+__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS", "item_key"]
 
 logger = logging.getLogger(__name__)
 
 PER_IMAGE = "per_image.csv"
 DETECTIONS = "detections.jsonl"
-STATE = "audit_state.json"
+STATE = STATE_FILES["audit"]
 MAPS = "maps"
+
+
+def item_key(row: Mapping[str, Any]) -> tuple[str, int]:
+    """The item of a per-image row or a detections line: ``(model, index)``."""
+    return row["model"], int(row["index"])
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -49,47 +45,28 @@ class AuditStore:
     def __init__(self, folder: Path, header: Sequence[str]) -> None:
         self.folder = Path(folder)
         self.header = list(header)
+        self.journal = Journal(self.folder, header, item_key, rows=PER_IMAGE, side=DETECTIONS)
 
     @property
     def per_image(self) -> Path:
-        return self.folder / PER_IMAGE
+        return self.journal.rows_path
 
     @property
     def detections(self) -> Path:
-        return self.folder / DETECTIONS
+        return self.journal.side_path
 
     def start(self) -> None:
         """A fresh output: the table's header and an empty journal."""
-        start_rows(self.per_image, self.header)
-        atomic_write_text(self.detections, "")
+        self.journal.start()
 
     def reopen(self, chunks: Iterable[Sequence[tuple[str, int]]]) -> set[tuple[str, int]]:
         """Keep what belongs to complete chunks; returns the ``(model, index)`` pairs done.
 
-        ``chunks`` lists the pairs of every chunk that may count as done; a chunk with a
+        ``chunks`` lists the pairs of every chunk this process audits; a chunk with a
         missing row (a kill between the writes of its rows) is dropped whole, with its
         journal lines, so that it is redone once, not appended twice.
         """
-        cut_partial_line(self.per_image)
-        header, rows = read_rows(self.per_image)
-        if header != self.header:
-            raise ConfigError(
-                f"cannot resume: {PER_IMAGE} has other columns than this audit writes; pass --overwrite",
-                self.per_image,
-            )
-        present = {(r["model"], int(r["index"])) for r in rows}
-        allowed = {
-            pair for chunk in chunks if all(pair in present for pair in chunk) for pair in chunk
-        }
-        kept = [r for r in rows if (r["model"], int(r["index"])) in allowed]
-        if len(kept) != len(rows):
-            self.write_rows(kept)
-        done = {(r["model"], int(r["index"])) for r in kept}
-        rewrite_jsonl(
-            self.detections,
-            lambda entry: entry if (entry["model"], int(entry["index"])) in done else None,
-        )
-        return done
+        return self.journal.reopen(chunks).done
 
     def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Replace the table's rows (atomically)."""
@@ -107,29 +84,16 @@ class AuditStore:
         if maps:
             path = self.map_path(model, chunk)
             atomic_write(path, lambda tmp: _save_npz(tmp, maps))
-        if detections:
-            with open(self.detections, "a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(d) + "\n" for d in detections)
-                fh.flush()
-                os.fsync(fh.fileno())
-        with open(self.per_image, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, fieldnames=self.header, restval="").writerows(rows)
-            fh.flush()
+        self.journal.commit(rows, detections)
 
     def map_path(self, model: str, chunk: int) -> Path:
         return self.folder / MAPS / model / f"chunk_{chunk:05d}.npz"
 
     def write_state(self, state: dict[str, Any]) -> None:
-        atomic_write_json(self.folder / STATE, state)
+        write_state(self.folder, "audit", state)
 
     def read_state(self) -> dict[str, Any] | None:
-        path = self.folder / STATE
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None
+        return read_state(self.folder, "audit")
 
     def detection_entries(self) -> list[dict[str, Any]]:
         return read_jsonl(self.detections) if self.detections.exists() else []

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from fracdet.data.formats import Box
 from fracdet.data.geometry import scale_boxes
-from fracdet.journal import CsvAppender, JsonlAppender
+from fracdet.jobs import Journal
 from fracdet.predict.config import PredictConfig
 from fracdet.predict.decode import Batch, Decoded
 from fracdet.predict.models import Models
@@ -111,8 +111,7 @@ def predict_batches(
     cfg: PredictConfig,
     out: Path,
     header: list[str],
-    rows_out: CsvAppender,
-    boxes_out: JsonlAppender,
+    journal: Journal,
 ) -> Iterator[None]:
     """Predict batch by batch; yields once per image so the progress bar counts images/s."""
     from fracdet.det.evaluate import predictions_to_coco_results
@@ -124,7 +123,7 @@ def predict_batches(
         for batch in loader:
             outcome = _run_models(batch, models, det_options)
             rows: list[list[Any]] = []
-            journal: list[dict[str, Any]] = []
+            box_lines: list[dict[str, Any]] = []  # the side journal
             k = 0
             for item in batch.items:
                 if item.reason is not None:
@@ -147,7 +146,7 @@ def predict_batches(
                 if models.detector is not None:
                     row += [len(boxes), f"{max(scores, default=0.0):.6f}"]
                     if boxes:
-                        journal.append(
+                        box_lines.append(
                             {
                                 "image_id": item.image_id,
                                 "results": predictions_to_coco_results(
@@ -174,8 +173,7 @@ def predict_batches(
                     )
                 rows.append(row)
                 k += 1
-            # The journal first, the CSV row last: a row means the image is done (see --resume).
-            boxes_out.append(journal)
-            rows_out.append(rows)
+            # Overlays and boxes first, the CSV rows last: a row means the image is done.
+            journal.commit([dict(zip(header, row, strict=True)) for row in rows], box_lines)
             for _ in batch.items:
                 yield None

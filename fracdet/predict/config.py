@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fracdet.errors import ConfigError
-from fracdet.shards import parse_shard
+from fracdet.jobs import STATE_FILES, parse_shard
 
 __all__ = [
     "PredictConfig",
@@ -26,7 +26,8 @@ DETECTIONS = "detections.json"
 #: The detections journal (one JSON line per image with boxes), folded into DETECTIONS at the end.
 DETECTIONS_LOG = "detections.jsonl"
 IMAGES = "images.json"
-REPORT = "predict_report.json"
+#: The run report, which is also the run's saved state (:mod:`fracdet.jobs.state`).
+REPORT = STATE_FILES["predict"]
 OVERLAYS = "overlays"
 #: Overlays are for looking at, not for measuring: a long side of 1024 px keeps them small.
 OVERLAY_MAX_SIDE = 1024

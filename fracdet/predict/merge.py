@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fracdet import __version__
-from fracdet.errors import ConfigError, DataError
-from fracdet.fsutil import (
-    LinkMode,
-    atomic_output_dir,
-    atomic_write_json,
-    atomic_write_text,
-    place_file,
+from fracdet.fsutil import atomic_output_dir, atomic_write_json, atomic_write_text
+from fracdet.jobs import (
+    check_same_run,
+    finished_states,
+    link_tree,
+    merge_rows,
+    missing_shards,
+    write_rows,
+    write_state,
 )
-from fracdet.journal import merge_rows, write_rows
-from fracdet.predict.config import DETECTIONS, IMAGES, OVERLAYS, PREDICTIONS, REPORT, MergeSummary
+from fracdet.predict.config import DETECTIONS, IMAGES, OVERLAYS, PREDICTIONS, MergeSummary
 from fracdet.predict.models import IDENTITY_NAMES
 from fracdet.provenance import versions
-from fracdet.shards import missing_shards
 
 __all__ = ["merge_outputs"]
 
@@ -30,52 +29,6 @@ logger = logging.getLogger(__name__)
 
 #: Identity keys that shards must share to be merged (the shard spec itself differs, of course).
 _SHARED = ("folder", "recursive", "cls_sha256", "det_sha256", "det_options")
-
-
-def _read_report(shard_dir: Path) -> dict[str, Any]:
-    """The run report of a finished shard, whose files are all there."""
-    path = shard_dir / REPORT
-    if not path.is_file():
-        raise DataError(f"not a fracdet predict output (no {REPORT})", shard_dir)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"unreadable run report ({exc})", path) from exc
-    if report.get("status") != "complete":
-        raise DataError("this shard's run did not finish: rerun it with --resume first", shard_dir)
-    for name in (PREDICTIONS, IMAGES):
-        if not (shard_dir / name).is_file():
-            raise DataError(
-                f"the run report says complete but {name} is missing: rerun this shard with --overwrite",
-                shard_dir,
-            )
-    return report
-
-
-def _check_same_run(shard_dirs: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:
-    first = reports[0]["identity"]
-    for shard_dir, report in zip(shard_dirs[1:], reports[1:], strict=True):
-        for key in _SHARED:
-            if report["identity"].get(key) != first.get(key):
-                what = IDENTITY_NAMES.get(key, key)
-                raise DataError(
-                    f"made with another {what} than {shard_dirs[0]} ({report['identity'].get(key)} vs {first.get(key)})",
-                    shard_dir,
-                )
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy, across file systems) every file of ``src`` into ``dst``, keeping the layout."""
-    if not src.is_dir():
-        return
-    for root, _, files in os.walk(src):
-        for name in files:
-            if name.startswith("."):
-                continue
-            source = Path(root) / name
-            target = dst / source.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            place_file(source, target, LinkMode.hardlink)
 
 
 def merge_outputs(
@@ -87,14 +40,16 @@ def merge_outputs(
     detector options; an image id in two shards is a :class:`DataError`. Overlays are
     hard-linked (copied across file systems) into ``output/overlays``.
     """
-    if not shard_dirs:
-        raise ConfigError("give at least one shard output folder to merge")
     shard_dirs = [Path(d) for d in shard_dirs]
-    reports = [_read_report(d) for d in shard_dirs]
-    _check_same_run(shard_dirs, reports)
+    reports = finished_states(shard_dirs, "predict", (PREDICTIONS, IMAGES))
+    check_same_run(shard_dirs, reports, {k: IDENTITY_NAMES.get(k, k) for k in _SHARED})
     first = reports[0]
 
-    header, rows = merge_rows([d / PREDICTIONS for d in shard_dirs])
+    header, rows = merge_rows(
+        [d / PREDICTIONS for d in shard_dirs],
+        lambda row: int(row["image_id"]),
+        describe=lambda row: f"image id {row['image_id']} ({row['path']})",
+    )
     images: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     categories = None
@@ -123,7 +78,7 @@ def merge_outputs(
         if with_det:
             atomic_write_text(tmp / DETECTIONS, json.dumps(results) + "\n")
         for shard_dir in shard_dirs:
-            _link_tree(shard_dir / OVERLAYS, tmp / OVERLAYS)
+            link_tree(shard_dir / OVERLAYS, tmp / OVERLAYS)
         seconds = sum(float(r.get("seconds", 0.0)) for r in reports)
         processed = sum(int(r.get("n_processed", 0)) for r in reports)
         report = {
@@ -150,7 +105,7 @@ def merge_outputs(
             "images_per_s": round(processed / seconds, 2) if seconds > 0 else 0.0,
             "skipped": skipped,
         }
-        atomic_write_json(tmp / REPORT, report)
+        write_state(tmp, "predict", report)
     return MergeSummary(
         Path(output),
         len(shard_dirs),

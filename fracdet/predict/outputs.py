@@ -1,7 +1,7 @@
 """The files of a predict output: starting them, reopening them for ``--resume``, finishing them.
 
 Rows go to ``predictions.csv`` and boxes to the ``detections.jsonl`` side journal as the run
-goes (see :mod:`fracdet.journal`); :func:`finish_outputs` folds them into the COCO files
+goes (:class:`fracdet.jobs.Journal`: one image is one chunk); :func:`finish_outputs` folds them into the COCO files
 (``images.json``, ``detections.json``) that one unsharded run would have written.
 """
 
@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import atomic_write_json, atomic_write_text, check_folder_path
-from fracdet.journal import read_jsonl, reconcile_rows, rewrite_jsonl, sort_rows, start_rows
+from fracdet.fsutil import atomic_write_json, atomic_write_text
+from fracdet.jobs import Journal, Reopened, open_output, read_jsonl, sort_rows
 from fracdet.predict.config import (
     DETECTIONS,
     DETECTIONS_LOG,
     IMAGES,
     PREDICTIONS,
-    REPORT,
     PredictConfig,
 )
 from fracdet.predict.overlays import overlay_path
 
-__all__ = ["columns", "prepare_output", "finish_outputs", "BASE_COLUMNS", "DET_COLUMNS"]
+__all__ = ["columns", "journal", "prepare_output", "finish_outputs", "BASE_COLUMNS", "DET_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,62 +41,44 @@ def columns(meta: Any, with_cls: bool) -> list[str]:
     return BASE_COLUMNS + cls_columns + DET_COLUMNS
 
 
+def journal(out: Path, header: Sequence[str]) -> Journal[str]:
+    """Predict's journal: one row per image (the chunk is the image, its key its path), boxes beside."""
+    return Journal(
+        out,
+        header,
+        lambda row: row["path"],
+        rows=PREDICTIONS,
+        side=DETECTIONS_LOG,
+        id_column="image_id",
+    )
+
+
 def prepare_output(
-    out: Path,
+    rows: Journal[str],
     cfg: PredictConfig,
     identity: dict[str, Any],
-    header: list[str],
     items: Sequence[tuple[int, str]],
 ) -> set[str]:
     """Create, replace or reopen the output; returns the paths already done (for ``--resume``)."""
-    check_folder_path(out.parent)
-    exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
-    if exists and not (cfg.resume or cfg.overwrite):
-        raise OutputExistsError(
-            "already exists; pass --resume to continue that run or --overwrite to replace it", out
-        )
-    if exists and cfg.overwrite:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-        exists = False
-    if not exists:
-        if cfg.resume:
-            logger.info("nothing to resume in %s: starting a new run", out)
-        out.mkdir(parents=True, exist_ok=True)
-        start_rows(out / PREDICTIONS, header)
-        atomic_write_text(out / DETECTIONS_LOG, "")
+    previous = open_output(
+        rows.folder,
+        "predict",
+        identity,
+        shard=cfg.shard,
+        resume=bool(cfg.resume),
+        overwrite=bool(cfg.overwrite),
+        needs=(PREDICTIONS,),
+    )
+    if previous is None:
+        rows.start()
         return set()
-    report_path = out / REPORT
-    if not (out / PREDICTIONS).is_file() or not report_path.is_file():
-        raise OutputExistsError(
-            f"is not a fracdet predict output (no {PREDICTIONS} / {REPORT}): cannot resume it; pass --overwrite or another --out",
-            out,
-        )
-    try:
-        previous = json.loads(report_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"unreadable run report ({exc}); pass --overwrite to start again", report_path
-        ) from exc
-    changed = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
-    if previous.get("shard") != cfg.shard:
-        changed.append("shard")
-    if changed:
-        raise ConfigError(
-            f"cannot resume: this run differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out",
-            out,
-        )
-    return _reconcile(out, header, items)
+    return _reconcile(rows, items)
 
 
-def _reconcile(out: Path, header: list[str], items: Sequence[tuple[int, str]]) -> set[str]:
+def _reconcile(rows: Journal[str], items: Sequence[tuple[int, str]]) -> set[str]:
     """Match the rows already written to today's listing; drop the overlays and boxes of rows that go."""
-    found = reconcile_rows(out / PREDICTIONS, header, {rel: image_id for image_id, rel in items})
-    if found.dropped:
-        logger.info("%d row(s) of files no longer in this listing were dropped", len(found.dropped))
-    for row in found.dropped:
-        overlay_path(out, row["path"]).unlink(missing_ok=True)
 
-    def renumber(entry: dict[str, Any]) -> dict[str, Any] | None:
+    def renumber(entry: dict[str, Any], found: Reopened[str]) -> dict[str, Any] | None:
         # The CSV row is the commit: boxes of an image without a row are redone with it.
         new_id = found.remap.get(int(entry["image_id"]))
         if new_id is None:
@@ -111,7 +90,13 @@ def _reconcile(out: Path, header: list[str], items: Sequence[tuple[int, str]]) -
             "results": [{**r, "image_id": new_id} for r in entry["results"]],
         }
 
-    rewrite_jsonl(out / DETECTIONS_LOG, renumber)
+    found = rows.reopen(
+        [[rel] for _, rel in items], ids={rel: image_id for image_id, rel in items}, side=renumber
+    )
+    if found.dropped:
+        logger.info("%d row(s) of files no longer in this listing were dropped", len(found.dropped))
+    for row in found.dropped:
+        overlay_path(rows.folder, row["path"]).unlink(missing_ok=True)
     return found.done
 
 

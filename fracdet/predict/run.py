@@ -3,8 +3,8 @@
 Images are decoded once, in DataLoader workers (:mod:`~fracdet.predict.decode`); rows are
 appended to ``predictions.csv`` and flushed batch by batch (detections go to a journal
 first), so an interrupted run keeps its work and ``--resume`` continues it
-(:mod:`fracdet.journal`). ``--shard K/N`` takes a deterministic slice of the sorted file
-list (:mod:`fracdet.shards`); image ids are positions in the full list, so
+(:mod:`fracdet.jobs`: one image is one chunk). ``--shard K/N`` takes a deterministic slice
+of the sorted file list; image ids are positions in the full list, so
 :func:`~fracdet.predict.merge.merge_outputs` joins shards into what one unsharded run
 would have written.
 """
@@ -22,13 +22,11 @@ from torch.utils.data import DataLoader
 
 from fracdet import __version__
 from fracdet.errors import DataError
-from fracdet.fsutil import atomic_write_json
-from fracdet.journal import CsvAppender, JsonlAppender
+from fracdet.jobs import parse_shard, shard_items, write_state
 from fracdet.log import progress
 from fracdet.predict.batches import predict_batches
 from fracdet.predict.config import (
     DETECTIONS,
-    DETECTIONS_LOG,
     IMAGES,
     OVERLAYS,
     PREDICTIONS,
@@ -39,10 +37,9 @@ from fracdet.predict.config import (
 from fracdet.predict.decode import DecodeDataset, collate
 from fracdet.predict.inputs import check_locations, list_inputs
 from fracdet.predict.models import load_models, run_identity
-from fracdet.predict.outputs import columns, finish_outputs, prepare_output
+from fracdet.predict.outputs import columns, finish_outputs, journal, prepare_output
 from fracdet.provenance import versions
 from fracdet.runtime import seed_everything
-from fracdet.shards import parse_shard, shard_items
 
 __all__ = ["predict_folder"]
 
@@ -71,7 +68,8 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     with_det = models.detector is not None
     header = columns(models.meta, models.classifier is not None)
     identity = run_identity(folder, cfg, models)
-    done = prepare_output(out, cfg, identity, header, items)
+    rows = journal(out, header)
+    done = prepare_output(rows, cfg, identity, items)
     todo = [item for item in items if item[1] not in done]
     report: dict[str, Any] = {
         "fracdet_version": __version__,
@@ -88,7 +86,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         "n_in_shard": len(items),
         "not_images": not_images,
     }
-    atomic_write_json(out / REPORT, report)
+    write_state(out, "predict", report)
     if not_images:
         logger.info("%d non-image file(s) ignored (listed in %s)", len(not_images), out / REPORT)
 
@@ -111,16 +109,12 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     start = time.perf_counter()
     processed = 0
     try:
-        with (
-            CsvAppender(out / PREDICTIONS) as rows_out,
-            JsonlAppender(out / DETECTIONS_LOG) as boxes_out,
+        for _ in progress(
+            predict_batches(loader, models, cfg, out, header, rows),
+            "Predicting",
+            total=len(todo),
         ):
-            for _ in progress(
-                predict_batches(loader, models, cfg, out, header, rows_out, boxes_out),
-                "Predicting",
-                total=len(todo),
-            ):
-                processed += 1
+            processed += 1
     except KeyboardInterrupt:
         logger.warning(
             "interrupted after %d image(s); the rows written so far are kept: rerun with --resume to continue",
@@ -139,7 +133,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         images_per_s=round(rate, 2),
         skipped=counts["skipped"],
     )
-    atomic_write_json(out / REPORT, report)
+    write_state(out, "predict", report)
     if counts["n_skipped"]:
         logger.warning(
             "%d image(s) could not be read and were skipped (reasons in %s)",
