@@ -1017,7 +1017,7 @@ def test_merge_of_audit_shards_goes_to_the_audit(tmp_path, monkeypatch):
     monkeypatch.setattr(fracdet.audit, "merge_audits", fake)
     for name in ("s1", "s2"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "audit_state.json").write_text("{}")
+        (tmp_path / name / "audit_state.json").write_text('{"kind": "audit"}')
     result = invoke("merge", tmp_path / "all", tmp_path / "s1", tmp_path / "s2")
     assert result.exit_code == 0 and "merged audit" in result.output
     ((args, kwargs),) = fake.args

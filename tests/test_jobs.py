@@ -1,4 +1,4 @@
-"""``fracdet.jobs``: journal files, the chunked journal and its resume, run state, shards and merge."""
+"""``fracdet.jobs``: journal files, the chunked journal and its resume, run state, shards, merge."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fracdet predict`` and ``fracdet merge``: both tracks over a mixed folder, shards, resume, errors."""
+"""``fracdet predict`` and ``fracdet merge``: both tracks over a mixed folder, shards, resume."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ DET_IMGSZ = 64
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    """A tiny resnet10t classifier (binary and 3-class) and an untrained 1-class YOLOv8n that draws boxes."""
+    """A tiny resnet10t classifier (binary, 3-class); an untrained 1-class YOLOv8n (draws boxes)."""
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     paths = {}
@@ -106,7 +106,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def reference_probabilities(folder: Path, names: list[str], cls_dir: Path) -> dict[str, np.ndarray]:
-    """What the classifier says of each image alone: training transform, one forward, temperature, sigmoid/softmax by hand."""
+    """What the classifier says of each image alone.
+
+    Training transform, one forward, temperature, sigmoid/softmax by hand.
+    """
     model, meta = load_classifier(cls_dir)
     transform = build_transform(meta.image_size)
     out = {}
@@ -128,7 +131,10 @@ def reference_probabilities(folder: Path, names: list[str], cls_dir: Path) -> di
 def reference_detections(
     folder: Path, names: list[str], det_pt: Path
 ) -> dict[str, list[tuple[list[float], float]]]:
-    """What the detector finds in each image alone: grey uint8 shrunk to DET_IMGSZ, boxes scaled back and clipped, COCO xywh."""
+    """What the detector finds in each image alone.
+
+    Grey uint8 shrunk to DET_IMGSZ, boxes scaled back and clipped, COCO xywh.
+    """
     import cv2
     from ultralytics import YOLO
 
@@ -216,7 +222,8 @@ def test_mixed_folder_every_image_gets_a_row(checkpoints, mixed_folder, tmp_path
         "sub/deeper/i.jpg": (90, 120),
         "sub/j.png": (64, 64),
     }
-    # Batched, in workers, with both tracks: each image still gets exactly what the models say of it alone.
+    # Batched, in workers, with both tracks: each image still gets exactly what the models say
+    # of it alone.
     expected_p = reference_probabilities(mixed_folder, GOOD, checkpoints["cls"])
     expected_boxes = reference_detections(mixed_folder, GOOD, checkpoints["det"])
     distinct = [
@@ -521,7 +528,7 @@ class _Gate(torch.nn.Module):
 
 
 class RegionNet(torch.nn.Module):
-    """A binary classifier whose fracture logit is the mean brightness of one region of its input square, minus 0.5.
+    """A binary classifier whose fracture logit is the mean brightness of one region, minus 0.5.
 
     Its only feature map (``features``, named in ``feature_info`` like a timm backbone's last
     stage) is the image times the region's mask, so Grad-CAM can be hot there and nowhere else.

@@ -1,4 +1,4 @@
-"""``fracdet.jobs.shards``: K/N parsing, partitions that cover every item once, what a merge lacks."""
+"""``fracdet.jobs.shards``: K/N parsing, partitions covering every item once, what a merge lacks."""
 
 from __future__ import annotations
 

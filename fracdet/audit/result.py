@@ -25,6 +25,12 @@ class AuditSummary:
 
     def line(self) -> str:
         if self.report is None:
-            return f"shard {self.shard}: {self.n_images} images x {self.n_models} classifier(s) -> {self.output}; join shards with `fracdet merge`"
+            return (
+                f"shard {self.shard}: {self.n_images} images x {self.n_models} classifier(s)"
+                f" -> {self.output}; join shards with `fracdet merge`"
+            )
         details = "; ".join(self.headline)
-        return f"audit of {self.n_models} classifier(s) on {self.n_images} images: {details} -> {self.report}"
+        return (
+            f"audit of {self.n_models} classifier(s) on {self.n_images} images: {details}"
+            f" -> {self.report}"
+        )

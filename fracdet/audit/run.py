@@ -131,11 +131,13 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         raise DataError(
             f"no ground-truth boxes in split {cfg.split!r}"
             + (
-                f" among its first {cfg.max_images} images by id (--max-images); raise it or audit the whole split"
+                f" among its first {cfg.max_images} images by id (--max-images);"
+                " raise it or audit the whole split"
                 if cfg.max_images
                 else ""
             )
-            + ": attribution localization needs them (audit the images folder itself for robustness and classifier/detector agreement only)",
+            + ": attribution localization needs them (audit the images folder itself for"
+            " robustness and classifier/detector agreement only)",
             inputs.source,
         )
     precision = resolve_precision(cfg.precision, runtime.device)

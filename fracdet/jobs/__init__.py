@@ -1,4 +1,4 @@
-"""Long batch jobs (``fracdet predict``, ``fracdet audit``): journal, identity, resume, shards, merge.
+"""Long batch jobs (``fracdet predict``, ``fracdet audit``): journal, identity, resume, merge.
 
 One contract for every batch command, so that a kill, a resume or a split over many
 machines gives what one uninterrupted run writes:

@@ -59,14 +59,14 @@ def start_rows(path: Path, header: Sequence[str]) -> Path:
 
 
 def append_rows(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Append rows (dicts; a missing cell is blank) in ``header``'s order, flushed before returning."""
+    """Append rows (dicts; a missing cell is blank) in ``header``'s order, flushed on return."""
     with open(path, "a", newline="", encoding="utf-8") as fh:
         csv.DictWriter(fh, fieldnames=list(header), restval="").writerows(rows)
         fh.flush()
 
 
 def append_jsonl(path: Path, docs: Iterable[Any], *, sync: bool = False) -> None:
-    """Append one JSON document per line, flushed (and with ``sync``, on the disk) before returning."""
+    """Append one JSON document per line, flushed (with ``sync``: on the disk) on return."""
     lines = [json.dumps(doc) + "\n" for doc in docs]
     if not lines:
         return
@@ -104,7 +104,7 @@ def cut_partial_line(path: Path) -> int:
 
 
 def sort_rows(path: Path, *, id_column: str = "image_id") -> list[dict[str, str]]:
-    """The rows in id order; the file is rewritten (atomically) only if a resume left it out of order."""
+    """The rows in id order; rewritten (atomically) only if a resume left them out of order."""
     header, rows = read_rows(path)
     ids = [int(r[id_column]) for r in rows]
     if ids == sorted(ids):

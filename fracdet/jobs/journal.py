@@ -74,7 +74,7 @@ class Journal(Generic[K]):
         atomic_write_text(self.side_path, "")
 
     def commit(self, rows: Iterable[Mapping[str, Any]], side: Sequence[Any] = ()) -> None:
-        """The side journal lines (on the disk), then the rows: once a row is there, its item is done."""
+        """The side journal lines (on the disk), then the rows: a row means its item is done."""
         append_jsonl(self.side_path, side, sync=True)
         append_rows(self.rows_path, self.header, rows)
 
@@ -85,7 +85,7 @@ class Journal(Generic[K]):
         ids: Mapping[K, int] | None = None,
         side: Callable[[Any, Reopened[K]], Any | None] | None = None,
     ) -> Reopened[K]:
-        """Keep the rows of today's chunks that were committed whole; clean the side journal to them.
+        """Keep the rows of today's chunks committed whole; clean the side journal to them.
 
         ``chunks`` lists the items of each chunk this run does. A row is dropped when its
         item is in no chunk (gone from the list, or another shard's), when it repeats an
@@ -100,7 +100,8 @@ class Journal(Generic[K]):
         header, rows = read_rows(self.rows_path)
         if header != self.header:
             raise ConfigError(
-                f"cannot resume: {self.rows_path.name} has other columns than this run writes; pass --overwrite",
+                f"cannot resume: {self.rows_path.name} has other columns than this run writes;"
+                " pass --overwrite",
                 self.rows_path,
             )
         chunk_of: dict[K, int] = {}

@@ -99,7 +99,8 @@ def finished_states(shard_dirs: Sequence[Path], kind: str, needs: Sequence[str])
         for name in needs:
             if not (shard_dir / name).is_file():
                 raise DataError(
-                    f"{name} is missing although {STATE_FILES[kind]} says the run finished: rerun this shard with --overwrite",
+                    f"{name} is missing although {STATE_FILES[kind]} says the run finished:"
+                    " rerun this shard with --overwrite",
                     shard_dir / name,
                 )
         states.append(state)
@@ -109,7 +110,7 @@ def finished_states(shard_dirs: Sequence[Path], kind: str, needs: Sequence[str])
 def check_same_run(
     shard_dirs: Sequence[Path], states: Sequence[Mapping[str, Any]], names: Mapping[str, str]
 ) -> None:
-    """Refuse shards whose identities differ in a key of ``names`` (key -> its name in the message)."""
+    """Refuse shards whose identities differ in a key of ``names`` (key -> its name in messages)."""
     first = states[0].get("identity", {})
     for shard_dir, state in zip(shard_dirs[1:], states[1:], strict=True):
         identity = state.get("identity", {})
@@ -156,7 +157,7 @@ def merge_rows(
 
 
 def link_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy, across file systems) every file of ``src`` into ``dst``, keeping the layout.
+    """Hard-link (copy across file systems) every file of ``src`` into ``dst``, keeping the layout.
 
     Dotfiles are skipped: they are the temporaries of atomic writes a killed run left
     behind (``.NAME.tmp-*``), never outputs. A file already at a target is replaced: a

@@ -34,7 +34,7 @@ def write_state(folder: Path, kind: str, state: Mapping[str, Any]) -> Path:
 
 
 def load_state(folder: Path, kind: str) -> dict[str, Any]:
-    """``kind``'s state in ``folder``; a missing, garbled or other kind's state is one clear error."""
+    """``kind``'s state in ``folder``; a missing, garbled or other kind's state is a clear error."""
     name = STATE_FILES[kind]
     path = Path(folder) / name
     if not path.is_file():
@@ -100,7 +100,8 @@ def open_output(
     exists = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if exists and not (resume or overwrite):
         raise OutputExistsError(
-            f"already exists; pass --resume to continue that {kind} run or --overwrite to replace it",
+            f"already exists; pass --resume to continue that {kind} run"
+            " or --overwrite to replace it",
             out,
         )
     if exists and overwrite:
@@ -114,7 +115,8 @@ def open_output(
     lacking = [name for name in (STATE_FILES[kind], *needs) if not (out / name).is_file()]
     if lacking:
         raise OutputExistsError(
-            f"is not a fracdet {kind} output (no {' / '.join(lacking)}): cannot resume it; pass --overwrite or another --out",
+            f"is not a fracdet {kind} output (no {' / '.join(lacking)}): cannot resume it;"
+            " pass --overwrite or another --out",
             out,
         )
     try:
@@ -126,7 +128,8 @@ def open_output(
         changed.append("shard")
     if changed:
         raise ConfigError(
-            f"cannot resume: this run differs from the one in the output in {', '.join(changed)}; pass --overwrite or another --out",
+            f"cannot resume: this run differs from the one in the output in {', '.join(changed)};"
+            " pass --overwrite or another --out",
             out,
         )
     return state

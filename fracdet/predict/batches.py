@@ -1,4 +1,4 @@
-"""The batch loop of predict: both models on one decoded batch, its rows and boxes journaled, overlays drawn."""
+"""Predict's batch loop: both models on a decoded batch, overlays drawn, rows, boxes journaled."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def to_original_frame(
     found: tuple[list[Box], list[float]], item: Decoded, det_shape: tuple[int, int]
 ) -> tuple[list[Box], list[float]]:
-    """Boxes from the detector's (shrunk) input back to the original image's pixels, clipped to it."""
+    """Boxes from the detector's (shrunk) input back to the original image's pixels, clipped."""
     boxes, scores = found
     return scale_boxes(
         boxes, scores, from_shape=tuple(det_shape[:2]), to_shape=(item.height, item.width)

@@ -120,7 +120,8 @@ class PredictSummary:
     def line(self) -> str:
         resumed = f", {self.n_resumed} done before" if self.n_resumed else ""
         return (
-            f"{self.n_images} images ({self.n_ok} ok, {self.n_skipped} skipped{resumed}; {self.n_not_images} non-image files ignored) "
+            f"{self.n_images} images ({self.n_ok} ok, {self.n_skipped} skipped{resumed};"
+            f" {self.n_not_images} non-image files ignored) "
             f"at {self.images_per_s:.1f} images/s -> {self.predictions}"
         )
 
@@ -141,4 +142,7 @@ class MergeSummary:
         missing = (
             f"; MISSING shards {', '.join(self.missing_shards)}" if self.missing_shards else ""
         )
-        return f"{self.n_images} images ({self.n_ok} ok, {self.n_skipped} skipped) from {self.n_shards} shards -> {self.output / PREDICTIONS}{missing}"
+        return (
+            f"{self.n_images} images ({self.n_ok} ok, {self.n_skipped} skipped)"
+            f" from {self.n_shards} shards -> {self.output / PREDICTIONS}{missing}"
+        )

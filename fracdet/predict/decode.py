@@ -29,7 +29,7 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
-    """Downscale so the long side is at most ``max_side`` (INTER_AREA: no aliasing); never upscale."""
+    """Downscale so the long side is at most ``max_side`` (INTER_AREA: no aliasing); no upscale."""
     import cv2
 
     height, width = image.shape[:2]

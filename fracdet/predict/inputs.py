@@ -33,7 +33,7 @@ def list_inputs(
 
 
 def check_locations(folder: Path, out: Path) -> None:
-    """The input must be a folder, and the output must not contain it (a rerun would eat its own overlays)."""
+    """The input must be a folder the output does not contain (a rerun would eat its overlays)."""
     if not folder.exists():
         raise DataError("input folder not found", folder)
     if not folder.is_dir():

@@ -1,4 +1,4 @@
-"""``fracdet merge``: the outputs of ``--shard K/N`` runs joined into what one unsharded run writes."""
+"""``fracdet merge`` of predict runs: ``--shard K/N`` outputs joined into one unsharded output."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class Models:
 
 
 def load_models(cfg: PredictConfig) -> Models:
-    """Both models and what identifies them (paths, sha256), checked before any output is touched."""
+    """Both models and what identifies them (paths, sha256), checked before any output is made."""
     device = resolve_device(cfg.device)
     models = Models(device=device, precision=resolve_precision(cfg.precision, device))
     if cfg.cls is not None:

@@ -1,8 +1,9 @@
 """The files of a predict output: starting them, reopening them for ``--resume``, finishing them.
 
 Rows go to ``predictions.csv`` and boxes to the ``detections.jsonl`` side journal as the run
-goes (:class:`fracdet.jobs.Journal`: one image is one chunk); :func:`finish_outputs` folds them into the COCO files
-(``images.json``, ``detections.json``) that one unsharded run would have written.
+goes (:class:`fracdet.jobs.Journal`: one image is one chunk); :func:`finish_outputs` folds
+them into the COCO files (``images.json``, ``detections.json``) that one unsharded run would
+have written.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ DET_COLUMNS = ["n_boxes", "max_box_score"]
 
 
 def columns(meta: Any, with_cls: bool) -> list[str]:
-    """The CSV header: binary classifiers (and runs without one) get a probability and a decision, others one column per class."""
+    """The CSV header.
+
+    Binary classifiers (and runs without one) get a probability and a decision, others one
+    column per class.
+    """
     if with_cls and not meta.binary:
         cls_columns = [f"p_{name}" for name in meta.class_names] + ["predicted_class"]
     else:
@@ -42,7 +47,7 @@ def columns(meta: Any, with_cls: bool) -> list[str]:
 
 
 def journal(out: Path, header: Sequence[str]) -> Journal[str]:
-    """Predict's journal: one row per image (the chunk is the image, its key its path), boxes beside."""
+    """Predict's journal: a row per image (a chunk is one image, keyed by path), boxes beside."""
     return Journal(
         out,
         header,
@@ -76,7 +81,7 @@ def prepare_output(
 
 
 def _reconcile(rows: Journal[str], items: Sequence[tuple[int, str]]) -> set[str]:
-    """Match the rows already written to today's listing; drop the overlays and boxes of rows that go."""
+    """Match the rows written to today's listing; drop the overlays and boxes of rows that go."""
 
     def renumber(entry: dict[str, Any], found: Reopened[str]) -> dict[str, Any] | None:
         # The CSV row is the commit: boxes of an image without a row are redone with it.

@@ -28,7 +28,7 @@ def heat_on_image(
     *,
     keep_aspect: bool = True,
 ) -> np.ndarray:
-    """A classifier-frame map ``(cls_size, cls_size)`` as a ``(h, w)`` float map over the original image.
+    """A classifier-frame map ``(cls_size, cls_size)`` as a ``(h, w)`` float map over the image.
 
     The training transform letterboxes the image into the square (or stretches it), so only
     the content region of the map belongs to the image; it is cut out and resized to ``out_shape``.
@@ -51,7 +51,7 @@ def draw_overlay(
     *,
     keep_aspect: bool = True,
 ) -> np.ndarray:
-    """A BGR uint8 picture: ``base`` (the grey image, shrunk) with the map in JET colours and the boxes in red."""
+    """A BGR uint8 picture: ``base`` (grey, shrunk), the map in JET colours, the boxes in red."""
     import cv2
 
     oh, ow = base.shape[:2]
@@ -106,5 +106,8 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def overlay_path(output: Path, rel: str) -> Path:
-    """``output/overlays/<rel>.png``: the relative path mirrored, the full name kept (a.jpg and a.png may both exist)."""
+    """``output/overlays/<rel>.png``: the relative path mirrored, the full name kept.
+
+    (``a.jpg`` and ``a.png`` may both exist.)
+    """
     return Path(output) / OVERLAYS / f"{rel}.png"

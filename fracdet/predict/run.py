@@ -117,7 +117,8 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
             processed += 1
     except KeyboardInterrupt:
         logger.warning(
-            "interrupted after %d image(s); the rows written so far are kept: rerun with --resume to continue",
+            "interrupted after %d image(s); the rows written so far are kept:"
+            " rerun with --resume to continue",
             processed,
         )
         raise
