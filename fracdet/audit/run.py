@@ -1,9 +1,10 @@
 """``fracdet audit``: run the audit (whole, one shard, or one torchrun rank) and write its report.
 
 The images are cut into chunks of ``batch_size``; a chunk is the unit of work, of sharding
-(``--shard K/N`` takes every N-th chunk) and of resuming. Each chunk's random attack start
-comes from a generator seeded by ``(seed, chunk)``, so one process, N shards and N torchrun
-ranks compute exactly the same rows.
+(``--shard K/N`` takes every N-th chunk, :func:`fracdet.jobs.shard_items`) and of resuming
+(:class:`fracdet.jobs.Journal`). Each chunk's random attack start comes from a generator
+seeded by ``(seed, chunk)``, so one process, N shards and N torchrun ranks compute exactly
+the same rows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fracdet.audit.models import load_audit_detector, load_classifiers
 from fracdet.audit.result import AuditSummary
 from fracdet.audit.store import PER_IMAGE, AuditStore
 from fracdet.errors import ConfigError, DataError
-from fracdet.jobs import open_output, parse_shard
+from fracdet.jobs import open_output, parse_shard, shard_items
 from fracdet.log import progress
 from fracdet.provenance import versions
 from fracdet.runtime import distributed_runtime, resolve_precision, seed_everything
@@ -148,7 +149,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     store = AuditStore(out, column_names(cfg, codes))
 
     chunks = chunk_items(inputs.items, cfg.batch_size)
-    mine = [c for c in range(len(chunks)) if shard is None or c % shard[1] == shard[0] - 1]
+    mine = [number - 1 for number, _ in shard_items(chunks, shard)]  # chunks are the items
     pairs = [[(clf.name, item.index) for item in chunks[c]] for clf in classifiers for c in mine]
     shard_spec = cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}"
     done = _prepare(store, cfg, identity, shard_spec, pairs)
