@@ -18,11 +18,11 @@ from fracdet.jobs import (
     cut_partial_line,
     finished_states,
     link_tree,
+    load_state,
     merge_rows,
     open_output,
     read_jsonl,
     read_rows,
-    read_state,
     rewrite_jsonl,
     run_kind,
     sort_rows,
@@ -213,7 +213,7 @@ def test_reopen_refuses_other_columns(tmp_path):
 
 def test_state_records_its_kind_and_run_kind_reads_it(tmp_path):
     write_state(tmp_path / "p", "predict", {"status": "complete"})
-    assert read_state(tmp_path / "p", "predict") == {"kind": "predict", "status": "complete"}
+    assert load_state(tmp_path / "p", "predict") == {"kind": "predict", "status": "complete"}
     assert run_kind(tmp_path / "p") == "predict"
     write_state(tmp_path / "a", "audit", {"status": "running"})
     assert run_kind(tmp_path / "a") == "audit"

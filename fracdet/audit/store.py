@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fracdet.fsutil import atomic_write
-from fracdet.jobs import STATE_FILES, Journal, read_jsonl, read_state, write_rows, write_state
+from fracdet.jobs import STATE_FILES, Journal, read_jsonl, write_rows, write_state
 
 __all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS", "item_key"]
 
@@ -91,9 +91,6 @@ class AuditStore:
 
     def write_state(self, state: dict[str, Any]) -> None:
         write_state(self.folder, "audit", state)
-
-    def read_state(self) -> dict[str, Any] | None:
-        return read_state(self.folder, "audit")
 
     def detection_entries(self) -> list[dict[str, Any]]:
         return read_jsonl(self.detections) if self.detections.exists() else []

@@ -41,7 +41,6 @@ from fracdet.jobs.state import (
     STATE_FILES,
     load_state,
     open_output,
-    read_state,
     run_kind,
     write_state,
 )
@@ -51,7 +50,6 @@ __all__ = [
     "Reopened",
     "STATE_FILES",
     "write_state",
-    "read_state",
     "load_state",
     "open_output",
     "run_kind",

@@ -19,7 +19,7 @@ from typing import Any
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_write_json, check_folder_path
 
-__all__ = ["STATE_FILES", "write_state", "read_state", "load_state", "open_output", "run_kind"]
+__all__ = ["STATE_FILES", "write_state", "load_state", "open_output", "run_kind"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ def load_state(folder: Path, kind: str) -> dict[str, Any]:
     if state.get("kind", kind) != kind:
         raise DataError(f"holds a `fracdet {state['kind']}` run, not a `fracdet {kind}` one", path)
     return state
-
-
-def read_state(folder: Path, kind: str) -> dict[str, Any] | None:
-    """``kind``'s state in ``folder``, or ``None`` when there is none (or it cannot be read)."""
-    try:
-        return load_state(folder, kind)
-    except DataError:
-        return None
 
 
 def run_kind(folder: Path) -> str | None:
