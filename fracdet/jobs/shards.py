@@ -81,7 +81,9 @@ def missing_shards(specs: Sequence[str | None]) -> list[str]:
     return [f"{k}/{n}" for k in range(1, n + 1) if k not in present]
 
 
-def finished_states(shard_dirs: Sequence[Path], kind: str, needs: Sequence[str]) -> list[dict]:
+def finished_states(
+    shard_dirs: Sequence[Path], kind: str, needs: Sequence[str]
+) -> list[dict[str, Any]]:
     """The states of finished ``kind`` runs, one per folder, each with the files in ``needs``.
 
     No folder, a folder of another kind, a run that did not finish or a file missing are
