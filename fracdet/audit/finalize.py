@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from fracdet.audit.engine import method_column
 from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
 from fracdet.audit.inputs import AuditInputs, AuditItem
 from fracdet.audit.run import AuditSummary
+from fracdet.audit.schema import CONDITIONS, AuditSchema, values
 from fracdet.audit.store import AuditStore
-from fracdet.audit.summary import summarize, values
+from fracdet.audit.summary import summarize
 from fracdet.data.geometry import box_to_model_frame
 from fracdet.fsutil import atomic_write_json
 from fracdet.journal import read_rows
@@ -38,8 +38,7 @@ def _mean_of_finite(table: np.ndarray) -> np.ndarray:
 
 def _grid_indices(
     rows: Sequence[dict[str, str]],
-    codes: Sequence[str],
-    focus: float,
+    schema: AuditSchema,
     *,
     samples: int,
     worst: int,
@@ -58,9 +57,14 @@ def _grid_indices(
         else []
     )
     picked = [(int(with_boxes[k]["index"]), "sample") for k in chosen]
+    coverage = schema.coverage()
     cover = (
-        _mean_of_finite(np.stack([values(with_boxes, f"{c}_clean_cov{focus:g}") for c in codes]))
-        if codes and with_boxes
+        _mean_of_finite(
+            np.stack(
+                [values(with_boxes, schema.column(c, "clean", coverage)) for c in schema.methods]
+            )
+        )
+        if schema.methods and with_boxes
         else np.array([])
     )
     order = [
@@ -77,7 +81,7 @@ def _grid_rows(
     model: str,
     picks: Sequence[tuple[int, str]],
     items: dict[int, AuditItem],
-    codes: Sequence[str],
+    schema: AuditSchema,
     detections: Sequence[dict[str, Any]],
     *,
     image_size: int,
@@ -106,9 +110,7 @@ def _grid_rows(
         saved = chunks[path]
         position = int(np.flatnonzero(saved["index"] == index)[0])
         maps = [
-            saved[f"{method_column(c)}_{cond}"][position]
-            for c in codes
-            for cond in ("clean", "pgd")
+            saved[schema.map_name(c, cond)][position] for c in schema.methods for cond in CONDITIONS
         ]
         pixels = pixels_of[k][0]
         if pixels is None:
@@ -152,11 +154,11 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
     store = AuditStore(out, header)
     detections = store.detection_entries()
     started = time.perf_counter()
-    metrics = summarize(header, rows, detections, inputs, state)
+    metrics = summarize(rows, detections, inputs, state)
     summary_s = time.perf_counter() - started
     config = state["config"]
-    focus = metrics["focus_percentile"]
-    codes = metrics["methods"]
+    schema = AuditSchema.from_metrics(metrics)
+    codes = schema.methods
     figures: dict[str, Path] = {}
     figures_dir = out / "figures"
     if inputs.has_labels:
@@ -165,17 +167,16 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
         )
     if inputs.has_boxes and codes:
         figures["coverage"] = plot_coverage(
-            metrics["localization"], codes, focus, figures_dir / "coverage.png"
+            metrics["localization"], schema, figures_dir / "coverage.png"
         )
     items = {it.index: it for it in inputs.items}
     if config.get("save_maps", True) and codes:
-        columns = [f"{c} {cond}" for c in codes for cond in ("clean", "pgd")]
+        columns = [f"{c} {cond}" for c in codes for cond in CONDITIONS]
         for model in metrics["models"]:
             model_rows = [r for r in rows if r["model"] == model]
             picks = _grid_indices(
                 model_rows,
-                codes,
-                focus,
+                schema,
                 samples=int(config["figure_samples"]),
                 worst=int(config["figure_worst"]),
                 seed=int(config["seed"]),
@@ -186,7 +187,7 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
                 model,
                 picks,
                 items,
-                codes,
+                schema,
                 detections,
                 image_size=int(identity["image_size"]),
                 keep_aspect=identity.get("resize", "letterbox") != "stretch",

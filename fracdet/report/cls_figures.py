@@ -20,7 +20,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from fracdet.confusion import check_binary_inputs, confusion_at
 from fracdet.report.figures import mark_undefined, new_figure, new_grid, save_figure
-from fracdet.report.html import is_number
+from fracdet.report.tables import is_number
 
 __all__ = [
     "BinnedCalibration",
