@@ -5,13 +5,14 @@ Definitions sit next to each table, with the random baseline a reader needs to j
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fracdet.audit.groups import group_sections
+from fracdet.audit.schema import CONDITIONS, SPEARMAN, AuditSchema, input_key
 from fracdet.audit.study_tables import study_sections
-from fracdet.report import Section, write_report
+from fracdet.report import Section, ci_cell, estimate_cell, number_cell, write_report
 
 __all__ = ["write_audit_report", "headline", "answer"]
 
@@ -24,19 +25,19 @@ COVERAGE_DEFINITION = (
 )
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
-
-
 def _mean(entry: Mapping[str, Any] | None) -> float | None:
     return None if not entry else entry.get("mean")
 
 
-def _cell(entry: Mapping[str, Any] | None) -> str:
-    if not entry or entry.get("mean") is None:
-        return "–"
-    ci = entry.get("ci95")
-    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+def _clean_coverage(metrics: Mapping[str, Any], model: str) -> list[tuple[str, float | None]]:
+    """Per method: mean coverage at the focus percentile on clean inputs (``None``: not scored)."""
+    schema = AuditSchema.from_metrics(metrics)
+    loc = metrics["localization"].get(model, {})
+    key = schema.coverage().key
+    return [
+        (code, _mean(loc.get(schema.localization_key(code, "clean"), {}).get(key)))
+        for code in schema.methods
+    ]
 
 
 def headline(metrics: Mapping[str, Any]) -> list[str]:
@@ -49,18 +50,8 @@ def headline(metrics: Mapping[str, Any]) -> list[str]:
         if rob.get("clean_accuracy") is not None:
             text += f"acc {rob['clean_accuracy']:.3f} -> PGD {rob['pgd_accuracy']:.3f}"
         else:
-            text += f"PGD flips {_fmt(rob.get('flip_rate'))} of predictions"
-        covs = [
-            (
-                code,
-                _mean(
-                    metrics["localization"][model]
-                    .get(f"{code}/clean", {})
-                    .get(f"coverage@{focus:g}")
-                ),
-            )
-            for code in metrics["methods"]
-        ]
+            text += f"PGD flips {number_cell(rob.get('flip_rate'))} of predictions"
+        covs = _clean_coverage(metrics, model)
         covs = [(c, v) for c, v in covs if v is not None]
         if covs:
             text += f", coverage@{focus:g} " + " ".join(f"{c} {v:.2f}" for c, v in covs)
@@ -74,11 +65,7 @@ def answer(metrics: Mapping[str, Any]) -> str:
     sentences = []
     for model in metrics["models"]:
         rob = metrics["robustness"].get(model, {})
-        loc = metrics["localization"].get(model, {})
-        covs = [
-            _mean(loc.get(f"{code}/clean", {}).get(f"coverage@{focus:g}"))
-            for code in metrics["methods"]
-        ]
+        covs = [v for _, v in _clean_coverage(metrics, model)]
         covs = [c for c in covs if c is not None]
         acc = rob.get("clean_accuracy")
         s = f"{model}"
@@ -102,10 +89,9 @@ def answer(metrics: Mapping[str, Any]) -> str:
     return " ".join(sentences)
 
 
-def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+def _measure(rob: Mapping[str, Any], cond: str, measure: str) -> str:
+    key = input_key(cond, measure)
+    return ci_cell(rob.get(key), rob.get(f"{key}_ci95"))
 
 
 def _robustness_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -120,67 +106,80 @@ def _robustness_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         if rob.get("clean_accuracy") is not None:
             row.update(
                 {
-                    "clean acc": _with_ci(rob["clean_accuracy"], rob.get("clean_accuracy_ci95")),
-                    "PGD acc": _with_ci(rob["pgd_accuracy"], rob.get("pgd_accuracy_ci95")),
+                    "clean acc": _measure(rob, "clean", "accuracy"),
+                    "PGD acc": _measure(rob, "pgd", "accuracy"),
                     "ΔAcc": f"{rob['delta_accuracy']:+.3f}",
-                    "AUROC clean": _with_ci(rob.get("clean_auroc"), rob.get("clean_auroc_ci95")),
-                    "AUROC PGD": _with_ci(rob.get("pgd_auroc"), rob.get("pgd_auroc_ci95")),
-                    "sens / spec clean": f"{_fmt(rob.get('clean_sensitivity'))} / {_fmt(rob.get('clean_specificity'))}",
-                    "sens / spec PGD": f"{_fmt(rob.get('pgd_sensitivity'))} / {_fmt(rob.get('pgd_specificity'))}",
+                    "AUROC clean": _measure(rob, "clean", "auroc"),
+                    "AUROC PGD": _measure(rob, "pgd", "auroc"),
+                    **{
+                        f"sens / spec {label}": " / ".join(
+                            number_cell(rob.get(input_key(cond, m)))
+                            for m in ("sensitivity", "specificity")
+                        )
+                        for cond, label in zip(CONDITIONS, ("clean", "PGD"), strict=True)
+                    },
                 }
             )
-        row["prediction flips"] = _with_ci(rob.get("flip_rate"), rob.get("flip_rate_ci95"))
+        row["prediction flips"] = ci_cell(rob.get("flip_rate"), rob.get("flip_rate_ci95"))
         rows.append(row)
     return rows
 
 
 def _coverage_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    ps = metrics["percentiles"]
+    schema = AuditSchema.from_metrics(metrics)
+    coverages = [schema.coverage(p) for p in schema.percentiles]
     rows = []
     for model, loc in metrics["localization"].items():
-        for cond in ("clean", "pgd"):
+        for cond in CONDITIONS:
             row = {"model": model, "input": cond}
-            for code in metrics["methods"]:
-                for p in ps:
-                    row[f"{code}-{p:g}"] = _cell(
-                        loc.get(f"{code}/{cond}", {}).get(f"coverage@{p:g}")
-                    )
+            for code in schema.methods:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                for p, metric in zip(schema.percentiles, coverages, strict=True):
+                    row[schema.study_label(code, p)] = estimate_cell(entry.get(metric.key))
             rows.append(row)
     rows.append(
         {
             "model": "random map",
             "input": "–",
-            **{f"{code}-{p:g}": f"{p / 100:.3f}" for code in metrics["methods"] for p in ps},
+            **{
+                schema.study_label(code, p): number_cell(metric.baseline)
+                for code in schema.methods
+                for p, metric in zip(schema.percentiles, coverages, strict=True)
+            },
         }
     )
     return rows
 
 
-def _energy_pointing_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+def _box_metrics_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every metric against the boxes beside coverage, each with its random baseline."""
+    schema = AuditSchema.from_metrics(metrics)
     rows = []
     for model, loc in metrics["localization"].items():
         base = metrics["baselines"][model]
-        for code in metrics["methods"]:
-            for cond in ("clean", "pgd"):
-                entry = loc.get(f"{code}/{cond}", {})
-                rows.append(
-                    {
-                        "model": model,
-                        "method": code,
-                        "input": cond,
-                        "energy in box": _cell(entry.get("energy_in_box")),
-                        "random (box share)": _fmt(base.get("energy_in_box")),
-                        "pointing game": _cell(entry.get("pointing_game")),
-                        "random (pointing)": _fmt(base.get("pointing_game")),
-                    }
-                )
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                row = {"model": model, "method": code, "input": cond}
+                for metric in schema.box_metrics:
+                    row[metric.label] = estimate_cell(entry.get(metric.key))
+                    if metric.baseline is not None:
+                        row[metric.baseline_label] = number_cell(base.get(metric.key))
+                rows.append(row)
     return rows
+
+
+def _box_metrics_heading(metrics: Mapping[str, Any]) -> str:
+    """``Energy in box and pointing game``: the labels of the metrics beside coverage."""
+    labels = [m.label for m in AuditSchema.from_metrics(metrics).box_metrics]
+    text = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    return text[:1].upper() + text[1:]
 
 
 def _detector_tables(
     metrics: Mapping[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    focus = metrics["focus_percentile"]
+    schema = AuditSchema.from_metrics(metrics)
     det_rows = []
     for model, agreement in metrics["agreement"].items():
         det = metrics["detector"].get(model, {})
@@ -203,36 +202,31 @@ def _detector_tables(
         if model not in metrics["agreement"]:
             continue
         base = metrics["baselines"][model].get("det_box_share", {})
-        for code in metrics["methods"]:
-            for cond in ("clean", "pgd"):
-                entry = loc.get(f"{code}/{cond}", {})
-                attr_rows.append(
-                    {
-                        "model": model,
-                        "method": code,
-                        "input": cond,
-                        f"coverage@{focus:g} of detector boxes": _cell(
-                            entry.get(f"det_coverage@{focus:g}")
-                        ),
-                        "energy in detector boxes": _cell(entry.get("det_energy_in_box")),
-                        "random (box share)": _fmt(base.get(cond)),
-                    }
-                )
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                row = {"model": model, "method": code, "input": cond}
+                for metric in schema.det_metrics():
+                    row[metric.label] = estimate_cell(entry.get(metric.key))
+                row["random (box share)"] = number_cell(base.get(cond))
+                attr_rows.append(row)
     return det_rows, attr_rows
 
 
 def _stability_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    focus = metrics["focus_percentile"]
+    schema = AuditSchema.from_metrics(metrics)
     rows = []
     for model, loc in metrics["localization"].items():
-        for code in metrics["methods"]:
-            entry = loc.get(f"{code}/stability", {})
+        for code in schema.methods:
+            entry = loc.get(schema.stability_key(code), {})
             rows.append(
                 {
                     "model": model,
                     "method": code,
-                    "Spearman ρ clean vs PGD": _cell(entry.get("spearman")),
-                    f"top-{focus:g}% intersection": _cell(entry.get(f"top{focus:g}_intersection")),
+                    "Spearman ρ clean vs PGD": estimate_cell(entry.get(SPEARMAN)),
+                    f"top-{schema.focus:g}% intersection": estimate_cell(
+                        entry.get(schema.topk_key())
+                    ),
                 }
             )
     return rows
@@ -308,9 +302,7 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
                 figures=[figures["coverage"]] if "coverage" in figures else [],
             )
         )
-        sections.append(
-            Section("Energy in box and pointing game", table=_energy_pointing_table(metrics))
-        )
+        sections.append(Section(_box_metrics_heading(metrics), table=_box_metrics_table(metrics)))
     if metrics["agreement"]:
         det_rows, attr_rows = _detector_tables(metrics)
         sections.append(
@@ -343,10 +335,12 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
             )
         )
     sections += group_sections(metrics)
+    schema = AuditSchema.from_metrics(metrics)
     ig = {
-        m: loc["IG/convergence_delta"]
+        m: loc[schema.delta_key(code)]
         for m, loc in metrics["localization"].items()
-        if "IG/convergence_delta" in loc
+        for code in schema.methods
+        if schema.delta_key(code) in loc
     }
     if ig:
         sections.append(

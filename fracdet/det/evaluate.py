@@ -40,6 +40,7 @@ from fracdet.det.model import (
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import atomic_output_dir, sha256_file
 from fracdet.provenance import records_hash, versions
+from fracdet.report.tables import number_cell
 from fracdet.runtime import seed_everything
 
 __all__ = [
@@ -128,12 +129,12 @@ class DetEvalSummary:
 
     def line(self) -> str:
         coco, image = self.metrics["coco"], self.metrics["image_level"]
-        auroc = "undefined" if image.get("auroc") is None else f"{image['auroc']:.3f}"
+        auroc = number_cell(image.get("auroc"), missing="undefined")
         return f"mAP@0.5 {_fmt(coco['map_50'])}, mAP@0.5:0.95 {_fmt(coco['map_50_95'])}, image-level AUROC {auroc}; report: {self.output}"
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return number_cell(value, missing="n/a")
 
 
 def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.schema import CONDITIONS, ENERGY, coverage_metric, input_key
 from fracdet.fsutil import atomic_write_json, atomic_write_text
+from fracdet.report import ci_cell, estimate_cell, markdown_table
 from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = [
@@ -22,7 +24,6 @@ __all__ = [
     "study_numbers",
     "comparison_markdown",
     "write_study_page",
-    "markdown_table",
 ]
 
 #: Published detection results on FracAtlas, as cited by the issue that set this study up;
@@ -79,12 +80,6 @@ class StudySummary(PipelineSummary):
     """Where the page is and its headline lines (what ``fracdet run`` prints)."""
 
 
-def _ci(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}–{ci[1]:.{digits}f}]" if ci else "")
-
-
 def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     """The measured numbers, read from the files each stage wrote."""
     audit = read_stage_json(folders["audit"] / "metrics.json")
@@ -133,10 +128,11 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         rob = (audit.get("robustness") or {}).get(name, {})
         numbers["classifiers"][name] = {
             "n": rob.get("n"),
-            "clean_accuracy": rob.get("clean_accuracy"),
-            "clean_accuracy_ci95": rob.get("clean_accuracy_ci95"),
-            "pgd_accuracy": rob.get("pgd_accuracy"),
-            "pgd_accuracy_ci95": rob.get("pgd_accuracy_ci95"),
+            **{
+                key: rob.get(key)
+                for cond in CONDITIONS
+                for key in (input_key(cond, "accuracy"), input_key(cond, "accuracy_ci95"))
+            },
             "auroc": own.get("auroc"),
             "auroc_ci95": (own.get("ci95") or {}).get("auroc"),
             "eval_n": own.get("n"),
@@ -149,9 +145,9 @@ def _detector_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str,
     measured = {
         "detector": f"fracdet: {run_label}",
         "test images": d["n_images"] if d["n_images"] is not None else "–",
-        "P": _ci(d["precision"], None),
-        "R": _ci(d["recall"], None),
-        "mAP@0.5 [95% CI]": _ci(d["map_50"], d["map_50_ci95"]),
+        "P": ci_cell(d["precision"], None),
+        "R": ci_cell(d["recall"], None),
+        "mAP@0.5 [95% CI]": ci_cell(d["map_50"], d["map_50_ci95"]),
         "source": "measured (this run; P/R: Ultralytics val at best F1; mAP: pycocotools)",
     }
     published = [
@@ -185,9 +181,9 @@ def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[st
             {
                 "classifier": f"fracdet {name}: {run_label}",
                 "test images": c["n"] if c["n"] is not None else "–",
-                "clean accuracy [95% CI]": _ci(c["clean_accuracy"], c["clean_accuracy_ci95"]),
-                "PGD-4/255 accuracy [95% CI]": _ci(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
-                "AUROC [95% CI]": _ci(c["auroc"], c["auroc_ci95"]),
+                "clean accuracy [95% CI]": ci_cell(c["clean_accuracy"], c["clean_accuracy_ci95"]),
+                "PGD-4/255 accuracy [95% CI]": ci_cell(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
+                "AUROC [95% CI]": ci_cell(c["auroc"], c["auroc_ci95"]),
                 "source": "measured (this run)",
             }
         )
@@ -202,6 +198,7 @@ def _group_rows(
     if not entry:
         return []
     focus = numbers["focus_percentile"]
+    coverage = coverage_metric(focus)
     rows = []
     for model, by_value in entry["models"].items():
         for value, g in by_value.items():
@@ -215,28 +212,20 @@ def _group_rows(
                 ("clean_accuracy", "accuracy"),
                 ("clean_sensitivity", "sensitivity"),
             ):
-                share = g.get(measure) or {}
-                row[f"{label} [95% CI]"] = _ci(share.get("value"), share.get("ci95"))
+                row[f"{label} [95% CI]"] = estimate_cell(g.get(measure), "value")
             for code, loc in g["localization"].items():
-                cov, energy = loc[f"coverage@{focus:g}"], loc["energy_in_box"]
-                row[f"{code} coverage@{focus:g}"] = _ci(cov["mean"], cov["ci95"])
-                row[f"{code} energy in box"] = _ci(energy["mean"], energy["ci95"])
+                row[f"{code} coverage@{focus:g}"] = estimate_cell(loc[coverage.key])
+                row[f"{code} energy in box"] = estimate_cell(loc[ENERGY.key])
             if key == "groups":  # the held-out audit runs without the detector
-                agree = g.get("agreement") or {}
-                row["agrees with detector"] = _ci(agree.get("value"), agree.get("ci95"))
+                row["agrees with detector"] = estimate_cell(g.get("agreement"), "value")
             rows.append(row)
     return rows
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub Markdown table (pipes in cells escaped); columns in order of first appearance unless given."""
-    if not rows:
-        return ""
-    columns = list(columns) if columns else list(dict.fromkeys(k for row in rows for k in row))
-    cell = lambda v: "–" if v is None else str(v).replace("|", "\\|")  # noqa: E731 - one-line formatter
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def _markdown(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A table of ``comparison.md``: its own paragraph ("" without rows)."""
+    table = markdown_table(rows, columns)
+    return f"{table}\n" if table else ""
 
 
 def _run_label(cfg: Any) -> str:
@@ -248,22 +237,22 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
     label = _run_label(cfg)
     parts = [
         "### Detector on the official test split\n\n",
-        markdown_table(_detector_rows(numbers, label), DETECTOR_COLUMNS),
+        _markdown(_detector_rows(numbers, label), DETECTOR_COLUMNS),
         f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, {cfg.det_epochs} epochs.\n",
         "\n### Classifiers: clean and under ℓ∞ PGD at 4/255\n\n",
-        markdown_table(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
+        _markdown(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
         f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} epochs, starting from {inits['classifier']}; "
         f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, {cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
     ]
     for column in numbers["groups"]:
         parts += [
             f"\n### By {column} (test split)\n\n",
-            markdown_table(_group_rows(numbers, column)),
+            _markdown(_group_rows(numbers, column)),
         ]
     for column in numbers.get("heldout_groups", {}):
         parts += [
             f"\n### By {column} (every fractured val + test image)\n\n",
-            markdown_table(_group_rows(numbers, column, "heldout_groups")),
+            _markdown(_group_rows(numbers, column, "heldout_groups")),
         ]
     return "".join(parts)
 
@@ -282,8 +271,8 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
     sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
     text = (
-        f"{model}: sensitivity on {where} with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
-        f"without {_ci(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
+        f"{model}: sensitivity on {where} with hardware {ci_cell(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
+        f"without {ci_cell(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
     )
     gaps = entry["gaps"].get(model, {})
     covs = []
@@ -348,13 +337,13 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
 def _answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> str:
     d = numbers["detector"]
     parts = [
-        f"Detector {inits['detector']}: test mAP@0.5 {_ci(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
+        f"Detector {inits['detector']}: test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
         f"against 0.562 published for YOLOv8s."
     ]
     for name, c in numbers["classifiers"].items():
         parts.append(
-            f"Classifier {name}: clean accuracy {_ci(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {_ci(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
-            f"AUROC {_ci(c['auroc'], c['auroc_ci95'])}."
+            f"Classifier {name}: clean accuracy {ci_cell(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {ci_cell(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
+            f"AUROC {ci_cell(c['auroc'], c['auroc_ci95'])}."
         )
     for name in numbers["classifiers"]:
         gap = _gap_text(numbers, name)
@@ -450,7 +439,7 @@ def write_study_page(
     agreement = [
         {
             "classifier": m,
-            "agreement (clean)": _ci(a["clean"]["agreement"], a["clean"]["agreement_ci95"]),
+            "agreement (clean)": ci_cell(a["clean"]["agreement"], a["clean"]["agreement_ci95"]),
             "Cohen's κ": a["clean"]["cohen_kappa"],
             "detector image AUROC": a["clean"].get("det_image_auroc"),
         }
