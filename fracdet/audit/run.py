@@ -27,6 +27,7 @@ from fracdet.audit.config import AuditConfig
 from fracdet.audit.engine import audit_batch, column_names
 from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
 from fracdet.audit.models import load_audit_detector, load_classifiers
+from fracdet.audit.schema import AuditSchema
 from fracdet.audit.store import STATE, AuditStore
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import check_folder_path
@@ -183,6 +184,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         "fracdet_version": __version__,
         "status": "running",
         "identity": identity,
+        "schema": AuditSchema.of(codes, cfg.percentiles).state(),
         "shard": cfg.shard if not runtime.distributed else f"{shard[0]}/{shard[1]}",
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "versions": versions(),
