@@ -110,11 +110,18 @@ def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
         return None
     halved = [r for r in rows if r[2] <= 0.5 * r[1] and r[3] is not None and r[3] < 0.01]
     rest = [r for r in rows if r not in halved]
-    share = f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed pixels; a random map: {focus / 100:.2f})"
+    share = (
+        f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed "
+        f"pixels; a random map: {focus / 100:.2f})"
+    )
     if not halved:
-        return f"The audit does not show the shortcut classifier looking elsewhere: {share}, standard → shortcut classifier: {_changes(rows)}."
+        return (
+            "The audit does not show the shortcut classifier looking elsewhere: "
+            f"{share}, standard → shortcut classifier: {_changes(rows)}."
+        )
     text = (
-        f"They are not right for the same reason: {share} falls by half or more from the standard to the shortcut classifier with "
+        f"They are not right for the same reason: {share} falls by half or more from the standard "
+        "to the shortcut classifier with "
         f"{_changes(halved)}: the shortcut classifier looks at something other than the fracture."
     )
     return text + (f" With {_changes(rest)} it falls less." if rest else "")
@@ -125,7 +132,8 @@ def _answer(numbers: Mapping[str, Any]) -> str:
     c = numbers["classifiers"]
     std, adv, cut = c["standard"], c["adversarial"], c["shortcut"]
     parts = [
-        f"Test AUROC on their own test sets: standard {number_cell(std['own_test_auroc'])}, adversarially trained {number_cell(adv['own_test_auroc'])}, "
+        f"Test AUROC on their own test sets: standard {number_cell(std['own_test_auroc'])}, "
+        f"adversarially trained {number_cell(adv['own_test_auroc'])}, "
         f"shortcut {number_cell(cut['own_test_auroc'])}."
     ]
     coverage = _coverage_sentence(numbers)
@@ -139,10 +147,12 @@ def _answer(numbers: Mapping[str, Any]) -> str:
             else "adversarial training did not buy clear robustness here"
         )
         parts.append(
-            f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the adversarially trained one {a_adv:.2f}: {verdict}."
+            f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the "
+            f"adversarially trained one {a_adv:.2f}: {verdict}."
         )
     parts.append(
-        f"The detector reaches test mAP@0.5 {number_cell(numbers['detector']['test_map_50'])} (pycocotools)."
+        f"The detector reaches test mAP@0.5 {number_cell(numbers['detector']['test_map_50'])} "
+        "(pycocotools)."
     )
     return " ".join(parts)
 
@@ -195,7 +205,10 @@ def write_demo_index(
     sections.append(
         Section(
             "Classifiers",
-            text="Own test AUROC: on the test split of the data each was trained on. Audit columns: on the shortcut set's test images.",
+            text=(
+                "Own test AUROC: on the test split of the data each was trained on. Audit columns: "
+                "on the shortcut set's test images."
+            ),
             table=rows,
         )
     )
@@ -250,7 +263,9 @@ def write_demo_index(
             f"{m} {v:.2f}" for m, v in c[_coverage_key(numbers)].items() if v is not None
         )
         lines.append(
-            f"  {name}: own test AUROC {number_cell(c['own_test_auroc'])}, audit accuracy clean {number_cell(c['audit_clean_accuracy'])} / PGD {number_cell(c['audit_pgd_accuracy'])}, "
+            f"  {name}: own test AUROC {number_cell(c['own_test_auroc'])}, audit accuracy clean "
+            f"{number_cell(c['audit_clean_accuracy'])} / PGD "
+            f"{number_cell(c['audit_pgd_accuracy'])}, "
             f"coverage@{focus:g} {cov or '–'} (random {focus / 100:.2f})"
         )
     lines.append(

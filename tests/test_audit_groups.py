@@ -99,7 +99,8 @@ def test_numbers_per_group_by_hand():
         "ci95": None,
         "n": 0,
     }
-    # coverage and energy over the images with boxes: (0.5 + 0.1) / 2 and (0.4 + 0.2) / 2; (0.6 + 0.2) / 2 and (0.3 + 0.1) / 2
+    # coverage and energy over the images with boxes: (0.5 + 0.1) / 2 and (0.4 + 0.2) / 2;
+    # (0.6 + 0.2) / 2 and (0.3 + 0.1) / 2
     assert hw["localization"]["SAL"]["coverage@25"]["mean"] == pytest.approx(0.3) and no[
         "localization"
     ]["SAL"]["coverage@25"]["mean"] == pytest.approx(0.3)

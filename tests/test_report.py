@@ -1,4 +1,4 @@
-"""The HTML/Markdown report writer (the package's place below the tracks: tests/test_architecture.py)."""
+"""The HTML/Markdown report writer and its tables (below the tracks: tests/test_architecture.py)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
 def plot_coverage(
     localization: Mapping[str, Mapping[str, Any]], schema: AuditSchema, path: Path
 ) -> Path:
-    """coverage@focus per method, one bar per classifier and input; the dashed line is a random map."""
+    """coverage@focus per method, a bar per classifier and input; dashed: a random map."""
     codes, focus = schema.methods, schema.focus
     models = list(localization)
     fig, ax = new_figure((1.8 + 1.2 * len(codes) * max(1, len(models)) / 2, 3.8))
@@ -91,7 +91,8 @@ def plot_coverage(
     ax.set_ylim(0, 1.0)
     ax.set_ylabel(f"share of box pixels in the top {focus:g}%")
     ax.set_title(
-        f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels cover",
+        f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels "
+        "cover",
         fontsize=9,
     )
     ax.legend(fontsize=7, ncol=2, loc="upper right")
@@ -101,7 +102,7 @@ def plot_coverage(
 
 @dataclass(frozen=True)
 class GridRow:
-    """One image of the grid: its pixels, boxes (model frame, xyxy), one map per column, a caption."""
+    """One image of the grid: pixels, boxes (model frame, xyxy), a map per column, a caption."""
 
     image: np.ndarray
     gt: Sequence[Sequence[float]]

@@ -1,4 +1,4 @@
-"""The end of an audit: numbers from the per-image table, figures, ``metrics.json`` and the report."""
+"""The end of an audit: numbers from the per-image table, figures, ``metrics.json``, the report."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ REPORT = "report.html"
 
 
 def _mean_of_finite(table: np.ndarray) -> np.ndarray:
-    """Column means over the finite values; NaN where there is none (no boxes: no coverage), without nanmean's warning."""
+    """Column means over the finite values; NaN where there is none (no boxes: no coverage).
+
+    Without nanmean's warning.
+    """
     finite = np.isfinite(table)
     sums = np.where(finite, table, 0.0).sum(axis=0)
     counts = finite.sum(axis=0)
@@ -44,7 +47,7 @@ def _grid_indices(
     worst: int,
     seed: int,
 ) -> list[tuple[int, str]]:
-    """A seeded sample of images with boxes, then the worst-covered ones (mean over methods, clean)."""
+    """A seeded sample of images with boxes, then the worst-covered (mean over methods, clean)."""
     with_boxes = [r for r in rows if r["status"] == "ok" and int(r.get("n_gt_boxes") or 0) > 0]
     if not with_boxes:
         with_boxes = [r for r in rows if r["status"] == "ok"]
@@ -91,7 +94,8 @@ def _grid_rows(
 ) -> list[GridRow]:
     from fracdet.data.datasets import ClassificationDataset
 
-    # one decoder for every picked image, and each chunk's maps read once however many picks it holds
+    # one decoder for every picked image, and each chunk's maps read once however many picks
+    # it holds
     pixels_of = ClassificationDataset(
         [items[index].record() for index, _ in picks], image_size, keep_aspect=keep_aspect
     )
@@ -139,7 +143,7 @@ def _grid_rows(
 def _with_finalize_seconds(
     seconds: dict[str, float], *, summary: float, figures: float
 ) -> dict[str, float]:
-    """The image loop's stages, then the summary's and the figures' own; ``total`` covers them all."""
+    """The image loop's stages, then the summary's and the figures'; ``total`` covers them all."""
     stages = {k: v for k, v in seconds.items() if k != "total"}
     stages |= {"summary": round(summary, 3), "figures": round(figures, 3)}
     return stages | {"total": round(float(seconds.get("total", 0.0)) + summary + figures, 3)}

@@ -3,8 +3,8 @@
 A shortcut shows as a gap between groups: FracAtlas' metal hardware appears on 97 of its 717
 fractured images and on almost no intact one, so a classifier that learned "hardware means
 fracture" is more accurate on hardware images and its attributions leave the fracture boxes
-there. Per column, value and classifier: accuracy and sensitivity (Wilson CIs), coverage at the focus
-percentile and energy in box against the fracture boxes (bootstrap CIs, clean inputs, one
+there. Per column, value and classifier: accuracy and sensitivity (Wilson CIs), coverage at
+the focus percentile and energy in box against the fracture boxes (bootstrap CIs, clean inputs, one
 entry per attribution method), and agreement with the detector. A column with exactly two
 values also gets the gap between them, per method, tested with the Mann-Whitney U test
 (images differ between groups, so the test is unpaired).
@@ -153,7 +153,10 @@ def summarize_groups(
     n_boot: int,
     seed: int,
 ) -> dict[str, Any]:
-    """``{column: {"values": [...], "models": {model: {value: numbers}}, "gaps": {model: {method: gap}}}}``.
+    """Numbers per value of each column, and the gap between two values.
+
+    ``{column: {"values": [...], "models": {model: {value: numbers}},
+    "gaps": {model: {method: gap}}}}``.
 
     ``thresholds`` is each classifier's operating point; ``det_conf`` is ``None`` without a
     detector. Values are sorted; an empty manifest cell is :data:`UNKNOWN`.
@@ -234,8 +237,10 @@ def group_sections(metrics: Mapping[str, Any]) -> list[Section]:
     sections = []
     for column, rows in group_rows(groups, focus).items():
         text = (
-            f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy on the fractured images): at each classifier's operating point, Wilson 95% CI. "
-            f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with boxes only, bootstrap 95% CI. "
+            f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy "
+            "on the fractured images): at each classifier's operating point, Wilson 95% CI. "
+            f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with "
+            "boxes only, bootstrap 95% CI. "
             "Agreement: the classifier's decision vs 'the detector finds a box'."
         )
         sections.append(Section(f"By {column}", text=text, table=rows))

@@ -17,11 +17,16 @@ from fracdet.report import Section, ci_cell, estimate_cell, number_cell, write_r
 __all__ = ["write_audit_report", "headline", "answer"]
 
 COVERAGE_DEFINITION = (
-    "coverage@p: the share of ground-truth fracture-box pixels (union of boxes, mapped into the classifier's input frame) "
-    "that lie among the image's top-p% attributed pixels. A random map scores p% on average (the 'random map' row). "
-    "Energy in box: the share of positive attribution mass inside the boxes; a random map scores the box-area share. "
-    "Pointing game: whether the single most attributed pixel lies within the tolerance of a box; a random point hits with the "
-    "share of pixels within that tolerance. Means over images with boxes; [lo–hi] are percentile bootstrap 95% CIs."
+    "coverage@p: the share of ground-truth fracture-box pixels (union of boxes, mapped into the "
+    "classifier's input frame) "
+    "that lie among the image's top-p% attributed pixels. A random map scores p% on average (the "
+    "'random map' row). "
+    "Energy in box: the share of positive attribution mass inside the boxes; a random map scores "
+    "the box-area share. "
+    "Pointing game: whether the single most attributed pixel lies within the tolerance of a box; a "
+    "random point hits with the "
+    "share of pixels within that tolerance. Means over images with boxes; [lo–hi] are percentile "
+    "bootstrap 95% CIs."
 )
 
 
@@ -41,7 +46,7 @@ def _clean_coverage(metrics: Mapping[str, Any], model: str) -> list[tuple[str, f
 
 
 def headline(metrics: Mapping[str, Any]) -> list[str]:
-    """One short phrase per classifier: accuracy clean -> PGD and coverage at the focus percentile."""
+    """One short phrase per classifier: accuracy clean -> PGD, coverage at the focus percentile."""
     focus = metrics["focus_percentile"]
     parts = []
     for model in metrics["models"]:
@@ -84,7 +89,10 @@ def answer(metrics: Mapping[str, Any]) -> str:
                 if mean_cov < 1.3 * focus / 100
                 else "above"
             )
-            s += f"; its attributions' top {focus:g}% cover {mean_cov:.0%} of the fracture boxes on average over methods ({verdict} the {focus:g}% of a random map)"
+            s += (
+                f"; its attributions' top {focus:g}% cover {mean_cov:.0%} of the fracture boxes "
+                f"on average over methods ({verdict} the {focus:g}% of a random map)"
+            )
         sentences.append(s + ".")
     return " ".join(sentences)
 
@@ -255,10 +263,14 @@ def _paired_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _settings_text(metrics: Mapping[str, Any]) -> str:
     c = metrics["provenance"]["config"]
     return (
-        f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of {c['step_size']}, {c['restarts']} restart(s), "
-        f"random start {c['random_start']}. Attributions: target {c['target']} class, channels {c['channels']}, "
-        f"IG/DeepLIFT baseline {c['baseline']} (pixel value), IG steps {c['ig_steps']}. Pointing tolerance {c['pointing_tolerance']} px "
-        f"(classifier frame). Detector: conf ≥ {c['det_conf']} for boxes used in localization and agreement, 0.001 for mAP."
+        f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of "
+        f"{c['step_size']}, {c['restarts']} restart(s), "
+        f"random start {c['random_start']}. Attributions: target {c['target']} class, channels "
+        f"{c['channels']}, "
+        f"IG/DeepLIFT baseline {c['baseline']} (pixel value), IG steps {c['ig_steps']}. Pointing "
+        f"tolerance {c['pointing_tolerance']} px "
+        f"(classifier frame). Detector: conf ≥ {c['det_conf']} for boxes used in localization and "
+        "agreement, 0.001 for mAP."
     )
 
 
@@ -288,7 +300,10 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Prediction stability under attack",
-                text="No labels: the attack pushes each image away from the classifier's own answer. "
+                text=(
+                    "No labels: the attack pushes each image away from the classifier's own "
+                    "answer. "
+                )
                 + _settings_text(metrics),
                 table=_robustness_table(metrics),
             )
@@ -308,21 +323,32 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Detector: mAP on clean and attacked inputs, agreement with the classifier",
-                text="The detector sees each classifier's input (letterboxed square) and its PGD counterpart: the attack targets the classifier, so the PGD column measures transfer. mAP by pycocotools against the ground truth in the original frame; agreement: the classifier's decision vs 'the detector finds a box'.",
+                text=(
+                    "The detector sees each classifier's input (letterboxed square) and its PGD "
+                    "counterpart: the attack targets the classifier, so the PGD column measures "
+                    "transfer. mAP by pycocotools against the ground truth in the original frame; "
+                    "agreement: the classifier's decision vs 'the detector finds a box'."
+                ),
                 table=det_rows,
             )
         )
         sections.append(
             Section(
                 "Attributions inside the detector's boxes",
-                text="The same metrics against the detector's boxes on the same clean / PGD input: do classifier and detector look at the same place?",
+                text=(
+                    "The same metrics against the detector's boxes on the same clean / PGD input: "
+                    "do classifier and detector look at the same place?"
+                ),
                 table=attr_rows,
             )
         )
     sections.append(
         Section(
             "Map stability under attack",
-            text="Spearman rank correlation and top-k intersection between each image's clean and PGD maps (1 = unchanged).",
+            text=(
+                "Spearman rank correlation and top-k intersection between each image's clean and "
+                "PGD maps (1 = unchanged)."
+            ),
             table=_stability_table(metrics),
         )
     )
@@ -330,7 +356,10 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Between classifiers: paired tests",
-                text="Per-image paired differences on the images both classifiers scored; Wilcoxon signed-rank (two-sided) and a bootstrap 95% CI of the mean difference.",
+                text=(
+                    "Per-image paired differences on the images both classifiers scored; Wilcoxon "
+                    "signed-rank (two-sided) and a bootstrap 95% CI of the mean difference."
+                ),
                 table=_paired_table(metrics),
             )
         )
@@ -346,7 +375,10 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Integrated Gradients convergence",
-                text="Median |Σ attributions − (f(x) − f(baseline))| per image (captum's convergence delta): large values ask for more --ig-steps.",
+                text=(
+                    "Median |Σ attributions − (f(x) − f(baseline))| per image (captum's "
+                    "convergence delta): large values ask for more --ig-steps."
+                ),
                 table=[{"model": m, "clean": d["clean"], "PGD": d["pgd"]} for m, d in ig.items()],
             )
         )
@@ -355,7 +387,11 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
             sections.append(
                 Section(
                     f"Figure grid: {key[5:]}",
-                    text="A seeded sample of images, then the worst-covered ones. Red: ground truth; green: detector (clean input). Each map scaled to its own 99.5th percentile.",
+                    text=(
+                        "A seeded sample of images, then the worst-covered ones. Red: ground "
+                        "truth; green: detector (clean input). Each map scaled to its own 99.5th "
+                        "percentile."
+                    ),
                     figures=[figure],
                 )
             )

@@ -20,11 +20,13 @@ from fracdet.report import Section, estimate_cell, number_cell
 __all__ = ["study_sections", "table_1", "table_1_additions", "table_i", "table_i_additions"]
 
 TABLE_1_TEXT = (
-    "Table 1 as the study reports it: accuracy on clean and on ℓ∞-PGD inputs, in percent; ΔAcc = PGD − clean, in percentage points. "
+    "Table 1 as the study reports it: accuracy on clean and on ℓ∞-PGD inputs, in percent; ΔAcc = "
+    "PGD − clean, in percentage points. "
     "Accuracy at each classifier's tuned threshold."
 )
 TABLE_I_TEXT = (
-    "Table I as the study reports it: coverage@p in percent (the share of fracture-box pixels among the top-p% attributed pixels), "
+    "Table I as the study reports it: coverage@p in percent (the share of fracture-box pixels "
+    "among the top-p% attributed pixels), "
     "on clean inputs, for each attribution method and p. A random map scores p%."
 )
 
@@ -88,7 +90,9 @@ def table_1_additions(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
                 ),
                 "ε as set": f"{_as_given(config['eps'])} ({config['eps_space']})",
                 "ε in pixels": "–" if pixel_eps is None else _in_255ths(float(pixel_eps)),
-                "AUROC clean → PGD": f"{number_cell(rob.get('clean_auroc'))} → {number_cell(rob.get('pgd_auroc'))}",
+                "AUROC clean → PGD": " → ".join(
+                    number_cell(rob.get(key)) for key in ("clean_auroc", "pgd_auroc")
+                ),
             }
         )
     return rows
@@ -111,7 +115,7 @@ def table_i(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def table_i_additions(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Beside Table I: CIs, the random map, energy in box against the box-area share, and on PGD inputs."""
+    """Beside Table I: CIs, the random map, energy in box against the box share, PGD inputs."""
     schema = AuditSchema.from_metrics(metrics)
     coverages = [schema.coverage(p) for p in schema.percentiles]
     rows = []
@@ -148,8 +152,12 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
         sections.append(
             Section(
                 "Table 1, fracdet's additions",
-                text=f"The split the numbers come from and its size, Wilson 95% CIs, and the budget each model actually got in grey levels of the [0, 1] image "
-                f"(ε is set in {config['eps_space']} space; in normalized space it is scaled by each model's own normalisation std).",
+                text=(
+                    "The split the numbers come from and its size, Wilson 95% CIs, and the budget "
+                    "each model actually got in grey levels of the [0, 1] image "
+                    f"(ε is set in {config['eps_space']} space; in normalized space it is scaled "
+                    "by each model's own normalisation std)."
+                ),
                 table=table_1_additions(metrics),
             )
         )
@@ -173,8 +181,12 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
         sections.append(
             Section(
                 "Table I, fracdet's additions",
-                text=f"Bootstrap 95% CIs, energy in box against the share of the image the boxes cover (a random map's score), and the same on PGD inputs; "
-                f"{config['split']} split, whole images, target class {config['target']}, channels {config['channels']}, IG steps {config['ig_steps']}.",
+                text=(
+                    "Bootstrap 95% CIs, energy in box against the share of the image the boxes "
+                    "cover (a random map's score), and the same on PGD inputs; "
+                    f"{config['split']} split, whole images, target class {config['target']}, "
+                    f"channels {config['channels']}, IG steps {config['ig_steps']}."
+                ),
                 table=table_i_additions(metrics),
             )
         )

@@ -107,7 +107,10 @@ def _finite_median(x: np.ndarray) -> float | None:
 
 
 def _baselines(rows: Sequence[dict[str, str]], schema: AuditSchema) -> dict[str, Any]:
-    """What a random map scores: p% coverage, the box-area share of energy, the dilated-box share of pointing."""
+    """What a random map scores: p% coverage, the box-area share of energy, and so on.
+
+    Each :class:`~fracdet.audit.schema.MapMetric`'s own baseline, and the detector boxes' share.
+    """
     out: dict[str, Any] = {}
     for metric in schema.gt_metrics():
         if isinstance(metric.baseline, str):  # a per-image column: its mean over the images
@@ -157,7 +160,10 @@ def _agreement(
 def _detector_map(
     model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs
 ) -> dict[str, Any]:
-    """pycocotools mAP of the detector on the classifier's clean and PGD inputs (boxes in the original frame)."""
+    """pycocotools mAP of the detector on the classifier's clean and PGD inputs.
+
+    Boxes in the original frame.
+    """
     from fracdet.data.formats import Box, clip_box
     from fracdet.data.geometry import box_from_model_frame
     from fracdet.det.coco_eval import coco_map, predictions_to_coco_results, to_coco_gt

@@ -113,7 +113,8 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         "classifiers": {},
         "agreement": audit.get("agreement") or {},
         "groups": audit.get("groups") or {},
-        # every fractured val + test image: the shortcut check with more hardware images than test alone holds
+        # every fractured val + test image: the shortcut check with more hardware images than
+        # test alone holds
         "heldout_groups": (
             read_stage_json(folders["audit-heldout"] / "metrics.json")
             if "audit-heldout" in folders
@@ -193,7 +194,10 @@ def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[st
 def _group_rows(
     numbers: Mapping[str, Any], column: str, key: str = "groups"
 ) -> list[dict[str, Any]]:
-    """One row per classifier and value of ``column``; ``key``: ``groups`` (the test audit) or ``heldout_groups``."""
+    """One row per classifier and value of ``column``.
+
+    ``key``: ``groups`` (the test audit) or ``heldout_groups``.
+    """
     entry = numbers.get(key, {}).get(column)
     if not entry:
         return []
@@ -238,11 +242,14 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
     parts = [
         "### Detector on the official test split\n\n",
         _markdown(_detector_rows(numbers, label), DETECTOR_COLUMNS),
-        f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, {cfg.det_epochs} epochs.\n",
+        f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, "
+        f"{cfg.det_epochs} epochs.\n",
         "\n### Classifiers: clean and under ℓ∞ PGD at 4/255\n\n",
         _markdown(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
-        f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} epochs, starting from {inits['classifier']}; "
-        f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, {cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
+        f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} "
+        f"epochs, starting from {inits['classifier']}; "
+        f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, "
+        f"{cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
     ]
     for column in numbers["groups"]:
         parts += [
@@ -271,7 +278,8 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
     sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
     text = (
-        f"{model}: sensitivity on {where} with hardware {ci_cell(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
+        f"{model}: sensitivity on {where} with hardware "
+        f"{ci_cell(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
         f"without {ci_cell(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
     )
     gaps = entry["gaps"].get(model, {})
@@ -310,26 +318,34 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
             (
                 [
-                    "the classifier finds fractures more often when hardware is present (Wilson CIs do not overlap)"
+                    "the classifier finds fractures more often when hardware is present (Wilson "
+                    "CIs do not overlap)"
                 ]
                 if separated
                 else []
             )
             + (
                 [
-                    f"its attributions cover the fracture less on hardware images (Mann-Whitney p < 0.05 for {len(significant_lower)} method(s))"
+                    "its attributions cover the fracture less on hardware images (Mann-Whitney p "
+                    f"< 0.05 for {len(significant_lower)} method(s))"
                 ]
                 if significant_lower
                 else []
             )
         )
     else:
-        text += ". At this sample size these images show no clear hardware shortcut (overlapping CIs; no method with significantly lower coverage on hardware images)"
-    if higher:
-        # Plates and screws are fixed across the fracture: inside its box, looking at the metal scores as looking at the fracture.
         text += (
-            f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more on hardware images (p < 0.05); hardware usually lies in or "
-            "next to the fracture box, so box coverage cannot tell the fracture from the hardware on those images"
+            ". At this sample size these images show no clear hardware shortcut (overlapping CIs; "
+            "no method with significantly lower coverage on hardware images)"
+        )
+    if higher:
+        # Plates and screws are fixed across the fracture: inside its box, looking at the metal
+        # scores as looking at the fracture.
+        text += (
+            f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more "
+            "on hardware images (p < 0.05); hardware usually lies in or "
+            "next to the fracture box, so box coverage cannot tell the fracture from the hardware "
+            "on those images"
         )
     return text + "."
 
@@ -337,12 +353,15 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
 def _answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> str:
     d = numbers["detector"]
     parts = [
-        f"Detector {inits['detector']}: test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
+        f"Detector {inits['detector']}: test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} on "
+        f"{d['n_images']} images "
         f"against 0.562 published for YOLOv8s."
     ]
     for name, c in numbers["classifiers"].items():
         parts.append(
-            f"Classifier {name}: clean accuracy {ci_cell(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {ci_cell(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
+            f"Classifier {name}: clean accuracy "
+            f"{ci_cell(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 "
+            f"{ci_cell(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
             f"AUROC {ci_cell(c['auroc'], c['auroc_ci95'])}."
         )
     for name in numbers["classifiers"]:
@@ -357,14 +376,17 @@ def _gaps_text(cfg: Any, inits: Mapping[str, Any]) -> str:
     reasons = []
     if not inits["detector_pretrained"]:
         reasons.append(
-            "the detector started from random weights (the published YOLOv8 results fine-tune COCO-pretrained weights)"
+            "the detector started from random weights (the published YOLOv8 results fine-tune "
+            "COCO-pretrained weights)"
         )
     if not inits["classifier_pretrained"]:
         reasons.append(
-            "the classifiers started from random weights (the robust-transfer study fine-tunes ImageNet-pretrained models)"
+            "the classifiers started from random weights (the robust-transfer study fine-tunes "
+            "ImageNet-pretrained models)"
         )
     reasons.append(
-        f"detection at {cfg.det_imgsz} px for {cfg.det_epochs} epochs and classification at {cfg.cls_image_size} px for {cfg.cls_epochs} epochs"
+        f"detection at {cfg.det_imgsz} px for {cfg.det_epochs} epochs and classification at "
+        f"{cfg.cls_image_size} px for {cfg.cls_epochs} epochs"
     )
     text = (
         "Gaps to the published numbers that come from compute and weights, not from the method: "
@@ -373,12 +395,18 @@ def _gaps_text(cfg: Any, inits: Mapping[str, Any]) -> str:
     )
     if cfg.profile != "gpu":
         text += (
-            "The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; ImageNet-pretrained timm weights at a "
-            "larger input) removes these gaps and is expected to move the detector towards the published 0.40–0.58 mAP@0.5 and the classifiers' "
-            "clean accuracy into the published range; the test split has only 61 fractured images, so the CIs stay wide either way."
+            "The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; "
+            "ImageNet-pretrained timm weights at a "
+            "larger input) removes these gaps and is expected to move the detector towards the "
+            "published 0.40–0.58 mAP@0.5 and the classifiers' "
+            "clean accuracy into the published range; the test split has only 61 fractured images, "
+            "so the CIs stay wide either way."
         )
     else:
-        text += "The test split has only 61 fractured images, so the CIs stay wide whatever the compute."
+        text += (
+            "The test split has only 61 fractured images, so the CIs stay wide whatever the "
+            "compute."
+        )
     return text
 
 
@@ -389,7 +417,7 @@ def write_study_page(
     seconds: Mapping[str, float],
     inits: Mapping[str, Any],
 ) -> StudySummary:
-    """``index.html`` (+ ``index.md``), ``comparison.md`` and ``summary.json``; returns what the CLI prints."""
+    """``index.html`` (+ ``index.md``), ``comparison.md``, ``summary.json``; what the CLI prints."""
     from fracdet.report import Section, write_report
 
     numbers = study_numbers(folders)
@@ -422,7 +450,8 @@ def write_study_page(
             Section(
                 f"Shortcut check on every fractured val + test image: by {column}",
                 text="Both classifiers on all fractured images the "
-                "classifiers did not train on (val chose their epoch and threshold), no detector: the test split alone holds too few "
+                "classifiers did not train on (val chose their epoch and threshold), no detector: "
+                "the test split alone holds too few "
                 "hardware images. Sensitivity, coverage and energy in box as below.",
                 table=_group_rows(numbers, column, "heldout_groups"),
             )
@@ -431,8 +460,12 @@ def write_study_page(
         sections.append(
             Section(
                 f"Shortcut check: by {column}",
-                text="Test split. Coverage and energy in box against the fracture boxes (fractured images only); "
-                "sensitivity: accuracy on the fractured images; agreement: classifier decision vs 'the detector finds a box'.",
+                text=(
+                    "Test split. Coverage and energy in box against the fracture boxes (fractured "
+                    "images only); "
+                    "sensitivity: accuracy on the fractured images; agreement: classifier decision "
+                    "vs 'the detector finds a box'."
+                ),
                 table=_group_rows(numbers, column),
             )
         )
@@ -463,8 +496,12 @@ def write_study_page(
     sections.append(
         Section(
             "Data",
-            text="data: every image, for the classifiers; data-det: the official localization split, for the detector. "
-            f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end marker).",
+            text=(
+                "data: every image, for the classifiers; data-det: the official localization "
+                "split, for the detector. "
+                f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end "
+                "marker)."
+            ),
             table=splits,
         )
     )
