@@ -27,25 +27,16 @@ from fracdet.audit.schema import (
     coverage_metric,
     input_column,
     input_key,
+    mean_estimate,
     values,
 )
-from fracdet.audit.stats import bootstrap_mean_ci, proportion_ci
+from fracdet.audit.stats import proportion_ci
 from fracdet.report import Section, estimate_cell
 
 __all__ = ["summarize_groups", "group_rows", "group_sections", "UNKNOWN"]
 
 #: The value of an image whose manifest cell is empty.
 UNKNOWN = "unknown"
-
-
-def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
-    x = x[np.isfinite(x)]
-    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed) if x.size else None
-    return {
-        "mean": float(x.mean()) if x.size else None,
-        "ci95": None if ci is None else [ci[0], ci[1]],
-        "n": int(x.size),
-    }
 
 
 def _share(hits: int, n: int) -> dict[str, Any]:
@@ -84,7 +75,7 @@ def _one_group(
         )
     out["localization"] = {
         code: {
-            metric.key: _mean_ci(
+            metric.key: mean_estimate(
                 values(rows, schema.column(code, "clean", metric)), n_boot=n_boot, seed=seed
             )
             for metric in schema.focus_metrics()

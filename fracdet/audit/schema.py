@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from fracdet.audit.config import CONDITIONS
+from fracdet.audit.stats import bootstrap_mean_ci
 from fracdet.explain.localization import RankedMap
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "MaskScores",
     "coverage_metric",
     "focus_percentile",
+    "mean_estimate",
     "input_column",
     "input_key",
     "method_column",
@@ -142,6 +144,19 @@ def values(rows: Sequence[Mapping[str, str]], column: str) -> np.ndarray:
         if text not in ("", None):
             out[k] = float(text)
     return out
+
+
+def mean_estimate(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """A mean as ``metrics.json`` holds it: ``{"mean", "ci95" (bootstrap), "n"}``, finite values."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
+    return {
+        "mean": float(x.mean()),
+        "ci95": None if ci is None else [float(ci[0]), float(ci[1])],
+        "n": int(x.size),
+    }
 
 
 @dataclass(frozen=True)

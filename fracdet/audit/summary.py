@@ -22,25 +22,14 @@ from fracdet.audit.schema import (
     AuditSchema,
     input_column,
     input_key,
+    mean_estimate,
     values,
 )
-from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison, proportion_ci
+from fracdet.audit.stats import paired_comparison, proportion_ci
 
 __all__ = ["summarize"]
 
 logger = logging.getLogger(__name__)
-
-
-def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
-    return {
-        "mean": float(x.mean()),
-        "ci95": None if ci is None else [float(ci[0]), float(ci[1])],
-        "n": int(x.size),
-    }
 
 
 def _robustness(
@@ -80,7 +69,7 @@ def _localization(
     rows: Sequence[dict[str, str]], schema: AuditSchema, *, n_boot: int, seed: int
 ) -> dict[str, Any]:
     def estimate(column: str) -> dict[str, Any]:
-        return _mean_ci(values(rows, column), n_boot=n_boot, seed=seed)
+        return mean_estimate(values(rows, column), n_boot=n_boot, seed=seed)
 
     out: dict[str, Any] = {}
     for code in schema.methods:
