@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.schema import AuditSchema, coverage_metric
 from fracdet.fsutil import atomic_write_json
+from fracdet.report import number_cell
 from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = ["DemoSummary", "write_demo_index", "demo_numbers"]
@@ -20,7 +22,8 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     """The headline numbers of a finished demo, from the files its stages wrote."""
     audit = read_stage_json(folders["audit"] / "metrics.json")
     det = read_stage_json(folders["det"] / "eval" / "det_metrics.json")
-    focus = audit.get("focus_percentile", 25.0)
+    schema = AuditSchema.from_metrics(audit)
+    coverage = schema.coverage()
     numbers: dict[str, Any] = {
         "classifiers": {},
         "detector": {
@@ -32,9 +35,11 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
         rob = (audit.get("robustness") or {}).get(name, {})
         loc = (audit.get("localization") or {}).get(name, {})
-        coverage = {
-            code: ((loc.get(f"{code}/clean") or {}).get(f"coverage@{focus:g}") or {}).get("mean")
-            for code in audit.get("methods", [])
+        means = {
+            code: (
+                (loc.get(schema.localization_key(code, "clean")) or {}).get(coverage.key) or {}
+            ).get("mean")
+            for code in schema.methods
         }
         numbers["classifiers"][name] = {
             "own_test_auroc": own.get("auroc"),
@@ -42,7 +47,7 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
             "own_test_n": own.get("n"),
             "audit_clean_accuracy": rob.get("clean_accuracy"),
             "audit_pgd_accuracy": rob.get("pgd_accuracy"),
-            f"coverage@{focus:g}": coverage,
+            coverage.key: means,
         }
     tests = [
         t
@@ -66,23 +71,21 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         }
         for t in tests
     ]
-    numbers["focus_percentile"] = focus
-    numbers["methods"] = audit.get("methods", [])
+    numbers["focus_percentile"] = schema.focus
+    numbers["methods"] = list(schema.methods)
     return numbers
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
+def _coverage_key(numbers: Mapping[str, Any]) -> str:
+    return coverage_metric(numbers["focus_percentile"]).key
 
 
 def _coverage_change(numbers: Mapping[str, Any]) -> list[tuple[str, float, float, float | None]]:
     """Per method: (method, standard's coverage, shortcut's coverage, paired Wilcoxon p)."""
-    focus = numbers["focus_percentile"]
-    std, cut = (numbers["classifiers"][n][f"coverage@{focus:g}"] for n in ("standard", "shortcut"))
+    key = _coverage_key(numbers)
+    std, cut = (numbers["classifiers"][n][key] for n in ("standard", "shortcut"))
     p_by_method = {
-        t["method"]: t["wilcoxon_p"]
-        for t in numbers["shortcut_vs_standard"]
-        if t["metric"] == f"coverage@{focus:g}"
+        t["method"]: t["wilcoxon_p"] for t in numbers["shortcut_vs_standard"] if t["metric"] == key
     }
     return [
         (m, std[m], cut[m], p_by_method.get(m))
@@ -107,11 +110,18 @@ def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
         return None
     halved = [r for r in rows if r[2] <= 0.5 * r[1] and r[3] is not None and r[3] < 0.01]
     rest = [r for r in rows if r not in halved]
-    share = f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed pixels; a random map: {focus / 100:.2f})"
+    share = (
+        f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed "
+        f"pixels; a random map: {focus / 100:.2f})"
+    )
     if not halved:
-        return f"The audit does not show the shortcut classifier looking elsewhere: {share}, standard → shortcut classifier: {_changes(rows)}."
+        return (
+            "The audit does not show the shortcut classifier looking elsewhere: "
+            f"{share}, standard → shortcut classifier: {_changes(rows)}."
+        )
     text = (
-        f"They are not right for the same reason: {share} falls by half or more from the standard to the shortcut classifier with "
+        f"They are not right for the same reason: {share} falls by half or more from the standard "
+        "to the shortcut classifier with "
         f"{_changes(halved)}: the shortcut classifier looks at something other than the fracture."
     )
     return text + (f" With {_changes(rest)} it falls less." if rest else "")
@@ -122,8 +132,9 @@ def _answer(numbers: Mapping[str, Any]) -> str:
     c = numbers["classifiers"]
     std, adv, cut = c["standard"], c["adversarial"], c["shortcut"]
     parts = [
-        f"Test AUROC on their own test sets: standard {_fmt(std['own_test_auroc'])}, adversarially trained {_fmt(adv['own_test_auroc'])}, "
-        f"shortcut {_fmt(cut['own_test_auroc'])}."
+        f"Test AUROC on their own test sets: standard {number_cell(std['own_test_auroc'])}, "
+        f"adversarially trained {number_cell(adv['own_test_auroc'])}, "
+        f"shortcut {number_cell(cut['own_test_auroc'])}."
     ]
     coverage = _coverage_sentence(numbers)
     if coverage:
@@ -136,10 +147,12 @@ def _answer(numbers: Mapping[str, Any]) -> str:
             else "adversarial training did not buy clear robustness here"
         )
         parts.append(
-            f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the adversarially trained one {a_adv:.2f}: {verdict}."
+            f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the "
+            f"adversarially trained one {a_adv:.2f}: {verdict}."
         )
     parts.append(
-        f"The detector reaches test mAP@0.5 {_fmt(numbers['detector']['test_map_50'])} (pycocotools)."
+        f"The detector reaches test mAP@0.5 {number_cell(numbers['detector']['test_map_50'])} "
+        "(pycocotools)."
     )
     return " ".join(parts)
 
@@ -185,14 +198,17 @@ def write_demo_index(
                 "audit acc (PGD 4/255)": c["audit_pgd_accuracy"],
                 **{
                     f"{code} cov@{numbers['focus_percentile']:g}": v
-                    for code, v in c[f"coverage@{numbers['focus_percentile']:g}"].items()
+                    for code, v in c[_coverage_key(numbers)].items()
                 },
             }
         )
     sections.append(
         Section(
             "Classifiers",
-            text="Own test AUROC: on the test split of the data each was trained on. Audit columns: on the shortcut set's test images.",
+            text=(
+                "Own test AUROC: on the test split of the data each was trained on. Audit columns: "
+                "on the shortcut set's test images."
+            ),
             table=rows,
         )
     )
@@ -244,10 +260,12 @@ def write_demo_index(
     lines = [f"demo{note}: {_answer(numbers)}"]
     for name, c in numbers["classifiers"].items():
         cov = ", ".join(
-            f"{m} {v:.2f}" for m, v in c[f"coverage@{focus:g}"].items() if v is not None
+            f"{m} {v:.2f}" for m, v in c[_coverage_key(numbers)].items() if v is not None
         )
         lines.append(
-            f"  {name}: own test AUROC {_fmt(c['own_test_auroc'])}, audit accuracy clean {_fmt(c['audit_clean_accuracy'])} / PGD {_fmt(c['audit_pgd_accuracy'])}, "
+            f"  {name}: own test AUROC {number_cell(c['own_test_auroc'])}, audit accuracy clean "
+            f"{number_cell(c['audit_clean_accuracy'])} / PGD "
+            f"{number_cell(c['audit_pgd_accuracy'])}, "
             f"coverage@{focus:g} {cov or '–'} (random {focus / 100:.2f})"
         )
     lines.append(

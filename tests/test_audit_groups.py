@@ -10,6 +10,7 @@ from scipy.stats import mannwhitneyu
 from fracdet.audit.config import AuditConfig
 from fracdet.audit.groups import UNKNOWN, group_rows, group_sections, summarize_groups
 from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
+from fracdet.audit.schema import AuditSchema
 from fracdet.audit.stats import proportion_ci
 from fracdet.errors import ConfigError, DataError
 
@@ -22,6 +23,9 @@ IMAGES = {
     5: ("0", 1, 0.1, 0.6, "0.2", "0.1", 0.3),
     6: ("", 0, 0.7, 0.6, "", "", 0.2),
 }
+
+#: One method (SAL), coverage at 25 only.
+SCHEMA = AuditSchema(("SAL",), (25.0,))
 
 
 def _inputs(indices) -> AuditInputs:
@@ -65,8 +69,7 @@ def test_numbers_per_group_by_hand():
         per_model,
         _inputs(everything),
         ["hardware"],
-        ["SAL"],
-        25.0,
+        SCHEMA,
         thresholds={"m": 0.5, "strict": 0.95},
         det_conf=0.25,
         n_boot=200,
@@ -96,7 +99,8 @@ def test_numbers_per_group_by_hand():
         "ci95": None,
         "n": 0,
     }
-    # coverage and energy over the images with boxes: (0.5 + 0.1) / 2 and (0.4 + 0.2) / 2; (0.6 + 0.2) / 2 and (0.3 + 0.1) / 2
+    # coverage and energy over the images with boxes: (0.5 + 0.1) / 2 and (0.4 + 0.2) / 2;
+    # (0.6 + 0.2) / 2 and (0.3 + 0.1) / 2
     assert hw["localization"]["SAL"]["coverage@25"]["mean"] == pytest.approx(0.3) and no[
         "localization"
     ]["SAL"]["coverage@25"]["mean"] == pytest.approx(0.3)
@@ -122,8 +126,7 @@ def test_two_values_get_the_gap_and_no_detector_no_agreement():
         {"m": _rows("m", 0.5, five)},
         _inputs(five),
         ["hardware"],
-        ["SAL"],
-        25.0,
+        SCHEMA,
         thresholds={"m": 0.5},
         det_conf=None,
         n_boot=200,
@@ -145,8 +148,7 @@ def test_tables_and_sections():
         {"m": _rows("m", 0.5, five)},
         _inputs(five),
         ["hardware"],
-        ["SAL"],
-        25.0,
+        SCHEMA,
         thresholds={"m": 0.5},
         det_conf=0.25,
         n_boot=200,

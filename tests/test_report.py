@@ -1,4 +1,4 @@
-"""The HTML/Markdown report writer (the package's place below the tracks: tests/test_architecture.py)."""
+"""The HTML/Markdown report writer and its tables (below the tracks: tests/test_architecture.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import re
 import numpy as np
 import pytest
 
-from fracdet.report import FOOTER, Section, format_value, plot_roc, write_report
+from fracdet.report import (
+    FOOTER,
+    Section,
+    ci_cell,
+    estimate_cell,
+    format_value,
+    html_table,
+    markdown_table,
+    number_cell,
+    plot_roc,
+    write_report,
+)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +115,34 @@ def test_links_are_relative_to_the_report(tmp_path):
         encoding="utf-8"
     )
     assert "- [stage <a>](stage a/report.html)" in md_path.read_text(encoding="utf-8")
+
+
+def test_markdown_table_escapes_orders_and_aligns_numbers():
+    text = markdown_table([{"a": 1, "b": "x|y"}, {"b": None, "c": 2}])
+    assert text.splitlines() == [
+        "| a | b | c |",
+        "| --- | --- | --- |",
+        "| 1 | x\\|y | – |",
+        "| – | – | 2 |",
+    ]
+    assert markdown_table([{"n": 3, "p": 0.5}], columns=["p"]).splitlines() == [
+        "| p |",
+        "| ---: |",
+        "| 0.5 |",
+    ]
+    assert markdown_table([]) == ""
+    assert html_table({"n": 3}) == (
+        "<table><thead><tr><th>name</th><th>value</th></tr></thead>"
+        '<tbody><tr><td>n</td><td class="num">3</td></tr></tbody></table>'
+    )
+
+
+def test_cells_with_and_without_ci():
+    assert ci_cell(0.81234, [0.7, 0.9]) == "0.812 [0.700–0.900]"
+    assert ci_cell(0.81234, None) == "0.812" and ci_cell(None, [0.1, 0.2]) == "–"
+    assert estimate_cell({"mean": 0.25, "ci95": [0.125, 0.5]}, digits=1, scale=100) == (
+        "25.0 [12.5–50.0]"
+    )
+    assert estimate_cell({"value": 0.5}, "value") == "0.500" and estimate_cell(None) == "–"
+    assert number_cell(None) == "–" and number_cell(None, missing="n/a") == "n/a"
+    assert number_cell(0.0625, 1, scale=100) == "6.2"

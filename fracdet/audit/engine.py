@@ -17,6 +17,7 @@ the classifier's precision (autocast), as the forwards do.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -29,6 +30,7 @@ import torch
 
 from fracdet.audit.config import CONDITIONS, AuditConfig
 from fracdet.audit.inputs import AuditItem
+from fracdet.audit.schema import DELTA_METHODS, AuditSchema, ImageRow, MaskScores
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_iou, box_to_model_frame, boxes_mask
 from fracdet.explain.captum_methods import IntegratedGradientsExplainer
@@ -52,8 +54,6 @@ __all__ = [
     "BatchOutcome",
     "audit_batch",
     "column_names",
-    "method_column",
-    "focus_percentile",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,60 +63,9 @@ logger = logging.getLogger(__name__)
 MAP_CONF = 0.001
 
 
-def method_column(code: str) -> str:
-    """A column-safe method code: ``GC++`` -> ``GCpp``."""
-    return code.replace("+", "p")
-
-
-def focus_percentile(percentiles: Sequence[float]) -> float:
-    """The percentile used for detector-box coverage, map stability and paired tests (25 when audited)."""
-    return 25.0 if 25.0 in percentiles else sorted(percentiles)[len(percentiles) // 2]
-
-
-def _p(value: float) -> str:
-    return f"{value:g}"
-
-
 def column_names(cfg: AuditConfig, codes: Sequence[str]) -> list[str]:
-    """The per-image table's header: fixed columns, then per method and condition."""
-    columns = [
-        "model",
-        "index",
-        "key",
-        "path",
-        "status",
-        "reason",
-        "label",
-        "n_gt_boxes",
-        "p_clean",
-        "p_pgd",
-        "pred_clean",
-        "pred_pgd",
-        "linf",
-        "det_n_clean",
-        "det_max_clean",
-        "det_n_pgd",
-        "det_max_pgd",
-        "det_gt_iou",
-        "box_share",
-        "pointing_baseline",
-        "det_box_share_clean",
-        "det_box_share_pgd",
-    ]
-    focus = _p(focus_percentile(cfg.percentiles))
-    for code in map(method_column, codes):
-        for cond in CONDITIONS:
-            columns += [f"{code}_{cond}_cov{_p(p)}" for p in cfg.percentiles]
-            columns += [
-                f"{code}_{cond}_energy",
-                f"{code}_{cond}_pointing",
-                f"{code}_{cond}_det_cov{focus}",
-                f"{code}_{cond}_det_energy",
-            ]
-        columns += [f"{code}_rho", f"{code}_top{focus}"]
-        if code == "IG":
-            columns += ["IG_clean_delta", "IG_pgd_delta"]
-    return columns
+    """The per-image table's header for ``codes`` (see :mod:`fracdet.audit.schema`)."""
+    return AuditSchema.of(codes, cfg.percentiles).columns()
 
 
 @dataclass
@@ -259,7 +208,7 @@ def audit_batch(
             found = {cond: _detect(detector, inputs[cond], cfg, device) for cond in CONDITIONS}
 
     with timer("metrics"):
-        focus = focus_percentile(cfg.percentiles)
+        schema = AuditSchema.of(list(clf.explainers), cfg.percentiles)
         for k, item in enumerate(items):
             gt = (
                 [
@@ -271,38 +220,32 @@ def audit_batch(
                 if item.width
                 else []
             )
-            row: dict[str, Any] = {
-                "model": clf.name,
-                "index": item.index,
-                "key": item.key,
-                "path": str(item.path),
-                "status": "ok",
-                "reason": "",
-                "label": "" if item.label is None else int(item.label),
-                "n_gt_boxes": len(gt),
-                "p_clean": float(p_clean[k]),
-                "p_pgd": float(p_adv[k]),
-                "pred_clean": int(pred_clean[k]),
-                "pred_pgd": int(pred_adv[k]),
-                "linf": float(linf[k]),
-            }
+            row = ImageRow(
+                model=clf.name,
+                index=item.index,
+                key=item.key,
+                path=str(item.path),
+                label=None if item.label is None else int(item.label),
+                n_gt_boxes=len(gt),
+                p={"clean": float(p_clean[k]), "pgd": float(p_adv[k])},
+                pred={"clean": int(pred_clean[k]), "pgd": int(pred_adv[k])},
+                linf=float(linf[k]),
+            )
             gt_mask = boxes_mask(gt, size, size) if gt else None
-            if (
-                gt_mask is not None and not gt_mask.any()
-            ):  # boxes entirely in the padding: nothing to score
+            if gt_mask is not None and not gt_mask.any():  # boxes all in the padding: no score
                 gt_mask = None
             if gt_mask is not None:
-                row["box_share"] = float(gt_mask.mean())
+                row.box_share = float(gt_mask.mean())
             det_masks: dict[str, np.ndarray | None] = {}
             for cond in CONDITIONS if detector is not None else ():
                 boxes, scores = found[cond][k]
                 kept = _confident((boxes, scores), cfg.det_conf)
-                row[f"det_n_{cond}"] = len(kept)
-                row[f"det_max_{cond}"] = float(max(scores, default=0.0))
+                row.det_n[cond] = len(kept)
+                row.det_max[cond] = float(max(scores, default=0.0))
                 det_mask = boxes_mask(kept, size, size) if kept else None
                 det_masks[cond] = det_mask if det_mask is not None and det_mask.any() else None
                 if det_masks[cond] is not None:
-                    row[f"det_box_share_{cond}"] = float(det_masks[cond].mean())
+                    row.det_box_share[cond] = float(det_masks[cond].mean())
                 out.detections.append(
                     {
                         "model": clf.name,
@@ -318,63 +261,49 @@ def audit_batch(
                 )
             if gt and detector is not None:
                 kept_clean = _confident(found["clean"][k], cfg.det_conf)
-                row["det_gt_iou"] = float(
+                row.det_gt_iou = float(
                     np.mean([max((box_iou(g, d) for d in kept_clean), default=0.0) for g in gt])
                 )
-            # each map is sorted once and each mask's pointing zone computed once, for every metric below
-            gt_near = (
-                near_mask(gt_mask, tolerance_px=cfg.pointing_tolerance)
-                if gt_mask is not None
-                else None
-            )
-            det_near = {
-                cond: near_mask(m, tolerance_px=cfg.pointing_tolerance)
-                for cond, m in det_masks.items()
-                if m is not None
+            # each mask's pointing zone computed once, and each map sorted once, for every metric
+            zone = lambda m: near_mask(m, tolerance_px=cfg.pointing_tolerance)  # noqa: E731
+            gt_zone = (gt_mask, zone(gt_mask)) if gt_mask is not None else None
+            masks = {
+                "gt": {cond: gt_zone for cond in CONDITIONS if gt_zone is not None},
+                "det": {cond: (m, zone(m)) for cond, m in det_masks.items() if m is not None},
             }
-            for code in clf.explainers:
-                col = method_column(code)
+            metrics = {"gt": schema.gt_metrics(), "det": schema.det_metrics()}
+            percentiles = {"gt": schema.percentiles, "det": (schema.focus,)}
+            for code, col in zip(clf.explainers, schema.methods, strict=True):
                 ranked = {cond: RankedMap.of(maps[code, cond][k]) for cond in CONDITIONS}
-                for cond in CONDITIONS:
-                    attr = ranked[cond]
-                    if gt_mask is not None:
-                        scores_gt = localization_scores(
-                            attr,
-                            gt_mask,
-                            percentiles=cfg.percentiles,
-                            tolerance_px=cfg.pointing_tolerance,
-                            near=gt_near,
-                        )
-                        for p in cfg.percentiles:
-                            row[f"{col}_{cond}_cov{_p(p)}"] = scores_gt[f"coverage@{_p(p)}"]
-                        row[f"{col}_{cond}_energy"] = scores_gt["energy_in_box"]
-                        row[f"{col}_{cond}_pointing"] = scores_gt["pointing_game"]
-                        row.setdefault("pointing_baseline", scores_gt["pointing_baseline"])
-                    det_mask = det_masks.get(cond)
-                    if det_mask is not None:
-                        scores_det = localization_scores(
-                            attr,
-                            det_mask,
-                            percentiles=(focus,),
-                            tolerance_px=cfg.pointing_tolerance,
-                            near=det_near[cond],
-                        )
-                        row[f"{col}_{cond}_det_cov{_p(focus)}"] = scores_det[
-                            f"coverage@{_p(focus)}"
-                        ]
-                        row[f"{col}_{cond}_det_energy"] = scores_det["energy_in_box"]
-                row[f"{col}_rho"] = rank_correlation(ranked["clean"], ranked["pgd"])
-                row[f"{col}_top{_p(focus)}"] = topk_intersection(
-                    ranked["clean"], ranked["pgd"], p=focus
+                for cond, against in itertools.product(CONDITIONS, masks):
+                    if cond not in masks[against]:
+                        continue
+                    mask, near = masks[against][cond]
+                    shared = localization_scores(
+                        ranked[cond],
+                        mask,
+                        percentiles=percentiles[against],
+                        tolerance_px=cfg.pointing_tolerance,
+                        near=near,
+                    )
+                    if against == "gt":
+                        row.pointing_baseline = shared["pointing_baseline"]
+                    scored = MaskScores(ranked[cond], mask, near, shared)
+                    for metric in metrics[against]:
+                        row.scores[schema.column(col, cond, metric)] = metric.score(scored)
+                row.scores[schema.rho_column(col)] = rank_correlation(
+                    ranked["clean"], ranked["pgd"]
                 )
-                if code == "IG":
+                row.scores[schema.topk_column(col)] = topk_intersection(
+                    ranked["clean"], ranked["pgd"], p=schema.focus
+                )
+                if col in DELTA_METHODS:
                     for cond, delta in deltas.items():
-                        row[f"IG_{cond}_delta"] = float(delta[k])
-            out.rows.append(row)
+                        row.scores[schema.delta_column(col, cond)] = float(delta[k])
+            out.rows.append(row.as_row())
     if cfg.save_maps:
         out.maps = {
-            f"{method_column(code)}_{cond}": m.astype(np.float16)
-            for (code, cond), m in maps.items()
+            schema.map_name(code, cond): m.astype(np.float16) for (code, cond), m in maps.items()
         }
         out.maps["index"] = np.array([item.index for item in items], dtype=np.int64)
     return out

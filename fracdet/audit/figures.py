@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fracdet.audit.schema import CONDITIONS, AuditSchema, input_key
 from fracdet.report.figures import new_figure, new_grid, save_figure
 
 __all__ = ["plot_robustness", "plot_coverage", "plot_grid", "GridRow"]
@@ -29,10 +30,10 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
     models = list(robustness)
     fig, ax = new_figure((1.6 + 1.3 * len(models), 3.6))
     x = np.arange(len(models))
-    for offset, cond, color in ((-0.18, "clean", "#3b82f6"), (0.18, "pgd", "#f97316")):
-        acc = [robustness[m].get(f"{cond}_accuracy") or 0.0 for m in models]
+    for offset, cond, color in zip((-0.18, 0.18), CONDITIONS, ("#3b82f6", "#f97316"), strict=True):
+        acc = [robustness[m].get(input_key(cond, "accuracy")) or 0.0 for m in models]
         ci = [
-            robustness[m].get(f"{cond}_accuracy_ci95") or [a, a]
+            robustness[m].get(input_key(cond, "accuracy_ci95")) or [a, a]
             for m, a in zip(models, acc, strict=True)
         ]
         err = np.array(
@@ -57,18 +58,22 @@ def plot_robustness(robustness: Mapping[str, Mapping[str, Any]], path: Path) -> 
 
 
 def plot_coverage(
-    localization: Mapping[str, Mapping[str, Any]], codes: Sequence[str], focus: float, path: Path
+    localization: Mapping[str, Mapping[str, Any]], schema: AuditSchema, path: Path
 ) -> Path:
-    """coverage@focus per method, one bar per classifier and input; the dashed line is a random map."""
+    """coverage@focus per method, a bar per classifier and input; dashed: a random map."""
+    codes, focus = schema.methods, schema.focus
     models = list(localization)
     fig, ax = new_figure((1.8 + 1.2 * len(codes) * max(1, len(models)) / 2, 3.8))
     width = 0.8 / (2 * len(models))
     x = np.arange(len(codes))
-    key = f"coverage@{focus:g}"
+    key = schema.coverage().key
     for k, model in enumerate(models):
-        for j, cond in enumerate(("clean", "pgd")):
+        for j, cond in enumerate(CONDITIONS):
             means = [
-                (localization[model].get(f"{code}/{cond}", {}).get(key) or {}).get("mean") or 0.0
+                (
+                    localization[model].get(schema.localization_key(code, cond), {}).get(key) or {}
+                ).get("mean")
+                or 0.0
                 for code in codes
             ]
             offset = (2 * k + j) * width - 0.4 + width / 2
@@ -86,7 +91,8 @@ def plot_coverage(
     ax.set_ylim(0, 1.0)
     ax.set_ylabel(f"share of box pixels in the top {focus:g}%")
     ax.set_title(
-        f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels cover",
+        f"coverage@{focus:g}: how much of the fracture box the top-{focus:g}% attributed pixels "
+        "cover",
         fontsize=9,
     )
     ax.legend(fontsize=7, ncol=2, loc="upper right")
@@ -96,7 +102,7 @@ def plot_coverage(
 
 @dataclass(frozen=True)
 class GridRow:
-    """One image of the grid: its pixels, boxes (model frame, xyxy), one map per column, a caption."""
+    """One image of the grid: pixels, boxes (model frame, xyxy), a map per column, a caption."""
 
     image: np.ndarray
     gt: Sequence[Sequence[float]]

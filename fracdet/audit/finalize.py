@@ -1,4 +1,4 @@
-"""The end of an audit: numbers from the per-image table, figures, ``metrics.json`` and the report."""
+"""The end of an audit: numbers from the per-image table, figures, ``metrics.json``, the report."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from fracdet.audit.engine import method_column
 from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
 from fracdet.audit.inputs import AuditInputs, AuditItem
 from fracdet.audit.result import AuditSummary
+from fracdet.audit.schema import CONDITIONS, AuditSchema, values
 from fracdet.audit.store import AuditStore
-from fracdet.audit.summary import summarize, values
+from fracdet.audit.summary import summarize
 from fracdet.data.geometry import box_to_model_frame
 from fracdet.fsutil import atomic_write_json
 from fracdet.jobs import read_rows
@@ -29,7 +29,10 @@ REPORT = "report.html"
 
 
 def _mean_of_finite(table: np.ndarray) -> np.ndarray:
-    """Column means over the finite values; NaN where there is none (no boxes: no coverage), without nanmean's warning."""
+    """Column means over the finite values; NaN where there is none (no boxes: no coverage).
+
+    Without nanmean's warning.
+    """
     finite = np.isfinite(table)
     sums = np.where(finite, table, 0.0).sum(axis=0)
     counts = finite.sum(axis=0)
@@ -38,14 +41,13 @@ def _mean_of_finite(table: np.ndarray) -> np.ndarray:
 
 def _grid_indices(
     rows: Sequence[dict[str, str]],
-    codes: Sequence[str],
-    focus: float,
+    schema: AuditSchema,
     *,
     samples: int,
     worst: int,
     seed: int,
 ) -> list[tuple[int, str]]:
-    """A seeded sample of images with boxes, then the worst-covered ones (mean over methods, clean)."""
+    """A seeded sample of images with boxes, then the worst-covered (mean over methods, clean)."""
     with_boxes = [r for r in rows if r["status"] == "ok" and int(r.get("n_gt_boxes") or 0) > 0]
     if not with_boxes:
         with_boxes = [r for r in rows if r["status"] == "ok"]
@@ -58,9 +60,14 @@ def _grid_indices(
         else []
     )
     picked = [(int(with_boxes[k]["index"]), "sample") for k in chosen]
+    coverage = schema.coverage()
     cover = (
-        _mean_of_finite(np.stack([values(with_boxes, f"{c}_clean_cov{focus:g}") for c in codes]))
-        if codes and with_boxes
+        _mean_of_finite(
+            np.stack(
+                [values(with_boxes, schema.column(c, "clean", coverage)) for c in schema.methods]
+            )
+        )
+        if schema.methods and with_boxes
         else np.array([])
     )
     order = [
@@ -77,7 +84,7 @@ def _grid_rows(
     model: str,
     picks: Sequence[tuple[int, str]],
     items: dict[int, AuditItem],
-    codes: Sequence[str],
+    schema: AuditSchema,
     detections: Sequence[dict[str, Any]],
     *,
     image_size: int,
@@ -87,7 +94,8 @@ def _grid_rows(
 ) -> list[GridRow]:
     from fracdet.data.datasets import ClassificationDataset
 
-    # one decoder for every picked image, and each chunk's maps read once however many picks it holds
+    # one decoder for every picked image, and each chunk's maps read once however many picks
+    # it holds
     pixels_of = ClassificationDataset(
         [items[index].record() for index, _ in picks], image_size, keep_aspect=keep_aspect
     )
@@ -106,9 +114,7 @@ def _grid_rows(
         saved = chunks[path]
         position = int(np.flatnonzero(saved["index"] == index)[0])
         maps = [
-            saved[f"{method_column(c)}_{cond}"][position]
-            for c in codes
-            for cond in ("clean", "pgd")
+            saved[schema.map_name(c, cond)][position] for c in schema.methods for cond in CONDITIONS
         ]
         pixels = pixels_of[k][0]
         if pixels is None:
@@ -137,7 +143,7 @@ def _grid_rows(
 def _with_finalize_seconds(
     seconds: dict[str, float], *, summary: float, figures: float
 ) -> dict[str, float]:
-    """The image loop's stages, then the summary's and the figures' own; ``total`` covers them all."""
+    """The image loop's stages, then the summary's and the figures'; ``total`` covers them all."""
     stages = {k: v for k, v in seconds.items() if k != "total"}
     stages |= {"summary": round(summary, 3), "figures": round(figures, 3)}
     return stages | {"total": round(float(seconds.get("total", 0.0)) + summary + figures, 3)}
@@ -152,11 +158,11 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
     store = AuditStore(out, header)
     detections = store.detection_entries()
     started = time.perf_counter()
-    metrics = summarize(header, rows, detections, inputs, state)
+    metrics = summarize(rows, detections, inputs, state)
     summary_s = time.perf_counter() - started
     config = state["config"]
-    focus = metrics["focus_percentile"]
-    codes = metrics["methods"]
+    schema = AuditSchema.from_metrics(metrics)
+    codes = schema.methods
     figures: dict[str, Path] = {}
     figures_dir = out / "figures"
     if inputs.has_labels:
@@ -165,17 +171,16 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
         )
     if inputs.has_boxes and codes:
         figures["coverage"] = plot_coverage(
-            metrics["localization"], codes, focus, figures_dir / "coverage.png"
+            metrics["localization"], schema, figures_dir / "coverage.png"
         )
     items = {it.index: it for it in inputs.items}
     if config.get("save_maps", True) and codes:
-        columns = [f"{c} {cond}" for c in codes for cond in ("clean", "pgd")]
+        columns = [f"{c} {cond}" for c in codes for cond in CONDITIONS]
         for model in metrics["models"]:
             model_rows = [r for r in rows if r["model"] == model]
             picks = _grid_indices(
                 model_rows,
-                codes,
-                focus,
+                schema,
                 samples=int(config["figure_samples"]),
                 worst=int(config["figure_worst"]),
                 seed=int(config["seed"]),
@@ -186,7 +191,7 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
                 model,
                 picks,
                 items,
-                codes,
+                schema,
                 detections,
                 image_size=int(identity["image_size"]),
                 keep_aspect=identity.get("resize", "letterbox") != "stretch",

@@ -3,8 +3,8 @@
 A shortcut shows as a gap between groups: FracAtlas' metal hardware appears on 97 of its 717
 fractured images and on almost no intact one, so a classifier that learned "hardware means
 fracture" is more accurate on hardware images and its attributions leave the fracture boxes
-there. Per column, value and classifier: accuracy and sensitivity (Wilson CIs), coverage at the focus
-percentile and energy in box against the fracture boxes (bootstrap CIs, clean inputs, one
+there. Per column, value and classifier: accuracy and sensitivity (Wilson CIs), coverage at
+the focus percentile and energy in box against the fracture boxes (bootstrap CIs, clean inputs, one
 entry per attribution method), and agreement with the detector. A column with exactly two
 values also gets the gap between them, per method, tested with the Mann-Whitney U test
 (images differ between groups, so the test is unpaired).
@@ -20,31 +20,23 @@ from typing import Any
 import numpy as np
 
 from fracdet.audit.inputs import AuditInputs
-from fracdet.audit.stats import bootstrap_mean_ci, proportion_ci
-from fracdet.report import Section
+from fracdet.audit.schema import (
+    CONDITIONS,
+    ENERGY,
+    AuditSchema,
+    coverage_metric,
+    input_column,
+    input_key,
+    mean_estimate,
+    values,
+)
+from fracdet.audit.stats import proportion_ci
+from fracdet.report import Section, estimate_cell
 
-__all__ = ["summarize_groups", "group_sections", "UNKNOWN"]
+__all__ = ["summarize_groups", "group_rows", "group_sections", "UNKNOWN"]
 
 #: The value of an image whose manifest cell is empty.
 UNKNOWN = "unknown"
-
-
-def _values(rows: Sequence[Mapping[str, str]], column: str) -> np.ndarray:
-    out = np.full(len(rows), np.nan)
-    for k, row in enumerate(rows):
-        if row.get(column) not in ("", None):
-            out[k] = float(row[column])
-    return out
-
-
-def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
-    x = x[np.isfinite(x)]
-    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed) if x.size else None
-    return {
-        "mean": float(x.mean()) if x.size else None,
-        "ci95": None if ci is None else [ci[0], ci[1]],
-        "n": int(x.size),
-    }
 
 
 def _share(hits: int, n: int) -> dict[str, Any]:
@@ -57,8 +49,7 @@ def _share(hits: int, n: int) -> dict[str, Any]:
 
 def _one_group(
     rows: Sequence[Mapping[str, str]],
-    codes: Sequence[str],
-    focus: float,
+    schema: AuditSchema,
     *,
     threshold: float,
     det_conf: float | None,
@@ -68,13 +59,14 @@ def _one_group(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(rows)}
     if has_labels:
-        y = _values(rows, "label").astype(int)
+        y = values(rows, "label").astype(int)
         out["n_positive"] = int(y.sum())
         called = {
-            cond: (_values(rows, f"p_{cond}") >= threshold).astype(int) for cond in ("clean", "pgd")
+            cond: (values(rows, input_column("p", cond)) >= threshold).astype(int)
+            for cond in CONDITIONS
         }
-        for cond in ("clean", "pgd"):
-            out[f"{cond}_accuracy"] = _share(int(np.sum(called[cond] == y)), len(rows))
+        for cond in CONDITIONS:
+            out[input_key(cond, "accuracy")] = _share(int(np.sum(called[cond] == y)), len(rows))
         # Accuracy mixes in each group's prevalence (hardware images are nearly all fractured);
         # sensitivity compares like with like: fractured images with and without the attribute.
         positive = y == 1
@@ -83,19 +75,18 @@ def _one_group(
         )
     out["localization"] = {
         code: {
-            f"coverage@{focus:g}": _mean_ci(
-                _values(rows, f"{code}_clean_cov{focus:g}"), n_boot=n_boot, seed=seed
-            ),
-            "energy_in_box": _mean_ci(
-                _values(rows, f"{code}_clean_energy"), n_boot=n_boot, seed=seed
-            ),
+            metric.key: mean_estimate(
+                values(rows, schema.column(code, "clean", metric)), n_boot=n_boot, seed=seed
+            )
+            for metric in schema.focus_metrics()
         }
-        for code in codes
+        for code in schema.methods
     }
     if det_conf is not None:
-        det_called = (_values(rows, "det_max_clean") >= det_conf).astype(int)
+        det_called = (values(rows, input_column("det_max", "clean")) >= det_conf).astype(int)
         out["agreement"] = _share(
-            int(np.sum(det_called == _values(rows, "pred_clean").astype(int))), len(rows)
+            int(np.sum(det_called == values(rows, input_column("pred", "clean")).astype(int))),
+            len(rows),
         )
     return out
 
@@ -111,7 +102,9 @@ def _gap(
     """Mean of ``a`` minus mean of ``b`` (unpaired bootstrap CI) and the Mann-Whitney U p-value."""
     from scipy.stats import mannwhitneyu
 
-    x, y = _values(a, column), _values(b, column)
+    from fracdet.cls.bootstrap import bootstrap_ci
+
+    x, y = values(a, column), values(b, column)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     out: dict[str, Any] = {
         "n_a": int(x.size),
@@ -124,12 +117,17 @@ def _gap(
         return out
     out["mean_diff"] = float(x.mean() - y.mean())
     if x.size >= 2 and y.size >= 2:
-        rng = np.random.default_rng(seed)
-        diffs = np.array(
-            [rng.choice(x, x.size).mean() - rng.choice(y, y.size).mean() for _ in range(n_boot)]
+        # unpaired: each group resampled within itself (a bootstrap stratified by group)
+        group = np.r_[np.ones(x.size, dtype=int), np.zeros(y.size, dtype=int)]
+        ci = bootstrap_ci(
+            group,
+            np.r_[x, y],
+            lambda g, v: float(v[g == 1].mean() - v[g == 0].mean()),
+            n_boot=n_boot,
+            seed=seed,
+            stratified=True,
         )
-        low, high = np.quantile(diffs, [0.025, 0.975])
-        out["ci95"] = [float(low), float(high)]
+        out["ci95"] = None if ci is None else [ci[0], ci[1]]
         if np.ptp(np.concatenate([x, y])) > 0:
             out["mann_whitney_p"] = float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
     return out
@@ -139,15 +137,17 @@ def summarize_groups(
     per_model: Mapping[str, Sequence[Mapping[str, str]]],
     inputs: AuditInputs,
     group_by: Sequence[str],
-    codes: Sequence[str],
-    focus: float,
+    schema: AuditSchema,
     *,
     thresholds: Mapping[str, float],
     det_conf: float | None,
     n_boot: int,
     seed: int,
 ) -> dict[str, Any]:
-    """``{column: {"values": [...], "models": {model: {value: numbers}}, "gaps": {model: {method: gap}}}}``.
+    """Numbers per value of each column, and the gap between two values.
+
+    ``{column: {"values": [...], "models": {model: {value: numbers}},
+    "gaps": {model: {method: gap}}}}``.
 
     ``thresholds`` is each classifier's operating point; ``det_conf`` is ``None`` without a
     detector. Values are sorted; an empty manifest cell is :data:`UNKNOWN`.
@@ -163,8 +163,7 @@ def summarize_groups(
             entry["models"][model] = {
                 v: _one_group(
                     split[v],
-                    codes,
-                    focus,
+                    schema,
                     threshold=thresholds[model],
                     det_conf=det_conf,
                     has_labels=inputs.has_labels,
@@ -175,34 +174,29 @@ def summarize_groups(
             }
             if len(values) == 2:
                 a, b = values[1], values[0]  # e.g. hardware "1" minus "0"
+                coverage = schema.coverage()
                 entry["gaps"][model] = {
                     code: {
                         "a": a,
                         "b": b,
-                        "metric": f"coverage@{focus:g}",
+                        "metric": coverage.key,
                         **_gap(
                             split[a],
                             split[b],
-                            f"{code}_clean_cov{focus:g}",
+                            schema.column(code, "clean", coverage),
                             n_boot=n_boot,
                             seed=seed,
                         ),
                     }
-                    for code in codes
+                    for code in schema.methods
                 }
         out[column] = entry
     return out
 
 
-def _cell(entry: Mapping[str, Any] | None, key: str = "mean") -> str:
-    if not entry or entry.get(key) is None:
-        return "–"
-    ci = entry.get("ci95")
-    return f"{entry[key]:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
-
-
 def group_rows(groups: Mapping[str, Any], focus: float) -> dict[str, list[dict[str, Any]]]:
     """One table per column: a row per classifier and value."""
+    coverage = coverage_metric(focus)
     tables: dict[str, list[dict[str, Any]]] = {}
     for column, entry in groups.items():
         rows = []
@@ -213,15 +207,15 @@ def group_rows(groups: Mapping[str, Any], focus: float) -> dict[str, list[dict[s
                     column: value,
                     "images": g["n"],
                     "fractured": g.get("n_positive", "–"),
-                    "accuracy (clean)": _cell(g.get("clean_accuracy"), "value"),
-                    "sensitivity (clean)": _cell(g.get("clean_sensitivity"), "value"),
-                    "accuracy (PGD)": _cell(g.get("pgd_accuracy"), "value"),
+                    "accuracy (clean)": estimate_cell(g.get("clean_accuracy"), "value"),
+                    "sensitivity (clean)": estimate_cell(g.get("clean_sensitivity"), "value"),
+                    "accuracy (PGD)": estimate_cell(g.get("pgd_accuracy"), "value"),
                 }
                 for code, loc in g["localization"].items():
-                    row[f"{code} cov@{focus:g}"] = _cell(loc[f"coverage@{focus:g}"])
-                    row[f"{code} energy"] = _cell(loc["energy_in_box"])
+                    row[f"{code} cov@{focus:g}"] = estimate_cell(loc[coverage.key])
+                    row[f"{code} energy"] = estimate_cell(loc[ENERGY.key])
                 if "agreement" in g:
-                    row["agrees with detector"] = _cell(g["agreement"], "value")
+                    row["agrees with detector"] = estimate_cell(g["agreement"], "value")
                 rows.append(row)
         tables[column] = rows
     return tables
@@ -234,8 +228,10 @@ def group_sections(metrics: Mapping[str, Any]) -> list[Section]:
     sections = []
     for column, rows in group_rows(groups, focus).items():
         text = (
-            f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy on the fractured images): at each classifier's operating point, Wilson 95% CI. "
-            f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with boxes only, bootstrap 95% CI. "
+            f"Numbers split by the manifest column {column!r}. Accuracy and sensitivity (accuracy "
+            "on the fractured images): at each classifier's operating point, Wilson 95% CI. "
+            f"cov@{focus:g} and energy: against the fracture boxes, clean inputs, images with "
+            "boxes only, bootstrap 95% CI. "
             "Agreement: the classifier's decision vs 'the detector finds a box'."
         )
         sections.append(Section(f"By {column}", text=text, table=rows))
@@ -245,7 +241,7 @@ def group_sections(metrics: Mapping[str, Any]) -> list[Section]:
                 "method": code,
                 "gap": f"{g['a']} − {g['b']}",
                 "n": f"{g['n_a']} / {g['n_b']}",
-                "mean difference": _cell(g, "mean_diff"),
+                "mean difference": estimate_cell(g, "mean_diff"),
                 "Mann-Whitney p": "–"
                 if g["mann_whitney_p"] is None
                 else f"{g['mann_whitney_p']:.3g}",

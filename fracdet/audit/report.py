@@ -5,42 +5,48 @@ Definitions sit next to each table, with the random baseline a reader needs to j
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fracdet.audit.groups import group_sections
+from fracdet.audit.schema import CONDITIONS, SPEARMAN, AuditSchema, input_key
 from fracdet.audit.study_tables import study_sections
-from fracdet.report import Section, write_report
+from fracdet.report import Section, ci_cell, estimate_cell, number_cell, write_report
 
 __all__ = ["write_audit_report", "headline", "answer"]
 
 COVERAGE_DEFINITION = (
-    "coverage@p: the share of ground-truth fracture-box pixels (union of boxes, mapped into the classifier's input frame) "
-    "that lie among the image's top-p% attributed pixels. A random map scores p% on average (the 'random map' row). "
-    "Energy in box: the share of positive attribution mass inside the boxes; a random map scores the box-area share. "
-    "Pointing game: whether the single most attributed pixel lies within the tolerance of a box; a random point hits with the "
-    "share of pixels within that tolerance. Means over images with boxes; [lo–hi] are percentile bootstrap 95% CIs."
+    "coverage@p: the share of ground-truth fracture-box pixels (union of boxes, mapped into the "
+    "classifier's input frame) "
+    "that lie among the image's top-p% attributed pixels. A random map scores p% on average (the "
+    "'random map' row). "
+    "Energy in box: the share of positive attribution mass inside the boxes; a random map scores "
+    "the box-area share. "
+    "Pointing game: whether the single most attributed pixel lies within the tolerance of a box; a "
+    "random point hits with the "
+    "share of pixels within that tolerance. Means over images with boxes; [lo–hi] are percentile "
+    "bootstrap 95% CIs."
 )
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
 
 
 def _mean(entry: Mapping[str, Any] | None) -> float | None:
     return None if not entry else entry.get("mean")
 
 
-def _cell(entry: Mapping[str, Any] | None) -> str:
-    if not entry or entry.get("mean") is None:
-        return "–"
-    ci = entry.get("ci95")
-    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+def _clean_coverage(metrics: Mapping[str, Any], model: str) -> list[tuple[str, float | None]]:
+    """Per method: mean coverage at the focus percentile on clean inputs (``None``: not scored)."""
+    schema = AuditSchema.from_metrics(metrics)
+    loc = metrics["localization"].get(model, {})
+    key = schema.coverage().key
+    return [
+        (code, _mean(loc.get(schema.localization_key(code, "clean"), {}).get(key)))
+        for code in schema.methods
+    ]
 
 
 def headline(metrics: Mapping[str, Any]) -> list[str]:
-    """One short phrase per classifier: accuracy clean -> PGD and coverage at the focus percentile."""
+    """One short phrase per classifier: accuracy clean -> PGD, coverage at the focus percentile."""
     focus = metrics["focus_percentile"]
     parts = []
     for model in metrics["models"]:
@@ -49,18 +55,8 @@ def headline(metrics: Mapping[str, Any]) -> list[str]:
         if rob.get("clean_accuracy") is not None:
             text += f"acc {rob['clean_accuracy']:.3f} -> PGD {rob['pgd_accuracy']:.3f}"
         else:
-            text += f"PGD flips {_fmt(rob.get('flip_rate'))} of predictions"
-        covs = [
-            (
-                code,
-                _mean(
-                    metrics["localization"][model]
-                    .get(f"{code}/clean", {})
-                    .get(f"coverage@{focus:g}")
-                ),
-            )
-            for code in metrics["methods"]
-        ]
+            text += f"PGD flips {number_cell(rob.get('flip_rate'))} of predictions"
+        covs = _clean_coverage(metrics, model)
         covs = [(c, v) for c, v in covs if v is not None]
         if covs:
             text += f", coverage@{focus:g} " + " ".join(f"{c} {v:.2f}" for c, v in covs)
@@ -74,11 +70,7 @@ def answer(metrics: Mapping[str, Any]) -> str:
     sentences = []
     for model in metrics["models"]:
         rob = metrics["robustness"].get(model, {})
-        loc = metrics["localization"].get(model, {})
-        covs = [
-            _mean(loc.get(f"{code}/clean", {}).get(f"coverage@{focus:g}"))
-            for code in metrics["methods"]
-        ]
+        covs = [v for _, v in _clean_coverage(metrics, model)]
         covs = [c for c in covs if c is not None]
         acc = rob.get("clean_accuracy")
         s = f"{model}"
@@ -97,15 +89,17 @@ def answer(metrics: Mapping[str, Any]) -> str:
                 if mean_cov < 1.3 * focus / 100
                 else "above"
             )
-            s += f"; its attributions' top {focus:g}% cover {mean_cov:.0%} of the fracture boxes on average over methods ({verdict} the {focus:g}% of a random map)"
+            s += (
+                f"; its attributions' top {focus:g}% cover {mean_cov:.0%} of the fracture boxes "
+                f"on average over methods ({verdict} the {focus:g}% of a random map)"
+            )
         sentences.append(s + ".")
     return " ".join(sentences)
 
 
-def _with_ci(value: float | None, ci: Sequence[float] | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" + (f" [{ci[0]:.3f}–{ci[1]:.3f}]" if ci else "")
+def _measure(rob: Mapping[str, Any], cond: str, measure: str) -> str:
+    key = input_key(cond, measure)
+    return ci_cell(rob.get(key), rob.get(f"{key}_ci95"))
 
 
 def _robustness_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -120,67 +114,80 @@ def _robustness_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         if rob.get("clean_accuracy") is not None:
             row.update(
                 {
-                    "clean acc": _with_ci(rob["clean_accuracy"], rob.get("clean_accuracy_ci95")),
-                    "PGD acc": _with_ci(rob["pgd_accuracy"], rob.get("pgd_accuracy_ci95")),
+                    "clean acc": _measure(rob, "clean", "accuracy"),
+                    "PGD acc": _measure(rob, "pgd", "accuracy"),
                     "ΔAcc": f"{rob['delta_accuracy']:+.3f}",
-                    "AUROC clean": _with_ci(rob.get("clean_auroc"), rob.get("clean_auroc_ci95")),
-                    "AUROC PGD": _with_ci(rob.get("pgd_auroc"), rob.get("pgd_auroc_ci95")),
-                    "sens / spec clean": f"{_fmt(rob.get('clean_sensitivity'))} / {_fmt(rob.get('clean_specificity'))}",
-                    "sens / spec PGD": f"{_fmt(rob.get('pgd_sensitivity'))} / {_fmt(rob.get('pgd_specificity'))}",
+                    "AUROC clean": _measure(rob, "clean", "auroc"),
+                    "AUROC PGD": _measure(rob, "pgd", "auroc"),
+                    **{
+                        f"sens / spec {label}": " / ".join(
+                            number_cell(rob.get(input_key(cond, m)))
+                            for m in ("sensitivity", "specificity")
+                        )
+                        for cond, label in zip(CONDITIONS, ("clean", "PGD"), strict=True)
+                    },
                 }
             )
-        row["prediction flips"] = _with_ci(rob.get("flip_rate"), rob.get("flip_rate_ci95"))
+        row["prediction flips"] = ci_cell(rob.get("flip_rate"), rob.get("flip_rate_ci95"))
         rows.append(row)
     return rows
 
 
 def _coverage_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    ps = metrics["percentiles"]
+    schema = AuditSchema.from_metrics(metrics)
+    coverages = [schema.coverage(p) for p in schema.percentiles]
     rows = []
     for model, loc in metrics["localization"].items():
-        for cond in ("clean", "pgd"):
+        for cond in CONDITIONS:
             row = {"model": model, "input": cond}
-            for code in metrics["methods"]:
-                for p in ps:
-                    row[f"{code}-{p:g}"] = _cell(
-                        loc.get(f"{code}/{cond}", {}).get(f"coverage@{p:g}")
-                    )
+            for code in schema.methods:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                for p, metric in zip(schema.percentiles, coverages, strict=True):
+                    row[schema.study_label(code, p)] = estimate_cell(entry.get(metric.key))
             rows.append(row)
     rows.append(
         {
             "model": "random map",
             "input": "–",
-            **{f"{code}-{p:g}": f"{p / 100:.3f}" for code in metrics["methods"] for p in ps},
+            **{
+                schema.study_label(code, p): number_cell(metric.baseline)
+                for code in schema.methods
+                for p, metric in zip(schema.percentiles, coverages, strict=True)
+            },
         }
     )
     return rows
 
 
-def _energy_pointing_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+def _box_metrics_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every metric against the boxes beside coverage, each with its random baseline."""
+    schema = AuditSchema.from_metrics(metrics)
     rows = []
     for model, loc in metrics["localization"].items():
         base = metrics["baselines"][model]
-        for code in metrics["methods"]:
-            for cond in ("clean", "pgd"):
-                entry = loc.get(f"{code}/{cond}", {})
-                rows.append(
-                    {
-                        "model": model,
-                        "method": code,
-                        "input": cond,
-                        "energy in box": _cell(entry.get("energy_in_box")),
-                        "random (box share)": _fmt(base.get("energy_in_box")),
-                        "pointing game": _cell(entry.get("pointing_game")),
-                        "random (pointing)": _fmt(base.get("pointing_game")),
-                    }
-                )
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                row = {"model": model, "method": code, "input": cond}
+                for metric in schema.box_metrics:
+                    row[metric.label] = estimate_cell(entry.get(metric.key))
+                    if metric.baseline is not None:
+                        row[metric.baseline_label] = number_cell(base.get(metric.key))
+                rows.append(row)
     return rows
+
+
+def _box_metrics_heading(metrics: Mapping[str, Any]) -> str:
+    """``Energy in box and pointing game``: the labels of the metrics beside coverage."""
+    labels = [m.label for m in AuditSchema.from_metrics(metrics).box_metrics]
+    text = labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+    return text[:1].upper() + text[1:]
 
 
 def _detector_tables(
     metrics: Mapping[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    focus = metrics["focus_percentile"]
+    schema = AuditSchema.from_metrics(metrics)
     det_rows = []
     for model, agreement in metrics["agreement"].items():
         det = metrics["detector"].get(model, {})
@@ -203,36 +210,31 @@ def _detector_tables(
         if model not in metrics["agreement"]:
             continue
         base = metrics["baselines"][model].get("det_box_share", {})
-        for code in metrics["methods"]:
-            for cond in ("clean", "pgd"):
-                entry = loc.get(f"{code}/{cond}", {})
-                attr_rows.append(
-                    {
-                        "model": model,
-                        "method": code,
-                        "input": cond,
-                        f"coverage@{focus:g} of detector boxes": _cell(
-                            entry.get(f"det_coverage@{focus:g}")
-                        ),
-                        "energy in detector boxes": _cell(entry.get("det_energy_in_box")),
-                        "random (box share)": _fmt(base.get(cond)),
-                    }
-                )
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                entry = loc.get(schema.localization_key(code, cond), {})
+                row = {"model": model, "method": code, "input": cond}
+                for metric in schema.det_metrics():
+                    row[metric.label] = estimate_cell(entry.get(metric.key))
+                row["random (box share)"] = number_cell(base.get(cond))
+                attr_rows.append(row)
     return det_rows, attr_rows
 
 
 def _stability_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    focus = metrics["focus_percentile"]
+    schema = AuditSchema.from_metrics(metrics)
     rows = []
     for model, loc in metrics["localization"].items():
-        for code in metrics["methods"]:
-            entry = loc.get(f"{code}/stability", {})
+        for code in schema.methods:
+            entry = loc.get(schema.stability_key(code), {})
             rows.append(
                 {
                     "model": model,
                     "method": code,
-                    "Spearman ρ clean vs PGD": _cell(entry.get("spearman")),
-                    f"top-{focus:g}% intersection": _cell(entry.get(f"top{focus:g}_intersection")),
+                    "Spearman ρ clean vs PGD": estimate_cell(entry.get(SPEARMAN)),
+                    f"top-{schema.focus:g}% intersection": estimate_cell(
+                        entry.get(schema.topk_key())
+                    ),
                 }
             )
     return rows
@@ -261,10 +263,14 @@ def _paired_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _settings_text(metrics: Mapping[str, Any]) -> str:
     c = metrics["provenance"]["config"]
     return (
-        f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of {c['step_size']}, {c['restarts']} restart(s), "
-        f"random start {c['random_start']}. Attributions: target {c['target']} class, channels {c['channels']}, "
-        f"IG/DeepLIFT baseline {c['baseline']} (pixel value), IG steps {c['ig_steps']}. Pointing tolerance {c['pointing_tolerance']} px "
-        f"(classifier frame). Detector: conf ≥ {c['det_conf']} for boxes used in localization and agreement, 0.001 for mAP."
+        f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of "
+        f"{c['step_size']}, {c['restarts']} restart(s), "
+        f"random start {c['random_start']}. Attributions: target {c['target']} class, channels "
+        f"{c['channels']}, "
+        f"IG/DeepLIFT baseline {c['baseline']} (pixel value), IG steps {c['ig_steps']}. Pointing "
+        f"tolerance {c['pointing_tolerance']} px "
+        f"(classifier frame). Detector: conf ≥ {c['det_conf']} for boxes used in localization and "
+        "agreement, 0.001 for mAP."
     )
 
 
@@ -294,7 +300,10 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Prediction stability under attack",
-                text="No labels: the attack pushes each image away from the classifier's own answer. "
+                text=(
+                    "No labels: the attack pushes each image away from the classifier's own "
+                    "answer. "
+                )
                 + _settings_text(metrics),
                 table=_robustness_table(metrics),
             )
@@ -308,29 +317,38 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
                 figures=[figures["coverage"]] if "coverage" in figures else [],
             )
         )
-        sections.append(
-            Section("Energy in box and pointing game", table=_energy_pointing_table(metrics))
-        )
+        sections.append(Section(_box_metrics_heading(metrics), table=_box_metrics_table(metrics)))
     if metrics["agreement"]:
         det_rows, attr_rows = _detector_tables(metrics)
         sections.append(
             Section(
                 "Detector: mAP on clean and attacked inputs, agreement with the classifier",
-                text="The detector sees each classifier's input (letterboxed square) and its PGD counterpart: the attack targets the classifier, so the PGD column measures transfer. mAP by pycocotools against the ground truth in the original frame; agreement: the classifier's decision vs 'the detector finds a box'.",
+                text=(
+                    "The detector sees each classifier's input (letterboxed square) and its PGD "
+                    "counterpart: the attack targets the classifier, so the PGD column measures "
+                    "transfer. mAP by pycocotools against the ground truth in the original frame; "
+                    "agreement: the classifier's decision vs 'the detector finds a box'."
+                ),
                 table=det_rows,
             )
         )
         sections.append(
             Section(
                 "Attributions inside the detector's boxes",
-                text="The same metrics against the detector's boxes on the same clean / PGD input: do classifier and detector look at the same place?",
+                text=(
+                    "The same metrics against the detector's boxes on the same clean / PGD input: "
+                    "do classifier and detector look at the same place?"
+                ),
                 table=attr_rows,
             )
         )
     sections.append(
         Section(
             "Map stability under attack",
-            text="Spearman rank correlation and top-k intersection between each image's clean and PGD maps (1 = unchanged).",
+            text=(
+                "Spearman rank correlation and top-k intersection between each image's clean and "
+                "PGD maps (1 = unchanged)."
+            ),
             table=_stability_table(metrics),
         )
     )
@@ -338,21 +356,29 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
         sections.append(
             Section(
                 "Between classifiers: paired tests",
-                text="Per-image paired differences on the images both classifiers scored; Wilcoxon signed-rank (two-sided) and a bootstrap 95% CI of the mean difference.",
+                text=(
+                    "Per-image paired differences on the images both classifiers scored; Wilcoxon "
+                    "signed-rank (two-sided) and a bootstrap 95% CI of the mean difference."
+                ),
                 table=_paired_table(metrics),
             )
         )
     sections += group_sections(metrics)
+    schema = AuditSchema.from_metrics(metrics)
     ig = {
-        m: loc["IG/convergence_delta"]
+        m: loc[schema.delta_key(code)]
         for m, loc in metrics["localization"].items()
-        if "IG/convergence_delta" in loc
+        for code in schema.methods
+        if schema.delta_key(code) in loc
     }
     if ig:
         sections.append(
             Section(
                 "Integrated Gradients convergence",
-                text="Median |Σ attributions − (f(x) − f(baseline))| per image (captum's convergence delta): large values ask for more --ig-steps.",
+                text=(
+                    "Median |Σ attributions − (f(x) − f(baseline))| per image (captum's "
+                    "convergence delta): large values ask for more --ig-steps."
+                ),
                 table=[{"model": m, "clean": d["clean"], "PGD": d["pgd"]} for m, d in ig.items()],
             )
         )
@@ -361,7 +387,11 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
             sections.append(
                 Section(
                     f"Figure grid: {key[5:]}",
-                    text="A seeded sample of images, then the worst-covered ones. Red: ground truth; green: detector (clean input). Each map scaled to its own 99.5th percentile.",
+                    text=(
+                        "A seeded sample of images, then the worst-covered ones. Red: ground "
+                        "truth; green: detector (clean input). Each map scaled to its own 99.5th "
+                        "percentile."
+                    ),
                     figures=[figure],
                 )
             )

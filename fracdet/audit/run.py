@@ -29,6 +29,7 @@ from fracdet.audit.inputs import AuditInputs, AuditItem, load_inputs
 from fracdet.audit.merge import join_shards
 from fracdet.audit.models import load_audit_detector, load_classifiers
 from fracdet.audit.result import AuditSummary
+from fracdet.audit.schema import AuditSchema
 from fracdet.audit.store import PER_IMAGE, AuditStore
 from fracdet.errors import ConfigError, DataError
 from fracdet.jobs import open_output, parse_shard, shard_items
@@ -158,6 +159,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         "fracdet_version": __version__,
         "status": "running",
         "identity": identity,
+        "schema": AuditSchema.of(codes, cfg.percentiles).state(),
         "shard": shard_spec,
         "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "versions": versions(),

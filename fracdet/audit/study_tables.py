@@ -14,29 +14,29 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from fracdet.report import Section
+from fracdet.audit.schema import CONDITIONS, ENERGY, AuditSchema
+from fracdet.report import Section, estimate_cell, number_cell
 
 __all__ = ["study_sections", "table_1", "table_1_additions", "table_i", "table_i_additions"]
 
 TABLE_1_TEXT = (
-    "Table 1 as the study reports it: accuracy on clean and on ℓ∞-PGD inputs, in percent; ΔAcc = PGD − clean, in percentage points. "
+    "Table 1 as the study reports it: accuracy on clean and on ℓ∞-PGD inputs, in percent; ΔAcc = "
+    "PGD − clean, in percentage points. "
     "Accuracy at each classifier's tuned threshold."
 )
 TABLE_I_TEXT = (
-    "Table I as the study reports it: coverage@p in percent (the share of fracture-box pixels among the top-p% attributed pixels), "
+    "Table I as the study reports it: coverage@p in percent (the share of fracture-box pixels "
+    "among the top-p% attributed pixels), "
     "on clean inputs, for each attribution method and p. A random map scores p%."
 )
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+    return number_cell(value, 1, scale=100)
 
 
 def _pct_ci(entry: Mapping[str, Any] | None) -> str:
-    if not entry or entry.get("mean") is None:
-        return "–"
-    ci = entry.get("ci95")
-    return f"{100 * entry['mean']:.1f}" + (f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]" if ci else "")
+    return estimate_cell(entry, digits=1, scale=100)
 
 
 def _in_255ths(value: float) -> str:
@@ -90,52 +90,47 @@ def table_1_additions(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
                 ),
                 "ε as set": f"{_as_given(config['eps'])} ({config['eps_space']})",
                 "ε in pixels": "–" if pixel_eps is None else _in_255ths(float(pixel_eps)),
-                "AUROC clean → PGD": f"{_fmt3(rob.get('clean_auroc'))} → {_fmt3(rob.get('pgd_auroc'))}",
+                "AUROC clean → PGD": " → ".join(
+                    number_cell(rob.get(key)) for key in ("clean_auroc", "pgd_auroc")
+                ),
             }
         )
     return rows
 
 
-def _fmt3(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def table_i(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     """``model | SM-5 ... IG-50``: coverage on clean inputs in percent, the study's Table I."""
+    schema = AuditSchema.from_metrics(metrics)
     rows = []
     for model, loc in metrics["localization"].items():
         row = {"Model": model}
-        for code in metrics["methods"]:
-            for p in metrics["percentiles"]:
-                row[f"{code}-{p:g}"] = _pct(
-                    (loc.get(f"{code}/clean", {}).get(f"coverage@{p:g}") or {}).get("mean")
+        for code in schema.methods:
+            entry = loc.get(schema.localization_key(code, "clean"), {})
+            for p in schema.percentiles:
+                row[schema.study_label(code, p)] = _pct(
+                    (entry.get(schema.coverage(p).key) or {}).get("mean")
                 )
         rows.append(row)
     return rows
 
 
 def table_i_additions(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Beside Table I: CIs, the random map, energy in box against the box-area share, and on PGD inputs."""
+    """Beside Table I: CIs, the random map, energy in box against the box share, PGD inputs."""
+    schema = AuditSchema.from_metrics(metrics)
+    coverages = [schema.coverage(p) for p in schema.percentiles]
     rows = []
     for model, loc in metrics["localization"].items():
         base = metrics["baselines"].get(model, {})
-        for code in metrics["methods"]:
-            for cond in ("clean", "pgd"):
-                entry = loc.get(f"{code}/{cond}", {})
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                entry = loc.get(schema.localization_key(code, cond), {})
                 row = {"Model": model, "method": code, "input": cond}
-                for p in metrics["percentiles"]:
-                    row[f"cov@{p:g} % [95% CI]"] = _pct_ci(entry.get(f"coverage@{p:g}"))
-                n = (
-                    max(
-                        (entry.get(f"coverage@{p:g}") or {}).get("n", 0)
-                        for p in metrics["percentiles"]
-                    )
-                    if metrics["percentiles"]
-                    else 0
-                )
+                for p, metric in zip(schema.percentiles, coverages, strict=True):
+                    row[f"cov@{p:g} % [95% CI]"] = _pct_ci(entry.get(metric.key))
+                n = max(((entry.get(m.key) or {}).get("n", 0) for m in coverages), default=0)
                 row |= {
-                    "energy in box % [95% CI]": _pct_ci(entry.get("energy_in_box")),
-                    "random: box share %": _pct(base.get("energy_in_box")),
+                    "energy in box % [95% CI]": _pct_ci(entry.get(ENERGY.key)),
+                    "random: box share %": _pct(base.get(ENERGY.key)),
                     "images with boxes": str(n),
                 }
                 rows.append(row)
@@ -157,16 +152,23 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
         sections.append(
             Section(
                 "Table 1, fracdet's additions",
-                text=f"The split the numbers come from and its size, Wilson 95% CIs, and the budget each model actually got in grey levels of the [0, 1] image "
-                f"(ε is set in {config['eps_space']} space; in normalized space it is scaled by each model's own normalisation std).",
+                text=(
+                    "The split the numbers come from and its size, Wilson 95% CIs, and the budget "
+                    "each model actually got in grey levels of the [0, 1] image "
+                    f"(ε is set in {config['eps_space']} space; in normalized space it is scaled "
+                    "by each model's own normalisation std)."
+                ),
                 table=table_1_additions(metrics),
             )
         )
     if metrics["has_boxes"]:
+        schema = AuditSchema.from_metrics(metrics)
         random_row = {
             "Model": "random map",
             **{
-                f"{c}-{p:g}": f"{p:.1f}" for c in metrics["methods"] for p in metrics["percentiles"]
+                schema.study_label(c, p): _pct(schema.coverage(p).baseline)
+                for c in schema.methods
+                for p in schema.percentiles
             },
         }
         sections.append(
@@ -179,8 +181,12 @@ def study_sections(metrics: Mapping[str, Any]) -> list[Section]:
         sections.append(
             Section(
                 "Table I, fracdet's additions",
-                text=f"Bootstrap 95% CIs, energy in box against the share of the image the boxes cover (a random map's score), and the same on PGD inputs; "
-                f"{config['split']} split, whole images, target class {config['target']}, channels {config['channels']}, IG steps {config['ig_steps']}.",
+                text=(
+                    "Bootstrap 95% CIs, energy in box against the share of the image the boxes "
+                    "cover (a random map's score), and the same on PGD inputs; "
+                    f"{config['split']} split, whole images, target class {config['target']}, "
+                    f"channels {config['channels']}, IG steps {config['ig_steps']}."
+                ),
                 table=table_i_additions(metrics),
             )
         )

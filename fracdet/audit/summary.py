@@ -14,44 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from fracdet.audit.engine import focus_percentile
 from fracdet.audit.inputs import AuditInputs
-from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison, proportion_ci
+from fracdet.audit.schema import (
+    CONDITIONS,
+    DELTA_METHODS,
+    SPEARMAN,
+    AuditSchema,
+    input_column,
+    input_key,
+    mean_estimate,
+    values,
+)
+from fracdet.audit.stats import paired_comparison, proportion_ci
 
-__all__ = ["summarize", "method_codes", "values"]
+__all__ = ["summarize"]
 
 logger = logging.getLogger(__name__)
-
-
-def method_codes(header: Sequence[str]) -> list[str]:
-    """Column codes of the audited methods, in table order (from ``<code>_clean_energy``)."""
-    return [
-        c[: -len("_clean_energy")]
-        for c in header
-        if c.endswith("_clean_energy") and not c.endswith("_det_energy")
-    ]
-
-
-def values(rows: Sequence[dict[str, str]], column: str) -> np.ndarray:
-    """A column as floats, ``nan`` where empty (an image without boxes has no coverage)."""
-    out = np.full(len(rows), np.nan)
-    for k, row in enumerate(rows):
-        text = row.get(column, "")
-        if text not in ("", None):
-            out[k] = float(text)
-    return out
-
-
-def _mean_ci(x: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    ci = bootstrap_mean_ci(x, n_boot=n_boot, seed=seed)
-    return {
-        "mean": float(x.mean()),
-        "ci95": None if ci is None else [float(ci[0]), float(ci[1])],
-        "n": int(x.size),
-    }
 
 
 def _robustness(
@@ -59,8 +37,8 @@ def _robustness(
 ) -> dict[str, Any]:
     from fracdet.cls.bootstrap import metrics_with_ci
 
-    pred_clean, pred_pgd = values(rows, "pred_clean"), values(rows, "pred_pgd")
-    flips = int(np.sum(pred_clean != pred_pgd))
+    pred = {cond: values(rows, input_column("pred", cond)) for cond in CONDITIONS}
+    flips = int(np.sum(pred["clean"] != pred["pgd"]))
     out: dict[str, Any] = {
         "n": len(rows),
         "flip_rate": flips / len(rows) if rows else None,
@@ -70,64 +48,44 @@ def _robustness(
         return out
     y = values(rows, "label").astype(int)
     out["n_positive"] = int(y.sum())
-    for cond in ("clean", "pgd"):
-        p = values(rows, f"p_{cond}")
+    for cond in CONDITIONS:
+        p = values(rows, input_column("p", cond))
         correct = int(np.sum((p >= threshold).astype(int) == y))
-        out[f"{cond}_accuracy"] = correct / len(y)
-        out[f"{cond}_accuracy_ci95"] = list(proportion_ci(correct, len(y)))
+        out[input_key(cond, "accuracy")] = correct / len(y)
+        out[input_key(cond, "accuracy_ci95")] = list(proportion_ci(correct, len(y)))
         try:
             m = metrics_with_ci(y, p, threshold=threshold, n_boot=n_boot, seed=seed)
         except ValueError as exc:  # e.g. too few images to resample
             logger.warning("no CIs for the %s metrics: %s", cond, exc)
             continue
         for key in ("auroc", "sensitivity", "specificity"):
-            out[f"{cond}_{key}"] = m.get(key)
-            out[f"{cond}_{key}_ci95"] = (m.get("ci95") or {}).get(key)
+            out[input_key(cond, key)] = m.get(key)
+            out[input_key(cond, f"{key}_ci95")] = (m.get("ci95") or {}).get(key)
     out["delta_accuracy"] = out["pgd_accuracy"] - out["clean_accuracy"]
     return out
 
 
 def _localization(
-    rows: Sequence[dict[str, str]],
-    codes: Sequence[str],
-    percentiles: Sequence[float],
-    focus: float,
-    *,
-    n_boot: int,
-    seed: int,
+    rows: Sequence[dict[str, str]], schema: AuditSchema, *, n_boot: int, seed: int
 ) -> dict[str, Any]:
+    def estimate(column: str) -> dict[str, Any]:
+        return mean_estimate(values(rows, column), n_boot=n_boot, seed=seed)
+
     out: dict[str, Any] = {}
-    for code in codes:
-        for cond in ("clean", "pgd"):
-            entry = {
-                f"coverage@{p:g}": _mean_ci(
-                    values(rows, f"{code}_{cond}_cov{p:g}"), n_boot=n_boot, seed=seed
-                )
-                for p in percentiles
+    for code in schema.methods:
+        for cond in CONDITIONS:
+            out[schema.localization_key(code, cond)] = {
+                metric.key: estimate(schema.column(code, cond, metric))
+                for metric in (*schema.gt_metrics(), *schema.det_metrics())
             }
-            entry["energy_in_box"] = _mean_ci(
-                values(rows, f"{code}_{cond}_energy"), n_boot=n_boot, seed=seed
-            )
-            entry["pointing_game"] = _mean_ci(
-                values(rows, f"{code}_{cond}_pointing"), n_boot=n_boot, seed=seed
-            )
-            entry[f"det_coverage@{focus:g}"] = _mean_ci(
-                values(rows, f"{code}_{cond}_det_cov{focus:g}"), n_boot=n_boot, seed=seed
-            )
-            entry["det_energy_in_box"] = _mean_ci(
-                values(rows, f"{code}_{cond}_det_energy"), n_boot=n_boot, seed=seed
-            )
-            out[f"{code}/{cond}"] = entry
-        out[f"{code}/stability"] = {
-            "spearman": _mean_ci(values(rows, f"{code}_rho"), n_boot=n_boot, seed=seed),
-            f"top{focus:g}_intersection": _mean_ci(
-                values(rows, f"{code}_top{focus:g}"), n_boot=n_boot, seed=seed
-            ),
+        out[schema.stability_key(code)] = {
+            SPEARMAN: estimate(schema.rho_column(code)),
+            schema.topk_key(): estimate(schema.topk_column(code)),
         }
-        if code == "IG":
-            out["IG/convergence_delta"] = {
-                cond: _finite_median(np.abs(values(rows, f"IG_{cond}_delta")))
-                for cond in ("clean", "pgd")
+        if code in DELTA_METHODS:
+            out[schema.delta_key(code)] = {
+                cond: _finite_median(np.abs(values(rows, schema.delta_column(code, cond))))
+                for cond in CONDITIONS
             }
     return out
 
@@ -137,18 +95,22 @@ def _finite_median(x: np.ndarray) -> float | None:
     return float(np.median(x)) if x.size else None
 
 
-def _baselines(rows: Sequence[dict[str, str]], percentiles: Sequence[float]) -> dict[str, Any]:
-    """What a random map scores: p% coverage, the box-area share of energy, the dilated-box share of pointing."""
-    share = values(rows, "box_share")
-    pointing = values(rows, "pointing_baseline")
-    return {
-        **{f"coverage@{p:g}": p / 100.0 for p in percentiles},
-        "energy_in_box": float(np.nanmean(share)) if np.isfinite(share).any() else None,
-        "pointing_game": float(np.nanmean(pointing)) if np.isfinite(pointing).any() else None,
-        "det_box_share": {
-            cond: _finite_mean(values(rows, f"det_box_share_{cond}")) for cond in ("clean", "pgd")
-        },
+def _baselines(rows: Sequence[dict[str, str]], schema: AuditSchema) -> dict[str, Any]:
+    """What a random map scores: p% coverage, the box-area share of energy, and so on.
+
+    Each :class:`~fracdet.audit.schema.MapMetric`'s own baseline, and the detector boxes' share.
+    """
+    out: dict[str, Any] = {}
+    for metric in schema.gt_metrics():
+        if isinstance(metric.baseline, str):  # a per-image column: its mean over the images
+            x = values(rows, metric.baseline)
+            out[metric.key] = float(np.nanmean(x)) if np.isfinite(x).any() else None
+        elif metric.baseline is not None:
+            out[metric.key] = metric.baseline
+    out["det_box_share"] = {
+        cond: _finite_mean(values(rows, input_column("det_box_share", cond))) for cond in CONDITIONS
     }
+    return out
 
 
 def _finite_mean(x: np.ndarray) -> float | None:
@@ -164,10 +126,10 @@ def _agreement(
 
     out: dict[str, Any] = {}
     y = values(rows, "label") if has_labels else None
-    for cond in ("clean", "pgd"):
-        det_max = values(rows, f"det_max_{cond}")
+    for cond in CONDITIONS:
+        det_max = values(rows, input_column("det_max", cond))
         called = (det_max >= det_conf).astype(int)
-        pred = values(rows, f"pred_{cond}").astype(int)
+        pred = values(rows, input_column("pred", cond)).astype(int)
         same = int(np.sum(called == pred))
         kappa = None
         if len(set(called.tolist()) | set(pred.tolist())) > 1:
@@ -187,7 +149,10 @@ def _agreement(
 def _detector_map(
     model_rows: Sequence[dict[str, str]], detections: Sequence[dict[str, Any]], inputs: AuditInputs
 ) -> dict[str, Any]:
-    """pycocotools mAP of the detector on the classifier's clean and PGD inputs (boxes in the original frame)."""
+    """pycocotools mAP of the detector on the classifier's clean and PGD inputs.
+
+    Boxes in the original frame.
+    """
     from fracdet.data.formats import Box, clip_box
     from fracdet.data.geometry import box_from_model_frame
     from fracdet.det.coco_eval import coco_map, predictions_to_coco_results, to_coco_gt
@@ -198,7 +163,7 @@ def _detector_map(
     by_index = {it.index: it for it in items}
     gt = to_coco_gt([it.record() for it in items], inputs.box_class_names)
     out: dict[str, Any] = {}
-    for cond in ("clean", "pgd"):
+    for cond in CONDITIONS:
         results: list[dict[str, Any]] = []
         for entry in detections:
             if entry["cond"] != cond or entry["index"] not in coco_id:
@@ -229,8 +194,7 @@ def _detector_map(
 
 def _paired(
     per_model: dict[str, list[dict[str, str]]],
-    codes: Sequence[str],
-    focus: float,
+    schema: AuditSchema,
     *,
     n_boot: int,
     seed: int,
@@ -243,34 +207,36 @@ def _paired(
         rows_b = {int(r["index"]): r for r in per_model[b] if int(r.get("n_gt_boxes") or 0) > 0}
         common = sorted(set(rows_a) & set(rows_b))
         ra, rb = [rows_a[i] for i in common], [rows_b[i] for i in common]
-        for code in codes:
-            for cond in ("clean", "pgd"):
-                for metric, column in (
-                    (f"coverage@{focus:g}", f"{code}_{cond}_cov{focus:g}"),
-                    ("energy_in_box", f"{code}_{cond}_energy"),
-                ):
+        for code in schema.methods:
+            for cond in CONDITIONS:
+                for metric in schema.focus_metrics():
+                    column = schema.column(code, cond, metric)
                     result = paired_comparison(
                         values(ra, column), values(rb, column), n_boot=n_boot, seed=seed
                     )
                     tests.append(
-                        {"a": a, "b": b, "method": code, "input": cond, "metric": metric, **result}
+                        {
+                            "a": a,
+                            "b": b,
+                            "method": code,
+                            "input": cond,
+                            "metric": metric.key,
+                            **result,
+                        }
                     )
     return tests
 
 
 def summarize(
-    header: Sequence[str],
     rows: Sequence[dict[str, str]],
     detections: Sequence[dict[str, Any]],
     inputs: AuditInputs,
     state: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every number of the report, JSON-ready."""
+    """Every number of the report, JSON-ready (methods and percentiles: the state's schema)."""
     config = state["config"]
     n_boot, seed = int(config["n_boot"]), int(config["seed"])
-    percentiles = [float(p) for p in config["percentiles"]]
-    focus = focus_percentile(percentiles)
-    codes = method_codes(header)
+    schema = AuditSchema.from_state(state)
     models = list(state["identity"]["classifiers"])
     per_model = {m: [r for r in rows if r["model"] == m and r["status"] == "ok"] for m in models}
     skipped = [
@@ -282,9 +248,9 @@ def summarize(
     out: dict[str, Any] = {
         "models": models,
         "n_images": len(inputs.items),
-        "methods": codes,
-        "percentiles": percentiles,
-        "focus_percentile": focus,
+        "methods": list(schema.methods),
+        "percentiles": list(schema.percentiles),
+        "focus_percentile": schema.focus,
         "has_labels": inputs.has_labels,
         "has_boxes": inputs.has_boxes,
         "skipped": skipped,
@@ -306,10 +272,8 @@ def summarize(
                 seed=seed,
             ),
         }
-        out["localization"][model] = _localization(
-            model_rows, codes, percentiles, focus, n_boot=n_boot, seed=seed
-        )
-        out["baselines"][model] = _baselines(model_rows, percentiles)
+        out["localization"][model] = _localization(model_rows, schema, n_boot=n_boot, seed=seed)
+        out["baselines"][model] = _baselines(model_rows, schema)
         if with_det and model_rows:
             out["agreement"][model] = _agreement(
                 model_rows, float(config["det_conf"]), has_labels=inputs.has_labels
@@ -318,7 +282,7 @@ def summarize(
                 model_detections = [d for d in detections if d["model"] == model]
                 out["detector"][model] = _detector_map(model_rows, model_detections, inputs)
     out["paired_tests"] = (
-        _paired(per_model, codes, focus, n_boot=n_boot, seed=seed)
+        _paired(per_model, schema, n_boot=n_boot, seed=seed)
         if len(models) > 1 and inputs.has_boxes
         else []
     )
@@ -330,8 +294,7 @@ def summarize(
             per_model,
             inputs,
             config["group_by"],
-            codes,
-            focus,
+            schema,
             thresholds=thresholds,
             det_conf=float(config["det_conf"]) if with_det else None,
             n_boot=n_boot,

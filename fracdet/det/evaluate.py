@@ -40,6 +40,7 @@ from fracdet.det.model import (
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import atomic_output_dir, sha256_file
 from fracdet.provenance import records_hash, versions
+from fracdet.report.tables import number_cell
 from fracdet.runtime import seed_everything
 
 __all__ = [
@@ -56,8 +57,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ULTRALYTICS_NOTE = (
-    "Ultralytics' val interpolates precision-recall curves its own way (continuous, np.interp, where COCO "
-    "samples 101 recall points) and letterboxes batches rectangularly, so its mAP differs from the pycocotools "
+    "Ultralytics' val interpolates precision-recall curves its own way (continuous, np.interp, "
+    "where COCO "
+    "samples 101 recall points) and letterboxes batches rectangularly, so its mAP differs from the "
+    "pycocotools "
     "numbers: slightly for a good detector, by more when precision is low or boxes are few"
 )
 METRICS_NAME = "det_metrics.json"
@@ -121,19 +124,22 @@ class DetEvalConfig:
 
 @dataclass(frozen=True)
 class DetEvalSummary:
-    """What ``eval-det`` measured: ``metrics`` is the content of ``det_metrics.json`` in ``output``."""
+    """What ``eval-det`` measured: ``metrics`` is ``det_metrics.json`` in ``output``."""
 
     output: Path
     metrics: dict[str, Any]
 
     def line(self) -> str:
         coco, image = self.metrics["coco"], self.metrics["image_level"]
-        auroc = "undefined" if image.get("auroc") is None else f"{image['auroc']:.3f}"
-        return f"mAP@0.5 {_fmt(coco['map_50'])}, mAP@0.5:0.95 {_fmt(coco['map_50_95'])}, image-level AUROC {auroc}; report: {self.output}"
+        auroc = number_cell(image.get("auroc"), missing="undefined")
+        return (
+            f"mAP@0.5 {_fmt(coco['map_50'])}, mAP@0.5:0.95 {_fmt(coco['map_50_95'])}, "
+            f"image-level AUROC {auroc}; report: {self.output}"
+        )
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    return number_cell(value, missing="n/a")
 
 
 def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
@@ -163,7 +169,8 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
     data_names = read_class_names(data_yaml)
     if dataset.class_names != data_names:
         raise DataError(
-            f"categories {list(dataset.class_names)} differ from data.yaml names {list(data_names)}",
+            f"categories {list(dataset.class_names)} differ from data.yaml names "
+            f"{list(data_names)}",
             gt_path,
         )
     model = load_detector(cfg.weights, trust_pickle=cfg.trust_pickle)
@@ -264,7 +271,8 @@ def _fail_if_none_read(
     if not read:
         first = next(p for p in problems if p["action"] == "image skipped")
         raise DataError(
-            f"none of the {n_listed} images of split {split!r} could be read (first: {first['file']}: {first['detail']})",
+            f"none of the {n_listed} images of split {split!r} could be read (first: "
+            f"{first['file']}: {first['detail']})",
             gt_path,
         )
 
@@ -347,7 +355,8 @@ def _ultralytics_val(model: Any, data_yaml: Path, cfg: DetEvalConfig, tmp: Path)
         }
     finally:
         shutil.rmtree(tmp / "ultralytics_val", ignore_errors=True)
-    # precision and recall at the confidence of best F1, as Ultralytics (and the FracAtlas paper) report them
+    # precision and recall at the confidence of best F1, as Ultralytics (and the FracAtlas
+    # paper) report them
     return {
         "map_50": float(metrics.box.map50),
         "map_50_95": float(metrics.box.map),

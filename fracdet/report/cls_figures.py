@@ -20,7 +20,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from fracdet.confusion import check_binary_inputs, confusion_at
 from fracdet.report.figures import mark_undefined, new_figure, new_grid, save_figure
-from fracdet.report.html import is_number
+from fracdet.report.tables import is_number
 
 __all__ = [
     "BinnedCalibration",
@@ -201,7 +201,8 @@ def plot_reliability(
     n_bins = centers.size
     if n_bins == 0 or not all(a.shape == centers.shape for a in (counts, mean_predicted, fraction)):
         raise ValueError(
-            "a reliability curve needs bins with one center, mean, fraction and count each, got shapes "
+            "a reliability curve needs bins with one center, mean, fraction and count each, got "
+            "shapes "
             f"{centers.shape}, {mean_predicted.shape}, {fraction.shape}, {counts.shape}"
         )
     fig, grid = new_grid((5.0, 5.5), 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})

@@ -11,19 +11,16 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import math
 import mimetypes
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from fracdet.fsutil import atomic_write_text
+from fracdet.report.tables import Table, html_table, markdown_table
 
-__all__ = ["FOOTER", "Section", "format_value", "is_number", "write_report"]
+__all__ = ["FOOTER", "Section", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,99 +52,13 @@ class Section:
 
     heading: str
     text: str = ""
-    table: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    table: Table | None = None
     figures: list[Path] = field(default_factory=list)
     links: list[tuple[str, Path]] = field(default_factory=list)
 
 
 def _relative(path: Path, folder: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), folder.resolve())).as_posix()
-
-
-def is_number(value: Any) -> bool:
-    """A real number and not a bool: right-aligned in tables, plotted in training curves."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-
-
-def format_value(value: Any) -> str:
-    """A table cell as text: 4 significant digits, ``[lo, hi]`` pairs as ``lo–hi``.
-
-    Integers stay exact, ``None`` and nan become "–", lists of non-numbers are joined with
-    "; ", mappings become ``key: value`` pairs.
-    """
-    if value is None:
-        return "–"
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "–"
-        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        if len(value) == 2 and all(is_number(v) for v in value):
-            return f"{format_value(value[0])}–{format_value(value[1])}"
-        if value and all(isinstance(v, (list, tuple)) for v in value):  # e.g. a confusion matrix
-            return "[" + ", ".join("[" + ", ".join(map(format_value, v)) + "]" for v in value) + "]"
-        return "; ".join(format_value(v) for v in value)
-    if isinstance(value, Path):
-        return value.as_posix()
-    return str(value)
-
-
-def _table_rows(
-    table: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-) -> tuple[list[str], list[list[Any]]]:
-    """(column names, rows of raw values) of either table form."""
-    if isinstance(table, Mapping):
-        return ["name", "value"], [[key, value] for key, value in table.items()]
-    named = [{str(k): v for k, v in row.items()} for row in table]
-    columns: list[str] = []
-    for row in named:
-        columns.extend(k for k in row if k not in columns)
-    return columns, [[row.get(c) for c in columns] for row in named]
-
-
-def _html_table(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
-    columns, rows = _table_rows(table)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="num">{html.escape(format_value(v))}</td>'
-            if is_number(v)
-            else f"<td>{html.escape(format_value(v))}</td>"
-            for v in row
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(table: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
-    columns, rows = _table_rows(table)
-    lines = [
-        "| " + " | ".join(_md_cell(c) for c in columns) + " |",
-        "| "
-        + " | ".join(
-            "---:" if rows and all(is_number(r[i]) for r in rows) else "---"
-            for i in range(len(columns))
-        )
-        + " |",
-    ]
-    lines += ["| " + " | ".join(_md_cell(format_value(v)) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _html_figure(path: Path) -> str:
@@ -181,7 +92,7 @@ def _render_html(title: str, sections: Sequence[Section], folder: Path) -> str:
         if section.text:
             parts.append(_html_text(section.text))
         if section.table is not None:
-            parts.append(_html_table(section.table))
+            parts.append(html_table(section.table))
         parts.extend(_html_figure(Path(f)) for f in section.figures)
         if section.links:
             items = "".join(
@@ -200,8 +111,8 @@ def _render_markdown(title: str, sections: Sequence[Section], folder: Path) -> s
         parts.append(f"## {section.heading}")
         if section.text:
             parts.append(section.text.strip())
-        if section.table is not None:
-            parts.append(_md_table(section.table))
+        if section.table is not None and (table := markdown_table(section.table)):
+            parts.append(table)
         for figure in map(Path, section.figures):
             parts.append(f"![{figure.stem}]({_relative(figure, folder)})")
         if section.links:

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.schema import CONDITIONS, ENERGY, coverage_metric, input_key
 from fracdet.fsutil import atomic_write_json, atomic_write_text
+from fracdet.report import ci_cell, estimate_cell, markdown_table
 from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = [
@@ -22,7 +24,6 @@ __all__ = [
     "study_numbers",
     "comparison_markdown",
     "write_study_page",
-    "markdown_table",
 ]
 
 #: Published detection results on FracAtlas, as cited by the issue that set this study up;
@@ -79,12 +80,6 @@ class StudySummary(PipelineSummary):
     """Where the page is and its headline lines (what ``fracdet run`` prints)."""
 
 
-def _ci(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" + (f" [{ci[0]:.{digits}f}–{ci[1]:.{digits}f}]" if ci else "")
-
-
 def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     """The measured numbers, read from the files each stage wrote."""
     audit = read_stage_json(folders["audit"] / "metrics.json")
@@ -118,7 +113,8 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         "classifiers": {},
         "agreement": audit.get("agreement") or {},
         "groups": audit.get("groups") or {},
-        # every fractured val + test image: the shortcut check with more hardware images than test alone holds
+        # every fractured val + test image: the shortcut check with more hardware images than
+        # test alone holds
         "heldout_groups": (
             read_stage_json(folders["audit-heldout"] / "metrics.json")
             if "audit-heldout" in folders
@@ -133,10 +129,11 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         rob = (audit.get("robustness") or {}).get(name, {})
         numbers["classifiers"][name] = {
             "n": rob.get("n"),
-            "clean_accuracy": rob.get("clean_accuracy"),
-            "clean_accuracy_ci95": rob.get("clean_accuracy_ci95"),
-            "pgd_accuracy": rob.get("pgd_accuracy"),
-            "pgd_accuracy_ci95": rob.get("pgd_accuracy_ci95"),
+            **{
+                key: rob.get(key)
+                for cond in CONDITIONS
+                for key in (input_key(cond, "accuracy"), input_key(cond, "accuracy_ci95"))
+            },
             "auroc": own.get("auroc"),
             "auroc_ci95": (own.get("ci95") or {}).get("auroc"),
             "eval_n": own.get("n"),
@@ -149,9 +146,9 @@ def _detector_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[str,
     measured = {
         "detector": f"fracdet: {run_label}",
         "test images": d["n_images"] if d["n_images"] is not None else "–",
-        "P": _ci(d["precision"], None),
-        "R": _ci(d["recall"], None),
-        "mAP@0.5 [95% CI]": _ci(d["map_50"], d["map_50_ci95"]),
+        "P": ci_cell(d["precision"], None),
+        "R": ci_cell(d["recall"], None),
+        "mAP@0.5 [95% CI]": ci_cell(d["map_50"], d["map_50_ci95"]),
         "source": "measured (this run; P/R: Ultralytics val at best F1; mAP: pycocotools)",
     }
     published = [
@@ -185,9 +182,9 @@ def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[st
             {
                 "classifier": f"fracdet {name}: {run_label}",
                 "test images": c["n"] if c["n"] is not None else "–",
-                "clean accuracy [95% CI]": _ci(c["clean_accuracy"], c["clean_accuracy_ci95"]),
-                "PGD-4/255 accuracy [95% CI]": _ci(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
-                "AUROC [95% CI]": _ci(c["auroc"], c["auroc_ci95"]),
+                "clean accuracy [95% CI]": ci_cell(c["clean_accuracy"], c["clean_accuracy_ci95"]),
+                "PGD-4/255 accuracy [95% CI]": ci_cell(c["pgd_accuracy"], c["pgd_accuracy_ci95"]),
+                "AUROC [95% CI]": ci_cell(c["auroc"], c["auroc_ci95"]),
                 "source": "measured (this run)",
             }
         )
@@ -197,11 +194,15 @@ def _classifier_rows(numbers: Mapping[str, Any], run_label: str) -> list[dict[st
 def _group_rows(
     numbers: Mapping[str, Any], column: str, key: str = "groups"
 ) -> list[dict[str, Any]]:
-    """One row per classifier and value of ``column``; ``key``: ``groups`` (the test audit) or ``heldout_groups``."""
+    """One row per classifier and value of ``column``.
+
+    ``key``: ``groups`` (the test audit) or ``heldout_groups``.
+    """
     entry = numbers.get(key, {}).get(column)
     if not entry:
         return []
     focus = numbers["focus_percentile"]
+    coverage = coverage_metric(focus)
     rows = []
     for model, by_value in entry["models"].items():
         for value, g in by_value.items():
@@ -215,28 +216,20 @@ def _group_rows(
                 ("clean_accuracy", "accuracy"),
                 ("clean_sensitivity", "sensitivity"),
             ):
-                share = g.get(measure) or {}
-                row[f"{label} [95% CI]"] = _ci(share.get("value"), share.get("ci95"))
+                row[f"{label} [95% CI]"] = estimate_cell(g.get(measure), "value")
             for code, loc in g["localization"].items():
-                cov, energy = loc[f"coverage@{focus:g}"], loc["energy_in_box"]
-                row[f"{code} coverage@{focus:g}"] = _ci(cov["mean"], cov["ci95"])
-                row[f"{code} energy in box"] = _ci(energy["mean"], energy["ci95"])
+                row[f"{code} coverage@{focus:g}"] = estimate_cell(loc[coverage.key])
+                row[f"{code} energy in box"] = estimate_cell(loc[ENERGY.key])
             if key == "groups":  # the held-out audit runs without the detector
-                agree = g.get("agreement") or {}
-                row["agrees with detector"] = _ci(agree.get("value"), agree.get("ci95"))
+                row["agrees with detector"] = estimate_cell(g.get("agreement"), "value")
             rows.append(row)
     return rows
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub Markdown table (pipes in cells escaped); columns in order of first appearance unless given."""
-    if not rows:
-        return ""
-    columns = list(columns) if columns else list(dict.fromkeys(k for row in rows for k in row))
-    cell = lambda v: "–" if v is None else str(v).replace("|", "\\|")  # noqa: E731 - one-line formatter
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def _markdown(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A table of ``comparison.md``: its own paragraph ("" without rows)."""
+    table = markdown_table(rows, columns)
+    return f"{table}\n" if table else ""
 
 
 def _run_label(cfg: Any) -> str:
@@ -248,22 +241,25 @@ def comparison_markdown(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str
     label = _run_label(cfg)
     parts = [
         "### Detector on the official test split\n\n",
-        markdown_table(_detector_rows(numbers, label), DETECTOR_COLUMNS),
-        f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, {cfg.det_epochs} epochs.\n",
+        _markdown(_detector_rows(numbers, label), DETECTOR_COLUMNS),
+        f"\nfracdet detector: {cfg.det_model} → {inits['detector']}; {cfg.det_imgsz} px, "
+        f"{cfg.det_epochs} epochs.\n",
         "\n### Classifiers: clean and under ℓ∞ PGD at 4/255\n\n",
-        markdown_table(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
-        f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} epochs, starting from {inits['classifier']}; "
-        f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, {cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
+        _markdown(_classifier_rows(numbers, label), CLASSIFIER_COLUMNS),
+        f"\nfracdet classifiers: {cfg.cls_backbone} at {cfg.cls_image_size} px, {cfg.cls_epochs} "
+        f"epochs, starting from {inits['classifier']}; "
+        f"PGD: {cfg.adv} fine-tuning for {cfg.adv_epochs} epochs (ε {cfg.adv_eps:.4f}, "
+        f"{cfg.adv_steps} steps). Audit PGD: ε {cfg.audit_eps}, {cfg.audit_steps} steps.\n",
     ]
     for column in numbers["groups"]:
         parts += [
             f"\n### By {column} (test split)\n\n",
-            markdown_table(_group_rows(numbers, column)),
+            _markdown(_group_rows(numbers, column)),
         ]
     for column in numbers.get("heldout_groups", {}):
         parts += [
             f"\n### By {column} (every fractured val + test image)\n\n",
-            markdown_table(_group_rows(numbers, column, "heldout_groups")),
+            _markdown(_group_rows(numbers, column, "heldout_groups")),
         ]
     return "".join(parts)
 
@@ -282,8 +278,9 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
     sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
     text = (
-        f"{model}: sensitivity on {where} with hardware {_ci(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
-        f"without {_ci(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
+        f"{model}: sensitivity on {where} with hardware "
+        f"{ci_cell(sens_w.get('value'), sens_w.get('ci95'))} (n={sens_w.get('n')}), "
+        f"without {ci_cell(sens_o.get('value'), sens_o.get('ci95'))} (n={sens_o.get('n')})"
     )
     gaps = entry["gaps"].get(model, {})
     covs = []
@@ -321,26 +318,34 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
             (
                 [
-                    "the classifier finds fractures more often when hardware is present (Wilson CIs do not overlap)"
+                    "the classifier finds fractures more often when hardware is present (Wilson "
+                    "CIs do not overlap)"
                 ]
                 if separated
                 else []
             )
             + (
                 [
-                    f"its attributions cover the fracture less on hardware images (Mann-Whitney p < 0.05 for {len(significant_lower)} method(s))"
+                    "its attributions cover the fracture less on hardware images (Mann-Whitney p "
+                    f"< 0.05 for {len(significant_lower)} method(s))"
                 ]
                 if significant_lower
                 else []
             )
         )
     else:
-        text += ". At this sample size these images show no clear hardware shortcut (overlapping CIs; no method with significantly lower coverage on hardware images)"
-    if higher:
-        # Plates and screws are fixed across the fracture: inside its box, looking at the metal scores as looking at the fracture.
         text += (
-            f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more on hardware images (p < 0.05); hardware usually lies in or "
-            "next to the fracture box, so box coverage cannot tell the fracture from the hardware on those images"
+            ". At this sample size these images show no clear hardware shortcut (overlapping CIs; "
+            "no method with significantly lower coverage on hardware images)"
+        )
+    if higher:
+        # Plates and screws are fixed across the fracture: inside its box, looking at the metal
+        # scores as looking at the fracture.
+        text += (
+            f". {', '.join(higher)} cover{'s' if len(higher) == 1 else ''} the fracture boxes more "
+            "on hardware images (p < 0.05); hardware usually lies in or "
+            "next to the fracture box, so box coverage cannot tell the fracture from the hardware "
+            "on those images"
         )
     return text + "."
 
@@ -348,13 +353,16 @@ def _gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
 def _answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> str:
     d = numbers["detector"]
     parts = [
-        f"Detector {inits['detector']}: test mAP@0.5 {_ci(d['map_50'], d['map_50_ci95'])} on {d['n_images']} images "
+        f"Detector {inits['detector']}: test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} on "
+        f"{d['n_images']} images "
         f"against 0.562 published for YOLOv8s."
     ]
     for name, c in numbers["classifiers"].items():
         parts.append(
-            f"Classifier {name}: clean accuracy {_ci(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 {_ci(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
-            f"AUROC {_ci(c['auroc'], c['auroc_ci95'])}."
+            f"Classifier {name}: clean accuracy "
+            f"{ci_cell(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 "
+            f"{ci_cell(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
+            f"AUROC {ci_cell(c['auroc'], c['auroc_ci95'])}."
         )
     for name in numbers["classifiers"]:
         gap = _gap_text(numbers, name)
@@ -368,14 +376,17 @@ def _gaps_text(cfg: Any, inits: Mapping[str, Any]) -> str:
     reasons = []
     if not inits["detector_pretrained"]:
         reasons.append(
-            "the detector started from random weights (the published YOLOv8 results fine-tune COCO-pretrained weights)"
+            "the detector started from random weights (the published YOLOv8 results fine-tune "
+            "COCO-pretrained weights)"
         )
     if not inits["classifier_pretrained"]:
         reasons.append(
-            "the classifiers started from random weights (the robust-transfer study fine-tunes ImageNet-pretrained models)"
+            "the classifiers started from random weights (the robust-transfer study fine-tunes "
+            "ImageNet-pretrained models)"
         )
     reasons.append(
-        f"detection at {cfg.det_imgsz} px for {cfg.det_epochs} epochs and classification at {cfg.cls_image_size} px for {cfg.cls_epochs} epochs"
+        f"detection at {cfg.det_imgsz} px for {cfg.det_epochs} epochs and classification at "
+        f"{cfg.cls_image_size} px for {cfg.cls_epochs} epochs"
     )
     text = (
         "Gaps to the published numbers that come from compute and weights, not from the method: "
@@ -384,12 +395,18 @@ def _gaps_text(cfg: Any, inits: Mapping[str, Any]) -> str:
     )
     if cfg.profile != "gpu":
         text += (
-            "The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; ImageNet-pretrained timm weights at a "
-            "larger input) removes these gaps and is expected to move the detector towards the published 0.40–0.58 mAP@0.5 and the classifiers' "
-            "clean accuracy into the published range; the test split has only 61 fractured images, so the CIs stay wide either way."
+            "The GPU profile (yolov8s.pt fetched from Ultralytics' hub, 640 px, more epochs; "
+            "ImageNet-pretrained timm weights at a "
+            "larger input) removes these gaps and is expected to move the detector towards the "
+            "published 0.40–0.58 mAP@0.5 and the classifiers' "
+            "clean accuracy into the published range; the test split has only 61 fractured images, "
+            "so the CIs stay wide either way."
         )
     else:
-        text += "The test split has only 61 fractured images, so the CIs stay wide whatever the compute."
+        text += (
+            "The test split has only 61 fractured images, so the CIs stay wide whatever the "
+            "compute."
+        )
     return text
 
 
@@ -400,7 +417,7 @@ def write_study_page(
     seconds: Mapping[str, float],
     inits: Mapping[str, Any],
 ) -> StudySummary:
-    """``index.html`` (+ ``index.md``), ``comparison.md`` and ``summary.json``; returns what the CLI prints."""
+    """``index.html`` (+ ``index.md``), ``comparison.md``, ``summary.json``; what the CLI prints."""
     from fracdet.report import Section, write_report
 
     numbers = study_numbers(folders)
@@ -433,7 +450,8 @@ def write_study_page(
             Section(
                 f"Shortcut check on every fractured val + test image: by {column}",
                 text="Both classifiers on all fractured images the "
-                "classifiers did not train on (val chose their epoch and threshold), no detector: the test split alone holds too few "
+                "classifiers did not train on (val chose their epoch and threshold), no detector: "
+                "the test split alone holds too few "
                 "hardware images. Sensitivity, coverage and energy in box as below.",
                 table=_group_rows(numbers, column, "heldout_groups"),
             )
@@ -442,15 +460,19 @@ def write_study_page(
         sections.append(
             Section(
                 f"Shortcut check: by {column}",
-                text="Test split. Coverage and energy in box against the fracture boxes (fractured images only); "
-                "sensitivity: accuracy on the fractured images; agreement: classifier decision vs 'the detector finds a box'.",
+                text=(
+                    "Test split. Coverage and energy in box against the fracture boxes (fractured "
+                    "images only); "
+                    "sensitivity: accuracy on the fractured images; agreement: classifier decision "
+                    "vs 'the detector finds a box'."
+                ),
                 table=_group_rows(numbers, column),
             )
         )
     agreement = [
         {
             "classifier": m,
-            "agreement (clean)": _ci(a["clean"]["agreement"], a["clean"]["agreement_ci95"]),
+            "agreement (clean)": ci_cell(a["clean"]["agreement"], a["clean"]["agreement_ci95"]),
             "Cohen's κ": a["clean"]["cohen_kappa"],
             "detector image AUROC": a["clean"].get("det_image_auroc"),
         }
@@ -474,8 +496,12 @@ def write_study_page(
     sections.append(
         Section(
             "Data",
-            text="data: every image, for the classifiers; data-det: the official localization split, for the detector. "
-            f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end marker).",
+            text=(
+                "data: every image, for the classifiers; data-det: the official localization "
+                "split, for the detector. "
+                f"{len(numbers['notes'])} image(s) kept with a note (e.g. bytes after the JPEG end "
+                "marker)."
+            ),
             table=splits,
         )
     )
