@@ -93,7 +93,7 @@ class DemoConfig:
     cls_global_pool: str = "max"
     shortcut_epochs: int = 3  # the marker is learned at once
     n_boot: int = 500  # bootstrap replicates of each classifier's own-test AUROC CI
-    # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than from scratch)
+    # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than scratch)
     adv: str = "trades"
     adv_eps: float = 4 / 255
     adv_steps: int = 3

@@ -1,4 +1,4 @@
-"""Named profiles of a pipeline's config: ``fracdet demo`` (default, quick) and ``fracdet run`` (cpu, gpu).
+"""Named profiles of a pipeline's config: ``demo`` (default, quick) and ``run`` (cpu, gpu).
 
 A pipeline config (a frozen dataclass) carries ``profile`` (the chosen name) and ``profiles``
 (``{name: {option: value}}``); :func:`apply_profile` lays the chosen profile's overrides over

@@ -89,14 +89,16 @@ class StudyConfig:
             ),
             (
                 self.cls_image_size >= 32 and self.det_imgsz >= 32,
-                f"cls_image_size and det_imgsz must be >= 32, got {self.cls_image_size}, {self.det_imgsz}",
+                "cls_image_size and det_imgsz must be >= 32, "
+                f"got {self.cls_image_size}, {self.det_imgsz}",
             ),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (self.adv in ("pgd", "trades"), f"adv must be pgd or trades, got {self.adv!r}"),
             (
                 Path(self.det_model).suffix.lower() in (".pt", ".yaml", ".yml"),
-                f"det_model must be a .pt (hub name or local file) or an architecture .yaml, got {self.det_model!r}",
+                "det_model must be a .pt (hub name or local file) or an architecture .yaml, "
+                f"got {self.det_model!r}",
             ),
         ]
         for ok, message in checks:

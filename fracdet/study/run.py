@@ -76,7 +76,8 @@ def _data_stage(name: str, out: Path, cfg: StudyConfig, *, detection: bool) -> S
 
 
 def _fractured_heldout(manifest: Path, out: Path) -> int:
-    """Write ``out``: the manifest's fractured val and test rows, image paths made absolute; returns their count."""
+    """Write ``out``: the manifest's fractured val and test rows, image paths made absolute;
+    returns their count."""
     with open(manifest, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         rows = [row for row in reader if row["label"] == "1" and row["split"] in ("val", "test")]
