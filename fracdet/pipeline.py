@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fracdet.stages import Call, Stage
+
+if TYPE_CHECKING:
+    from fracdet.audit import AuditConfig
 
 __all__ = [
     "Settings",
@@ -154,7 +157,7 @@ def audit_config(
     classifiers: Mapping[str, Path],
     settings: Settings,
     **options: Any,
-):  # -> AuditConfig (imported lazily: the audit pulls in torch and the explainers)
+) -> AuditConfig:
     """The audit of ``classifiers`` (name: run folder) on ``dataset``, written to ``folder``;
     ``options``: other fields of ``AuditConfig`` (detector, methods, ig_steps, n_boot, ...)."""
     from fracdet.audit import AuditConfig

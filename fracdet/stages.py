@@ -253,9 +253,9 @@ class StageRunner:
 
     def run(self, stage: Stage) -> Path:
         """Run the stage's calls unless its key is recorded as done; returns its folder."""
-        folder = Path(stage.folder)
-        if not folder.resolve().is_relative_to(self.out.resolve()):
-            raise ValueError(f"stage {stage.name}: folder {folder} is outside {self.out}")
+        folder, root = Path(stage.folder), self.out.resolve()
+        if not folder.resolve().is_relative_to(root) or folder.resolve() == root:
+            raise ValueError(f"stage {stage.name}: folder {folder} is not inside {self.out}")
         parts = _key_parts(stage, {u: self.keys[u] for u in stage.upstream}, self.out)
         key = self.keys[stage.name] = stage_key(parts)
         marker = self.out / STAGES_DIR / f"{stage.name}.json"

@@ -120,5 +120,6 @@ def test_the_key_holds_configs_field_by_field_and_paths_relative_to_the_output(t
     assert canonical(tmp_path / "elsewhere", out) == str((tmp_path / "elsewhere").resolve())
     with pytest.raises(TypeError, match="cannot hold a object"):
         canonical(object(), out)  # never a str() that could hide a change
-    with pytest.raises(ValueError, match="outside"):
-        StageRunner(out, fresh=False).run(Stage("s", tmp_path / "s", ()))
+    for folder in (tmp_path / "s", out):  # a stage's folder is removed before it reruns
+        with pytest.raises(ValueError, match="is not inside"):
+            StageRunner(out, fresh=False).run(Stage("s", folder, ()))

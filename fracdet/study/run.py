@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fracdet.data.fracatlas import is_fracatlas
 from fracdet.errors import DataError, OutputExistsError
@@ -39,6 +40,9 @@ from fracdet.stages import STAGES_DIR, Call, Stage, StageRunner
 from fracdet.study.config import StudyConfig
 from fracdet.study.results import StudySummary, write_study_page
 from fracdet.study.weights import Init, classifier_init, detector_init
+
+if TYPE_CHECKING:
+    from fracdet.audit import AuditConfig
 
 __all__ = ["STAGE_NAMES", "audit_heldout", "run_study", "study_stages"]
 
@@ -92,7 +96,7 @@ def _fractured_heldout(manifest: Path, out: Path) -> int:
     return len(rows)
 
 
-def audit_heldout(manifest: Path, config) -> None:  # config: AuditConfig
+def audit_heldout(manifest: Path, config: AuditConfig) -> None:
     """Both classifiers on every fractured val + test image of ``manifest``, written to
     ``config.dataset`` first (val chose their epoch and threshold; the page says so)."""
     from fracdet.audit import run_audit
