@@ -270,7 +270,7 @@ def demo(
         DemoConfig,
         config_file(config, DEFAULT_CONFIG_FILE),
         output=output,
-        quick=quick or None,
+        profile="quick" if quick else None,  # the quick profile of the config
         fresh=fresh or None,
         device=device,
         seed=seed,

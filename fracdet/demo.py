@@ -6,22 +6,38 @@ set), a YOLO detector is trained, ``fracdet audit`` compares the three classifie
 detector on the shortcut set's test images, and ``fracdet predict`` runs on a folder of new
 phantoms in mixed formats. ``index.html`` leads with the audit's answer.
 
-Each stage remembers the hash of its inputs and options: re-running reuses what is done
-(``--fresh`` redoes everything), so a changed option reruns only the stages it affects.
+The stages are :mod:`fracdet.pipeline`'s, as in ``fracdet run``: re-running reuses what is done
+(``--fresh`` redoes everything), and a changed option or a new fracdet reruns only the stages
+it affects (:mod:`fracdet.stages`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fracdet.demo_report import DemoSummary, write_demo_index
 from fracdet.errors import ConfigError, OutputExistsError
-from fracdet.stages import STAGES_DIR, StageRunner
+from fracdet.pipeline import (
+    Settings,
+    audit_stage,
+    classifier_stages,
+    detector_stages,
+    detector_weights,
+)
+from fracdet.profiles import apply_profile, check_profiles
+from fracdet.stages import STAGES_DIR, Call, Stage, StageRunner
 
-__all__ = ["DemoConfig", "DemoSummary", "run_demo", "DEFAULT_CONFIG_FILE", "QUICK"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "PROFILES",
+    "DemoConfig",
+    "DemoSummary",
+    "demo_stages",
+    "run_demo",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +45,33 @@ logger = logging.getLogger(__name__)
 #: folder: the repository root for ``make demo``).
 DEFAULT_CONFIG_FILE = Path("configs/demo.yaml")
 
+#: The profiles when the config file names none (``configs/demo.yaml`` names the same ones):
+#: ``quick`` (``--quick``) takes about three minutes on a 2-core CPU; numbers are weaker and the
+#: summary says so.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "quick": {
+        "count": 300,
+        "shortcut_count": 200,
+        "cls_epochs": 4,
+        "shortcut_epochs": 2,
+        "adv_epochs": 1,
+        "det_epochs": 3,
+        "audit_ig_steps": 8,
+    },
+}
+
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's data, models and budget; ``quick`` swaps in :data:`QUICK` (fewer, smaller runs)."""
+    """The demo's data, models and budget; ``profile`` picks one of ``profiles`` (overrides)."""
 
     output: Path = Path("reports/demo")
     seed: int = 0
-    quick: bool = False
+    profile: str = "default"
+    profiles: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in PROFILES.items()}
+    )
     fresh: bool = False
     overwrite: bool = False
     device: str | None = None
@@ -57,224 +92,201 @@ class DemoConfig:
     cls_lr: float = 1e-3
     cls_global_pool: str = "max"
     shortcut_epochs: int = 3  # the marker is learned at once
-    # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than from scratch)
+    n_boot: int = 500  # bootstrap replicates of each classifier's own-test AUROC CI
+    # adversarial training: TRADES fine-tuning of the standard classifier (cheaper than scratch)
     adv: str = "trades"
     adv_eps: float = 4 / 255
     adv_steps: int = 3
     adv_step_size: float = 2 / 255
     adv_trades_beta: float = 3.0
     adv_epochs: int = 5
-    adv_batch_size: int = (
-        16  # more, smaller steps than the standard run: +30 PGD points instead of +13 at batch 32
-    )
+    # more, smaller steps than the standard run: +30 PGD points instead of +13 at batch 32
+    adv_batch_size: int = 16
     adv_lr: float = 2e-4
     adv_global_pool: str = "avg"
-    # detector
+    # detector (its mAP without CIs: each bootstrap replicate reruns COCOeval)
     det_model: str = "yolov8n.yaml"
     det_imgsz: int = 192
     det_epochs: int = 4
     # audit
     audit_ig_steps: int = 8
-    audit_images: int | None = (
-        180  # the first N of the shortcut test split (sorted by id; labels are random)
-    )
-    audit_precision: str = (
-        "auto"  # bf16 where fast: 1.65x at 96 px, coverage@25 moved < 0.3 pp (benchmarks/README.md)
-    )
+    # the first N of the shortcut test split (sorted by id; labels are random)
+    audit_images: int | None = 180
+    # bf16 where fast: 1.65x at 96 px, coverage@25 moved < 0.3 pp (benchmarks/README.md)
+    audit_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
             raise ConfigError(
-                f"count and shortcut_count must be >= 40 (enough for three splits), got {self.count}, {self.shortcut_count}"
+                "count and shortcut_count must be >= 40 (enough for three splits), "
+                f"got {self.count}, {self.shortcut_count}"
             )
         if not 0.5 <= self.shortcut_rate <= 1.0:
             raise ConfigError(
-                f"shortcut_rate must be in [0.5, 1] (how often the marker tells the truth), got {self.shortcut_rate}"
+                "shortcut_rate must be in [0.5, 1] (how often the marker tells the truth), "
+                f"got {self.shortcut_rate}"
             )
+        check_profiles(self)
 
     def effective(self) -> DemoConfig:
-        """This config with the quick profile applied."""
-        return replace(self, **QUICK, quick=False) if self.quick else self
+        """This config with its profile's overrides applied."""
+        return apply_profile(self)
 
 
-#: ``--quick``: about three minutes on a 2-core CPU; numbers are weaker and the summary says so.
-QUICK: dict[str, Any] = {
-    "count": 300,
-    "shortcut_count": 200,
-    "cls_epochs": 4,
-    "shortcut_epochs": 2,
-    "adv_epochs": 1,
-    "det_epochs": 3,
-    "audit_ig_steps": 8,
-}
-
-
-def _phantoms_and_dataset(
-    folder: Path, cfg: DemoConfig, *, count: int, shortcut: float | None, seed: int
-) -> None:
+def _data_stage(
+    name: str, out: Path, cfg: DemoConfig, *, count: int, shortcut: float | None, seed: int
+) -> Stage:
+    """Phantoms in FracAtlas layout, converted with a random split (``NAME/dataset``)."""
     from data_tools.phantoms import PhantomConfig, generate_phantoms
     from fracdet.data.convert import ConvertConfig, convert
 
-    source = generate_phantoms(
-        PhantomConfig(
-            folder / "phantoms",
-            count=count,
-            size=cfg.size,
-            seed=seed,
-            prevalence=cfg.prevalence,
-            max_fractures=cfg.max_fractures,
-            shortcut_rate=shortcut,
-            crack_scale=cfg.crack_scale,
-            hardware_rate=0.0,
-            letter_marker_rate=0.0,
-            workers=cfg.workers,
-        )
+    folder = out / name
+    phantoms = PhantomConfig(
+        folder / "phantoms",
+        count=count,
+        size=cfg.size,
+        seed=seed,
+        prevalence=cfg.prevalence,
+        max_fractures=cfg.max_fractures,
+        shortcut_rate=shortcut,
+        crack_scale=cfg.crack_scale,
+        hardware_rate=0.0,
+        letter_marker_rate=0.0,
+        workers=cfg.workers,
     )
-    convert(ConvertConfig(source=source, output=folder / "dataset", split="random", seed=seed))
-
-
-def _train_classifier(
-    folder: Path, cfg: DemoConfig, manifest: Path, *, epochs: int, start_from: Path | None = None
-) -> None:
-    """Train, then score on the test split of the data it was trained on (its own test set).
-
-    ``start_from`` (a run folder) makes this the adversarial fine-tuning of that classifier.
-    """
-    from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
-    from fracdet.cls.train import ClsTrainConfig, train_classifier
-
-    options: dict[str, Any] = {
-        "global_pool": cfg.cls_global_pool,
-        "lr": cfg.cls_lr,
-        "batch_size": cfg.cls_batch_size,
-    }
-    if start_from is not None:
-        options = {
-            "weights": start_from / "best.safetensors",
-            "global_pool": cfg.adv_global_pool,
-            "lr": cfg.adv_lr,
-            "batch_size": cfg.adv_batch_size,
-            "adv": cfg.adv,
-            "adv_eps": cfg.adv_eps,
-            "adv_steps": cfg.adv_steps,
-            "adv_step_size": cfg.adv_step_size,
-            "trades_beta": cfg.adv_trades_beta,
-        }
-    train_classifier(
-        ClsTrainConfig(
-            manifest=manifest,
-            output=folder,
-            backbone=cfg.cls_backbone,
-            image_size=cfg.size,
-            epochs=epochs,
-            patience=epochs,
-            workers=cfg.workers,
-            device=cfg.device,
-            seed=cfg.seed,
-            **options,
-        )
+    dataset = ConvertConfig(
+        source=phantoms.output, output=folder / "dataset", split="random", seed=seed
     )
-    evaluate_classifier(
-        EvalClsConfig(
-            folder,
-            manifest,
-            split="test",
-            output=folder / "eval",
-            workers=cfg.workers,
-            device=cfg.device,
-            n_boot=500,
-            seed=cfg.seed,
-        )
-    )
+    return Stage(name, folder, (Call.of(generate_phantoms, phantoms), Call.of(convert, dataset)))
 
 
-def _train_detector(folder: Path, cfg: DemoConfig, dataset: Path) -> None:
-    from fracdet.det.evaluate import DetEvalConfig, evaluate_detector
-    from fracdet.det.train import DetTrainConfig, train_detector
-
-    trained = train_detector(
-        DetTrainConfig(
-            data=dataset / "data.yaml",
-            model=cfg.det_model,
-            output=folder,
-            name="train",
-            epochs=cfg.det_epochs,
-            imgsz=cfg.det_imgsz,
-            batch=16,
-            workers=cfg.workers,
-            seed=cfg.seed,
-            device=cfg.device or "cpu",
-        )
-    )
-    evaluate_detector(
-        DetEvalConfig(
-            trained.best_weights,
-            dataset,
-            split="test",
-            imgsz=cfg.det_imgsz,
-            output=folder / "eval",
-            device=cfg.device or "cpu",
-            seed=cfg.seed,
-        )
-    )
-
-
-def _audit(
-    folder: Path,
-    cfg: DemoConfig,
-    dataset: Path,
-    classifiers: dict[str, Path],
-    detector: Path,
-    *,
-    resume: bool = False,
-) -> None:
-    from fracdet.audit import AuditConfig, run_audit
-
-    run_audit(
-        AuditConfig(
-            dataset=dataset,
-            classifiers=tuple(classifiers.values()),
-            names=tuple(classifiers),
-            detector=detector,
-            split="test",
-            output=folder,
-            det_imgsz=cfg.det_imgsz,
-            ig_steps=cfg.audit_ig_steps,
-            max_images=cfg.audit_images,
-            precision=cfg.audit_precision,
-            workers=cfg.workers,
-            device=cfg.device,
-            seed=cfg.seed,
-            resume=resume,
-        )
-    )
-
-
-def _predict(folder: Path, cfg: DemoConfig, classifier: Path, detector: Path) -> None:
+def _predict_stage(
+    out: Path, cfg: DemoConfig, settings: Settings, classifier: Path, detector: Path
+) -> Stage:
+    """``fracdet predict`` on a folder of new phantoms as JPEG, 16-bit PNG and DICOM."""
     from data_tools.phantoms import mixed_format_folder
     from fracdet.predict import PredictConfig, predict_folder
 
-    images = mixed_format_folder(
-        folder / "new-images",
+    folder = out / "predict"
+    images = folder / "new-images"
+    make = Call.of(
+        mixed_format_folder,
+        images,
         count=12,
         size=cfg.size,
         seed=cfg.seed + 99,
         crack_scale=cfg.crack_scale,
     )
-    predict_folder(
-        PredictConfig(
-            folder=images,
-            output=folder / "out",
-            cls=classifier,
-            det=detector,
-            det_imgsz=cfg.det_imgsz,
-            overlays=True,
-            gradcam=True,
-            workers=cfg.workers,
-            device=cfg.device,
-            seed=cfg.seed,
-        )
+    predict = PredictConfig(
+        folder=images,
+        output=folder / "out",
+        cls=classifier,
+        det=detector,
+        det_imgsz=cfg.det_imgsz,
+        overlays=True,
+        gradcam=True,
+        workers=settings.workers,
+        device=settings.device,
+        seed=settings.seed,
     )
+    return Stage(
+        "predict", folder, (make, Call.of(predict_folder, predict)), ("cls-standard", "det")
+    )
+
+
+def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
+    """Every stage of the demo, in the order they run (an effective config)."""
+    settings = Settings.of(seed=cfg.seed, workers=cfg.workers, device=cfg.device)
+    clean = _data_stage("data-clean", out, cfg, count=cfg.count, shortcut=None, seed=cfg.seed)
+    shortcut = _data_stage(
+        "data-shortcut",
+        out,
+        cfg,
+        count=cfg.shortcut_count,
+        shortcut=cfg.shortcut_rate,
+        seed=cfg.seed + 1,
+    )
+    clean_manifest = clean.folder / "dataset" / "manifest.csv"
+    common = {"backbone": cfg.cls_backbone, "image_size": cfg.size}
+    standard = classifier_stages(
+        "cls-standard",
+        out,
+        clean_manifest,
+        settings,
+        upstream=("data-clean",),
+        n_boot=cfg.n_boot,
+        **common,
+        epochs=cfg.cls_epochs,
+        global_pool=cfg.cls_global_pool,
+        lr=cfg.cls_lr,
+        batch_size=cfg.cls_batch_size,
+    )
+    robust = classifier_stages(  # TRADES fine-tuning of the standard classifier
+        "cls-adversarial",
+        out,
+        clean_manifest,
+        settings,
+        upstream=("data-clean", "cls-standard"),
+        n_boot=cfg.n_boot,
+        **common,
+        epochs=cfg.adv_epochs,
+        weights=standard[0].folder / "best.safetensors",
+        global_pool=cfg.adv_global_pool,
+        lr=cfg.adv_lr,
+        batch_size=cfg.adv_batch_size,
+        adv=cfg.adv,
+        adv_eps=cfg.adv_eps,
+        adv_steps=cfg.adv_steps,
+        adv_step_size=cfg.adv_step_size,
+        trades_beta=cfg.adv_trades_beta,
+    )
+    cheat = classifier_stages(
+        "cls-shortcut",
+        out,
+        shortcut.folder / "dataset" / "manifest.csv",
+        settings,
+        upstream=("data-shortcut",),
+        n_boot=cfg.n_boot,
+        **common,
+        epochs=cfg.shortcut_epochs,
+        global_pool=cfg.cls_global_pool,
+        lr=cfg.cls_lr,
+        batch_size=cfg.cls_batch_size,
+    )
+    det = detector_stages(
+        "det",
+        out,
+        clean.folder / "dataset",
+        settings,
+        upstream=("data-clean",),
+        n_boot=0,
+        model=cfg.det_model,
+        imgsz=cfg.det_imgsz,
+        epochs=cfg.det_epochs,
+        batch=16,
+    )
+    detector = detector_weights(det[0].folder)
+    classifiers = {
+        "standard": standard[0].folder,
+        "adversarial": robust[0].folder,
+        "shortcut": cheat[0].folder,
+    }
+    audit = audit_stage(
+        "audit",
+        out,
+        shortcut.folder / "dataset",
+        classifiers,
+        settings,
+        upstream=("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
+        detector=detector,
+        split="test",
+        det_imgsz=cfg.det_imgsz,
+        ig_steps=cfg.audit_ig_steps,
+        max_images=cfg.audit_images,
+        precision=cfg.audit_precision,
+    )
+    predict = _predict_stage(out, cfg, settings, classifiers["standard"], detector)
+    return [clean, shortcut, *standard, *robust, *cheat, *det, audit, predict]
 
 
 def run_demo(config: DemoConfig) -> DemoSummary:
@@ -289,96 +301,20 @@ def run_demo(config: DemoConfig) -> DemoSummary:
             "exists and is not a demo folder; pass --overwrite to replace it", out
         )
     out.mkdir(parents=True, exist_ok=True)
-    stages = StageRunner(out, fresh=cfg.fresh or cfg.overwrite, label="demo")
-    common = {
-        "seed": cfg.seed,
-        "size": cfg.size,
-        "prevalence": cfg.prevalence,
-        "crack_scale": cfg.crack_scale,
-        "max_fractures": cfg.max_fractures,
-    }
-    clean = stages.run(
-        "data-clean",
-        {**common, "count": cfg.count},
-        (),
-        lambda f: _phantoms_and_dataset(f, cfg, count=cfg.count, shortcut=None, seed=cfg.seed),
-    )
-    shortcut = stages.run(
-        "data-shortcut",
-        {**common, "count": cfg.shortcut_count, "rate": cfg.shortcut_rate},
-        (),
-        lambda f: _phantoms_and_dataset(
-            f, cfg, count=cfg.shortcut_count, shortcut=cfg.shortcut_rate, seed=cfg.seed + 1
-        ),
-    )
-    cls_options = {k: v for k, v in asdict(cfg).items() if k.startswith("cls_")} | {
-        "seed": cfg.seed
-    }
-    adv_options = {k: v for k, v in asdict(cfg).items() if k.startswith("adv")}
-    clean_manifest, shortcut_manifest = (
-        clean / "dataset" / "manifest.csv",
-        shortcut / "dataset" / "manifest.csv",
-    )
-    standard = stages.run(
-        "cls-standard",
-        cls_options | {"epochs": cfg.cls_epochs},
-        ("data-clean",),
-        lambda f: _train_classifier(f, cfg, clean_manifest, epochs=cfg.cls_epochs),
-    )
-    robust = stages.run(
-        "cls-adversarial",
-        cls_options | adv_options,
-        ("data-clean", "cls-standard"),
-        lambda f: _train_classifier(
-            f, cfg, clean_manifest, epochs=cfg.adv_epochs, start_from=standard
-        ),
-    )
-    cheat = stages.run(
-        "cls-shortcut",
-        cls_options | {"epochs": cfg.shortcut_epochs},
-        ("data-shortcut",),
-        lambda f: _train_classifier(f, cfg, shortcut_manifest, epochs=cfg.shortcut_epochs),
-    )
-    det_options = {
-        "model": cfg.det_model,
-        "imgsz": cfg.det_imgsz,
-        "epochs": cfg.det_epochs,
-        "seed": cfg.seed,
-    }
-    det = stages.run(
-        "det", det_options, ("data-clean",), lambda f: _train_detector(f, cfg, clean / "dataset")
-    )
-    detector = det / "train" / "weights" / "best.pt"
-    classifiers = {"standard": standard, "adversarial": robust, "shortcut": cheat}
-    audit = stages.run(
-        "audit",
-        {
-            "ig_steps": cfg.audit_ig_steps,
-            "det_imgsz": cfg.det_imgsz,
-            "images": cfg.audit_images,
-            "precision": cfg.audit_precision,
-        },
-        ("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
-        lambda f, **kw: _audit(f, cfg, shortcut / "dataset", classifiers, detector, **kw),
-        resumable=True,
-    )
-    predict = stages.run(
-        "predict",
-        {"det_imgsz": cfg.det_imgsz},
-        ("cls-standard", "det"),
-        lambda f: _predict(f, cfg, standard, detector),
-    )
+    runner = StageRunner(out, fresh=cfg.fresh or cfg.overwrite, label="demo")
+    folders = {stage.name: runner.run(stage) for stage in demo_stages(cfg, out)}
     return write_demo_index(
         out,
         cfg,
         {
-            "clean": clean,
-            "shortcut": shortcut,
-            "det": det,
-            "audit": audit,
-            "predict": predict,
-            **classifiers,
+            "clean": folders["data-clean"],
+            "shortcut": folders["cls-shortcut"],  # the classifier: the page reads no data folder
+            "det": folders["det"],
+            "audit": folders["audit"],
+            "predict": folders["predict"],
+            "standard": folders["cls-standard"],
+            "adversarial": folders["cls-adversarial"],
         },
-        stages.seconds,
-        quick=config.quick,
+        runner.seconds,
+        quick=cfg.profile == "quick",
     )

@@ -248,7 +248,7 @@ def test_demo_options_reach_the_config(library, tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert fake.config == DemoConfig(
-        output=tmp_path / "d", overwrite=True, quick=True, fresh=True, device="cpu", seed=4
+        output=tmp_path / "d", overwrite=True, profile="quick", fresh=True, device="cpu", seed=4
     )
     assert result.stdout == "demo done\n"
 

@@ -431,13 +431,53 @@ def test_the_heldout_manifest_keeps_fractured_val_and_test_rows(tmp_path):
     assert _fractured_heldout(tmp_path / "d" / "manifest.csv", tmp_path / "out" / "none.csv") == 0
 
 
-def test_devices_are_named_for_ultralytics():
-    from fracdet.study.run import _ultralytics_device
+def _keys(tmp_path: Path, **options) -> dict[str, str]:
+    from fracdet.stages import stage_keys
+    from fracdet.study.run import study_stages
 
-    assert [_ultralytics_device(d) for d in ("cpu", "cuda", "cuda:1", "0")] == [
-        "cpu",
-        "0",
-        "1",
-        "0",
-    ]
-    assert _ultralytics_device(None) in ("cpu", "0")
+    cfg = StudyConfig(
+        source=tmp_path, det_model="yolov8n.yaml", weights_dir=tmp_path, device="cpu", **options
+    )
+    out = tmp_path / "run"
+    return stage_keys(study_stages(cfg, out, classifier_init(cfg), detector_init(cfg)), out)
+
+
+def test_a_new_n_boot_reruns_the_scoring_stages_and_the_audits_only(tmp_path):
+    before, after = _keys(tmp_path, n_boot=1000), _keys(tmp_path, n_boot=200)
+    assert list(before) == list(STAGE_NAMES)
+    assert {name for name in before if before[name] != after[name]} == {
+        "cls-standard-eval",
+        "cls-pgd-eval",
+        "det-eval",
+        "audit",  # the audits bootstrap their CIs too; the trainings are reused
+        "audit-heldout",
+    }
+    epochs = _keys(tmp_path, n_boot=1000, cls_epochs=2)
+    assert {name for name in before if before[name] != epochs[name]} == {
+        "cls-standard",
+        "cls-standard-eval",
+        "cls-pgd",  # fine-tunes the standard classifier
+        "cls-pgd-eval",
+        "audit",
+        "audit-heldout",
+    }
+
+
+def test_the_detector_gets_the_device_as_ultralytics_names_it(tmp_path, monkeypatch):
+    import torch
+
+    from fracdet.pipeline import Settings, detector_stages
+
+    def device(name: str | None, cuda: bool) -> tuple[str, str]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        settings = Settings.of(seed=0, workers=0, device=name)
+        train, scored = detector_stages(
+            "det", tmp_path, tmp_path / "data", settings, upstream=(), n_boot=0, imgsz=64
+        )
+        return train.calls[0].args[0].device, scored.calls[0].args[0].device
+
+    assert device(None, False) == device("cpu", True) == ("cpu", "cpu")
+    assert device(None, True) == device("cuda", True) == ("0", "0")
+    assert device("cuda:1", True) == ("1", "1")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        device("cuda", False)

@@ -1,28 +1,26 @@
 """Options of ``fracdet run``: one frozen dataclass; ``configs/fracatlas.yaml`` holds the study.
 
 A study config names the data, the models and their budgets, and carries named **profiles**
-(``profiles: {cpu: {...}, gpu: {...}}``): overrides that :meth:`StudyConfig.effective` lays
-over the top-level values for the chosen ``profile``, so one file describes the same study at
-CPU scale and at GPU scale, and the run records which one produced its numbers.
+(``profiles: {cpu: {...}, gpu: {...}}``, :mod:`fracdet.profiles`, as the demo's): overrides
+that :meth:`StudyConfig.effective` lays over the top-level values for the chosen ``profile``,
+so one file describes the same study at CPU scale and at GPU scale, and the run records which
+one produced its numbers.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fracdet.errors import ConfigError
+from fracdet.profiles import apply_profile, check_profiles
 
 __all__ = ["StudyConfig", "WEIGHT_CHOICES"]
 
 #: ``cls_weights`` besides a file path: ``auto`` uses a local file named after the backbone in
 #: ``weights_dir`` when there is one; ``none`` never does.
 WEIGHT_CHOICES = ("auto", "none")
-# Fields a profile may not set: they choose the profile or say where the run goes.
-_NOT_IN_PROFILES = frozenset({"profile", "profiles", "output", "fresh", "overwrite"})
 
 
 @dataclass(frozen=True)
@@ -83,61 +81,30 @@ class StudyConfig:
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
+        check_profiles(self)
         checks = [
-            (
-                self.profile in self.profiles or not self.profiles,
-                f"profile {self.profile!r} is not defined; profiles: {', '.join(self.profiles)}",
-            ),
             (
                 self.cls_epochs >= 1 and self.adv_epochs >= 1 and self.det_epochs >= 1,
                 "cls_epochs, adv_epochs and det_epochs must be >= 1",
             ),
             (
                 self.cls_image_size >= 32 and self.det_imgsz >= 32,
-                f"cls_image_size and det_imgsz must be >= 32, got {self.cls_image_size}, {self.det_imgsz}",
+                "cls_image_size and det_imgsz must be >= 32, "
+                f"got {self.cls_image_size}, {self.det_imgsz}",
             ),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (self.adv in ("pgd", "trades"), f"adv must be pgd or trades, got {self.adv!r}"),
             (
                 Path(self.det_model).suffix.lower() in (".pt", ".yaml", ".yml"),
-                f"det_model must be a .pt (hub name or local file) or an architecture .yaml, got {self.det_model!r}",
+                "det_model must be a .pt (hub name or local file) or an architecture .yaml, "
+                f"got {self.det_model!r}",
             ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        for name, overrides in self.profiles.items():
-            if not isinstance(overrides, dict):
-                raise ConfigError(
-                    f"profiles.{name} must be a mapping of option: value, got {overrides!r}"
-                )
-            _check_profile_keys(name, overrides)
 
     def effective(self) -> StudyConfig:
         """This config with its profile's overrides applied (each coerced like a YAML value)."""
-        if not self.profiles:
-            return self
-        from fracdet.config import build_config
-
-        overrides = self.profiles[self.profile]
-        top = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in overrides
-        }
-        built = build_config(StudyConfig, None, **{**top, **overrides})
-        return replace(built, profiles={})
-
-
-def _check_profile_keys(name: str, overrides: dict[str, Any]) -> None:
-    fields = [f.name for f in dataclasses.fields(StudyConfig) if f.name not in _NOT_IN_PROFILES]
-    for key in overrides:
-        if key in _NOT_IN_PROFILES:
-            raise ConfigError(
-                f"profiles.{name}.{key}: set {key!r} at the top level, not in a profile"
-            )
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"profiles.{name}: unknown option {key!r}{hint}")
+        return apply_profile(self)

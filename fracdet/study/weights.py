@@ -46,7 +46,8 @@ def _local_backbone_file(folder: Path, backbone: str) -> Path | None:
 
 
 def classifier_init(cfg: StudyConfig) -> Init:
-    """A named file, else a local file for the backbone (``auto``), else timm's hub (``cls_pretrained``), else scratch."""
+    """A named file, else a local file for the backbone (``auto``), else timm's hub
+    (``cls_pretrained``), else scratch."""
     if cfg.cls_weights not in ("auto", "none"):
         path = Path(cfg.cls_weights)
         if not path.is_file():
@@ -107,7 +108,8 @@ def detector_init(cfg: StudyConfig) -> Init:
         arch = f"{path.stem}.yaml"
         return Init(
             {"model": arch},
-            f"{arch} from random initialisation, trained from scratch (no local {spec}; det_scratch_fallback)",
+            f"{arch} from random initialisation, trained from scratch "
+            f"(no local {spec}; det_scratch_fallback)",
             False,
         )
     return Init(
