@@ -5,7 +5,8 @@ inside functions and ``TYPE_CHECKING`` blocks included (a lazy import is still a
 so the rule holds whichever code path runs. Three checks:
 
 (a) nothing but ``fracdet.__main__`` imports ``fracdet.cli`` (the CLI is a door, not a library);
-(b) no import cycle between fracdet's top-level units (``fracdet.cls``, ``fracdet.report``, ...);
+(b) no import cycle between fracdet's top-level units (``fracdet.cls``, ``fracdet.report``, ...),
+    nor between modules inside a unit (``fracdet.cls.model`` <-> ``fracdet.cls.robustbench``);
 (c) layers: a unit imports only its own layer or lower ones; ``cls`` and ``det`` never import
     each other; ``data_tools`` imports ``fracdet.data`` and lower, never the CLI.
 """
@@ -24,7 +25,7 @@ PACKAGES = ("fracdet", "data_tools")
 
 #: Layer of each top-level unit: a unit may import units of its own layer or lower ones.
 #: The root package ``fracdet`` holds only ``__version__`` and runs before any of its
-#: submodules, so it sits at the bottom. ``shards`` and ``journal`` are planned L0 modules.
+#: submodules, so it sits at the bottom.
 LAYERS: dict[str, int] = {
     "fracdet": 0,
     "fracdet.errors": 0,
@@ -74,6 +75,13 @@ CLI_IMPORTERS = frozenset({"fracdet.__main__"})
 #: way. The test fails on any edge not listed, and on a listed edge that no longer exists,
 #: so the list cannot go stale. Empty: keep it so.
 KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
+#: Module edges (importer, imported) that close a known module-level cycle while its fix is
+#: under way; the cycle test skips them and fails on a listed edge that no longer exists.
+#: ``audit.finalize`` imports ``AuditSummary`` from ``audit.run``, which imports ``finalize``:
+#: issue 19 item 5, being fixed on another branch; remove this entry when that fix is merged.
+KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
+    {("fracdet.audit.finalize", "fracdet.audit.run")}
+)
 
 
 @dataclass(frozen=True)
@@ -191,6 +199,19 @@ def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
     return None
 
 
+def module_graph(
+    graph: Mapping[str, set[str]], skip: frozenset[tuple[str, str]] = frozenset()
+) -> dict[str, set[str]]:
+    """Module -> modules it imports, leaving out the edges in ``skip``.
+
+    A package's ``__init__`` is a module like the others: a submodule importing its own
+    package while the package imports it back is a cycle too.
+    """
+    return {
+        source: {t for t in targets if (source, t) not in skip} for source, targets in graph.items()
+    }
+
+
 def unlayered_units(graph: Mapping[str, set[str]], rules: Rules) -> list[str]:
     """Units with no layer: a new top-level module must be placed before it can pass."""
     return sorted({unit_of(m, rules.roots) for m in graph} - set(rules.layers))
@@ -221,7 +242,8 @@ def layer_violations(graph: Mapping[str, set[str]], rules: Rules) -> dict[tuple[
                 continue
             if rules.layers[dst] > ceiling:
                 found[(source, target)] = (
-                    f"{src} (L{rules.layers[src]}, may import up to L{ceiling}) imports {dst} (L{rules.layers[dst]})"
+                    f"{src} (L{rules.layers[src]}, may import up to L{ceiling})"
+                    f" imports {dst} (L{rules.layers[dst]})"
                 )
             elif (src, dst) in rules.forbidden:
                 found[(source, target)] = f"{src} and {dst} must not import each other"
@@ -265,6 +287,17 @@ def test_no_cycle_between_units(graph):
     # units must form a DAG.
     cycle = find_cycle(unit_graph(graph, RULES.roots, skip=KNOWN_VIOLATIONS))
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_cycle_between_modules(graph):
+    # Inside a unit too: a cycle between two modules of one package means neither can be
+    # read, tested or imported on its own (and lazy imports only hide it).
+    cycle = find_cycle(module_graph(graph, skip=KNOWN_CYCLE_EDGES | KNOWN_VIOLATIONS))
+    assert cycle is None, "import cycle between modules: " + " -> ".join(cycle or [])
+    gone = {edge for edge in KNOWN_CYCLE_EDGES if edge[1] not in graph.get(edge[0], set())}
+    assert not gone, (
+        f"fixed, remove from KNOWN_CYCLE_EDGES in {Path(__file__).name}:\n{describe(gone)}"
+    )
 
 
 def test_layers(graph):
@@ -353,6 +386,24 @@ def test_checker_finds_a_cycle_and_names_its_path(tmp_path):
     )
 
 
+def test_checker_finds_a_cycle_inside_a_unit(tmp_path):
+    # Between two modules of one package (a lazy import inside a function included): the
+    # unit graph sees nothing, the module graph names the cycle.
+    graph = fake_graph(
+        tmp_path,
+        {
+            "pkg/mid/model.py": "def build():\n    from pkg.mid.zoo import make\n",
+            "pkg/mid/zoo.py": "from pkg.mid.model import helper\n",
+            "pkg/mid/io.py": "",
+        },
+    )
+    assert find_cycle(unit_graph(graph, FAKE_RULES.roots)) is None
+    assert find_cycle(module_graph(graph)) == ["pkg.mid.model", "pkg.mid.zoo", "pkg.mid.model"]
+    assert (
+        find_cycle(module_graph(graph, skip=frozenset({("pkg.mid.zoo", "pkg.mid.model")}))) is None
+    )
+
+
 def test_checker_finds_layer_violations(tmp_path):
     graph = fake_graph(
         tmp_path,
@@ -360,7 +411,8 @@ def test_checker_finds_layer_violations(tmp_path):
             "pkg/mid/x.py": "from pkg.a import y\n",  # up a layer
             "pkg/a.py": "from pkg.b import z\n",  # same layer but forbidden
             "pkg/b.py": "from pkg.base import q\n",  # fine
-            "tools/t.py": "from pkg import a\nfrom pkg.mid import x\n",  # above its ceiling; within it
+            # above its ceiling; within it
+            "tools/t.py": "from pkg import a\nfrom pkg.mid import x\n",
             "pkg/__main__.py": "from pkg.cli import run\n",  # the one allowed CLI importer
             "pkg/cli.py": "from pkg import a, b\n",
         },

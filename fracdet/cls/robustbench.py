@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fracdet.cls.model import hub_reachable, load_state_dict_file
+from fracdet.cls.state_files import hub_reachable, load_state_dict_file
 from fracdet.errors import ConfigError
 
 __all__ = [

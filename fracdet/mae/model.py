@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD, state_misfit
+from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD
+from fracdet.cls.state_files import state_misfit
 from fracdet.errors import ConfigError
 
 __all__ = [

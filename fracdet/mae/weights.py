@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fracdet.cls.model import hub_reachable
+from fracdet.cls.state_files import hub_reachable
 from fracdet.errors import ConfigError
 from fracdet.mae.checkpoint import read_mae_state
 from fracdet.mae.model import (
