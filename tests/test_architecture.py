@@ -4,7 +4,8 @@ The imports are read from the AST of every module in ``fracdet/`` and ``data_too
 inside functions and ``TYPE_CHECKING`` blocks included (a lazy import is still a dependency),
 so the rule holds whichever code path runs. Three checks:
 
-(a) nothing but ``fracdet.__main__`` imports ``fracdet.cli`` (the CLI is a door, not a library);
+(a) nothing but ``fracdet.__main__`` imports ``fracdet.cli`` (the CLI is a door, not a library),
+    and nothing but the CLI imports its option declarations (``fracdet.cli_options``);
 (b) no import cycle between fracdet's top-level units (``fracdet.cls``, ``fracdet.report``, ...),
     nor between modules inside a unit (``fracdet.cls.model`` <-> ``fracdet.cls.robustbench``);
 (c) layers: a unit imports only its own layer or lower ones; ``cls`` and ``det`` never import
@@ -52,6 +53,7 @@ LAYERS: dict[str, int] = {
     "fracdet.study": 6,
     "data_tools": 6,
     "fracdet.cli": 7,
+    "fracdet.cli_options": 7,
     "fracdet.__main__": 7,
 }
 #: Units that may reach less far down than their layer would allow: ``data_tools`` sits
@@ -70,6 +72,8 @@ FORBIDDEN: frozenset[tuple[str, str]] = frozenset(
 )
 CLI = "fracdet.cli"
 CLI_IMPORTERS = frozenset({"fracdet.__main__"})
+#: Units that belong to the CLI alone (its option declarations): only the CLI imports them.
+CLI_PRIVATE = frozenset({"fracdet.cli_options"})
 
 #: Edges (importing module, imported module) allowed to break the rule while a fix is under
 #: way. The test fails on any edge not listed, and on a listed edge that no longer exists,
@@ -98,9 +102,10 @@ class Rules:
     forbidden: frozenset[tuple[str, str]]
     cli: str
     cli_importers: frozenset[str]
+    cli_private: frozenset[str] = frozenset()
 
 
-RULES = Rules(frozenset({"fracdet"}), LAYERS, CEILINGS, FORBIDDEN, CLI, CLI_IMPORTERS)
+RULES = Rules(frozenset({"fracdet"}), LAYERS, CEILINGS, FORBIDDEN, CLI, CLI_IMPORTERS, CLI_PRIVATE)
 
 
 def module_names(root: Path, packages: Iterable[str]) -> dict[str, Path]:
@@ -218,13 +223,16 @@ def unlayered_units(graph: Mapping[str, set[str]], rules: Rules) -> list[str]:
 
 
 def cli_importers(graph: Mapping[str, set[str]], rules: Rules) -> set[tuple[str, str]]:
-    """Edges into the CLI from anything but its allowed importers."""
+    """Edges into the CLI from anything but its allowed importers, and into the CLI's private
+    units (its option declarations) from anything but the CLI."""
+    allowed = {rules.cli: rules.cli_importers | {rules.cli}}
+    allowed.update({unit: rules.cli_private | {rules.cli} for unit in rules.cli_private})
     return {
         (source, target)
         for source, targets in graph.items()
         for target in targets
-        if unit_of(target, rules.roots) == rules.cli
-        and unit_of(source, rules.roots) not in rules.cli_importers | {rules.cli}
+        if (dst := unit_of(target, rules.roots)) in allowed
+        and unit_of(source, rules.roots) not in allowed[dst]
     }
 
 
@@ -268,6 +276,7 @@ def test_the_graph_is_read(graph):
     assert "fracdet.cli" in graph["fracdet.__main__"]
     assert "fracdet.data.formats" in graph["data_tools.phantoms"]
     assert "fracdet.config" in graph["fracdet.cli"]  # imported inside the commands only
+    assert "fracdet.cli_options.train" in graph["fracdet.cli"]
 
 
 def test_every_unit_has_a_layer(graph):
@@ -279,7 +288,10 @@ def test_every_unit_has_a_layer(graph):
 
 def test_nothing_but_main_imports_the_cli(graph):
     bad = cli_importers(graph, RULES)
-    assert not bad, f"only fracdet.__main__ may import the CLI; found:\n{describe(bad)}"
+    assert not bad, (
+        "only fracdet.__main__ may import the CLI, and only the CLI its options; found:\n"
+        + describe(bad)
+    )
 
 
 def test_no_cycle_between_units(graph):
@@ -330,6 +342,7 @@ FAKE_RULES = Rules(
         "pkg.a": 2,
         "pkg.b": 2,
         "pkg.cli": 3,
+        "pkg.cli_opts": 3,
         "pkg.__main__": 3,
         "tools": 3,
     },
@@ -337,6 +350,7 @@ FAKE_RULES = Rules(
     forbidden=frozenset({("pkg.a", "pkg.b"), ("pkg.b", "pkg.a")}),
     cli="pkg.cli",
     cli_importers=frozenset({"pkg.__main__"}),
+    cli_private=frozenset({"pkg.cli_opts"}),
 )
 
 
@@ -430,10 +444,16 @@ def test_checker_finds_cli_importers_and_unlayered_units(tmp_path):
     graph = fake_graph(
         tmp_path,
         {
-            "pkg/cli.py": "",
+            "pkg/cli.py": "from pkg.cli_opts.train import Train\n",  # allowed: the CLI's own
+            "pkg/cli_opts/__init__.py": "",
+            "pkg/cli_opts/train.py": "from pkg.cli_opts import Shared\n",  # within the unit
             "tools/gen.py": "def main():\n    from pkg.cli import app\n",
+            "pkg/a.py": "from pkg.cli_opts.train import Train\n",  # not the CLI
             "pkg/extra.py": "",
         },
     )
-    assert cli_importers(graph, FAKE_RULES) == {("tools.gen", "pkg.cli")}
+    assert cli_importers(graph, FAKE_RULES) == {
+        ("tools.gen", "pkg.cli"),
+        ("pkg.a", "pkg.cli_opts.train"),
+    }
     assert unlayered_units(graph, FAKE_RULES) == ["pkg.extra"]
