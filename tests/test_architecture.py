@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "fracdet.config": 0,
     "fracdet.provenance": 0,
     "fracdet.runtime": 0,
+    "fracdet.nnutil": 0,
     "fracdet.confusion": 0,
     "fracdet.shards": 0,
     "fracdet.journal": 0,

@@ -78,7 +78,8 @@ class PixelClassifier(nn.Module):
             low, high = torch.aminmax(pixels.detach())
             if low < -1e-3 or high > 1 + 1e-3:
                 raise ValueError(
-                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside"
+                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: "
+                    "the model normalises inside"
                 )
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
@@ -146,13 +147,19 @@ def create_classifier(
     )
     if args and not backbone.startswith("vit_"):
         raise ConfigError(
-            f"these weights are a ViT encoder ({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as vit_base_patch16_224.mae, not {backbone!r}",
+            (
+                "these weights are a ViT encoder "
+                f"({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as "
+                f"vit_base_patch16_224.mae, not {backbone!r}"
+            ),
             weights,
         )
     if pretrained and weights is None and not hub_reachable():
         raise ConfigError(
-            f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
-            "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
+            f"cannot download pretrained weights for {backbone!r}: the hub is unreachable "
+            "(offline?). "
+            "Pass a local state dict with --weights FILE instead (or train from scratch "
+            "without --pretrained)"
         )
     kwargs = {
         "pretrained": pretrained and weights is None,
@@ -163,7 +170,9 @@ def create_classifier(
         kwargs["global_pool"] = global_pool
     kwargs.update(args)
     try:
-        try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
+        # transformers have a fixed input size: build them for ours (timm resamples position
+        # embeddings)
+        try:
             model = (
                 timm.create_model(backbone, img_size=image_size, **kwargs)
                 if image_size
@@ -185,7 +194,8 @@ def create_classifier(
 
 
 def weights_architecture(path: Path) -> dict[str, Any]:
-    """The timm architecture a ``.safetensors`` file names in its metadata (``timm_args``), else ``{}``.
+    """The timm architecture a ``.safetensors`` file names in its metadata (``timm_args``), else
+    ``{}``.
 
     An MAE encoder can have any width and depth, which a backbone name cannot say; the file
     says it, so ``--backbone vit_base_patch16_224.mae --weights encoder.safetensors`` builds

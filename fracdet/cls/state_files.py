@@ -87,7 +87,10 @@ def state_misfit(
         for part in (
             f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-            f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}"
+            (
+                f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs "
+                f"model {tuple(own[mismatched[0]].shape)}"
+            )
             if mismatched
             else "",
         )
