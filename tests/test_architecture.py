@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "fracdet.provenance": 0,
     "fracdet.runtime": 0,
     "fracdet.nnutil": 0,
+    "fracdet.resample": 0,
     "fracdet.confusion": 0,
     "fracdet.shards": 0,
     "fracdet.journal": 0,

@@ -22,6 +22,7 @@ from fracdet.confusion import confusion_at
 from fracdet.data.coco import coco_document
 from fracdet.data.formats import Box, ImageRecord, box_to_coco
 from fracdet.errors import DataError
+from fracdet.resample import bootstrap_indices
 
 __all__ = [
     "to_coco_gt",
@@ -211,13 +212,11 @@ def bootstrap_map_ci(
         boxes_of.setdefault(ann["image_id"], []).append(ann)
     for row in results:
         found_of.setdefault(row["image_id"], []).append(row)
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {"map_50": [], "map_50_95": []}
-    for _ in range(n_boot):
+    # one replicate per draw (chunk_cells=1): the numbers a seed gave before stay the same
+    for (picks,) in bootstrap_indices(len(images), n_boot, seed=seed, chunk_cells=1):
         new_images, new_boxes, new_results = [], [], []
-        for new_id, k in enumerate(
-            rng.integers(0, len(images), size=len(images)).tolist(), start=1
-        ):
+        for new_id, k in enumerate(picks.tolist(), start=1):
             old_id = images[k]["id"]
             new_images.append({**images[k], "id": new_id})
             new_boxes += [
