@@ -10,11 +10,9 @@ temperature and the decision threshold are fitted on the validation split and st
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,10 +25,19 @@ from torch import nn
 from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.distributed import any_rank, barrier, broadcast_flag, merge_from_all, train_sampler
+from fracdet.cls.distributed import barrier, broadcast_flag, merge_from_all, train_sampler
 from fracdet.cls.inference import Predictions, predict_logits
+from fracdet.cls.loop import (
+    jsonable,
+    log_epoch,
+    skipped_rows,
+    start_epoch,
+    step_schedule,
+    train_epoch,
+    wrap_for_ddp,
+)
 from fracdet.cls.losses import class_weights, make_criterion
-from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
+from fracdet.cls.model import create_classifier, set_trainable
 from fracdet.cls.robustbench import is_robustbench, robustbench_spec
 from fracdet.cls.train_state import (
     TrainState,
@@ -44,18 +51,16 @@ from fracdet.data.datasets import AugmentConfig
 from fracdet.data.geometry import RESIZE_MODES, keeps_aspect
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import atomic_write, atomic_write_json
-from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
 from fracdet.runtime import (
     Runtime,
-    autocast,
     distributed_runtime,
     resolve_precision,
     seed_everything,
 )
 
-__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score", "step_schedule"]
+__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,27 +233,6 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
     )
 
 
-def step_schedule(
-    cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``).
-
-    Any config with ``epochs``, ``warmup_epochs`` and ``scheduler`` will do: pretrain-mae uses it too.
-    """
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.scheduler != "cosine":
-            return 1.0
-        progress_ = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train_classifier(
     cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> TrainResult | None:
@@ -347,13 +331,7 @@ def train_classifier(
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
-    net: nn.Module = model
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
-        )
+    net = wrap_for_ddp(model, runtime)
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
         backbone=cfg.model_name,
@@ -365,7 +343,7 @@ def train_classifier(
         mean=tuple(model.mean.flatten().tolist()),
         std=tuple(model.std.flatten().tolist()),
         backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
-        train_config=_jsonable(asdict(cfg)),
+        train_config=jsonable(asdict(cfg)),
         data_hash=data_hash,
         versions=versions(),
     )
@@ -383,24 +361,23 @@ def train_classifier(
             cfg.adv,
             f", {runtime.world_size} processes" if runtime.distributed else "",
         )
+    loss_of = _batch_loss(cfg, net, model, criterion, runtime)
     for epoch in range(state.epoch, cfg.epochs):
-        train_loader.dataset.epoch = epoch
-        generator.manual_seed(cfg.seed + epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        row = _train_one_epoch(
-            cfg,
+        start_epoch(train_loader, generator, sampler, seed=cfg.seed, epoch=epoch)
+        row = train_epoch(
             net,
             model,
             train_loader,
             optimizer,
             scheduler,
             scaler,
-            criterion,
-            precision,
-            runtime,
-            epoch,
-            state,
+            loss_of,
+            precision=precision,
+            runtime=runtime,
+            epoch=epoch,
+            epochs=cfg.epochs,
+            grad_clip=cfg.grad_clip,
+            state=state,
         )
         refuse_if_nothing_trained(
             row.pop("trained"),
@@ -458,14 +435,7 @@ def train_classifier(
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, float):
                         writer.add_scalar(key, value, epoch)
-            logger.info(
-                "epoch %d/%d  %s",
-                epoch + 1,
-                cfg.epochs,
-                "  ".join(
-                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)
-                ),
-            )
+            log_epoch(logger, epoch, cfg.epochs, row)
             stop = state.bad_epochs >= cfg.patience
             if stop:
                 logger.info(
@@ -491,79 +461,29 @@ def train_classifier(
     return result
 
 
-def _train_one_epoch(
-    cfg,
-    net,
-    model,
-    loader,
-    optimizer,
-    scheduler,
-    scaler,
-    criterion,
-    precision,
-    runtime: Runtime,
-    epoch: int,
-    state: TrainState,
-) -> dict[str, Any]:
-    """One pass over the training data; returns the epoch's row for the metrics log."""
-    net.train()
-    freeze_batchnorm(model)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    seen, wait, start = 0, 0.0, time.perf_counter()
-    batches = (
-        progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader))
-        if runtime.is_main
-        else loader
-    )
-    tick = time.perf_counter()
-    for batch in batches:
-        wait += time.perf_counter() - tick
-        state.record_failures(batch.failures, loader.dataset.records)
-        if any_rank(len(batch) == 0, runtime):  # no readable image here (or on another process)
-            tick = time.perf_counter()
-            continue
+def _batch_loss(cfg: ClsTrainConfig, net, model, criterion, runtime: Runtime):
+    """``loss_of`` for :func:`~fracdet.cls.loop.train_epoch`: clean, PGD-AT or TRADES."""
+
+    def loss_of(batch) -> torch.Tensor:
         images = batch.images.to(runtime.device, non_blocking=True)
         labels = batch.labels.to(runtime.device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(runtime.device, precision):
-            if cfg.adv == "trades":
-                loss = trades_loss(
-                    net,
-                    images,
-                    labels,
-                    cfg.pgd,
-                    beta=cfg.trades_beta,
-                    natural_loss=criterion,
-                    attack_model=model,
-                )
-            else:
-                if cfg.adv == "pgd":
-                    images = pgd_attack(model, images, labels, cfg.pgd)
-                loss = criterion(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+        if cfg.adv == "trades":
+            return trades_loss(
+                net,
+                images,
+                labels,
+                cfg.pgd,
+                beta=cfg.trades_beta,
+                natural_loss=criterion,
+                attack_model=model,
             )
-        scaler.step(optimizer)
-        scaler.update()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.detach().double().cpu() * len(batch)
-        seen += len(batch)
-        tick = time.perf_counter()
-    elapsed = time.perf_counter() - start
-    return {
-        "epoch": epoch + 1,
-        "train_loss": float(loss_sum / max(seen, 1)),
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
-        "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
-        "trained": seen,  # popped by the caller: an epoch of no image stops the run
-    }
+        if cfg.adv == "pgd":
+            images = pgd_attack(model, images, labels, cfg.pgd)
+        return criterion(net(images), labels)
+
+    return loss_of
 
 
 def _finish(
@@ -632,11 +552,7 @@ def _finish(
         replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics),
         best_path,
     )
-    skipped = (
-        [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())]
-        + train.skipped
-        + val.skipped
-    )
+    skipped = skipped_rows(state) + train.skipped + val.skipped
     report = {
         "best_epoch": state.best_epoch + 1,
         "best_score": state.best_score,
@@ -644,7 +560,7 @@ def _finish(
         "temperature": temperature,
         "epochs_run": state.epoch,
         "skipped": skipped,
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "versions": versions(),
         "data_hash": meta.data_hash,
     }
@@ -671,7 +587,3 @@ def _tensorboard(out: Path):
     except ImportError:
         return None
     return SummaryWriter(str(out / "tensorboard"))
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(values, default=str))
