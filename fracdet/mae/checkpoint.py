@@ -1,4 +1,5 @@
-"""MAE checkpoints as data: ``NAME.safetensors`` (the whole ``ViTMAEForPreTraining``) beside ``NAME.json``.
+"""MAE checkpoints as data: ``NAME.safetensors`` (the whole ``ViTMAEForPreTraining``) beside
+``NAME.json``.
 
 The JSON holds the Hugging Face config, so a checkpoint rebuilds without the hub and without
 unpickling anything (ARCHITECTURE invariant 3), plus where the weights started from, the
@@ -83,7 +84,9 @@ class MAEMeta:
 
 
 def resolve_mae_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a ``.json``."""
+    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a
+    ``.json``.
+    """
     return checkpoint_files(path, kind="MAE", article="an")
 
 

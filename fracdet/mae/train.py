@@ -112,7 +112,8 @@ class MAETrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.pretrained and self.weights is not None:
             raise ConfigError(
-                "pretrained and weights exclude each other: --weights already names the starting weights"
+                "pretrained and weights exclude each other: --weights already names the "
+                "starting weights"
             )
 
     @property
@@ -146,15 +147,18 @@ class MAETrainResult:
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         return (
-            f"best epoch {self.best_epoch}: val masked-patch MSE {self.initial['mse']:.4f} -> {self.best_val['mse']:.4f} "
-            f"(loss {self.initial['loss']:.4f} -> {self.best_val['loss']:.4f}); encoder for train-cls -> {self.encoder}"
+            f"best epoch {self.best_epoch}: val masked-patch MSE {self.initial['mse']:.4f} -> "
+            f"{self.best_val['mse']:.4f} "
+            f"(loss {self.initial['loss']:.4f} -> {self.best_val['loss']:.4f}); encoder for "
+            f"train-cls -> {self.encoder}"
         )
 
 
 def pretrain_mae(
     cfg: MAETrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> MAETrainResult | None:
-    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
 
     Under torchrun only rank 0 validates and writes, so the other processes return ``None``.
     """
@@ -226,7 +230,8 @@ def pretrain_mae(
         if initial.images == 0:
             example = f" (e.g. {initial.failures[0][1]})" if initial.failures else ""
             raise DataError(
-                f"none of the {len(images.val)} validation images could be read{example}: nothing to validate on",
+                f"none of the {len(images.val)} validation images could be read{example}: "
+                "nothing to validate on",
                 cfg.data,
             )
     out = prepare_run_folder(
@@ -322,7 +327,8 @@ def _finish(
     if not (out / "best.safetensors").is_file():
         example = f" (e.g. {skipped[0]['reason']})" if skipped else ""
         raise DataError(
-            f"none of the {len(images.val)} validation images could be read{example}: no best weights",
+            f"none of the {len(images.val)} validation images could be read{example}: no best "
+            "weights",
             out,
         )
     best_meta, best_state, best_path = read_mae_state(out / "best.safetensors")
