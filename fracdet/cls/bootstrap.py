@@ -52,7 +52,8 @@ def _resample_chunks(
 def _check_bootstrap(y: np.ndarray, prob: np.ndarray, n_boot: int, alpha: float) -> None:
     if y.ndim != 1 or prob.ndim not in (1, 2) or prob.shape[0] != y.shape[0]:
         raise ValueError(
-            f"y_true must be (N,) and prob (N,) or (N, C) with the same N, got shapes {y.shape} and {prob.shape}"
+            "y_true must be (N,) and prob (N,) or (N, C) with the same N, got shapes "
+            f"{y.shape} and {prob.shape}"
         )
     if y.size == 0:
         raise ValueError("no predictions")

@@ -83,7 +83,8 @@ class ClassifierMeta:
 
     @property
     def input_std(self) -> tuple[float, ...]:
-        """The std that turns a pixel change into the first layer's units (ε in ``normalized`` space).
+        """The std that turns a pixel change into the first layer's units (ε in ``normalized``
+        space).
 
         fracdet's wrapper divides by ``std``; a backbone that normalises itself (RobustBench
         models with built-in mean/std) records its own in ``backbone_info``; the two compose.
@@ -158,7 +159,9 @@ def meta_from_json(
 
 
 def checkpoint_files(path: str | Path, *, kind: str, article: str = "a") -> tuple[Path, Path]:
-    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a ``.json``."""
+    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a
+    ``.json``.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "best.safetensors"
@@ -247,7 +250,8 @@ def load_classifier(
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
         raise ConfigError(
-            f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} ({first[:200]})",
+            f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} "
+            f"({first[:200]})",
             weights,
         ) from exc
     model.mean.copy_(torch.tensor(meta.mean).view(1, -1, 1, 1))

@@ -9,14 +9,12 @@ temperature and the decision threshold are fitted on the validation split and st
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,13 +22,17 @@ from torch import nn
 
 from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
-from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.distributed import barrier, broadcast_flag, merge_from_all, train_sampler
+from fracdet.cls.data import load_split, make_loader
+from fracdet.cls.distributed import (
+    barrier,
+    broadcast_flag,
+    merge_from_all,
+    train_sampler,
+)
 from fracdet.cls.inference import Predictions, predict_logits
 from fracdet.cls.loop import (
     jsonable,
     log_epoch,
-    skipped_rows,
     start_epoch,
     step_schedule,
     train_epoch,
@@ -38,7 +40,9 @@ from fracdet.cls.loop import (
 )
 from fracdet.cls.losses import class_weights, make_criterion
 from fracdet.cls.model import create_classifier, set_trainable
-from fracdet.cls.robustbench import is_robustbench, robustbench_spec
+from fracdet.cls.robustbench import is_robustbench
+from fracdet.cls.train_config import ClsTrainConfig
+from fracdet.cls.train_report import TrainResult, finish_run
 from fracdet.cls.train_state import (
     TrainState,
     load_state,
@@ -47,12 +51,10 @@ from fracdet.cls.train_state import (
     save_state,
     write_history,
 )
-from fracdet.data.datasets import AugmentConfig
-from fracdet.data.geometry import RESIZE_MODES, keeps_aspect
-from fracdet.errors import ConfigError, DataError
-from fracdet.fsutil import atomic_write, atomic_write_json
+from fracdet.data.geometry import keeps_aspect
+from fracdet.errors import DataError
 from fracdet.provenance import records_hash, versions
-from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
+from fracdet.robust.pgd import classification_loss, pgd_attack, trades_loss
 from fracdet.runtime import (
     Runtime,
     distributed_runtime,
@@ -63,146 +65,6 @@ from fracdet.runtime import (
 __all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClsTrainConfig:
-    """Everything ``train-cls`` needs; defaults suit real radiographs (``configs/cls.yaml``)."""
-
-    config_section: ClassVar[str] = "train_cls"  # its section in a preset (configs/r2i.yaml)
-
-    manifest: Path
-    output: Path = Path("runs/cls")
-    backbone: str = "resnet18"  # a timm name, or robustbench:NAME (with rb_dataset / rb_threat)
-    rb_dataset: str | None = None  # RobustBench zoo: cifar10 (default) | cifar100 | imagenet
-    rb_threat: str | None = None  # RobustBench zoo: Linf (default) | L2 | corruptions
-    target: str = "label"  # label (fractured or not), body_part, or another manifest column
-    pretrained: bool = False
-    weights: Path | None = None
-    image_size: int = 384
-    resize: str = "letterbox"  # letterbox (aspect kept, padded) | stretch (to the square, as the robust-transfer study)
-    global_pool: str | None = None  # timm's default (avg); max keeps small findings visible
-    mode: str = "full"  # full | linear (frozen backbone) | partial
-    unfreeze_blocks: int = 1
-    epochs: int = 25
-    batch_size: int = 16
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | plateau | none
-    warmup_epochs: float = 1.0
-    grad_clip: float | None = 1.0
-    imbalance: str = "loss"  # loss (class weights) | sampler (weighted sampling) | none
-    loss: str = "ce"  # ce | focal
-    focal_gamma: float = 2.0
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
-    patience: int = 5
-    adv: str = "none"  # none | pgd (Madry PGD-AT) | trades
-    adv_eps: float = 4 / 255
-    adv_steps: int = 10
-    adv_step_size: float = 1 / 255
-    trades_beta: float = 6.0
-    rotate: float = 10.0
-    scale_jitter: float = 0.1
-    translate: float = 0.05
-    brightness: float = 0.1
-    contrast: float = 0.1
-    clahe: bool = False
-    hflip: bool = False
-    augment_p: float = 0.5
-    threshold_method: str = (
-        "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
-    )
-    threshold_target: float | None = None
-    workers: int = 2
-    device: str | None = None
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        choices = {
-            "mode": ("full", "linear", "partial"),
-            "optimizer": ("adamw", "adam", "sgd"),
-            "scheduler": ("cosine", "plateau", "none"),
-            "imbalance": ("loss", "sampler", "none"),
-            "loss": ("ce", "focal"),
-            "adv": ("none", "pgd", "trades"),
-            "threshold_method": ("f1", "youden", "sensitivity", "specificity", "none"),
-            "resize": RESIZE_MODES,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"
-                )
-        for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
-            if getattr(self, key) < low:
-                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
-        if (
-            self.threshold_method in ("sensitivity", "specificity")
-            and self.threshold_target is None
-        ):
-            raise ConfigError(
-                f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)"
-            )
-        if is_robustbench(self.backbone):
-            robustbench_spec(
-                self.backbone, self.rb_dataset, self.rb_threat
-            )  # its name, dataset and threat checked now
-        elif self.rb_dataset is not None or self.rb_threat is not None:
-            raise ConfigError(
-                f"rb_dataset / rb_threat choose a RobustBench zoo: they need backbone robustbench:NAME, not {self.backbone!r}"
-            )
-
-    @property
-    def model_name(self) -> str:
-        """The backbone as checkpoints record it: timm's name, or ``robustbench:DATASET/THREAT/NAME``."""
-        return (
-            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)
-            if is_robustbench(self.backbone)
-            else self.backbone
-        )
-
-    @property
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(
-            self.rotate,
-            self.scale_jitter,
-            self.translate,
-            self.brightness,
-            self.contrast,
-            self.clahe,
-            self.hflip,
-            self.augment_p,
-        )
-
-    @property
-    def pgd(self) -> PGDConfig:
-        return PGDConfig(self.adv_eps, self.adv_steps, self.adv_step_size)
-
-
-@dataclass
-class TrainResult:
-    """Where the run went and how it ended."""
-
-    run_dir: Path
-    best: Path
-    last: Path
-    best_epoch: int
-    best_score: float
-    threshold: float
-    temperature: float
-    history: list[dict[str, Any]]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def line(self) -> str:
-        """The one-line summary the CLI prints."""
-        return (
-            f"best epoch {self.best_epoch}: val score {self.best_score:.4f}; threshold {self.threshold:.3f}, "
-            f"temperature {self.temperature:.3f} -> {self.best}"
-        )
 
 
 def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
@@ -236,7 +98,8 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
 def train_classifier(
     cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> TrainResult | None:
-    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
 
     Under torchrun only rank 0 validates, calibrates and writes the run, so the other
     processes return ``None``: they have no result of their own to report.
@@ -246,7 +109,8 @@ def train_classifier(
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
         raise DataError(
-            f"the {'train' if not train.records else 'val'} split has no usable images for target {cfg.target!r}",
+            f"the {'train' if not train.records else 'val'} split has no usable images for "
+            f"target {cfg.target!r}",
             cfg.manifest,
         )
     names = train.class_names
@@ -254,7 +118,8 @@ def train_classifier(
     present = set(train.labels.tolist())
     if len(present) < 2:
         raise DataError(
-            f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn",
+            f"the train split holds one class only ({names[next(iter(present))]}): nothing to "
+            "learn",
             cfg.manifest,
         )
     precision = resolve_precision(cfg.precision, runtime.device)
@@ -269,7 +134,8 @@ def train_classifier(
     )
     if is_robustbench(cfg.backbone) and not (cfg.pretrained or cfg.weights):
         logger.warning(
-            "%s starts from random weights: the robust-transfer study needs the zoo's (--pretrained, or --weights FILE|DIR offline)",
+            "%s starts from random weights: the robust-transfer study needs the zoo's "
+            "(--pretrained, or --weights FILE|DIR offline)",
             cfg.model_name,
         )
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
@@ -350,7 +216,8 @@ def train_classifier(
     writer = _tensorboard(out) if runtime.is_main else None
     if runtime.is_main:
         logger.info(
-            "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision %s, adv %s%s",
+            "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision "
+            "%s, adv %s%s",
             cfg.model_name,
             cfg.mode,
             n_trainable,
@@ -453,7 +320,7 @@ def train_classifier(
         writer.close()
     state.skipped = merge_from_all(state.skipped, runtime)
     result = (
-        _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
+        finish_run(cfg, model, val, val_loader, precision, runtime, out, state, train)
         if runtime.is_main
         else None
     )
@@ -484,100 +351,6 @@ def _batch_loss(cfg: ClsTrainConfig, net, model, criterion, runtime: Runtime):
         return criterion(net(images), labels)
 
     return loss_of
-
-
-def _finish(
-    cfg,
-    model,
-    val: LabelledSplit,
-    val_loader,
-    precision: str,
-    runtime: Runtime,
-    out: Path,
-    state: TrainState,
-    train: LabelledSplit,
-) -> TrainResult:
-    """Reload the best weights; fit temperature and threshold on validation; store them in ``best``."""
-    from safetensors.torch import load_file
-
-    from fracdet.cls.calibration import fit_temperature
-    from fracdet.cls.checkpoint import load_classifier
-    from fracdet.cls.metrics import binary_metrics, tune_threshold
-
-    best_path = out / "best.safetensors"
-    if not best_path.is_file():  # validation score was never defined: keep the last weights
-        for name in ("safetensors", "json"):
-            atomic_write(
-                out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}")
-            )
-    _, meta = load_classifier(best_path)
-    model.backbone.load_state_dict(load_file(str(best_path)))
-    preds = predict_logits(
-        model,
-        val_loader,
-        device=runtime.device,
-        precision=precision,
-        description="calibrate",
-        channels_last=cfg.channels_last,
-    )
-    temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
-    if len(preds.labels) and len(np.unique(preds.labels)) > 1:
-        temperature = float(fit_temperature(preds.logits, preds.labels))
-        if meta.binary:
-            probs = apply_temperature(preds.logits, temperature)
-            if (
-                cfg.threshold_method != "none"
-            ):  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
-                threshold = float(
-                    tune_threshold(
-                        preds.labels,
-                        probs,
-                        method=cfg.threshold_method,
-                        target=cfg.threshold_target,
-                    )
-                )
-            val_metrics.update(
-                {
-                    f"val_{k}": v
-                    for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items()
-                    if isinstance(v, (int, float)) and v is not None
-                }
-            )
-    else:
-        logger.warning(
-            "validation split holds one class only: threshold stays 0.5 and temperature 1.0"
-        )
-    save_classifier(
-        model,
-        replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics),
-        best_path,
-    )
-    skipped = skipped_rows(state) + train.skipped + val.skipped
-    report = {
-        "best_epoch": state.best_epoch + 1,
-        "best_score": state.best_score,
-        "threshold": threshold,
-        "temperature": temperature,
-        "epochs_run": state.epoch,
-        "skipped": skipped,
-        "config": jsonable(asdict(cfg)),
-        "versions": versions(),
-        "data_hash": meta.data_hash,
-    }
-    atomic_write_json(out / "train_report.json", report)
-    if skipped:
-        logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
-    return TrainResult(
-        out,
-        best_path,
-        out / "last.safetensors",
-        state.best_epoch + 1,
-        state.best_score,
-        threshold,
-        temperature,
-        state.history,
-        skipped,
-    )
 
 
 def _tensorboard(out: Path):
