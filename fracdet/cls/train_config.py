@@ -66,9 +66,8 @@ class ClsTrainConfig:
     clahe: bool = False
     hflip: bool = False
     augment_p: float = 0.5
-    threshold_method: str = (
-        "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
-    )
+    # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
+    threshold_method: str = "f1"
     threshold_target: float | None = None
     workers: int = 2
     device: str | None = None
@@ -103,9 +102,8 @@ class ClsTrainConfig:
                 f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)"
             )
         if is_robustbench(self.backbone):
-            robustbench_spec(
-                self.backbone, self.rb_dataset, self.rb_threat
-            )  # its name, dataset and threat checked now
+            # its name, dataset and threat checked now
+            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)
         elif self.rb_dataset is not None or self.rb_threat is not None:
             raise ConfigError(
                 "rb_dataset / rb_threat choose a RobustBench zoo: they need backbone "
