@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from fracdet.cls.distributed import any_rank
 from fracdet.cls.model import freeze_batchnorm
-from fracdet.cls.train_state import TrainState
+from fracdet.cls.train_state import TrainState, refuse_if_nothing_trained
 from fracdet.log import progress
 from fracdet.runtime import Runtime, autocast
 
@@ -102,13 +103,16 @@ def train_epoch(
     epochs: int,
     grad_clip: float | None,
     state: TrainState,
+    data: Path,
+    out: Path,
 ) -> dict[str, Any]:
     """One pass over the training data; returns the epoch's row for the metrics log.
 
     ``net`` is what trains (``model`` itself or its DDP wrapper); ``loss_of(batch)`` runs
     under autocast and moves the batch to the device itself. Frozen BatchNorm layers stay in
-    eval mode (a linear probe must not drift). The row's ``trained`` (images seen) is for
-    the caller to pop: an epoch of no image stops the run.
+    eval mode (a linear probe must not drift). An epoch that read no image on any process
+    stops the run (:func:`~fracdet.cls.train_state.refuse_if_nothing_trained`; ``data`` and
+    ``out`` name the input and the run folder in its error).
     """
     net.train()
     freeze_batchnorm(model)
@@ -143,13 +147,15 @@ def train_epoch(
         seen += len(batch)
         tick = time.perf_counter()
     elapsed = time.perf_counter() - start
+    refuse_if_nothing_trained(
+        seen, len(loader.dataset.records), state, data=data, out=out, runtime=runtime
+    )
     return {
         "epoch": epoch + 1,
         "train_loss": float(loss_sum / max(seen, 1)),
         "lr": float(optimizer.param_groups[0]["lr"]),
         "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
         "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
-        "trained": seen,
     }
 
 

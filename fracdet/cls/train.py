@@ -47,7 +47,6 @@ from fracdet.cls.train_state import (
     TrainState,
     load_state,
     prepare_run_folder,
-    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
@@ -245,14 +244,8 @@ def train_classifier(
             epochs=cfg.epochs,
             grad_clip=cfg.grad_clip,
             state=state,
-        )
-        refuse_if_nothing_trained(
-            row.pop("trained"),
-            len(train.records),
-            state,
             data=Path(cfg.manifest),
             out=out,
-            runtime=runtime,
         )
         stop = False
         if runtime.is_main:

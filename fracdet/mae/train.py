@@ -38,7 +38,6 @@ from fracdet.cls.train_state import (
     check_run_folder,
     load_state,
     prepare_run_folder,
-    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
@@ -280,14 +279,8 @@ def pretrain_mae(
             epochs=cfg.epochs,
             grad_clip=cfg.grad_clip,
             state=state,
-        )
-        refuse_if_nothing_trained(
-            row.pop("trained"),
-            len(images.train),
-            state,
             data=Path(cfg.data),
             out=out,
-            runtime=runtime,
         )
         if runtime.is_main:
             val = masked_error(
