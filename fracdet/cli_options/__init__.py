@@ -24,6 +24,13 @@ __all__ = [
     "DeviceOpt",
     "PrecisionOpt",
     "WorkersOpt",
+    "ManifestArg",
+    "TrainImageSizeOpt",
+    "TrainBatchOpt",
+    "PgdStepsOpt",
+    "BatchOpt",
+    "ReportOutOpt",
+    "SplitOpt",
 ]
 
 ConfigOpt = Annotated[
@@ -64,3 +71,14 @@ PrecisionOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[int | None, typer.Option(help="Data-loading processes.")]
+ManifestArg = Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")]
+TrainImageSizeOpt = Annotated[
+    int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")
+]
+TrainBatchOpt = Annotated[
+    int | None, typer.Option(help="Images per batch (per process under torchrun).")
+]
+PgdStepsOpt = Annotated[int | None, typer.Option(help="PGD steps.")]
+BatchOpt = Annotated[int | None, typer.Option(help="Images per batch.")]
+ReportOutOpt = Annotated[Path | None, typer.Option("--out", help="Report folder to create.")]
+SplitOpt = Annotated[str | None, typer.Option(help="train, val, test or all.")]

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from fracdet.cli_options import BatchOpt, ManifestArg, PgdStepsOpt, ReportOutOpt, SplitOpt
+
 __all__ = ["EvalDet", "EvalCls", "Predict", "Merge", "Audit"]
 
 
@@ -20,9 +22,9 @@ class EvalDet:
         Path, typer.Argument(help="Folder written by `fracdet convert` (or its data.yaml).")
     ]
     split = Annotated[str | None, typer.Option(help="train, val or test.")]
-    output = Annotated[Path | None, typer.Option("--out", help="Report folder to create.")]
+    output = ReportOutOpt
     imgsz = Annotated[int | None, typer.Option(help="Inference image size.")]
-    batch = Annotated[int | None, typer.Option(help="Images per batch.")]
+    batch = BatchOpt
     conf = Annotated[float | None, typer.Option(help="Lowest box score kept (low for mAP).")]
     iou = Annotated[float | None, typer.Option(help="NMS IoU threshold.")]
     image_threshold = Annotated[
@@ -47,10 +49,10 @@ class EvalCls:
         Path,
         typer.Argument(help="Classifier checkpoint: run folder, best.safetensors or its .json."),
     ]
-    manifest = Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")]
-    split = Annotated[str | None, typer.Option(help="train, val, test or all.")]
-    output = Annotated[Path | None, typer.Option("--out", help="Report folder to create.")]
-    batch_size = Annotated[int | None, typer.Option(help="Images per batch.")]
+    manifest = ManifestArg
+    split = SplitOpt
+    output = ReportOutOpt
+    batch_size = BatchOpt
     n_boot = Annotated[int | None, typer.Option(help="Bootstrap replicates for the 95% CIs.")]
 
 
@@ -170,7 +172,7 @@ class Audit:
         float | None,
         typer.Option(help="Lowest detector score for boxes used in localization and agreement."),
     ]
-    split = Annotated[str | None, typer.Option(help="train, val, test or all.")]
+    split = SplitOpt
     output = Annotated[
         Path | None,
         typer.Option(
@@ -179,7 +181,7 @@ class Audit:
     ]
     attack = Annotated[str | None, typer.Option(help="pgd (l-inf), fgsm or pgd_l2.")]
     eps = Annotated[str | None, typer.Option(help="Attack budget in pixel units: 4/255 or 0.0157.")]
-    steps = Annotated[int | None, typer.Option(help="PGD steps.")]
+    steps = PgdStepsOpt
     step_size = Annotated[str | None, typer.Option(help="PGD step size, e.g. 1/255.")]
     restarts = Annotated[
         int | None, typer.Option(help="PGD random restarts (the worst case per image is kept).")

@@ -7,13 +7,15 @@ from typing import Annotated
 
 import typer
 
+from fracdet.cli_options import BatchOpt, ManifestArg, PgdStepsOpt, TrainBatchOpt, TrainImageSizeOpt
+
 __all__ = ["TrainCls", "PretrainMae", "MaeShow", "TrainDet"]
 
 
 class TrainCls:
     """Options of ``fracdet train-cls``."""
 
-    manifest = Annotated[Path, typer.Argument(help="manifest.csv written by `fracdet convert`.")]
+    manifest = ManifestArg
     output = Annotated[
         Path | None, typer.Option("--out", help="Run folder (checkpoints, metrics log).")
     ]
@@ -67,9 +69,7 @@ class TrainCls:
         typer.Option(help="full, linear or partial (head + last --unfreeze-blocks stages)."),
     ]
     unfreeze_blocks = Annotated[int | None, typer.Option(help="Stages trained in partial mode.")]
-    image_size = Annotated[
-        int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")
-    ]
+    image_size = TrainImageSizeOpt
     resize = Annotated[
         str | None,
         typer.Option(
@@ -84,9 +84,7 @@ class TrainCls:
         typer.Option(help="timm pooling: avg (default), max (keeps small findings), avgmax."),
     ]
     epochs = Annotated[int | None, typer.Option(help="Maximum epochs.")]
-    batch_size = Annotated[
-        int | None, typer.Option(help="Images per batch (per process under torchrun).")
-    ]
+    batch_size = TrainBatchOpt
     lr = Annotated[float | None, typer.Option(help="Peak learning rate.")]
     optimizer = Annotated[str | None, typer.Option(help="adamw, adam or sgd.")]
     scheduler = Annotated[str | None, typer.Option(help="cosine, plateau or none (after warm-up).")]
@@ -103,7 +101,7 @@ class TrainCls:
     adv_eps = Annotated[
         float | None, typer.Option(help="PGD l-inf budget in [0, 1] pixel units (default 4/255).")
     ]
-    adv_steps = Annotated[int | None, typer.Option(help="PGD steps.")]
+    adv_steps = PgdStepsOpt
     adv_step_size = Annotated[float | None, typer.Option(help="PGD step size (default 1/255).")]
     threshold_method = Annotated[
         str | None,
@@ -152,9 +150,7 @@ class PretrainMae:
             help="Start from a local Hugging Face ViT-MAE folder or a fracdet MAE checkpoint."
         ),
     ]
-    image_size = Annotated[
-        int | None, typer.Option(help="Square input size in pixels (aspect kept, padded).")
-    ]
+    image_size = TrainImageSizeOpt
     patch_size = Annotated[
         int | None,
         typer.Option(help="Patch size in pixels (default: the weights' own, 16 from scratch)."),
@@ -163,9 +159,7 @@ class PretrainMae:
         float | None, typer.Option(help="Fraction of patches hidden (MAE: 0.75).")
     ]
     epochs = Annotated[int | None, typer.Option(help="Epochs.")]
-    batch_size = Annotated[
-        int | None, typer.Option(help="Images per batch (per process under torchrun).")
-    ]
+    batch_size = TrainBatchOpt
     lr = Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")]
     weight_decay = Annotated[float | None, typer.Option(help="AdamW weight decay.")]
     warmup_epochs = Annotated[
@@ -204,7 +198,7 @@ class MaeShow:
     ]
     count = Annotated[int | None, typer.Option(help="Images in the figure (a seeded draw).")]
     max_images = Annotated[int | None, typer.Option(help="Score only the first N images.")]
-    batch_size = Annotated[int | None, typer.Option(help="Images per batch.")]
+    batch_size = BatchOpt
 
 
 class TrainDet:
