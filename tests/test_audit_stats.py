@@ -1,4 +1,6 @@
-"""Statistics between models: paired Wilcoxon and bootstrap CIs, Wilson intervals, hand values and simulations."""
+"""Statistics between models: paired Wilcoxon and bootstrap CIs, Wilson intervals, hand values
+and simulations.
+"""
 
 from __future__ import annotations
 

@@ -196,8 +196,8 @@ def test_convert_options_reach_the_config(library, tmp_path):
     assert cfg.group_regex == "^(P\\d+)_" and cfg.images_root == tmp_path / "img"
     assert cfg.full_check is True and cfg.overwrite is False and cfg.official_only is False
     assert (
-        result.stdout
-        == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); 1 skipped, see convert_report.json\n"
+        result.stdout == f"3 images -> {tmp_path / 'out'} (train: 2 fractured, 1 intact); "
+        "1 skipped, see convert_report.json\n"
     )
 
 

@@ -58,8 +58,8 @@ def test_train_cls_prints_the_result_line_with_the_options_passed(monkeypatch, t
     assert out.exit_code == 0, out.output
     assert out.output.strip() == result.line()
     assert (
-        result.line()
-        == f"best epoch 3: val score 0.9123; threshold 0.400, temperature 1.500 -> {tmp_path / 'best.safetensors'}"
+        result.line() == "best epoch 3: val score 0.9123; threshold 0.400, temperature 1.500 -> "
+        f"{tmp_path / 'best.safetensors'}"
     )
     cfg = seen["cfg"]
     assert cfg.output == tmp_path / "run" and cfg.epochs == 2 and cfg.mode == "linear"
@@ -97,11 +97,13 @@ def test_train_cls_out_naming_a_file_is_one_line(phantom_dataset, tmp_path):
     [
         (
             {"n": 40, "auroc": 0.8766, "sensitivity": 0.75, "specificity": 0.5, "threshold": 0.42},
-            "40 images: AUROC 0.877, sensitivity 0.750, specificity 0.500 at threshold 0.420; report: {report}",
+            "40 images: AUROC 0.877, sensitivity 0.750, specificity 0.500 at threshold 0.420; "
+            "report: {report}",
         ),
         (
             {"n": 5, "auroc": None, "sensitivity": None, "specificity": 0.8, "threshold": 0.5},
-            "5 images: AUROC undefined (one class), sensitivity undefined, specificity 0.800 at threshold 0.500; report: {report}",
+            "5 images: AUROC undefined (one class), sensitivity undefined, specificity 0.800 "
+            "at threshold 0.500; report: {report}",
         ),
         (
             {"n": 9, "accuracy": 0.6667, "auroc_macro": 0.71234},

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from fracdet.cls.checkpoint import ClassifierMeta, load_classifier, save_classifier
-from fracdet.cls.model import create_classifier, load_state_dict_file, set_trainable
+from fracdet.cls.model import create_classifier, set_trainable
+from fracdet.cls.state_files import load_state_dict_file
 from fracdet.errors import ConfigError
 from fracdet.runtime import resolve_precision
 

@@ -89,7 +89,8 @@ def test_full_training_writes_checkpoints_logs_and_evaluates(phantom_dataset, tm
     )
     assert line.endswith(f"report: {tmp_path / 'eval' / 'report.html'}")
     assert result.line() == (
-        f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold {result.threshold:.3f}, "
+        f"best epoch {result.best_epoch}: val score {result.best_score:.4f}; threshold "
+        f"{result.threshold:.3f}, "
         f"temperature {result.temperature:.3f} -> {result.best}"
     )
     with open(phantom_dataset / "manifest.csv", newline="") as fh:
@@ -267,7 +268,9 @@ def test_output_that_is_a_file_is_refused_and_kept(phantom_dataset, tmp_path, fl
 def _torchrun_train_cls(
     manifest: Path, out: Path, *, image_size: int, batch_size: int, epochs: int
 ) -> subprocess.CompletedProcess:
-    """``train-cls`` (resnet10t) under torchrun with two gloo processes on the CPU; asserts it exits 0."""
+    """``train-cls`` (resnet10t) under torchrun with two gloo processes on the CPU; asserts it
+    exits 0.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
     cmd = [
         sys.executable,
@@ -316,7 +319,9 @@ def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_keeps_its_processes_in_step_past_unreadable_images(phantom_dataset, tmp_path):
-    """Batches of one image, some unreadable: a process with nothing to train must not leave the others waiting in DDP's all-reduce."""
+    """Batches of one image, some unreadable: a process with nothing to train must not leave the
+    others waiting in DDP's all-reduce.
+    """
     with open(phantom_dataset / "manifest.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     train = [r for r in rows if r["split"] == "train"]

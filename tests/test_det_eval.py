@@ -1,4 +1,6 @@
-"""Detector scoring: COCO mAP checked by hand, image-level metrics, batched inference, checkpoint-kind checks."""
+"""Detector scoring: COCO mAP checked by hand, image-level metrics, batched inference,
+checkpoint-kind checks.
+"""
 
 from __future__ import annotations
 
@@ -231,7 +233,8 @@ def test_records_to_coco_and_back_score_what_the_boxes_say():
     assert m["map_50"] == pytest.approx(1.0) and m["per_class_ap"]["hardware"][
         "ap50"
     ] == pytest.approx(1.0)
-    # the hardware box called a fracture: hardware AP 0, and the extra fracture box is a false positive
+    # the hardware box called a fracture: hardware AP 0, and the extra fracture box is a false
+    # positive
     relabelled = [(r.boxes, [0.9] * len(r.boxes)) for r in records[:1]] + [
         ([records[1].boxes[0], Box(5, 5, 25, 45)], [0.9, 0.95]),
         ([], []),

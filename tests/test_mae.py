@@ -1,4 +1,5 @@
-"""pretrain-mae, mae-show and the encoder as a timm backbone, on a tiny ViT-MAE (32 px, 8-px patches).
+"""pretrain-mae, mae-show and the encoder as a timm backbone, on a tiny ViT-MAE (32 px, 8-px
+patches).
 
 Nothing downloads: models are built from a ViTMAEConfig; "local weights" are a folder written
 by ``save_pretrained`` here.
@@ -191,7 +192,9 @@ def _legacy(key: str) -> str:
 
 
 def _meta_sincos(dim: int, grid: int) -> np.ndarray:
-    """Meta's MAE reference (facebookresearch/mae, util/pos_embed.py: get_2d_sincos_pos_embed), transcribed."""
+    """Meta's MAE reference (facebookresearch/mae, util/pos_embed.py: get_2d_sincos_pos_embed),
+    transcribed.
+    """
 
     def one_axis(d, pos):
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
@@ -559,7 +562,8 @@ def test_mae_show_errors(mae_run, phantom_dataset, tmp_path):
     assert not any((tmp_path / n).exists() for n in "abcde")
 
 
-# ----------------------------------------------------------------------------- the three stages from the CLI
+# ----------------------------------------------------------------------------- the three stages
+# from the CLI
 
 
 def test_three_stages_from_the_cli(phantom_dataset, tmp_path):

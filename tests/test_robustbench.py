@@ -18,7 +18,8 @@ from fracdet.cls.robustbench import parse_spec, robustbench_spec
 from fracdet.errors import ConfigError
 
 SMALL = "robustbench:Rebuffi2021Fixing_R18_ddpm"  # DMPreActResNet-18 with CIFAR-10 mean/std inside
-#: the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not import
+# : the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not
+# import
 needs_robustbench = pytest.mark.skipif(
     importlib.util.find_spec("robustbench") is None,
     reason="optional robustbench package not installed",
@@ -26,9 +27,9 @@ needs_robustbench = pytest.mark.skipif(
 
 
 def _zoo_model(name: str, dataset: str = "cifar10", threat: str = "Linf") -> torch.nn.Module:
-    from fracdet.cls.robustbench import _zoo_entry
+    from fracdet.cls.robustbench.zoo import zoo_entry
 
-    return _zoo_entry(parse_spec(f"robustbench:{name}", dataset, threat))["model"]()
+    return zoo_entry(parse_spec(f"robustbench:{name}", dataset, threat))["model"]()
 
 
 # --- names, without the package --------------------------------------------------------------
@@ -121,7 +122,7 @@ def test_wrong_model_name_lists_close_matches():
 
 @needs_robustbench
 def test_features_are_exactly_what_the_zoo_head_reads_at_native_size():
-    """With the zoo head's weights copied into the new head, the backbone is the zoo model at 32 px."""
+    """With the zoo head's weights copied into the new head, the backbone is the zoo model."""
     from fracdet.cls.robustbench import create_robustbench_backbone
 
     torch.manual_seed(0)
@@ -263,7 +264,9 @@ def test_explainers_and_the_attack_run_on_a_robustbench_classifier():
 
 
 def _zoo_checkpoint(model: torch.nn.Module, path) -> None:
-    """A checkpoint as the zoo ships one: a torch file holding ``{"state_dict": ...}`` with DataParallel's prefix."""
+    """A checkpoint as the zoo ships one: a torch file holding ``{"state_dict": ...}`` with
+    DataParallel's prefix.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
 
@@ -289,7 +292,7 @@ def test_weights_from_a_zoo_checkpoint_a_model_dir_or_safetensors(tmp_path, monk
     )
     monkeypatch.chdir(tmp_path)  # --pretrained looks in RobustBench's default ./models
     monkeypatch.setattr(
-        "fracdet.cls.robustbench.hub_reachable", lambda *a, **k: False
+        "fracdet.cls.robustbench.zoo.hub_reachable", lambda *a, **k: False
     )  # and never downloads here
     sources = (
         {"weights": file},
@@ -318,10 +321,11 @@ def test_weight_errors_are_one_line(tmp_path, monkeypatch):
     from fracdet.cls.robustbench import create_robustbench_backbone
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("fracdet.cls.robustbench.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("fracdet.cls.robustbench.zoo.hub_reachable", lambda *a, **k: False)
     with pytest.raises(
         ConfigError,
-        match=r"cannot download robustbench:cifar10/Linf/.*unreachable \(offline\?\) and models/cifar10/Linf/.*\.pt does not exist",
+        match=r"cannot download robustbench:cifar10/Linf/.*unreachable \(offline\?\) and "
+        r"models/cifar10/Linf/.*\.pt does not exist",
     ):
         create_robustbench_backbone(SMALL, num_outputs=1, pretrained=True)
     with pytest.raises(ConfigError, match="weights not found"):
@@ -342,25 +346,26 @@ def test_weight_errors_are_one_line(tmp_path, monkeypatch):
 
 @needs_robustbench
 def test_a_model_that_is_not_a_trunk_and_a_linear_head_is_refused():
-    from fracdet.cls.robustbench import RobustBenchSpec, _probe
+    from fracdet.cls.robustbench.probe import probe_head
+    from fracdet.cls.robustbench.spec import RobustBenchSpec
 
     spec = RobustBenchSpec("cifar10", "Linf", "toy")
     with pytest.raises(ConfigError, match="no linear classifier layer"):
-        _probe(
+        probe_head(
             spec,
             torch.nn.Sequential(
                 torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
             ),
         )
     with pytest.raises(ConfigError, match="is not its last linear layer's"):
-        _probe(
+        probe_head(
             spec,
             torch.nn.Sequential(
                 torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4), torch.nn.Softmax(dim=1)
             ),
         )
     # a head on flattened pixels: no feature map to pool, so the new head reads the old head's input
-    probe = _probe(
+    probe = probe_head(
         spec,
         torch.nn.Sequential(
             torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(2 * 32 * 32, 4)
@@ -376,5 +381,5 @@ def test_a_model_that_is_not_a_trunk_and_a_linear_head_is_refused():
             torch.nn.Linear(2, 4),
         )
     )
-    probe = _probe(spec, model)  # max pooling is not a global average: the head's input is used
+    probe = probe_head(spec, model)  # max pooling is not a global average: the head's input is used
     assert probe.feature is None and probe.channels == 2

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from fracdet.resample import bootstrap_indices
+
 __all__ = ["paired_comparison", "bootstrap_mean_ci", "proportion_ci"]
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,8 @@ def _as_vector(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
 
 
 def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = values.size
-    rows = max(1, _CHUNK_ELEMENTS // n)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, rows):
-        stop = min(start + rows, n_boot)
-        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    return means
+    chunks = bootstrap_indices(values.size, n_boot, seed=seed, chunk_cells=_CHUNK_ELEMENTS)
+    return np.concatenate([values[rows].mean(axis=1) for rows in chunks])
 
 
 def bootstrap_mean_ci(

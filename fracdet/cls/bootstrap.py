@@ -17,6 +17,7 @@ from scipy.stats import rankdata
 
 from fracdet.cls.metrics import binary_metrics, quiet_sklearn
 from fracdet.confusion import check_binary_inputs, confusion_counts
+from fracdet.resample import bootstrap_indices
 
 __all__ = ["bootstrap_ci", "metrics_with_ci"]
 
@@ -44,23 +45,15 @@ def _resample_chunks(
     keeps the original class counts (AUROC stays defined). Chunking bounds memory; the chunk
     size depends only on ``(n_boot, N)``, so a seed always gives the same replicates.
     """
-    rng = np.random.default_rng(seed)
     members = [np.flatnonzero(y == c) for c in np.unique(y)] if stratified else None
-    chunk = max(1, min(n_boot, _CHUNK_CELLS // y.size))
-    for start in range(0, n_boot, chunk):
-        rows = min(chunk, n_boot - start)
-        if members is None:
-            yield rng.integers(0, y.size, size=(rows, y.size))
-        else:
-            yield np.concatenate(
-                [idx[rng.integers(0, idx.size, size=(rows, idx.size))] for idx in members], axis=1
-            )
+    return bootstrap_indices(y.size, n_boot, seed=seed, chunk_cells=_CHUNK_CELLS, strata=members)
 
 
 def _check_bootstrap(y: np.ndarray, prob: np.ndarray, n_boot: int, alpha: float) -> None:
     if y.ndim != 1 or prob.ndim not in (1, 2) or prob.shape[0] != y.shape[0]:
         raise ValueError(
-            f"y_true must be (N,) and prob (N,) or (N, C) with the same N, got shapes {y.shape} and {prob.shape}"
+            "y_true must be (N,) and prob (N,) or (N, C) with the same N, got shapes "
+            f"{y.shape} and {prob.shape}"
         )
     if y.size == 0:
         raise ValueError("no predictions")

@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -29,7 +29,14 @@ __all__ = [
     "resolve_checkpoint",
     "unwrap_model",
     "FORMAT",
+    "checkpoint_files",
+    "meta_to_json",
+    "meta_from_json",
+    "read_weights",
+    "write_checkpoint",
 ]
+
+M = TypeVar("M")
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +83,8 @@ class ClassifierMeta:
 
     @property
     def input_std(self) -> tuple[float, ...]:
-        """The std that turns a pixel change into the first layer's units (ε in ``normalized`` space).
+        """The std that turns a pixel change into the first layer's units (ε in ``normalized``
+        space).
 
         fracdet's wrapper divides by ``std``; a backbone that normalises itself (RobustBench
         models with built-in mean/std) records its own in ``backbone_info``; the two compose.
@@ -90,55 +98,105 @@ class ClassifierMeta:
         return tuple(a * b for a, b in zip(self.std, inner, strict=True))
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2, default=str)
+        return meta_to_json(self, FORMAT)
 
     @classmethod
     def from_json(cls, text: str, path: Path) -> ClassifierMeta:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ConfigError(
-                f'not a fracdet classifier checkpoint (no "format": "{FORMAT}")', path
-            )
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            values = {k: v for k, v in doc.items() if k in names}
-            for key in ("class_names", "mean", "std"):
-                values[key] = tuple(values[key])
-            return cls(**values)
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"checkpoint metadata is incomplete ({exc})", path) from exc
+        return meta_from_json(
+            cls,
+            text,
+            path,
+            format=FORMAT,
+            kind="classifier",
+            tuples=("class_names", "mean", "std"),
+        )
 
 
-def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """``(weights, metadata)`` paths from a run folder, a ``.safetensors`` or a ``.json`` file."""
+# --- the safetensors + JSON pair, shared with fracdet.mae's checkpoints ---------------------
+
+
+def meta_to_json(meta: Any, format: str) -> str:
+    """A metadata dataclass as the checkpoint's JSON, tagged with its ``format``."""
+    return json.dumps({"format": format, **dataclasses.asdict(meta)}, indent=2, default=str)
+
+
+def meta_from_json(
+    cls: type[M],
+    text: str,
+    path: Path,
+    *,
+    format: str,
+    kind: str,
+    tuples: tuple[str, ...] = (),
+    mappings: tuple[str, ...] = (),
+    hint: str = "",
+) -> M:
+    """The metadata dataclass ``cls`` read back from its JSON, with one clear error per problem.
+
+    The ``format`` tag must match (another model's checkpoint is named by its own tag); keys
+    the dataclass does not know are ignored, ``tuples`` become tuples again and ``mappings``
+    must be JSON objects. ``kind`` names the checkpoint in errors, ``hint`` says what to pass.
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
+    if not isinstance(doc, dict) or doc.get("format") != format:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        what = f"its format is {found!r}" if found else f'no "format": "{format}"'
+        raise ConfigError(f"not a fracdet {kind} checkpoint ({what}){hint}", path)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    try:
+        values = {k: v for k, v in doc.items() if k in names}
+        for key in tuples:
+            values[key] = tuple(values[key])
+        for key in mappings:
+            if not isinstance(values[key], dict):
+                raise TypeError(f"{key} is not a mapping")
+        return cls(**values)
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"checkpoint metadata is incomplete ({exc})", path) from exc
+
+
+def checkpoint_files(path: str | Path, *, kind: str, article: str = "a") -> tuple[Path, Path]:
+    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a
+    ``.json``.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "best.safetensors"
-    if path.suffix == ".pt":
-        raise ConfigError(
-            "this looks like an Ultralytics detector (.pt), not a fracdet classifier: pass it with --det",
-            path,
-        )
     if path.suffix not in (".safetensors", ".json"):
         raise ConfigError(
-            "a classifier checkpoint is a .safetensors file with a .json beside it (or its run folder)",
+            f"{article} {kind} checkpoint is a .safetensors file with a .json beside it "
+            "(or its run folder)",
             path,
         )
     weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
     for needed in (weights, meta):
         if not needed.is_file():
-            raise ConfigError("classifier checkpoint file not found", needed)
+            raise ConfigError(f"{kind} checkpoint file not found", needed)
     return weights, meta
 
 
-def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json``; each through a temporary file, then renamed.
+def read_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's safetensors state dict on the CPU (never unpickled), or a clear error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-    The weights go first: a run interrupted in between pairs new weights with the previous
-    epoch's metadata, whose backbone and classes are the same.
+    try:
+        return load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
+
+
+def write_checkpoint(
+    model: torch.nn.Module, meta_json: str, path: Path, *, file_metadata: dict[str, str]
+) -> Path:
+    """Write the backbone's weights to ``path`` (.safetensors), then ``meta_json`` beside it.
+
+    Each goes through a temporary file, then is renamed; the weights go first: a run
+    interrupted in between pairs new weights with the previous epoch's metadata, which
+    describes the same architecture.
     """
     from safetensors.torch import save_file
 
@@ -147,29 +205,39 @@ def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) ->
         k: v.detach().contiguous().cpu()
         for k, v in unwrap_model(model).backbone.state_dict().items()
     }
-    atomic_write(
-        path,
-        lambda tmp: save_file(
-            state, str(tmp), metadata={"format": FORMAT, "backbone": meta.backbone}
-        ),
-    )
-    atomic_write_text(path.with_suffix(".json"), meta.to_json())
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=file_metadata))
+    atomic_write_text(path.with_suffix(".json"), meta_json)
     return path
+
+
+# --- classifiers ------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths from a run folder, a ``.safetensors`` or a ``.json`` file."""
+    if Path(path).suffix == ".pt":
+        raise ConfigError(
+            "this looks like an Ultralytics detector (.pt), not a fracdet classifier: "
+            "pass it with --det",
+            path,
+        )
+    return checkpoint_files(path, kind="classifier")
+
+
+def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json``, weights first (:func:`write_checkpoint`)."""
+    return write_checkpoint(
+        model, meta.to_json(), path, file_metadata={"format": FORMAT, "backbone": meta.backbone}
+    )
 
 
 def load_classifier(
     path: str | Path, *, device: str | torch.device = "cpu"
 ) -> tuple[PixelClassifier, ClassifierMeta]:
     """Rebuild the model from the JSON and load the safetensors weights strictly, in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights, meta_path = resolve_checkpoint(path)
     meta = ClassifierMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
+    state = read_weights(weights)
     model = create_classifier(
         meta.backbone,
         num_outputs=meta.num_outputs,
@@ -182,7 +250,8 @@ def load_classifier(
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
         raise ConfigError(
-            f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} ({first[:200]})",
+            f"weights do not match backbone {meta.backbone!r} named in {meta_path.name} "
+            f"({first[:200]})",
             weights,
         ) from exc
     model.mean.copy_(torch.tensor(meta.mean).view(1, -1, 1, 1))

@@ -48,7 +48,8 @@ def class_names_for(records: Sequence[ImageRecord], target: str) -> tuple[str, .
     values = sorted({_target_value(r, target) for r in records} - {""})
     if len(values) < 2:
         raise DataError(
-            f"target column {target!r} has {len(values)} distinct value(s); a classifier needs at least 2"
+            f"target column {target!r} has {len(values)} distinct value(s); a classifier "
+            "needs at least 2"
         )
     return tuple(values)
 

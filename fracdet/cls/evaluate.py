@@ -55,7 +55,9 @@ class EvalClsSummary:
 
     @property
     def binary(self) -> bool:
-        """Binary metrics always hold ``auroc`` (``None`` when undefined); multi-class ones do not."""
+        """Binary metrics always hold ``auroc`` (``None`` when undefined); multi-class ones do
+        not.
+        """
         return "auroc" in self.metrics
 
     def line(self) -> str:
@@ -65,9 +67,13 @@ class EvalClsSummary:
             auroc = "undefined (one class)" if m["auroc"] is None else f"{m['auroc']:.3f}"
             return (
                 f"{m['n']} images: AUROC {auroc}, sensitivity {_rate(m['sensitivity'])}, "
-                f"specificity {_rate(m['specificity'])} at threshold {m['threshold']:.3f}; report: {self.report}"
+                f"specificity {_rate(m['specificity'])} at threshold {m['threshold']:.3f}; "
+                f"report: {self.report}"
             )
-        return f"accuracy {m['accuracy']:.3f}, macro AUROC {_rate(m.get('auroc_macro'))}; report: {self.report}"
+        return (
+            f"accuracy {m['accuracy']:.3f}, macro AUROC {_rate(m.get('auroc_macro'))}; "
+            f"report: {self.report}"
+        )
 
 
 def _rate(value: float | None) -> str:
@@ -75,7 +81,9 @@ def _rate(value: float | None) -> str:
 
 
 def evaluate_classifier(cfg: EvalClsConfig) -> EvalClsSummary:
-    """Metrics (with CIs), figures, per-image predictions and a report, written to ``cfg.output``."""
+    """Metrics (with CIs), figures, per-image predictions and a report, written to
+    ``cfg.output``.
+    """
     from fracdet.cls.bootstrap import metrics_with_ci
     from fracdet.cls.calibration import expected_calibration_error
     from fracdet.cls.metrics import multiclass_metrics
@@ -165,7 +173,9 @@ def write_predictions_csv(
     threshold: float | None,
     class_names: tuple[str, ...],
 ) -> None:
-    """One row per scored image: id, path, true class, probability (or class probabilities), decision."""
+    """One row per scored image: id, path, true class, probability (or class probabilities),
+    decision.
+    """
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         binary = probs.ndim == 1
@@ -251,7 +261,9 @@ def _write_report(out: Path, metrics: dict[str, Any], figures: list[Path], binar
             for k in ("accuracy", "balanced_accuracy", "macro_f1", "auroc_macro", "auroc_micro")
         ]
     text = (
-        f"{metrics['n']} images ({metrics.get('n_positive', '?')} positive) of split '{metrics['split']}'; checkpoint {metrics['checkpoint']} ({metrics['backbone']}); temperature {metrics['temperature']:.3g}."
+        f"{metrics['n']} images ({metrics.get('n_positive', '?')} positive) of split "
+        f"'{metrics['split']}'; checkpoint {metrics['checkpoint']} ({metrics['backbone']}); "
+        f"temperature {metrics['temperature']:.3g}."
         if binary
         else f"split '{metrics['split']}'; checkpoint {metrics['checkpoint']}"
     )

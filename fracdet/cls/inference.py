@@ -16,7 +16,9 @@ __all__ = ["Predictions", "predict_logits"]
 
 @dataclass
 class Predictions:
-    """Logits (``(N,)`` binary or ``(N, C)``), labels and dataset indices of the images that loaded."""
+    """Logits (``(N,)`` binary or ``(N, C)``), labels and dataset indices of the images that
+    loaded.
+    """
 
     logits: np.ndarray
     labels: np.ndarray
@@ -34,7 +36,9 @@ def predict_logits(
     description: str = "predict",
     channels_last: bool = False,
 ) -> Predictions:
-    """Run ``model`` in eval mode over ``loader`` (batches from :func:`collate_skipping_failures`)."""
+    """Run ``model`` in eval mode over ``loader`` (batches from
+    :func:`collate_skipping_failures`).
+    """
     was_training = model.training
     model.eval()
     logits, labels, indices, failures = [], [], [], []

@@ -192,7 +192,8 @@ def multiclass_metrics(y_true: Any, probs: Any, *, class_names: Sequence[str]) -
     names = [str(name) for name in class_names]
     if y.ndim != 1 or scores.ndim != 2 or scores.shape[0] != y.shape[0]:
         raise ValueError(
-            f"y_true must be (N,) and probs (N, C) with the same N, got shapes {y.shape} and {scores.shape}"
+            f"y_true must be (N,) and probs (N, C) with the same N, got shapes {y.shape} and "
+            f"{scores.shape}"
         )
     if y.size == 0:
         raise ValueError("no predictions")

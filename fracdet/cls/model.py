@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,18 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from fracdet.cls.state_files import hub_reachable, load_state_dict_file, state_misfit
 from fracdet.errors import ConfigError
 
 __all__ = [
     "ARCH_METADATA_KEY",
     "PixelClassifier",
     "create_classifier",
-    "load_state_dict_file",
-    "state_misfit",
     "weights_architecture",
     "set_trainable",
     "freeze_batchnorm",
-    "hub_reachable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +78,8 @@ class PixelClassifier(nn.Module):
             low, high = torch.aminmax(pixels.detach())
             if low < -1e-3 or high > 1 + 1e-3:
                 raise ValueError(
-                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside"
+                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: "
+                    "the model normalises inside"
                 )
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
@@ -96,17 +93,6 @@ def _close_backbones(name: str) -> str:
     candidates = timm.list_models() + timm.list_models(pretrained=True)
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
     return f" (close matches: {', '.join(close)})" if close else " (see timm.list_models())"
-
-
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether the weight hub answers; checked first so offline users wait seconds, not minutes."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def create_classifier(
@@ -161,13 +147,19 @@ def create_classifier(
     )
     if args and not backbone.startswith("vit_"):
         raise ConfigError(
-            f"these weights are a ViT encoder ({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as vit_base_patch16_224.mae, not {backbone!r}",
+            (
+                "these weights are a ViT encoder "
+                f"({', '.join(f'{k}={v}' for k, v in args.items())}): pass a ViT backbone such as "
+                f"vit_base_patch16_224.mae, not {backbone!r}"
+            ),
             weights,
         )
     if pretrained and weights is None and not hub_reachable():
         raise ConfigError(
-            f"cannot download pretrained weights for {backbone!r}: the hub is unreachable (offline?). "
-            "Pass a local state dict with --weights FILE instead (or train from scratch without --pretrained)"
+            f"cannot download pretrained weights for {backbone!r}: the hub is unreachable "
+            "(offline?). "
+            "Pass a local state dict with --weights FILE instead (or train from scratch "
+            "without --pretrained)"
         )
     kwargs = {
         "pretrained": pretrained and weights is None,
@@ -178,7 +170,9 @@ def create_classifier(
         kwargs["global_pool"] = global_pool
     kwargs.update(args)
     try:
-        try:  # transformers have a fixed input size: build them for ours (timm resamples position embeddings)
+        # transformers have a fixed input size: build them for ours (timm resamples position
+        # embeddings)
+        try:
             model = (
                 timm.create_model(backbone, img_size=image_size, **kwargs)
                 if image_size
@@ -200,7 +194,8 @@ def create_classifier(
 
 
 def weights_architecture(path: Path) -> dict[str, Any]:
-    """The timm architecture a ``.safetensors`` file names in its metadata (``timm_args``), else ``{}``.
+    """The timm architecture a ``.safetensors`` file names in its metadata (``timm_args``), else
+    ``{}``.
 
     An MAE encoder can have any width and depth, which a backbone name cannot say; the file
     says it, so ``--backbone vit_base_patch16_224.mae --weights encoder.safetensors`` builds
@@ -227,72 +222,6 @@ def weights_architecture(path: Path) -> dict[str, Any]:
             f"metadata {ARCH_METADATA_KEY!r} is not a JSON object of timm arguments", path
         )
     return args
-
-
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors or a torch file, never unpickling code.
-
-    ``torch.load(weights_only=True)`` refuses anything but tensors and plain containers,
-    which is what invariant 3 asks for. timm/Lightning wrappers (``state_dict``, ``model``)
-    are unwrapped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("weights file not found", path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - safetensors/torch raise many types for a bad file
-        text = str(exc)
-        if (
-            "Weights only load failed" in text
-        ):  # torch refused an object; its own advice (unpickle in full) is not ours
-            what = (
-                "an Ultralytics detector, not classifier weights"
-                if "ultralytics" in text
-                else "Python objects besides tensors, and unpickling them could run code"
-            )
-            raise ConfigError(
-                f"refused: {what}; give a .safetensors file or a plain state dict of tensors", path
-            ) from exc
-        first_line = (text.strip().splitlines() or [""])[0][:200]
-        raise ConfigError(
-            f"not a readable state dict ({type(exc).__name__}: {first_line})", path
-        ) from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError("not a state dict of tensors", path)
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
-
-
-def state_misfit(
-    own: dict[str, torch.Tensor],
-    state: dict[str, torch.Tensor],
-    *,
-    ignored: set[str] | frozenset[str] = frozenset(),
-) -> str:
-    """What keeps ``state`` from loading into a model whose state is ``own`` ("" when it fits):
-    missing keys (other than ``ignored``), unexpected keys, the first shape mismatch."""
-    missing = sorted(set(own) - set(state) - set(ignored))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
-    return "; ".join(
-        part
-        for part in (
-            f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
-            f"shape mismatch at {mismatched[0]}: file {tuple(state[mismatched[0]].shape)} vs model {tuple(own[mismatched[0]].shape)}"
-            if mismatched
-            else "",
-        )
-        if part
-    )
 
 
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:

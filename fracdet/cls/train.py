@@ -9,16 +9,12 @@ temperature and the decision threshold are fitted on the validation split and st
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import math
-import shutil
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,178 +22,48 @@ from torch import nn
 
 from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import ClassifierMeta, save_classifier
-from fracdet.cls.data import LabelledSplit, load_split, make_loader
-from fracdet.cls.distributed import any_rank, barrier, broadcast_flag, merge_from_all, train_sampler
+from fracdet.cls.data import load_split, make_loader
+from fracdet.cls.distributed import (
+    barrier,
+    broadcast_flag,
+    merge_from_all,
+    train_sampler,
+)
 from fracdet.cls.inference import Predictions, predict_logits
+from fracdet.cls.loop import (
+    jsonable,
+    log_epoch,
+    start_epoch,
+    step_schedule,
+    train_epoch,
+    wrap_for_ddp,
+)
 from fracdet.cls.losses import class_weights, make_criterion
-from fracdet.cls.model import create_classifier, freeze_batchnorm, set_trainable
-from fracdet.cls.robustbench import is_robustbench, robustbench_spec
+from fracdet.cls.model import create_classifier, set_trainable
+from fracdet.cls.robustbench import is_robustbench
+from fracdet.cls.train_config import ClsTrainConfig
+from fracdet.cls.train_report import TrainResult, finish_run
 from fracdet.cls.train_state import (
     TrainState,
     load_state,
     prepare_run_folder,
-    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
-from fracdet.data.datasets import AugmentConfig
-from fracdet.data.geometry import RESIZE_MODES, keeps_aspect
-from fracdet.errors import ConfigError, DataError
-from fracdet.fsutil import atomic_write, atomic_write_json
-from fracdet.log import progress
+from fracdet.data.geometry import keeps_aspect
+from fracdet.errors import DataError
 from fracdet.provenance import records_hash, versions
-from fracdet.robust.pgd import PGDConfig, classification_loss, pgd_attack, trades_loss
+from fracdet.robust.pgd import classification_loss, pgd_attack, trades_loss
 from fracdet.runtime import (
     Runtime,
-    autocast,
     distributed_runtime,
     resolve_precision,
     seed_everything,
 )
 
-__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score", "step_schedule"]
+__all__ = ["ClsTrainConfig", "TrainResult", "train_classifier", "validation_score"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClsTrainConfig:
-    """Everything ``train-cls`` needs; defaults suit real radiographs (``configs/cls.yaml``)."""
-
-    config_section: ClassVar[str] = "train_cls"  # its section in a preset (configs/r2i.yaml)
-
-    manifest: Path
-    output: Path = Path("runs/cls")
-    backbone: str = "resnet18"  # a timm name, or robustbench:NAME (with rb_dataset / rb_threat)
-    rb_dataset: str | None = None  # RobustBench zoo: cifar10 (default) | cifar100 | imagenet
-    rb_threat: str | None = None  # RobustBench zoo: Linf (default) | L2 | corruptions
-    target: str = "label"  # label (fractured or not), body_part, or another manifest column
-    pretrained: bool = False
-    weights: Path | None = None
-    image_size: int = 384
-    resize: str = "letterbox"  # letterbox (aspect kept, padded) | stretch (to the square, as the robust-transfer study)
-    global_pool: str | None = None  # timm's default (avg); max keeps small findings visible
-    mode: str = "full"  # full | linear (frozen backbone) | partial
-    unfreeze_blocks: int = 1
-    epochs: int = 25
-    batch_size: int = 16
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | plateau | none
-    warmup_epochs: float = 1.0
-    grad_clip: float | None = 1.0
-    imbalance: str = "loss"  # loss (class weights) | sampler (weighted sampling) | none
-    loss: str = "ce"  # ce | focal
-    focal_gamma: float = 2.0
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
-    patience: int = 5
-    adv: str = "none"  # none | pgd (Madry PGD-AT) | trades
-    adv_eps: float = 4 / 255
-    adv_steps: int = 10
-    adv_step_size: float = 1 / 255
-    trades_beta: float = 6.0
-    rotate: float = 10.0
-    scale_jitter: float = 0.1
-    translate: float = 0.05
-    brightness: float = 0.1
-    contrast: float = 0.1
-    clahe: bool = False
-    hflip: bool = False
-    augment_p: float = 0.5
-    threshold_method: str = (
-        "f1"  # f1 | youden | sensitivity | specificity | none (0.5: the two-class argmax)
-    )
-    threshold_target: float | None = None
-    workers: int = 2
-    device: str | None = None
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        choices = {
-            "mode": ("full", "linear", "partial"),
-            "optimizer": ("adamw", "adam", "sgd"),
-            "scheduler": ("cosine", "plateau", "none"),
-            "imbalance": ("loss", "sampler", "none"),
-            "loss": ("ce", "focal"),
-            "adv": ("none", "pgd", "trades"),
-            "threshold_method": ("f1", "youden", "sensitivity", "specificity", "none"),
-            "resize": RESIZE_MODES,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"
-                )
-        for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
-            if getattr(self, key) < low:
-                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
-        if (
-            self.threshold_method in ("sensitivity", "specificity")
-            and self.threshold_target is None
-        ):
-            raise ConfigError(
-                f"threshold_method {self.threshold_method!r} needs threshold_target (e.g. 0.9)"
-            )
-        if is_robustbench(self.backbone):
-            robustbench_spec(
-                self.backbone, self.rb_dataset, self.rb_threat
-            )  # its name, dataset and threat checked now
-        elif self.rb_dataset is not None or self.rb_threat is not None:
-            raise ConfigError(
-                f"rb_dataset / rb_threat choose a RobustBench zoo: they need backbone robustbench:NAME, not {self.backbone!r}"
-            )
-
-    @property
-    def model_name(self) -> str:
-        """The backbone as checkpoints record it: timm's name, or ``robustbench:DATASET/THREAT/NAME``."""
-        return (
-            robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)
-            if is_robustbench(self.backbone)
-            else self.backbone
-        )
-
-    @property
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(
-            self.rotate,
-            self.scale_jitter,
-            self.translate,
-            self.brightness,
-            self.contrast,
-            self.clahe,
-            self.hflip,
-            self.augment_p,
-        )
-
-    @property
-    def pgd(self) -> PGDConfig:
-        return PGDConfig(self.adv_eps, self.adv_steps, self.adv_step_size)
-
-
-@dataclass
-class TrainResult:
-    """Where the run went and how it ended."""
-
-    run_dir: Path
-    best: Path
-    last: Path
-    best_epoch: int
-    best_score: float
-    threshold: float
-    temperature: float
-    history: list[dict[str, Any]]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def line(self) -> str:
-        """The one-line summary the CLI prints."""
-        return (
-            f"best epoch {self.best_epoch}: val score {self.best_score:.4f}; threshold {self.threshold:.3f}, "
-            f"temperature {self.temperature:.3f} -> {self.best}"
-        )
 
 
 def validation_score(preds: Predictions, num_outputs: int) -> tuple[float, str]:
@@ -228,31 +94,11 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
     )
 
 
-def step_schedule(
-    cfg: ClsTrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-step linear warm-up, then cosine decay (or constant for ``plateau``/``none``).
-
-    Any config with ``epochs``, ``warmup_epochs`` and ``scheduler`` will do: pretrain-mae uses it too.
-    """
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if cfg.scheduler != "cosine":
-            return 1.0
-        progress_ = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train_classifier(
     cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> TrainResult | None:
-    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
 
     Under torchrun only rank 0 validates, calibrates and writes the run, so the other
     processes return ``None``: they have no result of their own to report.
@@ -262,7 +108,8 @@ def train_classifier(
     val = load_split(cfg.manifest, "val", target=cfg.target, class_names=train.class_names)
     if not train.records or not val.records:
         raise DataError(
-            f"the {'train' if not train.records else 'val'} split has no usable images for target {cfg.target!r}",
+            f"the {'train' if not train.records else 'val'} split has no usable images for "
+            f"target {cfg.target!r}",
             cfg.manifest,
         )
     names = train.class_names
@@ -270,7 +117,8 @@ def train_classifier(
     present = set(train.labels.tolist())
     if len(present) < 2:
         raise DataError(
-            f"the train split holds one class only ({names[next(iter(present))]}): nothing to learn",
+            f"the train split holds one class only ({names[next(iter(present))]}): nothing to "
+            "learn",
             cfg.manifest,
         )
     precision = resolve_precision(cfg.precision, runtime.device)
@@ -285,7 +133,8 @@ def train_classifier(
     )
     if is_robustbench(cfg.backbone) and not (cfg.pretrained or cfg.weights):
         logger.warning(
-            "%s starts from random weights: the robust-transfer study needs the zoo's (--pretrained, or --weights FILE|DIR offline)",
+            "%s starts from random weights: the robust-transfer study needs the zoo's "
+            "(--pretrained, or --weights FILE|DIR offline)",
             cfg.model_name,
         )
     n_trainable = set_trainable(model, cfg.mode, unfreeze_blocks=cfg.unfreeze_blocks)
@@ -347,13 +196,7 @@ def train_classifier(
     state = TrainState()
     if cfg.resume:
         state = load_state(out, model, optimizer, scheduler, plateau, scaler, runtime=runtime)
-    net: nn.Module = model
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
-        )
+    net = wrap_for_ddp(model, runtime)
     data_hash = records_hash([(str(r.path), r.label, r.split) for r in train.records + val.records])
     meta = ClassifierMeta(
         backbone=cfg.model_name,
@@ -365,14 +208,15 @@ def train_classifier(
         mean=tuple(model.mean.flatten().tolist()),
         std=tuple(model.std.flatten().tolist()),
         backbone_info=dict(getattr(model.backbone, "backbone_info", {})),
-        train_config=_jsonable(asdict(cfg)),
+        train_config=jsonable(asdict(cfg)),
         data_hash=data_hash,
         versions=versions(),
     )
     writer = _tensorboard(out) if runtime.is_main else None
     if runtime.is_main:
         logger.info(
-            "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision %s, adv %s%s",
+            "train-cls: %s (%s, %d trainable params), %d train / %d val images, %s, precision "
+            "%s, adv %s%s",
             cfg.model_name,
             cfg.mode,
             n_trainable,
@@ -383,32 +227,25 @@ def train_classifier(
             cfg.adv,
             f", {runtime.world_size} processes" if runtime.distributed else "",
         )
+    loss_of = _batch_loss(cfg, net, model, criterion, runtime)
     for epoch in range(state.epoch, cfg.epochs):
-        train_loader.dataset.epoch = epoch
-        generator.manual_seed(cfg.seed + epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        row = _train_one_epoch(
-            cfg,
+        start_epoch(train_loader, generator, sampler, seed=cfg.seed, epoch=epoch)
+        row = train_epoch(
             net,
             model,
             train_loader,
             optimizer,
             scheduler,
             scaler,
-            criterion,
-            precision,
-            runtime,
-            epoch,
-            state,
-        )
-        refuse_if_nothing_trained(
-            row.pop("trained"),
-            len(train.records),
-            state,
+            loss_of,
+            precision=precision,
+            runtime=runtime,
+            epoch=epoch,
+            epochs=cfg.epochs,
+            grad_clip=cfg.grad_clip,
+            state=state,
             data=Path(cfg.manifest),
             out=out,
-            runtime=runtime,
         )
         stop = False
         if runtime.is_main:
@@ -458,14 +295,7 @@ def train_classifier(
                 for key, value in row.items():
                     if key != "epoch" and isinstance(value, float):
                         writer.add_scalar(key, value, epoch)
-            logger.info(
-                "epoch %d/%d  %s",
-                epoch + 1,
-                cfg.epochs,
-                "  ".join(
-                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)
-                ),
-            )
+            log_epoch(logger, epoch, cfg.epochs, row)
             stop = state.bad_epochs >= cfg.patience
             if stop:
                 logger.info(
@@ -483,7 +313,7 @@ def train_classifier(
         writer.close()
     state.skipped = merge_from_all(state.skipped, runtime)
     result = (
-        _finish(cfg, model, val, val_loader, precision, runtime, out, state, train)
+        finish_run(cfg, model, val, val_loader, precision, runtime, out, state, train)
         if runtime.is_main
         else None
     )
@@ -491,177 +321,29 @@ def train_classifier(
     return result
 
 
-def _train_one_epoch(
-    cfg,
-    net,
-    model,
-    loader,
-    optimizer,
-    scheduler,
-    scaler,
-    criterion,
-    precision,
-    runtime: Runtime,
-    epoch: int,
-    state: TrainState,
-) -> dict[str, Any]:
-    """One pass over the training data; returns the epoch's row for the metrics log."""
-    net.train()
-    freeze_batchnorm(model)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    seen, wait, start = 0, 0.0, time.perf_counter()
-    batches = (
-        progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader))
-        if runtime.is_main
-        else loader
-    )
-    tick = time.perf_counter()
-    for batch in batches:
-        wait += time.perf_counter() - tick
-        state.record_failures(batch.failures, loader.dataset.records)
-        if any_rank(len(batch) == 0, runtime):  # no readable image here (or on another process)
-            tick = time.perf_counter()
-            continue
+def _batch_loss(cfg: ClsTrainConfig, net, model, criterion, runtime: Runtime):
+    """``loss_of`` for :func:`~fracdet.cls.loop.train_epoch`: clean, PGD-AT or TRADES."""
+
+    def loss_of(batch) -> torch.Tensor:
         images = batch.images.to(runtime.device, non_blocking=True)
         labels = batch.labels.to(runtime.device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(runtime.device, precision):
-            if cfg.adv == "trades":
-                loss = trades_loss(
-                    net,
-                    images,
-                    labels,
-                    cfg.pgd,
-                    beta=cfg.trades_beta,
-                    natural_loss=criterion,
-                    attack_model=model,
-                )
-            else:
-                if cfg.adv == "pgd":
-                    images = pgd_attack(model, images, labels, cfg.pgd)
-                loss = criterion(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+        if cfg.adv == "trades":
+            return trades_loss(
+                net,
+                images,
+                labels,
+                cfg.pgd,
+                beta=cfg.trades_beta,
+                natural_loss=criterion,
+                attack_model=model,
             )
-        scaler.step(optimizer)
-        scaler.update()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.detach().double().cpu() * len(batch)
-        seen += len(batch)
-        tick = time.perf_counter()
-    elapsed = time.perf_counter() - start
-    return {
-        "epoch": epoch + 1,
-        "train_loss": float(loss_sum / max(seen, 1)),
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
-        "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
-        "trained": seen,  # popped by the caller: an epoch of no image stops the run
-    }
+        if cfg.adv == "pgd":
+            images = pgd_attack(model, images, labels, cfg.pgd)
+        return criterion(net(images), labels)
 
-
-def _finish(
-    cfg,
-    model,
-    val: LabelledSplit,
-    val_loader,
-    precision: str,
-    runtime: Runtime,
-    out: Path,
-    state: TrainState,
-    train: LabelledSplit,
-) -> TrainResult:
-    """Reload the best weights; fit temperature and threshold on validation; store them in ``best``."""
-    from safetensors.torch import load_file
-
-    from fracdet.cls.calibration import fit_temperature
-    from fracdet.cls.checkpoint import load_classifier
-    from fracdet.cls.metrics import binary_metrics, tune_threshold
-
-    best_path = out / "best.safetensors"
-    if not best_path.is_file():  # validation score was never defined: keep the last weights
-        for name in ("safetensors", "json"):
-            atomic_write(
-                out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}")
-            )
-    _, meta = load_classifier(best_path)
-    model.backbone.load_state_dict(load_file(str(best_path)))
-    preds = predict_logits(
-        model,
-        val_loader,
-        device=runtime.device,
-        precision=precision,
-        description="calibrate",
-        channels_last=cfg.channels_last,
-    )
-    temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
-    if len(preds.labels) and len(np.unique(preds.labels)) > 1:
-        temperature = float(fit_temperature(preds.logits, preds.labels))
-        if meta.binary:
-            probs = apply_temperature(preds.logits, temperature)
-            if (
-                cfg.threshold_method != "none"
-            ):  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
-                threshold = float(
-                    tune_threshold(
-                        preds.labels,
-                        probs,
-                        method=cfg.threshold_method,
-                        target=cfg.threshold_target,
-                    )
-                )
-            val_metrics.update(
-                {
-                    f"val_{k}": v
-                    for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items()
-                    if isinstance(v, (int, float)) and v is not None
-                }
-            )
-    else:
-        logger.warning(
-            "validation split holds one class only: threshold stays 0.5 and temperature 1.0"
-        )
-    save_classifier(
-        model,
-        replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics),
-        best_path,
-    )
-    skipped = (
-        [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())]
-        + train.skipped
-        + val.skipped
-    )
-    report = {
-        "best_epoch": state.best_epoch + 1,
-        "best_score": state.best_score,
-        "threshold": threshold,
-        "temperature": temperature,
-        "epochs_run": state.epoch,
-        "skipped": skipped,
-        "config": _jsonable(asdict(cfg)),
-        "versions": versions(),
-        "data_hash": meta.data_hash,
-    }
-    atomic_write_json(out / "train_report.json", report)
-    if skipped:
-        logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
-    return TrainResult(
-        out,
-        best_path,
-        out / "last.safetensors",
-        state.best_epoch + 1,
-        state.best_score,
-        threshold,
-        temperature,
-        state.history,
-        skipped,
-    )
+    return loss_of
 
 
 def _tensorboard(out: Path):
@@ -671,7 +353,3 @@ def _tensorboard(out: Path):
     except ImportError:
         return None
     return SummaryWriter(str(out / "tensorboard"))
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(values, default=str))

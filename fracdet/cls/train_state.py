@@ -127,7 +127,9 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool, runtime: Run
 
 
 def save_state(out: Path, state: TrainState, model, optimizer, scheduler, plateau, scaler) -> Path:
-    """Write ``out/last_state.pt`` atomically, with the model's weights (the ``last`` ones of the same epoch)."""
+    """Write ``out/last_state.pt`` atomically, with the model's weights (the ``last`` ones of the
+    same epoch).
+    """
     payload = {
         "model": {
             k: v.detach().cpu() for k, v in unwrap_model(model).backbone.state_dict().items()
@@ -166,7 +168,8 @@ def load_state(
         optimizer.load_state_dict(payload["optimizer"])
     except (RuntimeError, KeyError, ValueError, OSError) as exc:
         raise ConfigError(
-            f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it made with the same backbone and settings?",
+            f"cannot resume from this run folder ({str(exc).splitlines()[0][:200]}); was it "
+            "made with the same backbone and settings?",
             path,
         ) from exc
     if scheduler and payload["scheduler"]:

@@ -118,7 +118,8 @@ def parse_coco(path: Path) -> CocoContent:
                 Problem(
                     file,
                     "label_unparsable",
-                    f"annotation {ann_id}: bbox must be 4 numbers [x, y, w, h], got {ann.get('bbox')!r:.80}",
+                    f"annotation {ann_id}: bbox must be 4 numbers [x, y, w, h], got "
+                    f"{ann.get('bbox')!r:.80}",
                     "box dropped",
                 )
             )
@@ -141,14 +142,17 @@ def _load_json(path: Path) -> dict:
         raise DataError(f"cannot read ({exc.strerror or exc})", path) from exc
     if not isinstance(doc, dict):
         raise DataError(
-            f"not a COCO detection file (expected a JSON object with images, annotations and categories, got a {type(doc).__name__})",
+            "not a COCO detection file (expected a JSON object with images, annotations and "
+            f"categories, got a {type(doc).__name__})",
             path,
         )
     return doc
 
 
 def _id(value: object) -> int | str | None:
-    """An id usable as a key: COCO ids are integers (some tools write strings); anything else is none."""
+    """An id usable as a key: COCO ids are integers (some tools write strings); anything else is
+    none.
+    """
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
@@ -161,14 +165,17 @@ def _is_bbox(value: object) -> bool:
 
 
 def _categories(categories: list, path: Path) -> tuple[tuple[str, ...], dict[int | str, int]]:
-    """Class names in id order and label of each category id; a broken category list is fatal (it defines the classes)."""
+    """Class names in id order and label of each category id; a broken category list is fatal (it
+    defines the classes).
+    """
     entries: dict[int | str, str] = {}
     for index, category in enumerate(categories):
         cat_id = _id(category.get("id")) if isinstance(category, dict) else None
         name = category.get("name") if isinstance(category, dict) else None
         if cat_id is None or not isinstance(name, str):
             raise DataError(
-                f"not a COCO detection file (categories[{index}] needs an id and a name, got {category!r:.80})",
+                f"not a COCO detection file (categories[{index}] needs an id and a name, got "
+                f"{category!r:.80})",
                 path,
             )
         if cat_id in entries:
@@ -207,7 +214,8 @@ def _images(
                 Problem(
                     file,
                     "path_outside_dataset",
-                    f"image {image_id!r}: file_name {name!r} is absolute or leaves the dataset folder (refused, never opened)",
+                    f"image {image_id!r}: file_name {name!r} is absolute or leaves the "
+                    "dataset folder (refused, never opened)",
                     "image skipped",
                 )
             )
@@ -222,7 +230,8 @@ def _images(
                     Problem(
                         file,
                         "duplicate_id",
-                        f"image id {image_id!r} of {first!r} is also used by {name!r}: its annotations cannot be attributed",
+                        f"image id {image_id!r} of {first!r} is also used by {name!r}: its "
+                        "annotations cannot be attributed",
                         "image skipped",
                     )
                 )
@@ -230,7 +239,8 @@ def _images(
                 Problem(
                     file,
                     "duplicate_id",
-                    f"image id {image_id!r} of {name!r} is also used by another image: its annotations cannot be attributed",
+                    f"image id {image_id!r} of {name!r} is also used by another image: its "
+                    "annotations cannot be attributed",
                     "image skipped",
                 )
             )

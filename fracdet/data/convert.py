@@ -85,7 +85,8 @@ class ConvertConfig:
     def __post_init__(self) -> None:
         if self.source_format not in SOURCE_FORMATS:
             raise ConfigError(
-                f"unknown source format {self.source_format!r}; choose from {', '.join(SOURCE_FORMATS)}"
+                f"unknown source format {self.source_format!r}; choose from "
+                f"{', '.join(SOURCE_FORMATS)}"
             )
         unknown = set(self.targets) - set(TARGETS)
         if unknown or not self.targets:
@@ -102,11 +103,13 @@ class ConvertConfig:
             )
         if self.official_only and self.split == "random":
             raise ConfigError(
-                "official_only keeps the official split's images: it needs split auto or official, not random"
+                "official_only keeps the official split's images: it needs split auto or "
+                "official, not random"
             )
         if not self.negative_ratio > 0:
             raise ConfigError(
-                f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {self.negative_ratio}"
+                "negative_ratio must be > 0 (non-fractured images drawn per fractured one), "
+                f"got {self.negative_ratio}"
             )
         if Path(self.output).resolve() == Path(self.source).resolve():
             raise ConfigError("output must differ from the source (sources are never modified)")
@@ -126,7 +129,10 @@ class ConvertResult:
             f"{s}: " + ", ".join(f"{n} {c}" for c, n in per.items())
             for s, per in self.split_counts.items()
         )
-        return f"{self.n_images} images -> {self.output} ({counts}); {self.n_skipped} skipped, see {REPORT_NAME}"
+        return (
+            f"{self.n_images} images -> {self.output} ({counts}); "
+            f"{self.n_skipped} skipped, see {REPORT_NAME}"
+        )
 
 
 def detect_format(source: Path) -> str:
@@ -141,7 +147,8 @@ def detect_format(source: Path) -> str:
     if source.suffix == ".json" or (source / "annotations").is_dir():
         return "coco"
     raise DataError(
-        "cannot tell the format: expected images/Fractured (FracAtlas), data.yaml (YOLO) or a COCO .json",
+        "cannot tell the format: expected images/Fractured (FracAtlas), data.yaml (YOLO) or a "
+        "COCO .json",
         source,
     )
 
@@ -198,7 +205,9 @@ def _dedupe_names(records: list[ImageRecord], problems: list[Problem]) -> list[I
 
 
 def _only_official(records: list[ImageRecord], problems: list[Problem]) -> list[ImageRecord]:
-    """The records the official split lists; the others are left out (counted in the report, not listed one by one)."""
+    """The records the official split lists; the others are left out (counted in the report, not
+    listed one by one).
+    """
     kept = [r for r in records if r.split in SPLITS]
     left_out = len(records) - len(kept)
     if left_out:

@@ -93,13 +93,16 @@ def build_transform(
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A seed per (run, epoch, item): augmentation is the same whatever the worker count or resume point."""
+    """A seed per (run, epoch, item): augmentation is the same whatever the worker count or
+    resume point.
+    """
     digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little")
 
 
 class ClassificationDataset(Dataset):
-    """``(pixels (1, S, S) float32 in [0, 1], label, index)``, or a failure ``(None, label, index, reason)``.
+    """``(pixels (1, S, S) float32 in [0, 1], label, index)``, or a failure ``(None, label, index,
+    reason)``.
 
     ``epoch`` is set by the training loop so that augmentations differ per epoch yet repeat
     exactly on resume.

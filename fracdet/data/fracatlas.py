@@ -80,7 +80,9 @@ def fracatlas_folder(record: ImageRecord) -> str:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    """Header and rows of a CSV file; one that cannot be read as CSV text is a :class:`DataError`."""
+    """Header and rows of a CSV file; one that cannot be read as CSV text is a
+    :class:`DataError`.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -93,7 +95,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
-    """dataset.csv rows with their values checked: unparsable flags become unknown (empty), and are reported."""
+    """dataset.csv rows with their values checked: unparsable flags become unknown (empty), and
+    are reported.
+    """
     if not path.is_file():
         problems.append(
             Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown")
@@ -160,7 +164,8 @@ def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
                 Problem(
                     str(path),
                     "csv_value_unparsable",
-                    f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a count)",
+                    f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a "
+                    "count)",
                     "values treated as unknown",
                 )
             )
@@ -176,7 +181,9 @@ def _valid_csv_value(column: str, value: str) -> bool:
 
 
 def _body_part(row: dict[str, str]) -> str:
-    """The one flagged body part, ``mixed`` for several, ``unknown`` for none or an unknown (unparsable) flag."""
+    """The one flagged body part, ``mixed`` for several, ``unknown`` for none or an unknown
+    (unparsable) flag.
+    """
     if any(row.get(part) == "" for part in BODY_PARTS):
         return "unknown"
     flagged = [part for part in BODY_PARTS if row.get(part) == "1"]
@@ -380,7 +387,8 @@ def _resolve_label(
             Problem(
                 str(path),
                 "label_conflict",
-                f"dataset.csv says fractured={row['fractured']} but the image is in images/{folder} with {len(boxes)} box(es)",
+                f"dataset.csv says fractured={row['fractured']} but the image is in "
+                f"images/{folder} with {len(boxes)} box(es)",
                 f"trusted folder and boxes: fractured={label}",
             )
         )

@@ -3,7 +3,8 @@
 Models see a letterboxed square (aspect kept, long side resized to ``size``, padding centred,
 as :func:`fracdet.data.datasets.build_transform` does), or with ``keep_aspect=False`` the
 whole image stretched to the square (the resize of the robust-transfer study); the annotation
-model keeps boxes in the original image's frame. The functions here map between the two, so the audit can compare
+model keeps boxes in the original image's frame. The functions here map between the two, so the
+audit can compare
 a classifier's attribution map with ground-truth and detector boxes in the same pixels.
 """
 
@@ -52,7 +53,9 @@ def box_iou(a: Box, b: Box) -> float:
 def match_boxes(
     gt: Sequence[Box], predictions: Sequence[tuple[Box, float]], iou: float = 0.5
 ) -> list[bool]:
-    """Whether each prediction is a true positive: greedy by score, one ground-truth box each, same class."""
+    """Whether each prediction is a true positive: greedy by score, one ground-truth box each,
+    same class.
+    """
     order = sorted(range(len(predictions)), key=lambda i: -predictions[i][1])
     taken: set[int] = set()
     hits = [False] * len(predictions)
@@ -74,7 +77,8 @@ def match_boxes(
 def content_region(
     height: int, width: int, size: int, *, keep_aspect: bool = True
 ) -> tuple[int, int, int, int]:
-    """``(top, left, h, w)`` of an ``height x width`` image inside the model's padded ``size`` square.
+    """``(top, left, h, w)`` of an ``height x width`` image inside the model's padded ``size``
+    square.
 
     Mirrors albumentations' LongestMaxSize (``round``) and centred PadIfNeeded; checked
     against the transform itself in the tests. A stretched image fills the whole square.
@@ -89,7 +93,9 @@ def content_region(
 def box_to_model_frame(
     box: Box, height: int, width: int, size: int, *, keep_aspect: bool = True
 ) -> Box:
-    """A box of the original ``height x width`` image in the model's ``size`` square (letterboxed or stretched)."""
+    """A box of the original ``height x width`` image in the model's ``size`` square (letterboxed
+    or stretched).
+    """
     top, left, h, w = content_region(height, width, size, keep_aspect=keep_aspect)
     sx, sy = w / width, h / height
     return Box(
@@ -119,7 +125,8 @@ def scale_boxes(
     from_shape: tuple[int, int],
     to_shape: tuple[int, int],
 ) -> tuple[list[Box], list[float]]:
-    """Boxes of an image resized from ``from_shape`` to ``to_shape`` (both ``(h, w)``), clipped to it.
+    """Boxes of an image resized from ``from_shape`` to ``to_shape`` (both ``(h, w)``), clipped to
+    it.
 
     Boxes that lose all area to clipping are dropped with their scores; swapped corners of a
     model's output are put in order.

@@ -106,7 +106,10 @@ def _trailing_note(fh: BinaryIO, size: int, fmt: str) -> str:
     end = fh.read().rfind(marker)
     if end < 0:
         return f"no {fmt} end-of-image marker, but every pixel decodes"
-    return f"trailing bytes after end of image ({size - end - length} bytes after the {fmt} end marker; the image decodes completely)"
+    return (
+        f"trailing bytes after end of image ({size - end - length} bytes after the {fmt} end "
+        "marker; the image decodes completely)"
+    )
 
 
 def _suffix_note(path: Path, fmt: str) -> str | None:

@@ -130,7 +130,8 @@ def scan_folder(
 
 
 def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], list[Problem]]:
-    """Raster images in ``folder`` for a training dataset (sorted, so every run sees the same order), and problems.
+    """Raster images in ``folder`` for a training dataset (sorted, so every run sees the same
+    order), and problems.
 
     DICOM files are reported rather than listed: Ultralytics and COCO tools cannot read them
     (``fracdet predict`` can). Other files are reported as not images, and entries that
@@ -140,7 +141,10 @@ def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], l
     scan = scan_folder(folder, recursive=recursive)
     found: list[tuple[Path, Problem]] = []
     for rel in scan.dicoms:
-        detail = "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; export it to PNG first"
+        detail = (
+            "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; "
+            "export it to PNG first"
+        )
         found.append(
             (
                 folder / rel,

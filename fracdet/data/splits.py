@@ -69,7 +69,8 @@ def apply_group_regex(records: Sequence[ImageRecord], pattern: str) -> list[Imag
 def study_sample(
     records: Sequence[ImageRecord], *, negative_ratio: float = 1.0, seed: int = 0
 ) -> tuple[list[ImageRecord], dict[str, int | float]]:
-    """The robust-transfer study's classification set: every fractured image and a seeded sample of the others.
+    """The robust-transfer study's classification set: every fractured image and a seeded sample of
+    the others.
 
     ``negative_ratio`` non-fractured images are drawn per fractured one (1.0: a balanced set,
     as FracAtlas' 717 fractured against 3366 intact images was); the draw is by image, and
@@ -77,7 +78,8 @@ def study_sample(
     """
     if not negative_ratio > 0:
         raise ConfigError(
-            f"negative_ratio must be > 0 (non-fractured images drawn per fractured one), got {negative_ratio}"
+            "negative_ratio must be > 0 (non-fractured images drawn per fractured one), got "
+            f"{negative_ratio}"
         )
     positives = [k for k, r in enumerate(records) if r.label]
     negatives = [k for k, r in enumerate(records) if not r.label]
@@ -96,7 +98,8 @@ def study_sample(
 def _validate(fractions: Sequence[float]) -> dict[str, float]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(
-            f"split fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
+            "split fractions must be three non-negative numbers summing to 1, got "
+            f"{list(fractions)}"
         )
     return dict(zip(SPLITS, (float(f) for f in fractions), strict=True))
 

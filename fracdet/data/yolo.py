@@ -33,7 +33,9 @@ _SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
 def label_path_for(image: Path) -> Path:
-    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, suffix ``.txt``."""
+    """Ultralytics' rule: the last ``/images/`` in the path becomes ``/labels/``, suffix
+    ``.txt``.
+    """
     text = image.as_posix()
     head, sep, tail = text.rpartition("/images/")
     if not sep:
@@ -76,7 +78,9 @@ def _class_names(doc: dict, path: Path) -> tuple[str, ...]:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` stays inside ``root`` once ``..`` is resolved (lexically: links inside the dataset may point anywhere)."""
+    """Whether ``path`` stays inside ``root`` once ``..`` is resolved (lexically: links inside
+    the dataset may point anywhere).
+    """
     return Path(os.path.normpath(os.path.abspath(path))).is_relative_to(
         os.path.normpath(os.path.abspath(root))
     )
@@ -144,7 +148,8 @@ def _listed_images(listing: Path, root: Path, problems: list[Problem]) -> dict[P
                 Problem(
                     str(listing),
                     "path_outside_dataset",
-                    f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, never opened)",
+                    f"line {lineno}: {name!r} is outside the dataset folder {root} (refused, "
+                    "never opened)",
                     "image skipped",
                 )
             )

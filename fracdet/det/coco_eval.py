@@ -3,7 +3,8 @@
 Ground truth and predictions stay in the annotation model (:class:`~fracdet.data.formats.Box`
 lists per :class:`~fracdet.data.formats.ImageRecord`) until the pycocotools boundary:
 :func:`to_coco_gt` and :func:`to_coco_results` build COCO's dicts there, numbering the images
-1..n in the order given (or with the ground-truth file's own ids), and :func:`coco_map` wraps COCOeval's stateful
+1..n in the order given (or with the ground-truth file's own ids), and :func:`coco_map` wraps
+COCOeval's stateful
 evaluate/accumulate/summarize into one call that returns a dict.
 """
 
@@ -22,6 +23,7 @@ from fracdet.confusion import confusion_at
 from fracdet.data.coco import coco_document
 from fracdet.data.formats import Box, ImageRecord, box_to_coco
 from fracdet.errors import DataError
+from fracdet.resample import bootstrap_indices
 
 __all__ = [
     "to_coco_gt",
@@ -47,7 +49,8 @@ def to_coco_gt(
     class_names: Sequence[str],
     image_ids: Sequence[int | str] | None = None,
 ) -> dict[str, Any]:
-    """A COCO ground-truth dict of ``records``: image ``k`` (1-based) is ``records[k - 1]``, or has ``image_ids[k - 1]``.
+    """A COCO ground-truth dict of ``records``: image ``k`` (1-based) is ``records[k - 1]``, or has
+    ``image_ids[k - 1]``.
 
     Category ids are ``Box.label + 1``, as the converter writes them; images without boxes are
     listed too (false positives on them cost precision).
@@ -83,7 +86,9 @@ def to_coco_results(
     predictions: Sequence[tuple[Sequence[Box], Sequence[float]]],
     image_ids: Sequence[int | str] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO results rows for ``(boxes, scores)`` per image, numbered as :func:`to_coco_gt` numbers them."""
+    """COCO results rows for ``(boxes, scores)`` per image, numbered as :func:`to_coco_gt` numbers
+    them.
+    """
     numbered = zip(image_ids or range(1, len(predictions) + 1), predictions, strict=True)
     return [
         row
@@ -114,11 +119,13 @@ def _check_results(doc: dict[str, Any], results: Sequence[Mapping[str, Any]]) ->
     for row in results:
         if row.get("image_id") not in image_ids:
             raise DataError(
-                f"a prediction refers to image id {row.get('image_id')!r}, which the ground truth does not list"
+                f"a prediction refers to image id {row.get('image_id')!r}, which the ground "
+                "truth does not list"
             )
         if row.get("category_id") not in category_ids:
             raise DataError(
-                f"a prediction has category id {row.get('category_id')!r}; the ground truth has {sorted(category_ids)}"
+                f"a prediction has category id {row.get('category_id')!r}; the ground truth "
+                f"has {sorted(category_ids)}"
             )
 
 
@@ -211,13 +218,11 @@ def bootstrap_map_ci(
         boxes_of.setdefault(ann["image_id"], []).append(ann)
     for row in results:
         found_of.setdefault(row["image_id"], []).append(row)
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {"map_50": [], "map_50_95": []}
-    for _ in range(n_boot):
+    # one replicate per draw (chunk_cells=1): the numbers a seed gave before stay the same
+    for (picks,) in bootstrap_indices(len(images), n_boot, seed=seed, chunk_cells=1):
         new_images, new_boxes, new_results = [], [], []
-        for new_id, k in enumerate(
-            rng.integers(0, len(images), size=len(images)).tolist(), start=1
-        ):
+        for new_id, k in enumerate(picks.tolist(), start=1):
             old_id = images[k]["id"]
             new_images.append({**images[k], "id": new_id})
             new_boxes += [
@@ -301,7 +306,8 @@ def image_level_scores(
 def image_level_metrics(
     y_true: Sequence[int], scores: Sequence[float], threshold: float = 0.25
 ) -> dict[str, Any]:
-    """AUROC of the image score, and sensitivity/specificity when ``score >= threshold`` calls it fractured.
+    """AUROC of the image score, and sensitivity/specificity when ``score >= threshold`` calls it
+    fractured.
 
     AUROC needs both classes: with one, it is ``None`` and ``auroc_note`` says why.
     """

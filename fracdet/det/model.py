@@ -63,7 +63,9 @@ _CLASSIFIER_HINT = (
 
 
 def is_classifier_checkpoint(path: str | Path) -> bool:
-    """True for a fracdet classifier checkpoint: a .safetensors/.json file or a run folder holding one."""
+    """True for a fracdet classifier checkpoint: a .safetensors/.json file or a run folder holding
+    one.
+    """
     path = Path(path)
     if path.is_dir():
         return any(path.glob("*.safetensors"))
@@ -84,7 +86,8 @@ def check_detector_path(path: str | Path) -> Path:
         raise ConfigError(f"is a folder, expected a YOLO .pt weights file{hint}", path)
     if not path.exists():
         raise ConfigError(
-            "detector weights not found (fracdet never downloads weights: pass the path of a local YOLO .pt file, "
+            "detector weights not found (fracdet never downloads weights: pass the path of a "
+            "local YOLO .pt file, "
             "e.g. runs/det/train/weights/best.pt from `fracdet train-det`)",
             path,
         )
@@ -127,8 +130,10 @@ def hub_weights(name: str) -> Path:
         return cached
     if not _network_reachable():
         raise ConfigError(
-            "an Ultralytics hub model, but the network is unreachable (offline, or YOLO_OFFLINE=1): download it once "
-            f"where you are online and pass its path, put it in {WEIGHTS_DIR}, or train from scratch with {Path(name).stem}.yaml",
+            "an Ultralytics hub model, but the network is unreachable (offline, or "
+            "YOLO_OFFLINE=1): download it once "
+            f"where you are online and pass its path, put it in {WEIGHTS_DIR}, or train from "
+            f"scratch with {Path(name).stem}.yaml",
             name,
         )
     logger.info(
@@ -174,7 +179,8 @@ def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
         ) as exc:  # torch/pickle raise many types for a bad file; all mean "cannot load"
             if not trust_pickle and _refused_by_restricted_loader(exc):
                 raise ConfigError(
-                    "refused: this .pt holds Python objects outside Ultralytics' model classes, and unpickling them "
+                    "refused: this .pt holds Python objects outside Ultralytics' model "
+                    "classes, and unpickling them "
                     f"could run code; {TRUST_PICKLE_HINT}",
                     path,
                 ) from exc
@@ -189,7 +195,9 @@ def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
 
 
 def _check_restricted_loading(path: Path) -> None:
-    """Restricted loading needs torch >= 2.6 and an Ultralytics that has it; without them Ultralytics would silently unpickle."""
+    """Restricted loading needs torch >= 2.6 and an Ultralytics that has it; without them
+    Ultralytics would silently unpickle.
+    """
     import ultralytics.nn.tasks as tasks
 
     safe_load = getattr(tasks, "_SafeLoad", None)
@@ -198,8 +206,10 @@ def _check_restricted_loading(path: Path) -> None:
         import ultralytics
 
         raise ConfigError(
-            f"cannot load this .pt safely with torch {torch.__version__} and ultralytics {ultralytics.__version__} "
-            f"(restricted loading needs torch >= 2.6 and an Ultralytics release that has it); upgrade them, or {TRUST_PICKLE_HINT}",
+            f"cannot load this .pt safely with torch {torch.__version__} and ultralytics "
+            f"{ultralytics.__version__} "
+            "(restricted loading needs torch >= 2.6 and an Ultralytics release that has it); "
+            f"upgrade them, or {TRUST_PICKLE_HINT}",
             path,
         )
 
@@ -252,12 +262,15 @@ def _restricted_loading(enabled: bool) -> Iterator[None]:
 
 
 def resolve_data_yaml(data: str | Path) -> Path:
-    """The ``data.yaml`` of a converted dataset, given it or its folder; missing -> :class:`DataError`."""
+    """The ``data.yaml`` of a converted dataset, given it or its folder; missing ->
+    :class:`DataError`.
+    """
     data = Path(data)
     path = data / "data.yaml" if data.is_dir() else data
     if not path.is_file():
         raise DataError(
-            "data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or OUT/data.yaml)",
+            "data.yaml not found (run `fracdet convert SRC OUT` first and pass OUT or "
+            "OUT/data.yaml)",
             path,
         )
     return path
@@ -274,10 +287,13 @@ def model_class_names(model: Any) -> tuple[str, ...]:
 def check_class_names(
     model_names: Sequence[str], data_names: Sequence[str], *, weights: Path, data: Path
 ) -> None:
-    """A model must be scored against the classes it was trained on; a mismatch is a :class:`DataError`."""
+    """A model must be scored against the classes it was trained on; a mismatch is a
+    :class:`DataError`.
+    """
     if tuple(model_names) != tuple(data_names):
         raise DataError(
-            f"class names differ: the detector {weights} has {list(model_names)} but the dataset has {list(data_names)}",
+            f"class names differ: the detector {weights} has {list(model_names)} but the "
+            f"dataset has {list(data_names)}",
             data,
         )
 
@@ -286,7 +302,9 @@ def check_class_names(
 
 
 def _local_font(font: str = "Arial.ttf") -> Path | None:
-    """Ultralytics' ``check_font`` without the download: its cache, a system font, else matplotlib's DejaVu."""
+    """Ultralytics' ``check_font`` without the download: its cache, a system font, else matplotlib's
+    DejaVu.
+    """
     from matplotlib import font_manager
     from ultralytics.utils import USER_CONFIG_DIR
 
@@ -303,7 +321,9 @@ def _local_font(font: str = "Arial.ttf") -> Path | None:
 
 
 def _amp_check_without_download(original: Any) -> Any:
-    """Ultralytics' AMP check needs ``yolo26n.pt``; without it locally, do what it does offline (AMP on)."""
+    """Ultralytics' AMP check needs ``yolo26n.pt``; without it locally, do what it does offline (AMP
+    on).
+    """
 
     def check_amp(model: Any) -> bool:
         from ultralytics.utils import WEIGHTS_DIR

@@ -49,7 +49,8 @@ OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam
 _MANAGED_KEYS = frozenset(
     {"data", "model", "project", "name", "exist_ok", "resume", "mode", "task", "save_dir", "cfg"}
 )
-# Ultralytics' own keys that mean "what Ultralytics calls it" -> "what fracdet's final metrics call it".
+# Ultralytics' own keys that mean "what Ultralytics calls it" -> "what fracdet's final metrics call
+# it".
 _METRIC_KEYS = {
     "metrics/mAP50(B)": "mAP50",
     "metrics/mAP50-95(B)": "mAP50-95",
@@ -64,8 +65,10 @@ class DetTrainConfig:
 
     ``model`` is a YOLO architecture to train from scratch (``yolov8n.yaml`` .. ``yolov8x.yaml``
     or any Ultralytics model YAML), an Ultralytics hub model name (``yolov8s.pt``: Ultralytics
-    fetches it when online, see :func:`~fracdet.det.model.hub_weights`) or a local ``.pt`` file the user names (a pickle: loaded
-    through Ultralytics' restricted loader unless ``trust_pickle`` says to unpickle it in full). Augmentation defaults suit radiographs: no hue/saturation jitter
+    fetches it when online, see :func:`~fracdet.det.model.hub_weights`) or a local ``.pt`` file the
+    user names (a pickle: loaded
+    through Ultralytics' restricted loader unless ``trust_pickle`` says to unpickle it in full).
+    Augmentation defaults suit radiographs: no hue/saturation jitter
     (grayscale), mild brightness, small rotations, and no flips because left/right
     (laterality) is clinical information; ``fliplr`` can be raised where that does not matter.
     ``extra`` passes any other Ultralytics training argument (``cos_lr``, ``close_mosaic``,
@@ -130,7 +133,8 @@ class DetTrainConfig:
                 raise ConfigError(message)
         if self.resume and self.overwrite:
             raise ConfigError(
-                "resume and overwrite exclude each other: resume continues a run, overwrite replaces it"
+                "resume and overwrite exclude each other: resume continues a run, overwrite "
+                "replaces it"
             )
         _check_extra(self.extra)
 
@@ -169,7 +173,9 @@ def parse_extra(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
 
 
 def _check_extra(extra: Any) -> None:
-    """Unknown or fracdet-managed keys, and values Ultralytics would refuse, fail here, before training."""
+    """Unknown or fracdet-managed keys, and values Ultralytics would refuse, fail here, before
+    training.
+    """
     if not extra:
         return
     if not isinstance(extra, dict):
@@ -186,7 +192,8 @@ def _check_extra(extra: Any) -> None:
             )
         if key in _MANAGED_KEYS:
             raise ConfigError(
-                f"extra.{key}: fracdet sets {key!r} itself (from data, model, output/name and resume)"
+                f"extra.{key}: fracdet sets {key!r} itself (from data, model, output/name and "
+                "resume)"
             )
         if key not in DEFAULT_CFG_DICT:
             close = difflib.get_close_matches(
@@ -208,7 +215,9 @@ def _check_extra(extra: Any) -> None:
 
 
 def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
-    """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and metrics."""
+    """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and
+    metrics.
+    """
     data_yaml = resolve_data_yaml(cfg.data).resolve()
     names = read_class_names(data_yaml)
     run_dir = (Path(cfg.output) / cfg.name).resolve()
@@ -219,7 +228,8 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     else:
         if run_dir.exists() and not cfg.overwrite:
             raise OutputExistsError(
-                "run folder already exists; pass --overwrite to replace it or --resume to continue it",
+                "run folder already exists; pass --overwrite to replace it or --resume to "
+                "continue it",
                 run_dir,
             )
         model = _build_model(cfg.model, names, data_yaml, trust_pickle=cfg.trust_pickle)
@@ -253,7 +263,8 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
         "fracdet_version": __version__,
         "metrics": metrics,
         "metrics_split": "val",
-        "metrics_note": "Ultralytics' validation of best.pt on the val split (its own PR interpolation); "
+        "metrics_note": "Ultralytics' validation of best.pt on the val split "
+        "(its own PR interpolation); "
         "`fracdet eval-det` gives COCO (pycocotools) metrics on the test split",
         "epochs_completed": (trainer.epoch + 1)
         if trainer is not None and getattr(trainer, "epoch", None) is not None
@@ -280,10 +291,13 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
 def _build_model(
     spec: str, data_names: tuple[str, ...], data_yaml: Path, *, trust_pickle: bool = False
 ) -> Any:
-    """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt`` (fine-tuning)."""
+    """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt``
+    (fine-tuning).
+    """
     if "://" in spec:
         raise ConfigError(
-            f"model {spec!r}: URLs are not fetched (offline-first); download the file yourself and pass its local path"
+            f"model {spec!r}: URLs are not fetched (offline-first); download the file "
+            "yourself and pass its local path"
         )
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
@@ -292,8 +306,10 @@ def _build_model(
             path = hub_weights(spec)  # the user named an Ultralytics hub model: fetched when online
         if not path.is_file():
             raise ConfigError(
-                "not a local file nor an Ultralytics hub model name (e.g. yolov8s.pt, fetched when online): pass the "
-                "path of a .pt file you have (e.g. runs/det/NAME/weights/best.pt), or train from scratch with model: yolov8n.yaml",
+                "not a local file nor an Ultralytics hub model name (e.g. yolov8s.pt, fetched "
+                "when online): pass the "
+                "path of a .pt file you have (e.g. runs/det/NAME/weights/best.pt), or train "
+                "from scratch with model: yolov8n.yaml",
                 spec,
             )
         model = load_detector(path, trust_pickle=trust_pickle)
@@ -313,7 +329,8 @@ def _build_model(
             ) from exc
     check_detector_path(path)  # a classifier checkpoint or folder gets its specific message
     raise ConfigError(
-        "model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a local .pt file",
+        "model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a "
+        "local .pt file",
         spec,
     )
 
@@ -322,12 +339,14 @@ def _check_pretrained_names(
     model_names: tuple[str, ...], data_names: tuple[str, ...], weights: Path, data_yaml: Path
 ) -> None:
     """Same classes: fine-tuning. Another number of classes (e.g. COCO's 80): transfer learning, the
-    head is rebuilt. The same number under other names is almost surely the wrong file or dataset."""
+    head is rebuilt. The same number under other names is almost surely the wrong file or
+    dataset."""
     if model_names == data_names:
         return
     if len(model_names) != len(data_names):
         logger.info(
-            "%s has %d classes, the dataset %d: its detection head is re-initialised for %s (transfer learning)",
+            "%s has %d classes, the dataset %d: its detection head is re-initialised for %s "
+            "(transfer learning)",
             weights,
             len(model_names),
             len(data_names),
@@ -335,7 +354,8 @@ def _check_pretrained_names(
         )
         return
     raise DataError(
-        f"class names differ: the checkpoint {weights} has {list(model_names)} but the dataset has {list(data_names)} "
+        f"class names differ: the checkpoint {weights} has {list(model_names)} but the "
+        f"dataset has {list(data_names)} "
         "(same number of classes, other names: wrong checkpoint or wrong dataset?)",
         data_yaml,
     )
@@ -377,7 +397,8 @@ def _train_args(cfg: DetTrainConfig, run_dir: Path, data_yaml: Path) -> dict[str
         args["device"] = str(cfg.device)  # "cpu", "0", or "0,1" for Ultralytics' own multi-GPU DDP
     if cfg.optimizer == "auto" and cfg.lr0 != DetTrainConfig.lr0:
         logger.warning(
-            "optimizer=auto chooses its own learning rate and ignores lr0=%s; name an optimizer to use it",
+            "optimizer=auto chooses its own learning rate and ignores lr0=%s; name an "
+            "optimizer to use it",
             cfg.lr0,
         )
     return args
@@ -390,7 +411,8 @@ def _resume_setup(
     last = run_dir / "weights" / "last.pt"
     if not last.is_file():
         raise ConfigError(
-            "nothing to resume: no weights/last.pt in this run folder (start a new run without --resume)",
+            "nothing to resume: no weights/last.pt in this run folder (start a new run "
+            "without --resume)",
             run_dir,
         )
     model = load_detector(last, trust_pickle=cfg.trust_pickle)
@@ -398,13 +420,15 @@ def _resume_setup(
     if ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
         # Ultralytics would silently start a new training from these weights instead.
         raise ConfigError(
-            "this run finished training, nothing to resume (start a new run with another --name, or --overwrite)",
+            "this run finished training, nothing to resume (start a new run with another "
+            "--name, or --overwrite)",
             run_dir,
         )
     model_names = model_class_names(model)
     if model_names != names:
         raise DataError(
-            f"class names differ: the run {run_dir} was trained on {list(model_names)} but the dataset has {list(names)}",
+            f"class names differ: the run {run_dir} was trained on {list(model_names)} but "
+            f"the dataset has {list(names)}",
             data_yaml,
         )
     args: dict[str, Any] = {
@@ -456,7 +480,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _final_metrics(outcome: Any, run_dir: Path) -> dict[str, float]:
-    """mAP50, mAP50-95, precision, recall of the final validation (DDP: from the checkpoint or results.csv)."""
+    """mAP50, mAP50-95, precision, recall of the final validation (DDP: from the checkpoint or
+    results.csv).
+    """
     raw = getattr(outcome, "results_dict", None) or (outcome if isinstance(outcome, dict) else None)
     if not raw:
         raw = _last_results_row(run_dir / "results.csv")

@@ -32,6 +32,7 @@ from fracdet.explain.base import (
     aggregate_channels,
     resolve_targets,
 )
+from fracdet.nnutil import replace_module
 
 __all__ = [
     "SaliencyExplainer",
@@ -291,14 +292,6 @@ class _PerCall(nn.Module):
         return module(*args, **kwargs)
 
 
-def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    """Put ``new`` wherever ``old`` is registered under ``root`` (a shared module has several names)."""
-    for name, module in list(root.named_modules(remove_duplicate=False)):
-        if module is old and name:
-            parent_name, _, child = name.rpartition(".")
-            setattr(root.get_submodule(parent_name), child, new)
-
-
 def deeplift_ready_copy(model: nn.Module) -> nn.Module:
     """A frozen eval-mode copy of ``model`` on which captum's DeepLIFT rules hold.
 
@@ -313,7 +306,7 @@ def deeplift_ready_copy(model: nn.Module) -> nn.Module:
             module.inplace = False
     for module in list(ready.modules()):
         if isinstance(module, nn.MaxPool2d) and _ReluMaxPool2d.convertible(module):
-            _replace(ready, module, _ReluMaxPool2d.from_pool(module))
+            replace_module(ready, module, _ReluMaxPool2d.from_pool(module))
     unruled = _activations_without_rule(ready)
     if unruled:
         logger.warning(
@@ -363,7 +356,7 @@ def _split_reused(model: nn.Module, probe: torch.Tensor) -> None:
                 hooked[key],
                 count,
             )
-            _replace(model, hooked[key], _PerCall(hooked[key], count))
+            replace_module(model, hooked[key], _PerCall(hooked[key], count))
 
 
 class DeepLiftExplainer(Explainer):

@@ -1,4 +1,5 @@
-"""MAE checkpoints as data: ``NAME.safetensors`` (the whole ``ViTMAEForPreTraining``) beside ``NAME.json``.
+"""MAE checkpoints as data: ``NAME.safetensors`` (the whole ``ViTMAEForPreTraining``) beside
+``NAME.json``.
 
 The JSON holds the Hugging Face config, so a checkpoint rebuilds without the hub and without
 unpickling anything (ARCHITECTURE invariant 3), plus where the weights started from, the
@@ -7,8 +8,6 @@ epoch, validation numbers, the training config and versions.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,15 @@ from typing import Any
 
 import torch
 
-from fracdet.cls.checkpoint import unwrap_model
+from fracdet.cls.checkpoint import (
+    checkpoint_files,
+    meta_from_json,
+    meta_to_json,
+    read_weights,
+    unwrap_model,
+    write_checkpoint,
+)
 from fracdet.errors import ConfigError
-from fracdet.fsutil import atomic_write, atomic_write_text
 from fracdet.mae.model import PixelMAE, load_mae_state, mae_config, new_mae
 
 __all__ = ["FORMAT", "MAEMeta", "save_mae", "load_mae", "resolve_mae_checkpoint", "read_mae_state"]
@@ -61,76 +66,40 @@ class MAEMeta:
         )
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **dataclasses.asdict(self)}, indent=2, default=str)
+        return meta_to_json(self, FORMAT)
 
     @classmethod
     def from_json(cls, text: str, path: Path) -> MAEMeta:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"checkpoint metadata is not valid JSON ({exc})", path) from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            # another model's checkpoint (a classifier run, the exported encoder) is named as such
-            found = doc.get("format") if isinstance(doc, dict) else None
-            what = f"its format is {found!r}" if found else f'no "format": "{FORMAT}"'
-            raise ConfigError(
-                f"not a fracdet MAE checkpoint ({what}): give a pretrain-mae run folder or its .safetensors",
-                path,
-            )
-        names = {f.name for f in dataclasses.fields(cls)}
-        try:
-            values = {k: v for k, v in doc.items() if k in names}
-            values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-            if not isinstance(values["hf_config"], dict):
-                raise TypeError("hf_config is not a mapping")
-            return cls(**values)
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"checkpoint metadata is incomplete ({exc})", path) from exc
+        # another model's checkpoint (a classifier run, the exported encoder) is named as such
+        return meta_from_json(
+            cls,
+            text,
+            path,
+            format=FORMAT,
+            kind="MAE",
+            tuples=("mean", "std"),
+            mappings=("hf_config",),
+            hint=": give a pretrain-mae run folder or its .safetensors",
+        )
 
 
 def resolve_mae_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a ``.json``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.safetensors"
-    if path.suffix not in (".safetensors", ".json"):
-        raise ConfigError(
-            "an MAE checkpoint is a .safetensors file with a .json beside it (or its run folder)",
-            path,
-        )
-    weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    for needed in (weights, meta):
-        if not needed.is_file():
-            raise ConfigError("MAE checkpoint file not found", needed)
-    return weights, meta
+    """``(weights, metadata)`` from a run folder (its ``best``), a ``.safetensors`` or a
+    ``.json``.
+    """
+    return checkpoint_files(path, kind="MAE", article="an")
 
 
 def read_mae_state(path: str | Path) -> tuple[MAEMeta, dict[str, torch.Tensor], Path]:
     """The metadata, the raw state dict and the weights path of a checkpoint (no model built)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights, meta_path = resolve_mae_checkpoint(path)
     meta = MAEMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise ConfigError(f"not a readable safetensors file ({exc})", weights) from exc
-    return meta, state, weights
+    return meta, read_weights(weights), weights
 
 
 def save_mae(model: torch.nn.Module, meta: MAEMeta, path: Path) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` atomically, weights first (see cls.checkpoint)."""
-    from safetensors.torch import save_file
-
-    path = Path(path).with_suffix(".safetensors")
-    state = {
-        k: v.detach().contiguous().cpu()
-        for k, v in unwrap_model(model).backbone.state_dict().items()
-    }
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
-    atomic_write_text(path.with_suffix(".json"), meta.to_json())
-    return path
+    """Write ``path`` (.safetensors) and its ``.json`` atomically, weights first."""
+    return write_checkpoint(model, meta.to_json(), path, file_metadata={"format": FORMAT})
 
 
 def load_mae(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PixelMAE, MAEMeta]:

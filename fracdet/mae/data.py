@@ -36,12 +36,16 @@ class UnlabelledImages:
 
 
 def as_split(records: list[ImageRecord]) -> LabelledSplit:
-    """Records as the classification track's split type, so its loaders serve MAE too (label unused)."""
+    """Records as the classification track's split type, so its loaders serve MAE too (label
+    unused).
+    """
     return LabelledSplit(records, ("image",), [])
 
 
 def _manifest_of(data: Path) -> Path | None:
-    """The manifest ``data`` names: the file itself, or ``manifest.csv`` in a convert output folder."""
+    """The manifest ``data`` names: the file itself, or ``manifest.csv`` in a convert output
+    folder.
+    """
     if data.is_file():
         return data
     return data / "manifest.csv" if (data / "manifest.csv").is_file() else None
@@ -108,7 +112,9 @@ def load_unlabelled(data: Path, *, val_fraction: float = 0.1, seed: int = 0) -> 
 def list_unlabelled(
     data: Path, *, split: str = "val"
 ) -> tuple[list[ImageRecord], list[dict[str, str]]]:
-    """The images to look at: a manifest's ``split`` (``all`` for every one), or a folder's images."""
+    """The images to look at: a manifest's ``split`` (``all`` for every one), or a folder's
+    images.
+    """
     records, skipped, source = _read(Path(data))
     if source == "manifest" and split != "all":
         chosen = [r for r in records if r.split == split]

@@ -3,19 +3,18 @@
 Hugging Face ``ViTMAEForPreTraining`` key (transformers 5 naming; the 4.x name in brackets,
 read too) -> timm ``VisionTransformer`` key (``i``: block):
 
-=================================================================================  ==========================
-``vit.embeddings.cls_token``                                                       ``cls_token``
-``vit.embeddings.position_embeddings`` (1, 1+N, D), class row zero                 ``pos_embed``
-``vit.embeddings.patch_embeddings.projection.{weight,bias}``                       ``patch_embed.proj.*``
-``vit.layers.i.layernorm_before.*`` [``vit.encoder.layer.i.``...]                   ``blocks.i.norm1.*``
-``vit.layers.i.attention.{q,k,v}_proj.*`` [``attention.attention.{query,key,value}``]  ``blocks.i.attn.qkv.*`` (q, k, v stacked on dim 0)
-``vit.layers.i.attention.o_proj.*`` [``attention.output.dense``]                    ``blocks.i.attn.proj.*``
-``vit.layers.i.layernorm_after.*``                                                 ``blocks.i.norm2.*``
-``vit.layers.i.mlp.fc1.*`` [``intermediate.dense``]                                ``blocks.i.mlp.fc1.*``
-``vit.layers.i.mlp.fc2.*`` [``output.dense``]                                      ``blocks.i.mlp.fc2.*``
-``vit.layernorm.*``                                                                ``norm.*``
-``decoder.*``                                                                      (dropped: pretraining only)
-=================================================================================  ==========================
+* ``vit.embeddings.cls_token`` -> ``cls_token``
+* ``vit.embeddings.position_embeddings`` (1, 1+N, D), class row zero -> ``pos_embed``
+* ``vit.embeddings.patch_embeddings.projection.{weight,bias}`` -> ``patch_embed.proj.*``
+* ``vit.layers.i.layernorm_before.*`` [``vit.encoder.layer.i.``...] -> ``blocks.i.norm1.*``
+* ``vit.layers.i.attention.{q,k,v}_proj.*`` [``attention.attention.{query,key,value}``]
+  -> ``blocks.i.attn.qkv.*`` (q, k, v stacked on dim 0)
+* ``vit.layers.i.attention.o_proj.*`` [``attention.output.dense``] -> ``blocks.i.attn.proj.*``
+* ``vit.layers.i.layernorm_after.*`` -> ``blocks.i.norm2.*``
+* ``vit.layers.i.mlp.fc1.*`` [``intermediate.dense``] -> ``blocks.i.mlp.fc1.*``
+* ``vit.layers.i.mlp.fc2.*`` [``output.dense``] -> ``blocks.i.mlp.fc2.*``
+* ``vit.layernorm.*`` -> ``norm.*``
+* ``decoder.*`` -> dropped (pretraining only)
 
 Why the two compute the same function: Hugging Face adds the position embeddings to the
 patches, then prepends ``cls_token + pos[0]``; timm prepends ``cls_token`` and adds all of
@@ -80,7 +79,8 @@ def timm_args(config: Mapping[str, Any]) -> dict[str, Any]:
     # timm's MLP width is int(embed_dim * mlp_ratio)
     if int(hidden * (intermediate / hidden)) != intermediate:
         raise ConfigError(
-            f"intermediate_size {intermediate} is not a width timm can express as hidden_size x mlp_ratio"
+            f"intermediate_size {intermediate} is not a width timm can express as hidden_size "
+            "x mlp_ratio"
         )
     return {
         "patch_size": int(config["patch_size"]),
@@ -93,7 +93,9 @@ def timm_args(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def suggested_backbone(config: Mapping[str, Any]) -> str:
-    """The timm name to pass to ``train-cls --backbone`` (any ``vit_*`` works: the file sets the size)."""
+    """The timm name to pass to ``train-cls --backbone`` (any ``vit_*`` works: the file sets the
+    size).
+    """
     key = (int(config["hidden_size"]), int(config["num_hidden_layers"]), int(config["patch_size"]))
     return _TIMM_NAMES.get(key, "vit_base_patch16_224.mae")
 
@@ -101,7 +103,8 @@ def suggested_backbone(config: Mapping[str, Any]) -> str:
 def encoder_state_dict(
     state: Mapping[str, torch.Tensor], config: Mapping[str, Any]
 ) -> dict[str, torch.Tensor]:
-    """Map an MAE state dict (``vit.`` prefix optional) to timm keys; every encoder key must be used.
+    """Map an MAE state dict (``vit.`` prefix optional) to timm keys; every encoder key must be
+    used.
 
     A key left over means the MAE holds something timm's ViT would not compute: an error,
     never a silent drop.

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD, state_misfit
+from fracdet.cls.model import IMAGENET_MEAN, IMAGENET_STD
+from fracdet.cls.state_files import state_misfit
 from fracdet.errors import ConfigError
 
 __all__ = [
@@ -117,13 +118,15 @@ def transformers_module():
         ImportError
     ) as exc:  # pragma: no cover - it is a dependency; a broken env is the only way here
         raise ConfigError(
-            f"MAE pretraining needs Hugging Face transformers ({exc}); pip install 'transformers>=4.44'"
+            f"MAE pretraining needs Hugging Face transformers ({exc}); pip install "
+            "'transformers>=4.44'"
         ) from exc
     return transformers
 
 
 class PixelMAE(nn.Module):
-    """``ViTMAEForPreTraining`` taking ``(B, 1|3, S, S)`` pixels in [0, 1] (S: the model's image size).
+    """``ViTMAEForPreTraining`` taking ``(B, 1|3, S, S)`` pixels in [0, 1] (S: the model's image
+    size).
 
     ``backbone`` is the Hugging Face model (the name the classification track's resume code
     expects). The reconstruction target, as in Hugging Face, is the normalised image.
@@ -173,13 +176,15 @@ class PixelMAE(nn.Module):
             raise ValueError(f"expected images of shape (B, 1|3, H, W), got {tuple(pixels.shape)}")
         if tuple(pixels.shape[-2:]) != (self.image_size, self.image_size):
             raise ValueError(
-                f"expected {self.image_size}x{self.image_size} images, got {pixels.shape[-2]}x{pixels.shape[-1]}"
+                f"expected {self.image_size}x{self.image_size} images, got "
+                f"{pixels.shape[-2]}x{pixels.shape[-1]}"
             )
         if self.check_range:
             low, high = torch.aminmax(pixels.detach())
             if low < -1e-3 or high > 1 + 1e-3:
                 raise ValueError(
-                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: the model normalises inside"
+                    f"expected pixels in [0, 1], got [{float(low):.3g}, {float(high):.3g}]: "
+                    "the model normalises inside"
                 )
         if pixels.shape[1] == 1:
             pixels = pixels.expand(-1, 3, -1, -1)
@@ -187,7 +192,8 @@ class PixelMAE(nn.Module):
 
     # returns a transformers ViTMAEForPreTrainingOutput
     def forward(self, pixels: torch.Tensor, noise: torch.Tensor | None = None):
-        """Masked reconstruction: ``loss`` (MSE on masked patches), ``logits``, ``mask`` (1 = masked).
+        """Masked reconstruction: ``loss`` (MSE on masked patches), ``logits``, ``mask`` (1 =
+        masked).
 
         ``noise`` ``(B, num_patches)`` fixes which patches are masked (the lowest
         ``1 - mask_ratio`` fraction is kept); ``None`` draws them from torch's generator.
@@ -216,7 +222,9 @@ class PixelMAE(nn.Module):
         return (image * self.std + self.mean).mean(dim=1, keepdim=True)
 
     def patch_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """A patch mask ``(B, N)`` as a pixel mask ``(B, 1, S, S)`` (1 where the patch was masked)."""
+        """A patch mask ``(B, N)`` as a pixel mask ``(B, 1, S, S)`` (1 where the patch was
+        masked).
+        """
         grid = self.image_size // self.patch_size
         mask = mask.float().view(-1, 1, grid, grid)
         return mask.repeat_interleave(self.patch_size, dim=2).repeat_interleave(
@@ -267,7 +275,8 @@ def mae_config(
         raise ConfigError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     if patch_size < 1 or image_size % patch_size or image_size // patch_size < 2:
         raise ConfigError(
-            f"image_size {image_size} must be a multiple of patch_size {patch_size} (at least 2 patches a side)"
+            f"image_size {image_size} must be a multiple of patch_size {patch_size} (at least "
+            "2 patches a side)"
         )
     values = {**base, **(model_args or {})}
     values.update(
@@ -280,7 +289,8 @@ def mae_config(
     hidden, heads = int(values.get("hidden_size", 768)), int(values.get("num_attention_heads", 12))
     if hidden % heads or hidden % 4:
         raise ConfigError(
-            f"hidden_size {hidden} must be a multiple of num_attention_heads {heads} and of 4 (2-D sin-cos embeddings)"
+            f"hidden_size {hidden} must be a multiple of num_attention_heads {heads} and of 4 "
+            "(2-D sin-cos embeddings)"
         )
     for key in ("model_type", "transformers_version", "architectures"):
         values.pop(key, None)
@@ -288,7 +298,9 @@ def mae_config(
 
 
 def new_mae(config) -> PixelMAE:
-    """A freshly initialised model (torch's global generator: seed first) with its fixed embeddings set."""
+    """A freshly initialised model (torch's global generator: seed first) with its fixed
+    embeddings set.
+    """
     transformers = transformers_module()
     model = transformers.ViTMAEForPreTraining(config)
     set_position_embeddings(model)
@@ -296,14 +308,17 @@ def new_mae(config) -> PixelMAE:
 
 
 def canonical_key(key: str) -> str:
-    """A ViT-MAE state-dict key in transformers 5 naming (``vit.layers.0.attention.q_proj.weight``)."""
+    """A ViT-MAE state-dict key in transformers 5 naming
+    (``vit.layers.0.attention.q_proj.weight``).
+    """
     for old, new in LEGACY_NAMES:
         key = key.replace(old, new)
     return key
 
 
 def sincos_position_embedding(dim: int, grid: int) -> torch.Tensor:
-    """Meta's MAE 2-D sin-cos table ``(1 + grid**2, dim)``, class row zero, in the layout its weights use.
+    """Meta's MAE 2-D sin-cos table ``(1 + grid**2, dim)``, class row zero, in the layout its
+    weights use.
 
     Each half of ``dim`` encodes one axis with ``[sin | cos]`` at frequencies
     ``10000 ** (-k / (dim / 4))``; the first half encodes the column (w), the second the row

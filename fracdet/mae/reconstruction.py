@@ -40,7 +40,9 @@ class MaskedError:
 
 
 def fixed_noise(indices: Iterable[int], num_patches: int, seed: int) -> torch.Tensor:
-    """Masking noise ``(B, num_patches)`` for dataset ``indices``: the same per image, whatever the batch."""
+    """Masking noise ``(B, num_patches)`` for dataset ``indices``: the same per image, whatever
+    the batch.
+    """
     rows = [
         torch.rand(
             num_patches,
@@ -84,7 +86,8 @@ def masked_error(
             noise = fixed_noise(batch.indices.tolist(), model.num_patches, seed).to(device)
             with autocast(device, precision):
                 out = model(images, noise=noise)
-            # every image hides the same number of patches, so the batch mean weighs each image equally
+            # every image hides the same number of patches, so the batch mean weighs each image
+            # equally
             loss_sum += float(out.loss.float()) * len(batch)
             mse_sum += float(per_image_mse(model, images, out.logits, out.mask).sum())
             count += len(batch)

@@ -70,8 +70,10 @@ class MAEShowSummary:
     def line(self) -> str:
         start, adapted = self.metrics["start"], self.metrics["adapted"]
         return (
-            f"masked-patch MSE on {adapted['images']} images ({self.metrics['mask_ratio']:.0%} of patches hidden): "
-            f"start {start['mse']:.4f} -> adapted {adapted['mse']:.4f} (loss {start['loss']:.4f} -> {adapted['loss']:.4f}); figure: {self.figure}"
+            f"masked-patch MSE on {adapted['images']} images "
+            f"({self.metrics['mask_ratio']:.0%} of patches hidden): "
+            f"start {start['mse']:.4f} -> adapted {adapted['mse']:.4f} (loss "
+            f"{start['loss']:.4f} -> {adapted['loss']:.4f}); figure: {self.figure}"
         )
 
 
@@ -82,7 +84,8 @@ def _initial_checkpoint(checkpoint: Path) -> Path:
     initial = weights.parent / "initial.safetensors"
     if not initial.is_file() or not initial.with_suffix(".json").is_file():
         raise ConfigError(
-            "no initial.safetensors/.json beside the checkpoint: mae-show compares with the starting weights pretrain-mae saves there",
+            "no initial.safetensors/.json beside the checkpoint: mae-show compares with the "
+            "starting weights pretrain-mae saves there",
             weights.parent,
         )
     return initial
@@ -92,7 +95,9 @@ def _initial_checkpoint(checkpoint: Path) -> Path:
 def reconstruction_panels(
     model: PixelMAE, images: torch.Tensor, noise: torch.Tensor, *, precision: str = "fp32"
 ) -> dict[str, np.ndarray]:
-    """``(B, S, S)`` arrays in [0, 1]: ``masked``, ``reconstruction``, ``pasted`` (visible patches put back), and ``mse`` ``(B,)``."""
+    """``(B, S, S)`` arrays in [0, 1]: ``masked``, ``reconstruction``, ``pasted`` (visible
+    patches put back), and ``mse`` ``(B,)``.
+    """
     model.eval()
     with autocast(images.device, precision):
         out = model(images, noise=noise)

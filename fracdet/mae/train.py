@@ -13,9 +13,7 @@ The run folder holds ``initial.*`` (the starting weights, for mae-show's compari
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,34 +21,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from fracdet.cls.data import make_loader
-from fracdet.cls.distributed import any_rank, barrier, merge_from_all, train_sampler
-from fracdet.cls.train import step_schedule
+from fracdet.cls.distributed import barrier, merge_from_all, train_sampler
+from fracdet.cls.loop import (
+    jsonable,
+    log_epoch,
+    skipped_rows,
+    start_epoch,
+    step_schedule,
+    train_epoch,
+    wrap_for_ddp,
+)
 from fracdet.cls.train_state import (
     TrainState,
     check_run_folder,
     load_state,
     prepare_run_folder,
-    refuse_if_nothing_trained,
     save_state,
     write_history,
 )
 from fracdet.data.datasets import AugmentConfig
 from fracdet.errors import ConfigError, DataError
 from fracdet.fsutil import atomic_write_json
-from fracdet.log import progress
 from fracdet.mae.checkpoint import MAEMeta, read_mae_state, save_mae
 from fracdet.mae.data import UnlabelledImages, as_split, load_unlabelled
 from fracdet.mae.encoder_to_timm import export_encoder
-from fracdet.mae.model import ARCHS, PixelMAE
+from fracdet.mae.model import ARCHS
 from fracdet.mae.reconstruction import MaskedError, masked_error
 from fracdet.mae.weights import build_mae
 from fracdet.provenance import records_hash, versions
 from fracdet.runtime import (
-    Runtime,
-    autocast,
     distributed_runtime,
     resolve_precision,
     seed_everything,
@@ -110,7 +111,8 @@ class MAETrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.pretrained and self.weights is not None:
             raise ConfigError(
-                "pretrained and weights exclude each other: --weights already names the starting weights"
+                "pretrained and weights exclude each other: --weights already names the "
+                "starting weights"
             )
 
     @property
@@ -144,15 +146,18 @@ class MAETrainResult:
     def line(self) -> str:
         """The one-line summary the CLI prints."""
         return (
-            f"best epoch {self.best_epoch}: val masked-patch MSE {self.initial['mse']:.4f} -> {self.best_val['mse']:.4f} "
-            f"(loss {self.initial['loss']:.4f} -> {self.best_val['loss']:.4f}); encoder for train-cls -> {self.encoder}"
+            f"best epoch {self.best_epoch}: val masked-patch MSE {self.initial['mse']:.4f} -> "
+            f"{self.best_val['mse']:.4f} "
+            f"(loss {self.initial['loss']:.4f} -> {self.best_val['loss']:.4f}); encoder for "
+            f"train-cls -> {self.encoder}"
         )
 
 
 def pretrain_mae(
     cfg: MAETrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> MAETrainResult | None:
-    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's checkpoint.
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
 
     Under torchrun only rank 0 validates and writes, so the other processes return ``None``.
     """
@@ -224,7 +229,8 @@ def pretrain_mae(
         if initial.images == 0:
             example = f" (e.g. {initial.failures[0][1]})" if initial.failures else ""
             raise DataError(
-                f"none of the {len(images.val)} validation images could be read{example}: nothing to validate on",
+                f"none of the {len(images.val)} validation images could be read{example}: "
+                "nothing to validate on",
                 cfg.data,
             )
     out = prepare_run_folder(
@@ -234,7 +240,7 @@ def pretrain_mae(
     meta = MAEMeta.of(
         model,
         init,
-        train_config=_jsonable(asdict(cfg)),
+        train_config=jsonable(asdict(cfg)),
         data_hash=data_hash,
         versions={**versions(), **versions(["transformers"])},
     )
@@ -247,13 +253,7 @@ def pretrain_mae(
             replace(meta, epoch=0, metrics=_val_metrics(initial)),
             out / "initial.safetensors",
         )
-    net: nn.Module = model
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
-        )
+    net = wrap_for_ddp(model, runtime)
     if runtime.is_main:
         logger.info(
             "pretrain-mae: %d train / %d val images, %s, precision %s%s",
@@ -264,30 +264,23 @@ def pretrain_mae(
             f", {runtime.world_size} processes" if runtime.distributed else "",
         )
     for epoch in range(state.epoch, cfg.epochs):
-        train_loader.dataset.epoch = epoch
-        generator.manual_seed(cfg.seed + epoch)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        row = _train_one_epoch(
-            cfg,
+        start_epoch(train_loader, generator, sampler, seed=cfg.seed, epoch=epoch)
+        row = train_epoch(
             net,
             model,
             train_loader,
             optimizer,
             scheduler,
             scaler,
-            precision,
-            runtime,
-            epoch,
-            state,
-        )
-        refuse_if_nothing_trained(
-            row.pop("trained"),
-            len(images.train),
-            state,
+            lambda batch: net(batch.images.to(runtime.device, non_blocking=True)).loss,
+            precision=precision,
+            runtime=runtime,
+            epoch=epoch,
+            epochs=cfg.epochs,
+            grad_clip=cfg.grad_clip,
+            state=state,
             data=Path(cfg.data),
             out=out,
-            runtime=runtime,
         )
         if runtime.is_main:
             val = masked_error(
@@ -305,14 +298,7 @@ def pretrain_mae(
             save_mae(model, epoch_meta, out / "last.safetensors")
             save_state(out, state, model, optimizer, scheduler, None, scaler)
             write_history(out, state.history)
-            logger.info(
-                "epoch %d/%d  %s",
-                epoch + 1,
-                cfg.epochs,
-                "  ".join(
-                    f"{k} {v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)
-                ),
-            )
+            log_epoch(logger, epoch, cfg.epochs, row)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
     state.skipped = merge_from_all(state.skipped, runtime)
@@ -325,72 +311,17 @@ def _val_metrics(error: MaskedError) -> dict[str, float]:
     return {"val_loss": error.loss, "val_mse": error.mse, "val_images": error.images}
 
 
-def _train_one_epoch(
-    cfg,
-    net,
-    model: PixelMAE,
-    loader,
-    optimizer,
-    scheduler,
-    scaler,
-    precision: str,
-    runtime: Runtime,
-    epoch: int,
-    state: TrainState,
-) -> dict[str, Any]:
-    """One pass over the training images with fresh random masks; returns the epoch's row."""
-    net.train()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    seen, wait, start = 0, 0.0, time.perf_counter()
-    batches = (
-        progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", total=len(loader))
-        if runtime.is_main
-        else loader
-    )
-    tick = time.perf_counter()
-    for batch in batches:
-        wait += time.perf_counter() - tick
-        state.record_failures(batch.failures, loader.dataset.records)
-        if any_rank(len(batch) == 0, runtime):  # no readable image here (or on another process)
-            tick = time.perf_counter()
-            continue
-        images = batch.images.to(runtime.device, non_blocking=True)
-        with autocast(runtime.device, precision):
-            loss = net(images).loss
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
-            )
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        loss_sum += loss.detach().double().cpu() * len(batch)
-        seen += len(batch)
-        tick = time.perf_counter()
-    elapsed = time.perf_counter() - start
-    return {
-        "epoch": epoch + 1,
-        "train_loss": float(loss_sum / max(seen, 1)),
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "images_per_s": seen * runtime.world_size / elapsed if elapsed > 0 else float("nan"),
-        "data_wait_fraction": wait / elapsed if elapsed > 0 else float("nan"),
-        "trained": seen,  # popped by the caller: an epoch of no image stops the run
-    }
-
-
 def _finish(
     cfg: MAETrainConfig, out: Path, state: TrainState, images: UnlabelledImages
 ) -> MAETrainResult:
     """Export the best encoder for timm and write the run report."""
-    skipped = [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())] + images.skipped
+    skipped = skipped_rows(state) + images.skipped
     # every validation loss was NaN: nothing to call best
     if not (out / "best.safetensors").is_file():
         example = f" (e.g. {skipped[0]['reason']})" if skipped else ""
         raise DataError(
-            f"none of the {len(images.val)} validation images could be read{example}: no best weights",
+            f"none of the {len(images.val)} validation images could be read{example}: no best "
+            "weights",
             out,
         )
     best_meta, best_state, best_path = read_mae_state(out / "best.safetensors")
@@ -416,7 +347,7 @@ def _finish(
         "val_images": len(images.val),
         "skipped": skipped,
         "encoder": str(encoder),
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "versions": best_meta.versions,
         "data_hash": best_meta.data_hash,
     }
@@ -434,7 +365,3 @@ def _finish(
         state.history,
         skipped,
     )
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(values, default=str))

@@ -1,4 +1,5 @@
-"""Where an MAE starts: Meta's weights from the hub, a local copy, an earlier fracdet run, or random.
+"""Where an MAE starts: Meta's weights from the hub, a local copy, an earlier fracdet run, or
+random.
 
 Offline-first like the rest of fracdet: ``pretrained`` checks that the hub answers before
 trying (seconds, not a minute of retries) and says what to do instead; local weights are a
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from fracdet.cls.model import hub_reachable
+from fracdet.cls.state_files import hub_reachable
 from fracdet.errors import ConfigError
 from fracdet.mae.checkpoint import read_mae_state
 from fracdet.mae.model import (
@@ -61,7 +62,8 @@ def build_mae(
         base, state, init = dict(ARCHS[arch]), None, "random"
     if state is not None and patch_size is not None and patch_size != int(base["patch_size"]):
         raise ConfigError(
-            f"{init} uses {base['patch_size']}-px patches: --patch-size {patch_size} cannot load its weights"
+            f"{init} uses {base['patch_size']}-px patches: --patch-size {patch_size} cannot "
+            "load its weights"
         )
     config = mae_config(
         base,
@@ -86,7 +88,9 @@ def build_mae(
 
 
 def _read_local(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """A Hugging Face ViT-MAE folder or a fracdet MAE checkpoint (run folder, .safetensors, .json)."""
+    """A Hugging Face ViT-MAE folder or a fracdet MAE checkpoint (run folder, .safetensors,
+    .json).
+    """
     if not path.exists():
         raise ConfigError("MAE weights not found", path)
     if path.is_dir() and (path / "config.json").is_file():
@@ -97,7 +101,8 @@ def _read_local(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], st
     if not fracdet_files:
         raise ConfigError(
             "not MAE weights: give a Hugging Face model folder (config.json + weights, e.g. from "
-            "`huggingface-cli download facebook/vit-mae-base --local-dir DIR`) or a fracdet MAE checkpoint",
+            "`huggingface-cli download facebook/vit-mae-base --local-dir DIR`) or a fracdet "
+            "MAE checkpoint",
             path,
         )
     meta, state, weights = read_mae_state(path)
@@ -107,8 +112,10 @@ def _read_local(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], st
 def _read_hub(hub_id: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     if not hub_reachable():
         raise ConfigError(
-            f"cannot download pretrained weights for {hub_id!r}: the hub is unreachable (offline?). "
-            "Pass a local model folder or fracdet MAE checkpoint with --weights PATH instead (or train from scratch without --pretrained)"
+            f"cannot download pretrained weights for {hub_id!r}: the hub is unreachable "
+            "(offline?). "
+            "Pass a local model folder or fracdet MAE checkpoint with --weights PATH instead "
+            "(or train from scratch without --pretrained)"
         )
     return _read_pretrained(hub_id, local=False)
 
@@ -116,7 +123,9 @@ def _read_hub(hub_id: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], str
 def _read_pretrained(
     source: str, *, local: bool
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
-    """Config and state dict through ``from_pretrained`` (safetensors or weights-only torch files)."""
+    """Config and state dict through ``from_pretrained`` (safetensors or weights-only torch
+    files).
+    """
     transformers = transformers_module()
     try:
         config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)

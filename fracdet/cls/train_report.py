@@ -1,0 +1,150 @@
+"""The end of a ``train-cls`` run: its best weights calibrated, its report written.
+
+The temperature and the decision threshold are fitted on the validation split and stored in
+the ``best`` checkpoint, so eval-cls, predict and the audit use the same operating point;
+``train_report.json`` says how the run went.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fracdet.cls.calibration import apply_temperature
+from fracdet.cls.checkpoint import save_classifier
+from fracdet.cls.data import LabelledSplit
+from fracdet.cls.inference import predict_logits
+from fracdet.cls.loop import jsonable, skipped_rows
+from fracdet.cls.train_state import TrainState
+from fracdet.fsutil import atomic_write, atomic_write_json
+from fracdet.provenance import versions
+from fracdet.runtime import Runtime
+
+__all__ = ["TrainResult", "finish_run"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """Where the run went and how it ended."""
+
+    run_dir: Path
+    best: Path
+    last: Path
+    best_epoch: int
+    best_score: float
+    threshold: float
+    temperature: float
+    history: list[dict[str, Any]]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints."""
+        return (
+            f"best epoch {self.best_epoch}: val score {self.best_score:.4f}; threshold "
+            f"{self.threshold:.3f}, "
+            f"temperature {self.temperature:.3f} -> {self.best}"
+        )
+
+
+def finish_run(
+    cfg,
+    model,
+    val: LabelledSplit,
+    val_loader,
+    precision: str,
+    runtime: Runtime,
+    out: Path,
+    state: TrainState,
+    train: LabelledSplit,
+) -> TrainResult:
+    """Reload the best weights; fit temperature and threshold on validation; store them in
+    ``best``.
+    """
+    from safetensors.torch import load_file
+
+    from fracdet.cls.calibration import fit_temperature
+    from fracdet.cls.checkpoint import load_classifier
+    from fracdet.cls.metrics import binary_metrics, tune_threshold
+
+    best_path = out / "best.safetensors"
+    if not best_path.is_file():  # validation score was never defined: keep the last weights
+        for name in ("safetensors", "json"):
+            atomic_write(
+                out / f"best.{name}", functools.partial(shutil.copyfile, out / f"last.{name}")
+            )
+    _, meta = load_classifier(best_path)
+    model.backbone.load_state_dict(load_file(str(best_path)))
+    preds = predict_logits(
+        model,
+        val_loader,
+        device=runtime.device,
+        precision=precision,
+        description="calibrate",
+        channels_last=cfg.channels_last,
+    )
+    temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
+    if len(preds.labels) and len(np.unique(preds.labels)) > 1:
+        temperature = float(fit_temperature(preds.logits, preds.labels))
+        if meta.binary:
+            probs = apply_temperature(preds.logits, temperature)
+            if (
+                cfg.threshold_method != "none"
+            ):  # none: 0.5, the two-class argmax (the robust-transfer study's decision)
+                threshold = float(
+                    tune_threshold(
+                        preds.labels,
+                        probs,
+                        method=cfg.threshold_method,
+                        target=cfg.threshold_target,
+                    )
+                )
+            val_metrics.update(
+                {
+                    f"val_{k}": v
+                    for k, v in binary_metrics(preds.labels, probs, threshold=threshold).items()
+                    if isinstance(v, (int, float)) and v is not None
+                }
+            )
+    else:
+        logger.warning(
+            "validation split holds one class only: threshold stays 0.5 and temperature 1.0"
+        )
+    save_classifier(
+        model,
+        replace(meta, threshold=threshold, temperature=temperature, metrics=val_metrics),
+        best_path,
+    )
+    skipped = skipped_rows(state) + train.skipped + val.skipped
+    report = {
+        "best_epoch": state.best_epoch + 1,
+        "best_score": state.best_score,
+        "threshold": threshold,
+        "temperature": temperature,
+        "epochs_run": state.epoch,
+        "skipped": skipped,
+        "config": jsonable(asdict(cfg)),
+        "versions": versions(),
+        "data_hash": meta.data_hash,
+    }
+    atomic_write_json(out / "train_report.json", report)
+    if skipped:
+        logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
+    return TrainResult(
+        out,
+        best_path,
+        out / "last.safetensors",
+        state.best_epoch + 1,
+        state.best_score,
+        threshold,
+        temperature,
+        state.history,
+        skipped,
+    )
