@@ -260,7 +260,7 @@ def test_bf16_reaches_the_attack_and_every_attribution(
     monkeypatch.setattr(batch, "deeplift_one_reference", spy("DL", batch.deeplift_one_reference))
     monkeypatch.setattr(attacks, "attack", spy("attack", attacks.attack))
     monkeypatch.setattr(
-        IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute)
+        IntegratedGradientsExplainer, "explain", spy("IG", IntegratedGradientsExplainer.explain)
     )
     monkeypatch.setattr(
         DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute)
