@@ -684,7 +684,7 @@ def print_table(results: Results) -> None:
             ("audit", "audit_bf16"),
             ("floor", "floor_bf16"),
         )
-        if a in results.times
+        if a in results.times and b in results.times
     }
     print("per-round ratios (seconds):", "; ".join(f"{k} {v}" for k, v in per_round.items()))
     for variant, stages in results.stages.items():
