@@ -23,6 +23,9 @@ shared pass took 4.45 s where Saliency and Grad-CAM alone took 3.16 s + 3.06 s b
 decision forward, and the one-reference DeepLIFT 7.09 s where captum's took 11.88 s; the
 whole audit ran at 0.94x the cost of calling the explainers one by one. The maps equal the
 separate explainers' within float tolerance (``tests/test_explain.py``).
+
+Integrated Gradients shares nothing: its delta is captum's own (``return_convergence_delta``),
+two forwards of the batch beside its ``n_steps`` forward-backward passes.
 """
 
 from __future__ import annotations
