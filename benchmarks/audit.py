@@ -8,8 +8,9 @@ with ``--ig-steps`` steps and Grad-CAM, on clean and on PGD inputs; batch 16; no
 * (a) ``run_audit`` end to end: loading the checkpoint and building the explainers, decoding
   (DataLoader workers), the attack, the attributions, the metrics, saving per-image rows and
   float16 maps, then the summary, the figures and the report;
-* (b) the compute floor: the same ``fracdet.robust.attacks.attack`` and ``Explainer.attribute``
-  calls (from ``create_explainer``), batched, on the same already-decoded tensors, nothing else;
+* (b) the compute floor: the same ``fracdet.robust.attacks.attack`` and ``Explainer.explain``
+  calls (from ``create_explainer``; maps and IG's delta), batched, on the same already-decoded
+  tensors, nothing else;
 * (c) a naive loop: the calls of (b), one image at a time, over the first ``--loop-count`` images
   (compared per image: it is the slowest variant);
 
@@ -252,7 +253,7 @@ class Floor:
             start = time.perf_counter()
             for inputs in (images, adv):
                 with autocast(device, self.precision):
-                    explainer.attribute(inputs, targets)
+                    explainer.explain(inputs, targets)
             self.seconds[f"attr:{code}"] = (
                 self.seconds.get(f"attr:{code}", 0.0) + time.perf_counter() - start
             )
@@ -329,15 +330,15 @@ def make_floor(cfg, precision: str) -> Floor:
     )
 
 
-def passes_per_image(ig_steps: int, steps: int, batch_size: int) -> dict[str, float]:
+def passes_per_image(ig_steps: int, steps: int) -> dict[str, float]:
     """Forward+backward passes (and forward-only passes) the floor makes per image.
 
     Attack: one pass per step. Per input (clean and PGD): Saliency 1; Grad-CAM 1; DeepLIFT 2
     (captum runs the input and its baseline as one doubled batch); Integrated Gradients
-    ``ig_steps``, plus forwards of the input and of one baseline image for its convergence delta.
+    ``ig_steps``, plus captum's convergence delta: forwards of the input and of its baseline.
     """
     per_input = 1 + 1 + 2 + ig_steps
-    return {"passes": steps + 2 * per_input, "forwards": 2 * (1 + 1 / batch_size)}
+    return {"passes": steps + 2 * per_input, "forwards": 2 * 2}
 
 
 def count_flops(model: Any, image_size: int) -> dict[str, float]:
@@ -515,7 +516,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         results.quality = quality(outputs["fp32"], outputs["bf16"])
 
     flops = count_flops(model, results.image_size)
-    passes = passes_per_image(args.ig_steps, args.steps, args.batch_size)
+    passes = passes_per_image(args.ig_steps, args.steps)
     results.flops = {
         **flops,
         **passes,
@@ -683,7 +684,7 @@ def print_table(results: Results) -> None:
             ("audit", "audit_bf16"),
             ("floor", "floor_bf16"),
         )
-        if a in results.times
+        if a in results.times and b in results.times
     }
     print("per-round ratios (seconds):", "; ".join(f"{k} {v}" for k, v in per_round.items()))
     for variant, stages in results.stages.items():

@@ -240,7 +240,7 @@ def test_bf16_reaches_the_attack_and_every_attribution(
     phantom_dataset, models, tmp_path, monkeypatch
 ):
     """precision: bf16 runs the shared pass, the attack, DeepLIFT and IG under autocast."""
-    import fracdet.audit.engine as engine
+    import fracdet.explain.batch as batch
     import fracdet.robust.attacks as attacks
     from fracdet.explain import DeepLiftExplainer, IntegratedGradientsExplainer
 
@@ -256,11 +256,11 @@ def test_bf16_reaches_the_attack_and_every_attribution(
 
         return wrapped
 
-    monkeypatch.setattr(engine, "decide_and_explain", spy("shared", engine.decide_and_explain))
-    monkeypatch.setattr(engine, "deeplift_one_reference", spy("DL", engine.deeplift_one_reference))
+    monkeypatch.setattr(batch, "_gradient_pass", spy("shared", batch._gradient_pass))
+    monkeypatch.setattr(batch, "deeplift_one_reference", spy("DL", batch.deeplift_one_reference))
     monkeypatch.setattr(attacks, "attack", spy("attack", attacks.attack))
     monkeypatch.setattr(
-        IntegratedGradientsExplainer, "attribute", spy("IG", IntegratedGradientsExplainer.attribute)
+        IntegratedGradientsExplainer, "explain", spy("IG", IntegratedGradientsExplainer.explain)
     )
     monkeypatch.setattr(
         DeepLiftExplainer, "attribute", spy("captum DL", DeepLiftExplainer.attribute)

@@ -1,4 +1,8 @@
-"""captum explainers and the method registry: hand-computed maps on a linear model, completeness on timm ResNets."""
+"""captum explainers, the method registry and explain_batch.
+
+Hand-computed maps on a linear model, completeness on timm ResNets, shared passes equal to the
+libraries' own maps, and the captum internals fracdet relies on.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,17 @@ from fracdet.explain import (
     IntegratedGradientsExplainer,
     SaliencyExplainer,
     TwoClassLogits,
+    captum_internals,
     create_explainer,
     deeplift_ready_copy,
 )
-from fracdet.explain.captum_methods import _ReluMaxPool2d
-from fracdet.explain.fused import (
+from fracdet.explain.batch import (
     _RescaleReLUs,
-    decide_and_explain,
     deeplift_one_reference,
+    explain_batch,
     one_reference_applies,
-    shares_pass,
 )
+from fracdet.explain.captum_methods import _ReluMaxPool2d
 
 
 class LinearLogit(nn.Module):
@@ -90,9 +94,11 @@ def test_target_zero_flips_the_sign_per_image():
 
 def test_integrated_gradients_from_black_is_weight_times_input_with_zero_delta():
     explainer = IntegratedGradientsExplainer(LinearLogit(WEIGHT), channels="sum", n_steps=4)
-    maps = explainer.attribute(X)
+    maps, extras = explainer.explain(X)
     np.testing.assert_allclose(maps, _np((WEIGHT * X).sum(1)), atol=1e-5)
-    assert explainer.last_delta.shape == (2,) and np.abs(explainer.last_delta).max() < 1e-5
+    np.testing.assert_array_equal(explainer.attribute(X), maps)
+    assert set(extras) == {"delta"} and extras["delta"].shape == (2,)
+    assert np.abs(extras["delta"]).max() < 1e-5
     # a grey baseline attributes the difference from it
     grey = IntegratedGradientsExplainer(
         LinearLogit(WEIGHT), channels="sum", baseline=0.5, n_steps=4
@@ -139,7 +145,7 @@ def test_every_registry_method_gives_float32_maps_at_input_resolution(
 def _completeness(
     model: nn.Module, images: torch.Tensor, target: list[int], baseline: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Attribution totals (``sum`` over channels, then pixels) beside f(x) - f(baseline) for ``target``."""
+    """Attribution totals (``sum`` over channels, then pixels) beside f(x) - f(baseline)."""
     maps = DeepLiftExplainer(model, channels="sum", baseline=baseline).attribute(
         images, target=target
     )
@@ -171,7 +177,7 @@ def test_deeplift_completeness_for_a_multiclass_model_and_a_grey_baseline(grey_b
 
 
 class ReusedReLU(nn.Module):
-    """One ReLU module applied twice, as torchvision's BasicBlock does: captum's DeepLIFT cannot hook that."""
+    """One ReLU module applied twice, as torchvision's BasicBlock does: captum cannot hook that."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,18 +260,20 @@ def test_integrated_gradients_delta_shrinks_with_more_steps(resnet10t, grey_batc
     deltas = {}
     for steps in (2, 64):
         explainer = IntegratedGradientsExplainer(resnet10t, n_steps=steps, internal_batch_size=32)
-        explainer.attribute(images)
-        deltas[steps] = float(np.abs(explainer.last_delta).mean())
+        deltas[steps] = float(np.abs(explainer.explain(images)[1]["delta"]).mean())
     assert deltas[64] < deltas[2]
 
 
-# --- one pass for the decision, Saliency and Grad-CAM (the audit's fast path) ----------------
+# --- explain_batch: many methods on one batch, passes shared (the audit's path) ---------------
+
+
+def _count_forwards(model: nn.Module) -> tuple[list[int], object]:
+    calls: list[int] = []
+    return calls, model.register_forward_hook(lambda _m, _i, _o: calls.append(1))
 
 
 @pytest.mark.parametrize("channels", ["abs_max", "sum"])
-def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logits(
-    resnet10t, channels
-):
+def test_one_pass_gives_the_separate_explainers_maps_and_the_models_logits(resnet10t, channels):
     images = torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     explainers = {
         "SM": SaliencyExplainer(resnet10t, channels=channels),
@@ -275,9 +283,13 @@ def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logit
     with torch.no_grad():
         logits = resnet10t(images)
     for targets in ([1, 1, 1], [0, 1, 0]):
-        shared = decide_and_explain(resnet10t, images, explainers, targets)
+        calls, handle = _count_forwards(resnet10t)
+        shared = explain_batch(explainers, resnet10t, images, targets)
+        handle.remove()
+        assert len(calls) == 1  # the decision, Saliency and both CAMs from one forward
         torch.testing.assert_close(shared.logits, logits)
-        assert shared.targets == targets and set(shared.maps) == set(explainers)
+        assert shared.targets == targets and list(shared.maps) == list(explainers)
+        assert shared.extras == {code: {} for code in explainers}
         for code, explainer in explainers.items():
             expected = explainer.attribute(images, targets)
             assert shared.maps[code].dtype == np.float32 and shared.maps[code].shape == (3, 64, 64)
@@ -289,7 +301,7 @@ def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logit
                 err_msg=code,
             )
     # targets chosen from the pass's own logits (the predicted class)
-    predicted = decide_and_explain(resnet10t, images, explainers, lambda z: (z > 0).long().tolist())
+    predicted = explain_batch(explainers, resnet10t, images, lambda z: (z > 0).long().tolist())
     assert predicted.targets == (logits > 0).long().tolist()
     np.testing.assert_allclose(
         predicted.maps["SM"],
@@ -300,30 +312,87 @@ def test_the_shared_pass_gives_the_separate_explainers_maps_and_the_models_logit
     assert resnet10t.training is False and all(p.grad is None for p in resnet10t.parameters())
 
 
-def test_the_shared_pass_without_explainers_is_the_forward_and_refuses_other_methods(
-    resnet10t, grey_batch
-):
-    bare = decide_and_explain(resnet10t, grey_batch, {})
+def test_every_method_through_one_entry_equals_its_explainer(resnet10t, grey_batch):
+    """DeepLIFT (one reference), IG (captum's delta), another model's explainer, the shared pass."""
+    from captum.attr import IntegratedGradients
+
+    other = create_classifier("resnet10t", num_outputs=1).eval()
+    explainers = {
+        "SM": SaliencyExplainer(resnet10t),
+        "DL": DeepLiftExplainer(resnet10t),
+        "IG": IntegratedGradientsExplainer(resnet10t, n_steps=4, baseline=0.25),
+        "other": SaliencyExplainer(other),  # bound to another model: runs on its own
+    }
+    targets = [0, 1]
+    done = explain_batch(explainers, resnet10t, grey_batch, targets)
+    assert list(done.maps) == list(explainers) and done.targets == targets
+    for code in ("SM", "DL", "other"):
+        expected = explainers[code].attribute(grey_batch, targets)
+        np.testing.assert_allclose(
+            done.maps[code], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max(), err_msg=code
+        )
+    np.testing.assert_allclose(done.maps["IG"], explainers["IG"].attribute(grey_batch, targets))
+    _, captum_delta = IntegratedGradients(TwoClassLogits(resnet10t)).attribute(
+        grey_batch.clone().requires_grad_(),
+        baselines=torch.full_like(grey_batch, 0.25),
+        target=targets,
+        n_steps=4,
+        return_convergence_delta=True,
+    )
+    assert set(done.extras["IG"]) == {"delta"} and done.extras["IG"]["delta"].dtype == np.float64
+    np.testing.assert_allclose(done.extras["IG"]["delta"], captum_delta.numpy(), rtol=1e-6)
+    assert done.extras["SM"] == done.extras["DL"] == done.extras["other"] == {}
+
+
+def test_one_entry_without_explainers_is_the_forward_and_times_its_stages(resnet10t, grey_batch):
+    bare = explain_batch({}, resnet10t, grey_batch)
     with torch.no_grad():
         torch.testing.assert_close(bare.logits, resnet10t(grey_batch))
-    assert bare.maps == {} and bare.targets == [1, 1]
-    deeplift = DeepLiftExplainer(resnet10t)
-    assert not shares_pass(deeplift, resnet10t)
-    with pytest.raises(
-        ValueError, match="DL: only Saliency and Grad-CAM explainers bound to this model"
-    ):
-        decide_and_explain(resnet10t, grey_batch, {"DL": deeplift})
-    other = create_classifier("resnet10t", num_outputs=1).eval()
-    with pytest.raises(ValueError, match="SM: only Saliency and Grad-CAM"):
-        decide_and_explain(resnet10t, grey_batch, {"SM": SaliencyExplainer(other)})
+    assert bare.maps == {} and bare.extras == {} and bare.targets == [1, 1]
+    from contextlib import contextmanager
+
+    stages: list[str] = []
+
+    @contextmanager
+    def stage(name):
+        stages.append(name)
+        yield
+
+    explainers = {
+        "SM": SaliencyExplainer(resnet10t),
+        "DL": DeepLiftExplainer(resnet10t),
+        "GC": GradCAMExplainer(resnet10t, image_size=64),
+    }
+    explain_batch(explainers, resnet10t, grey_batch, stage=stage)
+    assert stages == ["forward+SM+GC", "attr:DL"]
 
 
-def test_the_shared_pass_keeps_a_multiclass_models_class_logit():
+def test_grad_cam_weights_come_from_pytorch_grad_cams_classes(resnet10t, grey_batch, monkeypatch):
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+
+    seen = []
+    for method in (GradCAM, GradCAMPlusPlus):
+        original = method.get_cam_weights
+
+        def spy(*args, _original=original, _name=method.__name__):
+            seen.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(method, "get_cam_weights", spy)
+    explainers = {
+        "GC": GradCAMExplainer(resnet10t, image_size=64),
+        "GC++": GradCAMExplainer(resnet10t, image_size=64, plus=True),
+    }
+    explain_batch(explainers, resnet10t, grey_batch)
+    assert seen == ["GradCAM", "GradCAMPlusPlus"]
+
+
+def test_one_pass_keeps_a_multiclass_models_class_logit():
     torch.manual_seed(0)
     model = create_classifier("resnet10t", num_outputs=3).eval()
     images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     explainers = {"SM": SaliencyExplainer(model), "GC": GradCAMExplainer(model, image_size=32)}
-    shared = decide_and_explain(model, images, explainers, [2, 0])
+    shared = explain_batch(explainers, model, images, [2, 0])
     for code, explainer in explainers.items():
         np.testing.assert_allclose(
             shared.maps[code], explainer.attribute(images, [2, 0]), rtol=1e-5, atol=1e-7
@@ -354,7 +423,7 @@ def test_deeplift_with_one_reference_is_captums_deeplift(backbone, outputs, base
     np.testing.assert_allclose(single, expected[:1], rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
-def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules():
+def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules(monkeypatch):
     assert not one_reference_applies(SaliencyExplainer(LinearLogit(WEIGHT)))
     squashed = nn.Sequential(
         nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(1), nn.Flatten(0)
@@ -366,48 +435,67 @@ def test_deeplift_with_one_reference_only_where_relus_are_all_captum_rules():
     relu = nn.ReLU()
     twice = nn.Sequential(nn.Conv2d(1, 2, 3), relu, nn.Conv2d(2, 2, 3), relu)
     rules = _RescaleReLUs(twice)
-    rules.reference = {}
     with pytest.raises(RuntimeError, match="runs twice per forward"):
         twice(torch.rand(1, 1, 8, 8))
     rules.remove()
+    # should captum give ReLU another rule than Rescale, its own DeepLIFT runs again
+    resnet = DeepLiftExplainer(create_classifier("resnet10t", num_outputs=1))
+    assert one_reference_applies(resnet)
+    changed = {**captum_internals.deeplift_rules(), nn.ReLU: lambda *a, **k: None}
+    monkeypatch.setattr(captum_internals, "deeplift_rules", lambda: changed)
+    assert not one_reference_applies(resnet)
 
 
-def test_integrated_gradients_delta_from_given_logits_is_captums(resnet10t, grey_batch):
-    from captum.attr import IntegratedGradients
-
-    explainer = IntegratedGradientsExplainer(resnet10t, n_steps=4, baseline=0.25)
-    targets = [0, 1]
-    _, captum_delta = IntegratedGradients(TwoClassLogits(resnet10t)).attribute(
-        grey_batch.clone().requires_grad_(),
-        baselines=torch.full_like(grey_batch, 0.25),
-        target=targets,
-        n_steps=4,
-        return_convergence_delta=True,
+def test_the_captum_internals_fracdet_relies_on_are_there():
+    """Fails naming what is gone when a captum release renames its DeepLIFT internals."""
+    rules = captum_internals.deeplift_rules()
+    assert rules[nn.ReLU] is captum_internals.deeplift_rescale_rule()
+    assert captum_internals.deeplift_hooks(nn.ReLU()) and not captum_internals.deeplift_hooks(
+        nn.Conv2d(1, 1, 1)
     )
-    maps = explainer.attribute(grey_batch, targets)
-    np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
-    with torch.no_grad():
-        logits = resnet10t(grey_batch)
-    np.testing.assert_allclose(
-        explainer.attribute(grey_batch, targets, logits=logits), maps, rtol=1e-6, atol=1e-9
+    assert captum_internals.deeplift_eps() == 1e-10
+
+
+@pytest.mark.parametrize("name", ["SUPPORTED_NON_LINEAR", "nonlinear"])
+def test_a_renamed_captum_internal_is_one_clear_error(monkeypatch, name):
+    import captum.attr._core.deep_lift as deep_lift
+
+    monkeypatch.delattr(deep_lift, name)
+    with pytest.raises(
+        captum_internals.CaptumInternalsError,
+        match=rf"captum \S+ has no captum\.attr\._core\.deep_lift\.{name}, which fracdet",
+    ):
+        captum_internals.rescale_relus_only(nn.ReLU())
+
+
+def test_captum_internals_are_imported_in_one_module_only():
+    from pathlib import Path
+
+    import fracdet
+
+    root = Path(fracdet.__file__).parent
+    users = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "captum.attr._" in path.read_text() or "SUPPORTED_NON_LINEAR" in path.read_text()
     )
-    np.testing.assert_allclose(explainer.last_delta, captum_delta.numpy(), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="got logits for 1 images and 2 images"):
-        explainer.attribute(grey_batch, targets, logits=logits[:1])
+    assert users == ["explain/captum_internals.py"]
 
 
 def test_explainers_run_under_a_bf16_autocast(resnet10t, grey_batch):
-    """The audit runs attributions under its precision: Grad-CAM falls back to float32 for numpy, the shared pass too."""
+    """The audit's precision reaches attributions: Grad-CAM falls back to float32 for numpy."""
     cam = GradCAMExplainer(resnet10t, image_size=64)
+    ig = IntegratedGradientsExplainer(resnet10t, n_steps=2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         maps = cam.attribute(grey_batch)
-        shared = decide_and_explain(
-            resnet10t, grey_batch, {"SM": SaliencyExplainer(resnet10t), "GC": cam}
+        shared = explain_batch(
+            {"SM": SaliencyExplainer(resnet10t), "GC": cam, "IG": ig}, resnet10t, grey_batch
         )
     np.testing.assert_allclose(maps, cam.attribute(grey_batch), atol=1e-5)
     assert shared.logits.dtype == torch.float32 and all(
         m.dtype == np.float32 and np.isfinite(m).all() for m in shared.maps.values()
     )
+    assert np.isfinite(shared.extras["IG"]["delta"]).all()
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -444,7 +532,8 @@ def test_explainers_refuse_bad_settings(make, message):
 def test_registry_refuses_unknown_methods_with_a_close_match():
     with pytest.raises(
         ConfigError,
-        match="unknown attribution method 'integrated_gradient' \\(did you mean 'integrated_gradients'\\?\\); choose from saliency, deeplift",
+        match="unknown attribution method 'integrated_gradient' "
+        "\\(did you mean 'integrated_gradients'\\?\\); choose from saliency, deeplift",
     ):
         create_explainer("integrated_gradient", LinearLogit(WEIGHT), image_size=2)
     with pytest.raises(ConfigError, match="unknown attribution method 'lime'; choose from"):
@@ -474,7 +563,7 @@ def test_registry_accepts_table_codes_and_passes_settings(resnet10t):
 
 
 def test_relu_max_pool_keeps_gradients_of_max_pool():
-    """Saliency and IG go through the original model, but the copy's gradients stay those of a max pool."""
+    """Saliency and IG use the original model, but the copy's gradients stay those of a max pool."""
     pool = nn.MaxPool2d(3, 2, 1)
     x = torch.randn(1, 2, 7, 7, requires_grad=True)
     (grad_pool,) = torch.autograd.grad(pool(x).pow(2).sum(), x)

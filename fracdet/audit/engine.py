@@ -1,18 +1,17 @@
 """The audit's work on one batch of one classifier: attack, attributions, detector, metrics.
 
-Per batch, in this order: the clean forward (accuracy and the attack's labels), the attack,
-the PGD forward, every attribution method on clean and on PGD inputs, the detector on both,
-then the localization metrics against ground-truth and detector boxes. Everything happens in
-the classifier's input frame (the letterboxed, or stretched, square): ground-truth boxes are mapped into it
-with the data layer's geometry, and the detector looks at exactly the pixels the classifier
-saw, so clean and attacked inputs differ by the perturbation alone.
+Per batch, in this order: the clean decision and attributions (one
+:func:`~fracdet.explain.batch.explain_batch`: accuracy, the attack's labels, every map), the
+attack, the same on the PGD inputs, the detector on both, then the localization metrics
+against ground-truth and detector boxes. Everything happens in the classifier's input frame
+(the letterboxed, or stretched, square): ground-truth boxes are mapped into it with the data
+layer's geometry, and the detector looks at exactly the pixels the classifier saw, so clean
+and attacked inputs differ by the perturbation alone.
 
-An audit is compute-bound, so passes are shared where the maths allows: the clean and the
-PGD forwards also serve Saliency and Grad-CAM (one backward of the target logit gives both,
-see :mod:`fracdet.explain.fused`) and Integrated Gradients' convergence delta, and DeepLIFT
-runs its baseline image once per batch instead of once per image. The stage timer calls the
-shared pass ``forward+SM+GC``. The attack and every attribution run under
-the classifier's precision (autocast), as the forwards do.
+An audit is compute-bound; :mod:`fracdet.explain.batch` shares passes where the maths
+allows (the decision's forward also serves Saliency and Grad-CAM; DeepLIFT runs its baseline
+once per batch) and names the stages it times (``forward+SM+GC``, ``attr:DL``...). The attack
+and every attribution run under the classifier's precision (autocast), as the forwards do.
 """
 
 from __future__ import annotations
@@ -33,13 +32,7 @@ from fracdet.audit.inputs import AuditItem
 from fracdet.audit.schema import DELTA_METHODS, AuditSchema, ImageRow, MaskScores
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_iou, box_to_model_frame, boxes_mask
-from fracdet.explain.captum_methods import IntegratedGradientsExplainer
-from fracdet.explain.fused import (
-    decide_and_explain,
-    deeplift_one_reference,
-    one_reference_applies,
-    shares_pass,
-)
+from fracdet.explain.batch import explain_batch
 from fracdet.explain.localization import (
     RankedMap,
     localization_scores,
@@ -148,10 +141,6 @@ def audit_batch(
     timer = lambda stage: _Timer(out.seconds, stage, device)  # noqa: E731 - a tiny local factory
     has_labels = all(item.label is not None for item in items)
 
-    shared = {code: e for code, e in clf.explainers.items() if shares_pass(e, clf.model)}
-    one_reference = {code for code, e in clf.explainers.items() if one_reference_applies(e)}
-    shared_stage = "+".join(["forward", *shared])
-
     def choose_targets(logits: torch.Tensor) -> list[int]:
         if cfg.target == "fracture":
             return [1] * len(logits)
@@ -161,8 +150,8 @@ def audit_batch(
             .tolist()
         )
 
-    with timer(shared_stage), autocast(device, clf.precision):
-        clean = decide_and_explain(clf.model, images, shared, choose_targets)
+    with autocast(device, clf.precision):
+        clean = explain_batch(clf.explainers, clf.model, images, choose_targets, stage=timer)
     p_clean = _fracture_probability(clean.logits, meta.temperature)
     pred_clean = (p_clean >= meta.threshold).astype(np.int64)
     # without labels the attack pushes away from the model's own answer (prediction stability)
@@ -175,32 +164,24 @@ def audit_batch(
             clf.attack,
             generator=generator,
         )
-    with timer(shared_stage), autocast(device, clf.precision):
-        attacked = decide_and_explain(clf.model, adv, shared, choose_targets)
+    with autocast(device, clf.precision):
+        attacked = explain_batch(clf.explainers, clf.model, adv, choose_targets, stage=timer)
     p_adv = _fracture_probability(attacked.logits, meta.temperature)
     pred_adv = (p_adv >= meta.threshold).astype(np.int64)
     linf = (adv - images).abs().flatten(1).amax(dim=1).cpu().numpy()
 
     inputs = {"clean": images, "pgd": adv}
-    passes = {"clean": clean, "pgd": attacked}
-    maps: dict[tuple[str, str], np.ndarray] = {}
-    deltas: dict[str, np.ndarray] = {}
-    for code, explainer in clf.explainers.items():
-        for cond in CONDITIONS:
-            if code in shared:
-                maps[code, cond] = np.nan_to_num(passes[cond].maps[code])
-                continue
-            target = passes[cond].targets
-            with timer(f"attr:{code}"), autocast(device, clf.precision):
-                if isinstance(explainer, IntegratedGradientsExplainer):
-                    attr = explainer.attribute(inputs[cond], target, logits=passes[cond].logits)
-                elif code in one_reference:
-                    attr = deeplift_one_reference(explainer, inputs[cond], target)
-                else:
-                    attr = explainer.attribute(inputs[cond], target)
-            maps[code, cond] = np.nan_to_num(attr)
-            if code == "IG" and getattr(explainer, "last_delta", None) is not None:
-                deltas[cond] = np.asarray(explainer.last_delta, dtype=np.float64)
+    explained = {"clean": clean, "pgd": attacked}
+    maps: dict[tuple[str, str], np.ndarray] = {
+        (code, cond): np.nan_to_num(explained[cond].maps[code])
+        for code in clf.explainers
+        for cond in CONDITIONS
+    }
+    deltas: dict[str, np.ndarray] = {
+        cond: np.asarray(explained[cond].extras["IG"]["delta"], dtype=np.float64)
+        for cond in CONDITIONS
+        if "delta" in explained[cond].extras.get("IG", {})
+    }
 
     found: dict[str, list[tuple[list[Box], list[float]]]] = {}
     if detector is not None:

@@ -1,4 +1,8 @@
-"""Attributions of a pixel-space classifier as ``(B, H, W)`` maps, whatever library computes them."""
+"""Attributions of a pixel-space classifier as ``(B, H, W)`` maps, whatever library computes them.
+
+One method: an :class:`Explainer` from :func:`create_explainer`. Many on one batch, with the
+model's decision and shared passes: :func:`explain_batch`.
+"""
 
 from fracdet.explain.base import (
     CHANNEL_AGGREGATIONS,
@@ -7,6 +11,7 @@ from fracdet.explain.base import (
     aggregate_channels,
     resolve_targets,
 )
+from fracdet.explain.batch import ExplainedBatch, explain_batch
 from fracdet.explain.captum_methods import (
     DeepLiftExplainer,
     IntegratedGradientsExplainer,
@@ -18,6 +23,8 @@ from fracdet.explain.registry import METHODS, create_explainer
 
 __all__ = [
     "Explainer",
+    "ExplainedBatch",
+    "explain_batch",
     "GradCAMExplainer",
     "SaliencyExplainer",
     "DeepLiftExplainer",

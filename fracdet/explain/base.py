@@ -2,7 +2,9 @@
 
 In the spirit of captum: the constructor takes the model, the call takes the settings. Every
 method returns ``(B, H, W)`` float32 maps at the input's resolution, so localization metrics
-and figures never care which library made a map.
+and figures never care which library made a map. :meth:`Explainer.explain` also returns what
+a method computes beside its maps (Integrated Gradients' convergence delta), by name; many
+methods on one batch go through :func:`fracdet.explain.batch.explain_batch`.
 
 Targets are class indices. A binary fracdet classifier has one fracture logit ``z``; class 1
 (fractured) is explained through ``z`` and class 0 through ``-z``, which is what a two-way
@@ -32,7 +34,7 @@ CHANNEL_AGGREGATIONS = ("abs_max", "abs_sum", "sum")
 
 
 class TwoClassLogits(nn.Module):
-    """A binary model's ``(B,)`` fracture logit as ``(B, 2)`` logits ``(-z, z)``; others pass through."""
+    """A binary model's ``(B,)`` logit as ``(B, 2)`` logits ``(-z, z)``; other outputs unchanged."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -93,3 +95,13 @@ class Explainer(ABC):
         self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
     ) -> np.ndarray:
         """``(B, H, W)`` float32 maps for ``images`` ``(B, C, H, W)`` in [0, 1]."""
+
+    def explain(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`attribute`'s maps and the method's per-image by-products by name (none here).
+
+        As captum's ``return_convergence_delta=True`` returns the delta beside the attributions:
+        Integrated Gradients gives ``{"delta": (B,)}``.
+        """
+        return self.attribute(images, target), {}

@@ -1,4 +1,4 @@
-"""Saliency, DeepLIFT and Integrated Gradients (captum) behind the :class:`~fracdet.explain.base.Explainer` interface.
+"""Saliency, DeepLIFT and Integrated Gradients (captum) behind the ``Explainer`` interface.
 
 Attributions are taken with respect to the pixel-space input the classifier receives, so a
 grey ``(B, 1, H, W)`` batch gets ``(B, 1, H, W)`` attributions (the model expands grey to
@@ -32,6 +32,7 @@ from fracdet.explain.base import (
     aggregate_channels,
     resolve_targets,
 )
+from fracdet.explain.captum_internals import deeplift_hooks
 from fracdet.nnutil import replace_module
 
 __all__ = [
@@ -47,7 +48,8 @@ logger = logging.getLogger(__name__)
 def _check_channels(channels: str) -> str:
     if channels not in CHANNEL_AGGREGATIONS:
         raise ConfigError(
-            f"unknown channel aggregation {channels!r}; choose one of {', '.join(CHANNEL_AGGREGATIONS)}"
+            f"unknown channel aggregation {channels!r}; "
+            f"choose one of {', '.join(CHANNEL_AGGREGATIONS)}"
         )
     return channels
 
@@ -61,7 +63,8 @@ def _check_baseline(baseline: float) -> float:
         or not 0 <= baseline <= 1
     ):
         raise ConfigError(
-            f"attribution baseline must be a pixel value in [0, 1] (0 = black image), got {baseline!r}"
+            "attribution baseline must be a pixel value in [0, 1] (0 = black image), "
+            f"got {baseline!r}"
         )
     return float(baseline)
 
@@ -117,9 +120,10 @@ class SaliencyExplainer(Explainer):
 class IntegratedGradientsExplainer(Explainer):
     """Integrated Gradients (Sundararajan et al. 2017) from a constant-pixel baseline.
 
-    After each :meth:`attribute`, :attr:`last_delta` holds captum's convergence delta per
-    image (``(B,)``): sum of attributions minus ``f(x) - f(baseline)``. Its size says whether
-    ``n_steps`` is enough; the report shows it so users can choose.
+    :meth:`explain` also returns captum's convergence delta per image (``extras["delta"]``,
+    ``(B,)``, from ``return_convergence_delta=True``): sum of attributions minus
+    ``f(x) - f(baseline)``. Its size says whether ``n_steps`` is enough; the report shows it
+    so users can choose. :meth:`attribute` skips it (two forwards of the batch fewer).
     """
 
     name = "IG"
@@ -146,69 +150,51 @@ class IntegratedGradientsExplainer(Explainer):
             or internal_batch_size < 1
         ):
             raise ConfigError(
-                f"Integrated Gradients internal_batch_size must be an integer >= 1 or None, got {internal_batch_size!r}"
+                "Integrated Gradients internal_batch_size must be an integer >= 1 or None, "
+                f"got {internal_batch_size!r}"
             )
         self.n_steps = n_steps
         self.internal_batch_size = internal_batch_size
-        self.last_delta: np.ndarray | None = None
 
     def attribute(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> np.ndarray:
+        return self._run(images, target, with_delta=False)[0]
+
+    def explain(
+        self, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Maps as :meth:`attribute` and ``{"delta": (B,) float64}``, captum's convergence delta."""
+        maps, delta = self._run(images, target, with_delta=True)
+        return maps, {"delta": delta}
+
+    def _run(
         self,
         images: torch.Tensor,
-        target: int | Sequence[int] | torch.Tensor | None = None,
+        target: int | Sequence[int] | torch.Tensor | None,
         *,
-        logits: torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """Maps as :meth:`Explainer.attribute`; ``logits`` are the model's outputs for ``images`` if already computed.
-
-        The convergence delta needs ``f(x)`` and ``f(baseline)``. ``f(x)`` comes from
-        ``logits`` when given (the audit's decision forward), else from one forward; the
-        baseline is one constant image, so ``f(baseline)`` is one forward of a single image
-        (in eval mode every image's output depends on that image alone). captum's own delta
-        would run both forwards over the whole batch.
-        """
+        with_delta: bool,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         from captum.attr import IntegratedGradients
 
         targets = resolve_targets(target, len(images))
         with _evaluating(self.model):
-            attributions = IntegratedGradients(TwoClassLogits(self.model)).attribute(
+            result = IntegratedGradients(TwoClassLogits(self.model)).attribute(
                 _leaf(images),
                 baselines=torch.full_like(images, self.baseline),
                 target=targets,
                 n_steps=self.n_steps,
                 internal_batch_size=self.internal_batch_size,
+                return_convergence_delta=with_delta,
             )
-            self.last_delta = self._convergence_delta(attributions, images, targets, logits)
-        return aggregate_channels(attributions, self.channels)
-
-    def _convergence_delta(
-        self,
-        attributions: torch.Tensor,
-        images: torch.Tensor,
-        targets: list[int],
-        logits: torch.Tensor | None,
-    ) -> np.ndarray:
-        """Per image: sum of attributions minus ``f(x) - f(baseline)`` for its target (captum's definition)."""
-        wrapped = TwoClassLogits(self.model)
-        index = torch.arange(len(images), device=images.device)
-        chosen = torch.as_tensor(targets, device=images.device)
-        with torch.no_grad():
-            if logits is None:
-                outputs = wrapped(images.detach())
-            else:
-                if len(logits) != len(images):
-                    raise ValueError(
-                        f"got logits for {len(logits)} images and {len(images)} images"
-                    )
-                outputs = torch.stack([-logits, logits], dim=1) if logits.ndim == 1 else logits
-            end = outputs.float()[index, chosen]
-            start = wrapped(torch.full_like(images[:1], self.baseline)).float()[0, chosen]
-            total = attributions.detach().float().reshape(len(images), -1).sum(1)
-        return (total - (end - start)).cpu().numpy()
+        attributions, delta = result if with_delta else (result, None)
+        if delta is not None:
+            delta = delta.detach().float().cpu().numpy().astype(np.float64)
+        return aggregate_channels(attributions, self.channels), delta
 
 
 class _ReluMaxPool2d(nn.Module):
-    """``MaxPool2d`` written as a running max of shifted views: ``m + relu(v - m)`` per window offset.
+    """``MaxPool2d`` as a running max of shifted views: ``m + relu(v - m)`` per window offset.
 
     captum's DeepLIFT rule for max pooling routes the output change back with
     ``max_unpool``, which assigns instead of adding: with overlapping windows (a ResNet
@@ -227,7 +213,7 @@ class _ReluMaxPool2d(nn.Module):
 
     @staticmethod
     def convertible(pool: nn.MaxPool2d) -> bool:
-        """Only overlapping windows need the rewrite; dilation, ceil mode and wide padding keep captum's rule."""
+        """Only overlapping windows need it; dilation, ceil mode, wide padding: captum's rule."""
         (kh, kw), (sh, sw), (ph, pw) = (
             _pair(pool.kernel_size),
             _pair(pool.stride or pool.kernel_size),
@@ -310,8 +296,8 @@ def deeplift_ready_copy(model: nn.Module) -> nn.Module:
     unruled = _activations_without_rule(ready)
     if unruled:
         logger.warning(
-            "DeepLIFT has no rule for %s: captum passes their gradient through, so attributions will not sum "
-            "to f(x) - f(baseline) (compare with Integrated Gradients)",
+            "DeepLIFT has no rule for %s: captum passes their gradient through, so attributions "
+            "will not sum to f(x) - f(baseline) (compare with Integrated Gradients)",
             ", ".join(unruled),
         )
     return ready
@@ -319,12 +305,10 @@ def deeplift_ready_copy(model: nn.Module) -> nn.Module:
 
 def _activations_without_rule(model: nn.Module) -> list[str]:
     """Activation layers (torch's or timm's) that captum's DeepLIFT has no multiplier rule for."""
-    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
-
     names = {
         type(m).__name__
         for m in model.modules()
-        if type(m) not in SUPPORTED_NON_LINEAR
+        if not deeplift_hooks(m)
         and (
             type(m).__module__ == "torch.nn.modules.activation"
             or type(m).__module__.startswith("timm.layers.activations")
@@ -334,11 +318,9 @@ def _activations_without_rule(model: nn.Module) -> list[str]:
 
 
 def _split_reused(model: nn.Module, probe: torch.Tensor) -> None:
-    """Split every non-linear module (those captum hooks) that one forward of ``probe`` calls twice or more."""
-    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
-
+    """Split every module captum hooks that one forward of ``probe`` calls twice or more."""
     calls: Counter[int] = Counter()
-    hooked = {id(m): m for m in model.modules() if type(m) in SUPPORTED_NON_LINEAR}
+    hooked = {id(m): m for m in model.modules() if deeplift_hooks(m)}
     handles = [
         m.register_forward_pre_hook(lambda mod, _in: calls.update([id(mod)]))
         for m in hooked.values()
@@ -385,7 +367,7 @@ class DeepLiftExplainer(Explainer):
         return self._ready
 
     def ready_model(self, images: torch.Tensor) -> nn.Module:
-        """The prepared copy DeepLIFT runs on, on ``images``' device, its reused modules split (once)."""
+        """The copy DeepLIFT runs on, on ``images``' device, its reused modules split (once)."""
         self._ready.to(images.device)
         if not self._split_done:
             _split_reused(self._ready, images[:1])

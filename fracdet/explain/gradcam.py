@@ -1,11 +1,12 @@
-"""Grad-CAM and Grad-CAM++ (pytorch-grad-cam) behind the :class:`~fracdet.explain.base.Explainer` interface.
+"""Grad-CAM and Grad-CAM++ (pytorch-grad-cam) behind the ``Explainer`` interface.
 
 The hooked layer is the last feature stage of the timm backbone (its ``feature_info``);
 CNN, channels-last (Swin-like) and ViT token outputs are all reshaped to ``(B, C, h, w)``.
 Maps come back at input resolution, each scaled to [0, 1] by pytorch-grad-cam.
 
-:func:`cam_maps` is the same computation from activations and gradients already in hand:
-:mod:`fracdet.explain.fused` catches them in the pass that also serves Saliency.
+:func:`cam_maps` is the same computation, by pytorch-grad-cam's own functions, from
+activations and gradients already in hand: :mod:`fracdet.explain.batch` catches them (with
+pytorch-grad-cam's ``ActivationsAndGradients``) in the pass that also serves Saliency.
 """
 
 from __future__ import annotations
@@ -71,13 +72,15 @@ def gradcam_target(
         module_name, num_chs = None, None
     if not module_name:
         raise ConfigError(
-            f"Grad-CAM needs a timm backbone with feature_info (its last feature stage); {name!r} has none"
+            "Grad-CAM needs a timm backbone with feature_info (its last feature stage); "
+            f"{name!r} has none"
         )
     try:
         layer = backbone.get_submodule(module_name)
     except AttributeError as exc:
         raise ConfigError(
-            f"Grad-CAM: backbone {name!r} names stage {module_name!r} in feature_info but has no such module"
+            f"Grad-CAM: backbone {name!r} names stage {module_name!r} in feature_info "
+            "but has no such module"
         ) from exc
     shapes: list[tuple[int, ...]] = []
     handle = layer.register_forward_hook(
@@ -103,42 +106,39 @@ def gradcam_target(
         if shape[1] - prefix == gh * gw:
             return layer, _TokenGrid(prefix, gh, gw)
     raise ConfigError(
-        f"Grad-CAM supports CNN and ViT backbones; {name!r} gives a {len(shape)}-D output {shape} at {module_name!r} "
-        "that is not a feature map"
+        f"Grad-CAM supports CNN and ViT backbones; {name!r} gives a {len(shape)}-D output "
+        f"{shape} at {module_name!r} that is not a feature map"
     )
 
 
 def cam_maps(
     activations: torch.Tensor, gradients: torch.Tensor, *, plus: bool, size: tuple[int, int]
 ) -> np.ndarray:
-    """``(B, H, W)`` Grad-CAM (or Grad-CAM++) maps at ``size`` from a layer's ``(B, C, h, w)`` activations and gradients.
+    """``(B, H, W)`` Grad-CAM (or ++) maps at ``size`` from a layer's ``(B, C, h, w)`` tensors.
 
-    pytorch-grad-cam's steps for one layer, in the same float32 numpy: channel weights (the
-    mean gradient; for ++ the weights of Chattopadhyay et al. 2018), the weighted sum over
-    channels, ReLU, scaling to [0, 1] and resizing, then the scaling it applies to the
-    (here single) layer average.
+    What pytorch-grad-cam's ``BaseCAM.forward`` does after its backward, for one layer: the
+    channel weights by the method's own ``get_cam_weights``, their sum over the activations
+    (the line of ``get_cam_image``), ReLU and ``scale_cam_image`` to ``size``
+    (``compute_cam_per_layer``), then its ``aggregate_multi_layers``. Neither method reads
+    the CAM object's state, so both are called on the class: an instance would hook the model.
     """
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.base_cam import BaseCAM
     from pytorch_grad_cam.utils.image import scale_cam_image
 
     acts = activations.detach().float().cpu().numpy()
     grads = gradients.detach().float().cpu().numpy()
     if acts.ndim != 4 or acts.shape != grads.shape:
         raise ValueError(
-            f"expected (B, C, h, w) activations and gradients of one shape, got {acts.shape} and {grads.shape}"
+            "expected (B, C, h, w) activations and gradients of one shape, "
+            f"got {acts.shape} and {grads.shape}"
         )
-    if plus:
-        grads_2 = grads**2
-        grads_3 = grads_2 * grads
-        sum_acts = np.sum(acts, axis=(2, 3))[:, :, None, None]
-        aij = grads_2 / (2 * grads_2 + sum_acts * grads_3 + 0.000001)
-        aij = np.where(grads != 0, aij, 0)
-        weights = np.sum(np.maximum(grads, 0) * aij, axis=(2, 3))
-    else:
-        weights = np.mean(grads, axis=(2, 3))
+    method = GradCAMPlusPlus if plus else GradCAM
+    weights = method.get_cam_weights(None, None, None, None, acts, grads)
     cam = np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0)
     height, width = size
     per_layer = scale_cam_image(cam, (width, height))[:, None]
-    return scale_cam_image(np.maximum(per_layer, 0).mean(axis=1)).astype(np.float32, copy=False)
+    return BaseCAM.aggregate_multi_layers(None, [per_layer]).astype(np.float32, copy=False)
 
 
 class GradCAMExplainer(Explainer):

@@ -121,7 +121,7 @@ class RankedMap:
 
     @cached_property
     def average_ranks(self) -> np.ndarray:
-        """Each pixel's rank from the top (0-based), tied values sharing their mean rank (as Spearman's rho needs)."""
+        """Each pixel's rank from the top (0-based), ties sharing their mean rank (for Spearman)."""
         ordered = self.values.ravel()[self.order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         ends = np.r_[starts[1:], ordered.size]
@@ -183,14 +183,17 @@ def _near_mask(mask: np.ndarray, tolerance_px: float) -> np.ndarray:
 
 
 def near_mask(mask: np.ndarray, *, tolerance_px: float = 15) -> np.ndarray:
-    """The pointing game's zone: pixels within ``tolerance_px`` of the (non-empty) mask; pass it to :func:`localization_scores` to reuse it."""
+    """The pointing game's zone: pixels within ``tolerance_px`` of the (non-empty) mask.
+
+    Pass it to :func:`localization_scores` to reuse it.
+    """
     return _near_mask(_check_mask(mask), tolerance_px)
 
 
 def pointing_game(
     attr: np.ndarray | RankedMap, mask: np.ndarray, *, tolerance_px: float = 15
 ) -> bool:
-    """Whether the map's maximum (first in row-major order on ties) lies within ``tolerance_px`` of the mask."""
+    """Whether the map's maximum (row-major first) is within ``tolerance_px`` of the mask."""
     attr = RankedMap.of(attr).values
     mask = _check_mask(mask, attr.shape)
     peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
@@ -198,7 +201,7 @@ def pointing_game(
 
 
 def pointing_game_baseline(mask: np.ndarray, *, tolerance_px: float = 15) -> float:
-    """Chance that a uniformly random pixel wins the pointing game: the share of pixels near the mask."""
+    """Chance a uniformly random pixel wins the pointing game: the share of pixels near the mask."""
     return float(_near_mask(_check_mask(mask), tolerance_px).mean())
 
 

@@ -57,7 +57,7 @@ def create_explainer(
     ig_steps: int = 32,
     ig_internal_batch_size: int | None = None,
 ) -> Explainer:
-    """An :class:`Explainer` for ``method`` (a name of :data:`METHODS` or its code) bound to ``model``.
+    """An :class:`Explainer` for ``method`` (a name of :data:`METHODS`, or its code) on ``model``.
 
     ``channels`` and ``baseline`` apply to the captum methods (Grad-CAM maps are per layer,
     not per input channel, and need no baseline); ``image_size`` and ``backbone_name`` let
