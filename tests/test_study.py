@@ -16,8 +16,8 @@ from fracdet.cli import app
 from fracdet.config import build_config
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.study import StudyConfig, run_study
-from fracdet.study.tables import CLASSIFIER_COLUMNS, DETECTOR_COLUMNS, comparison_markdown
 from fracdet.study.run import STAGE_NAMES
+from fracdet.study.tables import CLASSIFIER_COLUMNS, DETECTOR_COLUMNS, comparison_markdown
 from fracdet.study.weights import classifier_init, detector_init
 
 runner = CliRunner()
