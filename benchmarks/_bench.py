@@ -1,4 +1,5 @@
-"""What every benchmark script does after parsing its options: run in a scratch folder, print, save, check."""
+"""What every benchmark script does after parsing its options: run in a scratch folder, print,
+save, check."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def run_and_report(
     print_table: Callable[[Any], None],
     targets: dict[str, float],
 ) -> int:
-    """``benchmark(args, work)`` in a scratch folder (removed after), then the table, ``--json`` and ``--check``.
+    """``benchmark(args, work)`` in a scratch folder (removed after), then the table, ``--json``
+    and ``--check``.
 
     ``results`` must be a dataclass with ``summary()`` and ``passed()``; the exit code is 1 only
     when ``--check`` is given and a target is missed.

@@ -1,4 +1,4 @@
-"""Benchmark ``fracdet audit`` against its compute floor and a naive per-image loop, in fp32 and bf16.
+"""Benchmark ``fracdet audit`` against its compute floor and a per-image loop, in fp32 and bf16.
 
 What: generate phantom radiographs (default 32 at 256 px, half fractured), convert them, save
 a random-init timm resnet18 classifier checkpoint at 224 px, then time, on the same images and
@@ -72,8 +72,11 @@ from fracdet.audit import AuditConfig, run_audit
 from fracdet.log import setup_logging
 setup_logging(quiet=True)
 dataset, cls, out, count, batch = sys.argv[1:6]
-run_audit(AuditConfig(dataset=Path(dataset), classifiers=(Path(cls),), split="all", max_images=int(count), methods=("saliency",),
-                      steps=1, batch_size=int(batch), workers=0, device="cpu", precision="fp32", output=Path(out), overwrite=True))
+run_audit(AuditConfig(
+    dataset=Path(dataset), classifiers=(Path(cls),), split="all", max_images=int(count),
+    methods=("saliency",), steps=1, batch_size=int(batch), workers=0, device="cpu",
+    precision="fp32", output=Path(out), overwrite=True,
+))
 for line in open("/proc/self/status"):
     if line.startswith("VmHWM:"):
         print("VmHWM_kB", line.split()[1])
@@ -130,7 +133,8 @@ class Results:
             s["floor_bf16_gflops"] = (
                 self.flops.get("per_image", 0.0) * self.count / s["floor_bf16_s"] / 1e9
             )
-            # the issue's rule looks at PGD accuracy and coverage@25; clean accuracy is shown, not judged
+            # the issue's rule looks at PGD accuracy and coverage@25; clean accuracy is shown,
+            # not judged
             s["max_quality_change_pp"] = max(
                 (abs(q["change_pp"]) for k, q in self.quality.items() if k != "clean_accuracy"),
                 default=0.0,
@@ -171,7 +175,7 @@ def timed(func: Callable[[], object]) -> float:
 
 
 def make_dataset(root: Path, count: int, size: int) -> Path:
-    """``count`` phantoms (half fractured) converted as ``fracdet convert`` does: manifest + COCO."""
+    """``count`` phantoms (half fractured) as ``fracdet convert`` writes them (manifest, COCO)."""
     from data_tools.phantoms import PhantomConfig, generate_phantoms
     from fracdet.data.convert import ConvertConfig, convert
 
@@ -259,7 +263,7 @@ class Floor:
             )
 
     def batched(self, limit: int | None = None) -> None:
-        """(b): every batch as the audit cuts them; each batch's attack start seeded as the audit seeds it."""
+        """(b): every batch as the audit cuts them, attack starts seeded as the audit does."""
         import torch
 
         self.seconds = {}
@@ -342,7 +346,7 @@ def passes_per_image(ig_steps: int, steps: int) -> dict[str, float]:
 
 
 def count_flops(model: Any, image_size: int) -> dict[str, float]:
-    """FLOPs of one image's forward, and of its forward + input-gradient backward (weights frozen)."""
+    """FLOPs of one image's forward, and of forward + input-gradient backward (weights frozen)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -370,7 +374,7 @@ def gemm_peak(n: int = 2048, repeats: int = 5) -> dict[str, float]:
 
 
 def quality(out_fp32: Path, out_bf16: Path) -> dict[str, dict[str, float]]:
-    """coverage@25 (mean over images, per method and input) and PGD/clean accuracy, fp32 vs bf16, in percent."""
+    """coverage@25 (mean over images, per method and input), PGD/clean accuracy: fp32 vs bf16, %."""
     fp32, bf16 = (json.loads((p / "metrics.json").read_text()) for p in (out_fp32, out_bf16))
     (model,) = fp32["models"]
     rows: dict[str, dict[str, float]] = {}
@@ -501,7 +505,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
         for name in order:
             results.times[name].append(timed(variants[name]))
             print(
-                f"round {i + 1}/{args.rounds}: {name} {results.times[name][-1]:.1f} s (load {uptime_load()})",
+                f"round {i + 1}/{args.rounds}: {name} {results.times[name][-1]:.1f} s "
+                f"(load {uptime_load()})",
                 flush=True,
             )
     for precision in precisions:
@@ -543,9 +548,12 @@ def print_table(results: Results) -> None:
     m = results.machine
     print()
     print(
-        f"{results.count} images ({results.data}), {results.checkpoint} at {results.image_size} px, PGD {results.steps} steps, IG {results.ig_steps} steps, "
-        f"methods SM DL IG GC, batch {results.batch_size}, {results.workers} workers, detector: {results.detector}; "
-        f"{m['cores']} cores, {m['cpu']} (bf16: {m['bf16']}); median of {results.rounds} rounds; load {results.load.get('start')} -> {results.load.get('end')}"
+        f"{results.count} images ({results.data}), "
+        f"{results.checkpoint} at {results.image_size} px, "
+        f"PGD {results.steps} steps, IG {results.ig_steps} steps, methods SM DL IG GC, "
+        f"batch {results.batch_size}, {results.workers} workers, detector: {results.detector}; "
+        f"{m['cores']} cores, {m['cpu']} (bf16: {m['bf16']}); median of {results.rounds} rounds; "
+        f"load {results.load.get('start')} -> {results.load.get('end')}"
     )
     ok = "ok" if s["audit_vs_floor"] <= OVERHEAD_TARGET else "MISSED"
     rows = [
@@ -689,7 +697,8 @@ def print_table(results: Results) -> None:
     print("per-round ratios (seconds):", "; ".join(f"{k} {v}" for k, v in per_round.items()))
     for variant, stages in results.stages.items():
         print(
-            f"\ntime per stage, {variant}, last round (the audit's from its metrics.json provenance):"
+            f"\ntime per stage, {variant}, last round "
+            "(the audit's from its metrics.json provenance):"
         )
         print_rows(
             ("stage", "seconds", "share"),
@@ -708,7 +717,9 @@ def print_table(results: Results) -> None:
             ],
         )
         print(
-            f"bf16 meets the rule for the default (>= {BF16_SPEEDUP_TARGET}x and < {PRECISION_TOLERANCE_PP:g} pp): {'yes' if results.bf16_qualifies() else 'no'}"
+            "bf16 meets the rule for the default "
+            f"(>= {BF16_SPEEDUP_TARGET}x and < {PRECISION_TOLERANCE_PP:g} pp): "
+            f"{'yes' if results.bf16_qualifies() else 'no'}"
         )
 
 
@@ -725,7 +736,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cls",
         type=Path,
-        help="audit this classifier checkpoint instead of a random-init one (its backbone and size win)",
+        help=(
+            "audit this classifier checkpoint instead of a random-init one "
+            "(its backbone and size win)"
+        ),
     )
     parser.add_argument(
         "--dataset",
@@ -773,7 +787,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         or args.workers < 0
     ):
         parser.error(
-            "--rounds, --count, --loop-count, --batch-size, --steps and --ig-steps must be >= 1, --workers >= 0"
+            "--rounds, --count, --loop-count, --batch-size, --steps and --ig-steps must be >= 1, "
+            "--workers >= 0"
         )
     return args
 

@@ -1,4 +1,5 @@
-"""Benchmark ``fracdet predict`` (both tracks) against bare Ultralytics + bare timm on the same images.
+"""Benchmark ``fracdet predict`` (both tracks) against bare Ultralytics + bare timm on the same
+images.
 
 What: generate phantom radiographs (default 200 at 384 px), save an untrained YOLOv8n (from
 ``yolov8n.yaml``) as a ``.pt`` and an untrained resnet18 classifier checkpoint at 224 px, then
@@ -66,8 +67,9 @@ from fracdet.log import setup_logging
 from fracdet.predict import PredictConfig, predict_folder
 setup_logging(quiet=True)
 folder, out, cls, det, batch, workers, imgsz = sys.argv[1:8]
-summary = predict_folder(PredictConfig(folder=Path(folder), output=Path(out), cls=Path(cls), det=Path(det),
-    batch_size=int(batch), workers=int(workers), det_imgsz=int(imgsz), device="cpu", overwrite=True))
+summary = predict_folder(PredictConfig(folder=Path(folder), output=Path(out), cls=Path(cls),
+    det=Path(det), batch_size=int(batch), workers=int(workers), det_imgsz=int(imgsz),
+    device="cpu", overwrite=True))
 assert summary.n_ok > 0, summary
 """
     + _HWM
@@ -365,8 +367,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
                 results.baseline_det_s.append(split["det"])
                 results.baseline_cls_s.append(split["cls"])
         print(
-            f"round {i + 1}/{args.rounds} ({' > '.join(order)}): predict {times['predict'][-1]:.2f} s,"
-            f" baseline {times['baseline'][-1]:.2f} s (det {split['det']:.2f} + cls {split['cls']:.2f}),"
+            f"round {i + 1}/{args.rounds} ({' > '.join(order)}): "
+            f"predict {times['predict'][-1]:.2f} s,"
+            f" baseline {times['baseline'][-1]:.2f} s "
+            f"(det {split['det']:.2f} + cls {split['cls']:.2f}),"
             f" ratio {times['predict'][-1] / times['baseline'][-1]:.3f}",
             flush=True,
         )
@@ -426,8 +430,10 @@ def print_table(results: Results) -> None:
     m = results.machine
     print()
     print(
-        f"{results.count} phantoms at {results.size} px, batch {results.batch_size}, {results.workers} workers, detector imgsz "
-        f"{results.det_imgsz}, classifier {results.cls_size} px in {results.precision}; {m['cores']} cores, {m['cpu']}; "
+        f"{results.count} phantoms at {results.size} px, batch {results.batch_size}, "
+        f"{results.workers} workers, detector imgsz "
+        f"{results.det_imgsz}, classifier {results.cls_size} px in {results.precision}; "
+        f"{m['cores']} cores, {m['cpu']}; "
         f"median of {results.rounds} rounds"
     )
     ok = "ok" if s["overhead"] <= OVERHEAD_TARGET else "MISSED"

@@ -118,7 +118,8 @@ def main() -> None:
     )
     result = train_classifier(train)
     print(
-        f"trained: val AUROC {result.best_score:.3f} (epoch {result.best_epoch}), {time.perf_counter() - started:.0f} s",
+        f"trained: val AUROC {result.best_score:.3f} (epoch {result.best_epoch}), "
+        f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )
     threshold = json.loads((work / "run" / "best.json").read_text())["threshold"]
@@ -153,14 +154,16 @@ def main() -> None:
             print(f"audited {space} {split}: {time.perf_counter() - started:.0f} s", flush=True)
     print(f"{time.perf_counter() - started:.0f} s in all; work in {work}")
     print(
-        "| ε as set = in grey levels | images scored | n | clean acc | PGD acc | coverage@25 SM / DL / IG, clean | coverage@25 SM / DL / IG, PGD |"
+        "| ε as set = in grey levels | images scored | n | clean acc | PGD acc "
+        "| coverage@25 SM / DL / IG, clean | coverage@25 SM / DL / IG, PGD |"
     )
     print("| --- | --- | ---: | ---: | ---: | --- | --- |")
     for row in table:
         clean = " / ".join(f"{row[f'{c}_clean_cov25']:.2f}" for c in CODES)
         pgd = " / ".join(f"{row[f'{c}_pgd_cov25']:.2f}" for c in CODES)
         print(
-            f"| {row['eps']} | {row['images']} | {row['n']} | {row['clean_acc']:.3f} | {row['pgd_acc']:.3f} | {clean} | {pgd} |"
+            f"| {row['eps']} | {row['images']} | {row['n']} | {row['clean_acc']:.3f} "
+            f"| {row['pgd_acc']:.3f} | {clean} | {pgd} |"
         )
 
 

@@ -204,17 +204,22 @@ def main() -> int:
         "mixed_precision_speedup": per_round("plain loop, fp32", "plain loop"),
     }
     print(
-        f"{len(train)} train images, {args.backbone} at {args.image_size} px, batch {args.batch_size}, {args.workers} workers, {args.precision}; median of {args.rounds} rounds"
+        f"{len(train)} train images, {args.backbone} at {args.image_size} px, "
+        f"batch {args.batch_size}, {args.workers} workers, {args.precision}; "
+        f"median of {args.rounds} rounds"
     )
     print(f"{'variant':34s} {'images/s':>9s}")
     for name in names:
         print(f"{name:34s} {ips[name]:9.1f}")
     print(
-        f"fracdet overhead vs plain loop:  {results['overhead_no_augmentation']:+.1%} (no augmentation), {results['overhead_default_augmentation']:+.1%} (default augmentation); target <= {OVERHEAD_TARGET:.0%}"
+        f"fracdet overhead vs plain loop:  {results['overhead_no_augmentation']:+.1%} "
+        f"(no augmentation), {results['overhead_default_augmentation']:+.1%} "
+        f"(default augmentation); target <= {OVERHEAD_TARGET:.0%}"
     )
     print(f"data wait: {results['data_wait_fraction']:.1%} of step time")
     print(
-        f"PGD-AT step cost: {results['pgd_step_cost']:.2f}x a clean step (theory: {args.pgd_steps + 1}x)"
+        f"PGD-AT step cost: {results['pgd_step_cost']:.2f}x a clean step "
+        f"(theory: {args.pgd_steps + 1}x)"
     )
     print(f"{args.precision} vs fp32 (plain loop): {results['mixed_precision_speedup']:.2f}x")
     if args.json:

@@ -21,7 +21,8 @@ def write_dicom(
     window: tuple[float, float] | None = None,
     bits_stored: int = 12,
 ) -> Path:
-    """Write ``pixels`` (2-D unsigned integers, or ``None`` for a file without pixel data) to ``path``."""
+    """Write ``pixels`` (2-D unsigned integers, or ``None`` for a file without pixel data) to
+    ``path``."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

@@ -114,7 +114,10 @@ class VerifyReport:
         """One line for a person: where the tree is, what it holds, what to run next."""
         fractured = self.counts.get("fractured_images", 0)
         intact = self.counts.get("non_fractured_images", 0)
-        return f"FracAtlas tree at {self.root} ({fractured} fractured, {intact} non-fractured images); run `fracdet convert {self.root} OUT`"
+        return (
+            f"FracAtlas tree at {self.root} ({fractured} fractured, "
+            f"{intact} non-fractured images); run `fracdet convert {self.root} OUT`"
+        )
 
 
 def _offline_hint() -> str:
@@ -329,7 +332,8 @@ def _log_report(report: VerifyReport) -> None:
 
 
 def _install(output: Path, overwrite: bool, fill: Callable[[Path], None]) -> VerifyReport:
-    """Build ``output`` atomically with ``fill(tmp)``, verify it there; the report names the final root."""
+    """Build ``output`` atomically with ``fill(tmp)``, verify it there; the report names the
+    final root."""
     output = Path(output)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         fill(tmp)

@@ -74,7 +74,8 @@ class PhantomConfig:
             (self.max_fractures >= 1, f"max_fractures must be >= 1, got {self.max_fractures}"),
             (
                 self.image_format in IMAGE_FORMATS,
-                f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}",
+                f"image_format must be one of {', '.join(IMAGE_FORMATS)}, "
+                f"got {self.image_format!r}",
             ),
             (
                 self.shortcut_rate is None or 0.0 <= self.shortcut_rate <= 1.0,
@@ -358,7 +359,8 @@ def mixed_format_folder(
     crack_scale: float = 1.0,
     prevalence: float = 0.5,
 ) -> Path:
-    """A flat folder of new phantoms as a hospital export might hold them: JPEG, 16-bit PNG and DICOM in turn.
+    """A flat folder of new phantoms as a hospital export might hold them: JPEG, 16-bit PNG and
+    DICOM in turn.
 
     What ``fracdet predict`` meets in practice (and what the demo shows it reading); labels are
     not written: the point is inference on unlabelled files.

@@ -139,7 +139,8 @@ def _section(cls: type, doc: dict[str, Any], file: str | Path) -> dict[str, Any]
 
 
 def build_config(cls: type[C], file: str | Path | None = None, /, **overrides: Any) -> C:
-    """``cls`` from its defaults, then ``file`` (YAML, or a preset's section), then non-``None`` ``overrides``."""
+    """``cls`` from its defaults, then ``file`` (YAML, or a preset's section), then non-``None``
+    ``overrides``."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls} is not a dataclass")
     fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -90,7 +90,8 @@ def check_binary_inputs(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]
     p = np.asarray(prob, dtype=np.float64)
     if y.ndim != 1 or p.ndim != 1 or y.shape != p.shape:
         raise ValueError(
-            f"y_true and prob must be 1-D arrays of the same length, got shapes {y.shape} and {p.shape}"
+            "y_true and prob must be 1-D arrays of the same length, "
+            f"got shapes {y.shape} and {p.shape}"
         )
     if y.size == 0:
         raise ValueError("no predictions")
@@ -98,7 +99,8 @@ def check_binary_inputs(y_true: Any, prob: Any) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(f"y_true must hold 0/1 labels, found {np.unique(y)[:6].tolist()}")
     if not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0:
         raise ValueError(
-            f"prob must hold finite probabilities in [0, 1], found range [{np.nanmin(p)}, {np.nanmax(p)}]"
+            "prob must hold finite probabilities in [0, 1], "
+            f"found range [{np.nanmin(p)}, {np.nanmax(p)}]"
         )
     return y.astype(np.int64), p
 

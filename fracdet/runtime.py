@@ -1,4 +1,5 @@
-"""Where and how models run, shared by every track: device, precision, seeding, torchrun's process group."""
+"""Where and how models run, shared by every track: device, precision, seeding, torchrun's process
+group."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``None``/``auto``: CUDA when present, else CPU; an unavailable CUDA device is a clear error."""
+    """``None``/``auto``: CUDA when present, else CPU; an unavailable CUDA device is a clear
+    error."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -63,12 +65,14 @@ def seed_everything(seed: int) -> None:
 
 
 def ultralytics_device(device: torch.device) -> str:
-    """Ultralytics spells devices ``cpu`` or ``0``; ``cuda`` alone would reach CUDA_VISIBLE_DEVICES."""
+    """Ultralytics spells devices ``cpu`` or ``0``; ``cuda`` alone would reach
+    CUDA_VISIBLE_DEVICES."""
     return "cpu" if device.type == "cpu" else str(device.index or 0)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """What ``auto`` means on this hardware: bf16 where it is fast, fp16 on older GPUs, else fp32."""
+    """What ``auto`` means on this hardware: bf16 where it is fast, fp16 on older GPUs, else
+    fp32."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     if device.type == "cuda":

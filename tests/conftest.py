@@ -37,7 +37,8 @@ def _quiet_logging():
 
 
 def save_image(path: Path, width: int, height: int, *, seed: int = 0, mode: str = "L") -> Path:
-    """A grayscale image (JPEG or PNG by suffix): noise for small ones, a cheap ramp for big ones."""
+    """A grayscale image (JPEG or PNG by suffix): noise for small ones, a cheap ramp for big
+    ones."""
     if width * height <= 256 * 256:
         pixels = np.random.default_rng(seed).integers(0, 255, size=(height, width), dtype=np.uint8)
     else:
@@ -115,7 +116,8 @@ def make_tiny_detector(root: Path, *, seed: int | None = 0) -> Path:
     import yaml
     from ultralytics import YOLO
 
-    # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is downloaded).
+    # A local model yaml with one class (the name keeps Ultralytics' "n" scale; nothing is
+    # downloaded).
     doc = yaml.safe_load(
         (Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text()
     )

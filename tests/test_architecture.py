@@ -4,8 +4,9 @@ The imports are read from the AST of every module in ``fracdet/`` and ``data_too
 inside functions and ``TYPE_CHECKING`` blocks included (a lazy import is still a dependency),
 so the rule holds whichever code path runs. Three checks:
 
-(a) nothing but ``fracdet.__main__`` imports ``fracdet.cli`` (the CLI is a door, not a library),
-    and nothing but the CLI imports its option declarations (``fracdet.cli_options``);
+(a) nothing but ``fracdet.__main__`` imports the ``fracdet.cli`` package or any of its modules
+    (the CLI is a door, not a library; its own modules import each other), and nothing but the
+    CLI imports its option declarations (``fracdet.cli_options``);
 (b) no import cycle between fracdet's top-level units (``fracdet.cls``, ``fracdet.report``, ...),
     nor between modules inside a unit (``fracdet.cls.model`` <-> ``fracdet.cls.robustbench``);
 (c) layers: a unit imports only its own layer or lower ones; ``cls`` and ``det`` never import
@@ -275,8 +276,9 @@ def test_the_graph_is_read(graph):
     # Guards the checker against reading nothing: known edges of the real code are present.
     assert "fracdet.cli" in graph["fracdet.__main__"]
     assert "fracdet.data.formats" in graph["data_tools.phantoms"]
-    assert "fracdet.config" in graph["fracdet.cli"]  # imported inside the commands only
-    assert "fracdet.cli_options.train" in graph["fracdet.cli"]
+    assert "fracdet.config" in graph["fracdet.cli.train"]  # imported inside the commands only
+    assert "fracdet.cli_options.train" in graph["fracdet.cli.train"]
+    assert {"fracdet.cli.train", "fracdet.cli.inference"} <= graph["fracdet.cli"]
 
 
 def test_every_unit_has_a_layer(graph):
@@ -444,16 +446,22 @@ def test_checker_finds_cli_importers_and_unlayered_units(tmp_path):
     graph = fake_graph(
         tmp_path,
         {
-            "pkg/cli.py": "from pkg.cli_opts.train import Train\n",  # allowed: the CLI's own
+            "pkg/cli/__init__.py": "from pkg.cli import cmds\n",  # the CLI is a package
+            # allowed: the CLI's own options, and its modules import each other
+            "pkg/cli/cmds.py": "from pkg.cli_opts.train import Train\nfrom pkg.cli.edge import e\n",
+            "pkg/cli/edge.py": "",
             "pkg/cli_opts/__init__.py": "",
             "pkg/cli_opts/train.py": "from pkg.cli_opts import Shared\n",  # within the unit
             "tools/gen.py": "def main():\n    from pkg.cli import app\n",
             "pkg/a.py": "from pkg.cli_opts.train import Train\n",  # not the CLI
+            "pkg/b.py": "def f():\n    from pkg.cli.edge import e\n",  # a module of the CLI
             "pkg/extra.py": "",
         },
     )
+    assert graph["pkg.cli.cmds"] == {"pkg.cli_opts.train", "pkg.cli.edge"}
     assert cli_importers(graph, FAKE_RULES) == {
         ("tools.gen", "pkg.cli"),
         ("pkg.a", "pkg.cli_opts.train"),
+        ("pkg.b", "pkg.cli.edge"),
     }
     assert unlayered_units(graph, FAKE_RULES) == ["pkg.extra"]

@@ -1,4 +1,5 @@
-"""Evaluation attacks: budgets parsed and kept, loss raised, hand-checked steps, restarts, torchattacks agrees."""
+"""Evaluation attacks: budgets parsed and kept, loss raised, hand-checked steps, restarts,
+torchattacks agrees."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from fracdet.robust import (
 
 
 class Linear(nn.Module):
-    """logit = scale * (sum(w * x) - offset): its input gradient is scale * w, so each step is known by hand."""
+    """logit = scale * (sum(w * x) - offset): its input gradient is scale * w, so each step is known
+    by hand."""
 
     def __init__(
         self,
@@ -58,7 +60,8 @@ def _small_cnn(outputs: int) -> nn.Module:
 
 
 def _pattern_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two classes told apart by ±0.02 along a fixed ±1 pattern: separable, but not by 8/255 in ℓ∞."""
+    """Two classes told apart by ±0.02 along a fixed ±1 pattern: separable, but not by 8/255 in
+    ℓ∞."""
     pattern = (
         torch.randint(0, 2, (1, 1, 16, 16), generator=torch.Generator().manual_seed(123)).float()
         * 2
@@ -73,7 +76,8 @@ def _pattern_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def standard_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A small two-class CNN fitted (no adversarial training) to the pattern data, and 64 held-out images."""
+    """A small two-class CNN fitted (no adversarial training) to the pattern data, and 64 held-out
+    images."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
@@ -293,7 +297,8 @@ WEIGHT = torch.tensor([[[[1.0, -1.0], [2.0, -0.5]]]])
 
 def test_fgsm_is_one_signed_step_of_eps():
     x = torch.full((1, 1, 2, 2), 0.5)
-    # label 0: BCE grows with the logit, so every pixel moves by +eps * sign(w); steps and step_size play no part
+    # label 0: BCE grows with the logit, so every pixel moves by +eps * sign(w); steps and step_size
+    # play no part
     cfg = AttackConfig(kind="fgsm", eps=0.1, steps=7, step_size=0.01, random_start=False)
     assert torch.allclose(
         attack(Linear(WEIGHT), x, torch.tensor([0]), cfg), x + 0.1 * WEIGHT.sign()
@@ -353,7 +358,8 @@ def test_linf_pgd_saturates_at_the_budget():
 
 @pytest.mark.parametrize("two_class", [False, True])
 def test_attack_does_not_stall_where_cross_entropy_saturates(two_class):
-    """A confident model (logit margin 50): float32 cross-entropy has exactly zero gradient there."""
+    """A confident model (logit margin 50): float32 cross-entropy has exactly zero gradient
+    there."""
     model = Linear(
         WEIGHT, scale=1000.0, offset=0.7, two_class=two_class
     )  # sum(w * x) = 0.75 at x = 0.5
@@ -484,7 +490,8 @@ def test_restarts_never_do_worse_than_one(standard_model, binary):
 
 
 def test_pgd_matches_torchattacks(standard_model):
-    """torchattacks 3.5.1 is installed with --no-deps (its requests pin would downgrade ours; see Makefile)."""
+    """torchattacks 3.5.1 is installed with --no-deps (its requests pin would downgrade ours; see
+    Makefile)."""
     torchattacks = pytest.importorskip(
         "torchattacks", reason="torchattacks not installed (make install adds it with --no-deps)"
     )
@@ -498,7 +505,8 @@ def test_pgd_matches_torchattacks(standard_model):
     assert torch.equal(
         pgd_attack(model, x, y, PGDConfig(eps, steps, alpha, random_start=False)), theirs
     )
-    # the audit's attack climbs the margin (same direction, other rounding): same accuracy, pixels agree
+    # the audit's attack climbs the margin (same direction, other rounding): same accuracy, pixels
+    # agree
     ours = attack(
         model, x, y, AttackConfig(eps=eps, steps=steps, step_size=alpha, random_start=False)
     )

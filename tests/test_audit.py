@@ -1,4 +1,5 @@
-"""``fracdet audit`` end to end on phantoms: outputs, invariants, resume, shards, torchrun, errors."""
+"""``fracdet audit`` end to end on phantoms: outputs, invariants, resume, shards, torchrun,
+errors."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def test_config_file_prefers_the_named_one_and_keeps_a_missing_one(tmp_path):
         ),
         (
             "targets: [yolo\n",
-            "not valid YAML (line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence))",
+            "not valid YAML (line 2, column 1: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence))",
         ),
         (
             "seed: !!python/object:os.system x\n",

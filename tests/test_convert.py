@@ -232,7 +232,8 @@ def test_result_line_counts_each_split_and_class(tmp_path):
     )
     assert (
         result.line()
-        == f"5 images -> {tmp_path} (train: 1 fractured, 2 non_fractured; test: 2 fractured); 2 skipped, see convert_report.json"
+        == f"5 images -> {tmp_path} (train: 1 fractured, 2 non_fractured; test: 2 fractured); "
+        "2 skipped, see convert_report.json"
     )
 
 
@@ -263,7 +264,8 @@ def test_study_split_keeps_every_fractured_image_and_a_seeded_sample(tmp_path):
     counts = split["counts_per_split_and_class"]
     assert [counts[s]["fractured"] for s in ("train", "val", "test")] == [8, 1, 1]
     assert [counts[s]["not_fractured"] for s in ("train", "val", "test")] == [8, 1, 1]
-    # seeded: the same draw again, another seed another draw; a ratio draws that many per fractured image
+    # seeded: the same draw again, another seed another draw; a ratio draws that many per fractured
+    # image
     again = convert(
         ConvertConfig(source, tmp_path / "b", split="study", seed=3, targets=("manifest",))
     )

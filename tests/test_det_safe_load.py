@@ -1,4 +1,5 @@
-"""Detector .pt files are pickles: every detector path loads them restricted unless the user trusts the file."""
+"""Detector .pt files are pickles: every detector path loads them restricted unless the user trusts
+the file."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def test_restricted_loading_unavailable_is_refused_not_silently_unsafe(crafted, 
 
 @pytest.fixture(scope="module")
 def ultralytics_saved(tmp_path_factory) -> Path:
-    """A one-class yolov8n built from its YAML and saved by Ultralytics itself (nothing downloaded)."""
+    """A one-class yolov8n built from its YAML and saved by Ultralytics itself (nothing
+    downloaded)."""
     import ultralytics
     from ultralytics import YOLO
 

@@ -262,8 +262,8 @@ def test_missing_layout_pieces_raise_one_line(tmp_path):
     assert "\n" not in message and "missing" in message
     assert "Annotations/COCO JSON/COCO_fracture_masks.json" in message
     assert (
-        "missing: Annotations/COCO JSON/COCO_fracture_masks.json, Utilities/Fracture Split/test.csv ("
-        in message
+        "missing: Annotations/COCO JSON/COCO_fracture_masks.json, "
+        "Utilities/Fracture Split/test.csv (" in message
     )
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
     with pytest.raises(DataError, match="missing: images/Fractured/"):
@@ -320,8 +320,8 @@ def test_get_fracatlas_extracts_or_downloads_and_reports(monkeypatch, tiny_zip, 
     assert report.root == tmp_path / "a" / "FracAtlas" and report.counts["fractured_images"] == 1
     assert report == verify_fracatlas(report.root) and len(report.warnings) == len(EXPECTED_COUNTS)
     assert (
-        report.line()
-        == f"FracAtlas tree at {report.root} (1 fractured, 2 non-fractured images); run `fracdet convert {report.root} OUT`"
+        report.line() == f"FracAtlas tree at {report.root} (1 fractured, 2 non-fractured images); "
+        f"run `fracdet convert {report.root} OUT`"
     )
     fake = FakeFigshare(make_zip(TINY_TREE))
     monkeypatch.setattr(fd, "urlopen", fake)
@@ -354,7 +354,8 @@ def test_real_sample_layout_and_counts():
         report.counts["split_test"],
     ) == (574, 82, 61)
     assert report.warnings == [
-        "images in images/Non_fractured: found 717, the published dataset has 3366 (a partial copy?)"
+        "images in images/Non_fractured: found 717, "
+        "the published dataset has 3366 (a partial copy?)"
     ]
 
 

@@ -43,7 +43,8 @@ def test_convert_real_fracatlas(tmp_path):
         d.startswith("trailing bytes after end of image") for d in notes.values()
     )
     assert {p.name for p in (out / "images").rglob("*.jpg")} >= set(PADDED)
-    # IMG0003298: CSV says not fractured, folder and box say fractured -> fractured, conflict reported.
+    # IMG0003298: CSV says not fractured, folder and box say fractured -> fractured, conflict
+    # reported.
     conflict = [p for p in problems if p["kind"] == "label_conflict"]
     assert len(conflict) == 1 and "IMG0003298.jpg" in conflict[0]["file"]
     # Annotation files cover all 4083 images; 2649 are not on disk.
@@ -81,7 +82,8 @@ def test_padded_real_jpegs_pass_the_full_check_too(name):
 
 def _slice_of_the_sample(root: Path) -> tuple[Path, list[str]]:
     """40 images of the sample as a FracAtlas tree of links: 20 fractured (official split 8 / 4 / 8,
-    two hardware images in each part where there are some) and 20 intact, the two padded JPEGs among them."""
+    two hardware images in each part where there are some) and 20 intact, the two padded JPEGs
+    among them."""
     rows = {r["image_id"]: r for r in csv.DictReader((REAL_FRACATLAS / "dataset.csv").open())}
     official = {
         s: sorted(

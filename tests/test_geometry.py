@@ -1,4 +1,5 @@
-"""Box geometry: frames, masks and scaling, checked against hand-computed values and the transform."""
+"""Box geometry: frames, masks and scaling, checked against hand-computed values and the
+transform."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_model_frame_round_trip(height, width, size, fx, fy, fw, fh):
 
 
 def test_model_frame_matches_the_training_transform():
-    """A bright box drawn in the original lands where box_to_model_frame says, after the real transform."""
+    """A bright box drawn in the original lands where box_to_model_frame says, after the real
+    transform."""
     height, width, size = 90, 150, 64
     image = np.zeros((height, width), np.float32)
     image[30:60, 100:140] = 1.0
@@ -79,7 +81,8 @@ def test_scale_boxes_orders_corners_and_clips():
 
 
 def test_stretched_frame_by_hand_and_against_the_transform():
-    """The robust-transfer study's resize: the whole image fills the square, x and y scaled apart."""
+    """The robust-transfer study's resize: the whole image fills the square, x and y scaled
+    apart."""
     height, width, size = 90, 150, 60
     assert content_region(height, width, size, keep_aspect=False) == (0, 0, 60, 60)
     mapped = box_to_model_frame(Box(100, 30, 140, 60), height, width, size, keep_aspect=False)

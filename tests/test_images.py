@@ -44,7 +44,8 @@ def test_16bit_png_uses_the_full_range(tmp_path):
 
 
 def test_exif_rotated_jpeg_reports_the_displayed_size(tmp_path):
-    # Stored 40 wide x 30 high with orientation 6 (rotate 90°): displayed 30 x 40, as FracAtlas annotates.
+    # Stored 40 wide x 30 high with orientation 6 (rotate 90°): displayed 30 x 40, as FracAtlas
+    # annotates.
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("L", (40, 30), 100).save(tmp_path / "r.jpg", exif=exif)
@@ -91,14 +92,16 @@ def noise_jpeg(path: Path, size: int = 96, **options) -> bytes:
 @pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("padding", [b"\0" * 1500, bytes(range(256)) * 8])
 def test_jpeg_with_trailing_bytes_after_its_end_marker_is_kept_with_a_note(tmp_path, full, padding):
-    """Like FracAtlas IMG0004027.jpg: a complete JPEG, then more than the cheap check's tail of padding."""
+    """Like FracAtlas IMG0004027.jpg: a complete JPEG, then more than the cheap check's tail of
+    padding."""
     data = noise_jpeg(tmp_path / "p.jpg")
     (tmp_path / "p.jpg").write_bytes(data + padding)
     info = read_image_info(tmp_path / "p.jpg", full=full)
     assert (info.width, info.height, info.format) == (96, 96, "JPEG")
     assert (
         info.note
-        == f"trailing bytes after end of image ({len(padding)} bytes after the JPEG end marker; the image decodes completely)"
+        == f"trailing bytes after end of image ({len(padding)} bytes after the JPEG end marker; "
+        "the image decodes completely)"
     )
     assert load_image(tmp_path / "p.jpg").shape == (96, 96)
 

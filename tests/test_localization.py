@@ -1,4 +1,5 @@
-"""Localization metrics on hand-computed maps, against second implementations and their random baselines."""
+"""Localization metrics on hand-computed maps, against second implementations and their random
+baselines."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def test_coverage_matches_a_slow_rank_count_with_ties(data, p):
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**16), p=st.sampled_from([5, 10, 25, 50, 75]))
 def test_coverage_matches_a_threshold_without_ties(seed, p):
-    # Third way, for maps without ties: the top p% are the pixels at or above the k-th largest value.
+    # Third way, for maps without ties: the top p% are the pixels at or above the k-th largest
+    # value.
     rng = np.random.default_rng(seed)
     attr = rng.normal(size=(12, 10))
     mask = rng.random((12, 10)) < 0.3
@@ -334,7 +336,8 @@ def test_localization_scores_hand_computed():
 @settings(max_examples=50, deadline=None)
 @given(data=maps_and_masks, other=st.integers(0, 2**32 - 1), tolerance=st.floats(0, 4))
 def test_a_ranked_map_scores_as_the_plain_map(data, other, tolerance):
-    """The audit sorts each map once (RankedMap) and computes each mask's zone once (near_mask): same numbers."""
+    """The audit sorts each map once (RankedMap) and computes each mask's zone once (near_mask):
+    same numbers."""
     attr, mask = data
     twin = np.round(attr + np.random.default_rng(other).normal(size=attr.shape), 1)  # rounded: ties
     ranked, ranked_twin = RankedMap.of(attr), RankedMap.of(twin)

@@ -1,4 +1,5 @@
-"""The robust-transfer study's preset end to end: convert -> train-cls robustbench:Standard -> audit.
+"""The robust-transfer study's preset end to end: convert -> train-cls robustbench:Standard ->
+audit.
 
 On phantoms in CI, on the real FracAtlas sample when it is present (marked ``fracatlas``).
 Both run the preset as a user would, through the CLI, with the image size and epochs cut
@@ -22,7 +23,8 @@ from fracdet.audit.study_tables import table_1, table_i
 from fracdet.cli import app
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "r2i.yaml"
-#: the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not import
+#: the optional package (the Makefile installs it); fracdet imports only its zoo, so find_spec, not
+#: import
 needs_robustbench = pytest.mark.skipif(
     importlib.util.find_spec("robustbench") is None,
     reason="optional robustbench package not installed",
@@ -50,7 +52,8 @@ def _table_headers(markdown: str, first: str) -> list[list[str]]:
 
 
 def _study_pipeline(dataset: Path, tmp_path: Path, *, max_images: int) -> tuple[dict, dict, str]:
-    """train-cls and audit with the preset; returns the checkpoint JSON, metrics.json and report.md."""
+    """train-cls and audit with the preset; returns the checkpoint JSON, metrics.json and
+    report.md."""
     run = tmp_path / "run"
     _run(
         "train-cls",
@@ -122,7 +125,8 @@ def _check_study_shape(meta: dict, metrics: dict, markdown: str) -> None:
         )
     ]
     assert order == sorted(order)
-    # the budget: normalized space, and Standard reads raw [0, 1] pixels, so 4/255 is four grey levels
+    # the budget: normalized space, and Standard reads raw [0, 1] pixels, so 4/255 is four grey
+    # levels
     config = metrics["provenance"]["config"]
     assert (config["eps_space"], config["target"], config["ig_steps"], config["split"]) == (
         "normalized",
@@ -173,7 +177,8 @@ def test_r2i_preset_end_to_end_on_phantoms(tmp_path):
 @pytest.mark.fracatlas
 @pytest.mark.skipif(not REAL_FRACATLAS.is_dir(), reason="real FracAtlas sample not present")
 def test_r2i_preset_on_the_fracatlas_sample_at_small_scale(tmp_path):
-    """The real sample through the preset's split (717 + 717), then a small slice trained and audited."""
+    """The real sample through the preset's split (717 + 717), then a small slice trained and
+    audited."""
     dataset = tmp_path / "fa"
     _run("convert", REAL_FRACATLAS, dataset, "--config", PRESET, "--to", "manifest")
     report = json.loads((dataset / "convert_report.json").read_text())

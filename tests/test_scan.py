@@ -1,4 +1,5 @@
-"""``fracdet.data.scan``: the one folder walker, as the converter (``list_images``) and predict (``list_inputs``) see it."""
+"""``fracdet.data.scan``: the one folder walker, as the converter (``list_images``) and predict
+(``list_inputs``) see it."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ LOOP = "symbolic link loop"
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    """Rasters, DICOM with and without suffix, a text file, hidden things, a subfolder, bad links, a FIFO."""
+    """Rasters, DICOM with and without suffix, a text file, hidden things, a subfolder, bad links, a
+    FIFO."""
     root = tmp_path / "images"
     save_image(root / "b.png", 8, 8)
     save_image(root / "a.jpg", 8, 8)
@@ -95,7 +97,8 @@ def test_scan_errors(tmp_path, folder, monkeypatch):
 
 
 def test_converter_listing(folder):
-    """Training datasets take rasters only: DICOM is reported, as are non-images and unreadable entries."""
+    """Training datasets take rasters only: DICOM is reported, as are non-images and unreadable
+    entries."""
     images, problems = list_images(folder, recursive=True)
     assert images == [
         folder / p for p in ("a.jpg", "b.png", "sub/d.jpg", "sub/link_to_a.jpg", "sub-x.png")
@@ -120,7 +123,8 @@ def test_converter_listing(folder):
 
 
 def test_predict_listing(folder):
-    """Predict reads DICOM, so it lists it with the rasters; the rest is reported with its reason."""
+    """Predict reads DICOM, so it lists it with the rasters; the rest is reported with its
+    reason."""
     images, others = list_inputs(folder)
     assert images == [
         "a.jpg",

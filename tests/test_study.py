@@ -16,8 +16,8 @@ from fracdet.cli import app
 from fracdet.config import build_config
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.study import StudyConfig, run_study
-from fracdet.study.results import CLASSIFIER_COLUMNS, DETECTOR_COLUMNS, comparison_markdown
 from fracdet.study.run import STAGE_NAMES
+from fracdet.study.tables import CLASSIFIER_COLUMNS, DETECTOR_COLUMNS, comparison_markdown
 from fracdet.study.weights import classifier_init, detector_init
 
 runner = CliRunner()
@@ -220,7 +220,7 @@ def test_comparison_tables_have_the_readme_shape():
 
 
 def test_the_hardware_sentence_follows_the_numbers():
-    from fracdet.study.results import _gap_text
+    from fracdet.study.wording import gap_text
 
     def groups(sens_hw, sens_no, p):
         entry = lambda s: {"clean_sensitivity": s, "localization": {}}  # noqa: E731
@@ -242,7 +242,7 @@ def test_the_hardware_sentence_follows_the_numbers():
             }
         }
 
-    shortcut = _gap_text(
+    shortcut = gap_text(
         _numbers(
             groups(
                 {"value": 1.0, "ci95": [0.8, 1.0], "n": 8},
@@ -257,7 +257,7 @@ def test_the_hardware_sentence_follows_the_numbers():
         and "Wilson CIs do not overlap" in shortcut
         and "p=0.01" in shortcut
     )
-    unclear = _gap_text(
+    unclear = gap_text(
         _numbers(
             groups(
                 {"value": 0.6, "ci95": [0.3, 0.85], "n": 8},
@@ -277,7 +277,7 @@ def test_the_hardware_sentence_follows_the_numbers():
         0.01,
     )
     covers_more["hardware"]["gaps"]["standard"]["SAL"] |= {"mean_diff": 0.58, "ci95": [0.4, 0.75]}
-    higher = _gap_text(_numbers(covers_more), "standard")
+    higher = gap_text(_numbers(covers_more), "standard")
     assert (
         "show no clear hardware shortcut" in higher
         and "SAL covers the fracture boxes more on hardware images" in higher
@@ -292,12 +292,12 @@ def test_the_hardware_sentence_follows_the_numbers():
             0.01,
         ),
     }
-    preferred = _gap_text(both, "standard")
+    preferred = gap_text(both, "standard")
     assert (
         "sensitivity on fractured val + test images with hardware 1.000" in preferred
         and "consistent with a hardware shortcut" in preferred
     )
-    assert _gap_text(_numbers(), "standard") is None
+    assert gap_text(_numbers(), "standard") is None
 
 
 # --- the pipeline end to end on phantoms ---------------------------------------------------

@@ -1,4 +1,5 @@
-"""``fracdet audit``: is the classifier right for the right reason, and does it stay so under attack?
+"""``fracdet audit``: is the classifier right for the right reason, and does it stay so under
+attack?
 
 Fuses both tracks: classifiers attacked with ℓ∞ PGD, their attributions (captum, Grad-CAM)
 scored against ground-truth and detector boxes, the detector's mAP on clean and attacked

@@ -131,7 +131,7 @@ def audit_batch(
     detector: Any = None,
     generator: torch.Generator | None = None,
 ) -> BatchOutcome:
-    """Audit ``images`` ``(B, 1, S, S)`` (the classifier's inputs for ``items``) with one classifier."""
+    """Audit ``images`` ``(B, 1, S, S)``, the classifier's inputs for ``items``."""
     from fracdet.robust.attacks import attack
 
     out = BatchOutcome([], {}, [])

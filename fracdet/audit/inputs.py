@@ -68,7 +68,8 @@ def _manifest_path(dataset: Path) -> Path | None:
 
 
 def _box_class_names(root: Path) -> tuple[str, ...]:
-    """The detector classes named by the converter's data.yaml; FracAtlas' single class otherwise."""
+    """The detector classes named by the converter's data.yaml; FracAtlas' single class
+    otherwise."""
     data_yaml = root / "data.yaml"
     if data_yaml.is_file():
         from fracdet.data.yolo import read_class_names
@@ -95,7 +96,8 @@ def _check_group_by(
     missing = [c for c in group_by if c not in known]
     if missing:
         raise DataError(
-            f"group_by: no column {', '.join(map(repr, missing))} in the manifest; it has {', '.join(sorted(known))}",
+            f"group_by: no column {', '.join(map(repr, missing))} in the manifest; "
+            f"it has {', '.join(sorted(known))}",
             manifest,
         )
 
@@ -108,7 +110,8 @@ def load_inputs(
     dataset = Path(dataset)
     if not dataset.exists():
         raise DataError(
-            "dataset not found (a folder written by `fracdet convert`, its manifest.csv, or a folder of images)",
+            "dataset not found (a folder written by `fracdet convert`, its manifest.csv, "
+            "or a folder of images)",
             dataset,
         )
     manifest = _manifest_path(dataset)
@@ -139,7 +142,8 @@ def load_inputs(
         raise DataError("not a manifest (.csv) nor a folder", dataset)
     if group_by:
         raise DataError(
-            "group_by needs a manifest (a folder written by `fracdet convert`): a plain folder of images has no columns",
+            "group_by needs a manifest (a folder written by `fracdet convert`): "
+            "a plain folder of images has no columns",
             dataset,
         )
     from fracdet.data.scan import scan_folder
@@ -148,7 +152,8 @@ def load_inputs(
     paths = sorted(found.images + found.dicoms)
     if not paths:
         raise DataError(
-            "no images found (and no manifest.csv: give a folder written by `fracdet convert` for labels and boxes)",
+            "no images found (and no manifest.csv: give a folder written by `fracdet convert` "
+            "for labels and boxes)",
             dataset,
         )
     items = [

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def classifier_names(paths: Sequence[Path], names: Sequence[str] = ()) -> list[str]:
-    """Display names: given ones, else the run folder (or file stem); repeats get ``-2``, ``-3``..."""
+    """Display names: given ones, else the run folder (or file stem); repeats get ``-2``,
+    ``-3``..."""
     chosen = (
         list(names)
         if names
@@ -47,7 +48,8 @@ def classifier_names(paths: Sequence[Path], names: Sequence[str] = ()) -> list[s
 def load_classifiers(
     cfg: AuditConfig, device: torch.device, precision: str
 ) -> tuple[list[ClassifierUnderAudit], dict[str, Any]]:
-    """Each classifier with its explainers and pixel-space attack; and what identifies them (sha256)."""
+    """Each classifier with its explainers and pixel-space attack; and what identifies them
+    (sha256)."""
     from fracdet.cls.checkpoint import load_classifier, resolve_checkpoint
     from fracdet.explain.registry import create_explainer
     from fracdet.robust.attacks import pixel_budget
@@ -62,21 +64,24 @@ def load_classifiers(
     ):
         if Path(path).suffix == ".pt":
             raise ConfigError(
-                "is a .pt file: --cls takes a fracdet classifier (run folder, best.safetensors or its .json); a YOLO detector goes to --det",
+                "is a .pt file: --cls takes a fracdet classifier "
+                "(run folder, best.safetensors or its .json); a YOLO detector goes to --det",
                 path,
             )
         model, meta = load_classifier(path, device=device)
         if not meta.binary or tuple(meta.class_names) != LABEL_NAMES:
             raise ConfigError(
-                f"classifies {list(meta.class_names)}, but the audit scores fracture classifiers {list(LABEL_NAMES)} (target 'label')",
+                f"classifies {list(meta.class_names)}, but the audit scores fracture classifiers "
+                f"{list(LABEL_NAMES)} (target 'label')",
                 path,
             )
         for param in model.parameters():
             param.requires_grad_(False)  # the audit differentiates inputs only
         if precision != "fp32":
-            # channels-last is what makes bf16 convolutions fast (oneDNN on CPUs, tensor cores). fp32 keeps
-            # the default layout: channels-last is faster there too, but its other kernels move PGD's
-            # sign steps, so fp32 audits would no longer repeat earlier ones to float noise
+            # channels-last is what makes bf16 convolutions fast (oneDNN on CPUs, tensor cores).
+            # fp32 keeps the default layout: channels-last is faster there too, but its other
+            # kernels move PGD's sign steps, so fp32 audits would no longer repeat earlier ones to
+            # float noise
             model = model.to(memory_format=torch.channels_last)
         explainers = {}
         for method in cfg.methods:
@@ -116,7 +121,8 @@ def load_classifiers(
 
 
 def load_audit_detector(cfg: AuditConfig) -> tuple[Any, dict[str, Any] | None]:
-    """The YOLO detector (safe loading unless ``trust_pickle``) and its identity, or ``(None, None)``."""
+    """The YOLO detector (safe loading unless ``trust_pickle``) and its identity, or
+    ``(None, None)``."""
     if cfg.detector is None:
         return None, None
     from fracdet.det.model import load_detector, model_class_names

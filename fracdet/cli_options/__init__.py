@@ -1,7 +1,7 @@
 """The CLI's option declarations, kept apart from the commands that use them.
 
-Only :mod:`fracdet.cli` imports this package (``tests/test_architecture.py`` checks it). Here
-are the aliases shared by several commands; each submodule holds one class per command, a
+Only the :mod:`fracdet.cli` package imports this one (``tests/test_architecture.py`` checks
+it). Here are the aliases shared by several commands; each submodule holds one class per command, a
 plain namespace of ``Annotated`` aliases named like the command's parameters, so a command
 reads like the call it makes (``backbone: TrainCls.backbone = None``) and a help text is
 declared once, beside its siblings.

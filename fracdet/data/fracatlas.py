@@ -12,6 +12,7 @@ Quirks handled (see the dataset's SOURCE.md): folder names with spaces; COCO ima
 are not file names; annotation files listing images that are not on disk; EXIF-rotated
 images whose boxes refer to the rotated image; a CSV flag that contradicts the folder and
 the box (folder and box win, the conflict is reported); truncated JPEGs (skipped).
+Its tables (``dataset.csv``, the official split) are read by :mod:`fracdet.data.fracatlas_csv`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ from fracdet.data.formats import (
     parse_voc_xml,
     parse_yolo_label,
 )
+from fracdet.data.fracatlas_csv import (
+    CSV_COLUMNS,
+    SPLIT_DIR,
+    SPLIT_FILES,
+    body_part,
+    read_csv_rows,
+    read_official_split,
+    series_groups,
+)
 from fracdet.data.scan import list_images, probe_images, sanitize_boxes
 from fracdet.errors import DataError, ImageError
 
@@ -48,27 +58,10 @@ __all__ = [
 ]
 
 FRACATLAS_CLASSES: tuple[str, ...] = ("fractured",)
-CSV_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "hand",
-    "leg",
-    "hip",
-    "shoulder",
-    "mixed",
-    "hardware",
-    "multiscan",
-    "fractured",
-    "fracture_count",
-    "frontal",
-    "lateral",
-    "oblique",
-)
 FOLDERS: dict[str, int] = {"Fractured": 1, "Non_fractured": 0}
 COCO_FILE = Path("Annotations", "COCO JSON", "COCO_fracture_masks.json")
 VOC_DIR = Path("Annotations", "PASCAL VOC")
 YOLO_DIR = Path("Annotations", "YOLO")
-SPLIT_DIR = Path("Utilities", "Fracture Split")
-SPLIT_FILES: dict[str, str] = {"train": "train", "valid": "val", "test": "test"}
 
 
 def is_fracatlas(root: Path) -> bool:
@@ -77,162 +70,6 @@ def is_fracatlas(root: Path) -> bool:
 
 def fracatlas_folder(record: ImageRecord) -> str:
     return "Fractured" if record.label else "Non_fractured"
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    """Header and rows of a CSV file; one that cannot be read as CSV text is a
-    :class:`DataError`.
-    """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            return list(reader.fieldnames or []), rows
-    except UnicodeDecodeError as exc:
-        raise DataError("not UTF-8 CSV text (binary data?)", path) from exc
-    except (OSError, csv.Error) as exc:
-        raise DataError(f"cannot read as CSV ({' '.join(str(exc).split())})", path) from exc
-
-
-def _read_csv_rows(path: Path, problems: list[Problem]) -> list[dict[str, str]]:
-    """dataset.csv rows with their values checked: unparsable flags become unknown (empty), and
-    are reported.
-    """
-    if not path.is_file():
-        problems.append(
-            Problem(str(path), "missing_file", "no dataset.csv", "body part and view flags unknown")
-        )
-        return []
-    fields, raw_rows = _read_csv(path)
-    if not fields:
-        problems.append(
-            Problem(
-                str(path),
-                "missing_file",
-                "dataset.csv is empty",
-                "body part and view flags unknown",
-            )
-        )
-        return []
-    if "image_id" not in fields:
-        raise DataError("dataset.csv has no image_id column", path)
-    missing = [column for column in CSV_COLUMNS if column not in fields]
-    if missing:
-        consequence = (
-            "body part unknown for every image (no stratification by body part)"
-            if set(BODY_PARTS) <= set(missing)
-            else "these flags count as unknown"
-        )
-        problems.append(
-            Problem(
-                str(path), "csv_missing_columns", f"no column(s) {', '.join(missing)}", consequence
-            )
-        )
-    rows: list[dict[str, str]] = []
-    seen: set[str] = set()
-    for lineno, raw in enumerate(raw_rows, start=2):
-        row = {
-            k: (v.strip() if isinstance(v, str) else "")
-            for k, v in raw.items()
-            if isinstance(k, str)
-        }
-        image_id = row.get("image_id", "")
-        if not image_id:
-            problems.append(
-                Problem(str(path), "label_unparsable", f"line {lineno}: no image_id", "row ignored")
-            )
-            continue
-        if image_id in seen:
-            problems.append(
-                Problem(
-                    str(path),
-                    "duplicate_id",
-                    f"line {lineno}: {image_id} is listed again",
-                    "later row ignored",
-                )
-            )
-            continue
-        seen.add(image_id)
-        bad = {
-            column: row[column]
-            for column in CSV_COLUMNS[1:]
-            if column in row and not _valid_csv_value(column, row[column])
-        }
-        if bad:
-            values = ", ".join(f"{k}={v!r:.40}" for k, v in bad.items())
-            problems.append(
-                Problem(
-                    str(path),
-                    "csv_value_unparsable",
-                    f"line {lineno} ({image_id}): {values} (expected 0 or 1; fracture_count a "
-                    "count)",
-                    "values treated as unknown",
-                )
-            )
-            row.update(dict.fromkeys(bad, ""))
-        rows.append(row)
-    return rows
-
-
-def _valid_csv_value(column: str, value: str) -> bool:
-    return (
-        value.isdigit() and value.isascii() if column == "fracture_count" else value in ("0", "1")
-    )
-
-
-def _body_part(row: dict[str, str]) -> str:
-    """The one flagged body part, ``mixed`` for several, ``unknown`` for none or an unknown
-    (unparsable) flag.
-    """
-    if any(row.get(part) == "" for part in BODY_PARTS):
-        return "unknown"
-    flagged = [part for part in BODY_PARTS if row.get(part) == "1"]
-    return flagged[0] if len(flagged) == 1 else "mixed" if flagged else "unknown"
-
-
-def _series_groups(rows: Sequence[dict[str, str]]) -> dict[str, str]:
-    """Group id per image: consecutive multi-scan rows of one body part form one series.
-
-    FracAtlas has no patient id. Images are numbered in acquisition order, so a run of
-    multi-scan images of the same body part most likely comes from one patient; keeping the
-    run in one split can only make the split stricter.
-    """
-    groups: dict[str, str] = {}
-    previous_key, current = None, ""
-    for row in rows:
-        image_id = row["image_id"]
-        key = _body_part(row) if row.get("multiscan") == "1" else None
-        if key is None or key != previous_key:
-            current = f"series-{Path(image_id).stem}" if key else Path(image_id).stem
-        groups[image_id] = current
-        previous_key = key
-    return groups
-
-
-def _read_official_split(root: Path, problems: list[Problem]) -> dict[str, str]:
-    split_of: dict[str, str] = {}
-    for file_stem, split in SPLIT_FILES.items():
-        path = root / SPLIT_DIR / f"{file_stem}.csv"
-        if not path.is_file():
-            continue
-        fields, rows = _read_csv(path)
-        if rows and "image_id" not in fields:
-            raise DataError("split file has no image_id column", path)
-        for row in rows:
-            image_id = row.get("image_id")
-            image_id = image_id.strip() if isinstance(image_id, str) else ""
-            if image_id in split_of and split_of[image_id] != split:
-                problems.append(
-                    Problem(
-                        str(path),
-                        "duplicate_id",
-                        f"{image_id} is in the {split_of[image_id]} and {split} splits",
-                        f"kept in {split_of[image_id]}",
-                    )
-                )
-            elif image_id:
-                split_of[image_id] = split
-    return split_of
 
 
 def _fallback_boxes(
@@ -307,10 +144,10 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
     if not on_disk:
         raise DataError("no images under images/Fractured or images/Non_fractured", root)
 
-    rows = _read_csv_rows(root / "dataset.csv", problems)
+    rows = read_csv_rows(root / "dataset.csv", problems)
     row_of = {row["image_id"]: row for row in rows}
-    groups = _series_groups(rows)
-    official = _read_official_split(root, problems)
+    groups = series_groups(rows)
+    official = read_official_split(root, problems)
     coco = parse_coco(root / COCO_FILE) if (root / COCO_FILE).is_file() else None
     if coco is None:
         problems.append(
@@ -355,7 +192,7 @@ def read_fracatlas(root: Path, *, full_check: bool = False) -> AnnotatedDataset:
                 boxes=boxes,
                 group=groups.get(name, Path(name).stem),
                 split=official.get(name),
-                body_part=_body_part(row) if row else "unknown",
+                body_part=body_part(row) if row else "unknown",
                 attributes={k: v for k, v in row.items() if k != "image_id"},
             )
         )

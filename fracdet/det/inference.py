@@ -67,7 +67,8 @@ class DetectOptions:
 
 @dataclass(frozen=True)
 class Detection:
-    """One image's boxes (pixel ``xyxy`` in its own frame) and their scores, or ``error`` saying why none."""
+    """One image's boxes (pixel ``xyxy`` in its own frame) and their scores, or ``error`` saying why
+    none."""
 
     boxes: tuple[Box, ...] = ()
     scores: tuple[float, ...] = ()
@@ -117,7 +118,8 @@ def detect(
 
 
 def _sources(images: Sequence[str | Path] | Sequence[np.ndarray]) -> list[str] | list[np.ndarray]:
-    """What Ultralytics takes: absolute path strings (never URLs: nothing is downloaded) or BGR uint8 arrays."""
+    """What Ultralytics takes: absolute path strings (never URLs: nothing is downloaded) or BGR
+    uint8 arrays."""
     arrays = [isinstance(image, np.ndarray) for image in images]
     if any(arrays) and not all(arrays):
         raise TypeError("images must be all files or all arrays, not a mix")

@@ -77,7 +77,8 @@ def _shown(predictions: Predictions, score_threshold: float) -> list[list[tuple[
 def pick_examples(
     truth: Sequence[Sequence[Box]], predictions: Predictions, *, count: int, score_threshold: float
 ) -> list[int]:
-    """Indices of the images worth showing: fractured ones first, then those with the most confident false positives.
+    """Indices of the images worth showing: fractured ones first, then those with the most
+    confident false positives.
 
     Ties keep the input order; boxes below ``score_threshold`` do not count.
     """
@@ -152,7 +153,8 @@ def plot_examples(
             fontsize=7,
         )
     fig.suptitle(
-        f"green: ground truth, blue: true positive, red: false positive (score >= {score_threshold:g})",
+        "green: ground truth, blue: true positive, red: false positive "
+        f"(score >= {score_threshold:g})",
         fontsize=8,
     )
     save_figure(fig, path)

@@ -145,7 +145,8 @@ class AttackConfig:
 
     @classmethod
     def from_options(cls, **options: Any) -> AttackConfig:
-        """A config from loose options (YAML, CLI): ``None`` means the default; unknown keys are refused."""
+        """A config from loose options (YAML, CLI): ``None`` means the default; unknown keys are
+        refused."""
         known = {f.name for f in fields(cls)}
         for key in options:
             if key not in known:
@@ -185,7 +186,8 @@ def per_image_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def ascent_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per image ``m = logsumexp_{j≠y} z_j − z_y`` (``(1 − 2y)·z`` for one logit); cross-entropy is ``softplus(m)``.
+    """Per image ``m = logsumexp_{j≠y} z_j − z_y`` (``(1 − 2y)·z`` for one logit); cross-entropy
+    is ``softplus(m)``.
 
     The attacks climb ``m`` rather than the cross-entropy itself. Both have the same input
     gradient direction per image (CE's is ``m``'s times ``1 − p_y > 0``), so every step goes
@@ -297,21 +299,24 @@ def attack(
 
     Every result lies within the budget of its clean image (ℓ∞ or ℓ2) and inside [0, 1]. Steps
     climb :func:`ascent_objective`: cross-entropy's direction without its float32 saturation,
-    so a confident model cannot look robust by underflow. The model runs in eval mode during the attack and is restored afterwards; parameters'
-    gradients are left untouched. With ``restarts > 1`` each image keeps, across restarts,
-    the example that misclassifies it, else the one with the highest loss; restarts stop
-    early once a multi-class model misclassifies every image. The first restart draws the
-    same random numbers as a single run, so restarts never do worse than one. ``labels``
-    are class indices (0/1 for a binary model's ``(B,)`` logit). A ``normalized`` config
-    must first go through :func:`pixel_budget`, which needs the model's std.
+    so a confident model cannot look robust by underflow. The model runs in eval mode during the
+    attack and is restored afterwards; parameters' gradients are left untouched. With
+    ``restarts > 1`` each image keeps, across restarts, the example that misclassifies it, else
+    the one with the highest loss; restarts stop early once a multi-class model misclassifies
+    every image. The first restart draws the same random numbers as a single run, so restarts
+    never do worse than one. ``labels`` are class indices (0/1 for a binary model's ``(B,)``
+    logit). A ``normalized`` config must first go through :func:`pixel_budget`, which needs the
+    model's std.
     """
     if cfg.eps_space != "pixel":
         raise ConfigError(
-            "attack budget is in normalized space: convert it with pixel_budget(cfg, model std) first"
+            "attack budget is in normalized space: "
+            "convert it with pixel_budget(cfg, model std) first"
         )
     if images.ndim != 4 or len(labels) != len(images):
         raise ValueError(
-            f"expected images (B, C, H, W) and B labels, got {tuple(images.shape)} and {tuple(labels.shape)}"
+            "expected images (B, C, H, W) and B labels, "
+            f"got {tuple(images.shape)} and {tuple(labels.shape)}"
         )
     images, labels = images.detach(), labels.detach().to(images.device)
     if cfg.eps == 0 or len(images) == 0:

@@ -1,4 +1,5 @@
-"""Studies on real data: ``fracdet run configs/fracatlas.yaml`` (convert, train, audit, one results page)."""
+"""Studies on real data: ``fracdet run configs/fracatlas.yaml`` (convert, train, audit, one results
+page)."""
 
 from fracdet.study.config import StudyConfig
 from fracdet.study.results import StudySummary

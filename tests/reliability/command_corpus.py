@@ -1,8 +1,9 @@
-"""Bad inputs for every command but ``convert``: swapped and crafted models, broken manifests, bad options.
+"""Bad inputs for every command but ``convert``: swapped and crafted models, broken manifests,
+bad options.
 
 A case builds what it needs under its own folder (from the shared :class:`Kit`: a tiny
-classifier run, a tiny detector, a tiny MAE run, the phantom dataset) and returns the command line. Nothing
-binary is committed.
+classifier run, a tiny detector, a tiny MAE run, the phantom dataset) and returns the command
+line. Nothing binary is committed.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ COMMANDS = (
 
 
 def crafted_pickle(tmp: Path) -> Path:
-    """``crafted.pt``: looks like an Ultralytics checkpoint, creates ``PAYLOAD_RAN`` when fully unpickled."""
+    """``crafted.pt``: looks like an Ultralytics checkpoint, creates ``PAYLOAD_RAN`` when fully
+    unpickled."""
     path = tmp / "crafted.pt"
     torch.save({"model": Payload(tmp / "PAYLOAD_RAN"), "train_args": {}, "epoch": -1}, path)
     return path
@@ -101,7 +103,8 @@ def no_payload(out: Path, tmp: Path) -> None:
 
 
 def wrong_shapes(kit: Kit, tmp: Path) -> Path:
-    """``wrong/best.safetensors`` beside the run's own ``best.json``: resnet10t's tensors, conv1 and head resized."""
+    """``wrong/best.safetensors`` beside the run's own ``best.json``: resnet10t's tensors, conv1 and
+    head resized."""
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(kit.cls_run / "best.safetensors"))
@@ -149,7 +152,8 @@ def small_manifest(
     count: int = 4,
     junk: bool = False,
 ) -> Path:
-    """``tmp/manifest.csv``: ``count`` rows of ``split``, ``boxed`` of them with boxes; with ``junk`` the last image is junk bytes."""
+    """``tmp/manifest.csv``: ``count`` rows of ``split``, ``boxed`` of them with boxes; with
+    ``junk`` the last image is junk bytes."""
     header, rows = manifest_rows(dataset)
     chosen = [r for r in rows if split == "all" or r["split"] == split]
     chosen = [r for r in chosen if r["n_boxes"] != "0"][:boxed] + [
@@ -174,7 +178,8 @@ def manifest_with_junk_train(kit: Kit, tmp: Path) -> Path:
 
 
 def dataset_with_junk_image(kit: Kit, tmp: Path) -> Path:
-    """A copy of the converted dataset whose first test image is junk (labels and COCO unchanged)."""
+    """A copy of the converted dataset whose first test image is junk (labels and COCO
+    unchanged)."""
     copy = Path(shutil.copytree(kit.dataset, tmp / "dataset"))
     victim = sorted((copy / "images" / "test").iterdir())[0]
     victim.write_bytes(JUNK_JPEG)
@@ -198,7 +203,8 @@ def folder_of(tmp: Path, *, junk: bool = False, medical: bool = False) -> Path:
 
 
 def mae_images(tmp: Path, *, junk: bool = False, only_junk: bool = False) -> Path:
-    """``tmp/mae_images``: six small images, plus a junk JPEG (``junk``); or three junk JPEGs alone (``only_junk``)."""
+    """``tmp/mae_images``: six small images, plus a junk JPEG (``junk``); or three junk JPEGs alone
+    (``only_junk``)."""
     folder = tmp / "mae_images"
     folder.mkdir()
     for k in range(0 if only_junk else 6):
@@ -220,7 +226,8 @@ def bare_images_folder(tmp: Path) -> Path:
 
 
 def study_config(tmp: Path, raw: bytes | None = None, **values: object) -> Path:
-    """``tmp/study.yaml``: ``raw`` as it is, or ``values`` (with a ``source`` in FracAtlas layout, empty, unless given)."""
+    """``tmp/study.yaml``: ``raw`` as it is, or ``values`` (with a ``source`` in FracAtlas layout,
+    empty, unless given)."""
     path = tmp / "study.yaml"
     if raw is None:
         if "source" not in values:
@@ -528,7 +535,8 @@ def merge(
     *,
     audits: bool = False,
 ) -> list[str]:
-    """``fracdet merge`` of the predict shards (or the audit shards), the second changed by ``change``."""
+    """``fracdet merge`` of the predict shards (or the audit shards), the second changed by
+    ``change``."""
     shards = kit.audit_shards if audits else kit.shards
     return [
         "merge",

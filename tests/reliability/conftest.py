@@ -1,4 +1,5 @@
-"""The reliability suite's summary: how many bad-input, fuzz and kill cases ran, and how many were handled.
+"""The reliability suite's summary: how many bad-input, fuzz and kill cases ran, and how many were
+handled.
 
 A case is handled when its test passes: a clean one-line error, or the bad item skipped and
 recorded while the rest is done; for the fuzz targets, no exception but ``FracdetError``; for
@@ -18,7 +19,8 @@ from .command_corpus import COMMANDS
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``(classifier run, detector .pt)``: a random resnet10t at 32 px (binary) and an untrained 1-class YOLOv8n."""
+    """``(classifier run, detector .pt)``: a random resnet10t at 32 px (binary) and an untrained
+    1-class YOLOv8n."""
     import torch
     from conftest import make_tiny_detector
 
@@ -50,7 +52,8 @@ _outcomes: dict[str, bool] = {}
 
 
 def _group(nodeid: str) -> str:
-    """The command a case exercises: from its parameter id (``train-cls-...``), else from its file."""
+    """The command a case exercises: from its parameter id (``train-cls-...``), else from its
+    file."""
     file, _, test = nodeid.partition("::")
     param = test.partition("[")[2]
     command = next((c for c in COMMANDS if param.startswith(c + "-")), None)

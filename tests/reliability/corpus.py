@@ -1,4 +1,5 @@
-"""The bad-input corpus, built on the fly: small good datasets in each layout, and bad files to drop in.
+"""The bad-input corpus, built on the fly: small good datasets in each layout, and bad files to drop
+in.
 
 Nothing binary is committed: every bad file is made here, from a good one or from bytes.
 """
@@ -87,7 +88,8 @@ def coco_doc() -> dict:
 
 
 def coco(tmp: Path, doc: dict | None = None, text: str | None = None) -> Path:
-    """coco/images/{a,b,c}.jpg and coco/annotations/instances_train.json (a boxed, b and c negative)."""
+    """coco/images/{a,b,c}.jpg and coco/annotations/instances_train.json (a boxed, b and c
+    negative)."""
     root = tmp / "coco"
     for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
         save_image(root / "images" / name, 40, 30, seed=i)
@@ -124,7 +126,8 @@ def bomb_png(path: Path) -> None:
 
 
 def in_negatives(write: Callable[[Path, Path], None], name: str) -> Callable[[Path], Path]:
-    """A FracAtlas tree with one more file ``name`` in images/Non_fractured, written by ``write(path, tmp)``."""
+    """A FracAtlas tree with one more file ``name`` in images/Non_fractured, written by
+    ``write(path, tmp)``."""
 
     def build(tmp: Path) -> Path:
         root = fracatlas(tmp)
@@ -171,7 +174,8 @@ def coco_text(text: str) -> Callable[[Path], Path]:
 
 
 def secret_image(tmp: Path) -> Path:
-    """A valid image outside every dataset: a path in an annotation that reaches it must be refused."""
+    """A valid image outside every dataset: a path in an annotation that reaches it must be
+    refused."""
     return save_image(tmp / "secret.jpg", 40, 30, seed=99)
 
 

@@ -1,4 +1,5 @@
-"""Every bad input through train-cls, eval-cls, train-det, eval-det, predict, merge, audit, pretrain-mae, mae-show and run.
+"""Every bad input through train-cls, eval-cls, train-det, eval-det, predict, merge, audit,
+pretrain-mae, mae-show and run.
 
 One clear line where the command must stop, or the bad item skipped and recorded while the
 rest is done. Whatever happens: no traceback, no crafted pickle run, nothing written outside
@@ -32,7 +33,8 @@ runner = CliRunner()
 def kit(
     tmp_path_factory: pytest.TempPathFactory, phantom_dataset: Path, tiny_models: tuple[Path, Path]
 ) -> Kit:
-    """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards, a small audit manifest, a tiny MAE run."""
+    """The tiny models (copied in: the kit's folder is watched), finished predict and audit shards,
+    a small audit manifest, a tiny MAE run."""
     root = tmp_path_factory.mktemp("kit")
     cls_run = Path(shutil.copytree(tiny_models[0], root / "cls_run"))
     det = Path(shutil.copy(tiny_models[1], root / "tiny_det.pt"))
@@ -135,7 +137,8 @@ def test_command_handles_bad_input(
             )
         return
     assert result.exit_code == 0, result.output
-    # A Python warning from fracdet's own code is noise on the user's terminal (third-party ones are not ours).
+    # A Python warning from fracdet's own code is noise on the user's terminal (third-party ones are
+    # not ours).
     assert not [
         f"{w.filename}:{w.lineno}: {w.message}"
         for w in seen
@@ -146,7 +149,8 @@ def test_command_handles_bad_input(
 
 
 def test_the_cases_cover_every_command() -> None:
-    """Guards the suite itself: each command has cases, names are unique, every input kind is tried."""
+    """Guards the suite itself: each command has cases, names are unique, every input kind is
+    tried."""
     names = [c.name for c in COMMAND_CASES]
     assert len(names) == len(set(names))
     for command in COMMANDS:

@@ -22,7 +22,8 @@ runner = CliRunner()
 
 
 def snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
-    """Every path under ``root`` but ``skip`` (a folder), with a content hash for files ("dir" for folders)."""
+    """Every path under ``root`` but ``skip`` (a folder), with a content hash for files ("dir" for
+    folders)."""
     found: dict[str, str] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if Path(folder, d) != skip]

@@ -29,7 +29,7 @@ from fracdet.data.manifest import MANIFEST_COLUMNS, read_manifest
 from fracdet.data.yolo import read_yolo_dataset
 from fracdet.errors import FracdetError
 
-# --- strategies ------------------------------------------------------------------------------------
+# --- strategies -----------------------------------------------------------------------------------
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 json_values = st.recursive(
@@ -157,7 +157,7 @@ def payload(data: str | bytes) -> bytes:
     return data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
 
 
-# --- shared trees (module-scoped: each example rewrites one file in them) --------------------------
+# --- shared trees (module-scoped: each example rewrites one file in them) -------------------------
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def trees(tmp_path_factory) -> dict[str, Path]:
     return {"fracatlas": fracatlas, "yolo": yolo, "coco": coco, "scratch": root}
 
 
-# --- targets -------------------------------------------------------------------------------------------
+# --- targets --------------------------------------------------------------------------------------
 
 
 @given(

@@ -1,4 +1,5 @@
-"""SIGKILL in the middle of train-cls, predict and audit, then ``--resume``: one uninterrupted run's result.
+"""SIGKILL in the middle of train-cls, predict and audit, then ``--resume``: one uninterrupted run's
+result.
 
 Each command runs as a real process (``python -m fracdet``), is killed with SIGKILL as soon as
 some work is committed on disk, and is resumed; the result is compared with a run that was
@@ -42,7 +43,8 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
-    """The killed process runs with OMP_NUM_THREADS=1; so do the in-process runs it is compared with."""
+    """The killed process runs with OMP_NUM_THREADS=1; so do the in-process runs it is compared
+    with."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -77,7 +79,8 @@ def kill_when(
         while not committed():
             if process.poll() is not None:
                 pytest.fail(
-                    f"the run ended (exit {process.returncode}) before it was killed: {log.read_text()[-2000:]}"
+                    f"the run ended (exit {process.returncode}) before it was killed: "
+                    f"{log.read_text()[-2000:]}"
                 )
             if time.monotonic() > deadline:
                 pytest.fail(f"no work committed after {timeout} s: {log.read_text()[-2000:]}")
@@ -100,7 +103,8 @@ def complete_lines(path: Path) -> int:
 
 
 def assert_whole(out: Path) -> int:
-    """Every file the kill left parses or loads (journals up to their last newline); returns how many were checked.
+    """Every file the kill left parses or loads (journals up to their last newline); returns how
+    many were checked.
 
     Temporary files keep their ``.tmp`` names and are not read: they never stand in for an output.
     """
@@ -216,7 +220,8 @@ def test_train_cls_killed_and_resumed_gives_the_same_weights(
 def test_train_cls_killed_between_the_weights_and_their_state_resumes_exactly(
     phantom_dataset, uninterrupted_training, tmp_path, monkeypatch
 ):
-    """The two files of an epoch cannot be renamed together: a kill between them must not mix epochs."""
+    """The two files of an epoch cannot be renamed together: a kill between them must not mix
+    epochs."""
     import fracdet.cls.train as train_module
 
     real = train_module.save_state
@@ -372,7 +377,8 @@ def test_audit_killed_and_resumed_writes_the_same_rows(
 def test_audit_killed_inside_a_chunk_commit_redoes_that_chunk_whole(
     audit_manifest, tiny_models, uninterrupted_audit, tmp_path, monkeypatch
 ):
-    """A chunk's rows may reach the disk in several writes: a kill between them leaves part of the chunk."""
+    """A chunk's rows may reach the disk in several writes: a kill between them leaves part of the
+    chunk."""
     from fracdet.audit.store import AuditStore
 
     real = AuditStore.commit
