@@ -9,10 +9,11 @@ import sys
 from collections.abc import Iterable
 from importlib import metadata
 
-__all__ = ["versions", "records_hash"]
+__all__ = ["LIBRARIES", "versions", "records_hash"]
 
-_PACKAGES = (
-    "fracdet",
+#: The libraries whose version can change fracdet's numbers: every report records them, and a
+#: new one reruns a pipeline's stages (:mod:`fracdet.stages`), like a new fracdet.
+LIBRARIES = (
     "numpy",
     "pillow",
     "torch",
@@ -23,10 +24,12 @@ _PACKAGES = (
     "grad-cam",
     "pycocotools",
     "scikit-learn",
+    "scipy",
+    "opencv-python-headless",
 )
 
 
-def versions(packages: Iterable[str] = _PACKAGES) -> dict[str, str]:
+def versions(packages: Iterable[str] = ("fracdet", *LIBRARIES)) -> dict[str, str]:
     """Installed versions (without importing the packages: importing torch costs seconds)."""
     found = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in packages:

@@ -28,6 +28,7 @@ from typing import Any
 
 import fracdet
 from fracdet.fsutil import atomic_write_json
+from fracdet.provenance import LIBRARIES
 
 __all__ = [
     "STAGES_DIR",
@@ -51,20 +52,6 @@ STAGES_DIR = ".stages"
 NOT_IN_KEY = frozenset({"resume", "overwrite"})
 #: Packages whose source is the code a stage runs (``data_tools`` draws the demo's phantoms).
 _SOURCE_PACKAGES = ("fracdet", "data_tools")
-#: Libraries whose version changes numbers: a new one reruns the stages, like a new fracdet.
-_LIBRARIES = (
-    "torch",
-    "torchvision",
-    "timm",
-    "ultralytics",
-    "captum",
-    "grad-cam",
-    "numpy",
-    "scikit-learn",
-    "scipy",
-    "pycocotools",
-    "opencv-python-headless",
-)
 
 
 @dataclass(frozen=True)
@@ -194,7 +181,7 @@ def _library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return {name: version(name) for name in _LIBRARIES}
+    return {name: version(name) for name in LIBRARIES}
 
 
 def code_version() -> dict[str, Any]:
