@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from torch import nn
 from fracdet.cls.distributed import any_rank
 from fracdet.cls.model import freeze_batchnorm
 from fracdet.cls.train_state import TrainState, refuse_if_nothing_trained
+from fracdet.fsutil import atomic_write_json
 from fracdet.log import progress
 from fracdet.runtime import Runtime, autocast
 
@@ -34,6 +36,7 @@ __all__ = [
     "train_epoch",
     "log_epoch",
     "skipped_rows",
+    "write_train_report",
 ]
 
 
@@ -172,3 +175,33 @@ def log_epoch(log: logging.Logger, epoch: int, epochs: int, row: dict[str, Any])
 def skipped_rows(state: TrainState) -> list[dict[str, str]]:
     """The images skipped during training as the run report lists them, sorted by file."""
     return [{"file": f, "reason": r} for f, r in sorted(state.skipped.items())]
+
+
+def write_train_report(
+    log: logging.Logger,
+    out: Path,
+    cfg: Any,
+    state: TrainState,
+    *,
+    skipped: list[dict[str, str]],
+    versions: dict[str, str],
+    data_hash: str,
+    what: str = "image(s)",
+    **numbers: Any,
+) -> None:
+    """``train_report.json``, the run's last word: its best epoch, the trainer's own ``numbers``,
+    the epochs run, what it skipped (a warning says how many ``what``), its config, the
+    versions and the data hash."""
+    report = {
+        "best_epoch": state.best_epoch + 1,
+        **numbers,
+        "epochs_run": state.epoch,
+        "skipped": skipped,
+        "config": jsonable(asdict(cfg)),
+        "versions": versions,
+        "data_hash": data_hash,
+    }
+    path = out / "train_report.json"
+    atomic_write_json(path, report)
+    if skipped:
+        log.warning("%d %s skipped, see %s", len(skipped), what, path)

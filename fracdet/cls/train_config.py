@@ -16,11 +16,33 @@ from fracdet.data.geometry import RESIZE_MODES
 from fracdet.errors import ConfigError
 from fracdet.robust.pgd import PGDConfig
 
-__all__ = ["ClsTrainConfig"]
+__all__ = ["AugmentOptions", "ClsTrainConfig"]
+
+
+class AugmentOptions:
+    """The augmentation options of a trainer's config as the datasets' :class:`AugmentConfig`.
+
+    ``train-cls`` and ``pretrain-mae`` declare them as fields of the same names (``rotate``,
+    ``scale_jitter``, ``translate``, ``brightness``, ``contrast``, ``augment_p``; ``clahe`` and
+    ``hflip`` only ``train-cls``: off where a config has none) and share this property.
+    """
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(
+            self.rotate,
+            self.scale_jitter,
+            self.translate,
+            self.brightness,
+            self.contrast,
+            getattr(self, "clahe", False),
+            getattr(self, "hflip", False),
+            self.augment_p,
+        )
 
 
 @dataclass(frozen=True)
-class ClsTrainConfig:
+class ClsTrainConfig(AugmentOptions):
     """Everything ``train-cls`` needs; defaults suit real radiographs (``configs/cls.yaml``)."""
 
     config_section: ClassVar[str] = "train_cls"  # its section in a preset (configs/r2i.yaml)
@@ -119,19 +141,6 @@ class ClsTrainConfig:
             robustbench_spec(self.backbone, self.rb_dataset, self.rb_threat)
             if is_robustbench(self.backbone)
             else self.backbone
-        )
-
-    @property
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(
-            self.rotate,
-            self.scale_jitter,
-            self.translate,
-            self.brightness,
-            self.contrast,
-            self.clahe,
-            self.hflip,
-            self.augment_p,
         )
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,9 @@ from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import save_classifier
 from fracdet.cls.data import LabelledSplit
 from fracdet.cls.inference import predict_logits
-from fracdet.cls.loop import jsonable, skipped_rows
+from fracdet.cls.loop import skipped_rows, write_train_report
 from fracdet.cls.train_state import TrainState
-from fracdet.fsutil import atomic_write, atomic_write_json
+from fracdet.fsutil import atomic_write
 from fracdet.provenance import versions
 from fracdet.runtime import Runtime
 
@@ -123,20 +123,18 @@ def finish_run(
         best_path,
     )
     skipped = skipped_rows(state) + train.skipped + val.skipped
-    report = {
-        "best_epoch": state.best_epoch + 1,
-        "best_score": state.best_score,
-        "threshold": threshold,
-        "temperature": temperature,
-        "epochs_run": state.epoch,
-        "skipped": skipped,
-        "config": jsonable(asdict(cfg)),
-        "versions": versions(),
-        "data_hash": meta.data_hash,
-    }
-    atomic_write_json(out / "train_report.json", report)
-    if skipped:
-        logger.warning("%d image(s) skipped, see %s", len(skipped), out / "train_report.json")
+    write_train_report(
+        logger,
+        out,
+        cfg,
+        state,
+        skipped=skipped,
+        versions=versions(),
+        data_hash=meta.data_hash,
+        best_score=state.best_score,
+        threshold=threshold,
+        temperature=temperature,
+    )
     return TrainResult(
         out,
         best_path,

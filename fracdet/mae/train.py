@@ -32,7 +32,9 @@ from fracdet.cls.loop import (
     step_schedule,
     train_epoch,
     wrap_for_ddp,
+    write_train_report,
 )
+from fracdet.cls.train_config import AugmentOptions
 from fracdet.cls.train_state import (
     TrainState,
     check_run_folder,
@@ -41,9 +43,7 @@ from fracdet.cls.train_state import (
     save_state,
     write_history,
 )
-from fracdet.data.datasets import AugmentConfig
 from fracdet.errors import ConfigError, DataError
-from fracdet.fsutil import atomic_write_json
 from fracdet.mae.checkpoint import MAEMeta, read_mae_state, save_mae
 from fracdet.mae.data import UnlabelledImages, as_split, load_unlabelled
 from fracdet.mae.encoder_to_timm import export_encoder
@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MAETrainConfig:
+class MAETrainConfig(AugmentOptions):
     """Everything ``pretrain-mae`` needs; defaults follow the MAE recipe (``configs/mae.yaml``)."""
 
     data: Path
@@ -114,19 +114,6 @@ class MAETrainConfig:
                 "pretrained and weights exclude each other: --weights already names the "
                 "starting weights"
             )
-
-    @property
-    def augment(self) -> AugmentConfig:
-        return AugmentConfig(
-            self.rotate,
-            self.scale_jitter,
-            self.translate,
-            self.brightness,
-            self.contrast,
-            False,
-            False,
-            self.augment_p,
-        )
 
 
 @dataclass
@@ -337,23 +324,22 @@ def _finish(
     )
     initial = {"loss": initial_meta.metrics["val_loss"], "mse": initial_meta.metrics["val_mse"]}
     best = {"loss": best_meta.metrics["val_loss"], "mse": best_meta.metrics["val_mse"]}
-    report = {
-        "best_epoch": state.best_epoch + 1,
-        "initial_val": initial,
-        "best_val": best,
-        "epochs_run": state.epoch,
-        "init": best_meta.init,
-        "train_images": len(images.train),
-        "val_images": len(images.val),
-        "skipped": skipped,
-        "encoder": str(encoder),
-        "config": jsonable(asdict(cfg)),
-        "versions": best_meta.versions,
-        "data_hash": best_meta.data_hash,
-    }
-    atomic_write_json(out / "train_report.json", report)
-    if skipped:
-        logger.warning("%d file(s) skipped, see %s", len(skipped), out / "train_report.json")
+    write_train_report(
+        logger,
+        out,
+        cfg,
+        state,
+        skipped=skipped,
+        versions=best_meta.versions,
+        data_hash=best_meta.data_hash,
+        what="file(s)",
+        initial_val=initial,
+        best_val=best,
+        init=best_meta.init,
+        train_images=len(images.train),
+        val_images=len(images.val),
+        encoder=str(encoder),
+    )
     return MAETrainResult(
         out,
         best_path,
