@@ -14,7 +14,7 @@ Pure aggregation over the per-image rows, like :mod:`fracdet.audit.summary`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from fracdet.audit.schema import (
 from fracdet.audit.stats import proportion_ci
 from fracdet.report import Section, estimate_cell
 
-__all__ = ["summarize_groups", "group_rows", "group_sections", "UNKNOWN"]
+__all__ = ["summarize_groups", "group_rows", "group_sections", "value_rows", "UNKNOWN"]
 
 #: The value of an image whose manifest cell is empty.
 UNKNOWN = "unknown"
@@ -194,29 +194,39 @@ def summarize_groups(
     return out
 
 
+def value_rows(
+    column: str, entry: Mapping[str, Any]
+) -> Iterator[tuple[dict[str, Any], Mapping[str, Any]]]:
+    """A group table's rows, one per classifier and value of ``column`` (``entry``: its part
+    of ``summarize_groups``): the row's first cells (classifier, value, images, fractured) and
+    the numbers to fill the rest from."""
+    for model, by_value in entry["models"].items():
+        for value, g in by_value.items():
+            row = {
+                "classifier": model,
+                column: value,
+                "images": g["n"],
+                "fractured": g.get("n_positive", "–"),
+            }
+            yield row, g
+
+
 def group_rows(groups: Mapping[str, Any], focus: float) -> dict[str, list[dict[str, Any]]]:
     """One table per column: a row per classifier and value."""
     coverage = coverage_metric(focus)
     tables: dict[str, list[dict[str, Any]]] = {}
     for column, entry in groups.items():
         rows = []
-        for model, by_value in entry["models"].items():
-            for value, g in by_value.items():
-                row: dict[str, Any] = {
-                    "classifier": model,
-                    column: value,
-                    "images": g["n"],
-                    "fractured": g.get("n_positive", "–"),
-                    "accuracy (clean)": estimate_cell(g.get("clean_accuracy"), "value"),
-                    "sensitivity (clean)": estimate_cell(g.get("clean_sensitivity"), "value"),
-                    "accuracy (PGD)": estimate_cell(g.get("pgd_accuracy"), "value"),
-                }
-                for code, loc in g["localization"].items():
-                    row[f"{code} cov@{focus:g}"] = estimate_cell(loc[coverage.key])
-                    row[f"{code} energy"] = estimate_cell(loc[ENERGY.key])
-                if "agreement" in g:
-                    row["agrees with detector"] = estimate_cell(g["agreement"], "value")
-                rows.append(row)
+        for row, g in value_rows(column, entry):
+            row["accuracy (clean)"] = estimate_cell(g.get("clean_accuracy"), "value")
+            row["sensitivity (clean)"] = estimate_cell(g.get("clean_sensitivity"), "value")
+            row["accuracy (PGD)"] = estimate_cell(g.get("pgd_accuracy"), "value")
+            for code, loc in g["localization"].items():
+                row[f"{code} cov@{focus:g}"] = estimate_cell(loc[coverage.key])
+                row[f"{code} energy"] = estimate_cell(loc[ENERGY.key])
+            if "agreement" in g:
+                row["agrees with detector"] = estimate_cell(g["agreement"], "value")
+            rows.append(row)
         tables[column] = rows
     return tables
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fracdet.audit.groups import value_rows
 from fracdet.audit.schema import ENERGY, coverage_metric
 from fracdet.report import ci_cell, estimate_cell, markdown_table
 
@@ -138,25 +139,18 @@ def group_rows(
     focus = numbers["focus_percentile"]
     coverage = coverage_metric(focus)
     rows = []
-    for model, by_value in entry["models"].items():
-        for value, g in by_value.items():
-            row: dict[str, Any] = {
-                "classifier": model,
-                column: value,
-                "images": g["n"],
-                "fractured": g.get("n_positive", "–"),
-            }
-            for measure, label in (
-                ("clean_accuracy", "accuracy"),
-                ("clean_sensitivity", "sensitivity"),
-            ):
-                row[f"{label} [95% CI]"] = estimate_cell(g.get(measure), "value")
-            for code, loc in g["localization"].items():
-                row[f"{code} coverage@{focus:g}"] = estimate_cell(loc[coverage.key])
-                row[f"{code} energy in box"] = estimate_cell(loc[ENERGY.key])
-            if key == "groups":  # the held-out audit runs without the detector
-                row["agrees with detector"] = estimate_cell(g.get("agreement"), "value")
-            rows.append(row)
+    for row, g in value_rows(column, entry):
+        for measure, label in (
+            ("clean_accuracy", "accuracy"),
+            ("clean_sensitivity", "sensitivity"),
+        ):
+            row[f"{label} [95% CI]"] = estimate_cell(g.get(measure), "value")
+        for code, loc in g["localization"].items():
+            row[f"{code} coverage@{focus:g}"] = estimate_cell(loc[coverage.key])
+            row[f"{code} energy in box"] = estimate_cell(loc[ENERGY.key])
+        if key == "groups":  # the held-out audit runs without the detector
+            row["agrees with detector"] = estimate_cell(g.get("agreement"), "value")
+        rows.append(row)
     return rows
 
 
