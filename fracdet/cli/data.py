@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fracdet.cli.edge import clean_errors
+from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import ConfigOpt, OverwriteOpt, SeedOpt
 from fracdet.cli_options.data import Convert, FetchFracatlas, Phantoms
 from fracdet.errors import ConfigError
@@ -93,7 +93,7 @@ def convert(
         official_only=official_only or None,
         overwrite=overwrite or None,
     )
-    typer.echo(run_convert(cfg).line())
+    echo_line(run_convert(cfg))
 
 
 @clean_errors
@@ -108,4 +108,4 @@ def fetch_fracatlas(
     report = get_fracatlas(output, from_zip=from_zip, overwrite=overwrite)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(report.line())
+    echo_line(report)

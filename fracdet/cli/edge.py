@@ -1,16 +1,17 @@
-"""The CLI's error edge: a library error becomes one line on stderr and an exit code."""
+"""The CLI's edge: a library call's result becomes one line on stdout, its error one line on
+stderr and an exit code."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import typer
 
 from fracdet.errors import FracdetError
 
-__all__ = ["clean_errors"]
+__all__ = ["clean_errors", "echo_line"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -36,3 +37,14 @@ def clean_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _Summary(Protocol):
+    def line(self) -> str: ...
+
+
+def echo_line(summary: _Summary | None) -> None:
+    """Print a library call's one-line summary; ``None`` (what torchrun's other processes get:
+    rank 0 alone reports) prints nothing."""
+    if summary is not None:
+        typer.echo(summary.line())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-from fracdet.cli.edge import clean_errors
+from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import (
     ConfigOpt,
     DeviceOpt,
@@ -61,7 +59,7 @@ def eval_det(
         overwrite=overwrite or None,
         trust_pickle=trust_pickle or None,
     )
-    typer.echo(evaluate_detector(cfg).line())
+    echo_line(evaluate_detector(cfg))
 
 
 @clean_errors
@@ -98,5 +96,4 @@ def eval_cls(
         seed=seed,
         overwrite=overwrite or None,
     )
-    summary = evaluate_classifier(cfg)
-    typer.echo(summary.line())
+    echo_line(evaluate_classifier(cfg))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fracdet.cli.edge import clean_errors
+from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import (
     ConfigOpt,
     DeviceOpt,
@@ -82,7 +82,7 @@ def predict(
             err=True,
         )
         raise typer.Exit(130) from None
-    typer.echo(summary.line())
+    echo_line(summary)
 
 
 @clean_errors
@@ -98,7 +98,7 @@ def merge(
 
     kind = run_kind(shard_dirs[0]) if shard_dirs else None  # from the run's saved state
     join = fracdet.audit.merge_audits if kind == "audit" else fracdet.predict.merge_outputs
-    typer.echo(join(shard_dirs, output, overwrite=overwrite).line())
+    echo_line(join(shard_dirs, output, overwrite=overwrite))
 
 
 @clean_errors
@@ -173,4 +173,4 @@ def audit(
         seed=seed,
         overwrite=overwrite or None,
     )
-    typer.echo(run_audit(cfg).line())
+    echo_line(run_audit(cfg))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
-from fracdet.cli.edge import clean_errors
+from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import DeviceOpt, FreshOpt, OverwriteOpt, SeedOpt
 from fracdet.cli_options.data import Demo, Run
 
@@ -38,7 +36,7 @@ def demo(
         seed=seed,
         overwrite=overwrite or None,
     )
-    typer.echo(run_demo(cfg).line())
+    echo_line(run_demo(cfg))
 
 
 @clean_errors
@@ -69,4 +67,4 @@ def run_study_command(
         seed=seed,
         overwrite=overwrite or None,
     )
-    typer.echo(run_study(cfg).line())
+    echo_line(run_study(cfg))

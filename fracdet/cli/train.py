@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-from fracdet.cli.edge import clean_errors
+from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import (
     ConfigOpt,
     DeviceOpt,
@@ -101,8 +99,7 @@ def train_cls(
         overwrite=overwrite or None,
     )
     result = train_classifier(cfg)
-    if result is not None:  # None in torchrun's other processes: rank 0 alone reports
-        typer.echo(result.line())
+    echo_line(result)
 
 
 @clean_errors
@@ -160,8 +157,7 @@ def pretrain_mae(
         overwrite=overwrite or None,
     )
     result = run_pretraining(cfg)
-    if result is not None:  # None in torchrun's other processes: rank 0 alone reports
-        typer.echo(result.line())
+    echo_line(result)
 
 
 @clean_errors
@@ -200,7 +196,7 @@ def mae_show(
         seed=seed,
         overwrite=overwrite or None,
     )
-    typer.echo(show_mae(cfg).line())
+    echo_line(show_mae(cfg))
 
 
 @clean_errors
@@ -254,4 +250,4 @@ def train_det(
     )
     if extra:
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, **parse_extra(extra)})
-    typer.echo(train_detector(cfg).line())
+    echo_line(train_detector(cfg))
