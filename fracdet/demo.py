@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.demo_report import DemoSummary, write_demo_index
-from fracdet.errors import ConfigError, OutputExistsError
+from fracdet.errors import ConfigError
 from fracdet.pipeline import (
     Settings,
     audit_stage,
@@ -28,7 +28,7 @@ from fracdet.pipeline import (
     detector_weights,
 )
 from fracdet.profiles import apply_profile, check_profiles
-from fracdet.stages import STAGES_DIR, Call, Stage, StageRunner
+from fracdet.stages import Call, Stage, StageRunner
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -208,6 +208,13 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
     )
     clean_manifest = clean.folder / "dataset" / "manifest.csv"
     common = {"backbone": cfg.cls_backbone, "image_size": cfg.size}
+    # the standard and the shortcut classifier are trained alike: their data (and epochs) differ
+    scratch = {
+        **common,
+        "global_pool": cfg.cls_global_pool,
+        "lr": cfg.cls_lr,
+        "batch_size": cfg.cls_batch_size,
+    }
     standard = classifier_stages(
         "cls-standard",
         out,
@@ -215,11 +222,8 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         settings,
         upstream=("data-clean",),
         n_boot=cfg.n_boot,
-        **common,
+        **scratch,
         epochs=cfg.cls_epochs,
-        global_pool=cfg.cls_global_pool,
-        lr=cfg.cls_lr,
-        batch_size=cfg.cls_batch_size,
     )
     robust = classifier_stages(  # TRADES fine-tuning of the standard classifier
         "cls-adversarial",
@@ -247,11 +251,8 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         settings,
         upstream=("data-shortcut",),
         n_boot=cfg.n_boot,
-        **common,
+        **scratch,
         epochs=cfg.shortcut_epochs,
-        global_pool=cfg.cls_global_pool,
-        lr=cfg.cls_lr,
-        batch_size=cfg.cls_batch_size,
     )
     det = detector_stages(
         "det",
@@ -293,15 +294,9 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     """Run (or reuse) every stage, then write ``index.html``; returns the headline numbers."""
     cfg = config.effective()
     out = Path(cfg.output)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError("exists and is not a folder", out)
-    is_demo = (out / "summary.json").exists() or (out / STAGES_DIR).is_dir()
-    if out.exists() and any(out.iterdir()) and not is_demo and not cfg.overwrite:
-        raise OutputExistsError(
-            "exists and is not a demo folder; pass --overwrite to replace it", out
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    runner = StageRunner(out, fresh=cfg.fresh or cfg.overwrite, label="demo")
+    runner = StageRunner.open(
+        out, label="demo", fresh=cfg.fresh, overwrite=cfg.overwrite, also_ours=("summary.json",)
+    )
     folders = {stage.name: runner.run(stage) for stage in demo_stages(cfg, out)}
     return write_demo_index(
         out,

@@ -54,6 +54,17 @@ class Settings:
         return ultralytics_device(torch.device(self.device))
 
 
+def _train_and_score(
+    name: str, folder: Path, train: Call, score: Call, upstream: tuple[str, ...]
+) -> tuple[Stage, Stage]:
+    """``NAME`` trains into ``folder``; ``NAME-eval`` scores into ``folder/eval`` (the scoring's
+    config gives that output), after it and whatever it reads."""
+    return (
+        Stage(name, folder, (train,), upstream),
+        Stage(f"{name}-eval", folder / "eval", (score,), (name, *upstream)),
+    )
+
+
 def classifier_stages(
     name: str,
     out: Path,
@@ -88,14 +99,12 @@ def classifier_stages(
         n_boot=n_boot,
         seed=settings.seed,
     )
-    return (
-        Stage(name, folder, (Call.of(train_classifier, trained),), upstream),
-        Stage(
-            f"{name}-eval",
-            folder / "eval",
-            (Call.of(evaluate_classifier, scored),),
-            (name, *upstream),
-        ),
+    return _train_and_score(
+        name,
+        folder,
+        Call.of(train_classifier, trained),
+        Call.of(evaluate_classifier, scored),
+        upstream,
     )
 
 
@@ -140,14 +149,8 @@ def detector_stages(
         n_boot=n_boot,
         seed=settings.seed,
     )
-    return (
-        Stage(name, folder, (Call.of(train_detector, trained),), upstream),
-        Stage(
-            f"{name}-eval",
-            folder / "eval",
-            (Call.of(evaluate_detector, scored),),
-            (name, *upstream),
-        ),
+    return _train_and_score(
+        name, folder, Call.of(train_detector, trained), Call.of(evaluate_detector, scored), upstream
     )
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import fracdet
-from fracdet.fsutil import atomic_write_json
+from fracdet.errors import OutputExistsError
+from fracdet.fsutil import atomic_write_json, check_folder_path
 from fracdet.provenance import LIBRARIES
 
 __all__ = [
@@ -233,6 +234,32 @@ class StageRunner:
         self.out, self.fresh, self.label = Path(out), fresh, label
         self.keys: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+
+    @classmethod
+    def open(
+        cls,
+        out: Path,
+        *,
+        label: str,
+        fresh: bool,
+        overwrite: bool,
+        also_ours: Sequence[str] = (),
+    ) -> StageRunner:
+        """A runner over the pipeline folder ``out``, made if missing. Refuses a file, and a
+        folder that holds something else than this pipeline's work (its stage records, or a
+        file named in ``also_ours``) unless ``overwrite``, which, like ``fresh``, reruns every
+        stage."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise OutputExistsError("exists and is not a folder", out)
+        check_folder_path(out)  # a folder above it that is a file: one line, not a traceback
+        ours = (out / STAGES_DIR).is_dir() or any((out / name).exists() for name in also_ours)
+        if out.exists() and any(out.iterdir()) and not ours and not overwrite:
+            raise OutputExistsError(
+                f"exists and is not a {label} folder; pass --overwrite to replace it", out
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(out, fresh=fresh or overwrite, label=label)
 
     def record(self, name: str) -> dict[str, Any]:
         """What the last run of stage ``name`` recorded (empty before its first run)."""

@@ -125,3 +125,26 @@ def test_the_key_holds_configs_field_by_field_and_paths_relative_to_the_output(t
     for folder in (tmp_path / "s", out):  # a stage's folder is removed before it reruns
         with pytest.raises(ValueError, match="is not inside"):
             StageRunner(out, fresh=False).run(Stage("s", folder, ()))
+
+
+def test_a_pipeline_folder_opens_only_where_nothing_else_would_be_lost(tmp_path):
+    from fracdet.errors import ConfigError, OutputExistsError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="exists and is not a folder"):
+        StageRunner.open(tmp_path / "file", label="demo", fresh=False, overwrite=False)
+    with pytest.raises(ConfigError, match="is a file"):  # a file above it: one line, no mkdir
+        StageRunner.open(tmp_path / "file" / "out", label="demo", fresh=False, overwrite=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not a study folder; pass --overwrite"):
+        StageRunner.open(other, label="study", fresh=False, overwrite=False)
+    assert StageRunner.open(other, label="study", fresh=False, overwrite=True).fresh
+    (other / "summary.json").write_text("{}")  # an older demo's marker
+    runner = StageRunner.open(
+        other, label="demo", fresh=False, overwrite=False, also_ours=("summary.json",)
+    )
+    assert not runner.fresh and runner.label == "demo"
+    made = StageRunner.open(tmp_path / "new" / "run", label="demo", fresh=True, overwrite=False)
+    assert made.out.is_dir() and made.fresh

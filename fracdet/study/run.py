@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fracdet.data.fracatlas import is_fracatlas
-from fracdet.errors import DataError, OutputExistsError
-from fracdet.fsutil import check_folder_path
+from fracdet.errors import DataError
 from fracdet.pipeline import (
     Settings,
     audit_config,
@@ -36,7 +35,7 @@ from fracdet.pipeline import (
     detector_stages,
     detector_weights,
 )
-from fracdet.stages import STAGES_DIR, Call, Stage, StageRunner
+from fracdet.stages import Call, Stage, StageRunner
 from fracdet.study.config import StudyConfig
 from fracdet.study.results import StudySummary, write_study_page
 from fracdet.study.weights import Init, classifier_init, detector_init
@@ -210,17 +209,6 @@ def study_stages(cfg: StudyConfig, out: Path, cls_init: Init, det_init: Init) ->
     ]
 
 
-def _check_output(out: Path, cfg: StudyConfig) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError("exists and is not a folder", out)
-    check_folder_path(out)  # a folder above it that is a file: one line here, not mkdir's traceback
-    is_study = (out / STAGES_DIR).is_dir()
-    if out.exists() and any(out.iterdir()) and not is_study and not cfg.overwrite:
-        raise OutputExistsError(
-            "exists and is not a study folder; pass --overwrite to replace it", out
-        )
-
-
 def run_study(config: StudyConfig) -> StudySummary:
     """Run (or reuse) every stage of the study, then write its results page."""
     cfg = config.effective()
@@ -234,8 +222,7 @@ def run_study(config: StudyConfig) -> StudySummary:
             source,
         )
     out = Path(cfg.output)
-    _check_output(out, cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    runner = StageRunner.open(out, label="study", fresh=cfg.fresh, overwrite=cfg.overwrite)
     cls_init, det_init = classifier_init(cfg), detector_init(cfg)
     logger.info(
         "study (%s profile): classifier starts from %s; detector from %s",
@@ -243,7 +230,6 @@ def run_study(config: StudyConfig) -> StudySummary:
         cls_init.description,
         det_init.description,
     )
-    runner = StageRunner(out, fresh=cfg.fresh or cfg.overwrite, label="study")
     ran = {stage.name: runner.run(stage) for stage in study_stages(cfg, out, cls_init, det_init)}
     folders = {
         "audit-heldout": ran["audit-heldout"] / "audit",
