@@ -9,6 +9,7 @@ temperature and the decision threshold are fitted on the validation split and st
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -179,6 +180,15 @@ def train_classifier(
         pin_memory=pin,
         keep_aspect=keep_aspect,
     )
+    # the validation pass: each epoch's score, then the calibration of the best weights
+    predict_val = functools.partial(
+        predict_logits,
+        model,
+        val_loader,
+        device=runtime.device,
+        precision=precision,
+        channels_last=cfg.channels_last,
+    )
     scheduler = step_schedule(cfg, optimizer, len(train_loader))
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -249,14 +259,7 @@ def train_classifier(
         )
         stop = False
         if runtime.is_main:
-            preds = predict_logits(
-                model,
-                val_loader,
-                device=runtime.device,
-                precision=precision,
-                description="validate",
-                channels_last=cfg.channels_last,
-            )
+            preds = predict_val(description="validate")
             state.record_failures(preds.failures, val.records)
             score, score_name = validation_score(preds, num_outputs)
             val_loss = (
@@ -313,9 +316,7 @@ def train_classifier(
         writer.close()
     state.skipped = merge_from_all(state.skipped, runtime)
     result = (
-        finish_run(cfg, model, val, val_loader, precision, runtime, out, state, train)
-        if runtime.is_main
-        else None
+        finish_run(cfg, model, val, predict_val, out, state, train) if runtime.is_main else None
     )
     barrier(runtime)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,11 @@ import numpy as np
 from fracdet.cls.calibration import apply_temperature
 from fracdet.cls.checkpoint import save_classifier
 from fracdet.cls.data import LabelledSplit
-from fracdet.cls.inference import predict_logits
+from fracdet.cls.inference import Predictions
 from fracdet.cls.loop import skipped_rows, write_train_report
 from fracdet.cls.train_state import TrainState
 from fracdet.fsutil import atomic_write
 from fracdet.provenance import versions
-from fracdet.runtime import Runtime
 
 __all__ = ["TrainResult", "finish_run"]
 
@@ -58,15 +58,13 @@ def finish_run(
     cfg,
     model,
     val: LabelledSplit,
-    val_loader,
-    precision: str,
-    runtime: Runtime,
+    predict_val: Callable[..., Predictions],
     out: Path,
     state: TrainState,
     train: LabelledSplit,
 ) -> TrainResult:
-    """Reload the best weights; fit temperature and threshold on validation; store them in
-    ``best``.
+    """Reload the best weights; fit temperature and threshold on validation (``predict_val``:
+    the trainer's validation pass over ``model``); store them in ``best``.
     """
     from safetensors.torch import load_file
 
@@ -82,14 +80,7 @@ def finish_run(
             )
     _, meta = load_classifier(best_path)
     model.backbone.load_state_dict(load_file(str(best_path)))
-    preds = predict_logits(
-        model,
-        val_loader,
-        device=runtime.device,
-        precision=precision,
-        description="calibrate",
-        channels_last=cfg.channels_last,
-    )
+    preds = predict_val(description="calibrate")
     temperature, threshold, val_metrics = 1.0, 0.5, dict(meta.metrics)
     if len(preds.labels) and len(np.unique(preds.labels)) > 1:
         temperature = float(fit_temperature(preds.logits, preds.labels))
