@@ -386,7 +386,7 @@ def train_cls(
         bool,
         typer.Option(
             "--pretrained",
-            help="Start from timm hub weights or the RobustBench zoo's (needs internet unless cached; offline use --weights).",
+            help="Start from timm hub weights or the RobustBench zoo's (needs internet unless cached; offline use --weights). tf_efficientnet_lite0: ImageNet weights offline from the pretrained-cpu extra when installed.",
         ),
     ] = False,
     weights: Annotated[
