@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench,pretrained-cpu]"
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1 robustbench==1.1.1
 	touch $(STAMP)
 

@@ -6,7 +6,11 @@ budget (frozen encoder, Adam, same epochs, same seed) are trained with ``train_c
 
 * **random**: the encoder as it started (``initial.safetensors`` exported with the same
   key mapping), i.e. a random-init ViT of the same architecture;
-* **mae**: the adapted encoder (``encoder.safetensors``).
+* **mae**: the adapted encoder (``encoder.safetensors``);
+* **imagenet**: ImageNet EfficientNet-Lite0 (``tf_efficientnet_lite0 --pretrained``, from the
+  ``pretrained-cpu`` package, offline): what a standard pretrained CNN encoder gives under the
+  same probe (another architecture, 3.4 M parameters, its own 1280-d features); skipped when
+  the package is not installed.
 
 Reported: the masked-patch MSE (grey levels², fixed masks, validation split) before and after
 pretraining, and each probe's test AUROC with its stratified bootstrap 95% CI from
@@ -15,7 +19,8 @@ MSE. The probe comparison is reported whatever it shows.
 
 Run: ``.venv/bin/python benchmarks/mae.py [--dataset phantoms|fracatlas] [--count N] [--size PX]
 [--image-size PX] [--patch-size PX] [--width D] [--depth L] [--heads H] [--epochs E]
-[--probe-epochs E] [--batch-size B] [--workers W] [--n-boot N] [--figure PNG] [--json PATH] [--check]``.
+[--probe-epochs E] [--batch-size B] [--workers W] [--n-boot N] [--figure PNG] [--json PATH]
+[--check]``.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ def _dataset(args, work: Path) -> Path:
 
 def benchmark(args, work: Path) -> Results:
     from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
+    from fracdet.cls.pretrained import packaged_weights
     from fracdet.cls.train import ClsTrainConfig, train_classifier
     from fracdet.mae.checkpoint import read_mae_state
     from fracdet.mae.encoder_to_timm import export_encoder
@@ -144,14 +150,19 @@ def benchmark(args, work: Path) -> Results:
         "random": export_encoder(state, meta.hf_config, work / "random_encoder.safetensors"),
         "mae": run.encoder,
     }
+    starts: dict[str, dict[str, Any]] = {
+        name: {"backbone": "vit_base_patch16_224.mae", "weights": weights}
+        for name, weights in encoders.items()
+    }
+    if packaged_weights("tf_efficientnet_lite0") is not None:
+        starts["imagenet"] = {"backbone": "tf_efficientnet_lite0", "pretrained": True}
     probes = {}
-    for name, weights in encoders.items():
+    for name, start in starts.items():
         probe = train_classifier(
             ClsTrainConfig(
                 manifest=manifest,
                 output=work / f"probe_{name}",
-                backbone="vit_base_patch16_224.mae",
-                weights=weights,
+                **start,
                 image_size=args.image_size,
                 mode="linear",
                 optimizer="adam",
@@ -203,21 +214,25 @@ def benchmark(args, work: Path) -> Results:
 
 def print_table(results: Results) -> None:
     print(
-        f"{results.dataset}: {results.images}; ViT width {results.model['hidden_size']}, depth {results.model['num_hidden_layers']}, "
-        f"{results.model['image_size']} px, {results.model['patch_size']}-px patches; pretraining {results.pretrain_seconds:.0f} s"
+        f"{results.dataset}: {results.images}; ViT width {results.model['hidden_size']}, "
+        f"depth {results.model['num_hidden_layers']}, {results.model['image_size']} px, "
+        f"{results.model['patch_size']}-px patches; pretraining {results.pretrain_seconds:.0f} s"
     )
+    imagenet = results.probes.get("imagenet")
     print_rows(
-        ("measure", "start (random init)", "after MAE"),
+        ("measure", "start (random init)", "after MAE", "ImageNet Lite0 (CNN)"),
         [
             (
                 "val masked-patch MSE (grey levels^2)",
                 f"{results.mse_start:.4f}",
                 f"{results.mse_adapted:.4f}",
+                "-",
             ),
             (
                 "val masked-patch loss (normalised)",
                 f"{results.loss_start:.4f}",
                 f"{results.loss_adapted:.4f}",
+                "-",
             ),
             *[
                 (
@@ -226,6 +241,10 @@ def print_table(results: Results) -> None:
                         f"{p['auroc']:.3f} [{p['auroc_ci95'][0]:.3f}, {p['auroc_ci95'][1]:.3f}]"
                         for p in (results.probes["random"], results.probes["mae"])
                     ),
+                    f"{imagenet['auroc']:.3f} "
+                    f"[{imagenet['auroc_ci95'][0]:.3f}, {imagenet['auroc_ci95'][1]:.3f}]"
+                    if imagenet
+                    else "not installed",
                 )
             ],
         ],

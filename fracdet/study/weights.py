@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fracdet.cls.pretrained import packaged_weights
 from fracdet.errors import ConfigError
 from fracdet.study.config import StudyConfig
 
@@ -46,8 +47,8 @@ def _local_backbone_file(folder: Path, backbone: str) -> Path | None:
 
 
 def classifier_init(cfg: StudyConfig) -> Init:
-    """A named file, else a local file for the backbone (``auto``), else timm's hub
-    (``cls_pretrained``), else scratch."""
+    """A named file, else a local file or installed package for the backbone (``auto``), else
+    timm's hub (``cls_pretrained``), else scratch."""
     if cfg.cls_weights not in ("auto", "none"):
         path = Path(cfg.cls_weights)
         if not path.is_file():
@@ -59,6 +60,14 @@ def classifier_init(cfg: StudyConfig) -> Init:
         local = _local_backbone_file(Path(cfg.weights_dir), cfg.cls_backbone)
         if local is not None:
             return Init({"weights": local}, f"local weights {local} (found in weights_dir)", True)
+    packaged = packaged_weights(cfg.cls_backbone) if cfg.cls_weights == "auto" else None
+    if packaged is not None:  # installed with fracdet[pretrained-cpu]: on this machine, offline
+        entry, _ = packaged
+        return Init(
+            {"pretrained": True},
+            f"{entry.description} from the pip package {entry.distribution} ({entry.licence})",
+            True,
+        )
     if cfg.cls_pretrained:
         return Init(
             {"pretrained": True},
