@@ -169,8 +169,8 @@ def train_classifier(
         workers=cfg.workers,
         pin_memory=pin,
         generator=generator,
-        drop_last=len(train.records) > cfg.batch_size,
-        keep_aspect=keep_aspect,  # a one-image batch breaks BatchNorm
+        drop_last=len(train.records) > cfg.batch_size,  # a one-image batch breaks BatchNorm
+        keep_aspect=keep_aspect,
     )
     val_loader = make_loader(
         val,
