@@ -77,6 +77,28 @@ def test_local_weights_load_strictly_except_the_head(tmp_path):
     assert torch.equal(model.backbone.state_dict()[conv], source.backbone.state_dict()[conv])
 
 
+def test_a_head_that_fits_is_kept_and_one_of_another_size_is_not(tmp_path):
+    """Fine-tuning a fracdet classifier further (PGD-AT from the standard model) keeps its
+    trained head; a 1000-class head cannot serve a one-logit task and is left to its init."""
+    torch.manual_seed(2)
+    trained = create_classifier("resnet10t", num_outputs=1)
+    with torch.no_grad():
+        trained.backbone.get_classifier().weight.fill_(0.125)
+    path = tmp_path / "trained.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.backbone.state_dict().items()}, str(path))
+    again = create_classifier("resnet10t", num_outputs=1, weights=path)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(
+            again.backbone.get_classifier().weight, trained.backbone.get_classifier().weight
+        )
+        assert torch.allclose(again.eval()(x), trained.eval()(x))
+    other = create_classifier("resnet10t", num_outputs=2, weights=path)
+    assert not torch.equal(
+        other.backbone.get_classifier().weight[:1], trained.backbone.get_classifier().weight
+    )
+
+
 def test_weights_of_another_backbone_give_one_clear_line(tmp_path):
     other = create_classifier("resnet18", num_outputs=1)
     path = tmp_path / "resnet18.safetensors"

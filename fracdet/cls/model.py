@@ -278,11 +278,18 @@ def _load_backbone_weights(model: nn.Module, path: Path) -> None:
 
 
 def _load_backbone_state(model: nn.Module, state: dict[str, torch.Tensor], where: Any) -> None:
-    """Load ``state`` strictly but for the head (a new task needs a new head)."""
+    """Load ``state`` strictly but for the head, which is kept only where its shape fits.
+
+    A head of another size belongs to another task and is left to its fresh init; a head that
+    fits (a fracdet classifier fine-tuned further, e.g. PGD-AT from the standard model) is
+    kept, as timm keeps a pretrained classifier of the same size. Re-drawing a fitting head
+    threw away the trained decision: an EfficientNet's fresh head gives logits of about 13.
+    """
     state = _fit_vit_state(model, state)
     head = {f"{name}.{p}" for name in _head_names(model) for p in ("weight", "bias")}
     own = model.state_dict()
-    state = {k: v for k, v in state.items() if k not in head}
+    fits = all(k in state and k in own and state[k].shape == own[k].shape for k in head & set(own))
+    state = {k: v for k, v in state.items() if k not in head or fits}
     detail = state_misfit(own, state, ignored=head)
     if detail:
         raise ConfigError(
