@@ -63,6 +63,10 @@ class AuditConfig:
     det_conf: float = 0.25
     det_iou: float = 0.7
     trust_pickle: bool = False
+    # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
+    # first check_images fractured images with boxes and as many without
+    checks: tuple[str, ...] = ()
+    check_images: int = 16
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -125,6 +129,11 @@ class AuditConfig:
             (self.det_imgsz >= 32, f"det_imgsz must be >= 32, got {self.det_imgsz}"),
             (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
             (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
+            (self.check_images >= 1, f"check_images must be >= 1, got {self.check_images}"),
+            (
+                len(set(self.checks)) == len(self.checks),
+                f"checks listed twice: {list(self.checks)}",
+            ),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (
                 self.figure_samples >= 0 and self.figure_worst >= 0,

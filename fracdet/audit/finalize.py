@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fracdet.audit.checks import load_check_results
 from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
 from fracdet.audit.inputs import AuditInputs, AuditItem
 from fracdet.audit.result import AuditSummary
@@ -205,6 +206,7 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
                     figures_dir / f"grid_{model}.png",
                     title=f"{model}: attributions on clean and PGD inputs",
                 )
+    metrics["checks"] = load_check_results(out, config.get("checks") or ())
     metrics["figures"] = {k: str(v.relative_to(out)) for k, v in figures.items()}
     metrics["provenance"] = {
         k: state.get(k) for k in ("fracdet_version", "versions", "device", "precision", "shards")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.audit.inputs import AuditInputs, load_inputs
-from fracdet.audit.store import DETECTIONS, MAPS, PER_IMAGE, AuditStore, item_key
+from fracdet.audit.store import CHECKS_DIR, DETECTIONS, MAPS, PER_IMAGE, AuditStore, item_key
 from fracdet.errors import DataError, OutputExistsError
 from fracdet.fsutil import atomic_write_text, check_folder_path
 from fracdet.jobs import check_same_run, finished_states, link_tree, merge_rows
@@ -73,6 +73,7 @@ def join_shards(
     atomic_write_text(store.detections, "".join(f"{line}\n" for line in detections))
     for shard_dir in shard_dirs:
         link_tree(shard_dir / MAPS, output / MAPS)
+        link_tree(shard_dir / CHECKS_DIR, output / CHECKS_DIR)  # shard 1 ran the checks
     specs = [s.get("shard") for s in states]
     state = {
         **first,

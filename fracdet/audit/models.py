@@ -15,7 +15,7 @@ from fracdet.data.manifest import LABEL_NAMES
 from fracdet.errors import ConfigError
 from fracdet.fsutil import sha256_file
 
-__all__ = ["load_classifiers", "load_audit_detector", "classifier_names"]
+__all__ = ["load_classifiers", "load_audit_detector", "classifier_names", "explainers_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,38 @@ def classifier_names(paths: Sequence[Path], names: Sequence[str] = ()) -> list[s
     return unique
 
 
+def explainers_for(model: torch.nn.Module, meta: Any, cfg: AuditConfig) -> dict[str, Any]:
+    """The audit's explainers (code -> Explainer) bound to ``model``, with the audit's options.
+
+    ``meta`` is the classifier's :class:`~fracdet.cls.checkpoint.ClassifierMeta`; the checks
+    call this again on randomised copies of the model.
+    """
+    from fracdet.explain.registry import create_explainer
+
+    explainers = {}
+    for method in cfg.methods:
+        # IG runs batch_size interpolated images per pass: n_steps x batch_size at once would
+        # make peak memory grow with ig_steps (about 13 GB for resnet18 at 224 px and 32 steps)
+        explainer = create_explainer(
+            method,
+            model,
+            image_size=meta.image_size,
+            backbone_name=meta.backbone,
+            channels=cfg.channels,
+            baseline=cfg.baseline,
+            ig_steps=cfg.ig_steps,
+            ig_internal_batch_size=cfg.batch_size,
+        )
+        explainers[explainer.name] = explainer
+    return explainers
+
+
 def load_classifiers(
     cfg: AuditConfig, device: torch.device, precision: str
 ) -> tuple[list[ClassifierUnderAudit], dict[str, Any]]:
     """Each classifier with its explainers and pixel-space attack; and what identifies them
     (sha256)."""
     from fracdet.cls.checkpoint import load_classifier, resolve_checkpoint
-    from fracdet.explain.registry import create_explainer
     from fracdet.robust.attacks import pixel_budget
 
     if not cfg.classifiers:
@@ -83,21 +108,7 @@ def load_classifiers(
             # kernels move PGD's sign steps, so fp32 audits would no longer repeat earlier ones to
             # float noise
             model = model.to(memory_format=torch.channels_last)
-        explainers = {}
-        for method in cfg.methods:
-            # IG runs batch_size interpolated images per pass: n_steps x batch_size at once would
-            # make peak memory grow with ig_steps (about 13 GB for resnet18 at 224 px and 32 steps)
-            explainer = create_explainer(
-                method,
-                model,
-                image_size=meta.image_size,
-                backbone_name=meta.backbone,
-                channels=cfg.channels,
-                baseline=cfg.baseline,
-                ig_steps=cfg.ig_steps,
-                ig_internal_batch_size=cfg.batch_size,
-            )
-            explainers[explainer.name] = explainer
+        explainers = explainers_for(model, meta, cfg)
         # ε in normalized space is taken in the units of the model's first layer: fracdet's
         # wrapper normalisation composed with any the backbone applies itself (RobustBench)
         budget = pixel_budget(attack, meta.input_std)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.checks import check_sections
 from fracdet.audit.groups import group_sections
 from fracdet.audit.schema import CONDITIONS, SPEARMAN, AuditSchema, input_key
 from fracdet.audit.study_tables import study_sections
@@ -318,6 +319,7 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
             )
         )
         sections.append(Section(_box_metrics_heading(metrics), table=_box_metrics_table(metrics)))
+    sections += check_sections(metrics, path.parent)
     if metrics["agreement"]:
         det_rows, attr_rows = _detector_tables(metrics)
         sections.append(

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fracdet import __version__
+from fracdet.audit.checks import check_module, run_checks
 from fracdet.audit.config import AuditConfig
 from fracdet.audit.engine import audit_batch, column_names
 from fracdet.audit.finalize import finalize_audit
@@ -114,6 +115,8 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     (join the shards with ``fracdet merge``).
     """
     cfg.check_models()
+    for key in cfg.checks:
+        check_module(key)  # an unknown check is refused before any model loads
     runtime = distributed_runtime(cfg.device)
     shard = parse_shard(cfg.shard)
     if runtime.distributed:
@@ -176,6 +179,9 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         if not todo:
             continue
         n_done += _audit_chunks(clf, chunks, todo, store, cfg, detector, seconds)
+    if shard is None or shard[0] == 1:  # one process runs the checks; a merge links them
+        detections = store.detection_entries() if detector is not None else None
+        seconds.update(run_checks(classifiers, inputs.items, cfg, out, detections))
     seconds["total"] = time.perf_counter() - start
     state.update(
         status="complete", seconds={k: round(v, 3) for k, v in seconds.items()}, n_processed=n_done

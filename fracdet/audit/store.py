@@ -19,7 +19,7 @@ import numpy as np
 from fracdet.fsutil import atomic_write
 from fracdet.jobs import STATE_FILES, Journal, read_jsonl, write_rows, write_state
 
-__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS", "item_key"]
+__all__ = ["AuditStore", "PER_IMAGE", "DETECTIONS", "STATE", "MAPS", "CHECKS_DIR", "item_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ PER_IMAGE = "per_image.csv"
 DETECTIONS = "detections.jsonl"
 STATE = STATE_FILES["audit"]
 MAPS = "maps"
+#: the checks' results and figures (fracdet.audit.checks)
+CHECKS_DIR = "checks"
 
 
 def item_key(row: Mapping[str, Any]) -> tuple[str, int]:

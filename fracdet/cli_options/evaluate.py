@@ -213,6 +213,19 @@ class Audit:
             )
         ),
     ]
+    checks = Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Comma-separated checks of the audit's own instruments (README: the audit's "
+                "checks); 'none' runs none."
+            )
+        ),
+    ]
+    check_images = Annotated[
+        int | None,
+        typer.Option(help="The checks' subset: this many fractured images and as many intact."),
+    ]
     max_images = Annotated[
         int | None, typer.Option(help="Audit only the first N images (a quick look).")
     ]
