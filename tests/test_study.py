@@ -481,3 +481,31 @@ def test_the_detector_gets_the_device_as_ultralytics_names_it(tmp_path, monkeypa
     assert device("cuda:1", True) == ("1", "1")
     with pytest.raises(ConfigError, match="CUDA is not available"):
         device("cuda", False)
+
+
+def test_the_answer_is_three_sentences_with_the_hardware_verdict_per_classifier():
+    from fracdet.study.wording import answer, hardware_shortcut
+
+    def split(p: float) -> dict:
+        gap = {"mean_diff": -0.2, "ci95": [-0.3, -0.1], "mann_whitney_p": p}
+        sens = {"clean_sensitivity": {"value": 0.5, "ci95": [0.3, 0.7], "n": 20}}
+        return {
+            "values": ["0", "1"],
+            "models": {m: {"1": sens, "0": sens} for m in ("standard", "pgd")},
+            "gaps": {"standard": {"SAL": gap}, "pgd": {"SAL": gap | {"mann_whitney_p": 0.5}}},
+        }
+
+    numbers = _numbers({"hardware": split(0.01)})
+    inits = {"detector": "scratch", "classifier": "ImageNet"}
+    text = answer(numbers, StudyConfig(), inits)
+    assert text.count(". ") + 1 <= 3 and text.endswith(".")
+    assert hardware_shortcut(numbers, "standard") is True
+    assert hardware_shortcut(numbers, "pgd") is False
+    assert (
+        "consistent with a hardware shortcut for standard; without a clear hardware shortcut for "
+        "pgd" in text
+    )
+    assert "standard AUROC 0.800 [0.660–0.910]" in text and "mAP@0.5 0.200 [0.100–0.300]" in text
+    # no hardware split: two sentences
+    assert hardware_shortcut(_numbers(), "standard") is None
+    assert answer(_numbers(), StudyConfig(), inits).count(". ") == 1

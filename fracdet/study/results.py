@@ -24,7 +24,7 @@ from fracdet.study.tables import (
     group_rows,
     run_label,
 )
-from fracdet.study.wording import answer, gaps_text
+from fracdet.study.wording import answer, gap_text, gaps_text
 
 __all__ = ["StudySummary", "write_study_page"]
 
@@ -68,6 +68,9 @@ def write_study_page(
             table=classifier_rows(numbers, label),
         )
     )
+    hardware = [text for name in numbers["classifiers"] if (text := gap_text(numbers, name))]
+    if hardware:
+        sections.append(Section("Hardware: a shortcut?", text=" ".join(hardware)))
     for column in numbers["heldout_groups"]:
         sections.append(
             Section(

@@ -8,18 +8,13 @@ from typing import Any
 
 from fracdet.report import ci_cell
 
-__all__ = ["gap_text", "answer", "gaps_text"]
+__all__ = ["gap_text", "answer", "gaps_text", "hardware_shortcut"]
 
 
 def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     """What the hardware split says for one classifier, in words chosen by the numbers."""
-    entry, where = (
-        (numbers.get("heldout_groups") or {}).get("hardware"),
-        "fractured val + test images",
-    )
-    if not entry or set(entry["values"]) != {"0", "1"}:
-        entry, where = numbers["groups"].get("hardware"), "fractured test images"
-    if not entry or set(entry["values"]) != {"0", "1"}:
+    entry, where = _hardware_entry(numbers)
+    if entry is None:
         return None
     focus = numbers["focus_percentile"]
     with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
@@ -45,22 +40,7 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
             f"; coverage@{focus:g} of the fracture boxes, with minus without hardware: "
             + "; ".join(covs)
         )
-    significant = {
-        code: g
-        for code, g in gaps.items()
-        if g["mean_diff"] is not None
-        and g["mann_whitney_p"] is not None
-        and g["mann_whitney_p"] < 0.05
-    }
-    significant_lower = [g for g in significant.values() if g["mean_diff"] < 0]
-    higher = [code for code, g in significant.items() if g["mean_diff"] > 0]
-    sens_gap = (
-        None
-        if sens_w.get("value") is None or sens_o.get("value") is None
-        else sens_w["value"] - sens_o["value"]
-    )
-    lows, highs = (sens_w.get("ci95") or [None])[0], (sens_o.get("ci95") or [None, None])[1]
-    separated = sens_gap is not None and lows is not None and highs is not None and lows > highs
+    significant_lower, higher, separated = _hardware_evidence(entry, model)
     if significant_lower or separated:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
             (
@@ -97,25 +77,83 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     return text + "."
 
 
+def _hardware_evidence(entry: Mapping[str, Any], model: str) -> tuple[list[str], list[str], bool]:
+    """Methods whose coverage is significantly lower / higher on hardware images (p < 0.05),
+    and whether the sensitivity CIs with and without hardware are apart."""
+    gaps = entry["gaps"].get(model, {})
+    significant = {
+        code: g
+        for code, g in gaps.items()
+        if g["mean_diff"] is not None
+        and g["mann_whitney_p"] is not None
+        and g["mann_whitney_p"] < 0.05
+    }
+    lower = [code for code, g in significant.items() if g["mean_diff"] < 0]
+    higher = [code for code, g in significant.items() if g["mean_diff"] > 0]
+    with_hw, without = entry["models"][model]["1"], entry["models"][model]["0"]
+    sens_w, sens_o = with_hw.get("clean_sensitivity") or {}, without.get("clean_sensitivity") or {}
+    low_with = (sens_w.get("ci95") or [None])[0]
+    high_without = (sens_o.get("ci95") or [None, None])[1]
+    separated = (
+        sens_w.get("value") is not None
+        and sens_o.get("value") is not None
+        and low_with is not None
+        and high_without is not None
+        and low_with > high_without
+    )
+    return lower, higher, separated
+
+
+def _hardware_entry(numbers: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
+    """The hardware split to judge by: every fractured val + test image if run, else the test's."""
+    entry, where = (
+        (numbers.get("heldout_groups") or {}).get("hardware"),
+        "fractured val + test images",
+    )
+    if not entry or set(entry["values"]) != {"0", "1"}:
+        entry, where = numbers["groups"].get("hardware"), "fractured test images"
+    if not entry or set(entry["values"]) != {"0", "1"}:
+        return None, where
+    return entry, where
+
+
+def hardware_shortcut(numbers: Mapping[str, Any], model: str) -> bool | None:
+    """Whether the hardware split is consistent with a shortcut (``None``: no split to judge)."""
+    entry, _ = _hardware_entry(numbers)
+    if entry is None:
+        return None
+    lower, _, separated = _hardware_evidence(entry, model)
+    return bool(lower) or separated
+
+
 def answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> str:
-    """The headline: the detector's mAP, each classifier's accuracies, the hardware split."""
+    """The page's first lines, at most three sentences: the classifiers, the detector, the
+    hardware shortcut; the numbers behind them are in the sections below."""
     d = numbers["detector"]
+    classifiers = "; ".join(
+        f"{name} AUROC {ci_cell(c['auroc'], c['auroc_ci95'])} (accuracy "
+        f"{ci_cell(c['clean_accuracy'], None)} clean, {ci_cell(c['pgd_accuracy'], None)} under "
+        "PGD-4/255)"
+        for name, c in numbers["classifiers"].items()
+    )
     parts = [
-        f"Detector {inits['detector']}: test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} on "
-        f"{d['n_images']} images "
-        f"against 0.562 published for YOLOv8s."
+        f"On the test split the classifiers reach {classifiers}.",
+        f"The detector reaches test mAP@0.5 {ci_cell(d['map_50'], d['map_50_ci95'])} "
+        "(YOLOv8s, published: 0.562).",
     ]
-    for name, c in numbers["classifiers"].items():
+    verdicts = {name: hardware_shortcut(numbers, name) for name in numbers["classifiers"]}
+    judged = {name: v for name, v in verdicts.items() if v is not None}
+    if judged:
+        found = [name for name, v in judged.items() if v]
+        clear = [name for name, v in judged.items() if not v]
         parts.append(
-            f"Classifier {name}: clean accuracy "
-            f"{ci_cell(c['clean_accuracy'], c['clean_accuracy_ci95'])}, PGD-4/255 "
-            f"{ci_cell(c['pgd_accuracy'], c['pgd_accuracy_ci95'])}, "
-            f"AUROC {ci_cell(c['auroc'], c['auroc_ci95'])}."
+            "On hardware images the numbers are "
+            + "; ".join(
+                ([f"consistent with a hardware shortcut for {', '.join(found)}"] if found else [])
+                + ([f"without a clear hardware shortcut for {', '.join(clear)}"] if clear else [])
+            )
+            + " (the hardware section below)."
         )
-    for name in numbers["classifiers"]:
-        gap = gap_text(numbers, name)
-        if gap:
-            parts.append(gap)
     return " ".join(parts)
 
 
