@@ -70,7 +70,7 @@ class AuditConfig:
     # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
     # fractured images with boxes of the subset, at most sanity_steps randomised steps
     sanity_images: int = 8
-    sanity_steps: int = 6
+    sanity_steps: int = 4
     # statistics and figures
     group_by: tuple[
         str, ...
