@@ -52,7 +52,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Every check the audit knows, in report order: key -> module holding its ``CHECK``.
-CHECKS: dict[str, str] = {}
+CHECKS: dict[str, str] = {"sanity": "fracdet.audit.check_sanity"}
 
 
 class Check(Protocol):

@@ -65,8 +65,12 @@ class AuditConfig:
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ("sanity",)
     check_images: int = 16
+    # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
+    # fractured images with boxes of the subset, at most sanity_steps randomised steps
+    sanity_images: int = 8
+    sanity_steps: int = 4
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -130,6 +134,8 @@ class AuditConfig:
             (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
             (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
             (self.check_images >= 1, f"check_images must be >= 1, got {self.check_images}"),
+            (self.sanity_images >= 1, f"sanity_images must be >= 1, got {self.sanity_images}"),
+            (self.sanity_steps >= 1, f"sanity_steps must be >= 1, got {self.sanity_steps}"),
             (
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",
