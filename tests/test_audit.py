@@ -26,6 +26,7 @@ from fracdet.errors import ConfigError, DataError, OutputExistsError
 
 SIZE = 64
 FAST = {
+    "checks": (),  # each check has its own tests (tests/test_audit_checks.py and beside)
     "steps": 2,
     "ig_steps": 4,
     "n_boot": 200,
