@@ -285,3 +285,72 @@ def test_the_check_runs_in_the_audit_with_the_markers_as_named_regions(shortcut_
                 **options,
             )
         )
+
+
+def test_a_trained_shortcut_classifier_loses_its_call_with_the_marker_not_the_fracture(
+    tmp_path,
+):
+    """The shortcut shown without any attribution map: a tiny CNN trained on phantoms whose
+    fractured images all carry the marker flips every call when the marker is removed, and
+    removing the fracture boxes leaves its probability where it was."""
+    from data_tools.phantoms import (
+        SHORTCUT_REGION,
+        PhantomConfig,
+        generate_phantoms,
+        shortcut_regions,
+    )
+    from fracdet.audit.checks import _subject, select_check_items
+    from fracdet.audit.inputs import load_inputs
+    from fracdet.data.convert import ConvertConfig, convert
+
+    source = generate_phantoms(
+        PhantomConfig(
+            tmp_path / "phantoms",
+            count=64,
+            size=48,
+            seed=0,
+            prevalence=0.5,
+            shortcut_rate=1.0,
+            crack_scale=10.0,
+            hardware_rate=0.0,
+            letter_marker_rate=0.0,
+            workers=1,
+        )
+    )
+    dataset = convert(ConvertConfig(source=source, output=tmp_path / "dataset", seed=0)).output
+    cfg = AuditConfig(dataset=dataset, causal_regions=shortcut_regions(source), n_boot=200)
+    meta = SimpleNamespace(threshold=0.5, temperature=1.0, image_size=48, keep_aspect=True)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 4, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 1),
+    )
+    clf = SimpleNamespace(
+        name="shortcut", model=net, meta=meta, device=torch.device("cpu"), precision="fp32"
+    )
+    items = load_inputs(dataset, split="all").items
+    everything = _subject(clf, list(items), cfg, None, tmp_path)
+    x, y = everything.images, torch.as_tensor(everything.labels).float()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(60):
+        batch = torch.randint(0, len(x), (32,))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            net(x[batch]).flatten(), y[batch]
+        )
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    net.eval()
+    assert np.mean((everything.fracture_probability(x) >= 0.5) == everything.labels) == 1.0
+
+    result = CHECK.run(_subject(clf, select_check_items(items, 8), cfg, None, tmp_path), cfg)
+    gt, marker = result["regions"][GT], result["regions"][SHORTCUT_REGION]
+    assert gt["n"] == marker["n"] == 8
+    assert marker["flipped"] == 1.0 and marker["flipped_controls"] == 0.0
+    assert marker["difference"]["ci_low"] > 0.5 and marker["difference"]["wilcoxon_p"] < 0.01
+    assert gt["flipped"] == 0.0 and abs(gt["drop"]["mean"]) < 0.05

@@ -70,7 +70,8 @@ def _named_masks(subject: CheckSubject, cfg: AuditConfig) -> list[dict[str, np.n
 def _summary(
     res: AblationResult, keys: Sequence[str], threshold: float, cfg: AuditConfig
 ) -> dict[str, Any]:
-    drop, control = res.drop, res.control_drop
+    # below float32's resolution a difference is a tie, not evidence (Wilcoxon drops ties)
+    drop, control = np.round(res.drop, 6), np.round(res.control_drop, 6)
     called = res.base >= threshold
     flips_c = (res.controls >= threshold) != called[:, None]
     valid = ~np.isnan(res.controls)
@@ -236,15 +237,20 @@ def reading(result: Mapping[str, Any]) -> str:
         size, more = ci_cell(d, None if lo is None else (lo, hi)), "more"
     else:
         size, more = ci_cell(-d, None if lo is None else (-hi, -lo)), "less"
+    test = (
+        f"Wilcoxon p = {_p(diff['wilcoxon_p'])}"
+        if diff["wilcoxon_p"] is not None
+        else f"no test: {diff['note']}"
+    )
     line = (
         f"Removing the fracture boxes lowers the fracture probability by {size} {more} than "
-        f"removing matched boxes elsewhere (Wilcoxon p = {_p(diff['wilcoxon_p'])}, "
-        f"{diff['n']} images); it flips {gt['flipped']:.0%} of the calls."
+        f"removing matched boxes elsewhere ({test}, {diff['n']} images); it flips "
+        f"{gt['flipped']:.0%} of the calls."
     )
     for kind, entry in result["regions"].items():
         if kind not in (GT, DETECTOR) and entry["n"]:
             line += (
-                f" Removing {kind} flips {entry['flipped']:.0%} of the calls "
+                f" Removing the region “{kind}” flips {entry['flipped']:.0%} of the calls "
                 f"(drop {entry['drop']['mean']:.3f}, {entry['n']} images)."
             )
     return line
@@ -270,7 +276,13 @@ def _figure(
     image = subject.images[k : k + 1]
     panels: list[tuple[str, np.ndarray, np.ndarray | None]] = []
     base = float(subject.fracture_probability(image)[0])
-    panels.append((f"original\np = {base:.3f}", image[0, 0].float().cpu().numpy(), None))
+    panels.append(
+        (
+            f"{subject.items[k].key}\noriginal, p = {base:.3f}",
+            image[0, 0].float().cpu().numpy(),
+            None,
+        )
+    )
     for salt, (kind, where, masks) in enumerate(kinds):
         if k not in where or kind == DETECTOR:
             continue
@@ -292,14 +304,13 @@ def _figure(
             panels.append(
                 (f"a control removed\np = {res.controls[0, 0]:.3f}", variants[1, 0], moved)
             )
-    fig, axes = new_grid((2.6 * len(panels), 3.0), 1, len(panels))
+    fig, axes = new_grid((2.6 * len(panels), 3.3), 1, len(panels))
     for ax, (title, pixels, mask) in zip(axes[0], panels, strict=True):
         ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)
         if mask is not None:
             ax.contour(mask, levels=[0.5], colors="#e8590c", linewidths=0.8)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    fig.suptitle(f"{subject.name}: {subject.items[k].key}", fontsize=10)
     path = subject.figures_dir / f"causal_{subject.name}.png"
     save_figure(fig, path)
     return path.relative_to(subject.audit_dir).as_posix()
