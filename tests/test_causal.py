@@ -354,3 +354,21 @@ def test_a_trained_shortcut_classifier_loses_its_call_with_the_marker_not_the_fr
     assert marker["flipped"] == 1.0 and marker["flipped_controls"] == 0.0
     assert marker["difference"]["ci_low"] > 0.5 and marker["difference"]["wilcoxon_p"] < 0.01
     assert gt["flipped"] == 0.0 and abs(gt["drop"]["mean"]) < 0.05
+
+
+def test_the_cli_and_the_config_file_reach_the_options(monkeypatch, tmp_path):
+    from test_cli import invoke
+
+    import fracdet.audit
+
+    seen = []
+    monkeypatch.setattr(
+        fracdet.audit, "run_audit", lambda cfg: seen.append(cfg) or SimpleNamespace(line=str)
+    )
+    config = Path(__file__).resolve().parents[1] / "configs" / "audit.yaml"
+    options = ["--config", config, "--causal-regions", tmp_path / "r.csv"]
+    result = invoke("audit", tmp_path, "--cls", tmp_path / "a", *options)
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert cfg.checks == ("causal",) and cfg.causal_regions == tmp_path / "r.csv"
+    assert (cfg.causal_images, cfg.causal_controls) == (None, 4)

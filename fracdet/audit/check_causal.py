@@ -28,6 +28,7 @@ from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_to_model_frame, boxes_mask, content_region
 from fracdet.data.regions import check_regions, read_regions
+from fracdet.errors import DataError
 from fracdet.explain.ablation import AblationResult, ablate_regions, shift_mask
 from fracdet.fsutil import sha256_file
 from fracdet.report import Section, ci_cell, estimate_cell, number_cell
@@ -50,6 +51,9 @@ def _named_masks(subject: CheckSubject, cfg: AuditConfig) -> list[dict[str, np.n
         return [{} for _ in subject.items]
     path = Path(cfg.causal_regions)
     regions = read_regions(path)
+    reserved = [n for named in regions.values() for n in named if n in (GT, DETECTOR)]
+    if reserved:
+        raise DataError(f"region name {reserved[0]!r} is reserved for the test's own rows", path)
     every = load_inputs(cfg.dataset, split="all").items
     check_regions(regions, {it.key: (it.width, it.height) for it in every}, path)
     size, keep = subject.clf.meta.image_size, subject.clf.meta.keep_aspect
@@ -134,22 +138,25 @@ class CausalCheck:
                     blocked |= mask
             avoid.append(blocked)
         fractured = subject.with_boxes()[: cfg.causal_images]
-        kinds: list[tuple[str, list[int], list[np.ndarray]]] = [
-            (GT, fractured, [subject.gt_masks[k] for k in fractured])
+        # (name, salt of its seeds, positions, masks): a region's numbers do not depend on
+        # whether the audit had a detector or other named regions
+        kinds: list[tuple[str, int, list[int], list[np.ndarray]]] = [
+            (GT, 0, fractured, [subject.gt_masks[k] for k in fractured])
         ]
         if subject.det_boxes is not None:
             det = [(k, _mask(subject.det_boxes[k], size)) for k in fractured]
             kinds.append(
                 (
                     DETECTOR,
+                    1,
                     [k for k, m in det if m is not None],
                     [m for _, m in det if m is not None],
                 )
             )
         names = sorted({name for regions in named for name in regions})
-        for name in names:
+        for j, name in enumerate(names):
             where = [k for k, regions in enumerate(named) if name in regions][: cfg.causal_images]
-            kinds.append((name, where, [named[k][name] for k in where]))
+            kinds.append((name, 2 + j, where, [named[k][name] for k in where]))
 
         result: dict[str, Any] = {
             "threshold": threshold,
@@ -157,7 +164,7 @@ class CausalCheck:
             "detector": subject.det_boxes is not None,
             "regions": {},
         }
-        for salt, (kind, where, masks) in enumerate(kinds):
+        for kind, salt, where, masks in kinds:
             if not where:
                 result["regions"][kind] = {"n": 0}
                 continue
@@ -259,7 +266,7 @@ def reading(result: Mapping[str, Any]) -> str:
 def _figure(
     subject: CheckSubject,
     cfg: AuditConfig,
-    kinds: Sequence[tuple[str, list[int], list[np.ndarray]]],
+    kinds: Sequence[tuple[str, int, list[int], list[np.ndarray]]],
     contents: Sequence[tuple[int, int, int, int]],
     avoid: Sequence[np.ndarray],
 ) -> str | None:
@@ -267,10 +274,10 @@ def _figure(
     removed (the same seeds as the numbers, so the titles are the table's probabilities)."""
     from fracdet.report.figures import new_grid, save_figure
 
-    gt_where = kinds[0][1]
+    gt_where = kinds[0][2]
     if not gt_where:
         return None
-    named = [where for kind, where, _ in kinds if kind not in (GT, DETECTOR)]
+    named = [where for kind, _, where, _ in kinds if kind not in (GT, DETECTOR)]
     # the first image whose named regions show too, else the first one
     k = next((k for k in gt_where if any(k in where for where in named)), gt_where[0])
     image = subject.images[k : k + 1]
@@ -283,7 +290,7 @@ def _figure(
             None,
         )
     )
-    for salt, (kind, where, masks) in enumerate(kinds):
+    for kind, salt, where, masks in kinds:
         if k not in where or kind == DETECTOR:
             continue
         mask = masks[where.index(k)]
