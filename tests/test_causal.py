@@ -101,6 +101,21 @@ def test_controls_are_seeded_distinct_and_fewer_when_there_is_no_room():
     assert tight == []
 
 
+def test_controls_are_matched_in_grey_level_bone_with_bone_not_air():
+    image = np.full((S, S), 0.1)
+    image[:, :20] = 0.8  # "bone" on the left, "air" on the right
+    mask = boxes_mask([Box(4, 10, 12, 18)], S, S)
+    content = (0, 0, S, S)
+    free = control_shifts(mask, content=content, avoid=None, n=10**6, rng=np.random.default_rng(0))
+    matched = control_shifts(
+        mask, content=content, avoid=None, n=8, rng=np.random.default_rng(0), image=image
+    )
+    assert len(matched) == 8
+    assert all(np.nonzero(shift_mask(mask, dy, dx))[1].max() < 20 for dy, dx in matched)
+    # uniform draws would mostly land on air: most free positions are there
+    assert np.mean([np.nonzero(shift_mask(mask, *m))[1].max() >= 20 for m in free]) > 0.5
+
+
 # --- the ablation itself ---------------------------------------------------------------------
 
 

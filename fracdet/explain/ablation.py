@@ -8,10 +8,12 @@ and the classifier's probability before and after is compared with the same remo
 together) shifted elsewhere on the image. A shift is a control when the moved region lies
 inside the image content (never the letterbox padding, where imputing grey padding from
 grey padding removes nothing) and touches no pixel of ``avoid`` (the fracture boxes and
-any named region) nor of the region itself. Controls are drawn uniformly, without
-replacement, among all such integer shifts, from a generator seeded per image, so a drop
-under the region minus the mean drop under its controls measures what the region holds
-beyond what any patch of that shape holds.
+any named region) nor of the region itself. Controls are drawn without replacement from a
+generator seeded per image, uniformly among the 10% of such integer shifts whose mean grey
+level under the moved region is nearest the region's own (bone is matched with bone, not
+with air; at least as many candidates as controls), so a drop under the region minus the
+mean drop under its controls measures what the region holds beyond what a patch of that
+shape and brightness holds.
 
 Nothing here knows the audit: a ``predict`` callable, images, masks, content rectangles.
 """
@@ -27,10 +29,12 @@ from scipy.signal import correlate
 
 from fracdet.explain.imputation import impute
 
-__all__ = ["AblationResult", "ablate_regions", "control_shifts", "shift_mask"]
+__all__ = ["AblationResult", "MATCH_SHARE", "ablate_regions", "control_shifts", "shift_mask"]
 
 #: ``(top, left, height, width)`` of the image content in the model's frame
 Content = tuple[int, int, int, int]
+#: controls are drawn among this share of the free positions nearest in mean grey level
+MATCH_SHARE = 0.1
 
 
 def shift_mask(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -50,9 +54,16 @@ def control_shifts(
     avoid: np.ndarray | None,
     n: int,
     rng: np.random.Generator,
+    image: np.ndarray | None = None,
+    nearest: float = MATCH_SHARE,
 ) -> list[tuple[int, int]]:
     """Up to ``n`` distinct shifts ``(dy, dx)`` that move all of ``mask`` inside ``content``
-    without touching ``avoid`` nor ``mask`` itself; fewer when fewer exist (none: ``[]``)."""
+    without touching ``avoid`` nor ``mask`` itself; fewer when fewer exist (none: ``[]``).
+
+    With ``image`` ``(H, W)`` the draw is among the ``nearest`` share of free shifts (at least
+    ``n``) whose mean grey level under the moved region is closest to the region's own, so
+    a box over bone is matched with boxes over bone, not over air.
+    """
     ys, xs = np.nonzero(mask)
     if not ys.size or n < 1:
         return []
@@ -70,6 +81,11 @@ def control_shifts(
     corners = np.flatnonzero(free)
     if not corners.size:
         return []
+    if image is not None:
+        grey = correlate(image.astype(np.float64), crop, mode="valid").ravel()[corners]
+        gap = np.abs(grey / crop.sum() - image[mask].mean())
+        pool = max(n, int(np.ceil(nearest * corners.size)))
+        corners = corners[np.argsort(gap, kind="stable")[:pool]]
     chosen = rng.choice(corners, size=min(n, corners.size), replace=False)
     r, c = np.unravel_index(chosen, free.shape)
     return [(int(a) - y0, int(b) - x0) for a, b in zip(r, c, strict=True)]
@@ -113,13 +129,16 @@ def ablate_regions(
     avoid: Sequence[np.ndarray | None] | None = None,
     n_controls: int = 4,
     seeds: Sequence[int | Sequence[int]],
+    match_grey: bool = True,
     keep_images: bool = False,
 ) -> AblationResult:
     """Remove ``masks[i]`` from ``images[i]`` ``(N, C, H, W)`` and ``n_controls`` matched
     controls; ``predict`` maps a batch to probabilities ``(B,)``.
 
     ``seeds[i]`` seeds image ``i``'s control positions and imputation noise, so an image's
-    numbers do not depend on which other images are ablated with it.
+    numbers do not depend on which other images are ablated with it. ``match_grey``: draw
+    the controls among the positions nearest the region in mean grey level
+    (:func:`control_shifts`).
     """
     n = len(images)
     if not (len(masks) == len(contents) == len(seeds) == n):
@@ -139,6 +158,7 @@ def ablate_regions(
             avoid=None if avoid is None else avoid[i],
             n=n_controls,
             rng=rng,
+            image=images[i].float().mean(dim=0).cpu().numpy() if match_grey else None,
         )
         shifts.append(moves)
         removed = np.stack([masks[i]] + [shift_mask(masks[i], dy, dx) for dy, dx in moves])
