@@ -3,8 +3,8 @@
 For each fractured image of the checks' subset the fracture boxes are removed by ROAD's
 noisy linear imputation and the classifier's fracture probability is measured again; so
 are ``causal_controls`` matched controls (the same pixel set shifted elsewhere inside the
-image content, off the fracture boxes and any named region:
-:mod:`fracdet.explain.ablation`), the detector's confident boxes (with their own
+image content, off the fracture boxes and any named region, over pixels of a similar grey
+level: :mod:`fracdet.explain.ablation`), the detector's confident boxes (with their own
 controls), and every named region of ``causal_regions`` (a shortcut marker, say). Per
 image, the drop under the region minus the mean drop under its controls pairs up; its
 mean has a bootstrap CI and a Wilcoxon signed-rank p
@@ -245,7 +245,7 @@ def reading(result: Mapping[str, Any]) -> str:
     else:
         size, more = ci_cell(-d, None if lo is None else (-hi, -lo)), "less"
     test = (
-        f"Wilcoxon p = {_p(diff['wilcoxon_p'])}"
+        f"Wilcoxon p {'' if diff['wilcoxon_p'] < 1e-4 else '= '}{_p(diff['wilcoxon_p'])}"
         if diff["wilcoxon_p"] is not None
         else f"no test: {diff['note']}"
     )
