@@ -387,3 +387,10 @@ def test_the_cli_and_the_config_file_reach_the_options(monkeypatch, tmp_path):
     (cfg,) = seen
     assert cfg.checks == ("causal",) and cfg.causal_regions == tmp_path / "r.csv"
     assert (cfg.causal_images, cfg.causal_controls) == (None, 4)
+
+
+def test_shortcut_regions_needs_the_generators_metadata(tmp_path):
+    from data_tools.phantoms import shortcut_regions
+
+    with pytest.raises(DataError, match="phantom_meta.csv: no phantom_meta.csv"):
+        shortcut_regions(tmp_path)
