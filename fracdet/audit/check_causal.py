@@ -247,7 +247,7 @@ def reading(result: Mapping[str, Any]) -> str:
     test = (
         f"Wilcoxon p {'' if diff['wilcoxon_p'] < 1e-4 else '= '}{_p(diff['wilcoxon_p'])}"
         if diff["wilcoxon_p"] is not None
-        else f"no test: {diff['note']}"
+        else "no Wilcoxon test: " + (diff["note"] or "").replace(": no Wilcoxon test", "")
     )
     line = (
         f"Removing the fracture boxes lowers the fracture probability by {size} {more} than "
