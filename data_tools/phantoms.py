@@ -32,11 +32,18 @@ from data_tools.phantom_render import BODY_PARTS, render_radiograph
 from fracdet.config import build_config
 from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.fracatlas import FRACATLAS_CLASSES, write_fracatlas_annotations
-from fracdet.errors import ConfigError, FracdetError
+from fracdet.errors import ConfigError, DataError, FracdetError
 from fracdet.fsutil import atomic_output_dir
 from fracdet.log import progress, setup_logging
 
-__all__ = ["PhantomConfig", "generate_phantoms", "mixed_format_folder", "IMAGE_FORMATS"]
+__all__ = [
+    "PhantomConfig",
+    "generate_phantoms",
+    "mixed_format_folder",
+    "shortcut_regions",
+    "IMAGE_FORMATS",
+    "SHORTCUT_REGION",
+]
 
 logger = logging.getLogger(f"fracdet.{__name__}")
 
@@ -44,6 +51,8 @@ IMAGE_FORMATS = {"jpg": ".jpg", "png": ".png", "png16": ".png"}
 # Body parts in roughly FracAtlas' proportions (hand, leg, hip, shoulder, mixed).
 BODY_PART_WEIGHTS = (0.35, 0.4, 0.07, 0.06, 0.12)
 ASPECT = 373 / 454  # FracAtlas' most common frame
+#: the shortcut marker's name in the named-regions CSV the causal box test reads
+SHORTCUT_REGION = "shortcut marker"
 
 
 @dataclass(frozen=True)
@@ -308,6 +317,28 @@ def _write_meta(
                     "" if box is None else ";".join(f"{v:.1f}" for v in box),
                 ]
             )
+
+
+def shortcut_regions(phantoms: Path, output: Path | None = None) -> Path:
+    """The shortcut markers of a phantom set as a named-regions CSV (``fracdet.data.regions``),
+    for the audit's ``causal_regions``: the causal box test then removes each marker.
+
+    Read from ``phantom_meta.csv`` (the marker's box in the original image's pixels, which
+    ``fracdet convert`` keeps, under the same image ids); written to ``output`` (default
+    ``PHANTOMS/shortcut_regions.csv``). Returns the CSV's path.
+    """
+    from fracdet.data.regions import write_regions
+
+    meta = Path(phantoms) / "phantom_meta.csv"
+    if not meta.is_file():
+        raise DataError("no phantom_meta.csv: not a folder written by the generator", meta)
+    with open(meta, newline="", encoding="utf-8") as fh:
+        rows = [
+            (row["image_id"], SHORTCUT_REGION, Box(*map(float, row["shortcut_box"].split(";"))))
+            for row in csv.DictReader(fh)
+            if row["shortcut_box"]
+        ]
+    return write_regions(Path(output or Path(phantoms) / "shortcut_regions.csv"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,7 +52,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Every check the audit knows, in report order: key -> module holding its ``CHECK``.
-CHECKS: dict[str, str] = {"sanity": "fracdet.audit.check_sanity"}
+CHECKS: dict[str, str] = {
+    "sanity": "fracdet.audit.check_sanity",
+    "causal": "fracdet.audit.check_causal",
+}
 
 
 class Check(Protocol):

@@ -65,12 +65,18 @@ class AuditConfig:
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ("sanity",)
+    checks: tuple[str, ...] = ("sanity", "causal")
     check_images: int = 16
     # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
     # fractured images with boxes of the subset, at most sanity_steps randomised steps
     sanity_images: int = 8
     sanity_steps: int = 4
+    # the causal box test (fracdet.audit.check_causal): at most causal_images fractured images
+    # of the subset (None: all), causal_controls matched control boxes each, and the named
+    # regions of a CSV (image_id, region, x1, y1, x2, y2 in original pixels) removed too
+    causal_images: int | None = None
+    causal_controls: int = 4
+    causal_regions: Path | None = None
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -136,6 +142,14 @@ class AuditConfig:
             (self.check_images >= 1, f"check_images must be >= 1, got {self.check_images}"),
             (self.sanity_images >= 1, f"sanity_images must be >= 1, got {self.sanity_images}"),
             (self.sanity_steps >= 1, f"sanity_steps must be >= 1, got {self.sanity_steps}"),
+            (
+                self.causal_images is None or self.causal_images >= 1,
+                f"causal_images must be >= 1, got {self.causal_images}",
+            ),
+            (
+                self.causal_controls >= 1,
+                f"causal_controls must be >= 1, got {self.causal_controls}",
+            ),
             (
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",

@@ -226,6 +226,15 @@ class Audit:
         int | None,
         typer.Option(help="The checks' subset: this many fractured images and as many intact."),
     ]
+    causal_regions = Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "CSV of named regions (image_id,region,x1,y1,x2,y2 in original pixels) the "
+                "causal box test removes too, e.g. a suspected shortcut marker."
+            )
+        ),
+    ]
     max_images = Annotated[
         int | None, typer.Option(help="Audit only the first N images (a quick look).")
     ]
