@@ -27,7 +27,7 @@ from fracdet.audit.inputs import load_inputs
 from fracdet.audit.stats import bootstrap_mean_ci, paired_comparison
 from fracdet.data.formats import Box
 from fracdet.data.geometry import box_to_model_frame, boxes_mask, content_region
-from fracdet.data.regions import check_regions, read_regions
+from fracdet.data.regions import Regions, check_regions, read_regions
 from fracdet.errors import DataError
 from fracdet.explain.ablation import AblationResult, ablate_regions, shift_mask
 from fracdet.fsutil import sha256_file
@@ -45,10 +45,8 @@ def _mask(boxes: Sequence[Box], size: int) -> np.ndarray | None:
     return mask if mask is not None and mask.any() else None
 
 
-def _named_masks(subject: CheckSubject, cfg: AuditConfig) -> list[dict[str, np.ndarray]]:
-    """Each subset image's named regions (``cfg.causal_regions``) as masks in the model frame."""
-    if cfg.causal_regions is None:
-        return [{} for _ in subject.items]
+def _regions(cfg: AuditConfig) -> Regions:
+    """The named regions of ``cfg.causal_regions``, checked against the whole dataset."""
     path = Path(cfg.causal_regions)
     regions = read_regions(path)
     reserved = [n for named in regions.values() for n in named if n in (GT, DETECTOR)]
@@ -56,6 +54,14 @@ def _named_masks(subject: CheckSubject, cfg: AuditConfig) -> list[dict[str, np.n
         raise DataError(f"region name {reserved[0]!r} is reserved for the test's own rows", path)
     every = load_inputs(cfg.dataset, split="all").items
     check_regions(regions, {it.key: (it.width, it.height) for it in every}, path)
+    return regions
+
+
+def _named_masks(subject: CheckSubject, cfg: AuditConfig) -> list[dict[str, np.ndarray]]:
+    """Each subset image's named regions (``cfg.causal_regions``) as masks in the model frame."""
+    if cfg.causal_regions is None:
+        return [{} for _ in subject.items]
+    regions = _regions(cfg)
     size, keep = subject.clf.meta.image_size, subject.clf.meta.keep_aspect
     out = []
     for it in subject.items:
@@ -108,6 +114,11 @@ class CausalCheck:
     """Remove the fracture boxes, matched controls, the detector's boxes and named regions."""
 
     key = "causal"
+
+    def validate(self, cfg: AuditConfig) -> None:
+        """A bad regions CSV fails before any model loads, not after the per-image audit."""
+        if cfg.causal_regions is not None:
+            _regions(cfg)
 
     def settings(self, cfg: AuditConfig) -> dict[str, Any]:
         regions = cfg.causal_regions

@@ -63,6 +63,9 @@ class Check(Protocol):
 
     key: str
 
+    def validate(self, cfg: AuditConfig) -> None:
+        """Optional: refuse bad options or inputs of this check before any model loads."""
+
     def settings(self, cfg: AuditConfig) -> dict[str, Any]:
         """The options the result depends on (a resumed audit reruns the check when they change)."""
 

@@ -115,8 +115,10 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     (join the shards with ``fracdet merge``).
     """
     cfg.check_models()
-    for key in cfg.checks:
-        check_module(key)  # an unknown check is refused before any model loads
+    for key in cfg.checks:  # an unknown check, or bad input of one, fails before models load
+        validate = getattr(check_module(key), "validate", None)  # optional: most need nothing
+        if validate is not None:
+            validate(cfg)
     runtime = distributed_runtime(cfg.device)
     shard = parse_shard(cfg.shard)
     if runtime.distributed:
