@@ -142,8 +142,11 @@ class RankedMap:
     def runs(self) -> tuple[np.ndarray, np.ndarray]:
         """The runs of equal values along :attr:`order`: their first and one-past-last positions."""
         ordered = self.values.ravel()[self.order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        return starts, np.r_[starts[1:], ordered.size]
+        first = np.empty(ordered.size, dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        return starts, np.append(starts[1:], ordered.size)
 
     def cut(self, k: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The run of ties that holds position ``k - 1`` (the top-k cut): its start and end.
@@ -169,7 +172,8 @@ class RankedMap:
         Pixels above the cut's run count fully; the run's mask pixels count in proportion,
         ``(k - start) / (end - start)`` each. Without a tie at the cut: the plain count.
         """
-        hits = np.r_[0, np.cumsum(mask.ravel()[self.order])]
+        hits = np.zeros(self.size + 1, dtype=np.int64)
+        np.cumsum(mask.ravel()[self.order], out=hits[1:])
         ks = np.asarray(ks, dtype=np.int64)
         start, end = self.cut(ks)
         return hits[start] + (ks - start) * (hits[end] - hits[start]) / (end - start)
@@ -227,7 +231,10 @@ def localization_auc(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
     localization score with no percentile to choose. ``nan`` when the mask is the whole image.
     """
     ranked = RankedMap.of(attr)
-    mask = _check_mask(mask, ranked.shape)
+    return _auc(ranked, _check_mask(mask, ranked.shape))
+
+
+def _auc(ranked: RankedMap, mask: np.ndarray) -> float:
     n_box = int(np.count_nonzero(mask))
     n_out = ranked.size - n_box
     if n_out == 0:
@@ -245,7 +252,10 @@ def energy_in_box(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
     to share out); the random baseline is :func:`box_area_share`.
     """
     attr = RankedMap.of(attr).values
-    mask = _check_mask(mask, attr.shape)
+    return _energy(attr, _check_mask(mask, attr.shape))
+
+
+def _energy(attr: np.ndarray, mask: np.ndarray) -> float:
     positive = np.clip(attr.astype(np.float64), 0.0, None)
     total = positive.sum()
     if total == 0:
@@ -351,19 +361,21 @@ def localization_scores(
     """
     ranked = RankedMap.of(attr)
     mask = _check_mask(mask, ranked.shape)
-    scores = {
-        f"coverage@{p:g}": value
-        for p, value in coverage_at_percentiles(ranked, mask, percentiles).items()
-    }
+    ps = [float(p) for p in percentiles]
+    n_box = int(np.count_nonzero(mask))
+    # coverage at each p and RRA (k = |mask|) from one pass over the sorted mask
+    ks = [*(_top_k_count(p, ranked.size) for p in ps), n_box]
+    hits = ranked.expected_hits(mask, ks)
+    scores = {f"coverage@{p:g}": float(h) / n_box for p, h in zip(ps, hits[:-1], strict=True)}
     if near is None:
         near = _near_mask(mask, tolerance_px)
     elif near.shape != mask.shape or near.dtype != np.bool_:
         raise ValueError(
             f"near must be a bool mask of shape {mask.shape}, got {near.dtype} {near.shape}"
         )
-    scores["relevance_rank_accuracy"] = relevance_rank_accuracy(ranked, mask)
-    scores["localization_auc"] = localization_auc(ranked, mask)
-    scores["energy_in_box"] = energy_in_box(ranked, mask)
+    scores["relevance_rank_accuracy"] = float(hits[-1]) / n_box
+    scores["localization_auc"] = _auc(ranked, mask)
+    scores["energy_in_box"] = _energy(ranked.values, mask)
     scores["pointing_game"] = _pointing(ranked, near)
     scores["box_area_share"] = float(mask.mean())
     scores["pointing_baseline"] = float(near.mean())
