@@ -93,9 +93,9 @@ def _localization(
 #: Box size classes by ``box_share``, the boxes' share of the classifier's input: COCO's limits
 #: for small / medium / large objects (32² and 96² px, pycocotools' ``areaRng``) taken relative
 #: to COCO's typical 640x480 image (0.33% and 3%), so a class does not depend on the classifier's
-#: input size. A fracture box under 0.33% of a 224 px input is under 13 x 13 px, less than half
-#: a Grad-CAM cell of a stride-32 backbone; FracAtlas's boxes (mean share 0.5%) fall mostly in
-#: small and medium, the demo's phantom boxes (0.7-6%) in medium and large.
+#: input size. A box under 0.33% of a 224 px input is under 13 x 13 px, less than half the side
+#: of a stride-32 backbone's Grad-CAM cell; FracAtlas's boxes (mean share 0.5%) sit around the
+#: small/medium limit, the demo's phantom boxes (0.7-6%) in medium and large.
 BOX_SIZES: dict[str, tuple[float, float]] = {
     "small": (0.0, 32**2 / (640 * 480)),
     "medium": (32**2 / (640 * 480), 96**2 / (640 * 480)),
