@@ -17,7 +17,8 @@ from fracdet.cls.model import create_classifier
 
 
 def _legacy_columns() -> list[str]:
-    """The header audits wrote before the schema existed (SM, GC++ and IG at 5/25/50), by hand."""
+    """The header audits wrote before the schema existed (SM, GC++ and IG at 5/25/50), by hand,
+    with the localization AUC and RRA (issue 22) after the pointing game."""
     columns = [
         "model",
         "index",
@@ -46,13 +47,16 @@ def _legacy_columns() -> list[str]:
         for cond in ("clean", "pgd"):
             columns += [
                 f"{code}_{cond}_{m}"
-                for m in ("cov5", "cov25", "cov50", "energy", "pointing", "det_cov25", "det_energy")
+                for m in (
+                    *("cov5", "cov25", "cov50", "energy", "pointing", "auc", "rra"),
+                    *("det_cov25", "det_energy"),
+                )
             ]
         columns += [f"{code}_rho", f"{code}_top25"]
     return [*columns, "IG_clean_delta", "IG_pgd_delta"]
 
 
-def test_the_header_is_the_one_audits_always_wrote():
+def test_the_header_is_the_one_audits_always_wrote_plus_auc_and_rra():
     schema = AuditSchema.of(["SM", "GC++", "IG"], [5, 25, 50])
     assert schema.methods == ("SM", "GCpp", "IG") and schema.focus == 25.0
     assert schema.columns() == _legacy_columns()
@@ -150,9 +154,22 @@ def test_a_new_metric_reaches_the_csv_the_json_and_both_reports(
     share = np.array([float(r["box_share"]) for r in rows if r["box_share"]])
     assert metrics["baselines"]["m"]["dummy_energy"] == pytest.approx(share.mean())
 
+    # the schema's own AUC and RRA take the same road: filled where there are boxes, baselines
+    # 0.5 and the box share
+    for column in ("SM_clean_auc", "SM_pgd_rra"):
+        scored = np.array([float(r[column] or "nan") for r in rows])
+        assert np.isfinite(scored).tolist() == boxed.tolist()
+        assert ((scored[boxed] >= 0) & (scored[boxed] <= 1)).all()
+    assert metrics["baselines"]["m"]["localization_auc"] == 0.5
+    assert metrics["baselines"]["m"]["relevance_rank_accuracy"] == pytest.approx(share.mean())
+    assert metrics["localization"]["m"]["SM/clean"]["localization_auc"]["n"] == boxed.sum()
+    # every image with a box falls in one size class
+    assert sum(metrics["by_box_size"]["models"]["m"]["n"].values()) == boxed.sum()
+
     cell = f"{entry['mean']:.3f} [{entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f}]"
     html = (out / "report.html").read_text()
     markdown = (out / "report.md").read_text()
     for page in (html, markdown):
-        assert "Energy in box, pointing game and dummy energy" in page
+        assert "Energy in box, pointing game, localization AUC, RRA and dummy energy" in page
         assert "dummy energy" in page and "random (dummy)" in page and cell in page
+        assert "Coverage by box size" in page

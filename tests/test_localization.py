@@ -57,20 +57,22 @@ def test_coverage_hand_computed():
     assert coverage_at_percentile(ATTR, BOX, 25) == 0.75
 
 
-def test_coverage_ties_go_to_the_earlier_pixel_in_row_major_order():
-    # All zero but (1, 0) and (1, 3). Box = column 3. p=25: k = 4 -> the two ones, then the
-    # first two zeros in row-major order, (0, 0) and (0, 1). Only (1, 3) is in the box -> 1/4.
-    # (Breaking ties towards later pixels would take (3, 2) and (3, 3) -> 2/4.)
+def test_coverage_counts_the_ties_at_the_cut_in_proportion():
+    # All zero but (1, 0) and (1, 3). Box = column 3. p=25: k = 4 -> the two ones (one in the
+    # box), then 2 of the 14 tied zeros, 3 of which are in the box: 3 * 2/14 more box pixels.
+    # (1 + 3/7) / 4 = 5/14. Row-major order would take (0, 0), (0, 1) -> 1/4; the reverse 2/4.
     attr = np.zeros((4, 4))
     attr[1, 0] = attr[1, 3] = 1.0
     column = np.zeros((4, 4), dtype=bool)
     column[:, 3] = True
-    assert coverage_at_percentile(attr, column, 25) == 0.25
-    # A constant map: the top 25% is the first row.
+    assert coverage_at_percentile(attr, column, 25) == pytest.approx(5 / 14)
+    # A constant map covers any box at exactly p%, wherever the box is.
     first_row = np.zeros((4, 4), dtype=bool)
     first_row[0] = True
-    assert coverage_at_percentile(np.zeros((4, 4)), first_row, 25) == 1.0
-    assert coverage_at_percentile(np.zeros((4, 4)), ~first_row, 25) == 0.0
+    for mask in (first_row, ~first_row, column):
+        assert coverage_at_percentiles(np.zeros((4, 4)), mask) == pytest.approx(
+            {5.0: 1 / 16, 25.0: 0.25, 50.0: 0.5}
+        )  # p=5: k = 1 of 16 tied pixels
 
 
 def test_coverage_of_a_box_at_the_border():
@@ -120,8 +122,9 @@ def test_random_maps_cover_p_percent_on_average():
 
 
 def slow_coverage(attr: np.ndarray, mask: np.ndarray, p: float) -> float:
-    """Second implementation: a pixel's rank is the number of pixels strictly above it plus
-    the equal pixels before it in row-major order; it is in the top k when its rank < k."""
+    """The rule before ties counted in proportion: a pixel's rank is the number of pixels
+    strictly above it plus the equal pixels before it in row-major order; it is in the top k
+    when its rank < k. Without ties, the rank is just the number of pixels above it."""
     flat, inside = attr.ravel(), mask.ravel()
     n = flat.size
     k = max(1, math.ceil(round(p * n / 100, 6)))
@@ -140,13 +143,23 @@ maps_and_masks = st.tuples(st.integers(1, 8), st.integers(1, 8)).flatmap(
         arrays(np.bool_, shape).filter(lambda m: m.any()),
     )
 )
+#: Maps without ties (distinct values), for the properties that hold only there.
+untied_maps_and_masks = st.tuples(st.integers(1, 8), st.integers(1, 8)).flatmap(
+    lambda shape: st.tuples(
+        arrays(np.float64, shape, elements=st.integers(-1000, 1000).map(float), unique=True),
+        arrays(np.bool_, shape).filter(lambda m: m.any()),
+    )
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=maps_and_masks, p=st.floats(0.1, 100.0))
-def test_coverage_matches_a_slow_rank_count_with_ties(data, p):
+@given(data=untied_maps_and_masks, p=st.floats(0.1, 100.0))
+def test_without_ties_coverage_is_the_old_row_major_count_exactly(data, p):
     attr, mask = data
-    assert coverage_at_percentile(attr, mask, p) == pytest.approx(slow_coverage(attr, mask, p))
+    assert coverage_at_percentile(attr, mask, p) == slow_coverage(attr, mask, p)
+    # and the pointing game is the old bool of the (single) maximum
+    peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
+    assert pointing_game(attr, mask, tolerance_px=0) == float(mask[peak])
 
 
 @settings(max_examples=100, deadline=None)
@@ -208,15 +221,20 @@ def test_pointing_game_hand_computed():
     assert pointing_game(attr, mask)  # default 15 px
 
 
-def test_pointing_game_ties_take_the_first_pixel():
-    mask = np.zeros((5, 5), dtype=bool)
-    mask[0, 0] = True
+def test_pointing_game_with_tied_maxima_scores_the_share_that_hits():
+    # Two tied maxima, (0, 0) and (4, 4): a box on either one wins half the game, wherever it is
+    # in row-major order (row-major first would give 1 and 0); one on both wins it all.
     attr = np.zeros((5, 5))
     attr[0, 0] = attr[4, 4] = 1.0
-    assert pointing_game(attr, mask, tolerance_px=0)
+    for corner in ((0, 0), (4, 4)):
+        mask = np.zeros((5, 5), dtype=bool)
+        mask[corner] = True
+        assert pointing_game(attr, mask, tolerance_px=0) == 0.5
+    assert pointing_game(attr, np.eye(5, dtype=bool), tolerance_px=0) == 1.0
+    # A constant map: every pixel is a maximum; the score is the zone's share of the image.
     mask = np.zeros((5, 5), dtype=bool)
-    mask[4, 4] = True
-    assert not pointing_game(attr, mask, tolerance_px=0)
+    mask[0, 0] = True
+    assert pointing_game(np.ones((5, 5)), mask, tolerance_px=1) == 3 / 25
 
 
 def test_pointing_baseline_hand_computed():
@@ -233,11 +251,14 @@ def test_pointing_baseline_hand_computed():
 @settings(max_examples=100, deadline=None)
 @given(data=maps_and_masks, tolerance=st.floats(0, 6))
 def test_pointing_game_matches_a_direct_distance(data, tolerance):
+    # each maximum's distance to the nearest box pixel; the score: the share within tolerance
     attr, mask = data
-    i, j = divmod(int(np.argmax(attr)), attr.shape[1])
-    rows, cols = np.nonzero(mask)
-    nearest = np.sqrt((rows - i) ** 2 + (cols - j) ** 2).min()
-    assert pointing_game(attr, mask, tolerance_px=tolerance) == (nearest <= tolerance)
+    peaks = np.argwhere(attr == attr.max())
+    boxes = np.argwhere(mask)
+    nearest = np.sqrt(((peaks[:, None, :] - boxes[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    assert pointing_game(attr, mask, tolerance_px=tolerance) == pytest.approx(
+        np.mean(nearest <= tolerance)
+    )
 
 
 # ---------------------------------------------------------------- stability between two maps
@@ -312,6 +333,11 @@ def test_localization_scores_hand_computed():
             "coverage@5": 0.25,
             "coverage@25": 0.75,
             "coverage@50": 1.0,
+            # k = |box| = 4: the top 4 as coverage@25 -> 3 of 4
+            "relevance_rank_accuracy": 0.75,
+            # 0.9, 0.8, 0.7 beat all 12 outside pixels, 0.1 beats -1.0 and the seven 0.0s:
+            # (3 * 12 + 8) / (4 * 12)
+            "localization_auc": 44 / 48,
             "energy_in_box": 2.5 / 4.1,
             "pointing_game": 1.0,
             "box_area_share": 0.25,

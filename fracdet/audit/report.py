@@ -27,7 +27,16 @@ COVERAGE_DEFINITION = (
     "Pointing game: whether the single most attributed pixel lies within the tolerance of a box; a "
     "random point hits with the "
     "share of pixels within that tolerance. Means over images with boxes; [lo–hi] are percentile "
-    "bootstrap 95% CIs."
+    "bootstrap 95% CIs. Tied attributions (Grad-CAM is flat zero over large regions) count in "
+    "proportion: the pixels tied at the top-p% cut, and tied maxima in the pointing game, score "
+    "their expected value under a random order among them, so a box's position in the image "
+    "never decides its score."
+)
+BOX_METRICS_DEFINITION = (
+    "Localization AUC: the ROC AUC of the map's values as a score for 'this pixel is in a box' "
+    "(ties count half), coverage without a percentile to choose; random map 0.5. RRA (relevance "
+    "rank accuracy, Arras et al. 2022): the share of the top-|box| pixels that lie in the boxes; "
+    "random map: the box-area share."
 )
 
 
@@ -178,6 +187,34 @@ def _box_metrics_table(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _box_size_section(metrics: Mapping[str, Any]) -> list[Section]:
+    """Coverage at the focus percentile per box size class (``metrics["by_box_size"]``)."""
+    sizes = metrics.get("by_box_size")
+    if not sizes:  # an audit summarized before the breakdown existed
+        return []
+    rows = []
+    for model, by_key in sizes["models"].items():
+        n = by_key["n"]
+        for key, estimates in by_key.items():
+            if key != "n":
+                code, cond = key.split("/")
+                rows.append(
+                    {"model": model, "method": code, "input": cond}
+                    | {name: estimate_cell(estimates.get(name)) for name in n}
+                    | {f"n ({' / '.join(n)})": " / ".join(map(str, n.values()))}
+                )
+    limits = ", ".join(
+        f"{name} {100 * low:.2g}–{100 * high:.2g}%" if high else f"{name} ≥ {100 * low:.2g}%"
+        for name, (low, high) in sizes["limits"].items()
+    )
+    text = (
+        f"{sizes['metric']} by the ground-truth boxes' share of the classifier's input: {limits} "
+        "(COCO's 32² and 96² px limits relative to a 640×480 image). A random map scores "
+        f"{metrics['focus_percentile']:g}% in every class."
+    )
+    return [Section("Coverage by box size", text=text, table=rows)]
+
+
 def _box_metrics_heading(metrics: Mapping[str, Any]) -> str:
     """``Energy in box and pointing game``: the labels of the metrics beside coverage."""
     labels = [m.label for m in AuditSchema.from_metrics(metrics).box_metrics]
@@ -318,7 +355,14 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
                 figures=[figures["coverage"]] if "coverage" in figures else [],
             )
         )
-        sections.append(Section(_box_metrics_heading(metrics), table=_box_metrics_table(metrics)))
+        sections.append(
+            Section(
+                _box_metrics_heading(metrics),
+                text=BOX_METRICS_DEFINITION,
+                table=_box_metrics_table(metrics),
+            )
+        )
+        sections += _box_size_section(metrics)
     sections += check_sections(metrics, path.parent)
     if metrics["agreement"]:
         det_rows, attr_rows = _detector_tables(metrics)

@@ -31,10 +31,12 @@ from fracdet.explain.localization import RankedMap
 __all__ = [
     "CONDITIONS",
     "FIXED_COLUMNS",
+    "AUC",
     "BOX_METRICS",
     "DELTA_METHODS",
     "ENERGY",
     "POINTING",
+    "RRA",
     "SPEARMAN",
     "AuditSchema",
     "ImageRow",
@@ -235,8 +237,24 @@ POINTING = MapMetric(
     baseline="pointing_baseline",
     baseline_label="random (pointing)",
 )
+AUC = MapMetric(
+    "localization_auc",
+    "auc",
+    "localization AUC",
+    _shared("localization_auc"),
+    baseline=0.5,
+    baseline_label="random (AUC)",
+)
+RRA = MapMetric(
+    "relevance_rank_accuracy",
+    "rra",
+    "RRA",
+    _shared("relevance_rank_accuracy"),
+    baseline="box_share",
+    baseline_label="random RRA (box share)",
+)
 #: Metrics against the boxes beside coverage (one per percentile): add a metric here.
-BOX_METRICS: tuple[MapMetric, ...] = (ENERGY, POINTING)
+BOX_METRICS: tuple[MapMetric, ...] = (ENERGY, POINTING, AUC, RRA)
 #: Methods whose attribution comes with a convergence delta (captum's, for IG).
 DELTA_METHODS: tuple[str, ...] = ("IG",)
 #: The map stability keys of ``metrics.json``: Spearman's rho (top-k intersection: per schema).

@@ -7,19 +7,33 @@ metric comes with the score a map without information would get, so tables can s
 beside the numbers:
 
 - ``coverage@p``: share of box pixels among the map's top-p% pixels; random map: ``p/100``.
+- relevance rank accuracy (RRA, Arras et al. 2022, "CLEVR-XAI"): share of the top-|mask|
+  pixels that lie in the mask; random map: the box-area share.
+- localization AUC: ROC AUC of the map's values as a score for "this pixel is in the mask"
+  (no percentile to choose); random map: 0.5.
 - energy in box: share of the positive attribution mass inside the boxes; random map: the
   box-area share.
 - pointing game: the map's maximum lies within ``tolerance_px`` of a box; random point: the
   share of pixels that close to a box.
 
 A metric against boxes needs a box: an empty mask is refused (the caller skips such images
-with a reason). Ties between equal attributions are broken the same way everywhere: the
-earlier pixel in row-major order ranks first, so results do not depend on the sort algorithm.
+with a reason).
+
+Ties. Maps are often flat: Grad-CAM is exactly zero over large regions, so the top-k cut
+falls inside a run of equal values, and any fixed order among them (row-major, the sort
+algorithm's) would let the box's position in the image decide the score. Every metric here
+is therefore the expected value under a random order among tied pixels: the pixels strictly
+above the cut's value count fully, and the tied run that straddles position ``k`` counts
+each of its pixels as ``(k - n_above) / n_tied`` of a pixel. The pointing game with several
+tied maxima scores the share of them within the zone (a number in [0, 1]); the AUC counts a
+tie between a box pixel and another as half a win, as ROC does. On maps without ties every
+number is the plain top-k count.
 
 Every ranking metric sorts the map's pixels. The audit scores each map several times
 (against ground truth and detector boxes, and against its attacked twin), so a map may be
-passed as a :class:`RankedMap`, which sorts once; and :func:`near_mask` computes a mask's
-pointing-game zone once for all the maps judged against it.
+passed as a :class:`RankedMap`, which sorts once (and finds its runs of ties once); and
+:func:`near_mask` computes a mask's pointing-game zone once for all the maps judged against
+it.
 """
 
 from __future__ import annotations
@@ -42,6 +56,8 @@ __all__ = [
     "box_area_share",
     "pointing_game",
     "pointing_game_baseline",
+    "relevance_rank_accuracy",
+    "localization_auc",
     "rank_correlation",
     "topk_intersection",
     "localization_scores",
@@ -88,7 +104,10 @@ def _top_k_count(p: float, n_pixels: int) -> int:
 
 
 def _rank_order(attr: np.ndarray) -> np.ndarray:
-    """Flat pixel indices from most to least attributed; ties: earlier pixel (row-major) first."""
+    """Flat pixel indices from most to least attributed; ties: earlier pixel (row-major) first.
+
+    A fixed order for reproducible arrays; no metric depends on the order among ties.
+    """
     return np.argsort(-attr.ravel(), kind="stable")
 
 
@@ -120,12 +139,50 @@ class RankedMap:
         return _rank_order(self.values)
 
     @cached_property
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The runs of equal values along :attr:`order`: their first and one-past-last positions."""
+        ordered = self.values.ravel()[self.order]
+        first = np.empty(ordered.size, dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        return starts, np.append(starts[1:], ordered.size)
+
+    def cut(self, k: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The run of ties that holds position ``k - 1`` (the top-k cut): its start and end.
+
+        The top k take the ``start`` pixels above that run fully and ``k - start`` of its
+        ``end - start`` tied pixels; ``end - start == 1`` when the cut falls between values.
+        """
+        starts, ends = self.runs
+        run = np.searchsorted(starts, np.asarray(k) - 1, side="right") - 1
+        return starts[run], ends[run]
+
+    def top_k_share(self, k: int) -> np.ndarray:
+        """Each pixel's chance to be among the top ``k`` under a random order of tied pixels."""
+        start, end = self.cut(k)
+        share = np.zeros(self.size, dtype=np.float64)
+        share[self.order[:start]] = 1.0
+        share[self.order[start:end]] = (k - start) / (end - start)
+        return share
+
+    def expected_hits(self, mask: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+        """The expected number of ``mask`` pixels among the top ``k``, for each ``k`` in ``ks``.
+
+        Pixels above the cut's run count fully; the run's mask pixels count in proportion,
+        ``(k - start) / (end - start)`` each. Without a tie at the cut: the plain count.
+        """
+        hits = np.zeros(self.size + 1, dtype=np.int64)
+        np.cumsum(mask.ravel()[self.order], out=hits[1:])
+        ks = np.asarray(ks, dtype=np.int64)
+        start, end = self.cut(ks)
+        return hits[start] + (ks - start) * (hits[end] - hits[start]) / (end - start)
+
+    @cached_property
     def average_ranks(self) -> np.ndarray:
         """Each pixel's rank from the top (0-based), ties sharing their mean rank (for Spearman)."""
-        ordered = self.values.ravel()[self.order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        ends = np.r_[starts[1:], ordered.size]
-        ranks = np.empty(ordered.size, dtype=np.float64)
+        starts, ends = self.runs
+        ranks = np.empty(self.size, dtype=np.float64)
         ranks[self.order] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
         return ranks
 
@@ -136,20 +193,55 @@ def coverage_at_percentiles(
     """Share of box pixels among the map's top-p% pixels, for each ``p`` in ``percentiles``.
 
     ``k = ceil(p/100 * H*W)`` (at least 1) pixels are taken; the score is
-    ``|top_k ∩ mask| / |mask|``. A random map scores ``p/100`` on average; ``p = 100``
-    always gives 1. The map is sorted once for all ``p``.
+    ``|top_k ∩ mask| / |mask|``, with the tied pixels at the cut counted in proportion (the
+    expected value under a random order among them). A random map scores ``p/100`` on
+    average; ``p = 100`` always gives 1. The map is sorted once for all ``p``.
     """
     ranked = RankedMap.of(attr)
     mask = _check_mask(mask, ranked.shape)
-    ks = {float(p): _top_k_count(p, ranked.size) for p in percentiles}
-    hits = np.cumsum(mask.ravel()[ranked.order])
-    n_box = int(hits[-1])
-    return {p: float(hits[k - 1]) / n_box for p, k in ks.items()}
+    ps = [float(p) for p in percentiles]
+    hits = ranked.expected_hits(mask, [_top_k_count(p, ranked.size) for p in ps])
+    n_box = int(np.count_nonzero(mask))
+    return {p: float(h) / n_box for p, h in zip(ps, hits, strict=True)}
 
 
 def coverage_at_percentile(attr: np.ndarray | RankedMap, mask: np.ndarray, p: float) -> float:
     """:func:`coverage_at_percentiles` for one ``p``."""
     return coverage_at_percentiles(attr, mask, (p,))[float(p)]
+
+
+def relevance_rank_accuracy(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
+    """Relevance rank accuracy: the share of the top-|mask| pixels that lie in the mask.
+
+    Arras et al. 2022 ("CLEVR-XAI"): ``k`` is the box's own size, so no percentile is chosen
+    and a perfect map scores 1; ties at the cut count in proportion. A random map scores the
+    box-area share (:func:`box_area_share`).
+    """
+    ranked = RankedMap.of(attr)
+    mask = _check_mask(mask, ranked.shape)
+    n_box = int(np.count_nonzero(mask))
+    return float(ranked.expected_hits(mask, [n_box])[0]) / n_box
+
+
+def localization_auc(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
+    """ROC AUC of the map's values as a score for mask membership (random map: 0.5).
+
+    The chance that a random box pixel outranks a random pixel outside the boxes, ties counted
+    half (Mann-Whitney U from the average ranks, as ``sklearn.metrics.roc_auc_score``): a
+    localization score with no percentile to choose. ``nan`` when the mask is the whole image.
+    """
+    ranked = RankedMap.of(attr)
+    return _auc(ranked, _check_mask(mask, ranked.shape))
+
+
+def _auc(ranked: RankedMap, mask: np.ndarray) -> float:
+    n_box = int(np.count_nonzero(mask))
+    n_out = ranked.size - n_box
+    if n_out == 0:
+        return float("nan")
+    # average_ranks count from the top from 0; U wants ranks from the bottom from 1
+    rank_sum = n_box * ranked.size - float(ranked.average_ranks[mask.ravel()].sum())
+    return (rank_sum - n_box * (n_box + 1) / 2.0) / (n_box * n_out)
 
 
 def energy_in_box(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
@@ -160,7 +252,10 @@ def energy_in_box(attr: np.ndarray | RankedMap, mask: np.ndarray) -> float:
     to share out); the random baseline is :func:`box_area_share`.
     """
     attr = RankedMap.of(attr).values
-    mask = _check_mask(mask, attr.shape)
+    return _energy(attr, _check_mask(mask, attr.shape))
+
+
+def _energy(attr: np.ndarray, mask: np.ndarray) -> float:
     positive = np.clip(attr.astype(np.float64), 0.0, None)
     total = positive.sum()
     if total == 0:
@@ -190,14 +285,23 @@ def near_mask(mask: np.ndarray, *, tolerance_px: float = 15) -> np.ndarray:
     return _near_mask(_check_mask(mask), tolerance_px)
 
 
+def _pointing(ranked: RankedMap, near: np.ndarray) -> float:
+    """The share of the map's (tied) maxima that lie in the zone ``near``."""
+    top = ranked.order[: ranked.runs[1][0]]
+    return float(np.count_nonzero(near.ravel()[top]) / top.size)
+
+
 def pointing_game(
     attr: np.ndarray | RankedMap, mask: np.ndarray, *, tolerance_px: float = 15
-) -> bool:
-    """Whether the map's maximum (row-major first) is within ``tolerance_px`` of the mask."""
-    attr = RankedMap.of(attr).values
-    mask = _check_mask(mask, attr.shape)
-    peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
-    return bool(_near_mask(mask, tolerance_px)[peak])
+) -> float:
+    """Whether the map's maximum is within ``tolerance_px`` of the mask: 1.0 or 0.0.
+
+    With tied maxima, the share of them within the tolerance (the chance that a maximum
+    picked at random hits).
+    """
+    ranked = RankedMap.of(attr)
+    mask = _check_mask(mask, ranked.shape)
+    return _pointing(ranked, _near_mask(mask, tolerance_px))
 
 
 def pointing_game_baseline(mask: np.ndarray, *, tolerance_px: float = 15) -> float:
@@ -227,14 +331,16 @@ def rank_correlation(a: np.ndarray | RankedMap, b: np.ndarray | RankedMap) -> fl
 def topk_intersection(
     a: np.ndarray | RankedMap, b: np.ndarray | RankedMap, *, p: float = 25
 ) -> float:
-    """Share of the top-p% pixels of ``a`` that are also among the top-p% pixels of ``b``."""
+    """Share of the top-p% pixels of ``a`` that are also among the top-p% pixels of ``b``.
+
+    Ties at either cut count in proportion: the expected share when the tied pixels of each map
+    are ordered at random, independently (``sum_i P(i in top_a) * P(i in top_b) / k``).
+    """
     a, b = RankedMap.of(a, "a"), RankedMap.of(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}")
     k = _top_k_count(p, a.size)
-    in_b = np.zeros(b.size, dtype=bool)
-    in_b[b.order[:k]] = True
-    return float(np.count_nonzero(in_b[a.order[:k]]) / k)
+    return float(np.dot(a.top_k_share(k), b.top_k_share(k)) / k)
 
 
 def localization_scores(
@@ -248,26 +354,29 @@ def localization_scores(
     """Every localization metric of one map against one mask, with the baselines that need the mask.
 
     Keys: ``coverage@{p}`` for each percentile (e.g. ``coverage@25``; its random baseline is
-    ``p/100``), ``energy_in_box`` (``nan`` without positive mass), ``pointing_game`` (1.0 or
-    0.0), ``box_area_share`` and ``pointing_baseline``. ``near`` is :func:`near_mask` of
-    ``mask`` at ``tolerance_px`` when the caller already has it (one per mask, not per map).
+    ``p/100``), ``relevance_rank_accuracy``, ``localization_auc``, ``energy_in_box`` (``nan``
+    without positive mass), ``pointing_game`` (1.0 or 0.0; the share of tied maxima that hit),
+    ``box_area_share`` and ``pointing_baseline``. ``near`` is :func:`near_mask` of ``mask`` at
+    ``tolerance_px`` when the caller already has it (one per mask, not per map).
     """
     ranked = RankedMap.of(attr)
-    attr = ranked.values
-    mask = _check_mask(mask, attr.shape)
-    scores = {
-        f"coverage@{p:g}": value
-        for p, value in coverage_at_percentiles(ranked, mask, percentiles).items()
-    }
+    mask = _check_mask(mask, ranked.shape)
+    ps = [float(p) for p in percentiles]
+    n_box = int(np.count_nonzero(mask))
+    # coverage at each p and RRA (k = |mask|) from one pass over the sorted mask
+    ks = [*(_top_k_count(p, ranked.size) for p in ps), n_box]
+    hits = ranked.expected_hits(mask, ks)
+    scores = {f"coverage@{p:g}": float(h) / n_box for p, h in zip(ps, hits[:-1], strict=True)}
     if near is None:
         near = _near_mask(mask, tolerance_px)
     elif near.shape != mask.shape or near.dtype != np.bool_:
         raise ValueError(
             f"near must be a bool mask of shape {mask.shape}, got {near.dtype} {near.shape}"
         )
-    peak = np.unravel_index(int(np.argmax(attr)), attr.shape)
-    scores["energy_in_box"] = energy_in_box(ranked, mask)
-    scores["pointing_game"] = 1.0 if near[peak] else 0.0
+    scores["relevance_rank_accuracy"] = float(hits[-1]) / n_box
+    scores["localization_auc"] = _auc(ranked, mask)
+    scores["energy_in_box"] = _energy(ranked.values, mask)
+    scores["pointing_game"] = _pointing(ranked, near)
     scores["box_area_share"] = float(mask.mean())
     scores["pointing_baseline"] = float(near.mean())
     return scores
