@@ -152,7 +152,8 @@ def _with_finalize_seconds(
 
 def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> AuditSummary:
     """Write ``metrics.json``, the figures and ``report.html``/``report.md`` into ``out``."""
-    from fracdet.audit.report import headline, write_audit_report
+    from fracdet.audit.answer import headline
+    from fracdet.audit.report import write_audit_report
 
     out = Path(out)
     header, rows = read_rows(out / "per_image.csv")

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.answer import answer
 from fracdet.audit.checks import check_sections
 from fracdet.audit.groups import group_sections
 from fracdet.audit.schema import CONDITIONS, SPEARMAN, AuditSchema, input_key
 from fracdet.audit.study_tables import study_sections
 from fracdet.report import Section, ci_cell, estimate_cell, number_cell, write_report
 
-__all__ = ["write_audit_report", "headline", "answer"]
+__all__ = ["write_audit_report"]
 
 COVERAGE_DEFINITION = (
     "coverage@p: the share of ground-truth fracture-box pixels (union of boxes, mapped into the "
@@ -38,73 +39,6 @@ BOX_METRICS_DEFINITION = (
     "rank accuracy, Arras et al. 2022): the share of the top-|box| pixels that lie in the boxes; "
     "random map: the box-area share."
 )
-
-
-def _mean(entry: Mapping[str, Any] | None) -> float | None:
-    return None if not entry else entry.get("mean")
-
-
-def _clean_coverage(metrics: Mapping[str, Any], model: str) -> list[tuple[str, float | None]]:
-    """Per method: mean coverage at the focus percentile on clean inputs (``None``: not scored)."""
-    schema = AuditSchema.from_metrics(metrics)
-    loc = metrics["localization"].get(model, {})
-    key = schema.coverage().key
-    return [
-        (code, _mean(loc.get(schema.localization_key(code, "clean"), {}).get(key)))
-        for code in schema.methods
-    ]
-
-
-def headline(metrics: Mapping[str, Any]) -> list[str]:
-    """One short phrase per classifier: accuracy clean -> PGD, coverage at the focus percentile."""
-    focus = metrics["focus_percentile"]
-    parts = []
-    for model in metrics["models"]:
-        rob = metrics["robustness"].get(model, {})
-        text = f"{model}: "
-        if rob.get("clean_accuracy") is not None:
-            text += f"acc {rob['clean_accuracy']:.3f} -> PGD {rob['pgd_accuracy']:.3f}"
-        else:
-            text += f"PGD flips {number_cell(rob.get('flip_rate'))} of predictions"
-        covs = _clean_coverage(metrics, model)
-        covs = [(c, v) for c, v in covs if v is not None]
-        if covs:
-            text += f", coverage@{focus:g} " + " ".join(f"{c} {v:.2f}" for c, v in covs)
-        parts.append(text)
-    return parts
-
-
-def answer(metrics: Mapping[str, Any]) -> str:
-    """The report's first lines: is each classifier right for the right reason, and under attack?"""
-    focus = metrics["focus_percentile"]
-    sentences = []
-    for model in metrics["models"]:
-        rob = metrics["robustness"].get(model, {})
-        covs = [v for _, v in _clean_coverage(metrics, model)]
-        covs = [c for c in covs if c is not None]
-        acc = rob.get("clean_accuracy")
-        s = f"{model}"
-        if acc is not None:
-            s += (
-                f" is {acc:.0%} accurate on clean images and {rob['pgd_accuracy']:.0%} under ℓ∞ PGD"
-            )
-        else:
-            s += f" changes {rob.get('flip_rate', 0):.0%} of its answers under ℓ∞ PGD"
-        if covs:
-            mean_cov = sum(covs) / len(covs)
-            verdict = (
-                "well above"
-                if mean_cov > 2 * focus / 100
-                else "near"
-                if mean_cov < 1.3 * focus / 100
-                else "above"
-            )
-            s += (
-                f"; its attributions' top {focus:g}% cover {mean_cov:.0%} of the fracture boxes "
-                f"on average over methods ({verdict} the {focus:g}% of a random map)"
-            )
-        sentences.append(s + ".")
-    return " ".join(sentences)
 
 
 def _measure(rob: Mapping[str, Any], cond: str, measure: str) -> str:
