@@ -64,9 +64,18 @@ class AuditConfig:
     det_iou: float = 0.7
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
-    # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ()
+    # first check_images fractured images with boxes and as many without. detector_attack
+    # runs only when a detector is given (a no-op without --det)
+    checks: tuple[str, ...] = ("detector_attack",)
     check_images: int = 16
+    # detector_attack (fracdet.audit.check_detector_attack): white-box PGD on the detector
+    # within the audit's ε and step size; "scores" (its fracture confidences) or "detection"
+    # (Ultralytics' training loss against the boxes); boxes below the floor are left alone;
+    # bootstrap replicates of its CIs (0: none)
+    det_attack_steps: int = 10
+    det_attack_loss: str = "scores"
+    det_attack_floor: float = 0.001
+    det_attack_boot: int = 200
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -130,6 +139,22 @@ class AuditConfig:
             (0.0 <= self.det_conf <= 1.0, f"det_conf must be in [0, 1], got {self.det_conf}"),
             (0.0 < self.det_iou <= 1.0, f"det_iou must be in (0, 1], got {self.det_iou}"),
             (self.check_images >= 1, f"check_images must be >= 1, got {self.check_images}"),
+            (
+                self.det_attack_steps >= 1,
+                f"det_attack_steps must be >= 1, got {self.det_attack_steps}",
+            ),
+            (
+                self.det_attack_loss in ("scores", "detection"),
+                f"det_attack_loss must be scores or detection, got {self.det_attack_loss!r}",
+            ),
+            (
+                0.0 <= self.det_attack_floor < 1.0,
+                f"det_attack_floor must be in [0, 1), got {self.det_attack_floor}",
+            ),
+            (
+                self.det_attack_boot == 0 or self.det_attack_boot >= 100,
+                f"det_attack_boot must be 0 (no CIs) or >= 100, got {self.det_attack_boot}",
+            ),
             (
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",

@@ -25,7 +25,7 @@ Two objectives (``DetAttackConfig.loss``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +35,14 @@ from torch import nn
 
 from fracdet.data.formats import Box
 from fracdet.errors import ConfigError
-from fracdet.robust.pgd import PGDConfig, pgd_attack
+from fracdet.robust.pgd import PGDConfig, eval_mode, pgd_attack
 
 __all__ = [
     "DET_ATTACK_LOSSES",
     "DetAttackConfig",
     "attack_detector",
     "detection_network",
+    "detector_objective",
     "fracture_scores",
     "letterbox",
     "score_objective",
@@ -128,9 +129,10 @@ class _Scores(nn.Module):
         y = self.net(letterbox(images, self.imgsz).to(param.dtype))
         y = y[0] if isinstance(y, (tuple, list)) else y
         head = self.net.model[-1]
+        y = y.to(torch.promote_types(y.dtype, torch.float32))  # half -> float, double stays
         if getattr(head, "end2end", False):  # (B, max_det, 6): x1 y1 x2 y2 score class
-            return y[..., 4].float()
-        return y[:, 4 : 4 + head.nc].amax(dim=1).float()  # (B, 4 + nc, anchors)
+            return y[..., 4]
+        return y[:, 4 : 4 + head.nc].amax(dim=1)  # (B, 4 + nc, anchors)
 
 
 def fracture_scores(detector: Any, images: torch.Tensor, imgsz: int) -> torch.Tensor:
@@ -169,9 +171,13 @@ class _DetectionLoss(nn.Module):
 
         self.net, self.imgsz = net, imgsz
         self.train(net.training)
-        args = net.args if isinstance(net.args, dict) else vars(net.args)
+        saved = getattr(net, "args", {})
+        args = saved if isinstance(saved, dict) else vars(saved)
         net.args = IterableSimpleNamespace(**{**DEFAULT_CFG_DICT, **args})  # the loss gains
-        self.criterion = net.init_criterion()
+        try:
+            self.criterion = net.init_criterion()
+        finally:
+            net.args = saved
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         param = next(self.net.parameters())
@@ -199,6 +205,47 @@ def _targets(boxes: Sequence[Sequence[Box]], shape: tuple[int, int], imgsz: int)
     }
 
 
+def _objective(
+    net: nn.Module,
+    cfg: DetAttackConfig,
+    n: int,
+    shape: tuple[int, int],
+    labels: torch.Tensor | None,
+    boxes: Sequence[Sequence[Box]] | None,
+) -> tuple[nn.Module, torch.Tensor, Callable[[Any, torch.Tensor], torch.Tensor]]:
+    """The module PGD runs, its target and loss function for ``cfg.loss``."""
+    device = next(net.parameters()).device
+    if cfg.loss == "scores":
+        target = torch.ones(n, device=device) if labels is None else labels.to(device).float()
+        return (
+            _Scores(net, cfg.imgsz),
+            target,
+            lambda s, y: score_objective(s, y, cfg.floor),
+        )
+    if boxes is None or len(boxes) != n:
+        raise ConfigError("the detection-loss attack needs ground-truth boxes for every image")
+    model = _DetectionLoss(net, cfg.imgsz)
+    batch = {k: v.to(device) for k, v in _targets(boxes, shape, cfg.imgsz).items()}
+    return model, torch.zeros(n, device=device), lambda p, _y: model.criterion(p, batch)[0].sum()
+
+
+def detector_objective(
+    detector: Any,
+    images: torch.Tensor,
+    cfg: DetAttackConfig = DetAttackConfig(),
+    *,
+    labels: torch.Tensor | None = None,
+    boxes: Sequence[Sequence[Box]] | None = None,
+) -> torch.Tensor:
+    """The scalar the attack climbs on ``images`` (eval mode), differentiable in ``images``."""
+    net = detection_network(detector)
+    model, target, loss_fn = _objective(
+        net, cfg, len(images), tuple(images.shape[-2:]), labels, boxes
+    )
+    with torch.enable_grad(), eval_mode(model):
+        return loss_fn(model(images.to(next(net.parameters()).device)), target)
+
+
 def attack_detector(
     detector: Any,
     images: torch.Tensor,
@@ -218,40 +265,14 @@ def attack_detector(
     if images.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got {tuple(images.shape)}")
     net = detection_network(detector)
-    device = next(net.parameters()).device
-    clean = images.detach().to(device)
+    clean = images.detach().to(next(net.parameters()).device)
+    model, target, loss_fn = _objective(
+        net, cfg, len(clean), tuple(clean.shape[-2:]), labels, boxes
+    )
     pgd = PGDConfig(cfg.eps, cfg.steps, cfg.step_size, cfg.random_start)
     with torch.enable_grad():
-        if cfg.loss == "scores":
-            target = (
-                torch.ones(len(clean), device=device)
-                if labels is None
-                else labels.to(device).float()
-            )
-            adv = pgd_attack(
-                _Scores(net, cfg.imgsz),
-                clean,
-                target,
-                pgd,
-                loss_fn=lambda s, y: score_objective(s, y, cfg.floor),
-                generator=generator,
-            )
-        else:
-            if boxes is None or len(boxes) != len(clean):
-                raise ConfigError("the detection-loss attack needs ground-truth boxes per image")
-            model = _DetectionLoss(net, cfg.imgsz)
-            batch = _targets(boxes, tuple(clean.shape[-2:]), cfg.imgsz)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            adv = pgd_attack(
-                model,
-                clean,
-                torch.zeros(len(clean), device=device),
-                pgd,
-                loss_fn=lambda preds, _y: model.criterion(preds, batch)[0].sum(),
-                generator=generator,
-            )
+        adv = pgd_attack(model, clean, target, pgd, loss_fn=loss_fn, generator=generator)
     linf = float((adv - clean).abs().amax()) if len(adv) else 0.0
     assert linf <= cfg.eps + 1e-6, f"detector attack left the ε ball: {linf} > {cfg.eps}"
     assert len(adv) == 0 or (adv.min() >= 0 and adv.max() <= 1), "attacked pixels outside [0, 1]"
     return adv.to(images.device)
-
