@@ -138,7 +138,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
 def test_the_audit_check_reaches_metrics_and_report(phantom_dataset, models, tmp_path):
     out = tmp_path / "audit"
     cfg = _cfg(
-        phantom_dataset, out, models, checks=("detector_attack",), check_images=3, n_boot=200
+        phantom_dataset,
+        out,
+        models,
+        checks=("detector_attack",),
+        check_images=3,
+        det_attack_map_ci=True,
     )
     assert cfg.det_attack_steps == 10
     run_audit(cfg)

@@ -71,11 +71,13 @@ class AuditConfig:
     # detector_attack (fracdet.audit.check_detector_attack): white-box PGD on the detector
     # within the audit's ε and step size; "scores" (its fracture confidences) or "detection"
     # (Ultralytics' training loss against the boxes); boxes below the floor are left alone;
-    # bootstrap replicates of its CIs (0: none)
+    # bootstrap replicates of its AUROC CIs (0: none), and of mAP's too when det_attack_map_ci
+    # (pycocotools per replicate: about 20 s per input at the demo's scale)
     det_attack_steps: int = 10
     det_attack_loss: str = "scores"
     det_attack_floor: float = 0.001
     det_attack_boot: int = 200
+    det_attack_map_ci: bool = False
     # statistics and figures
     group_by: tuple[
         str, ...
