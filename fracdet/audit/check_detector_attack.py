@@ -53,7 +53,8 @@ LOSS_SENTENCES = {
         "pixels the audit feeds the detector."
     ),
 }
-CONDITIONS = ("clean", "transfer", "own")
+#: The inputs scored, in the table's order within a frame.
+CONDITIONS = ("clean", "own", "transfer")
 _LABELS = {"clean": "clean", "transfer": "transfer (classifier's PGD)", "own": "own attack"}
 
 
@@ -266,23 +267,22 @@ class DetectorAttackCheck:
         from fracdet.report import Section
         from fracdet.report.tables import ci_cell
 
-        rows: list[dict[str, str]] = []
-        shown: set[str] = set()
         skipped = [f"{m}: {r['skipped']}" for m, r in results.items() if "skipped" in r]
         first = next((r for r in results.values() if "skipped" not in r), None)
         recall_head = f"recall@{first['det_conf']:g}" if first is not None else "recall"
+        # per frame: clean and own attack once (they do not depend on the classifier), then
+        # each classifier's transfer
+        keyed: dict[tuple[str, int, str], dict[str, str]] = {}
         for model, r in results.items():
             if "skipped" in r:
                 continue
             size, keep_aspect = r["own_attack_key"]["frame"]
             frame = f"{size} px" + ("" if keep_aspect else ", stretched")
-            for cond in CONDITIONS:
+            for order, cond in enumerate(CONDITIONS):
                 label = f"transfer from {model}" if cond == "transfer" else _LABELS[cond]
-                if cond != "transfer" and f"{frame}:{cond}" in shown:
-                    continue  # one frame's clean and own-attack rows once
-                shown.add(f"{frame}:{cond}")
                 n = r[cond]
-                rows.append(
+                keyed.setdefault(
+                    (frame, order, label),
                     {
                         "input": label,
                         "frame": frame,
@@ -292,8 +292,10 @@ class DetectorAttackCheck:
                         "mean best score, fractured / intact": " / ".join(
                             "–" if v is None else f"{v:.3f}" for v in n["mean_best_score"].values()
                         ),
-                    }
+                    },
                 )
+        frames = list(dict.fromkeys(k[0] for k in keyed))
+        rows = [keyed[k] for k in sorted(keyed, key=lambda k: (frames.index(k[0]), k[1]))]
         if not rows and not skipped:
             return []
         text = ""
