@@ -144,6 +144,7 @@ def test_the_audit_check_reaches_metrics_and_report(phantom_dataset, models, tmp
         checks=("detector_attack",),
         check_images=3,
         det_attack_map_ci=True,
+        det_attack_boot=100,
     )
     assert cfg.det_attack_steps == 10
     run_audit(cfg)
@@ -172,3 +173,11 @@ def test_without_a_detector_the_check_is_skipped(phantom_dataset, models, tmp_pa
     run_audit(cfg)
     assert not (out / "checks").exists()
     assert json.loads((out / "metrics.json").read_text())["checks"] == {}
+
+
+def test_an_l2_audit_attack_is_recorded_as_skipped_in_one_line(tmp_path):
+    from fracdet.audit.check_detector_attack import CHECK
+
+    reason = "the detector attack is ℓ∞; the audit's attack is pgd_l2"
+    (section,) = CHECK.sections({"model_a": {"skipped": reason}}, {}, tmp_path)
+    assert section.table is None and section.text == f"Skipped: model_a: {reason}."
