@@ -181,3 +181,26 @@ def test_an_l2_audit_attack_is_recorded_as_skipped_in_one_line(tmp_path):
     reason = "the detector attack is ℓ∞; the audit's attack is pgd_l2"
     (section,) = CHECK.sections({"model_a": {"skipped": reason}}, {}, tmp_path)
     assert section.table is None and section.text == f"Skipped: model_a: {reason}."
+
+
+def test_the_checks_numbers_by_hand():
+    # a fractured image whose box is found at 0.2 (below det_conf 0.25) and an intact image
+    # with a false alarm at 0.6: recall 0, AUROC 0 (the intact image scores higher), and
+    # mAP@0.5 0.5 (ranked FP then TP: precision 1/2 at full recall)
+    from fracdet.audit.check_detector_attack import detector_numbers
+    from fracdet.data.formats import ImageRecord
+
+    gt = [[Box(10, 10, 30, 30, label=0)], []]
+    found = [([Box(10, 10, 30, 30, label=0)], [0.2]), ([Box(40, 40, 60, 60, label=0)], [0.6])]
+    labels = np.array([1, 0])
+    records = [
+        ImageRecord(f"im{k}", Path(f"im{k}.png"), 64, 64, int(y), tuple(b))
+        for k, (y, b) in enumerate(zip(labels, gt, strict=True))
+    ]
+    n = detector_numbers(found, gt, labels, records, ["fracture"], conf=0.25, n_boot=0, seed=0)
+    assert n["recall"] == 0.0 and n["n_gt_boxes"] == 1 and n["auroc"] == 0.0
+    assert n["map_50"] == pytest.approx(0.5, abs=0.01)
+    assert n["mean_best_score"] == {"fractured": 0.2, "intact": 0.6}
+    found[0] = ([Box(11, 10, 30, 30, label=0)], [0.9])  # now confident and ranked first
+    n = detector_numbers(found, gt, labels, records, ["fracture"], conf=0.25, n_boot=0, seed=0)
+    assert n["recall"] == 1.0 and n["auroc"] == 1.0 and n["map_50"] == pytest.approx(1.0)

@@ -92,7 +92,6 @@ def detector_numbers(
 
     from fracdet.audit.stats import proportion_ci
     from fracdet.cls.bootstrap import bootstrap_ci
-    from fracdet.data.geometry import match_boxes
     from fracdet.det.coco_eval import bootstrap_map_ci, coco_map, predictions_to_coco_results
 
     gt = _coco_gt(records, class_names)
@@ -102,7 +101,7 @@ def detector_numbers(
         results += predictions_to_coco_results(k + 1, boxes, scores)
         confident = [(b, s) for b, s in zip(boxes, scores, strict=True) if s >= conf]
         n_gt += len(gt_boxes[k])
-        hits += _recalled(gt_boxes[k], confident, match_boxes)
+        hits += _recalled(gt_boxes[k], confident)
     best = np.array([max(scores, default=0.0) for _, scores in found], dtype=np.float64)
     coco = coco_map(gt, results)
     both = len(set(labels.tolist())) == 2
@@ -137,9 +136,11 @@ def _coco_gt(records: Sequence[Any], class_names: Sequence[str]) -> dict[str, An
     return to_coco_gt(records, names)
 
 
-def _recalled(gt: Sequence[Box], confident: list[tuple[Box, float]], match: Any) -> int:
+def _recalled(gt: Sequence[Box], confident: list[tuple[Box, float]]) -> int:
     """Ground-truth boxes found by a confident box (IoU >= 0.5, greedy by score, same class)."""
-    return sum(match(gt, confident, iou=0.5)) if gt and confident else 0
+    from fracdet.data.geometry import match_boxes
+
+    return sum(match_boxes(gt, confident, iou=0.5)) if gt and confident else 0
 
 
 def _own_attack_key(subject: CheckSubject, cfg: AuditConfig) -> dict[str, Any]:
