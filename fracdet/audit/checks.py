@@ -11,7 +11,8 @@ A check is a module of this package's registry (:data:`CHECKS`) exposing ``CHECK
 with the :class:`Check` protocol. Its result (JSON) lands in ``checks/{key}/{model}.json``
 beside the settings it ran with; a resumed audit keeps a result whose settings are unchanged.
 :func:`load_check_results` gives ``metrics.json`` its ``checks[key][model]``, and the report
-adds each check's sections.
+adds each check's sections. A check that studies the detector sets ``needs_detector = True``:
+without ``--det`` it is skipped (no result, no section).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 CHECKS: dict[str, str] = {
     "sanity": "fracdet.audit.check_sanity",
     "causal": "fracdet.audit.check_causal",
+    "detector_attack": "fracdet.audit.check_detector_attack",
 }
 
 
@@ -97,9 +99,9 @@ class CheckSubject:
 
     Everything is in the classifier's input frame: ``images`` ``(N, 1, S, S)`` in [0, 1] on
     the classifier's device, ground-truth boxes and masks mapped into it, and the detector's
-    confident boxes found on the same clean inputs (``None`` without a detector).
-    ``make_explainers(model)`` builds the audit's explainers, with the audit's options, for
-    another model (a randomised copy).
+    confident boxes found on the same clean inputs (``None`` without a detector), and the
+    loaded detector itself (``None`` without one). ``make_explainers(model)`` builds the
+    audit's explainers, with the audit's options, for another model (a randomised copy).
     """
 
     clf: ClassifierUnderAudit
@@ -112,6 +114,7 @@ class CheckSubject:
     make_explainers: Callable[[torch.nn.Module], dict[str, Any]]
     audit_dir: Path
     seed: int
+    detector: Any = None  # the Ultralytics YOLO the audit loaded, or None
 
     @property
     def name(self) -> str:
@@ -171,6 +174,7 @@ def _subject(
     cfg: AuditConfig,
     detections: Sequence[Mapping[str, Any]] | None,
     audit_dir: Path,
+    detector: Any = None,
 ) -> CheckSubject | None:
     from fracdet.audit.models import explainers_for
     from fracdet.data.datasets import ClassificationDataset
@@ -200,6 +204,7 @@ def _subject(
         make_explainers=lambda model: explainers_for(model, clf.meta, cfg),
         audit_dir=audit_dir,
         seed=cfg.seed,
+        detector=detector,
     )
 
 
@@ -209,8 +214,11 @@ def run_checks(
     cfg: AuditConfig,
     audit_dir: Path,
     detections: Sequence[Mapping[str, Any]] | None,
+    detector: Any = None,
 ) -> dict[str, float]:
-    """Run ``cfg.checks`` on every classifier; returns the seconds each check took."""
+    """Run ``cfg.checks`` on every classifier; returns the seconds each check took.
+
+    A check with ``needs_detector`` is skipped when the audit has no detector."""
     import time
 
     chosen = select_check_items(items, cfg.check_images)
@@ -221,6 +229,8 @@ def run_checks(
         subject = None
         for key in progress(cfg.checks, f"Checking {clf.name}", total=len(cfg.checks)):
             check = check_module(key)
+            if getattr(check, "needs_detector", False) and detector is None:
+                continue  # e.g. detector_attack in an audit without --det
             path = audit_dir / CHECKS_DIR / key / f"{clf.name}.json"
             settings = json.loads(json.dumps(check.settings(cfg), default=str))
             settings["items"] = [it.key for it in chosen]
@@ -229,7 +239,7 @@ def run_checks(
                 if saved.get("settings") == settings:
                     continue  # a resumed audit: this result was made with the same settings
             if subject is None:
-                subject = _subject(clf, chosen, cfg, detections, audit_dir)
+                subject = _subject(clf, chosen, cfg, detections, audit_dir, detector)
                 if subject is None:
                     logger.warning("no image of the check subset could be read: checks skipped")
                     return seconds

@@ -64,8 +64,9 @@ class AuditConfig:
     det_iou: float = 0.7
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
-    # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ("sanity", "causal")
+    # first check_images fractured images with boxes and as many without. detector_attack
+    # runs only when a detector is given (a no-op without --det)
+    checks: tuple[str, ...] = ("sanity", "causal", "detector_attack")
     check_images: int = 16
     # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
     # fractured images with boxes of the subset, at most sanity_steps randomised steps
@@ -77,6 +78,16 @@ class AuditConfig:
     causal_images: int | None = None
     causal_controls: int = 4
     causal_regions: Path | None = None
+    # detector_attack (fracdet.audit.check_detector_attack): white-box PGD on the detector
+    # within the audit's ε and step size; "scores" (its fracture confidences) or "detection"
+    # (Ultralytics' training loss against the boxes); boxes below the floor are left alone;
+    # bootstrap replicates of its AUROC CIs (0: none), and of mAP's too when det_attack_map_ci
+    # (pycocotools per replicate: about 20 s per input at the demo's scale)
+    det_attack_steps: int = 10
+    det_attack_loss: str = "scores"
+    det_attack_floor: float = 0.001
+    det_attack_boot: int = 200
+    det_attack_map_ci: bool = False
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -149,6 +160,22 @@ class AuditConfig:
             (
                 self.causal_controls >= 1,
                 f"causal_controls must be >= 1, got {self.causal_controls}",
+            ),
+            (
+                self.det_attack_steps >= 1,
+                f"det_attack_steps must be >= 1, got {self.det_attack_steps}",
+            ),
+            (
+                self.det_attack_loss in ("scores", "detection"),
+                f"det_attack_loss must be scores or detection, got {self.det_attack_loss!r}",
+            ),
+            (
+                0.0 <= self.det_attack_floor < 1.0,
+                f"det_attack_floor must be in [0, 1), got {self.det_attack_floor}",
+            ),
+            (
+                self.det_attack_boot == 0 or self.det_attack_boot >= 100,
+                f"det_attack_boot must be 0 (no CIs) or >= 100, got {self.det_attack_boot}",
             ),
             (
                 len(set(self.checks)) == len(self.checks),

@@ -47,6 +47,7 @@ __all__ = [
     "BatchOutcome",
     "audit_batch",
     "column_names",
+    "detect_in_frame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _fracture_probability(logits: torch.Tensor, temperature: float) -> np.ndarra
     return torch.sigmoid(logits.float() / temperature).cpu().numpy().astype(np.float64)
 
 
-def _detect(
+def detect_in_frame(
     detector: Any, images: torch.Tensor, cfg: AuditConfig, device: torch.device
 ) -> list[tuple[list[Box], list[float]]]:
     """Boxes (model frame) and scores for each ``(1, S, S)`` image in [0, 1]."""
@@ -186,7 +187,9 @@ def audit_batch(
     found: dict[str, list[tuple[list[Box], list[float]]]] = {}
     if detector is not None:
         with timer("detector"):
-            found = {cond: _detect(detector, inputs[cond], cfg, device) for cond in CONDITIONS}
+            found = {
+                cond: detect_in_frame(detector, inputs[cond], cfg, device) for cond in CONDITIONS
+            }
 
     with timer("metrics"):
         schema = AuditSchema.of(list(clf.explainers), cfg.percentiles)

@@ -183,7 +183,7 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
         n_done += _audit_chunks(clf, chunks, todo, store, cfg, detector, seconds)
     if shard is None or shard[0] == 1:  # one process runs the checks; a merge links them
         detections = store.detection_entries() if detector is not None else None
-        seconds.update(run_checks(classifiers, inputs.items, cfg, out, detections))
+        seconds.update(run_checks(classifiers, inputs.items, cfg, out, detections, detector))
     seconds["total"] = time.perf_counter() - start
     state.update(
         status="complete", seconds={k: round(v, 3) for k, v in seconds.items()}, n_processed=n_done
