@@ -168,8 +168,10 @@ def test_the_audit_check_reaches_metrics_and_report(phantom_dataset, models, tmp
 
 def test_without_a_detector_the_check_is_skipped(phantom_dataset, models, tmp_path):
     out = tmp_path / "no_det"
-    cfg = _cfg(phantom_dataset, out, {**models, "det": None}, check_images=3)
-    assert "detector_attack" in cfg.checks  # on by default, a no-op without --det
+    assert "detector_attack" in AuditConfig(dataset=out).checks  # on by default
+    cfg = _cfg(
+        phantom_dataset, out, {**models, "det": None}, check_images=3, checks=("detector_attack",)
+    )
     run_audit(cfg)
     assert not (out / "checks").exists()
     assert json.loads((out / "metrics.json").read_text())["checks"] == {}
