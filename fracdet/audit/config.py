@@ -65,8 +65,12 @@ class AuditConfig:
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ("faithfulness",)
     check_images: int = 16
+    # faithfulness (fracdet.audit.check_faithfulness): ROAD deletion curves on the subset's first
+    # faithfulness_images fractured images with boxes, removing these shares of pixels (%)
+    faithfulness_images: int = 8
+    faithfulness_percentages: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -133,6 +137,18 @@ class AuditConfig:
             (
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",
+            ),
+            (
+                self.faithfulness_images >= 1,
+                f"faithfulness_images must be >= 1, got {self.faithfulness_images}",
+            ),
+            (
+                bool(self.faithfulness_percentages)
+                and all(0 < p < 100 for p in self.faithfulness_percentages)
+                and list(self.faithfulness_percentages)
+                == sorted(set(self.faithfulness_percentages)),
+                "faithfulness_percentages must increase within (0, 100), got "
+                f"{list(self.faithfulness_percentages)}",
             ),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (
