@@ -26,6 +26,9 @@ from fracdet.explain.faithfulness import (
     removal_masks,
 )
 
+#: ROAD's own range (pytorch-grad-cam's ROADCombined uses 10..90 by 10)
+ROAD_STEPS = (10, 30, 50, 70, 90)
+
 
 class RegionMean(nn.Module):
     """A one-logit model in pixel space: ``gain * (mean of x over region - 0.5)``."""
@@ -72,7 +75,7 @@ def phantom():
         "region": np.broadcast_to(region, (6, 32, 32)).astype(np.float32),
         "inverse": np.broadcast_to(~region, (6, 32, 32)).astype(np.float32),
     }
-    curves = deletion_curves(_probability(model), images, maps, seed=0)
+    curves = deletion_curves(_probability(model), images, maps, percentages=ROAD_STEPS, seed=0)
     return model, images, maps, curves
 
 
@@ -103,19 +106,25 @@ def test_a_map_of_the_region_the_model_reads_is_faithful_and_its_inverse_is_not(
 
 def test_curves_are_seeded_per_image_and_independent_of_the_other_methods(phantom):
     model, images, maps, curves = phantom
-    again = deletion_curves(_probability(model), images, maps, seed=0)
+    again = deletion_curves(_probability(model), images, maps, percentages=ROAD_STEPS, seed=0)
     for method in (*maps, RANDOM):
         assert np.array_equal(again.morf[method], curves.morf[method])
         assert np.array_equal(again.lerf[method], curves.lerf[method])
-    alone = deletion_curves(_probability(model), images, {"region": maps["region"]}, seed=0)
+    alone = deletion_curves(
+        _probability(model), images, {"region": maps["region"]}, percentages=ROAD_STEPS, seed=0
+    )
     assert np.array_equal(alone.morf["region"], curves.morf["region"])
     assert np.array_equal(alone.morf[RANDOM], curves.morf[RANDOM])
     # the first three images alone: the same curves (no dependence on the batch)
     head = deletion_curves(
-        _probability(model), images[:3], {k: v[:3] for k, v in maps.items()}, seed=0
+        _probability(model),
+        images[:3],
+        {k: v[:3] for k, v in maps.items()},
+        percentages=ROAD_STEPS,
+        seed=0,
     )
     assert np.array_equal(head.lerf[RANDOM], curves.lerf[RANDOM][:3])
-    other = deletion_curves(_probability(model), images, maps, seed=1)
+    other = deletion_curves(_probability(model), images, maps, percentages=ROAD_STEPS, seed=1)
     assert not np.array_equal(other.morf[RANDOM], curves.morf[RANDOM])
 
 
@@ -181,7 +190,7 @@ def test_curves_equal_pytorch_grad_cams_road_classes_where_both_apply(monkeypatc
                 super().__init__(noise=0.0)
 
         monkeypatch.setattr(road, "NoisyLinearImputer", Noiseless)
-    percentages = (10, 30, 50, 70, 90)
+    percentages = ROAD_STEPS
     curves = deletion_curves(
         _probability(model), images, {"m": maps}, percentages=percentages, seed=5, noise=noise
     )

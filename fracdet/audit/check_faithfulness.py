@@ -156,9 +156,9 @@ class FaithfulnessCheck:
             "are the fracture probability averaged over images and steps. The area is LeRF - "
             "MoRF averaged over the steps (95% bootstrap CI over images): larger is more "
             "faithful, and a random pixel order scores about 0. Methods are ranked by area per "
-            "model; '- random' is the paired difference from the random order (CI, Wilcoxon p). "
-            "A method whose area is not above random ranks pixels by something this model "
-            "does not use, whatever its box coverage."
+            "model; 'area - random' is the paired difference from the random order (its CI, "
+            "and the Wilcoxon p). A method whose area is not above random ranks pixels by "
+            "something this model does not use, whatever its box coverage."
         )
         figures = [audit_dir / r["figure"] for r in results.values() if r.get("figure")]
         return [
@@ -175,8 +175,8 @@ def _row(
         "model": model,
         "method": label + (f" ({_NAMES[code]})" if code in _NAMES else ""),
         "area (LeRF - MoRF)": estimate_cell(entry["area"]),
-        "- random": MISSING if vs is None else ci_cell(vs["mean_diff"], _ci(vs)),
-        "p": MISSING if vs is None else number_cell(vs["wilcoxon_p"], 3),
+        "area - random": MISSING if vs is None else ci_cell(vs["mean_diff"], _ci(vs)),
+        "Wilcoxon p": MISSING if vs is None else number_cell(vs["wilcoxon_p"], 3),
         "MoRF": number_cell(float(np.mean(entry["morf"][1:]))),
         "LeRF": number_cell(float(np.mean(entry["lerf"][1:]))),
         "images": result["n"],

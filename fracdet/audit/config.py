@@ -70,7 +70,7 @@ class AuditConfig:
     # faithfulness (fracdet.audit.check_faithfulness): ROAD deletion curves on the subset's first
     # faithfulness_images fractured images with boxes, removing these shares of pixels (%)
     faithfulness_images: int = 8
-    faithfulness_percentages: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
+    faithfulness_percentages: tuple[float, ...] = (20.0, 40.0, 60.0, 80.0)
     # statistics and figures
     group_by: tuple[
         str, ...

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: the share of pixels removed at each step (percent); 0 (the untouched image) is added
-DEFAULT_PERCENTAGES = (10.0, 30.0, 50.0, 70.0, 90.0)
+DEFAULT_PERCENTAGES = (20.0, 40.0, 60.0, 80.0)
 #: the name of the random-order baseline among the methods' curves
 RANDOM = "random"
 
