@@ -99,7 +99,9 @@ def removal_masks(
     return morf.reshape(-1, *shape), lerf.reshape(-1, *shape)
 
 
-def _check(images: torch.Tensor, maps: Mapping[str, np.ndarray], percentages: Sequence[float]):
+def _check(
+    images: torch.Tensor, maps: Mapping[str, np.ndarray], percentages: Sequence[float]
+) -> None:
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
     expected = (images.shape[0], *images.shape[2:])
