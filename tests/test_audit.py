@@ -35,7 +35,6 @@ FAST = {
     "det_imgsz": 64,
     "figure_samples": 2,
     "figure_worst": 1,
-    "checks": (),  # the checks (on by default) have their own tests: test_audit_checks, ...
 }
 
 
