@@ -171,6 +171,23 @@ def test_tied_pixels_are_removed_in_a_random_order_not_row_by_row():
     assert not np.array_equal(order, relevance_order(flat, np.random.default_rng(1)))
 
 
+def test_a_lerf_step_removes_its_share_where_the_librarys_percentile_cut_takes_every_tie():
+    from pytorch_grad_cam.metrics.perturbation_confidence import RemoveLeastRelevantFirst
+
+    class Capture:  # the library's imputer gets the mask of kept pixels; record it
+        def __call__(self, image, keep):
+            self.keep = keep
+            return image
+
+    cam = np.zeros((20, 20), dtype=np.float32)  # a Grad-CAM-like map: zero on 60% of the image
+    cam[:8] = np.linspace(0.1, 1.0, 160, dtype=np.float32).reshape(8, 20)
+    capture = Capture()
+    RemoveLeastRelevantFirst(90, capture)(torch.zeros(1, 20, 20), torch.from_numpy(cam))
+    assert float((capture.keep == 0).float().mean()) == pytest.approx(0.6)  # "10%" took 60%
+    _, lerf = removal_masks(relevance_order(cam, np.random.default_rng(0)), (20, 20), (10,))
+    assert lerf[0].sum() == 40 and not lerf[0][:8].any()  # 10%, all from the zero region
+
+
 @pytest.mark.parametrize("seeded", [False, True])
 def test_curves_equal_pytorch_grad_cams_road_classes_where_both_apply(monkeypatch, seeded):
     """On maps without ties and 100 pixels (the library's percentile cut then removes exactly

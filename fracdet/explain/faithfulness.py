@@ -11,9 +11,10 @@ returns half of it). A random pixel order, seeded, is the baseline every method 
 
 Why not pytorch-grad-cam's ``ROADMostRelevantFirst`` / ``ROADLeastRelevantFirst`` directly
 (they apply: a one-logit model works through a score wrapper, and ``tests/test_faithfulness``
-holds these curves equal to theirs on maps without ties and noise-free imputation): they
-remove every pixel at or above a percentile, so on a map with ties (Grad-CAM is zero over
-large regions) a "10%" step can remove most of the image; they draw the imputation noise
+holds these curves equal to theirs on maps without ties, noise-free or under one seed): they
+cut at a percentile and remove every pixel on the far side of it, ties included, so on a map
+with ties (Grad-CAM is zero over large regions) a "10%" LeRF step removes every zero pixel
+at once, often most of the image; they draw the imputation noise
 from torch's global generator; and they run one forward per image and fraction. Here each
 step removes exactly ``round(x% · H · W)`` pixels by rank, ties broken in a seeded random
 order (their expected value), each (image, fraction, order) is imputed once, and the
