@@ -96,7 +96,7 @@ def test_a_map_of_the_region_the_model_reads_is_faithful_and_its_inverse_is_not(
     assert (region > 0.9).all() and (inverse < -0.9).all()
     assert abs(random.mean()) < 0.1
     result = summarise_curves(curves, n_boot=500, seed=0)
-    assert result["ranking"] == ["region", "inverse"]
+    assert result["ranking"] == ["region", "inverse"] and result["above_random"] == ["region"]
     assert result["methods"]["region"]["area"]["ci95"][0] > result["random"]["area"]["mean"]
     assert result["methods"]["inverse"]["area"]["ci95"][1] < result["random"]["area"]["mean"]
     better = result["methods"]["region"]["vs_random"]
@@ -256,6 +256,7 @@ def test_an_audit_runs_the_check_into_metrics_and_the_report(phantom_dataset, tm
     result = metrics["checks"]["faithfulness"]["model_a"]
     assert result["n"] == 2 and len(result["items"]) == 2
     assert sorted(result["ranking"]) == sorted(metrics["methods"])
+    assert set(result["above_random"]) <= set(result["ranking"])
     assert result["percentages"] == [0.0, 25.0, 75.0]
     for entry in (*result["methods"].values(), result["random"]):
         assert len(entry["morf"]) == 3 and entry["morf"][0] == entry["lerf"][0]

@@ -31,7 +31,7 @@ from fracdet.report.figures import new_grid, save_figure
 from fracdet.report.tables import MISSING, ci_cell, estimate_cell, number_cell
 from fracdet.runtime import autocast
 
-__all__ = ["CHECK", "FaithfulnessCheck", "summarise_curves"]
+__all__ = ["ABOVE_RANDOM_P", "CHECK", "FaithfulnessCheck", "summarise_curves"]
 
 _NAMES = {code: name for name, code in METHODS.items()}
 
@@ -39,7 +39,8 @@ _NAMES = {code: name for name, code in METHODS.items()}
 def summarise_curves(curves: FaithfulnessCurves, *, n_boot: int, seed: int) -> dict[str, Any]:
     """The JSON result of a check's curves: per method (and the random order) the mean MoRF
     and LeRF curves, the area with its bootstrap CI over images and, for methods, the paired
-    difference from the random order's area; methods ranked by area, largest first."""
+    difference from the random order's area; methods ranked by area, largest first, and those
+    above the random order (the paired difference's CI above 0 and Wilcoxon p < 0.05)."""
 
     def entry(method: str) -> dict[str, Any]:
         area = curves.area(method)
@@ -66,7 +67,18 @@ def summarise_curves(curves: FaithfulnessCurves, *, n_boot: int, seed: int) -> d
         "methods": methods,
         "random": entry(RANDOM),
         "ranking": ranking,
+        "above_random": [m for m in ranking if _above_random(methods[m]["vs_random"])],
     }
+
+
+#: a method is above the random order when its paired difference's CI lies above 0 and the
+#: Wilcoxon test agrees at this level (a bootstrap CI of two or three images is too narrow)
+ABOVE_RANDOM_P = 0.05
+
+
+def _above_random(comparison: Mapping[str, Any]) -> bool:
+    low, p = comparison["ci_low"], comparison["wilcoxon_p"]
+    return low is not None and low > 0 and p is not None and p < ABOVE_RANDOM_P
 
 
 def _maps(subject: CheckSubject, images: torch.Tensor, batch_size: int) -> dict[str, np.ndarray]:
@@ -157,8 +169,9 @@ class FaithfulnessCheck:
             "MoRF averaged over the steps (95% bootstrap CI over images): larger is more "
             "faithful, and a random pixel order scores about 0. Methods are ranked by area per "
             "model; 'area - random' is the paired difference from the random order (its CI, "
-            "and the Wilcoxon p). A method whose area is not above random ranks pixels by "
-            "something this model does not use, whatever its box coverage."
+            "and the Wilcoxon p; 'above random': that CI above 0 and p < 0.05). A method whose "
+            "area is not above random ranks pixels by something this model does not use, "
+            "whatever its box coverage."
         )
         figures = [audit_dir / r["figure"] for r in results.values() if r.get("figure")]
         return [
@@ -176,6 +189,7 @@ def _row(
         "method": label + (f" ({_NAMES[code]})" if code in _NAMES else ""),
         "area (LeRF - MoRF)": estimate_cell(entry["area"]),
         "area - random": MISSING if vs is None else ci_cell(vs["mean_diff"], _ci(vs)),
+        "above random": MISSING if vs is None else ("yes" if _above_random(vs) else "no"),
         "Wilcoxon p": MISSING if vs is None else number_cell(vs["wilcoxon_p"], 3),
         "MoRF": number_cell(float(np.mean(entry["morf"][1:]))),
         "LeRF": number_cell(float(np.mean(entry["lerf"][1:]))),
