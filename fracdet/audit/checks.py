@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 #: Every check the audit knows, in report order: key -> module holding its ``CHECK``.
 CHECKS: dict[str, str] = {
     "sanity": "fracdet.audit.check_sanity",
+    "faithfulness": "fracdet.audit.check_faithfulness",
     "causal": "fracdet.audit.check_causal",
     "detector_attack": "fracdet.audit.check_detector_attack",
 }

@@ -66,12 +66,16 @@ class AuditConfig:
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without. detector_attack
     # runs only when a detector is given (a no-op without --det)
-    checks: tuple[str, ...] = ("sanity", "causal", "detector_attack")
+    checks: tuple[str, ...] = ("sanity", "faithfulness", "causal", "detector_attack")
     check_images: int = 16
     # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
     # fractured images with boxes of the subset, at most sanity_steps randomised steps
     sanity_images: int = 8
     sanity_steps: int = 4
+    # faithfulness (fracdet.audit.check_faithfulness): ROAD deletion curves on the subset's first
+    # faithfulness_images fractured images with boxes, removing these shares of pixels (%)
+    faithfulness_images: int = 8
+    faithfulness_percentages: tuple[float, ...] = (20.0, 40.0, 60.0, 80.0)
     # the causal box test (fracdet.audit.check_causal): at most causal_images fractured images
     # of the subset (None: all), causal_controls matched control boxes each, and the named
     # regions of a CSV (image_id, region, x1, y1, x2, y2 in original pixels) removed too
@@ -180,6 +184,18 @@ class AuditConfig:
             (
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",
+            ),
+            (
+                self.faithfulness_images >= 1,
+                f"faithfulness_images must be >= 1, got {self.faithfulness_images}",
+            ),
+            (
+                bool(self.faithfulness_percentages)
+                and all(0 < p < 100 for p in self.faithfulness_percentages)
+                and list(self.faithfulness_percentages)
+                == sorted(set(self.faithfulness_percentages)),
+                "faithfulness_percentages must increase within (0, 100), got "
+                f"{list(self.faithfulness_percentages)}",
             ),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (
