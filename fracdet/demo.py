@@ -58,6 +58,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "adv_epochs": 1,
         "det_epochs": 3,
         "audit_ig_steps": 8,
+        "audit_check_images": 8,
     },
 }
 
@@ -114,6 +115,8 @@ class DemoConfig:
     audit_images: int | None = 180
     # bf16 where fast: 1.65x at 96 px, coverage@25 moved < 0.3 pp (benchmarks/README.md)
     audit_precision: str = "auto"
+    # the checks' subset: the first N fractured images with boxes and N intact ones
+    audit_check_images: int = 24
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
@@ -137,7 +140,7 @@ def _data_stage(
     name: str, out: Path, cfg: DemoConfig, *, count: int, shortcut: float | None, seed: int
 ) -> Stage:
     """Phantoms in FracAtlas layout, converted with a random split (``NAME/dataset``)."""
-    from data_tools.phantoms import PhantomConfig, generate_phantoms
+    from data_tools.phantoms import PhantomConfig, generate_phantoms, shortcut_regions
     from fracdet.data.convert import ConvertConfig, convert
 
     folder = out / name
@@ -157,7 +160,10 @@ def _data_stage(
     dataset = ConvertConfig(
         source=phantoms.output, output=folder / "dataset", split="random", seed=seed
     )
-    return Stage(name, folder, (Call.of(generate_phantoms, phantoms), Call.of(convert, dataset)))
+    calls = [Call.of(generate_phantoms, phantoms), Call.of(convert, dataset)]
+    if shortcut is not None:  # the markers as named regions: the causal box test removes them
+        calls.append(Call.of(shortcut_regions, phantoms.output))
+    return Stage(name, folder, tuple(calls))
 
 
 def _predict_stage(
@@ -285,6 +291,8 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         ig_steps=cfg.audit_ig_steps,
         max_images=cfg.audit_images,
         precision=cfg.audit_precision,
+        check_images=cfg.audit_check_images,
+        causal_regions=shortcut.folder / "phantoms" / "shortcut_regions.csv",
     )
     predict = _predict_stage(out, cfg, settings, classifiers["standard"], detector)
     return [clean, shortcut, *standard, *robust, *cheat, *det, audit, predict]
