@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from data_tools.phantoms import SHORTCUT_REGION
+from fracdet.audit.check_causal import GT
 from fracdet.audit.schema import AuditSchema, coverage_metric
 from fracdet.fsutil import atomic_write_json
-from fracdet.report import number_cell
+from fracdet.report import ci_cell, number_cell
 from fracdet.stages import PipelineSummary, read_stage_json
 
 __all__ = ["DemoSummary", "write_demo_index", "demo_numbers"]
@@ -16,6 +18,49 @@ __all__ = ["DemoSummary", "write_demo_index", "demo_numbers"]
 
 class DemoSummary(PipelineSummary):
     """The headline numbers and where every artifact is."""
+
+
+#: The demo's classifiers: the masked one is the standard one behind an input quantisation
+#: (shattered gradients), the attack checks' proof.
+CLASSIFIERS = ("standard", "adversarial", "shortcut", "masked")
+
+
+def check_numbers(audit: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """What the answer reads from one classifier's checks (``None`` where a check did not run)."""
+    checks = audit.get("checks") or {}
+
+    def result(key: str) -> Mapping[str, Any] | None:
+        found = (checks.get(key) or {}).get(model)
+        return None if not found or found.get("skipped") else found
+
+    sanity, causal, attacks = result("sanity"), result("causal"), result("attacks")
+    out: dict[str, Any] = {
+        "sanity": None
+        if sanity is None
+        else {"passed": sanity.get("passed", []), "failed": sanity.get("failed", [])},
+        "causal": None,
+        "attacks": None,
+    }
+    if causal is not None:
+        regions = causal.get("regions", {})
+        gt = regions.get(GT, {})
+        diff = gt.get("difference") or {}
+        out["causal"] = {
+            "mean_diff": diff.get("mean_diff"),
+            "ci95": None
+            if diff.get("ci_low") is None
+            else [diff.get("ci_low"), diff.get("ci_high")],
+            "p": diff.get("wilcoxon_p"),
+            "flipped": gt.get("flipped"),
+            "marker_flipped": (regions.get(SHORTCUT_REGION) or {}).get("flipped"),
+        }
+    if attacks is not None:
+        out["attacks"] = {
+            "trusted": attacks.get("trusted"),
+            "failed": attacks.get("failed", []),
+            "ensemble_accuracy": (attacks.get("ensemble_at_eps") or {}).get("accuracy"),
+        }
+    return out
 
 
 def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
@@ -31,7 +76,9 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
             "test_map_50_95": (det.get("coco") or {}).get("map_50_95"),
         },
     }
-    for name in ("standard", "adversarial", "shortcut"):
+    for name in CLASSIFIERS:
+        if name not in folders:
+            continue
         own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
         rob = (audit.get("robustness") or {}).get(name, {})
         loc = (audit.get("localization") or {}).get(name, {})
@@ -48,6 +95,7 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
             "audit_clean_accuracy": rob.get("clean_accuracy"),
             "audit_pgd_accuracy": rob.get("pgd_accuracy"),
             coverage.key: means,
+            "checks": check_numbers(audit, name),
         }
     tests = [
         t
@@ -80,8 +128,11 @@ def _coverage_key(numbers: Mapping[str, Any]) -> str:
     return coverage_metric(numbers["focus_percentile"]).key
 
 
-def _coverage_change(numbers: Mapping[str, Any]) -> list[tuple[str, float, float, float | None]]:
-    """Per method: (method, standard's coverage, shortcut's coverage, paired Wilcoxon p)."""
+def _coverage_change(
+    numbers: Mapping[str, Any], methods: list[str] | None = None
+) -> list[tuple[str, float, float, float | None]]:
+    """Per method (``methods`` only, when given): (method, standard's coverage, shortcut's
+    coverage, paired Wilcoxon p)."""
     key = _coverage_key(numbers)
     std, cut = (numbers["classifiers"][n][key] for n in ("standard", "shortcut"))
     p_by_method = {
@@ -90,7 +141,7 @@ def _coverage_change(numbers: Mapping[str, Any]) -> list[tuple[str, float, float
     return [
         (m, std[m], cut[m], p_by_method.get(m))
         for m in std
-        if std.get(m) is not None and cut.get(m) is not None
+        if std.get(m) is not None and cut.get(m) is not None and (methods is None or m in methods)
     ]
 
 
@@ -101,68 +152,144 @@ def _changes(rows: list[tuple[str, float, float, float | None]]) -> str:
     )
 
 
-def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
-    """Where the shortcut classifier looks, judged per method: its coverage at most half the
-    standard one's with paired p < 0.01 is "looks elsewhere"; the other methods are named too."""
-    focus = numbers["focus_percentile"]
-    rows = _coverage_change(numbers)
-    if not rows:
+def _sane(numbers: Mapping[str, Any]) -> tuple[list[str], list[str]] | None:
+    """Methods passing the randomisation check for both the standard and the shortcut
+    classifier, and those failing it for either; ``None`` when the check did not run."""
+    checks = [numbers["classifiers"][n]["checks"]["sanity"] for n in ("standard", "shortcut")]
+    if any(c is None for c in checks):
         return None
+    passed = [m for m in checks[0]["passed"] if m in checks[1]["passed"]]
+    failed = sorted({m for c in checks for m in c["failed"]})
+    return passed, failed
+
+
+def _coverage_sentence(numbers: Mapping[str, Any]) -> str | None:
+    """Where the shortcut classifier looks, judged per method that passes the randomisation
+    check: its coverage at most half the standard one's with paired p < 0.01 is "looks
+    elsewhere"; failing methods are named, never used."""
+    focus = numbers["focus_percentile"]
+    sane = _sane(numbers)
+    rows = _coverage_change(numbers, None if sane is None else sane[0])
+    lead = (
+        "The attribution methods are not sanity-checked"
+        if sane is None
+        else f"Only {', '.join(sane[0]) or 'no method'} pass"
+        + ("es" if len(sane[0]) == 1 else "")
+        + " the randomisation check"
+        + (f" ({', '.join(sane[1])} fail it)" if sane[1] else "")
+    )
+    if not rows:
+        return lead + "."
     halved = [r for r in rows if r[2] <= 0.5 * r[1] and r[3] is not None and r[3] < 0.01]
-    rest = [r for r in rows if r not in halved]
-    share = (
-        f"coverage@{focus:g} (the share of the fracture boxes inside the top {focus:g}% attributed "
-        f"pixels; a random map: {focus / 100:.2f})"
-    )
-    if not halved:
+    share = f"coverage@{focus:g} (random map {focus / 100:.2f})"
+    if halved:
         return (
-            "The audit does not show the shortcut classifier looking elsewhere: "
-            f"{share}, standard → shortcut classifier: {_changes(rows)}."
+            f"{lead}; its {share} falls by half or more from the standard to the shortcut "
+            f"classifier with {_changes(halved)}: the shortcut classifier looks at something "
+            "other than the fracture."
+            if sane is not None
+            else f"{lead}; {share} falls by half or more from the standard to the shortcut "
+            f"classifier with {_changes(halved)}."
         )
+    return f"{lead}; its {share}, standard → shortcut, does not halve: {_changes(rows)}."
+
+
+def _causal_sentence(numbers: Mapping[str, Any]) -> str | None:
+    """Removing the fracture (and the marker): the explainer-free test, worded by its numbers."""
+    c = numbers["classifiers"]
+    std, cut = c["standard"]["checks"]["causal"], c["shortcut"]["checks"]["causal"]
+    if std is None or cut is None or std["mean_diff"] is None:
+        return None
+
+    def effect(entry: Mapping[str, Any]) -> str:
+        text = ci_cell(entry["mean_diff"], entry["ci95"])
+        return text + ("" if entry["p"] is None else f", p {entry['p']:.1g}")
+
     text = (
-        f"They are not right for the same reason: {share} falls by half or more from the standard "
-        "to the shortcut classifier with "
-        f"{_changes(halved)}: the shortcut classifier looks at something other than the fracture."
+        "Removing the fracture boxes lowers the standard classifier's fracture probability by "
+        f"{effect(std)} more than removing matched boxes elsewhere, the shortcut classifier's by "
+        + (effect(cut) if cut["mean_diff"] is not None else "nothing measurable")
     )
-    return text + (f" With {_changes(rest)} it falls less." if rest else "")
+    marker = cut.get("marker_flipped")
+    if marker is not None:
+        text += f", while removing the marker flips {marker:.0%} of the shortcut classifier's calls"
+        right = std["p"] is not None and std["p"] < 0.01 and std["mean_diff"] > 0
+        wrong = marker >= 0.5 and (cut["p"] is None or cut["p"] >= 0.01)
+        if right and wrong:
+            text += ": one is right for the right reason, the other for the wrong one"
+    return text + "."
+
+
+def _robustness_sentence(numbers: Mapping[str, Any]) -> str | None:
+    c = numbers["classifiers"]
+    a_std, a_adv = c["standard"]["audit_pgd_accuracy"], c["adversarial"]["audit_pgd_accuracy"]
+    if a_std is None or a_adv is None:
+        return None
+    adv_checks = c["adversarial"]["checks"]["attacks"]
+    if adv_checks is not None and not adv_checks["trusted"]:
+        verdict = (
+            "the attack checks warn for the adversarially trained one ("
+            + ", ".join(adv_checks["failed"])
+            + "), so its number is not evidence of robustness"
+        )
+    elif a_adv - a_std >= 0.2:
+        verdict = "adversarial training bought robustness"
+    else:
+        verdict = "adversarial training did not buy clear robustness here"
+    text = (
+        f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the "
+        f"adversarially trained one {a_adv:.2f}: {verdict}"
+    )
+    masked = c.get("masked")
+    checks = masked["checks"]["attacks"] if masked else None
+    if masked and masked["audit_pgd_accuracy"] is not None and checks is not None:
+        text += (
+            f"; the gradient-masked copy of the standard classifier keeps "
+            f"{masked['audit_pgd_accuracy']:.2f} under PGD, "
+            + (
+                f"but its attack checks fail ({', '.join(checks['failed'])}) and the "
+                f"AutoAttack-style ensemble brings it to {checks['ensemble_accuracy']:.2f}"
+                if not checks["trusted"]
+                else "and its attack checks pass"
+            )
+        )
+    return text + "."
 
 
 def _answer(numbers: Mapping[str, Any]) -> str:
-    """What the numbers say, worded by the numbers: no claim the audit did not find."""
-    c = numbers["classifiers"]
-    std, adv, cut = c["standard"], c["adversarial"], c["shortcut"]
-    parts = [
-        f"Test AUROC on their own test sets: standard {number_cell(std['own_test_auroc'])}, "
-        f"adversarially trained {number_cell(adv['own_test_auroc'])}, "
-        f"shortcut {number_cell(cut['own_test_auroc'])}."
+    """At most three sentences, each worded by the numbers: the causal test, the attributions
+    that pass their sanity check, robustness (with the attack checks' verdict)."""
+    sentences = [
+        _causal_sentence(numbers),
+        _coverage_sentence(numbers),
+        _robustness_sentence(numbers),
     ]
-    coverage = _coverage_sentence(numbers)
-    if coverage:
-        parts.append(coverage)
-    a_std, a_adv = std["audit_pgd_accuracy"], adv["audit_pgd_accuracy"]
-    if a_std is not None and a_adv is not None:
-        verdict = (
-            "adversarial training bought robustness"
-            if a_adv - a_std >= 0.2
-            else "adversarial training did not buy clear robustness here"
+    return " ".join(s for s in sentences if s)
+
+
+def _check_cells(checks: Mapping[str, Any]) -> dict[str, str]:
+    """The checks' verdicts as table cells: passing methods, the causal effect, the attacks."""
+    sanity, causal, attacks = checks["sanity"], checks["causal"], checks["attacks"]
+    cells = {}
+    if sanity is not None:
+        cells["passes sanity"] = ", ".join(sanity["passed"]) or "none"
+    if causal is not None:
+        cells["fracture removed: Δp vs controls"] = ci_cell(causal["mean_diff"], causal["ci95"])
+        if causal.get("marker_flipped") is not None:
+            cells["marker removed: calls flipped"] = f"{causal['marker_flipped']:.0%}"
+    if attacks is not None:
+        cells["AutoAttack acc"] = number_cell(attacks["ensemble_accuracy"])
+        cells["attack checks"] = (
+            "pass" if attacks["trusted"] else "warn: " + ", ".join(attacks["failed"])
         )
-        parts.append(
-            f"Under ℓ∞ PGD at 4/255 the standard classifier keeps {a_std:.2f} accuracy and the "
-            f"adversarially trained one {a_adv:.2f}: {verdict}."
-        )
-    parts.append(
-        f"The detector reaches test mAP@0.5 {number_cell(numbers['detector']['test_map_50'])} "
-        "(pycocotools)."
-    )
-    return " ".join(parts)
+    return cells
 
 
 def _artifacts(out: Path, folders: Mapping[str, Path]) -> list[tuple[str, Path]]:
     """What a user opens next, in the order they would."""
     found = [("front page", out / "index.html"), ("audit report", folders["audit"] / "report.html")]
     found += [
-        (f"{n} classifier", folders[n] / "best.safetensors")
-        for n in ("standard", "adversarial", "shortcut")
+        (f"{n} classifier", folders[n] / "best.safetensors") for n in CLASSIFIERS if n in folders
     ]
     found += [
         ("detector", folders["det"] / "train" / "weights" / "best.pt"),
@@ -200,6 +327,7 @@ def write_demo_index(
                     f"{code} cov@{numbers['focus_percentile']:g}": v
                     for code, v in c[_coverage_key(numbers)].items()
                 },
+                **_check_cells(c["checks"]),
             }
         )
     sections.append(
@@ -225,7 +353,8 @@ def write_demo_index(
     sections.append(Section("Figures", figures=[f for f in figures if f.is_file()] + overlays))
     links = [("audit report", audit / "report.html")] + [
         (f"{n} classifier: eval-cls report", folders[n] / "eval" / "report.html")
-        for n in ("standard", "adversarial", "shortcut")
+        for n in CLASSIFIERS
+        if n in folders
     ]
     links += [
         ("detector: eval-det metrics", folders["det"] / "eval" / "det_metrics.json"),
