@@ -91,14 +91,16 @@ assert tuple(BUDGETS) == ATTACK_BUDGETS
 class EnsembleResult:
     """The worst case per image over the ensemble, and what each attack found.
 
-    ``fooled[name]`` marks the images ``name`` misclassified (an image the model already gets
-    wrong counts as fooled by the first attack that looks at it). With ``independent`` every
+    ``correct`` marks the images the model gets right unattacked; ``fooled[name]`` those
+    ``name``'s output misclassifies. An image is robust when it is correct and no attack
+    fooled it. With ``independent`` every
     attack ran on every image, so ``accuracy(name)`` is that attack's own; otherwise (AutoAttack's
     protocol) each ran only on the images the ones before it left, and ``accuracy(name)`` is the
     accuracy after it.
     """
 
     adv: torch.Tensor
+    correct: np.ndarray
     fooled: dict[str, np.ndarray]
     seconds: dict[str, float]
     independent: bool
@@ -109,22 +111,21 @@ class EnsembleResult:
     @property
     def robust(self) -> np.ndarray:
         """Images no attack fooled (correct on every attacked input)."""
-        fooled = np.zeros(len(self.adv), dtype=bool)
+        robust = self.correct.copy()
         for flags in self.fooled.values():
-            fooled |= flags
-        return ~fooled
+            robust &= ~flags
+        return robust
 
     def accuracy(self, name: str | None = None) -> float:
         """Robust accuracy of the whole ensemble, or of (or after) one attack."""
         if name is None:
             return float(self.robust.mean()) if len(self.adv) else math.nan
-        if self.independent:
-            return float((~self.fooled[name]).mean())
         names = list(self.fooled)
-        upto = np.zeros(len(self.adv), dtype=bool)
-        for key in names[: names.index(name) + 1]:
-            upto |= self.fooled[key]
-        return float((~upto).mean())
+        used = [name] if self.independent else names[: names.index(name) + 1]
+        robust = self.correct.copy()
+        for key in used:
+            robust &= ~self.fooled[key]
+        return float(robust.mean())
 
     def summary(self) -> dict[str, object]:
         """JSON: accuracy overall and per attack, seconds per attack, the settings."""
@@ -133,6 +134,7 @@ class EnsembleResult:
             "budget": self.budget,
             "independent": self.independent,
             "n": len(self.adv),
+            "clean_accuracy": float(self.correct.mean()) if len(self.adv) else math.nan,
             "accuracy": self.accuracy(),
             "per_attack": {name: self.accuracy(name) for name in self.fooled},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -283,7 +285,7 @@ def ensemble_attack(
     labels: torch.Tensor,
     eps: float,
     *,
-    budget: str = "quick",
+    budget: str | EnsembleBudget = "quick",
     components: Sequence[str] = ENSEMBLE_ATTACKS,
     independent: bool = False,
     seed: int = 0,
@@ -297,15 +299,16 @@ def ensemble_attack(
     every image, so each one's own accuracy can be compared (the attack checks do). Every
     attack's output is checked to lie within ``eps`` and [0, 1] (:func:`check_budget`). Images
     no attack fools get APGD's highest-margin point, so the attacked condition of the audit is
-    perturbed for every image. ``timings`` (e.g. the audit's stage seconds) gets
-    ``attack:{name}`` added.
+    perturbed for every image. ``budget`` is a name of :data:`BUDGETS` or an
+    :class:`EnsembleBudget` (the convergence check doubles one). ``timings`` (e.g. the audit's
+    stage seconds) gets ``attack:{name}`` added.
     """
-    if budget not in BUDGETS:
+    if not isinstance(budget, EnsembleBudget) and budget not in BUDGETS:
         raise ConfigError(f"unknown attack budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     if not components:
         raise ConfigError("the attack ensemble needs at least one attack")
     images, labels = images.detach().float(), labels.detach().long().to(images.device)
-    plan = BUDGETS[budget]
+    plan = budget if isinstance(budget, EnsembleBudget) else BUDGETS[budget]
     wrapped = TwoClassLogits(model)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
@@ -348,4 +351,6 @@ def ensemble_attack(
             ran_on[name] = len(todo)
             if timings is not None:
                 timings[f"attack:{name}"] = timings.get(f"attack:{name}", 0.0) + seconds[name]
-    return EnsembleResult(adv, fooled, seconds, independent, float(eps), budget, ran_on)
+    correct = (logits.argmax(dim=1) == labels).cpu().numpy()
+    label = budget if isinstance(budget, str) else str(budget)
+    return EnsembleResult(adv, correct, fooled, seconds, independent, float(eps), label, ran_on)
