@@ -52,7 +52,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Every check the audit knows, in report order: key -> module holding its ``CHECK``.
-CHECKS: dict[str, str] = {}
+CHECKS: dict[str, str] = {
+    "attacks": "fracdet.audit.check_attacks",
+}
 
 
 class Check(Protocol):

@@ -12,6 +12,8 @@ from typing import ClassVar
 
 from fracdet.errors import ConfigError
 from fracdet.explain.base import CHANNEL_AGGREGATIONS
+from fracdet.robust.attack_checks import DEFAULT_CHECK_EPS
+from fracdet.robust.attacks import ATTACK_BUDGETS, ENSEMBLE_ATTACKS
 
 __all__ = ["AuditConfig", "CONDITIONS", "TARGETS"]
 
@@ -48,6 +50,9 @@ class AuditConfig:
     restarts: int = 1
     random_start: bool = True
     eps_space: str = "pixel"
+    # attack: autoattack (fracdet.robust.ensemble): its budget and attacks
+    attack_budget: str = "quick"
+    attack_components: tuple[str, ...] = ENSEMBLE_ATTACKS
     # attributions (fracdet.explain)
     methods: tuple[str, ...] = ("saliency", "deeplift", "integrated_gradients", "gradcam")
     target: str = "fracture"
@@ -65,8 +70,13 @@ class AuditConfig:
     trust_pickle: bool = False
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without
-    checks: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ("attacks",)
     check_images: int = 16
+    # the attacks check (fracdet.robust.attack_checks): its ε curve, ensemble budget and the
+    # noise (share of the subset's images) a difference must exceed to warn
+    attack_check_eps: tuple[str, ...] = DEFAULT_CHECK_EPS
+    attack_check_budget: str = "quick"
+    attack_check_tolerance: float = 0.05
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -134,6 +144,15 @@ class AuditConfig:
                 len(set(self.checks)) == len(self.checks),
                 f"checks listed twice: {list(self.checks)}",
             ),
+            (
+                self.attack_check_budget in ATTACK_BUDGETS,
+                f"attack_check_budget must be one of {', '.join(ATTACK_BUDGETS)}, "
+                f"got {self.attack_check_budget!r}",
+            ),
+            (
+                0 < self.attack_check_tolerance < 1,
+                f"attack_check_tolerance must be in (0, 1), got {self.attack_check_tolerance}",
+            ),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (
                 self.figure_samples >= 0 and self.figure_worst >= 0,
@@ -158,6 +177,7 @@ class AuditConfig:
             if not ok:
                 raise ConfigError(message)
         self.attack_config()  # validates the attack options now, not after loading models
+        self.attack_check_config()
 
     def attack_config(self):  # -> fracdet.robust.attacks.AttackConfig
         """The attack these options describe (ε given as "4/255" or 0.0157)."""
@@ -171,6 +191,29 @@ class AuditConfig:
             restarts=self.restarts,
             random_start=self.random_start,
             eps_space=self.eps_space,
+            budget=self.attack_budget,
+            components=self.attack_components,
+        )
+
+    def attack_check_config(self, pgd=None):  # -> fracdet.robust.attack_checks.AttackCheckConfig
+        """The attacks check's options; ``pgd`` is a classifier's pixel-space PGD (the audit's
+        attack as PGD: the single-ε checks run at its ε)."""
+        from dataclasses import replace
+
+        from fracdet.robust.attack_checks import AttackCheckConfig, parse_check_eps
+        from fracdet.robust.ensemble import check_components
+
+        # fracdet audits two-class models: refuse DLR and targeted attacks before any work
+        check_components(self.attack_components, 2)
+        attack = self.attack_config()
+        if pgd is None:
+            pgd = attack if attack.eps_space == "pixel" else replace(attack, eps_space="pixel")
+        return AttackCheckConfig(
+            eps=parse_check_eps(self.attack_check_eps),
+            pgd=replace(pgd, kind="pgd", eps=pgd.eps or 4 / 255),
+            budget=self.attack_check_budget,
+            tolerance=self.attack_check_tolerance,
+            seed=self.seed,
         )
 
     def check_models(self) -> None:
