@@ -14,8 +14,8 @@ from torch import nn
 
 from fracdet.errors import ConfigError
 from fracdet.robust import AttackConfig, attack
-from fracdet.robust.attacks import ENSEMBLE_ATTACKS, check_budget
-from fracdet.robust.ensemble import BUDGETS, APGDMargin, ensemble_attack
+from fracdet.robust.budget import check_budget
+from fracdet.robust.ensemble import BUDGETS, ENSEMBLE_ATTACKS, APGDMargin, ensemble_attack
 
 standard_model = test_attacks.standard_model  # the fitted two-class CNN and its 64 test images
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 from fracdet.errors import ConfigError
 from fracdet.explain.base import CHANNEL_AGGREGATIONS
 from fracdet.robust.attack_checks import DEFAULT_CHECK_EPS
-from fracdet.robust.attacks import ATTACK_BUDGETS, ENSEMBLE_ATTACKS
+from fracdet.robust.ensemble import ATTACK_BUDGETS, ENSEMBLE_ATTACKS
 
 __all__ = ["AuditConfig", "CONDITIONS", "TARGETS"]
 

@@ -30,15 +30,14 @@ import torch
 from torch import nn
 
 from fracdet.errors import ConfigError
-from fracdet.robust.attacks import (
+from fracdet.robust.attacks import AttackConfig, ascent_objective, attack, parse_eps
+from fracdet.robust.ensemble import (
     ATTACK_BUDGETS,
+    BUDGETS,
     ENSEMBLE_ATTACKS,
-    AttackConfig,
-    ascent_objective,
-    attack,
-    parse_eps,
+    EnsembleBudget,
+    ensemble_attack,
 )
-from fracdet.robust.ensemble import BUDGETS, EnsembleBudget, ensemble_attack
 from fracdet.robust.pgd import eval_mode
 
 __all__ = [

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from fracdet.errors import ConfigError
+from fracdet.robust.budget import check_budget
+from fracdet.robust.ensemble import ATTACK_BUDGETS, ENSEMBLE_ATTACKS, MIN_CLASSES, ensemble_attack
 from fracdet.robust.pgd import PGDConfig, eval_mode, pgd_attack
 
 __all__ = [
-    "ATTACK_BUDGETS",
     "ATTACK_KINDS",
-    "ENSEMBLE_ATTACKS",
     "EPS_SPACES",
     "AttackConfig",
     "attack",
@@ -35,7 +35,6 @@ __all__ = [
     "pixel_budget",
     "per_image_loss",
     "ascent_objective",
-    "check_budget",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,12 +43,7 @@ logger = logging.getLogger(__name__)
 #: (Goodfellow et al. 2015); ``pgd_l2``: PGD with normalised gradient steps in an ℓ2 ball;
 #: ``autoattack``: the ℓ∞ ensemble of :mod:`fracdet.robust.ensemble`, worst case per image.
 ATTACK_KINDS = ("pgd", "fgsm", "pgd_l2", "autoattack")
-#: The ensemble's attacks for two-class models, in the order they run.
-ENSEMBLE_ATTACKS = ("apgd-ce", "apgd-margin", "fab", "square")
-#: The ensemble's budgets (iterations, restarts, Square queries: ``ensemble.BUDGETS``).
-ATTACK_BUDGETS = ("quick", "standard")
-# float32 rounding of x ± ε: how far past its budget a projected pixel may read
-_BUDGET_SLACK = 1e-6
+
 #: ``pixel``: ε in pixel units of [0, 1] images; ``normalized``: ε after mean/std normalisation.
 EPS_SPACES = ("pixel", "normalized")
 
@@ -149,8 +143,6 @@ class AttackConfig:
             raise ConfigError(
                 f"unknown attack budget {self.budget!r}; choose one of {', '.join(ATTACK_BUDGETS)}"
             )
-        from fracdet.robust.ensemble import MIN_CLASSES  # it imports this module
-
         components = (self.components,) if isinstance(self.components, str) else self.components
         object.__setattr__(self, "components", tuple(components))
         unknown = [c for c in self.components if c not in MIN_CLASSES]
@@ -232,29 +224,6 @@ def ascent_objective(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     labels = labels.long().view(-1, 1)
     others = logits.scatter(1, labels, float("-inf")).logsumexp(dim=1)
     return others - logits.gather(1, labels).squeeze(1)
-
-
-def check_budget(
-    adv: torch.Tensor, images: torch.Tensor, eps: float, *, attack: str, norm: str = "linf"
-) -> None:
-    """Raise unless every adversarial image is finite, in [0, 1] and within ``eps`` of its clean
-    image (ℓ∞, or ℓ2 per image), up to float32 rounding: an attack outside its budget would
-    report a robustness the model does not lack. A plain ``if``, not ``assert``: it stays on
-    under ``python -O``."""
-    delta = (adv.detach().float() - images.detach().float()).flatten(1)
-    size = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(p=2, dim=1)
-    slack = _BUDGET_SLACK * (1 if norm == "linf" else math.sqrt(delta.shape[1]))
-    if not bool(torch.isfinite(adv).all()):
-        raise RuntimeError(f"attack {attack} returned non-finite pixels")
-    if float(adv.min()) < 0 or float(adv.max()) > 1:
-        raise RuntimeError(
-            f"attack {attack} left [0, 1]: pixels in [{float(adv.min()):.6f}, "
-            f"{float(adv.max()):.6f}]"
-        )
-    if len(size) and float(size.max()) > eps + slack:
-        raise RuntimeError(
-            f"attack {attack} left its {norm} budget: {float(size.max()):.6f} > eps {eps:.6f}"
-        )
 
 
 def _ascent_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -377,8 +346,6 @@ def attack(
     if cfg.eps == 0 or len(images) == 0:
         return images.clone()
     if cfg.kind == "autoattack":
-        from fracdet.robust.ensemble import ensemble_attack
-
         device = "cpu" if generator is None else generator.device
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device).item())
         return ensemble_attack(

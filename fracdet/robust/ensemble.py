@@ -44,18 +44,24 @@ from torch import nn
 
 from fracdet.errors import ConfigError
 from fracdet.explain.base import TwoClassLogits
-from fracdet.robust.attacks import ATTACK_BUDGETS, ENSEMBLE_ATTACKS, ascent_objective, check_budget
+from fracdet.robust.budget import check_budget
 from fracdet.robust.pgd import eval_mode
 
 __all__ = [
+    "ATTACK_BUDGETS",
+    "ENSEMBLE_ATTACKS",
     "BUDGETS",
     "MIN_CLASSES",
     "APGDMargin",
+    "margin",
     "EnsembleBudget",
     "EnsembleResult",
     "ensemble_attack",
     "check_components",
 ]
+
+#: The ensemble's attacks for two-class models, in the order they run.
+ENSEMBLE_ATTACKS = ("apgd-ce", "apgd-margin", "fab", "square")
 
 #: The fewest classes each attack can run on, and why (AutoAttack's ``checks.check_n_classes``).
 MIN_CLASSES: dict[str, tuple[int, str]] = {
@@ -84,7 +90,8 @@ BUDGETS: dict[str, EnsembleBudget] = {
     "quick": EnsembleBudget(iterations=20, restarts=1, queries=200),
     "standard": EnsembleBudget(iterations=100, restarts=1, queries=1000),
 }
-assert tuple(BUDGETS) == ATTACK_BUDGETS
+#: The budgets' names.
+ATTACK_BUDGETS = tuple(BUDGETS)
 
 
 @dataclass
@@ -157,15 +164,19 @@ def check_components(components: Sequence[str], n_classes: int) -> None:
             )
 
 
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``max_{j≠y} z_j − z_y`` per image from ``(B, C)`` logits: > 0 means misclassified."""
+    index = labels.long().view(-1, 1)
+    return logits.scatter(1, index, -math.inf).amax(dim=1) - logits.gather(1, index).squeeze(1)
+
+
 class APGDMargin(APGDAttack):
-    """pyautoattack's APGD with DLR's loss replaced by its numerator, the logit margin
-    ``max_{j≠y} z_j − z_y`` (run it with ``loss="dlr"``): the library picks its loss by name,
-    so overriding the method it names is the least invasive way in."""
+    """pyautoattack's APGD with DLR's loss replaced by its numerator, the logit :func:`margin`
+    (run it with ``loss="dlr"``): the library picks its loss by name, so overriding the method
+    it names is the least invasive way in."""
 
     def dlr_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return x.scatter(1, y.long().view(-1, 1), -math.inf).amax(dim=1) - x.gather(
-            1, y.long().view(-1, 1)
-        ).squeeze(1)
+        return margin(x, y)
 
 
 @contextmanager
@@ -322,7 +333,7 @@ def ensemble_attack(
             logits = predict(images)
         check_components(components, logits.shape[1])
         adv = images.clone()
-        best = ascent_objective(logits, labels)  # the margin of the point each image keeps
+        best = margin(logits, labels)  # the margin of the point each image keeps
         found = torch.zeros(len(images), dtype=torch.bool, device=images.device)
         for k, name in enumerate(components):
             todo = torch.arange(len(images), device=images.device)
@@ -338,12 +349,12 @@ def ensemble_attack(
                 with torch.no_grad():
                     out_logits = predict(out)
                 wrong = out_logits.argmax(dim=1) != y
-                margin = ascent_objective(out_logits, y)
+                gap = margin(out_logits, y)
                 first = wrong & ~found[todo]  # the first fooling example is the one kept
-                higher = ~wrong & ~found[todo] & (margin > best[todo])
+                higher = ~wrong & ~found[todo] & (gap > best[todo])
                 keep = first | higher
                 adv[todo[keep]] = out[keep]
-                best[todo[keep]] = margin[keep]
+                best[todo[keep]] = gap[keep]
                 hit[todo[wrong]] = True
                 found |= hit
             seconds[name] = time.perf_counter() - started
