@@ -26,6 +26,7 @@ from fracdet.errors import ConfigError, DataError, OutputExistsError
 
 SIZE = 64
 FAST = {
+    "checks": (),  # the attacks check (on by default) has its own tests: test_attack_checks
     "steps": 2,
     "ig_steps": 4,
     "n_boot": 200,

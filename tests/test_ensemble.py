@@ -182,6 +182,7 @@ def test_autoattack_through_attack_is_seeded_by_the_generator_and_leaves_the_res
     state = torch.random.get_rng_state()
     timings: dict[str, float] = {}
     first = attack(model, x, y, cfg, generator=torch.Generator().manual_seed(5), timings=timings)
+    assert not first.requires_grad
     again = attack(model, x, y, cfg, generator=torch.Generator().manual_seed(5))
     assert torch.equal(first, again)
     assert torch.equal(torch.random.get_rng_state(), state)  # the library's seeding stayed inside

@@ -345,6 +345,7 @@ def ensemble_attack(
                 x, y = images[todo], labels[todo]
                 with torch.enable_grad():
                     out = _run_one(name, predict, x, y, eps, plan, seed + k, logits.shape[1])
+                out = out.detach()
                 check_budget(out, x, eps, attack=name)
                 with torch.no_grad():
                     out_logits = predict(out)
