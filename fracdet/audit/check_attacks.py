@@ -36,11 +36,15 @@ _LABELS = {"pgd": "ℓ∞ PGD", "autoattack": "ensemble (worst case)"}
 
 
 def plot_eps_curve(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
-    """Accuracy vs ε (in grey levels, symlog axis), one line per attack with its 95% band."""
-    fig, ax = new_figure((5.6, 3.8))
+    """Accuracy vs ε (in grey levels, symlog axis), one line per attack; PGD and the ensemble's
+    worst case wide, with their 95% Wilson bands."""
+    fig, ax = new_figure((6.8, 3.8))
     x = np.asarray(result["eps"], dtype=float) * 255
     n = int(result["n"])
-    for name, counts in result["correct"].items():
+    # the two summary lines first and wide, each attack of the ensemble dashed on top of them
+    names = sorted(result["correct"], key=lambda k: (k not in ("autoattack", "pgd"), k))
+    for name in names:
+        counts = result["correct"][name]
         acc = np.asarray(counts, dtype=float) / n
         bands = np.array([proportion_ci(int(c), n) for c in counts])
         color = _COLORS.get(name, "#6b7280")
@@ -48,21 +52,23 @@ def plot_eps_curve(result: Mapping[str, Any], path: Path, *, title: str) -> Path
         ax.plot(
             x,
             acc,
-            marker="o",
-            ms=3,
-            lw=2.2 if wide else 1.2,
-            ls="-" if wide else "--",
+            marker="o" if wide else "x",
+            ms=4,
+            lw=3.0 if wide else 1.1,
+            ls="-" if wide else (0, (4, 2)),
             color=color,
             label=_LABELS.get(name, name),
+            zorder=2 if wide else 3,
         )
-        ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.12 if wide else 0.05)
+        if wide:
+            ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.15, lw=0)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xticks(x, [f"{v:g}" for v in x], fontsize=7)
     ax.set_xlabel("ε (grey levels of 255, ℓ∞, pixel space)")
     ax.set_ylabel("accuracy under attack")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
