@@ -216,7 +216,9 @@ def run_attack_checks(
             square_only[worst] / n,
             limit,
             f"share of images only Square fools: {square_only[worst] / n:.3f} at "
-            f"ε={cfg.eps[worst] * 255:.0f}/255",
+            f"ε={cfg.eps[worst] * 255:.0f}/255"
+            if square_only[worst]
+            else "Square fools no image that PGD and every white-box attack missed, at any ε",
         )
     )
 
