@@ -84,7 +84,7 @@ class AttacksCheck:
             "eps": list(cfg.attack_check_eps),
             "budget": cfg.attack_check_budget,
             "tolerance": cfg.attack_check_tolerance,
-            "attack": [cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space],
+            "attack": [cfg.attack, cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space],
             "random_start": cfg.random_start,
             "seed": cfg.seed,
         }

@@ -195,22 +195,25 @@ class AuditConfig:
             components=self.attack_components,
         )
 
-    def attack_check_config(self, pgd=None):  # -> fracdet.robust.attack_checks.AttackCheckConfig
-        """The attacks check's options; ``pgd`` is a classifier's pixel-space PGD (the audit's
-        attack as PGD: the single-ε checks run at its ε)."""
+    def attack_check_config(self, attack=None):  # -> attack_checks.AttackCheckConfig
+        """The attacks check's options. ``attack`` is a classifier's pixel-space attack (default:
+        this config's); the check's ℓ∞ PGD takes its ε, steps and restarts, so the single-ε
+        checks run at the audit's budget. An ℓ2 or zero budget has no ℓ∞ counterpart: the
+        check then uses the default ℓ∞ PGD (4/255, 10 steps of 1/255)."""
         from dataclasses import replace
 
         from fracdet.robust.attack_checks import AttackCheckConfig, parse_check_eps
+        from fracdet.robust.attacks import AttackConfig
         from fracdet.robust.ensemble import check_components
 
         # fracdet audits two-class models: refuse DLR and targeted attacks before any work
         check_components(self.attack_components, 2)
-        attack = self.attack_config()
-        if pgd is None:
-            pgd = attack if attack.eps_space == "pixel" else replace(attack, eps_space="pixel")
+        attack = attack or replace(self.attack_config(), eps_space="pixel")
+        linf = attack.kind != "pgd_l2" and attack.eps > 0
+        pgd = replace(attack, kind="pgd") if linf else AttackConfig()
         return AttackCheckConfig(
             eps=parse_check_eps(self.attack_check_eps),
-            pgd=replace(pgd, kind="pgd", eps=pgd.eps or 4 / 255),
+            pgd=pgd,
             budget=self.attack_check_budget,
             tolerance=self.attack_check_tolerance,
             seed=self.seed,
