@@ -89,7 +89,7 @@ def test_sequential_ensemble_has_the_same_worst_case_for_less_work(linear):
     assert both[0].ran_on["apgd-ce"] == len(x)
     # later attacks only see the images the earlier ones left
     assert both[0].ran_on["square"] == int(both[0].robust.sum()) < len(x)
-    assert both[1].ran_on["square"] == len(x)
+    assert both[1].ran_on["square"] == len(x)  # every image correct: each attack sees them all
     summary = both[0].summary()
     assert set(summary["per_attack"]) == set(ENSEMBLE_ATTACKS)
     assert set(summary["seconds"]) == set(ENSEMBLE_ATTACKS)

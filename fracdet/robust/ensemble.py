@@ -99,11 +99,10 @@ class EnsembleResult:
     """The worst case per image over the ensemble, and what each attack found.
 
     ``correct`` marks the images the model gets right unattacked; ``fooled[name]`` those
-    ``name``'s output misclassifies. An image is robust when it is correct and no attack
-    fooled it. With ``independent`` every
-    attack ran on every image, so ``accuracy(name)`` is that attack's own; otherwise (AutoAttack's
-    protocol) each ran only on the images the ones before it left, and ``accuracy(name)`` is the
-    accuracy after it.
+    ``name``'s output misclassifies. An image is robust when it is correct and no attack fooled
+    it. With ``independent`` every attack ran on every image, so ``accuracy(name)`` is that
+    attack's own; otherwise (AutoAttack's protocol) each ran only on the images the ones before
+    it left, and ``accuracy(name)`` is the accuracy after it.
     """
 
     adv: torch.Tensor
@@ -307,7 +306,8 @@ def ensemble_attack(
 
     Sequential by default, as AutoAttack: each attack sees only the images the ones before it
     left, which gives the same worst case for less work. ``independent`` runs every attack on
-    every image, so each one's own accuracy can be compared (the attack checks do). Every
+    every image the model gets right, so each one's own accuracy can be compared (the attack
+    checks do). Every
     attack's output is checked to lie within ``eps`` and [0, 1] (:func:`check_budget`). Images
     no attack fools get APGD's highest-margin point, so the attacked condition of the audit is
     perturbed for every image. ``budget`` is a name of :data:`BUDGETS` or an
@@ -334,11 +334,13 @@ def ensemble_attack(
         check_components(components, logits.shape[1])
         adv = images.clone()
         best = margin(logits, labels)  # the margin of the point each image keeps
+        correct = logits.argmax(dim=1) == labels
         found = torch.zeros(len(images), dtype=torch.bool, device=images.device)
         for k, name in enumerate(components):
-            todo = torch.arange(len(images), device=images.device)
-            if not independent:
-                todo = (~found).nonzero().flatten()
+            # independent runs measure each attack's accuracy: images already wrong count as
+            # fooled without an attack. Sequential runs give every image a perturbed input: the
+            # first attack sees them all, the rest what it left
+            todo = (correct if independent else ~found).nonzero().flatten()
             started = time.perf_counter()
             hit = torch.zeros(len(images), dtype=torch.bool, device=images.device)
             if len(todo):
@@ -363,6 +365,7 @@ def ensemble_attack(
             ran_on[name] = len(todo)
             if timings is not None:
                 timings[f"attack:{name}"] = timings.get(f"attack:{name}", 0.0) + seconds[name]
-    correct = (logits.argmax(dim=1) == labels).cpu().numpy()
     label = budget if isinstance(budget, str) else str(budget)
-    return EnsembleResult(adv, correct, fooled, seconds, independent, float(eps), label, ran_on)
+    return EnsembleResult(
+        adv, correct.cpu().numpy(), fooled, seconds, independent, float(eps), label, ran_on
+    )
