@@ -11,7 +11,7 @@ export MPLBACKEND := Agg
 
 install: $(STAMP)
 
-# torchattacks (the PGD cross-check in tests/test_attacks.py) pins requests~=2.25.1, which
+# torchattacks (the PGD and ensemble cross-checks, tests/test_attacks.py, test_ensemble.py) pins requests~=2.25.1, which
 # would downgrade requests for everything else: installed deliberately without its pins
 # (its imports - torch, numpy, scipy, tqdm, requests - are already installed).
 # robustbench 1.1.1 (the optional RobustBench backbones) pins timm==1.0.9: installed the same

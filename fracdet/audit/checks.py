@@ -58,6 +58,7 @@ CHECKS: dict[str, str] = {
     "faithfulness": "fracdet.audit.check_faithfulness",
     "causal": "fracdet.audit.check_causal",
     "detector_attack": "fracdet.audit.check_detector_attack",
+    "attacks": "fracdet.audit.check_attacks",
 }
 
 

@@ -12,6 +12,8 @@ from typing import ClassVar
 
 from fracdet.errors import ConfigError
 from fracdet.explain.base import CHANNEL_AGGREGATIONS
+from fracdet.robust.attack_checks import DEFAULT_CHECK_EPS
+from fracdet.robust.ensemble import ATTACK_BUDGETS, ENSEMBLE_ATTACKS
 
 __all__ = ["AuditConfig", "CONDITIONS", "TARGETS"]
 
@@ -48,6 +50,9 @@ class AuditConfig:
     restarts: int = 1
     random_start: bool = True
     eps_space: str = "pixel"
+    # attack: autoattack (fracdet.robust.ensemble): its budget and attacks
+    attack_budget: str = "quick"
+    attack_components: tuple[str, ...] = ENSEMBLE_ATTACKS
     # attributions (fracdet.explain)
     methods: tuple[str, ...] = ("saliency", "deeplift", "integrated_gradients", "gradcam")
     target: str = "fracture"
@@ -66,7 +71,7 @@ class AuditConfig:
     # checks of the audit's own instruments (fracdet.audit.checks), on a fixed subset: the
     # first check_images fractured images with boxes and as many without. detector_attack
     # runs only when a detector is given (a no-op without --det)
-    checks: tuple[str, ...] = ("sanity", "faithfulness", "causal", "detector_attack")
+    checks: tuple[str, ...] = ("sanity", "faithfulness", "causal", "attacks", "detector_attack")
     check_images: int = 16
     # sanity (fracdet.audit.check_sanity): cascading randomisation on the first sanity_images
     # fractured images with boxes of the subset, at most sanity_steps randomised steps
@@ -92,6 +97,11 @@ class AuditConfig:
     det_attack_floor: float = 0.001
     det_attack_boot: int = 200
     det_attack_map_ci: bool = False
+    # the attacks check (fracdet.robust.attack_checks): its ε curve, ensemble budget and the
+    # noise (share of the subset's images) a difference must exceed to warn
+    attack_check_eps: tuple[str, ...] = DEFAULT_CHECK_EPS
+    attack_check_budget: str = "quick"
+    attack_check_tolerance: float = 0.05
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -197,6 +207,15 @@ class AuditConfig:
                 "faithfulness_percentages must increase within (0, 100), got "
                 f"{list(self.faithfulness_percentages)}",
             ),
+            (
+                self.attack_check_budget in ATTACK_BUDGETS,
+                f"attack_check_budget must be one of {', '.join(ATTACK_BUDGETS)}, "
+                f"got {self.attack_check_budget!r}",
+            ),
+            (
+                0 < self.attack_check_tolerance < 1,
+                f"attack_check_tolerance must be in (0, 1), got {self.attack_check_tolerance}",
+            ),
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (
                 self.figure_samples >= 0 and self.figure_worst >= 0,
@@ -221,6 +240,7 @@ class AuditConfig:
             if not ok:
                 raise ConfigError(message)
         self.attack_config()  # validates the attack options now, not after loading models
+        self.attack_check_config()
 
     def attack_config(self):  # -> fracdet.robust.attacks.AttackConfig
         """The attack these options describe (ε given as "4/255" or 0.0157)."""
@@ -234,6 +254,32 @@ class AuditConfig:
             restarts=self.restarts,
             random_start=self.random_start,
             eps_space=self.eps_space,
+            budget=self.attack_budget,
+            components=self.attack_components,
+        )
+
+    def attack_check_config(self, attack=None):  # -> attack_checks.AttackCheckConfig
+        """The attacks check's options. ``attack`` is a classifier's pixel-space attack (default:
+        this config's); the check's ℓ∞ PGD takes its ε, steps and restarts, so the single-ε
+        checks run at the audit's budget. An ℓ2 or zero budget has no ℓ∞ counterpart: the
+        check then uses the default ℓ∞ PGD (4/255, 10 steps of 1/255)."""
+        from dataclasses import replace
+
+        from fracdet.robust.attack_checks import AttackCheckConfig, parse_check_eps
+        from fracdet.robust.attacks import AttackConfig
+        from fracdet.robust.ensemble import check_components
+
+        # fracdet audits two-class models: refuse DLR and targeted attacks before any work
+        check_components(self.attack_components, 2)
+        attack = attack or replace(self.attack_config(), eps_space="pixel")
+        linf = attack.kind != "pgd_l2" and attack.eps > 0
+        pgd = replace(attack, kind="pgd") if linf else AttackConfig()
+        return AttackCheckConfig(
+            eps=parse_check_eps(self.attack_check_eps),
+            pgd=pgd,
+            budget=self.attack_check_budget,
+            tolerance=self.attack_check_tolerance,
+            seed=self.seed,
         )
 
     def check_models(self) -> None:

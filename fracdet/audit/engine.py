@@ -164,6 +164,7 @@ def audit_batch(
             torch.as_tensor(labels, device=device),
             clf.attack,
             generator=generator,
+            timings=out.seconds,  # autoattack: each attack's seconds, as attack:{name}
         )
     with autocast(device, clf.precision):
         attacked = explain_batch(clf.explainers, clf.model, adv, choose_targets, stage=timer)

@@ -232,12 +232,33 @@ def _paired_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _attack_name(config: Mapping[str, Any]) -> str:
+    """The attack behind the "pgd" columns, as the report names it."""
+    names = {"pgd": "ℓ∞-PGD", "fgsm": "FGSM", "pgd_l2": "ℓ2-PGD", "autoattack": "AutoAttack"}
+    return names.get(config["attack"], config["attack"])
+
+
+def _attack_text(c: Mapping[str, Any]) -> str:
+    if c["attack"] != "autoattack":
+        return (
+            f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of "
+            f"{c['step_size']}, {c['restarts']} restart(s), random start {c['random_start']}."
+        )
+    from fracdet.robust.ensemble import BUDGETS
+
+    budget = BUDGETS[c.get("attack_budget", "quick")]
+    return (
+        f"Attack: the two-class AutoAttack ensemble ({', '.join(c['attack_components'])}; "
+        f"budget {c.get('attack_budget', 'quick')}: {budget.iterations} iterations, "
+        f"{budget.restarts} restart(s), {budget.queries} Square queries), ℓ∞ ε={c['eps']} "
+        f"({c['eps_space']} space), the worst case per image (the columns named pgd hold it)."
+    )
+
+
 def _settings_text(metrics: Mapping[str, Any]) -> str:
     c = metrics["provenance"]["config"]
     return (
-        f"Attack: {c['attack']} ε={c['eps']} ({c['eps_space']} space), {c['steps']} steps of "
-        f"{c['step_size']}, {c['restarts']} restart(s), "
-        f"random start {c['random_start']}. Attributions: target {c['target']} class, channels "
+        f"{_attack_text(c)} Attributions: target {c['target']} class, channels "
         f"{c['channels']}, "
         f"IG/DeepLIFT baseline {c['baseline']} (pixel value), IG steps {c['ig_steps']}. Pointing "
         f"tolerance {c['pointing_tolerance']} px "
@@ -262,7 +283,7 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
     if metrics["has_labels"]:
         sections.append(
             Section(
-                "Robustness: clean vs ℓ∞-PGD",
+                f"Robustness: clean vs {_attack_name(metrics['provenance']['config'])}",
                 text=_settings_text(metrics),
                 table=_robustness_table(metrics),
                 figures=[figures["robustness"]] if "robustness" in figures else [],

@@ -179,7 +179,16 @@ class Audit:
             "--out", help="Report folder (report.html, metrics.json, per_image.csv, maps/)."
         ),
     ]
-    attack = Annotated[str | None, typer.Option(help="pgd (l-inf), fgsm or pgd_l2.")]
+    attack = Annotated[
+        str | None,
+        typer.Option(
+            help="pgd (l-inf), fgsm, pgd_l2 or autoattack (APGD-CE, APGD-margin, FAB, Square)."
+        ),
+    ]
+    attack_budget = Annotated[
+        str | None,
+        typer.Option(help="autoattack budget: quick (CPU, default) or standard."),
+    ]
     eps = Annotated[str | None, typer.Option(help="Attack budget in pixel units: 4/255 or 0.0157.")]
     steps = PgdStepsOpt
     step_size = Annotated[str | None, typer.Option(help="PGD step size, e.g. 1/255.")]

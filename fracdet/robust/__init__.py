@@ -10,6 +10,14 @@ from fracdet.robust.attacks import (
     per_image_loss,
     pixel_budget,
 )
+from fracdet.robust.budget import check_budget
+from fracdet.robust.ensemble import (
+    ATTACK_BUDGETS,
+    ENSEMBLE_ATTACKS,
+    EnsembleResult,
+    ensemble_attack,
+)
+from fracdet.robust.masking import QuantizedInput
 from fracdet.robust.pgd import (
     PGDConfig,
     classification_loss,
@@ -34,4 +42,10 @@ __all__ = [
     "ascent_objective",
     "ATTACK_KINDS",
     "EPS_SPACES",
+    "check_budget",
+    "ensemble_attack",
+    "EnsembleResult",
+    "ENSEMBLE_ATTACKS",
+    "ATTACK_BUDGETS",
+    "QuantizedInput",
 ]

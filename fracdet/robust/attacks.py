@@ -1,10 +1,11 @@
-"""Evaluation attacks on pixel-space classifiers: ℓ∞ PGD, FGSM and ℓ2 PGD, with restarts.
+"""Evaluation attacks on pixel-space classifiers: ℓ∞ PGD, FGSM, ℓ2 PGD and the AutoAttack ensemble.
 
 The audit's entry point is :func:`attack`. Models take images in [0, 1] and normalise inside
 (ARCHITECTURE invariant 1), so every budget here is in grey levels of the radiograph unless a
 config says ``eps_space="normalized"``; :func:`pixel_budget` turns such a config into its
 pixel-space equivalent. ℓ∞ PGD reuses :func:`fracdet.robust.pgd.pgd_attack`, the same code
-adversarial training runs.
+adversarial training runs; ``autoattack`` runs :mod:`fracdet.robust.ensemble`. Every attack's
+output is checked to lie within its budget and [0, 1] (:func:`check_budget`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fracdet.errors import ConfigError
+from fracdet.robust.budget import check_budget
+from fracdet.robust.ensemble import ATTACK_BUDGETS, ENSEMBLE_ATTACKS, MIN_CLASSES, ensemble_attack
 from fracdet.robust.pgd import PGDConfig, eval_mode, pgd_attack
 
 __all__ = [
@@ -37,8 +40,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: ``pgd``: ℓ∞ PGD (Madry et al. 2018); ``fgsm``: one signed-gradient step of size ε
-#: (Goodfellow et al. 2015); ``pgd_l2``: PGD with normalised gradient steps in an ℓ2 ball.
-ATTACK_KINDS = ("pgd", "fgsm", "pgd_l2")
+#: (Goodfellow et al. 2015); ``pgd_l2``: PGD with normalised gradient steps in an ℓ2 ball;
+#: ``autoattack``: the ℓ∞ ensemble of :mod:`fracdet.robust.ensemble`, worst case per image.
+ATTACK_KINDS = ("pgd", "fgsm", "pgd_l2", "autoattack")
+
 #: ``pixel``: ε in pixel units of [0, 1] images; ``normalized``: ε after mean/std normalisation.
 EPS_SPACES = ("pixel", "normalized")
 
@@ -95,7 +100,10 @@ class AttackConfig:
     restart, ε in pixel space. ``eps`` and ``step_size`` may be given as strings such as
     ``"4/255"``. ``steps`` is ignored by FGSM (one step of size ε, from a random point in
     the ball when ``random_start``, as in "fast" adversarial training). For ``pgd_l2``,
-    ``eps`` is the ℓ2 radius per image and may exceed 1.
+    ``eps`` is the ℓ2 radius per image and may exceed 1. ``autoattack`` takes its iterations,
+    restarts and queries from ``budget`` (:data:`ATTACK_BUDGETS`) and runs ``components``
+    (:data:`ENSEMBLE_ATTACKS` by default); ``steps``, ``step_size``, ``restarts`` and
+    ``random_start`` are PGD's and FGSM's only.
     """
 
     kind: str = "pgd"
@@ -105,6 +113,8 @@ class AttackConfig:
     restarts: int = 1
     random_start: bool = True
     eps_space: str = "pixel"
+    budget: str = "quick"
+    components: tuple[str, ...] = ENSEMBLE_ATTACKS
 
     def __post_init__(self) -> None:
         if self.kind not in ATTACK_KINDS:
@@ -128,6 +138,18 @@ class AttackConfig:
         if not isinstance(self.random_start, bool):
             raise ConfigError(
                 f"attack random_start must be true or false, got {self.random_start!r}"
+            )
+        if self.budget not in ATTACK_BUDGETS:
+            raise ConfigError(
+                f"unknown attack budget {self.budget!r}; choose one of {', '.join(ATTACK_BUDGETS)}"
+            )
+        components = (self.components,) if isinstance(self.components, str) else self.components
+        object.__setattr__(self, "components", tuple(components))
+        unknown = [c for c in self.components if c not in MIN_CLASSES]
+        if unknown or not self.components or len(set(self.components)) < len(self.components):
+            raise ConfigError(
+                f"attack components must be distinct names from {', '.join(MIN_CLASSES)}, "
+                f"got {list(self.components)}"
             )
 
     def _budget(self, name: str, value: object) -> float:
@@ -294,6 +316,7 @@ def attack(
     cfg: AttackConfig = AttackConfig(),
     *,
     generator: torch.Generator | None = None,
+    timings: MutableMapping[str, float] | None = None,
 ) -> torch.Tensor:
     """Adversarial versions of ``images`` (``(B, C, H, W)`` in [0, 1]) against ``labels``.
 
@@ -306,7 +329,8 @@ def attack(
     every image. The first restart draws the same random numbers as a single run, so restarts
     never do worse than one. ``labels`` are class indices (0/1 for a binary model's ``(B,)``
     logit). A ``normalized`` config must first go through :func:`pixel_budget`, which needs the
-    model's std.
+    model's std. ``autoattack`` returns the ensemble's worst case per image (seeded from
+    ``generator``) and adds each attack's seconds to ``timings`` as ``attack:{name}``.
     """
     if cfg.eps_space != "pixel":
         raise ConfigError(
@@ -321,6 +345,34 @@ def attack(
     images, labels = images.detach(), labels.detach().to(images.device)
     if cfg.eps == 0 or len(images) == 0:
         return images.clone()
+    if cfg.kind == "autoattack":
+        device = "cpu" if generator is None else generator.device
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device).item())
+        return ensemble_attack(
+            model,
+            images,
+            labels,
+            cfg.eps,
+            budget=cfg.budget,
+            components=cfg.components,
+            seed=seed,
+            timings=timings,
+        ).adv.to(images.dtype)
+    best = _restarts(model, images, labels, cfg, generator)
+    check_budget(
+        best, images, cfg.eps, attack=cfg.kind, norm="l2" if cfg.kind == "pgd_l2" else "linf"
+    )
+    return best
+
+
+def _restarts(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: AttackConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """PGD, FGSM or ℓ2 PGD with ``cfg.restarts``: per image the fooling, else the worst, run."""
     with torch.enable_grad(), eval_mode(model):
         best = _one_run(model, images, labels, cfg, generator)
         if cfg.restarts == 1:

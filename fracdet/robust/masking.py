@@ -1,0 +1,31 @@
+"""A deliberately gradient-masked classifier: the proof that fracdet's attack checks catch one.
+
+:class:`QuantizedInput` rounds the input to a few grey levels before the model sees it. The
+rounding's derivative is zero almost everywhere, so every input gradient is exactly zero:
+"shattered gradients" (Athalye et al. 2018, §4.1, the input quantisation and thermometer
+defences they broke). PGD, FGSM, APGD and FAB all follow the gradient and stall, and a PGD
+audit would report the model robust; the forward pass is an ordinary classifier that a
+black-box attack (Square), or a larger ε, still fools. Wrap a saved classifier with
+``QuantizedInput(load_classifier(path)[0])``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["QuantizedInput"]
+
+
+class QuantizedInput(nn.Module):
+    """``model(round(x · (levels − 1)) / (levels − 1))``: ``levels`` grey levels, zero gradient."""
+
+    def __init__(self, model: nn.Module, levels: int = 16) -> None:
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+        self.model, self.levels = model, levels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        step = self.levels - 1
+        return self.model(torch.round(images * step) / step)
