@@ -16,7 +16,7 @@ from fracdet.audit.check_causal import DETECTOR, GT
 from fracdet.audit.schema import AuditSchema
 from fracdet.report import ci_cell, number_cell
 
-__all__ = ["answer", "headline", "clean_coverage", "sane_methods"]
+__all__ = ["answer", "attack_name", "headline", "clean_coverage", "sane_methods"]
 
 
 def _mean(entry: Mapping[str, Any] | None) -> float | None:
@@ -72,10 +72,10 @@ def headline(metrics: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-def _attack_name(metrics: Mapping[str, Any]) -> str:
-    config = metrics["provenance"]["config"]
+def attack_name(config: Mapping[str, Any]) -> str:
+    """The attack behind the audit's attacked ("pgd") columns, as the report names it."""
     names = {"pgd": "ℓ∞ PGD", "fgsm": "FGSM", "pgd_l2": "ℓ2 PGD", "autoattack": "AutoAttack"}
-    return f"{names.get(config['attack'], config['attack'])} at ε = {config['eps']}"
+    return names.get(config["attack"], config["attack"])
 
 
 def _robustness_sentence(metrics: Mapping[str, Any]) -> str | None:
@@ -91,15 +91,15 @@ def _robustness_sentence(metrics: Mapping[str, Any]) -> str | None:
             untrusted.append(f"{model} ({', '.join(checked.get('failed', []))})")
     if not parts:
         return None
+    config = metrics["provenance"]["config"]
+    attack = f"{attack_name(config)} at ε = {config['eps']}"
     labelled = all(
         metrics["robustness"].get(m, {}).get("clean_accuracy") is not None
         for m in metrics["models"]
     )
-    text = (
-        f"Accuracy clean → under {_attack_name(metrics)}: "
-        if labelled
-        else f"Under {_attack_name(metrics)}: "
-    ) + "; ".join(parts)
+    text = (f"Accuracy clean → under {attack}: " if labelled else f"Under {attack}: ") + "; ".join(
+        parts
+    )
     if untrusted:
         text += (
             "; the attack checks fail for " + ", ".join(untrusted) + ", so those numbers are not "

@@ -57,8 +57,8 @@ CHECKS: dict[str, str] = {
     "sanity": "fracdet.audit.check_sanity",
     "faithfulness": "fracdet.audit.check_faithfulness",
     "causal": "fracdet.audit.check_causal",
-    "detector_attack": "fracdet.audit.check_detector_attack",
     "attacks": "fracdet.audit.check_attacks",
+    "detector_attack": "fracdet.audit.check_detector_attack",
 }
 
 

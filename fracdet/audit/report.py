@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fracdet.audit.answer import answer
+from fracdet.audit.answer import answer, attack_name
 from fracdet.audit.checks import check_sections
 from fracdet.audit.groups import group_sections
 from fracdet.audit.schema import CONDITIONS, SPEARMAN, AuditSchema, input_key
@@ -232,12 +232,6 @@ def _paired_table(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _attack_name(config: Mapping[str, Any]) -> str:
-    """The attack behind the "pgd" columns, as the report names it."""
-    names = {"pgd": "ℓ∞-PGD", "fgsm": "FGSM", "pgd_l2": "ℓ2-PGD", "autoattack": "AutoAttack"}
-    return names.get(config["attack"], config["attack"])
-
-
 def _attack_text(c: Mapping[str, Any]) -> str:
     if c["attack"] != "autoattack":
         return (
@@ -283,7 +277,7 @@ def write_audit_report(path: Path, metrics: Mapping[str, Any], figures: Mapping[
     if metrics["has_labels"]:
         sections.append(
             Section(
-                f"Robustness: clean vs {_attack_name(metrics['provenance']['config'])}",
+                f"Robustness: clean vs {attack_name(metrics['provenance']['config'])}",
                 text=_settings_text(metrics),
                 table=_robustness_table(metrics),
                 figures=[figures["robustness"]] if "robustness" in figures else [],
