@@ -132,7 +132,7 @@ def test_check_options_are_validated_in_one_line():
         AuditConfig(dataset="d", attack_check_budget="slow")
     with pytest.raises(ConfigError, match="eps must lie in"):
         AuditConfig(dataset="d", attack_check_eps=("0", "300/255"))
-    assert AuditConfig(dataset="d").checks == ("attacks",)  # in every audit unless turned off
+    assert "attacks" in AuditConfig(dataset="d").checks  # in every audit unless turned off
 
 
 def test_the_check_and_autoattack_run_in_an_audit_and_reach_the_report(

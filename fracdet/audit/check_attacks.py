@@ -32,12 +32,19 @@ _COLORS = {
     "square": "#ef4444",
     "autoattack": "#111827",
 }
-_LABELS = {"pgd": "ℓ∞ PGD", "autoattack": "ensemble (worst case)"}
+_LABELS = {
+    "pgd": "ℓ∞ PGD",
+    "autoattack": "ensemble (worst case)",
+    "apgd-ce": "after APGD-CE",
+    "apgd-margin": "+ APGD-margin",
+    "fab": "+ FAB",
+    "square": "+ Square",
+}
 
 
 def plot_eps_curve(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
-    """Accuracy vs ε (in grey levels, symlog axis), one line per attack; PGD and the ensemble's
-    worst case wide, with their 95% Wilson bands."""
+    """Accuracy vs ε (in grey levels, symlog axis): PGD and the ensemble's worst case wide, with
+    their 95% Wilson bands, and the ensemble's accuracy after each of its attacks in turn."""
     fig, ax = new_figure((6.8, 3.8))
     x = np.asarray(result["eps"], dtype=float) * 255
     n = int(result["n"])
