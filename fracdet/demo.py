@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fracdet.cls.checkpoint import save_input_quantized
 from fracdet.demo_report import DemoSummary, write_demo_index
 from fracdet.errors import ConfigError
 from fracdet.pipeline import (
@@ -117,6 +118,8 @@ class DemoConfig:
     audit_precision: str = "auto"
     # the checks' subset: the first N fractured images with boxes and N intact ones
     audit_check_images: int = 24
+    # the masked classifier: the standard one with its inputs rounded to this many grey levels
+    masked_levels: int = 16
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
@@ -273,10 +276,26 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         batch=16,
     )
     detector = detector_weights(det[0].folder)
+    # the standard classifier behind a 16-level input quantisation: shattered gradients, the
+    # proof that the attack checks catch a model PGD alone would call robust
+    masked = Stage(
+        "cls-masked",
+        out / "cls-masked",
+        (
+            Call.of(
+                save_input_quantized,
+                standard[0].folder / "best.safetensors",
+                out / "cls-masked",
+                levels=cfg.masked_levels,
+            ),
+        ),
+        ("cls-standard",),
+    )
     classifiers = {
         "standard": standard[0].folder,
         "adversarial": robust[0].folder,
         "shortcut": cheat[0].folder,
+        "masked": masked.folder,
     }
     audit = audit_stage(
         "audit",
@@ -284,7 +303,14 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         shortcut.folder / "dataset",
         classifiers,
         settings,
-        upstream=("data-shortcut", "cls-standard", "cls-adversarial", "cls-shortcut", "det"),
+        upstream=(
+            "data-shortcut",
+            "cls-standard",
+            "cls-adversarial",
+            "cls-shortcut",
+            "cls-masked",
+            "det",
+        ),
         detector=detector,
         split="test",
         det_imgsz=cfg.det_imgsz,
@@ -295,7 +321,7 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         causal_regions=shortcut.folder / "phantoms" / "shortcut_regions.csv",
     )
     predict = _predict_stage(out, cfg, settings, classifiers["standard"], detector)
-    return [clean, shortcut, *standard, *robust, *cheat, *det, audit, predict]
+    return [clean, shortcut, *standard, *robust, *cheat, masked, *det, audit, predict]
 
 
 def run_demo(config: DemoConfig) -> DemoSummary:
@@ -317,6 +343,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
             "predict": folders["predict"],
             "standard": folders["cls-standard"],
             "adversarial": folders["cls-adversarial"],
+            "masked": folders["cls-masked"],
         },
         runner.seconds,
         quick=cfg.profile == "quick",

@@ -79,7 +79,8 @@ def demo_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
     for name in CLASSIFIERS:
         if name not in folders:
             continue
-        own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
+        scored = folders[name] / "eval" / "cls_metrics.json"  # the masked copy is not rescored
+        own = read_stage_json(scored) if scored.is_file() else {}
         rob = (audit.get("robustness") or {}).get(name, {})
         loc = (audit.get("localization") or {}).get(name, {})
         means = {

@@ -200,3 +200,38 @@ def test_vision_transformer_is_built_for_the_training_size_and_reloads(tmp_path)
     save_classifier(model, meta, tmp_path / "vit")
     loaded, _ = load_classifier(tmp_path / "vit.safetensors")
     assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_an_input_quantized_copy_rounds_its_inputs_and_has_no_input_gradient(tmp_path):
+    from fracdet.cls.checkpoint import (
+        ClassifierMeta,
+        load_classifier,
+        save_classifier,
+        save_input_quantized,
+    )
+    from fracdet.errors import ConfigError
+    from fracdet.robust.masking import QuantizedInput
+
+    torch.manual_seed(0)
+    model = create_classifier("resnet10t", num_outputs=1).eval()
+    meta = ClassifierMeta(
+        backbone="resnet10t",
+        class_names=("not_fractured", "fractured"),
+        image_size=32,
+        mean=tuple(model.mean.flatten().tolist()),
+        std=tuple(model.std.flatten().tolist()),
+    )
+    source = save_classifier(model, meta, tmp_path / "std" / "best.safetensors")
+    path = save_input_quantized(source, tmp_path / "masked", levels=4)
+    masked, masked_meta = load_classifier(path)
+    plain, plain_meta = load_classifier(source)
+    assert masked_meta.input_levels == 4 and plain_meta.input_levels is None
+    x = torch.rand(3, 1, 32, 32, requires_grad=True)
+    with torch.no_grad():  # the same decision as the plain model on the rounded image
+        expected = QuantizedInput(plain, levels=4)(x)
+        assert torch.allclose(masked(x), expected, atol=1e-6)
+        assert not torch.allclose(plain(x), expected, atol=1e-3)
+    masked(x).sum().backward()
+    assert x.grad is not None and torch.count_nonzero(x.grad) == 0  # shattered gradients
+    with pytest.raises(ConfigError, match="levels must be an integer >= 2"):
+        save_input_quantized(source, tmp_path / "bad", levels=1)

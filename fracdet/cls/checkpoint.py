@@ -67,6 +67,9 @@ class ClassifierMeta:
     train_config: dict[str, Any] = field(default_factory=dict)
     data_hash: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    # inputs rounded to this many grey levels before the network (None: not at all); see
+    # save_input_quantized
+    input_levels: int | None = None
 
     @property
     def binary(self) -> bool:
@@ -256,7 +259,28 @@ def load_classifier(
         ) from exc
     model.mean.copy_(torch.tensor(meta.mean).view(1, -1, 1, 1))
     model.std.copy_(torch.tensor(meta.std).view(1, -1, 1, 1))
+    model.input_levels = meta.input_levels
     return model.to(device).eval(), meta
+
+
+def save_input_quantized(source: str | Path, output: Path, levels: int = 16) -> Path:
+    """A copy of the classifier at ``source`` whose inputs are rounded to ``levels`` grey levels
+    (``OUTPUT/best.safetensors``); returns its path.
+
+    Bit-depth reduction ("feature squeezing", Xu et al., NDSS 2018) leaves the decision almost
+    unchanged and every input gradient zero: PGD finds nothing and reports robustness the
+    model does not have ("shattered gradients", Athalye et al., ICML 2018). The demo audits
+    such a copy to show that the attack checks flag it.
+    """
+    from fracdet.robust.masking import check_levels
+
+    try:
+        levels = check_levels(levels)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    model, meta = load_classifier(source)
+    meta = dataclasses.replace(meta, input_levels=levels)
+    return save_classifier(model, meta, Path(output) / "best.safetensors")
 
 
 def unwrap_model(model: torch.nn.Module) -> PixelClassifier:

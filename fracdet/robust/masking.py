@@ -6,7 +6,8 @@ rounding's derivative is zero almost everywhere, so every input gradient is exac
 defences they broke). PGD, FGSM, APGD and FAB all follow the gradient and stall, and a PGD
 audit would report the model robust; the forward pass is an ordinary classifier that a
 black-box attack (Square), or a larger ε, still fools. Wrap a saved classifier with
-``QuantizedInput(load_classifier(path)[0])``.
+``QuantizedInput(load_classifier(path)[0])``, or save a copy whose wrapper rounds its inputs
+with :func:`fracdet.cls.checkpoint.save_input_quantized` (what the demo audits as "masked").
 """
 
 from __future__ import annotations
@@ -14,7 +15,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["QuantizedInput"]
+__all__ = ["QuantizedInput", "quantize_pixels", "check_levels"]
+
+
+def check_levels(levels: object) -> int:
+    """``levels`` as the integer >= 2 it must be (else one clear error)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
+    return levels
+
+
+def quantize_pixels(images: torch.Tensor, levels: int) -> torch.Tensor:
+    """``round(x · (levels − 1)) / (levels − 1)``: pixels in [0, 1] on ``levels`` grey levels.
+
+    Its derivative is zero almost everywhere: a model that rounds its input this way has
+    shattered gradients (a fracdet classifier with ``input_levels`` does, inside its wrapper).
+    """
+    step = levels - 1
+    return torch.round(images * step) / step
 
 
 class QuantizedInput(nn.Module):
@@ -22,10 +40,7 @@ class QuantizedInput(nn.Module):
 
     def __init__(self, model: nn.Module, levels: int = 16) -> None:
         super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
-        self.model, self.levels = model, levels
+        self.model, self.levels = model, check_levels(levels)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        step = self.levels - 1
-        return self.model(torch.round(images * step) / step)
+        return self.model(quantize_pixels(images, self.levels))
