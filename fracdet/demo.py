@@ -119,7 +119,11 @@ class DemoConfig:
     # the checks' subset: the first N fractured images with boxes and N intact ones
     audit_check_images: int = 24
     # the masked classifier: the standard one with its inputs rounded to this many grey levels
-    masked_levels: int = 16
+    masked_levels: int = 256
+    # the attacks check on the first N fractured and N intact images of the subset, along a
+    # shorter ε curve than an audit's default (the check is the costliest one on a CPU)
+    audit_attack_check_images: int = 8
+    audit_attack_check_eps: tuple[str, ...] = ("0", "2/255", "4/255", "16/255", "64/255")
 
     def __post_init__(self) -> None:
         if self.count < 40 or self.shortcut_count < 40:
@@ -318,6 +322,8 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
         max_images=cfg.audit_images,
         precision=cfg.audit_precision,
         check_images=cfg.audit_check_images,
+        attack_check_images=cfg.audit_attack_check_images,
+        attack_check_eps=cfg.audit_attack_check_eps,
         causal_regions=shortcut.folder / "phantoms" / "shortcut_regions.csv",
     )
     predict = _predict_stage(out, cfg, settings, classifiers["standard"], detector)

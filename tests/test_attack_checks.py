@@ -105,6 +105,17 @@ def test_the_ensemble_breaks_the_masked_classifier_about_as_far_as_the_unmasked_
     assert masked["accuracy"]["apgd-ce"][-1] >= 0.5  # APGD stalls on zero gradients too
 
 
+def test_bpda_breaks_the_masked_classifier_as_pgd_breaks_the_unmasked_one(proof):
+    plain, masked = proof["plain"], proof["masked"]
+    tolerance = 2 / plain["n"]  # two images: the rounding moves a few decisions either way
+    for k in range(1, len(EPS)):
+        assert masked["accuracy"]["pgd-bpda"][k] <= plain["accuracy"]["pgd"][k] + tolerance
+    assert "bpda" in masked["failed"] and "bpda" not in plain["failed"]
+    # without input quantisation BPDA is plain PGD (its own random start)
+    assert np.allclose(plain["accuracy"]["pgd-bpda"], plain["accuracy"]["pgd"], atol=tolerance)
+    assert masked["worst_at_eps"] <= masked["accuracy"]["pgd-bpda"][EPS.index(8 / 255)]
+
+
 class Noisy(nn.Module):
     """A randomised defence: noise added to the input at every pass."""
 
@@ -158,7 +169,7 @@ def test_the_check_and_autoattack_run_in_an_audit_and_reach_the_report(
     result = metrics["checks"]["attacks"]["model_a"]
     assert [line["check"] for line in result["lines"]] == list(ATTACK_CHECK_NAMES)
     assert result["trusted"] == (result["failed"] == [])
-    assert set(result["accuracy"]) == {"pgd", *ENSEMBLE_ATTACKS, "autoattack"}
+    assert set(result["accuracy"]) == {"pgd", "pgd-bpda", *ENSEMBLE_ATTACKS, "autoattack", "worst"}
     assert result["eps"] == [0, 64 / 255] and result["at_eps"] == pytest.approx(4 / 255)
     assert (out / result["figure"]).is_file()
     report = (out / "report.html").read_text()
@@ -169,3 +180,14 @@ def test_the_check_and_autoattack_run_in_an_audit_and_reach_the_report(
     # per_image.csv: every image perturbed, the ensemble inside its budget
     linf = np.array([float(r["linf"]) for r in read_rows(out / "per_image.csv")])
     assert linf.max() <= 4 / 255 + 1e-6 and linf.min() > 0
+
+
+def test_the_check_takes_the_first_images_of_each_label():
+    import numpy as np
+
+    from fracdet.audit.check_attacks import _first_of_each_label
+
+    labels = np.array([1, 0, 0, 1, 1, 0, 1])
+    assert _first_of_each_label(labels, 2) == [0, 1, 2, 3]
+    assert _first_of_each_label(labels, None) == list(range(7))
+    assert _first_of_each_label(labels, 9) == list(range(7))

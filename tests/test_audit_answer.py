@@ -97,6 +97,6 @@ def test_the_causal_sentence_gives_each_model_and_the_named_regions():
     text = answer(_metrics({"causal": causal, "sanity": sanity}))
     assert (
         "by standard 0.125 [0.068–0.189] (p 1.6e-06); shortcut 0.000, while removing the shortcut "
-        "marker flips 100% of shortcut's calls." in text
+        "marker flips the calls of shortcut 100%." in text
     )
     assert _sentences(text) == 3

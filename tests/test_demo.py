@@ -52,13 +52,14 @@ def test_demo_runs_every_stage_and_leads_with_the_answer(demo_run):
         "cls-adversarial-eval",
         "cls-shortcut",
         "cls-shortcut-eval",
+        "cls-masked",
         "det",
         "det-eval",
         "audit",
         "predict",
     ]
     numbers = summary["numbers"]
-    assert set(numbers["classifiers"]) == {"standard", "adversarial", "shortcut"}
+    assert set(numbers["classifiers"]) == {"standard", "adversarial", "shortcut", "masked"}
     classifiers = numbers["classifiers"]
     # the splits of 48 and 40 phantoms: exact; the marker is learned in 3 epochs even at 64 px
     # (measured: AUROC 1.0 on its 4 test images; the standard one, 1 epoch: 0.5)
@@ -70,14 +71,19 @@ def test_demo_runs_every_stage_and_leads_with_the_answer(demo_run):
     assert classifiers["shortcut"]["own_test_auroc"] >= 0.9
     # the conspicuous cracks draw IG even from barely trained models (measured 0.73-0.84,
     # random 0.25): a broken box frame or attribution would fall to the random level
-    assert all(c["coverage@25"]["IG"] > 0.5 for c in classifiers.values())
+    trained = [classifiers[n] for n in ("standard", "adversarial", "shortcut")]
+    assert all(c["coverage@25"]["IG"] > 0.5 for c in trained)
+    # the masked copy: every input gradient is zero, so its attack checks fail
+    masked = classifiers["masked"]["checks"]["attacks"]
+    assert not masked["trusted"] and "zero-gradient" in masked["failed"]
+    assert all(c["checks"]["sanity"] is not None for c in classifiers.values())
     assert {t["metric"] for t in numbers["shortcut_vs_standard"]} == {
         "coverage@25",
         "energy_in_box",
     }
     audit = json.loads((out / "audit" / "metrics.json").read_text())
     assert (
-        audit["models"] == ["standard", "adversarial", "shortcut"]
+        audit["models"] == ["standard", "adversarial", "shortcut", "masked"]
         and audit["provenance"]["detector"] is not None
     )
     predictions = (out / "predict" / "out" / "predictions.csv").read_text().splitlines()
@@ -181,8 +187,17 @@ def test_the_quick_profile_is_named_in_the_config_file():
     assert (default.count, default.cls_epochs, default.profile) == (2000, 16, "default")
 
 
-def _numbers(std_cov: dict, cut_cov: dict, p: dict, pgd: tuple[float, float]) -> dict:
-    def clf(cov, pgd_acc=None):
+def _numbers(
+    std_cov: dict,
+    cut_cov: dict,
+    p: dict,
+    pgd: tuple[float, float],
+    *,
+    sanity: tuple[list[str], list[str]] | None = None,
+    causal: tuple[dict, dict] | None = None,
+    masked: dict | None = None,
+) -> dict:
+    def clf(cov, pgd_acc=None, causal_entry=None, attacks=None):
         return {
             "own_test_auroc": 0.9,
             "own_test_auroc_ci95": [0.85, 0.95],
@@ -190,47 +205,113 @@ def _numbers(std_cov: dict, cut_cov: dict, p: dict, pgd: tuple[float, float]) ->
             "audit_clean_accuracy": 0.9,
             "audit_pgd_accuracy": pgd_acc,
             "coverage@25": cov,
+            "checks": {
+                "sanity": None if sanity is None else {"passed": sanity[0], "failed": sanity[1]},
+                "causal": causal_entry,
+                "attacks": attacks,
+            },
         }
 
     tests = [{"method": m, "metric": "coverage@25", "wilcoxon_p": v} for m, v in p.items()]
+    classifiers = {
+        "standard": clf(std_cov, pgd[0], causal and causal[0]),
+        "adversarial": clf(std_cov, pgd[1]),
+        "shortcut": clf(cut_cov, None, causal and causal[1]),
+    }
+    if masked is not None:
+        classifiers["masked"] = clf(std_cov, masked["pgd"], None, masked["attacks"])
     return {
-        "classifiers": {
-            "standard": clf(std_cov, pgd[0]),
-            "adversarial": clf(std_cov, pgd[1]),
-            "shortcut": clf(cut_cov),
-        },
+        "classifiers": classifiers,
         "shortcut_vs_standard": tests,
         "focus_percentile": 25.0,
         "detector": {"test_map_50": 0.8},
     }
 
 
-def test_the_answer_judges_each_method_by_the_halving_rule():
+def test_the_answer_judges_only_methods_that_pass_the_sanity_check():
     from fracdet.demo_report import _answer
 
+    numbers = _numbers(
+        {"SM": 0.9, "GC": 0.6},
+        {"SM": 0.3, "GC": 0.2},
+        {"SM": 1e-9, "GC": 1e-4},
+        (0.02, 0.3),
+        sanity=(["GC"], ["SM", "IG"]),
+    )
+    text = _answer(numbers)
+    assert "Only GC passes the randomisation check (IG, SM fail it)" in text
+    assert "GC 0.60 → 0.20 (paired p 0.0001)" in text and "SM 0.90" not in text
+    assert "looks at something other than the fracture" in text
+    assert text.count(". ") + 1 <= 3
+
+
+def test_the_answer_reads_the_causal_test_and_the_masked_classifier():
+    from fracdet.demo_report import _answer
+
+    std = {"mean_diff": 0.125, "ci95": [0.07, 0.19], "p": 1e-5, "flipped": 0.1}
+    cut = {"mean_diff": 0.0, "ci95": None, "p": None, "flipped": 0.0, "marker_flipped": 1.0}
+    masked = {
+        "pgd": 0.85,
+        "attacks": {
+            "trusted": False,
+            "failed": ["zero-gradient", "black-box"],
+            "worst_accuracy": 0.1,
+        },
+    }
     text = _answer(
         _numbers(
-            {"SM": 0.8, "IG": 0.9}, {"SM": 0.3, "IG": 0.7}, {"SM": 1e-9, "IG": 1e-6}, (0.0, 0.25)
+            {"GC": 0.6},
+            {"GC": 0.2},
+            {"GC": 1e-4},
+            (0.02, 0.3),
+            sanity=(["GC"], []),
+            causal=(std, cut),
+            masked=masked,
         )
     )
     assert (
-        "not right for the same reason" in text
-        and "by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 "
-        "(paired p 1e-09)"
+        "lowers the standard classifier's fracture probability by 0.125 [0.070–0.190], p 1e-05 "
+        "more than removing matched boxes elsewhere, the shortcut classifier's by 0.000" in text
+    )
+    assert "removing the marker flips 100% of the shortcut classifier's calls: one is right" in text
+    assert (
+        "the gradient-masked copy of the standard classifier keeps 0.85 under PGD, but its attack "
+        "checks fail (zero-gradient, black-box) and the strongest attack (AutoAttack-style "
+        "ensemble, BPDA) brings it to 0.10" in text
+    )
+    assert len([s for s in text.split(". ") if s]) <= 3
+
+
+def test_the_answer_judges_each_method_by_the_halving_rule():
+    from fracdet.demo_report import _answer
+
+    sane = (["SM", "IG"], [])
+    text = _answer(
+        _numbers(
+            {"SM": 0.8, "IG": 0.9},
+            {"SM": 0.3, "IG": 0.7},
+            {"SM": 1e-9, "IG": 1e-6},
+            (0.0, 0.25),
+            sanity=sane,
+        )
+    )
+    assert (
+        "falls by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 "
+        "(paired p 1e-09): the shortcut classifier looks at something other than the fracture"
         in text
     )
-    assert "With IG 0.90 → 0.70 (paired p 1e-06) it falls less" in text  # named, not hidden
-    assert "adversarial training bought robustness" in text and "mAP@0.5 0.800" in text
+    assert "IG 0.90 → 0.70" not in text.split("falls by half")[1].split(":")[0]  # only halved
+    assert "adversarial training bought robustness" in text
     # half the coverage but no significant paired test: no claim
-    text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1)))
-    assert (
-        "does not show the shortcut classifier looking elsewhere" in text
-        and "did not buy clear robustness" in text
-    )
+    text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1), sanity=sane))
+    assert "does not halve: SM 0.80 → 0.30" in text and "did not buy clear robustness" in text
     # exactly half counts; more than half does not
     assert "by half or more" in _answer(
-        _numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0))
+        _numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0), sanity=(["GC"], []))
     )
     assert "by half or more" not in _answer(
-        _numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0))
+        _numbers({"GC": 0.5}, {"GC": 0.26}, {"GC": 1e-3}, (0.0, 0.0), sanity=(["GC"], []))
     )
+    # without the sanity check the numbers are given as unchecked, with no verdict
+    text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 1e-9}, (0.0, 0.3)))
+    assert "not sanity-checked" in text and "looks at something other" not in text

@@ -145,7 +145,8 @@ def _coverage_sentence(metrics: Mapping[str, Any]) -> str | None:
 
 
 def _causal_sentence(metrics: Mapping[str, Any]) -> str | None:
-    parts, regions = [], []
+    parts: list[str] = []
+    regions: dict[str, list[str]] = {}  # region name -> "model share" per classifier
     for model in metrics["models"]:
         result = _check(metrics, "causal", model)
         if result is None:
@@ -162,7 +163,7 @@ def _causal_sentence(metrics: Mapping[str, Any]) -> str | None:
         )
         for name, entry in entries.items():
             if name not in (GT, DETECTOR) and entry.get("n"):
-                regions.append(f"the {name} flips {entry['flipped']:.0%} of {model}'s calls")
+                regions.setdefault(name, []).append(f"{model} {entry['flipped']:.0%}")
     if not parts:
         return None
     text = (
@@ -170,7 +171,9 @@ def _causal_sentence(metrics: Mapping[str, Any]) -> str | None:
         "boxes elsewhere by " + "; ".join(parts)
     )
     if regions:
-        text += ", while removing " + ", ".join(regions)
+        text += ", while removing " + "; ".join(
+            f"the {name} flips the calls of {', '.join(shares)}" for name, shares in regions.items()
+        )
     return text + "."
 
 

@@ -19,10 +19,11 @@ import torch
 from fracdet.audit.checks import CheckSubject
 from fracdet.audit.config import AuditConfig
 from fracdet.audit.stats import proportion_ci
+from fracdet.audit.store import CHECKS_DIR
 from fracdet.report import Section
 from fracdet.report.figures import new_figure, save_figure
 
-__all__ = ["CHECK", "AttacksCheck", "plot_eps_curve"]
+__all__ = ["CHECK", "AttacksCheck", "plot_eps_curve", "plot_models_eps_curve"]
 
 _COLORS = {
     "pgd": "#f97316",
@@ -31,6 +32,8 @@ _COLORS = {
     "fab": "#14b8a6",
     "square": "#ef4444",
     "autoattack": "#111827",
+    "pgd-bpda": "#a16207",
+    "worst": "#6b7280",
 }
 _LABELS = {
     "pgd": "ℓ∞ PGD",
@@ -39,6 +42,8 @@ _LABELS = {
     "apgd-margin": "+ APGD-margin",
     "fab": "+ FAB",
     "square": "+ Square",
+    "pgd-bpda": "ℓ∞ PGD, BPDA",
+    "worst": "worst case (every attack)",
 }
 
 
@@ -80,6 +85,39 @@ def plot_eps_curve(result: Mapping[str, Any], path: Path, *, title: str) -> Path
     return save_figure(fig, path)
 
 
+def plot_models_eps_curve(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """The worst-case accuracy (PGD, PGD with BPDA, the ensemble) vs ε, one line per classifier
+    with its 95% Wilson band: a line that stays up while the others fall needs the checks."""
+    fig, ax = new_figure((6.8, 3.8))
+    palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"]
+    for k, (model, result) in enumerate(results.items()):
+        x = np.asarray(result["eps"], dtype=float) * 255
+        n = int(result["n"])
+        counts = result["correct"]["worst"]
+        bands = np.array([proportion_ci(int(c), n) for c in counts])
+        color = palette[k % len(palette)]
+        label = model + ("" if result["trusted"] else " (checks warn)")
+        ax.plot(x, np.asarray(counts) / n, marker="o", ms=4, lw=2, color=color, label=label)
+        ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.15, lw=0)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xticks(x, [f"{v:g}" for v in x], fontsize=7)
+    ax.set_xlim(0, x.max() * 1.1)
+    ax.set_xlabel("ε (grey levels of 255, ℓ∞, pixel space)")
+    ax.set_ylabel("accuracy, worst case")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("Accuracy vs ε, worst case over PGD, BPDA and the ensemble (95% CI)", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _first_of_each_label(labels: np.ndarray, n: int | None) -> list[int]:
+    """Positions of the first ``n`` images of each label (all of them when ``n`` is None)."""
+    if n is None:
+        return list(range(len(labels)))
+    return sorted(k for y in np.unique(labels) for k in np.flatnonzero(labels == y)[:n])
+
+
 class AttacksCheck:
     """``attacks``: the ε curve, black-box vs white-box, convergence, FGSM vs PGD, zero
     gradients and determinism, per classifier."""
@@ -93,6 +131,7 @@ class AttacksCheck:
             "tolerance": cfg.attack_check_tolerance,
             "attack": [cfg.attack, cfg.eps, cfg.steps, cfg.step_size, cfg.restarts, cfg.eps_space],
             "random_start": cfg.random_start,
+            "images": cfg.attack_check_images,
             "seed": cfg.seed,
         }
 
@@ -102,9 +141,10 @@ class AttacksCheck:
 
         clf = subject.clf
         options = cfg.attack_check_config(clf.attack)
-        labels = torch.as_tensor(subject.labels, device=clf.device)
+        keep = _first_of_each_label(subject.labels, cfg.attack_check_images)
+        labels = torch.as_tensor(subject.labels[keep], device=clf.device)
         with autocast(clf.device, clf.precision):
-            result = run_attack_checks(clf.model, subject.images, labels, options)
+            result = run_attack_checks(clf.model, subject.images[keep], labels, options)
         path = subject.figures_dir / f"attacks_{subject.name}.png"
         plot_eps_curve(result, path, title=f"{subject.name}: accuracy vs ε (n={result['n']})")
         result["figure"] = path.relative_to(subject.audit_dir).as_posix()
@@ -151,9 +191,15 @@ class AttacksCheck:
         figures = [
             Path(audit_dir) / r["figure"] for r in results.values() if r.get("figure") is not None
         ]
+        together = plot_models_eps_curve(
+            results, Path(audit_dir) / CHECKS_DIR / "figures" / "attacks_all.png"
+        )
         return [
             Section(
-                "Can the robustness numbers be trusted? (attack checks)", text=text, table=rows
+                "Can the robustness numbers be trusted? (attack checks)",
+                text=text,
+                table=rows,
+                figures=[together],
             ),
             Section(
                 "Accuracy vs ε, per attack (95% CI)",

@@ -102,6 +102,8 @@ class AuditConfig:
     attack_check_eps: tuple[str, ...] = DEFAULT_CHECK_EPS
     attack_check_budget: str = "quick"
     attack_check_tolerance: float = 0.05
+    # the attacks check on the subset's first N fractured and N intact images (None: all)
+    attack_check_images: int | None = None
     # statistics and figures
     group_by: tuple[
         str, ...
@@ -211,6 +213,10 @@ class AuditConfig:
                 self.attack_check_budget in ATTACK_BUDGETS,
                 f"attack_check_budget must be one of {', '.join(ATTACK_BUDGETS)}, "
                 f"got {self.attack_check_budget!r}",
+            ),
+            (
+                self.attack_check_images is None or self.attack_check_images >= 1,
+                f"attack_check_images must be >= 1, got {self.attack_check_images}",
             ),
             (
                 0 < self.attack_check_tolerance < 1,

@@ -39,6 +39,7 @@ from fracdet.robust.ensemble import (
     EnsembleResult,
     ensemble_attack,
 )
+from fracdet.robust.masking import straight_through
 from fracdet.robust.pgd import eval_mode
 
 __all__ = [
@@ -56,6 +57,7 @@ ATTACK_CHECK_NAMES = (
     "black-box",
     "convergence",
     "pgd-vs-ensemble",
+    "bpda",
     "fgsm",
     "zero-gradient",
     "deterministic",
@@ -160,11 +162,12 @@ def run_attack_checks(
     limit = max(cfg.tolerance, 1 / n)
     seconds: dict[str, float] = {}
     wrong_clean = _wrong(model, images, labels)
-    curve_names = ["pgd", *ENSEMBLE_ATTACKS, "autoattack"]
+    curve_names = ["pgd", "pgd-bpda", *ENSEMBLE_ATTACKS, "autoattack", "worst"]
     correct: dict[str, list[int]] = {name: [] for name in curve_names}
     # per ε: images Square fools that PGD and every white-box ensemble attack missed
     square_only: list[int] = []
     ran: dict[float, tuple[np.ndarray, EnsembleResult]] = {}  # PGD's and the ensemble's, per ε
+    bpda: dict[float, np.ndarray] = {}  # the images PGD with straight-through gradients fooled
     started = time.perf_counter()
     for eps in cfg.eps:
         if eps == 0:
@@ -174,6 +177,10 @@ def run_attack_checks(
             continue
         adv = attack(model, images, labels, _pgd_at(cfg.pgd, eps), generator=generator)
         pgd_fooled = wrong_clean | _wrong(model, adv, labels)
+        with straight_through():  # BPDA through fracdet's input quantisation, if the model has it
+            adv = attack(model, images, labels, _pgd_at(cfg.pgd, eps), generator=generator)
+        bpda_fooled = wrong_clean | _wrong(model, adv, labels)
+        bpda[eps] = bpda_fooled
         # AutoAttack's sequential protocol along the curve (each attack on what the ones before
         # it left: the same worst case for much less work); every attack on every image at the
         # audit's ε only, where the single-ε checks compare attacks one by one
@@ -192,6 +199,8 @@ def run_attack_checks(
             fooled_so_far |= result.fooled[name]
             correct[name].append(int((~fooled_so_far).sum()))
         correct["autoattack"].append(int(result.robust.sum()))
+        correct["pgd-bpda"].append(int((~bpda_fooled).sum()))
+        correct["worst"].append(int((result.robust & ~pgd_fooled & ~bpda_fooled).sum()))
         white = pgd_fooled.copy()
         for name in ENSEMBLE_ATTACKS[:-1]:
             white |= result.fooled[name]
@@ -286,6 +295,22 @@ def run_attack_checks(
             f"at ε={eps * 255:.0f}/255: PGD {pgd_acc:.3f}, ensemble {full.accuracy():.3f}",
         )
     )
+    if eps not in bpda:
+        with straight_through():
+            adv = attack(model, images, labels, cfg.pgd, generator=generator)
+        bpda[eps] = wrong_clean | _wrong(model, adv, labels)
+    bpda_acc = 1 - float(bpda[eps].mean())
+    lines.append(
+        _line(
+            "bpda",
+            pgd_acc - bpda_acc <= limit,
+            pgd_acc - bpda_acc,
+            limit,
+            f"at ε={eps * 255:.0f}/255: PGD {pgd_acc:.3f}, PGD through the input quantisation's "
+            f"straight-through gradient (BPDA) {bpda_acc:.3f}",
+        )
+    )
+    worst_acc = float((full.robust & ~pgd_fooled & ~bpda[eps]).mean())
     fgsm_adv = attack(model, images, labels, replace(cfg.pgd, kind="fgsm"), generator=generator)
     fgsm_acc = 1 - float((wrong_clean | _wrong(model, fgsm_adv, labels)).mean())
     lines.append(
@@ -321,6 +346,7 @@ def run_attack_checks(
         "accuracy": accuracy,
         "square_only": square_only,
         "ensemble_at_eps": full.summary(),
+        "worst_at_eps": worst_acc,
         "lines": lines,
         "trusted": not failed,
         "failed": failed,

@@ -12,10 +12,32 @@ with :func:`fracdet.cls.checkpoint.save_input_quantized` (what the demo audits a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-__all__ = ["QuantizedInput", "quantize_pixels", "check_levels"]
+__all__ = ["QuantizedInput", "quantize_pixels", "check_levels", "straight_through"]
+
+_STRAIGHT_THROUGH = False
+
+
+@contextmanager
+def straight_through() -> Iterator[None]:
+    """Inside, :func:`quantize_pixels` passes gradients through as if it were the identity.
+
+    BPDA (Athalye et al., ICML 2018, §4.1): the forward pass still rounds, the backward pass
+    takes the rounding's derivative as 1, which is how that paper broke input quantisation.
+    The attack checks run a PGD this way on every model; on a model without fracdet's input
+    quantisation it is plain PGD.
+    """
+    global _STRAIGHT_THROUGH
+    before, _STRAIGHT_THROUGH = _STRAIGHT_THROUGH, True
+    try:
+        yield
+    finally:
+        _STRAIGHT_THROUGH = before
 
 
 def check_levels(levels: object) -> int:
@@ -32,7 +54,10 @@ def quantize_pixels(images: torch.Tensor, levels: int) -> torch.Tensor:
     shattered gradients (a fracdet classifier with ``input_levels`` does, inside its wrapper).
     """
     step = levels - 1
-    return torch.round(images * step) / step
+    rounded = torch.round(images * step) / step
+    if _STRAIGHT_THROUGH:  # BPDA: round forward, identity backward
+        return images + (rounded - images).detach()
+    return rounded
 
 
 class QuantizedInput(nn.Module):

@@ -77,6 +77,9 @@ class StudyConfig:
     audit_step_size: str = "1/255"
     audit_batch_size: int = 16
     audit_max_images: int | None = None
+    # the audit's checks of its own instruments (fracdet.audit.checks) on the test audit; the
+    # held-out hardware audit runs none (it splits the same classifiers' numbers by group)
+    audit_checks: tuple[str, ...] = ("sanity", "causal")
     group_by: tuple[str, ...] = ("hardware", "body_part")
     n_boot: int = 1000
 

@@ -182,6 +182,7 @@ def study_stages(cfg: StudyConfig, out: Path, cls_init: Init, det_init: Init) ->
         split="test",
         det_imgsz=cfg.det_imgsz,
         max_images=cfg.audit_max_images,
+        checks=cfg.audit_checks,
         **options,
     )
     folder = out / "audit-heldout"
@@ -191,6 +192,7 @@ def study_stages(cfg: StudyConfig, out: Path, cls_init: Init, det_init: Init) ->
         classifiers,
         settings,
         split="all",
+        checks=(),
         **options,
     )
     return [
