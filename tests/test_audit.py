@@ -235,7 +235,7 @@ def test_plain_folder_runs_what_needs_no_ground_truth(models, tmp_path):
     assert 0.0 <= metrics["robustness"]["model_a"]["flip_rate"] <= 1.0
     assert "agreement" in metrics["agreement"]["model_a"]["clean"]
     assert "Prediction stability" in (out / "report.html").read_text()
-    assert "PGD flips" in summary.line()
+    assert "the attack flips" in summary.line()
 
 
 def test_bf16_reaches_the_attack_and_every_attribution(
