@@ -240,7 +240,7 @@ def test_the_answer_judges_only_methods_that_pass_the_sanity_check():
     )
     text = _answer(numbers)
     assert "Only GC passes the randomisation check (IG, SM fail it)" in text
-    assert "GC 0.60 → 0.20 (paired p 0.0001)" in text and "SM 0.90" not in text
+    assert "(GC 0.60 → 0.20, paired p 0.0001; random map 0.25)" in text and "SM 0.90" not in text
     assert "looks at something other than the fracture" in text
     assert text.count(". ") + 1 <= 3
 
@@ -270,14 +270,14 @@ def test_the_answer_reads_the_causal_test_and_the_masked_classifier():
         )
     )
     assert (
-        "lowers the standard classifier's fracture probability by 0.125 [0.070–0.190], p 1e-05 "
-        "more than removing matched boxes elsewhere, the shortcut classifier's by 0.000" in text
+        "lowers the standard classifier's fracture probability 0.125 [0.070–0.190] (p 1e-05) "
+        "more than matched boxes elsewhere and the shortcut classifier's 0.000" in text
     )
     assert "removing the marker flips 100% of the shortcut classifier's calls: one is right" in text
     assert (
-        "the gradient-masked copy of the standard classifier keeps 0.85 under PGD, but its attack "
-        "checks fail (zero-gradient, black-box) and the strongest attack (AutoAttack-style "
-        "ensemble, BPDA) brings it to 0.10" in text
+        "a gradient-masked copy of the standard one keeps 0.85, but its attack checks warn "
+        "(zero-gradient, black-box) and the strongest attack (BPDA, the ensemble) takes it to "
+        "0.10" in text
     )
     assert len([s for s in text.split(". ") if s]) <= 3
 
@@ -296,15 +296,18 @@ def test_the_answer_judges_each_method_by_the_halving_rule():
         )
     )
     assert (
-        "falls by half or more from the standard to the shortcut classifier with SM 0.80 → 0.30 "
-        "(paired p 1e-09): the shortcut classifier looks at something other than the fracture"
-        in text
+        "falls by half or more from the standard to the shortcut classifier (SM 0.80 → 0.30, "
+        "paired p 1e-09; random map 0.25): the shortcut classifier looks at something other "
+        "than the fracture" in text
     )
-    assert "IG 0.90 → 0.70" not in text.split("falls by half")[1].split(":")[0]  # only halved
+    assert "IG 0.90" not in text  # only the halved methods are listed
     assert "adversarial training bought robustness" in text
     # half the coverage but no significant paired test: no claim
     text = _answer(_numbers({"SM": 0.8}, {"SM": 0.3}, {"SM": 0.2}, (0.0, 0.1), sanity=sane))
-    assert "does not halve: SM 0.80 → 0.30" in text and "did not buy clear robustness" in text
+    assert (
+        "does not halve (SM 0.80 → 0.30, paired p 0.2" in text
+        and "did not buy clear robustness" in text
+    )
     # exactly half counts; more than half does not
     assert "by half or more" in _answer(
         _numbers({"GC": 0.5}, {"GC": 0.25}, {"GC": 1e-3}, (0.0, 0.0), sanity=(["GC"], []))

@@ -88,7 +88,7 @@ def plot_eps_curve(result: Mapping[str, Any], path: Path, *, title: str) -> Path
 def plot_models_eps_curve(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """The worst-case accuracy (PGD, PGD with BPDA, the ensemble) vs ε, one line per classifier
     with its 95% Wilson band: a line that stays up while the others fall needs the checks."""
-    fig, ax = new_figure((6.8, 3.8))
+    fig, ax = new_figure((8.2, 3.8))
     palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"]
     for k, (model, result) in enumerate(results.items()):
         x = np.asarray(result["eps"], dtype=float) * 255
@@ -96,9 +96,16 @@ def plot_models_eps_curve(results: Mapping[str, Mapping[str, Any]], path: Path) 
         counts = result["correct"]["worst"]
         bands = np.array([proportion_ci(int(c), n) for c in counts])
         color = palette[k % len(palette)]
-        label = model + ("" if result["trusted"] else " (checks warn)")
-        ax.plot(x, np.asarray(counts) / n, marker="o", ms=4, lw=2, color=color, label=label)
-        ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.15, lw=0)
+        trusted = result["trusted"]
+        # a model whose checks warn: dashed, over the others, with what PGD alone claimed
+        style = {"lw": 2, "ls": "-"} if trusted else {"lw": 2.5, "ls": (0, (5, 2)), "zorder": 4}
+        label = model + ("" if trusted else " (checks warn)")
+        ax.plot(x, np.asarray(counts) / n, marker="o", ms=4, color=color, label=label, **style)
+        ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.12, lw=0)
+        if not trusted:
+            pgd = np.asarray(result["correct"]["pgd"]) / n
+            ax.plot(x, pgd, marker="x", ms=5, lw=1.2, ls=":", color=color, zorder=4)
+            ax.plot([], [], marker="x", ls=":", color=color, label=f"{model}: ℓ∞ PGD alone")
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xticks(x, [f"{v:g}" for v in x], fontsize=7)
     ax.set_xlim(0, x.max() * 1.1)
@@ -106,7 +113,7 @@ def plot_models_eps_curve(results: Mapping[str, Mapping[str, Any]], path: Path) 
     ax.set_ylabel("accuracy, worst case")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Accuracy vs ε, worst case over PGD, BPDA and the ensemble (95% CI)", fontsize=9)
     return save_figure(fig, path)
 
@@ -145,9 +152,9 @@ class AttacksCheck:
         labels = torch.as_tensor(subject.labels[keep], device=clf.device)
         with autocast(clf.device, clf.precision):
             result = run_attack_checks(clf.model, subject.images[keep], labels, options)
-        path = subject.figures_dir / f"attacks_{subject.name}.png"
+        path = subject.figure_path("attacks")
         plot_eps_curve(result, path, title=f"{subject.name}: accuracy vs ε (n={result['n']})")
-        result["figure"] = path.relative_to(subject.audit_dir).as_posix()
+        result["figure"] = subject.relative(path)
         return result
 
     def sections(

@@ -329,9 +329,9 @@ def _figure(
             ax.contour(mask, levels=[0.5], colors="#e8590c", linewidths=0.8)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    path = subject.figures_dir / f"causal_{subject.name}.png"
+    path = subject.figure_path("causal")
     save_figure(fig, path)
-    return path.relative_to(subject.audit_dir).as_posix()
+    return subject.relative(path)
 
 
 CHECK = CausalCheck()

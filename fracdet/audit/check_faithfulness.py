@@ -142,9 +142,9 @@ class FaithfulnessCheck:
         )
         result = summarise_curves(curves, n_boot=cfg.n_boot, seed=subject.seed)
         result["items"] = [subject.items[k].key for k in chosen]
-        path = subject.figures_dir / f"faithfulness_{subject.name}.png"
+        path = subject.figure_path("faithfulness")
         _figure(result, subject.name, path)
-        result["figure"] = path.relative_to(subject.audit_dir).as_posix()
+        result["figure"] = subject.relative(path)
         return result
 
     def sections(

@@ -181,7 +181,7 @@ class SanityCheck:
             "methods": methods,
             "passed": [c for c, m in methods.items() if m["passed"]],
             "failed": [c for c, m in methods.items() if not m["passed"]],
-            "figure": figure.relative_to(subject.audit_dir).as_posix(),
+            "figure": subject.relative(figure),
         }
 
     def sections(
@@ -274,8 +274,7 @@ def _cascade_figure(
     fig.suptitle(
         f"{subject.name}: maps as the weights are randomised from the head down", fontsize=8
     )
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in subject.name)
-    return save_figure(fig, subject.figures_dir / f"sanity_{safe}.png", tight=False)
+    return save_figure(fig, subject.figure_path("sanity"), tight=False)
 
 
 CHECK = SanityCheck()

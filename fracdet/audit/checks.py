@@ -127,6 +127,15 @@ class CheckSubject:
         """Where a check saves its figures (inside ``checks/``: a shard merge links them)."""
         return self.audit_dir / CHECKS_DIR / "figures"
 
+    def figure_path(self, key: str) -> Path:
+        """Where check ``key`` saves this classifier's figure (the name made file-safe)."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.name)
+        return self.figures_dir / f"{key}_{safe}.png"
+
+    def relative(self, path: Path) -> str:
+        """``path`` as a check's result stores it: relative to the audit folder."""
+        return Path(path).relative_to(self.audit_dir).as_posix()
+
     def with_boxes(self) -> list[int]:
         """Positions of the fractured images with at least one box pixel in the frame."""
         return [k for k, m in enumerate(self.gt_masks) if m is not None and self.labels[k] == 1]
