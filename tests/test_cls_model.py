@@ -235,3 +235,17 @@ def test_an_input_quantized_copy_rounds_its_inputs_and_has_no_input_gradient(tmp
     assert x.grad is not None and torch.count_nonzero(x.grad) == 0  # shattered gradients
     with pytest.raises(ConfigError, match="levels must be an integer >= 2"):
         save_input_quantized(source, tmp_path / "bad", levels=1)
+
+
+def test_a_detector_is_named_even_after_ultralytics_loaded_one_in_this_process(tmp_path):
+    # Ultralytics registers its classes as torch's safe globals, process-wide, when it loads a
+    # model: weights_only then reads its .pt, and the refusal must still name the detector
+    from conftest import make_tiny_detector
+
+    from fracdet.det.model import load_detector
+    from fracdet.errors import ConfigError
+
+    path = make_tiny_detector(tmp_path)
+    load_detector(path)
+    with pytest.raises(ConfigError, match="an Ultralytics detector, not classifier weights"):
+        load_state_dict_file(path)

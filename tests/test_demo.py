@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY = (
     "count: 48\nshortcut_count: 40\nsize: 64\ncls_epochs: 1\ndet_epochs: 1\ndet_imgsz: 64\n"
-    "audit_ig_steps: 2\nworkers: 0\n"
+    "audit_ig_steps: 2\nworkers: 0\naudit_check_images: 4\naudit_attack_check_images: 2\n"
 )
 
 

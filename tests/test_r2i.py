@@ -89,6 +89,8 @@ def _study_pipeline(dataset: Path, tmp_path: Path, *, max_images: int) -> tuple[
         report,
         "--max-images",
         max_images,
+        "--checks",
+        "none",
         "--batch-size",
         "4",
         "--workers",

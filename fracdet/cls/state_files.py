@@ -63,6 +63,15 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         raise ConfigError(
             f"not a readable state dict ({type(exc).__name__}: {first_line})", path
         ) from exc
+    model = state.get("model") if isinstance(state, dict) else None
+    if isinstance(model, torch.nn.Module) and type(model).__module__.startswith("ultralytics"):
+        # once Ultralytics has loaded a model in this process it has registered its classes as
+        # torch's safe globals (process-wide), so weights_only no longer refuses its .pt files
+        raise ConfigError(
+            "refused: an Ultralytics detector, not classifier weights; give a .safetensors file "
+            "or a plain state dict of tensors",
+            path,
+        )
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

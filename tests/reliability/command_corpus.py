@@ -447,6 +447,8 @@ def audit(dataset: Path, out: Path, *models: str, extra: tuple[str, ...] = ()) -
         "all",
         "--max-images",
         "4",
+        "--checks",
+        "none",
         "--steps",
         "1",
         "--methods",

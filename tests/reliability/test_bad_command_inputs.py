@@ -91,6 +91,7 @@ def kit(
                 classifiers=(kit.cls_run,),
                 split="all",
                 methods=("saliency",),
+                checks=(),
                 steps=1,
                 batch_size=2,
                 shard=f"{k}/2",

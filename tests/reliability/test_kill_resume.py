@@ -315,6 +315,8 @@ def audit_args(manifest: Path, models: tuple[Path, Path], out: Path, *extra: str
         str(out),
         "--split",
         "all",
+        "--checks",
+        "none",
         "--methods",
         "saliency,integrated_gradients",
         "--ig-steps",
