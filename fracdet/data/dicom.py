@@ -130,7 +130,9 @@ def _voi_to_unit(values: np.ndarray, dataset: Any) -> np.ndarray | None:
 
     if dataset.get("VOILUTSequence"):
         bits = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
-        return np.asarray(apply_voi(values, dataset), dtype=np.float64) / (2.0**bits - 1.0)
+        # A LUT is indexed by integers: the modality output rounded (pydicom warns on floats).
+        indices = np.rint(values).astype(np.int64)
+        return np.asarray(apply_voi(indices, dataset), dtype=np.float64) / (2.0**bits - 1.0)
     if "WindowCenter" in dataset and "WindowWidth" in dataset:
         windowed = np.asarray(apply_windowing(values, dataset), dtype=np.float64)
         # The window's output range, from pydicom itself: the values far below and above it.

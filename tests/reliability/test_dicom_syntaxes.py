@@ -96,9 +96,9 @@ def test_the_twelve_are_every_syntax_among_the_local_single_frame_files():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
+                frames = ds.get("NumberOfFrames", 1)
         except Exception:  # noqa: BLE001 - files without a meta header are not images here
             continue
-        frames = ds.get("NumberOfFrames", 1)
         if "Rows" in ds and str(frames) in ("1", "None") and "TransferSyntaxUID" in ds.file_meta:
             found.add(str(ds.file_meta.TransferSyntaxUID))
     assert found == set(SYNTAXES)
@@ -416,3 +416,18 @@ def test_convert_skips_and_records_a_dicom_image_by_name(layout, tmp_path):
     assert "DICOM" in json.dumps(found[0]), found
     manifest = (out / "manifest.csv").read_text()
     assert "scan.dcm" not in manifest and manifest.count("\n") > 1
+
+
+def test_a_syntax_without_its_plugin_is_skipped_naming_the_extra(monkeypatch, tmp_path):
+    """Where the ``dicom`` extra is not installed: one line naming the file, the syntax and
+    the extra to install (simulated: pydicom sees no available plugin)."""
+    from pydicom.uid import JPEGLSLossless
+
+    monkeypatch.setattr(get_decoder(JPEGLSLossless), "_available", {})
+    path = shutil.copy(_ref("MR_small_jpeg_ls_lossless.dcm"), tmp_path / "ls.dcm")
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot decode DICOM pixel data (JPEG-LS Lossless")
+    assert message.endswith("needs a decoder plugin: pip install 'fracdet[dicom]'")
+    assert "\n" not in message
