@@ -106,11 +106,11 @@ def decode_dicom(dataset: Any, path: Path) -> np.ndarray:
 def dicom_to_unit(stored: np.ndarray, dataset: Any, path: Path) -> np.ndarray:
     """Stored values -> float32 in [0, 1] as a viewer shows them (the rules in the module doc)."""
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric in _COLOUR or stored.ndim == 3:
-        return _colour_to_unit(stored, dataset, photometric)
     from pydicom.pixels import apply_modality_lut
 
     try:
+        if photometric in _COLOUR or stored.ndim == 3:
+            return _colour_to_unit(stored, dataset, photometric)
         values = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float64)
         scaled = _voi_to_unit(values, dataset)
     except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:

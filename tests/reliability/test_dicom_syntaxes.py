@@ -431,3 +431,10 @@ def test_a_syntax_without_its_plugin_is_skipped_naming_the_extra(monkeypatch, tm
     assert message.startswith(f"{path}: cannot decode DICOM pixel data (JPEG-LS Lossless")
     assert message.endswith("needs a decoder plugin: pip install 'fracdet[dicom]'")
     assert "\n" not in message
+
+
+def test_a_window_of_zero_width_is_one_clear_line(tmp_path):
+    path = _dicom(tmp_path / "zero.dcm", ROW, WindowCenter=100, WindowWidth=0)
+    with pytest.raises(ImageError, match=r"zero\.dcm: invalid DICOM LUT or window \(") as info:
+        load_image(path)
+    assert "\n" not in str(info.value)
