@@ -126,8 +126,12 @@ def fracture_logit(out: torch.Tensor, head: str, fracture_index: int) -> torch.T
     return out[:, fracture_index] - torch.logsumexp(out[:, keep], dim=1)
 
 
-def build_architecture(spec: ArchSpec, num_classes: int) -> nn.Module:
-    """A randomly initialised ``spec`` network with ``num_classes`` outputs (nothing downloaded)."""
+def build_architecture(spec: ArchSpec, num_classes: int, channels: int = 3) -> nn.Module:
+    """A randomly initialised ``spec`` network with ``num_classes`` outputs (nothing downloaded).
+
+    ``channels`` is timm's ``in_chans``; torchvision builds three, so a grey torchvision model's
+    first layer shows up as a shape that does not fit.
+    """
     if spec.source == "timm":
         import timm
 
@@ -137,7 +141,9 @@ def build_architecture(spec: ArchSpec, num_classes: int) -> nn.Module:
             raise ConfigError(
                 f"unknown timm architecture {spec.name!r}{close_backbones(spec.name)}"
             )
-        return timm.create_model(spec.name, pretrained=False, num_classes=num_classes)
+        return timm.create_model(
+            spec.name, pretrained=False, num_classes=num_classes, in_chans=channels
+        )
     if spec.source == "torchvision":
         import difflib
 
@@ -275,7 +281,9 @@ def imported_classifier(
     if meta.source == "torchscript":
         net: nn.Module = load_torchscript(weights)
     else:
-        net = build_architecture(parse_arch(meta.backbone), int(info["num_classes"]))
+        net = build_architecture(
+            parse_arch(meta.backbone), int(info["num_classes"]), int(info.get("channels", 3))
+        )
     backbone = ImportedNet(
         net,
         head=str(info["head"]),

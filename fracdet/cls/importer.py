@@ -280,7 +280,7 @@ def _original_network(
     state = load_state_dict_file(source)
     rename = _rename_map(cfg.rename_map)
     state = clean_state_keys(state, strip_prefixes=cfg.strip_prefixes, rename=rename)
-    net = build_architecture(parse_arch(cfg.arch), cfg.num_classes)
+    net = build_architecture(parse_arch(cfg.arch), cfg.num_classes, cfg.channels)
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
