@@ -315,6 +315,11 @@ def save_input_quantized(source: str | Path, output: Path, levels: int = 16) -> 
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model, meta = load_classifier(source)
+    if meta.source == "torchscript":
+        raise ConfigError(
+            "an imported TorchScript classifier keeps its own file; quantise a state dict import",
+            source,
+        )
     meta = dataclasses.replace(meta, input_levels=levels)
     return save_classifier(model, meta, Path(output) / "best.safetensors")
 
