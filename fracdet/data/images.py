@@ -1,7 +1,12 @@
-"""Reading images: JPEG, PNG (8 and 16 bit) and DICOM, as pixel arrays in [0, 1].
+"""Reading images: JPEG, PNG, TIFF, BMP, WebP, JPEG 2000, AVIF, HEIC and DICOM, as pixels in [0, 1].
 
 Decode failures become :class:`~fracdet.errors.ImageError` naming the file and the problem.
-Orientation follows EXIF, because FracAtlas annotates the EXIF-transposed image.
+Orientation follows EXIF: the pixels are the ones a viewer shows, because FracAtlas annotates
+the EXIF-transposed image and Ultralytics reads images and sizes labels the same way
+(``exif_transpose`` / ``exif_size``). Every command reads through this one module, so
+predict, convert, training and the audit see the same pixels. What cannot be read faithfully
+is refused with a reason: multi-page TIFF and animated WebP (which page?), 32-bit float
+images (no defined value range).
 """
 
 from __future__ import annotations
@@ -30,8 +35,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Raster formats Ultralytics and timm pipelines read directly.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+#: Raster formats Pillow decodes here and Ultralytics reads too (its ``IMG_FORMATS``), so a
+#: converted dataset trains with the same pixels. HEIC/HEIF decode through ``pi-heif``.
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".jp2",
+        ".j2k",
+        ".avif",
+        ".heic",
+        ".heif",
+    }
+)
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _EXIF_ORIENTATION = 0x0112
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
@@ -60,7 +81,15 @@ _SUFFIX_FORMATS = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".webp": "WEBP",
+    ".jp2": "JPEG2000",
+    ".j2k": "JPEG2000",
+    ".avif": "AVIF",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
 }
+#: Formats whose files may hold several images: fracdet reads single images and will not guess.
+_MULTI_IMAGE_FORMATS = {"TIFF": "multi-page TIFF", "WEBP": "animated WebP"}
+_FLOAT_MODES = ("F",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +168,17 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise ImageError("empty file", path)
-            with Image.open(fh) as img:
+            with _open(fh, path) as img:
                 fmt = img.format or path.suffix.lstrip(".").upper()
-                width, height = img.size
-                orientation = _orientation(img)
+                _check_single(img, fmt, path)
                 mode = img.mode
+                if fmt == "TIFF" and _orientation(img) != 1:
+                    # Pillow applies a TIFF's orientation while decoding: decode to know the size
+                    img = _upright(img, path)
+                    orientation = 1
+                else:
+                    orientation = _orientation(img)
+                width, height = img.size
                 if full:
                     img.load()
                 if not _ends_with_marker(fh, size, fmt):
@@ -160,6 +195,54 @@ def read_image_info(path: str | Path, *, full: bool = False) -> ImageInfo:
         width, height = height, width
     notes = [n for n in (note, _suffix_note(path, fmt)) if n]
     return ImageInfo(width, height, mode, fmt, "; ".join(notes) or None)
+
+
+def _open(fp, path: Path) -> Image.Image:
+    """``Image.open``, registering the HEIC/HEIF decoder (``pi-heif``) for those suffixes only:
+    importing it costs time that JPEG folders should not pay."""
+    if path.suffix.lower() in (".heic", ".heif"):
+        from pi_heif import register_heif_opener
+
+        register_heif_opener()
+    return Image.open(fp)
+
+
+def _check_single(img: Image.Image, fmt: str, path: Path) -> None:
+    """Refuse what cannot be read as one radiograph with known values: several pages, floats."""
+    what = _MULTI_IMAGE_FORMATS.get(fmt)
+    frames = getattr(img, "n_frames", 1)
+    if what is not None and frames > 1:
+        raise ImageError(
+            f"{what} ({frames} pages): fracdet reads single images and will not guess which page "
+            "is the radiograph; save each page as its own file",
+            path,
+        )
+    if img.mode in _FLOAT_MODES:
+        raise ImageError(
+            f"32-bit floating-point image (mode {img.mode}): its value range is undefined; "
+            "export it as 8- or 16-bit",
+            path,
+        )
+
+
+def _upright(img: Image.Image, path: Path) -> Image.Image:
+    """The pixels as a viewer shows them (EXIF orientation applied), checked for consistency.
+
+    Pillow's TIFF plugin applies the TIFF orientation itself while decoding, and reports the
+    upright size before; for uncompressed TIFFs with a rotating orientation (5-8) Pillow 13
+    returns pixels of the stored size instead, scrambled. That case is refused, not guessed.
+    """
+    expected = img.size
+    rotating = _orientation(img) in _SWAPPING_ORIENTATIONS
+    img.load()
+    if img.format == "TIFF" and rotating and img.size != expected:
+        raise ImageError(
+            "uncompressed TIFF with a rotating orientation tag: Pillow decodes it inconsistently; "
+            "save it again with compression (e.g. deflate) or rotated, without the tag",
+            path,
+        )
+    upright = ImageOps.exif_transpose(img)
+    return upright if upright is not None else img
 
 
 def _decode_or_truncated(img: Image.Image, fmt: str, path: Path) -> None:
@@ -213,8 +296,9 @@ def load_image(path: str | Path, *, channels: int = 1) -> np.ndarray:
 
 def _load_raster(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
+        with _open(path, path) as img:
+            _check_single(img, img.format or "", path)
+            img = _upright(img, path)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return np.asarray(img, dtype=np.float32) / 65535.0
             if img.mode not in ("L", "RGB"):
