@@ -333,9 +333,9 @@ def test_content_region_matches_the_training_transform(height, width, size):
 
 
 def test_listing_and_sharding(mixed_folder, tmp_path):
-    images, others = list_inputs(mixed_folder)
+    images, others, _ = list_inputs(mixed_folder)
     assert images == sorted(GOOD + list(BAD)) and [o["path"] for o in others] == ["notes.txt"]
-    flat, _ = list_inputs(mixed_folder, recursive=False)
+    flat, _, _ = list_inputs(mixed_folder, recursive=False)
     assert "sub/j.png" not in flat and "a_big.jpg" in flat
     inside = mixed_folder / "sub"
     assert "sub/j.png" not in list_inputs(mixed_folder, exclude=inside)[0]

@@ -125,7 +125,7 @@ def test_converter_listing(folder):
 def test_predict_listing(folder):
     """Predict reads DICOM, so it lists it with the rasters; the rest is reported with its
     reason."""
-    images, others = list_inputs(folder)
+    images, others, _ = list_inputs(folder)
     assert images == [
         "a.jpg",
         "b.png",

@@ -209,7 +209,7 @@ def audit_batch(
                 model=clf.name,
                 index=item.index,
                 key=item.key,
-                path=str(item.path),
+                path=item.path_text,
                 label=None if item.label is None else int(item.label),
                 n_gt_boxes=len(gt),
                 p={"clean": float(p_clean[k]), "pgd": float(p_adv[k])},

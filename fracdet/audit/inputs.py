@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fracdet.data.formats import Box, ImageRecord
 from fracdet.data.manifest import read_manifest
+from fracdet.data.scan import safe_name
 from fracdet.errors import DataError
 from fracdet.provenance import records_hash
 
@@ -35,6 +36,11 @@ class AuditItem:
     width: int
     height: int
     attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path_text(self) -> str:
+        """``path`` as written in reports: non-UTF-8 name bytes as ``\\xNN`` (see ``safe_name``)."""
+        return safe_name(str(self.path))
 
     def record(self) -> ImageRecord:
         """The data layer's record, for its datasets and loaders (label 0 stands in for unknown)."""
@@ -157,7 +163,7 @@ def load_inputs(
             dataset,
         )
     items = [
-        AuditItem(i + 1, rel, dataset / rel, None, (), 0, 0)
+        AuditItem(i + 1, rel, dataset / found.real(rel), None, (), 0, 0)
         for i, rel in enumerate(paths[:max_images])
     ]
     logger.info(

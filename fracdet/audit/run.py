@@ -32,6 +32,7 @@ from fracdet.audit.models import load_audit_detector, load_classifiers
 from fracdet.audit.result import AuditSummary
 from fracdet.audit.schema import AuditSchema
 from fracdet.audit.store import PER_IMAGE, AuditStore
+from fracdet.data.scan import safe_name
 from fracdet.errors import ConfigError, DataError
 from fracdet.jobs import open_output, parse_shard, shard_items
 from fracdet.log import progress
@@ -246,9 +247,9 @@ def _audit_chunks(
                 "model": clf.name,
                 "index": items[i].index,
                 "key": items[i].key,
-                "path": str(items[i].path),
+                "path": items[i].path_text,
                 "status": "skipped",
-                "reason": " ".join(reason.split()),
+                "reason": safe_name(" ".join(reason.split())),
                 "label": "" if items[i].label is None else items[i].label,
             }
             for i, reason in failed.items()

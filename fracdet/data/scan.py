@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from fracdet.data.formats import Box, Problem, clip_box
@@ -14,6 +14,7 @@ from fracdet.errors import DataError, ImageError
 from fracdet.log import progress
 
 __all__ = [
+    "safe_name",
     "OtherFile",
     "FolderScan",
     "scan_folder",
@@ -22,6 +23,21 @@ __all__ = [
     "probe_images",
     "sanitize_boxes",
 ]
+
+
+def safe_name(text: str) -> str:
+    """``text`` as valid UTF-8: name bytes that are not UTF-8 become ``\\xNN`` escapes.
+
+    Linux file names are bytes; Python hands the ones that are not UTF-8 over as lone
+    surrogates (``surrogateescape``), which no CSV or JSON writer accepts. The escaped form
+    (``bad\\xff.png``) is what every report, CSV and JSON names such a file by; opening it goes
+    through :meth:`FolderScan.real`.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,12 @@ class FolderScan:
     images: tuple[str, ...]
     dicoms: tuple[str, ...]
     others: tuple[OtherFile, ...]
+    #: ``safe_name(real) -> real`` for the names that are not valid UTF-8 (see :func:`safe_name`).
+    escaped: Mapping[str, str] = field(default_factory=dict)
+
+    def real(self, rel: str) -> str:
+        """The on-disk relative path (to open) of a listed name (as written in outputs)."""
+        return self.escaped.get(rel, rel)
 
 
 def _classify_entry(entry: os.DirEntry) -> tuple[bool, str | None]:
@@ -66,6 +88,32 @@ def _classify_entry(entry: os.DirEntry) -> tuple[bool, str | None]:
     return False, "not a regular file (FIFO, socket or device)"
 
 
+def _entries(
+    folder: Path, pending: list[tuple[Path, str]], others: list[OtherFile]
+) -> Iterator[tuple[os.DirEntry, str]]:
+    """Every entry of the walk, one at a time: ``(entry, real relative path)``.
+
+    ``os.scandir`` is iterated, never listed, so a folder of 100,000 files costs no list of
+    100,000 ``DirEntry`` objects and the progress count moves from the first entry.
+    """
+    while pending:
+        where, prefix = pending.pop()
+        try:
+            with os.scandir(where) as it:
+                for entry in it:
+                    yield entry, prefix + entry.name
+        except OSError as exc:
+            if where == folder:
+                raise DataError(f"cannot list folder ({exc.strerror or exc})", folder) from exc
+            others.append(
+                OtherFile(
+                    safe_name(prefix.rstrip("/")),
+                    "unreadable_folder",
+                    f"cannot list folder ({exc.strerror or exc})",
+                )
+            )
+
+
 def scan_folder(
     folder: Path, *, recursive: bool = False, exclude: Path | None = None
 ) -> FolderScan:
@@ -77,57 +125,80 @@ def scan_folder(
     ``exclude`` (an output inside the input: its overlays are not inputs). Linked folders
     are not followed, so a link to an ancestor cannot make the walk endless. A folder that
     cannot be listed is a :class:`DataError`; a subfolder that cannot be is reported.
+    Names that are not valid UTF-8 are listed by their :func:`safe_name`; one whose escaped
+    form is also the name of another file is reported instead (it could not be told apart).
+    A progress count runs while the walk goes (no decoding here: images are decoded later,
+    one at a time).
     """
     folder = Path(folder)
     skip = os.path.realpath(exclude) if exclude is not None else None
     images: list[str] = []
     dicoms: list[str] = []
     others: list[OtherFile] = []
+    escaped: dict[str, str] = {}
     pending: list[tuple[Path, str]] = [(folder, "")]
-    while pending:
-        where, prefix = pending.pop()
-        try:
-            with os.scandir(where) as it:
-                entries = list(it)
-        except OSError as exc:
-            if where == folder:
-                raise DataError(f"cannot list folder ({exc.strerror or exc})", folder) from exc
+    for entry, real in progress(_entries(folder, pending, others), "Scanning files"):
+        if entry.name.startswith("."):
+            continue
+        rel = safe_name(real)
+        if rel != real:
+            escaped[rel] = real
+        is_dir, unreadable = _classify_entry(entry)
+        if is_dir:
+            if (
+                recursive
+                and not entry.is_symlink()
+                and (skip is None or os.path.realpath(entry.path) != skip)
+            ):
+                pending.append((Path(entry.path), real + "/"))
+        elif unreadable is not None:
+            others.append(OtherFile(rel, "unreadable_file", unreadable))
+        elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
+            images.append(rel)
+        elif is_dicom(Path(entry.path)):
+            dicoms.append(rel)
+        else:
+            suffix = PurePosixPath(rel).suffix.lower()
             others.append(
                 OtherFile(
-                    prefix.rstrip("/"),
-                    "unreadable_folder",
-                    f"cannot list folder ({exc.strerror or exc})",
+                    rel, "not_an_image", f"suffix {suffix or '(none)'} is not an image format"
+                )
+            )
+    if escaped:
+        images, dicoms = (
+            _drop_ambiguous(images, escaped, others),
+            _drop_ambiguous(dicoms, escaped, others),
+        )
+    return FolderScan(
+        tuple(sorted(images)),
+        tuple(sorted(dicoms)),
+        tuple(sorted(others, key=lambda o: o.path)),
+        escaped,
+    )
+
+
+def _drop_ambiguous(
+    names: list[str], escaped: dict[str, str], others: list[OtherFile]
+) -> list[str]:
+    """Names listed twice: a file literally named ``a\\xff.png`` next to one whose bytes escape
+    to it. The escaped one is reported, the literal one kept."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    kept = []
+    for name in names:
+        if counts[name] > 1 and name in escaped:
+            counts[name] -= 1
+            others.append(
+                OtherFile(
+                    name,
+                    "unreadable_file",
+                    "its name is not valid UTF-8 and its escaped form names another file",
                 )
             )
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            rel = prefix + entry.name
-            is_dir, unreadable = _classify_entry(entry)
-            if is_dir:
-                if (
-                    recursive
-                    and not entry.is_symlink()
-                    and (skip is None or os.path.realpath(entry.path) != skip)
-                ):
-                    pending.append((Path(entry.path), rel + "/"))
-            elif unreadable is not None:
-                others.append(OtherFile(rel, "unreadable_file", unreadable))
-            elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
-                images.append(rel)
-            elif is_dicom(Path(entry.path)):
-                dicoms.append(rel)
-            else:
-                suffix = PurePosixPath(rel).suffix.lower()
-                others.append(
-                    OtherFile(
-                        rel, "not_an_image", f"suffix {suffix or '(none)'} is not an image format"
-                    )
-                )
-    return FolderScan(
-        tuple(sorted(images)), tuple(sorted(dicoms)), tuple(sorted(others, key=lambda o: o.path))
-    )
+        kept.append(name)
+    return kept
 
 
 def dicom_in_dataset(name: str) -> Problem:
@@ -154,6 +225,15 @@ def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], l
     found: list[tuple[Path, Problem]] = []
     for rel in scan.dicoms:
         found.append((folder / rel, dicom_in_dataset(str(folder / rel))))
+    for rel in scan.images:
+        if rel in scan.escaped:
+            detail = (
+                "file name is not valid UTF-8: YOLO/COCO files and the manifest are UTF-8 text "
+                "and pair images with labels by name; rename it (e.g. with convmv)"
+            )
+            found.append(
+                (folder / rel, Problem(str(folder / rel), "non_utf8_name", detail, "image skipped"))
+            )
     for other in scan.others:
         found.append(
             (
@@ -162,7 +242,8 @@ def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], l
             )
         )
     found.sort(key=lambda pair: pair[0])
-    return sorted(folder / rel for rel in scan.images), [problem for _, problem in found]
+    names = (rel for rel in scan.images if rel not in scan.escaped)
+    return sorted(folder / rel for rel in names), [problem for _, problem in found]
 
 
 def _probe(path: Path, full: bool) -> ImageInfo | ImageError:

@@ -53,7 +53,10 @@ def _manifest_of(data: Path) -> Path | None:
 
 def _folder_records(folder: Path) -> tuple[list[ImageRecord], list[dict[str, str]]]:
     scan = scan_folder(folder, recursive=True)
-    records = [ImageRecord(rel, folder / rel, 0, 0, 0) for rel in sorted(scan.images + scan.dicoms)]
+    records = [
+        ImageRecord(rel, folder / scan.real(rel), 0, 0, 0)
+        for rel in sorted(scan.images + scan.dicoms)
+    ]
     skipped = [{"file": str(folder / o.path), "reason": o.detail} for o in scan.others]
     return records, skipped
 

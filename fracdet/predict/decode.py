@@ -8,7 +8,7 @@ however large the folder is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from fracdet.data.dicom import PixelSpacing, pixel_spacing
 from fracdet.data.images import is_dicom, load_image
+from fracdet.data.scan import safe_name
 from fracdet.errors import ImageError
 from fracdet.predict.config import OVERLAY_MAX_SIDE
 
@@ -42,8 +43,9 @@ def shrink(image: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def one_line(text: str) -> str:
-    """A reason fit for one CSV cell: whitespace (newlines from library errors) collapsed."""
-    return " ".join(str(text).split())
+    """A reason fit for one CSV cell: whitespace (newlines from library errors) collapsed, and
+    non-UTF-8 bytes of a file name quoted by an ``OSError`` escaped."""
+    return safe_name(" ".join(str(text).split()))
 
 
 @dataclass
@@ -90,8 +92,10 @@ class DecodeDataset(Dataset):
         det_imgsz: int | None,
         overlays: bool,
         cls_keep_aspect: bool = True,
+        real_names: Mapping[str, str] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self.real_names = dict(real_names or {})  # escaped name -> on-disk name
         self.items = list(items)
         self.cls_size = cls_size
         self.det_imgsz = det_imgsz
@@ -110,10 +114,9 @@ class DecodeDataset(Dataset):
     def __getitem__(self, index: int) -> Decoded:
         image_id, rel = self.items[index]
         out = Decoded(image_id, rel)
+        path = self.folder / self.real_names.get(rel, rel)
         try:
-            pixels = load_image(
-                self.folder / rel, channels=1
-            )  # radiographs are grey; colour is averaged
+            pixels = load_image(path, channels=1)  # radiographs are grey; colour is averaged
         except ImageError as exc:
             out.reason = one_line(exc.message)
             return out
@@ -124,7 +127,6 @@ class DecodeDataset(Dataset):
             out.reason = "empty image (zero width or height)"
             return out
         out.height, out.width = pixels.shape
-        path = self.folder / rel
         out.spacing = pixel_spacing(path) if is_dicom(path) else None
         if self._transform is not None:
             square = self._transform(image=pixels)["image"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from fracdet.data.scan import scan_folder
@@ -13,8 +14,10 @@ __all__ = ["list_inputs", "check_locations"]
 
 def list_inputs(
     folder: Path, *, recursive: bool = True, exclude: Path | None = None
-) -> tuple[list[str], list[dict[str, str]]]:
-    """Image paths relative to ``folder`` (posix, sorted), and the files that are not images.
+) -> tuple[list[str], list[dict[str, str]], Mapping[str, str]]:
+    """Image paths relative to ``folder`` (posix, sorted), the files that are not images, and
+    the on-disk name of each listed name that is not valid UTF-8 (listed escaped, see
+    :func:`fracdet.data.scan.safe_name`).
 
     Predict reads DICOM, so DICOM files (by suffix or by magic) are images here; the walk
     itself, hidden files and ``exclude`` are :func:`fracdet.data.scan.scan_folder`'s. Each
@@ -29,7 +32,7 @@ def list_inputs(
         else:
             reason = other.detail
         others.append({"path": other.path, "reason": reason})
-    return sorted(scan.images + scan.dicoms), others
+    return sorted(scan.images + scan.dicoms), others, scan.escaped
 
 
 def check_locations(folder: Path, out: Path) -> None:

@@ -56,7 +56,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     cfg.check_models()
     folder, out = Path(cfg.folder), Path(cfg.output)
     check_locations(folder, out)
-    paths, not_images = list_inputs(folder, recursive=cfg.recursive, exclude=out)
+    paths, not_images, real_names = list_inputs(folder, recursive=cfg.recursive, exclude=out)
     if not paths:
         found = (
             f" ({len(not_images)} other files, e.g. {not_images[0]['path']})" if not_images else ""
@@ -85,6 +85,8 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         "n_listed": len(paths),
         "n_in_shard": len(items),
         "not_images": not_images,
+        # names that are not valid UTF-8 are written with \xNN escapes (fracdet.data.scan)
+        "escaped_names": sorted(real_names),
     }
     write_state(out, "predict", report)
     if not_images:
@@ -97,6 +99,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         det_imgsz=cfg.det_imgsz if with_det else None,
         overlays=cfg.with_overlays,
         cls_keep_aspect=models.cls_keep_aspect,
+        real_names=real_names,
     )
     loader = DataLoader(
         dataset,
