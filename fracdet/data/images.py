@@ -229,8 +229,10 @@ def _upright(img: Image.Image, path: Path) -> Image.Image:
     """The pixels as a viewer shows them (EXIF orientation applied), checked for consistency.
 
     Pillow's TIFF plugin applies the TIFF orientation itself while decoding, and reports the
-    upright size before; for uncompressed TIFFs with a rotating orientation (5-8) Pillow 13
-    returns pixels of the stored size instead, scrambled. That case is refused, not guessed.
+    upright size before. For an uncompressed TIFF with a rotating orientation (5-8) opened by
+    path (memory-mapped), Pillow 13 returns pixels of the stored size instead, scrambled; the
+    readers here open files, which decodes right, and this check refuses the case should it
+    ever reach here again, rather than guess.
     """
     expected = img.size
     rotating = _orientation(img) in _SWAPPING_ORIENTATIONS
@@ -296,7 +298,9 @@ def load_image(path: str | Path, *, channels: int = 1) -> np.ndarray:
 
 def _load_raster(path: Path) -> np.ndarray:
     try:
-        with _open(path, path) as img:
+        # From an open file, never by path: Pillow memory-maps uncompressed files opened by
+        # path, and that path scrambles rotated TIFFs (see _upright).
+        with open(path, "rb") as fh, _open(fh, path) as img:
             _check_single(img, img.format or "", path)
             img = _upright(img, path)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):

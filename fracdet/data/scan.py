@@ -189,6 +189,7 @@ def _drop_ambiguous(
     for name in names:
         if counts[name] > 1 and name in escaped:
             counts[name] -= 1
+            del escaped[name]  # the name now means the literal file
             others.append(
                 OtherFile(
                     name,

@@ -48,6 +48,7 @@ _GROUPS = {
     "test_fuzz_readers": "fuzz",
     "test_kill_resume": "kill/resume",
     "test_dicom_syntaxes": "dicom",
+    "test_odd_files": "files",
 }
 _outcomes: dict[str, bool] = {}
 
