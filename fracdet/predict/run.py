@@ -61,7 +61,10 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         found = (
             f" ({len(not_images)} other files, e.g. {not_images[0]['path']})" if not_images else ""
         )
-        raise DataError(f"no images found (JPEG, PNG, TIFF, BMP, WebP or DICOM){found}", folder)
+        raise DataError(
+            f"no images found (JPEG, PNG, TIFF, BMP, WebP, JPEG 2000, AVIF, HEIC or DICOM){found}",
+            folder,
+        )
     items = shard_items(paths, parse_shard(cfg.shard))
     seed_everything(cfg.seed)
     models = load_models(cfg)
