@@ -153,7 +153,7 @@ def scan_folder(
                 pending.append((Path(entry.path), real + "/"))
         elif unreadable is not None:
             others.append(OtherFile(rel, "unreadable_file", unreadable))
-        elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:  # no Path per entry
             images.append(rel)
         elif is_dicom(Path(entry.path)):
             dicoms.append(rel)
