@@ -143,7 +143,9 @@ def test_predict_with_onnx_models_gives_the_rows_of_pytorch(exported, tmp_path):
     assert [r["path"] for r in onnx_rows] == [r["path"] for r in torch_rows]
     assert sum(int(r["n_boxes"]) for r in torch_rows) > 0
     for a, b in zip(torch_rows, onnx_rows, strict=True):
-        assert float(a["fracture_probability"]) == pytest.approx(float(b["fracture_probability"]), abs=1e-6)
+        assert float(a["fracture_probability"]) == pytest.approx(
+            float(b["fracture_probability"]), abs=1e-6
+        )
         assert a["fracture_decision"] == b["fracture_decision"] and a["n_boxes"] == b["n_boxes"]
         assert float(a["max_box_score"]) == pytest.approx(float(b["max_box_score"]), abs=1e-4)
     boxes = [json.loads((tmp_path / run / "detections.json").read_text()) for run in ("pt", "onnx")]
@@ -207,14 +209,22 @@ def test_commands_that_need_gradients_refuse_onnx(exported, phantom_dataset, tmp
     assert not (tmp_path / "a").exists() and not (tmp_path / "p").exists()
 
 
-def test_eval_cls_scores_an_onnx_classifier_like_its_checkpoint(exported, phantom_dataset, tmp_path):
+def test_eval_cls_scores_an_onnx_classifier_like_its_checkpoint(
+    exported, phantom_dataset, tmp_path
+):
     from fracdet.cls.evaluate import EvalClsConfig, evaluate_classifier
 
     def scores(checkpoint: Path, out: str) -> dict:
         cfg = EvalClsConfig(
-            checkpoint, phantom_dataset / "manifest.csv", output=tmp_path / out, n_boot=10, split="all",
-            workers=0, device="cpu", precision="fp32",
-        )  # fmt: skip
+            checkpoint,
+            phantom_dataset / "manifest.csv",
+            split="all",
+            output=tmp_path / out,
+            n_boot=10,
+            workers=0,
+            device="cpu",
+            precision="fp32",
+        )
         return evaluate_classifier(cfg).metrics
 
     a, b = scores(exported["cls_run"], "pt"), scores(exported["cls_onnx"], "onnx")
@@ -256,4 +266,6 @@ def test_predict_rows_are_written_with_csv_header(exported, tmp_path):
     _predict(exported, out, exported["cls_onnx"], exported["det_onnx"])
     with open(out / "predictions.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header[:4] == ["image_id", "path", "status", "reason"] and "fracture_probability" in header
+    assert (
+        header[:4] == ["image_id", "path", "status", "reason"] and "fracture_probability" in header
+    )

@@ -178,6 +178,8 @@ class OnnxClassifier(nn.Module):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are about graph fusions
+        # as many threads as PyTorch uses (OMP_NUM_THREADS, torch.set_num_threads), not every core
+        options.intra_op_num_threads = torch.get_num_threads()
         try:
             self.session = ort.InferenceSession(
                 str(found), options, providers=_providers(torch.device(device))
