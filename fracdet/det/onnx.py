@@ -13,9 +13,10 @@ the boxes ``fracdet predict`` would write (after confidence threshold and NMS).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,19 @@ BOX_TOLERANCE_PX = 1e-2
 SCORE_TOLERANCE = 1e-4
 
 
+@contextlib.contextmanager
+def _ultralytics_quiet() -> Iterator[None]:
+    """Ultralytics logs every export step at INFO on stdout; fracdet prints its own summary."""
+    ul_logger = logging.getLogger("ultralytics")
+    level = ul_logger.level
+    if not logger.isEnabledFor(logging.DEBUG):
+        ul_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ul_logger.setLevel(level)
+
+
 def export_detector_onnx(
     source: Path, folder: Path, *, imgsz: int, opset: int, trust_pickle: bool = False
 ) -> Path:
@@ -55,7 +69,7 @@ def export_detector_onnx(
     shutil.copyfile(source, copy)
     try:
         model = load_detector(copy, trust_pickle=trust_pickle)
-        with ultralytics_offline():
+        with ultralytics_offline(), _ultralytics_quiet():
             written = model.export(
                 format="onnx",
                 imgsz=imgsz,
@@ -138,7 +152,8 @@ def detector_parity(
     from fracdet.det.inference import result_boxes
 
     pt_model = load_detector(source, trust_pickle=trust_pickle)
-    onnx_model = load_detector(onnx_path, allow_onnx=True)
+    with _ultralytics_quiet():
+        onnx_model = load_detector(onnx_path, allow_onnx=True)
     rng = np.random.default_rng(seed)
     batch = rng.random((2, 3, imgsz, imgsz), dtype=np.float32)
     torch_out, onnx_out = _raw_outputs(pt_model, onnx_path, batch)
@@ -160,7 +175,7 @@ def detector_parity(
     box_diff = score_diff = 0.0
     n_boxes = unpaired = 0
     if images:
-        with ultralytics_offline():
+        with ultralytics_offline(), _ultralytics_quiet():
             pt_results = pt_model.predict(list(images), **options)
             onnx_results = onnx_model.predict(list(images), **options)
         for a, b in zip(pt_results, onnx_results, strict=True):

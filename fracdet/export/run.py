@@ -87,11 +87,12 @@ def export_model(cfg: ExportConfig) -> ExportSummary:
             "versions": versions(("fracdet", *LIBRARIES, "onnx", "onnxruntime")),
         }
         if not parity["passed"]:
+            numbers = ", ".join(
+                f"{k}={v:.3g}" for k, v in parity.items() if "diff" in k or "unpaired" in k
+            )
             raise ConfigError(
-                f"the ONNX {kind} does not reproduce the PyTorch one: "
-                + ", ".join(
-                    f"{k}={v}" for k, v in parity.items() if "diff" in k or "unpaired" in k
-                ),
+                f"the ONNX {kind} does not reproduce the PyTorch one: {numbers} (tolerance "
+                f"{parity['tolerance']}; classifiers: --cls-tolerance)",
                 source,
             )
         atomic_write_json(tmp / RECORD, record)
