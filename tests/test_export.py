@@ -272,3 +272,20 @@ def test_predict_rows_are_written_with_csv_header(exported, tmp_path):
     assert (
         header[:4] == ["image_id", "path", "status", "reason"] and "fracture_probability" in header
     )
+
+
+def test_box_pairing_tells_an_nms_near_tie_from_a_lost_box():
+    from fracdet.det.onnx import pair_boxes
+
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], dtype=float)
+    b = np.array([[0, 0, 10.004, 10], [20, 20, 30, 30], [60, 60, 70, 70]], dtype=float)
+    scores_a = np.array([0.9, 0.5, 0.3])
+    # the third boxes differ, but their scores are equal to 1e-8: NMS could keep either
+    box, score, unpaired, not_ties = pair_boxes(
+        a, scores_a, b, np.array([0.90002, 0.5, 0.30000001])
+    )
+    assert (box, score, unpaired, not_ties) == (pytest.approx(0.004), pytest.approx(2e-5), 2, 0)
+    # a box of score 0.2 where the other side has 0.3: a lost box, not a tie
+    *_, unpaired, not_ties = pair_boxes(a, scores_a, b, np.array([0.9, 0.5, 0.2]))
+    assert (unpaired, not_ties) == (2, 2)
+    assert pair_boxes(a, scores_a, a[:0], scores_a[:0])[2:] == (3, 3)

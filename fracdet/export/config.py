@@ -90,5 +90,10 @@ class ExportSummary:
                 f"{p['raw_score_max_abs_diff']:.2e}; {p['boxes']} predicted boxes on "
                 f"{p['images']} images, max |diff| {p['box_max_abs_diff_px']:.2e} px / "
                 f"{p['score_max_abs_diff']:.2e}"
+                + (
+                    f" ({p['unpaired_boxes']} on one side only, NMS near-ties)"
+                    if p["unpaired_boxes"]
+                    else ""
+                )
             )
         return f"{self.kind} -> {self.onnx} (opset {self.opset}): {numbers}; record {self.record}"
