@@ -289,3 +289,11 @@ def test_box_pairing_tells_an_nms_near_tie_from_a_lost_box():
     *_, unpaired, not_ties = pair_boxes(a, scores_a, b, np.array([0.9, 0.5, 0.2]))
     assert (unpaired, not_ties) == (2, 2)
     assert pair_boxes(a, scores_a, a[:0], scores_a[:0])[2:] == (3, 3)
+
+
+def test_detector_commands_that_need_pytorch_refuse_onnx(exported):
+    from fracdet.det.model import load_detector
+
+    with pytest.raises(ConfigError, match=r"needs the PyTorch detector; use its \.pt checkpoint"):
+        load_detector(exported["det_onnx"] / "model.onnx")  # eval-det, train-det, audit --det
+    assert load_detector(exported["det_onnx"], allow_onnx=True).task == "detect"
