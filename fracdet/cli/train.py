@@ -1,4 +1,5 @@
-"""Training commands: ``train-cls``, ``pretrain-mae``, ``mae-show``, ``train-det``."""
+"""Commands that make models: ``train-cls``, ``import-cls``, ``pretrain-mae``, ``mae-show``,
+``train-det``."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from fracdet.cli_options import (
     TrustPickleOpt,
     WorkersOpt,
 )
-from fracdet.cli_options.train import MaeShow, PretrainMae, TrainCls, TrainDet
+from fracdet.cli_options.train import ImportCls, MaeShow, PretrainMae, TrainCls, TrainDet
 
-__all__ = ["train_cls", "pretrain_mae", "mae_show", "train_det"]
+__all__ = ["train_cls", "import_cls", "pretrain_mae", "mae_show", "train_det"]
 
 
 @clean_errors
@@ -100,6 +101,64 @@ def train_cls(
     )
     result = train_classifier(cfg)
     echo_line(result)
+
+
+@clean_errors
+def import_cls(
+    source: ImportCls.source,
+    arch: ImportCls.arch,
+    output: ImportCls.output = None,
+    input_size: ImportCls.input_size = None,
+    resize: ImportCls.resize = None,
+    mean: ImportCls.mean = None,
+    std: ImportCls.std = None,
+    normalize: ImportCls.normalize = None,
+    channels: ImportCls.channels = None,
+    head: ImportCls.head = None,
+    class_names: ImportCls.class_names = None,
+    fracture_index: ImportCls.fracture_index = None,
+    threshold: ImportCls.threshold = None,
+    strip_prefix: ImportCls.strip_prefix = None,
+    rename_map: ImportCls.rename_map = None,
+    allow_missing: ImportCls.allow_missing = False,
+    allow_unexpected: ImportCls.allow_unexpected = False,
+    cam_layer: ImportCls.cam_layer = None,
+    samples: ImportCls.samples = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Import a PyTorch classifier (timm / torchvision state dict, or TorchScript) as a fracdet
+    classifier that eval-cls, audit and predict take; verified against the original."""
+    from fracdet.cls.importer import ImportClsConfig, import_classifier
+    from fracdet.config import build_config
+
+    cfg = build_config(
+        ImportClsConfig,
+        config,
+        source=source,
+        arch=arch,
+        output=output,
+        input_size=input_size,
+        resize=resize,
+        mean=mean,
+        std=std,
+        normalize=normalize,
+        channels=channels,
+        head=head,
+        class_names=class_names,
+        fracture_index=fracture_index,
+        threshold=threshold,
+        strip_prefixes=strip_prefix,
+        rename_map=rename_map,
+        allow_missing=allow_missing or None,
+        allow_unexpected=allow_unexpected or None,
+        cam_layer=cam_layer,
+        samples=samples,
+        seed=seed,
+        overwrite=overwrite or None,
+    )
+    echo_line(import_classifier(cfg))
 
 
 @clean_errors

@@ -9,7 +9,7 @@ import typer
 
 from fracdet.cli_options import BatchOpt, ManifestArg, PgdStepsOpt, TrainBatchOpt, TrainImageSizeOpt
 
-__all__ = ["TrainCls", "PretrainMae", "MaeShow", "TrainDet"]
+__all__ = ["TrainCls", "ImportCls", "PretrainMae", "MaeShow", "TrainDet"]
 
 
 class TrainCls:
@@ -115,6 +115,94 @@ class TrainCls:
     ]
     threshold_target = Annotated[
         float | None, typer.Option(help="Target sensitivity/specificity for those methods.")
+    ]
+
+
+class ImportCls:
+    """Options of ``fracdet import-cls``."""
+
+    source = Annotated[
+        Path,
+        typer.Argument(
+            help=(
+                "The classifier: a state dict (.pth/.pt/.bin read with weights_only, or "
+                ".safetensors) or a TorchScript file."
+            )
+        ),
+    ]
+    arch = Annotated[
+        str,
+        typer.Option(
+            help="timm:NAME or torchvision:NAME (the state dict's architecture), or torchscript."
+        ),
+    ]
+    output = Annotated[
+        Path | None, typer.Option("--out", help="Classifier folder to create (best.* + .json).")
+    ]
+    input_size = Annotated[
+        int | None, typer.Option(help="Square input size the model takes (default 224).")
+    ]
+    resize = Annotated[
+        str | None,
+        typer.Option(help="How images reach that size: letterbox (aspect kept) or stretch."),
+    ]
+    mean = Annotated[
+        str | None, typer.Option(help="Normalisation mean, 1 or 3 values (default ImageNet's).")
+    ]
+    std = Annotated[
+        str | None, typer.Option(help="Normalisation std, 1 or 3 values (default ImageNet's).")
+    ]
+    normalize = Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "wrapper: fracdet applies --mean/--std before the model (default); model: the "
+                "model normalises itself ([0, 1] pixels go in; --mean/--std only set ε's units)."
+            )
+        ),
+    ]
+    channels = Annotated[int | None, typer.Option(help="Channels the model takes: 3 or 1.")]
+    head = Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "sigmoid: one fracture logit (default); softmax: K classes, give --class-names "
+                "and --fracture-index."
+            )
+        ),
+    ]
+    class_names = Annotated[
+        str | None, typer.Option(help="Softmax head: class names in output order, a,b,c.")
+    ]
+    fracture_index = Annotated[
+        int | None, typer.Option(help="Softmax head: the index of the fractured class.")
+    ]
+    threshold = Annotated[
+        float | None, typer.Option(help="Fracture probability threshold (default 0.5).")
+    ]
+    strip_prefix = Annotated[
+        str | None,
+        typer.Option(help="Key prefixes removed where every key has one (default module.,model.)."),
+    ]
+    rename_map = Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON {old key: new key}; 'old.': 'new.' renames a prefix."),
+    ]
+    allow_missing = Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Load although keys are missing (they stay random)."),
+    ]
+    allow_unexpected = Annotated[
+        bool, typer.Option("--allow-unexpected", help="Drop state dict keys the model lacks.")
+    ]
+    cam_layer = Annotated[
+        str | None,
+        typer.Option(
+            help="The layer Grad-CAM hooks, e.g. layer4 (default: the last feature map found)."
+        ),
+    ]
+    samples = Annotated[
+        int | None, typer.Option(help="Seeded random images the verification compares (4).")
     ]
 
 

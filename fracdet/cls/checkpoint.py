@@ -5,6 +5,12 @@ JSON says which backbone to build (timm, or ``robustbench:DATASET/THREAT/NAME``)
 size and resize, normalisation (``mean``/``std`` applied by fracdet's wrapper, and in
 ``backbone_info`` any the backbone applies itself), class names, the tuned threshold and the
 temperature, so predict and the audit need nothing else.
+
+A classifier fracdet did not train (``fracdet import-cls``, :mod:`fracdet.cls.importer`) is the
+same pair with ``source`` naming where its architecture comes from (timm, torchvision) and
+``imported`` its head, channels, Grad-CAM layer, origin and verification; a TorchScript model
+keeps its file (``NAME.torchscript``) in place of the safetensors, read by ``torch.jit.load``
+alone. Metadata written before these fields existed reads as ``source="fracdet"``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = [
     "meta_from_json",
     "read_weights",
     "write_checkpoint",
+    "TORCHSCRIPT_SUFFIX",
 ]
 
 M = TypeVar("M")
@@ -42,6 +49,8 @@ M = TypeVar("M")
 logger = logging.getLogger(__name__)
 
 FORMAT = "fracdet-classifier/1"
+#: the suffix of an imported TorchScript classifier's file, beside its ``.json``
+TORCHSCRIPT_SUFFIX = ".torchscript"
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,13 @@ class ClassifierMeta:
     # inputs rounded to this many grey levels before the network (None: not at all); see
     # save_input_quantized
     input_levels: int | None = None
+    # where the architecture comes from: fracdet (trained here: ``backbone`` is a timm or
+    # robustbench name) | timm | torchvision | torchscript (imported by ``fracdet import-cls``)
+    source: str = "fracdet"
+    # an imported classifier's contract: arch, head (sigmoid | softmax), source_class_names,
+    # fracture_index, channels, cam_layer (+ cam_channels), normalised_by, file, sha256, keys,
+    # verification
+    imported: dict[str, Any] = field(default_factory=dict)
 
     @property
     def binary(self) -> bool:
@@ -228,13 +244,26 @@ def classifier_files(path: str | Path) -> tuple[Path, ...]:
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """``(weights, metadata)`` paths from a run folder, a ``.safetensors`` or a ``.json`` file."""
-    if Path(path).suffix == ".pt":
+    """``(weights, metadata)`` paths from a run folder, a ``.safetensors``, a ``.torchscript``
+    (an imported TorchScript classifier) or a ``.json`` file."""
+    path = Path(path)
+    if path.suffix == ".pt":
         raise ConfigError(
             "this looks like an Ultralytics detector (.pt), not a fracdet classifier: "
             "pass it with --det",
             path,
         )
+    base = path / "best" if path.is_dir() else path.with_suffix("")
+    scripted = base.with_suffix(TORCHSCRIPT_SUFFIX)
+    if path.suffix == TORCHSCRIPT_SUFFIX or (
+        path.suffix != ".safetensors"
+        and scripted.is_file()
+        and not base.with_suffix(".safetensors").is_file()
+    ):
+        for needed in (scripted, scripted.with_suffix(".json")):
+            if not needed.is_file():
+                raise ConfigError("classifier checkpoint file not found", needed)
+        return scripted, scripted.with_suffix(".json")
     return checkpoint_files(path, kind="classifier")
 
 
@@ -265,6 +294,13 @@ def load_classifier(
         return runner, meta  # type: ignore[return-value]
     weights, meta_path = resolve_checkpoint(path)
     meta = ClassifierMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
+    if meta.source != "fracdet":
+        from fracdet.cls.imported import imported_classifier
+
+        state = None if meta.source == "torchscript" else read_weights(weights)
+        model = imported_classifier(meta, weights, state)
+        model.input_levels = meta.input_levels
+        return model.to(device).eval(), meta
     state = read_weights(weights)
     model = create_classifier(
         meta.backbone,
@@ -304,6 +340,11 @@ def save_input_quantized(source: str | Path, output: Path, levels: int = 16) -> 
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     model, meta = load_classifier(source)
+    if meta.source == "torchscript":
+        raise ConfigError(
+            "an imported TorchScript classifier keeps its own file; quantise a state dict import",
+            source,
+        )
     meta = dataclasses.replace(meta, input_levels=levels)
     return save_classifier(model, meta, Path(output) / "best.safetensors")
 

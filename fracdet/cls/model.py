@@ -29,6 +29,7 @@ __all__ = [
     "weights_architecture",
     "set_trainable",
     "freeze_batchnorm",
+    "close_backbones",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ class PixelClassifier(nn.Module):
         return logits.squeeze(1) if self.num_outputs == 1 else logits
 
 
-def _close_backbones(name: str) -> str:
+def close_backbones(name: str) -> str:
+    """The ` (close matches: ...)` tail of an unknown timm name's error line."""
     import timm
 
     candidates = timm.list_models() + timm.list_models(pretrained=True)
@@ -143,7 +145,7 @@ def create_classifier(
     import timm
 
     if not timm.is_model(backbone):
-        raise ConfigError(f"unknown timm backbone {backbone!r}{_close_backbones(backbone)}")
+        raise ConfigError(f"unknown timm backbone {backbone!r}{close_backbones(backbone)}")
     args = (
         dict(backbone_args)
         if backbone_args

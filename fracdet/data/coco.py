@@ -18,7 +18,8 @@ from fracdet.data.formats import (
     box_from_coco,
     box_to_coco,
 )
-from fracdet.data.scan import probe_images, sanitize_boxes
+from fracdet.data.images import is_dicom
+from fracdet.data.scan import dicom_in_dataset, probe_images, sanitize_boxes
 from fracdet.errors import DataError, ImageError
 
 __all__ = ["CocoContent", "parse_coco", "coco_document", "read_coco", "is_safe_relative"]
@@ -376,6 +377,8 @@ def read_coco(
                     "image skipped",
                 )
             )
+        elif is_dicom(hit):
+            problems.append(dicom_in_dataset(name))
         else:
             found.append((name, hit))
     records: list[ImageRecord] = []

@@ -16,6 +16,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fracdet.data.dicom import decode_dicom, dicom_to_unit, read_dicom
 from fracdet.errors import ImageError
 
 __all__ = [
@@ -186,31 +187,18 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _read_dicom_info(path: Path) -> ImageInfo:
-    dataset = _read_dicom(path, defer=True)
+    dataset = read_dicom(path, pixels=False)
     return ImageInfo(
         int(dataset.Columns), int(dataset.Rows), str(dataset.PhotometricInterpretation), "DICOM"
     )
 
 
-def _read_dicom(path: Path, *, defer: bool):  # -> pydicom.Dataset
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        dataset = pydicom.dcmread(path, defer_size="1 KB" if defer else None, force=False)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
-        raise ImageError(f"cannot read DICOM ({exc})", path) from exc
-    if "PixelData" not in dataset or "Rows" not in dataset:
-        raise ImageError("DICOM without pixel data", path)
-    return dataset
-
-
 def load_image(path: str | Path, *, channels: int = 1) -> np.ndarray:
     """Pixels as float32 in [0, 1], shape ``(H, W)`` for ``channels=1`` or ``(H, W, 3)``.
 
-    8-bit images are divided by 255 and 16-bit ones by 65535; DICOM gets its rescale and
-    window applied and MONOCHROME1 is inverted so that bone is bright, as in every other
-    format.
+    8-bit images are divided by 255 and 16-bit ones by 65535; DICOM gets its Modality LUT
+    (rescale), its VOI (window or VOI LUT) and MONOCHROME1 inversion so that bone is bright, as
+    in every other format (:mod:`fracdet.data.dicom`).
     """
     path = Path(path)
     if channels not in (1, 3):
@@ -239,20 +227,5 @@ def _load_raster(path: Path) -> np.ndarray:
 
 
 def _load_dicom(path: Path) -> np.ndarray:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    dataset = _read_dicom(path, defer=False)
-    try:
-        pixels = dataset.pixel_array
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
-        raise ImageError(f"cannot decode DICOM pixel data ({exc})", path) from exc
-    if pixels.ndim == 3 and pixels.shape[-1] != 3:
-        pixels = pixels[0]  # multi-frame: the first frame
-    values = apply_modality_lut(pixels, dataset).astype(np.float32)
-    if "WindowCenter" in dataset and "WindowWidth" in dataset:
-        values = apply_voi_lut(values, dataset).astype(np.float32)
-    low, high = float(values.min()), float(values.max())
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    if str(dataset.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        scaled = 1.0 - scaled
-    return scaled
+    dataset = read_dicom(path, pixels=True)
+    return dicom_to_unit(decode_dicom(dataset, path), dataset, path)

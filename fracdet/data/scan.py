@@ -18,6 +18,7 @@ __all__ = [
     "FolderScan",
     "scan_folder",
     "list_images",
+    "dicom_in_dataset",
     "probe_images",
     "sanitize_boxes",
 ]
@@ -129,6 +130,17 @@ def scan_folder(
     )
 
 
+def dicom_in_dataset(name: str) -> Problem:
+    """Why a DICOM file in a YOLO or COCO dataset is skipped: the tools that read ``convert``'s
+    output (Ultralytics, COCO tools, the training loaders) take raster files; one rule for every
+    dataset format."""
+    detail = (
+        "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; "
+        "export it to PNG first"
+    )
+    return Problem(name, "unsupported_format", detail, "image skipped")
+
+
 def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], list[Problem]]:
     """Raster images in ``folder`` for a training dataset (sorted, so every run sees the same
     order), and problems.
@@ -141,16 +153,7 @@ def list_images(folder: Path, *, recursive: bool = False) -> tuple[list[Path], l
     scan = scan_folder(folder, recursive=recursive)
     found: list[tuple[Path, Problem]] = []
     for rel in scan.dicoms:
-        detail = (
-            "DICOM in a training dataset: YOLO and COCO tools read JPEG/PNG only; "
-            "export it to PNG first"
-        )
-        found.append(
-            (
-                folder / rel,
-                Problem(str(folder / rel), "unsupported_format", detail, "image skipped"),
-            )
-        )
+        found.append((folder / rel, dicom_in_dataset(str(folder / rel))))
     for other in scan.others:
         found.append(
             (

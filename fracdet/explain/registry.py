@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+import torch
 from torch import nn
 
 from fracdet.errors import ConfigError
@@ -19,7 +20,7 @@ from fracdet.explain.captum_methods import (
 )
 from fracdet.explain.gradcam import GradCAMExplainer
 
-__all__ = ["METHODS", "create_explainer"]
+__all__ = ["METHODS", "HOOKED", "create_explainer"]
 
 #: method name -> table code
 METHODS: dict[str, str] = {
@@ -29,6 +30,11 @@ METHODS: dict[str, str] = {
     "gradcam": "GC",
     "gradcam++": "GC++",
 }
+
+
+#: methods that need hooks on the model's own layers (Grad-CAM's activations, DeepLIFT's
+#: rescale rule on each nonlinearity): inside TorchScript those hooks would silently not fire
+HOOKED = frozenset({"deeplift", "gradcam", "gradcam++"})
 
 
 def _method_name(method: str) -> str:
@@ -66,6 +72,12 @@ def create_explainer(
     ``n_steps`` times the batch at once).
     """
     name = _method_name(method)
+    if name in HOOKED and any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        raise ConfigError(
+            f"{name} hooks the model's layers, which a TorchScript model runs as a compiled "
+            "graph where hooks never fire; use saliency or integrated_gradients (pure "
+            "gradients), or import the architecture and its state dict"
+        )
     if name == "saliency":
         return SaliencyExplainer(model, channels=channels)
     if name == "deeplift":

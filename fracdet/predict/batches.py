@@ -132,8 +132,8 @@ def predict_batches(
             for item in batch.items:
                 if item.reason is not None:
                     rows.append(
-                        [item.image_id, item.path, "skipped", item.reason, "", ""]
-                        + [""] * (len(header) - len(BASE_COLUMNS))
+                        [item.image_id, item.path, "skipped", item.reason]
+                        + [""] * (len(header) - 4)
                     )
                     continue
                 cells, label = _cls_cells(models, outcome, k, n_cls_cells)
@@ -144,6 +144,7 @@ def predict_batches(
                     "",
                     item.width,
                     item.height,
+                    *item.spacing_cells(),
                     *cells,
                 ]
                 boxes, scores = outcome.detections[k] if outcome.detections else ([], [])

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fracdet.data.images import load_image
+from fracdet.data.dicom import PixelSpacing, pixel_spacing
+from fracdet.data.images import is_dicom, load_image
 from fracdet.errors import ImageError
 from fracdet.predict.config import OVERLAY_MAX_SIDE
 
@@ -57,6 +58,13 @@ class Decoded:
     cls: torch.Tensor | None = None
     det: np.ndarray | None = None
     overlay: np.ndarray | None = None
+    spacing: PixelSpacing | None = None
+
+    def spacing_cells(self) -> list[str]:
+        """The pixel-spacing columns of its row (empty cells when none is recorded)."""
+        if self.spacing is None:
+            return ["", "", ""]
+        return [f"{self.spacing.row:g}", f"{self.spacing.column:g}", self.spacing.source]
 
 
 @dataclass
@@ -116,6 +124,8 @@ class DecodeDataset(Dataset):
             out.reason = "empty image (zero width or height)"
             return out
         out.height, out.width = pixels.shape
+        path = self.folder / rel
+        out.spacing = pixel_spacing(path) if is_dicom(path) else None
         if self._transform is not None:
             square = self._transform(image=pixels)["image"]
             out.cls = torch.from_numpy(np.clip(square, 0.0, 1.0)[None])

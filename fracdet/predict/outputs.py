@@ -25,11 +25,22 @@ from fracdet.predict.config import (
 )
 from fracdet.predict.overlays import overlay_path
 
-__all__ = ["columns", "journal", "prepare_output", "finish_outputs", "BASE_COLUMNS", "DET_COLUMNS"]
+__all__ = [
+    "columns",
+    "journal",
+    "prepare_output",
+    "finish_outputs",
+    "BASE_COLUMNS",
+    "DET_COLUMNS",
+    "SPACING_COLUMNS",
+]
 
 logger = logging.getLogger(__name__)
 
-BASE_COLUMNS = ["image_id", "path", "status", "reason", "width", "height"]
+# The pixel size a DICOM header records (mm; empty for other formats, or none recorded) and
+# the tag it came from: PixelSpacing (at the patient) or ImagerPixelSpacing (at the detector).
+SPACING_COLUMNS = ["pixel_spacing_row_mm", "pixel_spacing_col_mm", "pixel_spacing_source"]
+BASE_COLUMNS = ["image_id", "path", "status", "reason", "width", "height", *SPACING_COLUMNS]
 DET_COLUMNS = ["n_boxes", "max_box_score"]
 
 

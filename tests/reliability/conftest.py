@@ -47,6 +47,7 @@ _GROUPS = {
     "test_bad_command_inputs": "commands",
     "test_fuzz_readers": "fuzz",
     "test_kill_resume": "kill/resume",
+    "test_dicom_syntaxes": "dicom",
 }
 _outcomes: dict[str, bool] = {}
 
