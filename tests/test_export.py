@@ -297,3 +297,33 @@ def test_detector_commands_that_need_pytorch_refuse_onnx(exported):
     with pytest.raises(ConfigError, match=r"needs the PyTorch detector; use its \.pt checkpoint"):
         load_detector(exported["det_onnx"] / "model.onnx")  # eval-det, train-det, audit --det
     assert load_detector(exported["det_onnx"], allow_onnx=True).task == "detect"
+
+
+def test_an_imported_torchscript_classifier_exports_and_predicts(exported, tmp_path):
+    from test_import_cls import SIZE, _scripted_classifier
+
+    from fracdet.cls.importer import ImportClsConfig, import_classifier
+
+    source = _scripted_classifier(tmp_path / "colleague.pt", classes=3)
+    imported = tmp_path / "scripted"
+    import_classifier(
+        ImportClsConfig(
+            source=source,
+            arch="torchscript",
+            head="softmax",
+            class_names=("normal", "fracture", "implant"),
+            fracture_index=1,
+            input_size=SIZE,
+            output=imported,
+        )
+    )
+    summary = export_model(ExportConfig(imported, output=tmp_path / "exported"))
+    assert summary.kind == "classifier" and summary.parity["max_abs_diff"] <= 1e-4
+    rows = [
+        _predict(exported, tmp_path / run, model, exported["det"])
+        for run, model in (("pt", imported), ("onnx", tmp_path / "exported"))
+    ]
+    for a, b in zip(*rows, strict=True):
+        assert float(a["fracture_probability"]) == pytest.approx(
+            float(b["fracture_probability"]), abs=1e-6
+        )

@@ -99,6 +99,10 @@ def export_classifier_onnx(
         # the legacy exporter's deprecation notice and tracer warnings about shape checks
         # (constant for a fixed channel count and size, which the contract fixes)
         warnings.simplefilter("ignore")
+        if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+            # an imported TorchScript network: the exporter's own tracer refuses to enter a
+            # loaded ScriptModule, a trace of the whole model taken first exports as is
+            model = torch.jit.trace(model, (example,), check_trace=False)
         torch.onnx.export(
             model,
             (example,),

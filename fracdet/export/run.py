@@ -31,24 +31,30 @@ logger = logging.getLogger(__name__)
 
 
 def model_kind(source: Path) -> str:
-    """``"classifier"`` or ``"detector"`` from the file, or one line saying why neither."""
+    """``"classifier"`` or ``"detector"`` from the file, or one line saying why neither.
+
+    A classifier is anything ``load_classifier`` reads from files of its own (a run folder,
+    ``.safetensors``, ``.json``, an imported ``.torchscript``); a detector is a YOLO ``.pt``.
+    """
+    from fracdet.cls.checkpoint import resolve_checkpoint
     from fracdet.cls.onnx import is_onnx_model
-    from fracdet.det.model import is_classifier_checkpoint
 
     source = Path(source)
     if not source.exists():
         raise ConfigError("model to export not found", source)
     if is_onnx_model(source):
         raise ConfigError("is already an ONNX model; export its PyTorch checkpoint", source)
-    if is_classifier_checkpoint(source):
-        return "classifier"
     if source.is_file() and source.suffix.lower() == ".pt":
         return "detector"
-    raise ConfigError(
-        "not a model to export: expected a fracdet classifier (run folder, .safetensors or "
-        ".json) or a YOLO detector (.pt)",
-        source,
-    )
+    try:
+        resolve_checkpoint(source)
+    except ConfigError:
+        raise ConfigError(
+            "not a model to export: expected a fracdet classifier (run folder, .safetensors, "
+            ".json or an imported .torchscript) or a YOLO detector (.pt)",
+            source,
+        ) from None
+    return "classifier"
 
 
 def export_model(cfg: ExportConfig) -> ExportSummary:
