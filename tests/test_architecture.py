@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "fracdet.mae": 4,
     "fracdet.audit": 5,
     "fracdet.predict": 5,
+    "fracdet.export": 5,
     "fracdet.pipeline": 6,
     "fracdet.demo": 6,
     "fracdet.demo_report": 6,

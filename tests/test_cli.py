@@ -49,6 +49,7 @@ LIBRARY_CALLS: dict[str, tuple[str, list[str]]] = {
     "predict": ("fracdet.predict:predict_folder", ["images", "--cls", "run"]),
     "merge": ("fracdet.predict:merge_outputs", ["out", "shard1", "shard2"]),
     "audit": ("fracdet.audit:run_audit", ["data", "--cls", "run"]),
+    "export": ("fracdet.export:export_model", ["run"]),
 }
 
 
@@ -445,6 +446,49 @@ def test_audit_reads_the_r2i_preset(library, tmp_path):
     )
     error = one_line_error(invoke("eval-cls", "run", "m.csv", "--config", preset))
     assert "preset 'r2i' has no section for this command" in error
+
+
+def test_export_options_reach_the_config(library, tmp_path):
+    from fracdet.export import ExportConfig
+
+    fake = library("export", SimpleNamespace(line=lambda: "exported"))
+    result = invoke(
+        "export",
+        tmp_path / "best.pt",
+        "--out",
+        tmp_path / "onnx",
+        "--opset",
+        "18",
+        "--images",
+        tmp_path / "imgs",
+        "--n-random",
+        "3",
+        "--max-images",
+        "5",
+        "--imgsz",
+        "320",
+        "--det-conf",
+        "0.1",
+        "--det-iou",
+        "0.5",
+        "--cls-tolerance",
+        "1e-5",
+        "--seed",
+        "7",
+        "--trust-pickle",
+        "--overwrite",
+    )
+    assert result.exit_code == 0, result.output
+    cfg = fake.config
+    assert isinstance(cfg, ExportConfig) and cfg.source == tmp_path / "best.pt"
+    assert (cfg.output, cfg.images) == (tmp_path / "onnx", tmp_path / "imgs")
+    assert (cfg.opset, cfg.n_random, cfg.max_images, cfg.imgsz, cfg.seed) == (18, 3, 5, 320, 7)
+    assert (cfg.det_conf, cfg.det_iou, cfg.cls_tolerance) == (0.1, 0.5, 1e-5)
+    assert cfg.trust_pickle and cfg.overwrite and result.stdout == "exported\n"
+    default = ExportConfig(tmp_path / "runs" / "cls")
+    assert (default.output_folder, default.opset) == (tmp_path / "runs" / "cls-onnx", 17)
+    error = one_line_error(invoke("export", "run", "--opset", "3"))
+    assert "opset must be in 11..20, got 3" in error
 
 
 def test_pretrain_mae_options_reach_the_config(library, tmp_path, monkeypatch):

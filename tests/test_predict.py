@@ -567,7 +567,7 @@ def test_gradcam_overlay_is_hot_where_the_classifier_looks(
     monkeypatch.setattr(
         fracdet.cls.checkpoint,
         "load_classifier",
-        lambda path, device="cpu": (RegionNet(32, rows, cols).to(device).eval(), meta),
+        lambda path, device="cpu", **_: (RegionNet(32, rows, cols).to(device).eval(), meta),
     )
     folder = tmp_path / "images"
     folder.mkdir()

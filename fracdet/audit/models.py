@@ -93,7 +93,7 @@ def load_classifiers(
                 "(run folder, best.safetensors or its .json); a YOLO detector goes to --det",
                 path,
             )
-        model, meta = load_classifier(path, device=device)
+        model, meta = load_classifier(path, device=device, gradients=True)
         if not meta.binary or tuple(meta.class_names) != LABEL_NAMES:
             raise ConfigError(
                 f"classifies {list(meta.class_names)}, but the audit scores fracture classifiers "

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from fracdet import __version__
-from fracdet.cli import data, evaluate, inference, pipelines, train
+from fracdet.cli import data, evaluate, export, inference, pipelines, train
 from fracdet.log import setup_logging
 
 __all__ = ["app", "run"]
@@ -66,6 +66,7 @@ app.command("eval-cls")(evaluate.eval_cls)
 app.command()(inference.predict)
 app.command()(inference.merge)
 app.command()(inference.audit)
+app.command()(export.export)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m fracdet`

@@ -36,6 +36,7 @@ __all__ = [
     "unwrap_model",
     "FORMAT",
     "checkpoint_files",
+    "classifier_files",
     "meta_to_json",
     "meta_from_json",
     "read_weights",
@@ -232,6 +233,16 @@ def write_checkpoint(
 # --- classifiers ------------------------------------------------------------------------------
 
 
+def classifier_files(path: str | Path) -> tuple[Path, ...]:
+    """The files a classifier is read from (what a run records the sha256 of): the ``.onnx`` of
+    an exported model, else the safetensors weights and their JSON.
+    """
+    from fracdet.cls.onnx import find_onnx_file
+
+    onnx_file = find_onnx_file(path)
+    return (onnx_file,) if onnx_file is not None else resolve_checkpoint(path)
+
+
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
     """``(weights, metadata)`` paths from a run folder, a ``.safetensors``, a ``.torchscript``
     (an imported TorchScript classifier) or a ``.json`` file."""
@@ -264,9 +275,23 @@ def save_classifier(model: PixelClassifier, meta: ClassifierMeta, path: Path) ->
 
 
 def load_classifier(
-    path: str | Path, *, device: str | torch.device = "cpu"
+    path: str | Path, *, device: str | torch.device = "cpu", gradients: bool = False
 ) -> tuple[PixelClassifier, ClassifierMeta]:
-    """Rebuild the model from the JSON and load the safetensors weights strictly, in eval mode."""
+    """Rebuild the model from the JSON and load the safetensors weights strictly, in eval mode.
+
+    An ONNX model from ``fracdet export`` (a ``.onnx`` file or its export folder) loads as an
+    :class:`~fracdet.cls.onnx.OnnxClassifier` run by onnxruntime, with the metadata stored in
+    it; a caller that needs ``gradients`` (attacks, attributions) gets a clear error instead.
+    """
+    from fracdet.cls.onnx import NEEDS_PYTORCH, OnnxClassifier, find_onnx_file
+
+    onnx_file = find_onnx_file(path)
+    if onnx_file is not None:
+        if gradients:
+            raise ConfigError(f"an ONNX model: {NEEDS_PYTORCH}", path)
+        runner = OnnxClassifier(onnx_file, device=device)
+        meta = ClassifierMeta.from_json(runner.meta_json, onnx_file)
+        return runner, meta  # type: ignore[return-value]
     weights, meta_path = resolve_checkpoint(path)
     meta = ClassifierMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
     if meta.source != "fracdet":

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # importing ultralytics costs seconds; only the functions bel
 
 __all__ = [
     "CLASSIFIER_SUFFIXES",
+    "ONNX_MODEL_FILE",
+    "ONNX_NEEDS_PYTORCH",
     "TRUST_PICKLE_HINT",
     "load_detector",
     "check_detector_path",
@@ -57,6 +59,14 @@ _REFUSALS = (
     "Can only",
     "blocked during restricted",
 )
+#: The file name of an exported model inside its export folder (``fracdet export``).
+ONNX_MODEL_FILE = "model.onnx"
+#: What a command that needs the PyTorch detector (audit's attack, training, eval-det's
+#: Ultralytics val) says to an ONNX one.
+ONNX_NEEDS_PYTORCH = (
+    "this command needs the PyTorch detector; use its .pt checkpoint "
+    "(ONNX detectors run in `fracdet predict`)"
+)
 _CLASSIFIER_HINT = (
     "this is a fracdet classifier checkpoint, pass it with --cls (a detector is a YOLO .pt file)"
 )
@@ -72,12 +82,21 @@ def is_classifier_checkpoint(path: str | Path) -> bool:
     return path.suffix.lower() in CLASSIFIER_SUFFIXES
 
 
-def check_detector_path(path: str | Path) -> Path:
+def check_detector_path(path: str | Path, *, allow_onnx: bool = False) -> Path:
     """``path`` if it can be a local Ultralytics detector checkpoint, else a :class:`ConfigError`.
 
-    Checked before anything is unpickled, so a wrong file never reaches ``torch.load``.
+    Checked before anything is unpickled, so a wrong file never reaches ``torch.load``. With
+    ``allow_onnx``, an ONNX detector from ``fracdet export`` (its ``.onnx`` file or export
+    folder) is accepted too and the ``.onnx`` file returned.
     """
     path = Path(path)
+    onnx_file = _onnx_file(path)
+    if onnx_file is not None:
+        if not allow_onnx:
+            raise ConfigError(f"an ONNX model: {ONNX_NEEDS_PYTORCH}", path)
+        if not onnx_file.is_file():
+            raise ConfigError("ONNX detector not found", onnx_file)
+        return onnx_file
     if is_classifier_checkpoint(path):
         raise ConfigError(_CLASSIFIER_HINT, path)
     if path.is_dir():
@@ -96,6 +115,15 @@ def check_detector_path(path: str | Path) -> Path:
             f"expected a YOLO .pt weights file, got a {path.suffix or 'suffix-less'} file", path
         )
     return path
+
+
+def _onnx_file(path: Path) -> Path | None:
+    """The ``.onnx`` file ``path`` names (itself, or an export folder's ``model.onnx``)."""
+    if path.suffix.lower() == ".onnx":
+        return path
+    if path.is_dir() and (path / ONNX_MODEL_FILE).is_file():
+        return path / ONNX_MODEL_FILE
+    return None
 
 
 def is_hub_model_name(spec: str) -> bool:
@@ -154,7 +182,9 @@ def hub_weights(name: str) -> Path:
     return fetched
 
 
-def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
+def load_detector(
+    path: str | Path, *, trust_pickle: bool = False, allow_onnx: bool = False
+) -> YOLO:
     """An Ultralytics ``YOLO`` detector from a local ``.pt`` file the user named.
 
     ``.pt`` files are pickles: unpickling one can execute code. By default the file goes
@@ -164,8 +194,13 @@ def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
     full, for a third-party ``.pt`` the user trusts (CLI ``--trust-pickle``). Nothing is
     ever downloaded. A classifier checkpoint, a missing or refused file or one Ultralytics
     cannot load is a :class:`ConfigError`; a model that does not detect boxes too.
+
+    With ``allow_onnx``, an ONNX detector from ``fracdet export`` loads through Ultralytics'
+    own ONNX Runtime backend (no pickle involved), which keeps its boxes' convention.
     """
-    path = check_detector_path(path)
+    path = check_detector_path(path, allow_onnx=allow_onnx)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx_detector(path)
     with ultralytics_offline():
         from ultralytics import YOLO
 
@@ -192,6 +227,40 @@ def load_detector(path: str | Path, *, trust_pickle: bool = False) -> YOLO:
             f"is an Ultralytics {model.task!r} model, not a detector (task 'detect')", path
         )
     return model
+
+
+def _load_onnx_detector(path: Path) -> YOLO:
+    """An exported detector run by onnxruntime through Ultralytics; a damaged file is one line.
+
+    Ultralytics reads the task, class names and image size from the file's metadata; a file
+    without them (not an Ultralytics export, e.g. a fracdet classifier) is refused first.
+    """
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends for damaged bytes
+        raise ConfigError(
+            f"not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})", path
+        ) from exc
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    if "fracdet_classifier" in metadata:
+        raise ConfigError("this is a fracdet classifier exported to ONNX, pass it with --cls", path)
+    if metadata.get("task") != "detect":
+        found = metadata.get("task")
+        what = f"an Ultralytics {found!r} model" if found else "no Ultralytics metadata"
+        raise ConfigError(
+            f"not an Ultralytics detector export ({what}); export one with `fracdet export "
+            "best.pt`",
+            path,
+        )
+    with ultralytics_offline():
+        from ultralytics import YOLO
+
+        try:
+            return YOLO(str(path), task="detect")
+        except Exception as exc:  # onnxruntime and Ultralytics raise many types
+            raise ConfigError(f"cannot load this ONNX detector ({_reason(exc)})", path) from exc
 
 
 def _check_restricted_loading(path: Path) -> None:

@@ -48,8 +48,12 @@ def detector_options(cfg: PredictConfig, models: Models) -> dict[str, Any]:
         # rect=False: every image is letterboxed to the same square whatever else is in its
         # batch, so shards and resumed runs give exactly the boxes of one unsharded run.
         "rect": False,
-        "device": ultralytics_device(models.device),
+        # an ONNX detector runs on onnxruntime's CPU provider: on a GPU device, Ultralytics
+        # would ask for onnxruntime-gpu and try to install it
+        "device": "cpu" if models.det_onnx else ultralytics_device(models.device),
     }
+    if models.det_onnx:
+        return options
     if models.device.type == "cuda" and models.precision in ("fp16", "bf16"):
         options["quantize"] = 16  # Ultralytics' half precision (its `half` is deprecated)
     return options

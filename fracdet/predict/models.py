@@ -31,6 +31,7 @@ class Models:
     classifier: Any = None
     meta: Any = None
     detector: Any = None
+    det_onnx: bool = False  # an exported detector: onnxruntime on the CPU
     det_names: tuple[str, ...] = ()
     explainer: Any = None
     checkpoints: dict[str, Any] = field(default_factory=dict)
@@ -51,13 +52,16 @@ def load_models(cfg: PredictConfig) -> Models:
     device = resolve_device(cfg.device)
     models = Models(device=device, precision=resolve_precision(cfg.precision, device))
     if cfg.cls is not None:
-        from fracdet.cls.checkpoint import load_classifier, resolve_checkpoint
+        from fracdet.cls.checkpoint import classifier_files, load_classifier
 
-        models.classifier, models.meta = load_classifier(cfg.cls, device=device)
-        weights, meta_path = resolve_checkpoint(cfg.cls)
+        # an exported .onnx runs through onnxruntime; Grad-CAM needs the PyTorch model
+        models.classifier, models.meta = load_classifier(
+            cfg.cls, device=device, gradients=cfg.gradcam
+        )
         models.checkpoints["cls"] = {
             "path": str(Path(cfg.cls).resolve()),
-            "sha256": {weights.name: sha256_file(weights), meta_path.name: sha256_file(meta_path)},
+            "runtime": _runtime(models.classifier),
+            "sha256": {f.name: sha256_file(f) for f in classifier_files(cfg.cls)},
             "backbone": models.meta.backbone,
             "class_names": list(models.meta.class_names),
             "image_size": models.meta.image_size,
@@ -73,17 +77,27 @@ def load_models(cfg: PredictConfig) -> Models:
                 backbone_name=models.meta.backbone,
             )
     if cfg.det is not None:
-        from fracdet.det.model import load_detector, model_class_names
+        from fracdet.det.model import check_detector_path, load_detector, model_class_names
 
-        det = Path(cfg.det)
-        models.detector = load_detector(det, trust_pickle=cfg.trust_pickle)
+        # the file itself: an export folder's model.onnx, or the .pt
+        det = check_detector_path(cfg.det, allow_onnx=True)
+        models.detector = load_detector(det, trust_pickle=cfg.trust_pickle, allow_onnx=True)
         models.det_names = model_class_names(models.detector)
+        models.det_onnx = det.suffix.lower() == ".onnx"
         models.checkpoints["det"] = {
-            "path": str(det.resolve()),
+            "path": str(Path(cfg.det).resolve()),
+            "runtime": "onnxruntime" if models.det_onnx else "pytorch",
             "sha256": {det.name: sha256_file(det)},
             "class_names": list(models.det_names),
         }
     return models
+
+
+def _runtime(classifier: Any) -> str:
+    """Which engine runs the classifier: onnxruntime for an exported one, else PyTorch."""
+    from fracdet.cls.onnx import OnnxClassifier
+
+    return "onnxruntime" if isinstance(classifier, OnnxClassifier) else "pytorch"
 
 
 def run_identity(folder: Path, cfg: PredictConfig, models: Models) -> dict[str, Any]:

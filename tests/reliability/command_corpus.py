@@ -84,6 +84,7 @@ COMMANDS = (
     "pretrain-mae",
     "mae-show",
     "run",
+    "export",
 )
 
 
@@ -488,6 +489,23 @@ def pretrain_mae(data: Path, out: Path, tmp: Path, *extra: str) -> list[str]:
         *CPU,
         *extra,
     ]
+
+
+def export(model: Path, out: Path, *extra: str) -> list[str]:
+    return ["export", str(model), "--out", str(out), "--n-random", "2", *extra]
+
+
+def export_skipped(out: Path, tmp: Path) -> None:
+    record = json.loads((out / "export.json").read_text())
+    assert [Path(s["path"]).name for s in record["samples"]["skipped"]] == ["BROKEN.jpg"]
+    assert record["parity"]["passed"] and record["parity"]["n_real"] == 6
+    assert (out / "model.onnx").is_file()
+
+
+def not_a_model(tmp: Path) -> Path:
+    path = tmp / "notes.txt"
+    path.write_text("not a model")
+    return path
 
 
 def mae_show(checkpoint: Path, images: Path, out: Path, *extra: str) -> list[str]:
@@ -1161,5 +1179,42 @@ COMMAND_CASES: list[CommandCase] = [
         lambda k, t: run(study_config(t), existing_output(t)),
         "error",
         ("{tmp}/out", "not a study folder", "--overwrite"),
+    ),
+    CommandCase(
+        "export-not-a-model",
+        lambda k, t: export(not_a_model(t), t / "out"),
+        "error",
+        ("notes.txt", "not a model to export"),
+    ),
+    CommandCase(
+        "export-crafted-pickle",
+        lambda k, t: export(crafted_pickle(t), t / "out"),
+        "error",
+        ("crafted.pt", "--trust-pickle"),
+        no_payload,
+    ),
+    CommandCase(
+        "export-onnx-source",
+        lambda k, t: export(not_a_model(t).rename(t / "model.onnx"), t / "out"),
+        "error",
+        ("model.onnx", "already an ONNX model"),
+    ),
+    CommandCase(
+        "export-output-is-a-file",
+        lambda k, t: export(k.cls_run, file_output(t)),
+        "error",
+        "{tmp}/out",
+    ),
+    CommandCase(
+        "export-existing-output",
+        lambda k, t: export(k.cls_run, existing_output(t)),
+        "error",
+        ("{tmp}/out", "--overwrite"),
+    ),
+    CommandCase(
+        "export-corrupt-image",
+        lambda k, t: export(k.cls_run, t / "out", "--images", str(mae_images(t, junk=True))),
+        "done",
+        check=export_skipped,
     ),
 ]
