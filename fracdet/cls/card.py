@@ -62,7 +62,8 @@ _MULTICLASS_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc_macro", 
 def weights_origin_of(info: Mapping[str, Any]) -> WeightsOrigin:
     """The card's weights origin from a checkpoint's ``backbone_info`` (see
     :func:`fracdet.cls.model.create_classifier`)."""
-    start = dict(info.get("weights") or info)
+    nested = info.get("weights")  # timm backbones nest it; RobustBench's info is flat
+    start = dict(nested if isinstance(nested, Mapping) else info)
     source = str(start.pop("source", "unknown"))
     common = {k: start.pop(k, None) for k in ("name", "package", "version", "file", "sha256")}
     licence = start.pop("licence", None)
@@ -74,12 +75,12 @@ def weights_origin_of(info: Mapping[str, Any]) -> WeightsOrigin:
             **common,
         )
     if source == "robustbench":
-        parts = (start.pop(k, "?") for k in ("dataset", "threat_model", "model"))
+        parts = (start.pop(k, "?") for k in ("dataset", "threat", "model"))
         name = "/".join(map(str, parts))
         return WeightsOrigin(
             "robustbench",
             licence=licence or "see the RobustBench model zoo entry",
-            details={k: v for k, v in start.items() if not isinstance(v, dict)},
+            details={k: str(v) for k, v in start.items() if not isinstance(v, dict)},
             **{**common, "name": common["name"] or name},
         )
     if source in ("random", "package", "file"):

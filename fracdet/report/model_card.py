@@ -557,7 +557,9 @@ def _audit_md(card: ModelCard) -> list[str]:
         return [
             "## Audit",
             "",
-            "Not audited yet: `fracdet audit --cls THIS_FOLDER ...` adds its verdict here.",
+            "Not audited yet: `fracdet audit "
+            + ("--cls THIS_FOLDER" if card.model.kind == "classifier" else "--det THIS_FILE")
+            + " ...` adds its verdict here.",
             "",
         ]
     lines = [
