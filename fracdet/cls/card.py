@@ -178,7 +178,11 @@ def card_from_classifier_checkpoint(path: str | Path, *, name: str | None = None
             if meta.backbone_args
             else ""
         ),
-        framework="robustbench" if meta.backbone.startswith("robustbench:") else "timm",
+        # an imported model may name its own (torchvision, torchscript) in backbone_info
+        framework=str(
+            meta.backbone_info.get("framework")
+            or ("robustbench" if meta.backbone.startswith("robustbench:") else "timm")
+        ),
         files=(model_file(weights), model_file(meta_path, "metadata")),
         input=InputContract(
             image_size=meta.image_size,
