@@ -96,7 +96,7 @@ def _data_section(meta: ClassifierMeta) -> DataSection | None:
     manifest = meta.train_config.get("manifest")
     if not manifest:
         return None
-    manifest = Path(manifest)
+    manifest = Path(manifest).resolve()  # the card may be read from anywhere
     origin = dataset_origin(manifest.parent)
     section = DataSection(
         origin.name,
@@ -231,7 +231,7 @@ def evaluation_from_cls_metrics(
         date=now(),
         n_images=None if n is None else int(n),
         metrics=values,
-        report=None if report is None else str(report),
+        report=None if report is None else str(Path(report).resolve()),
         data_hash=metrics.get("data_hash"),
         ci_method=metrics.get("ci_method"),
         note=note,

@@ -54,6 +54,8 @@ def dataset_origin(folder: Path) -> DatasetOrigin:
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         source = Path(report["config"]["source"])
+        # a relative source is relative to where convert ran: found from here, or stated unknown
+        source = source.resolve() if source.exists() else source
         fmt = str(report["source_format"])
     except (OSError, ValueError, KeyError, TypeError):
         return DatasetOrigin(

@@ -203,7 +203,7 @@ def evaluation_from_det_metrics(
         date=now(),
         n_images=n,
         metrics=values,
-        report=None if report is None else str(report),
+        report=None if report is None else str(Path(report).resolve()),
         data_hash=metrics.get("gt_hash"),
         ci_method=f"percentile bootstrap over images, {n_boot} replicates" if n_boot else None,
         note=(
