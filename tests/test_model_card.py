@@ -314,3 +314,26 @@ def test_dataset_origin_tells_fracatlas_phantoms_and_unknown(tmp_path, phantom_d
     (fake / "convert_report.json").write_text(json.dumps({**report, "source_format": "coco"}))
     assert dataset_origin(fake).licence == "unknown"
     assert dataset_origin(tmp_path / "nothing").licence == "unknown"
+
+
+def test_import_cls_writes_a_card_naming_the_file_and_the_parity(tmp_path):
+    import timm
+
+    from fracdet.cls.importer import ImportClsConfig, import_classifier
+
+    torch.manual_seed(3)
+    net = timm.create_model("resnet10t", num_classes=1).eval()
+    torch.save(net.state_dict(), tmp_path / "paper.pth")
+    summary = import_classifier(
+        ImportClsConfig(
+            source=tmp_path / "paper.pth", arch="timm:resnet10t", input_size=32,
+            output=tmp_path / "imported",
+        )
+    )  # fmt: skip
+    card = mc.read_model_card(tmp_path / "imported")
+    o = card.weights_origin
+    assert (o.source, o.file) == ("file", str(tmp_path / "paper.pth"))
+    assert o.sha256 == sha256_file(tmp_path / "paper.pth") and o.licence.startswith("unknown")
+    assert o.details["verification max_abs_diff_probability"] == summary.max_abs_diff
+    assert card.model.framework == "timm" and card.model.fractured_index == 1
+    assert card.training is None and card.model.input.image_size == 32

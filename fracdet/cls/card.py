@@ -8,6 +8,7 @@ does that). The schema and the writer are :mod:`fracdet.report.model_card`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -82,6 +83,13 @@ def weights_origin_of(info: Mapping[str, Any]) -> WeightsOrigin:
             licence=licence or "see the RobustBench model zoo entry",
             details={k: str(v) for k, v in start.items() if not isinstance(v, dict)},
             **{**common, "name": common["name"] or name},
+        )
+    if source == "imported file":  # fracdet import-cls: a state dict or TorchScript file
+        return WeightsOrigin(
+            "file",
+            licence=licence or "unknown: the licence of the imported weights (state it yourself)",
+            details=start,
+            **common,
         )
     if source in ("random", "package", "file"):
         default = {"random": "none upstream (random initialisation)", "file": "unknown"}.get(source)
@@ -166,6 +174,22 @@ def card_from_classifier_checkpoint(path: str | Path, *, name: str | None = None
     meta = ClassifierMeta.from_json(meta_path.read_text(encoding="utf-8"), meta_path)
     folder = weights.parent
     origin = weights_origin_of(meta.backbone_info)
+    if meta.imported:  # what import-cls checked: the contract and the parity with the original
+        keep = ("arch", "head", "source_class_names", "fracture_index", "channels", "normalised_by")
+        verification = meta.imported.get("verification") or {}
+        origin = dataclasses.replace(
+            origin,
+            details={
+                **origin.details,
+                **{f"imported {k}": meta.imported.get(k) for k in keep},
+                **{
+                    f"verification {k}": v
+                    for k, v in verification.items()
+                    if k
+                    in ("samples", "max_abs_diff_probability", "max_abs_diff_logit", "tolerance")
+                },
+            },
+        )
     binary = meta.binary
     classes = tuple(meta.class_names)
     normalised_inside = (meta.backbone_info.get("normalization") or {}).get("where")
@@ -178,11 +202,11 @@ def card_from_classifier_checkpoint(path: str | Path, *, name: str | None = None
             if meta.backbone_args
             else ""
         ),
-        # an imported model may name its own (torchvision, torchscript) in backbone_info
-        framework=str(
-            meta.backbone_info.get("framework")
-            or ("robustbench" if meta.backbone.startswith("robustbench:") else "timm")
-        ),
+        framework=meta.source
+        if meta.source != "fracdet"  # imported: timm, torchvision or torchscript
+        else "robustbench"
+        if meta.backbone.startswith("robustbench:")
+        else "timm",
         files=(model_file(weights), model_file(meta_path, "metadata")),
         input=InputContract(
             image_size=meta.image_size,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from fracdet.errors import FracdetError
-from fracdet.fsutil import sha256_file
 from fracdet.report.model_card import (
     DataSection,
     Estimate,
@@ -64,31 +63,36 @@ def _train_report(weights: Path) -> dict[str, Any]:
     return report if isinstance(report, dict) and "config" in report else {}
 
 
-def _origin(spec: str | None) -> WeightsOrigin:
-    """Where train-det's ``model`` started: an architecture YAML, a hub name or a local file."""
-    if not spec:
-        return WeightsOrigin("unknown", licence=ULTRALYTICS_LICENCE)
-    path = Path(spec).expanduser()
-    if path.suffix in (".yaml", ".yml"):
+def _origin(report: Mapping[str, Any]) -> WeightsOrigin:
+    """Where the run's weights started: train-det's ``start_weights`` (random, hub, file,
+    package), else read from its ``model`` option (reports written before it was recorded)."""
+    start = dict(report.get("start_weights") or {})
+    spec = (report.get("config") or {}).get("model")
+    source = start.pop("source", None)
+    if source is None and spec:
+        suffix = Path(spec).suffix.lower()
+        source = "random" if suffix in (".yaml", ".yml") else "file"
+        start = {"architecture": spec} if source == "random" else {"path": spec}
+    if source == "random":
         return WeightsOrigin(
             "random",
-            name=spec,
+            name=start.get("architecture"),
             licence="none upstream (random initialisation)",
         )
-    if path.is_file():
+    if source == "package":
+        common = {k: start.get(k) for k in ("name", "package", "version", "file", "sha256")}
+        return WeightsOrigin("package", licence=start.get("licence"), **common)
+    if source in ("hub", "file"):
+        path = start.get("path")
         return WeightsOrigin(
-            "file", file=str(path.resolve()), sha256=sha256_file(path), licence="unknown"
+            source,
+            name=f"Ultralytics {Path(path).name}" if source == "hub" and path else None,
+            file=path,
+            sha256=start.get("sha256"),
+            licence=ULTRALYTICS_LICENCE if source == "hub" else "unknown",
         )
-    from ultralytics.utils import WEIGHTS_DIR
-
-    cached = Path(WEIGHTS_DIR) / spec
-    return WeightsOrigin(
-        "hub",
-        name=f"Ultralytics {spec}",
-        file=str(cached) if cached.is_file() else None,
-        sha256=sha256_file(cached) if cached.is_file() else None,
-        licence=ULTRALYTICS_LICENCE,
-    )
+    details = {"resumed from": str(start.get("path"))} if source == "resumed" else {}
+    return WeightsOrigin("unknown", licence="unknown", details=details)
 
 
 def _data_section(report: Mapping[str, Any]) -> DataSection | None:
@@ -136,7 +140,7 @@ def card_from_detector_weights(
     config = report.get("config") or {}
     classes = tuple(report.get("class_names") or class_names or ())
     size = int(config.get("imgsz") or image_size or 640)
-    origin = _origin(config.get("model")) if report else _origin(None)
+    origin = _origin(report)
     data = _data_section(report)
     model = ModelSection(
         kind="detector",
