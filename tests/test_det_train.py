@@ -373,6 +373,29 @@ def test_train_writes_weights_and_metrics(trained, dataset):
     )
 
 
+def test_train_writes_a_model_card_beside_the_weights(trained, dataset):
+    from fracdet.fsutil import sha256_file
+    from fracdet.report.model_card import CARD_MD, read_model_card
+
+    folder = trained.best_weights.parent  # RUN/weights: beside best.pt
+    card = read_model_card(folder)  # validated against the schema
+    doc = json.loads((trained.run_dir / "metrics.json").read_text())
+    m = card.model
+    assert (m.kind, m.framework, m.architecture) == ("detector", "ultralytics", "yolov8n.yaml")
+    assert m.classes == ("fractured",) and m.fractured_index == 0
+    assert m.input.image_size == 64 and m.input.resize == "letterbox"
+    assert m.files[0].name == "best.pt" and m.files[0].sha256 == sha256_file(trained.best_weights)
+    assert card.weights_origin.source == "random" and card.weights_origin.name == "yolov8n.yaml"
+    assert card.licences.weights.startswith("AGPL-3.0")
+    assert card.training.validation == doc["metrics"] and card.training.epochs_run == 1
+    assert card.training.config == doc["config"] and card.data.data_hash == doc["data_hash"]
+    assert card.data.dataset.startswith("fracdet phantoms")
+    manifest = (dataset / "manifest.csv").read_text().splitlines()[1:]
+    assert sum(card.data.split_sizes.values()) == len(manifest)
+    md = (folder / CARD_MD).read_text()
+    assert "pipeline_tag: object-detection" in md and "license: agpl-3.0" in md
+
+
 @pytest.mark.slow
 def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     out = tmp_path / "eval"
@@ -440,6 +463,17 @@ def test_evaluate_end_to_end(trained, dataset, tmp_path, no_network):
     )  # None: too few replicates with a box
     assert report["problems"] == [] and report["seed"] == 0 and len(report["weights_sha256"]) == 64
     assert not (out / "ultralytics_val").exists()
+    # the detector's card gets the test numbers, with the report they come from
+    from fracdet.report.model_card import read_model_card
+
+    evaluation = read_model_card(trained.best_weights.parent).evaluations["test"]
+    assert evaluation.metrics["mAP@0.5 (COCO)"].value == coco["map_50"]
+    ci = evaluation.metrics["mAP@0.5 (COCO)"].ci95
+    assert (list(ci) if ci else None) == coco["map_50_ci95"]
+    assert evaluation.metrics["image-level AUROC"].value == level["auroc"]
+    assert evaluation.n_images == len(gt["images"]) and evaluation.report == str(
+        out / "det_metrics.json"
+    )
     with pytest.raises(OutputExistsError):
         evaluate_detector(
             DetEvalConfig(

@@ -194,9 +194,18 @@ def test_torchscript_imports_and_eval_audit_predict_take_it(tmp_path, phantom_da
     )
     assert result.exit_code == 0, result.output
     assert "no Grad-CAM layer" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["best.json", "best.torchscript"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MODEL_CARD.md",
+        "best.json",
+        "best.torchscript",
+        "model_card.json",
+    ]
     model, meta = load_classifier(out)
     assert meta.source == "torchscript" and meta.imported["fracture_index"] == 1
+    from fracdet.report.model_card import read_model_card
+
+    card = read_model_card(out)  # import-cls writes the card: the file it came from, its parity
+    assert card.model.framework == "torchscript" and card.model.files[0].name == "best.torchscript"
     pixels = torch.rand(2, 1, SIZE, SIZE, requires_grad=True)
     model(pixels).sum().backward()  # gradients reach the pixels: attacks and Saliency work
     assert pixels.grad is not None and pixels.grad.abs().sum() > 0

@@ -1,4 +1,5 @@
-"""The end of an audit: numbers from the per-image table, figures, ``metrics.json``, the report."""
+"""The end of an audit: numbers from the per-image table, figures, ``metrics.json``, the report,
+and the verdict on each audited model's card (:mod:`fracdet.audit.card`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from fracdet.audit.card import update_audited_cards
 from fracdet.audit.checks import load_check_results
 from fracdet.audit.figures import GridRow, plot_coverage, plot_grid, plot_robustness
 from fracdet.audit.inputs import AuditInputs, AuditItem
@@ -225,6 +227,7 @@ def finalize_audit(out: Path, inputs: AuditInputs, state: dict[str, Any]) -> Aud
     }
     atomic_write_json(out / METRICS, metrics)
     report = write_audit_report(out / REPORT, metrics, figures)
+    update_audited_cards(out, metrics)
     return AuditSummary(
         out, report, len(inputs.items), len(metrics["models"]), tuple(headline(metrics))
     )

@@ -2,7 +2,8 @@
 
 The operating point (threshold) and the temperature come from the checkpoint, where
 training fitted them on validation, so test numbers are honest. Every headline metric gets
-a stratified bootstrap 95% CI; figures and an HTML/Markdown report go to the output folder.
+a stratified bootstrap 95% CI; figures and an HTML/Markdown report go to the output folder,
+and the numbers go onto the model card beside the checkpoint (the latest evaluation per split).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fracdet.cls.calibration import apply_temperature
+from fracdet.cls.card import record_classifier_evaluation
 from fracdet.cls.checkpoint import load_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
 from fracdet.cls.inference import Predictions, predict_logits
@@ -162,6 +164,7 @@ def evaluate_classifier(cfg: EvalClsConfig) -> EvalClsSummary:
         logger.warning(
             "%d image(s) skipped, listed in %s", len(skipped), Path(cfg.output) / "cls_metrics.json"
         )
+    record_classifier_evaluation(cfg.checkpoint, metrics, Path(cfg.output) / "report.html")
     return EvalClsSummary(Path(cfg.output), Path(cfg.output) / "report.html", metrics)
 
 

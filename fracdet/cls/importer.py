@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from fracdet.cls.card import card_from_classifier_checkpoint
 from fracdet.cls.checkpoint import (
     TORCHSCRIPT_SUFFIX,
     ClassifierMeta,
@@ -45,6 +46,7 @@ from fracdet.data.manifest import LABEL_NAMES
 from fracdet.errors import ConfigError
 from fracdet.fsutil import atomic_output_dir, atomic_write_text, sha256_file
 from fracdet.provenance import versions
+from fracdet.report.model_card import write_model_card
 
 __all__ = ["ImportClsConfig", "ImportClsSummary", "import_classifier"]
 
@@ -244,6 +246,7 @@ def import_classifier(cfg: ImportClsConfig) -> ImportClsSummary:
         meta = dataclasses.replace(meta, imported={**meta.imported, "verification": verification})
         atomic_write_text(checkpoint.with_suffix(".json"), meta.to_json())
     final = cfg.output / checkpoint.name
+    write_model_card(cfg.output, card_from_classifier_checkpoint(final))
     summary = ImportClsSummary(
         output=cfg.output,
         checkpoint=final,

@@ -2,7 +2,8 @@
 
 The temperature and the decision threshold are fitted on the validation split and stored in
 the ``best`` checkpoint, so eval-cls, predict and the audit use the same operating point;
-``train_report.json`` says how the run went.
+``train_report.json`` says how the run went, ``MODEL_CARD.md`` + ``model_card.json`` what the
+model is (:mod:`fracdet.cls.card`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fracdet.cls.calibration import apply_temperature
+from fracdet.cls.card import card_from_classifier_checkpoint
 from fracdet.cls.checkpoint import save_classifier
 from fracdet.cls.data import LabelledSplit
 from fracdet.cls.inference import Predictions
@@ -25,6 +27,7 @@ from fracdet.cls.loop import skipped_rows, write_train_report
 from fracdet.cls.train_state import TrainState
 from fracdet.fsutil import atomic_write
 from fracdet.provenance import versions
+from fracdet.report.model_card import write_model_card
 
 __all__ = ["TrainResult", "finish_run"]
 
@@ -126,6 +129,8 @@ def finish_run(
         threshold=threshold,
         temperature=temperature,
     )
+    # the card reads the files just written (best.json, train_report.json): one source of truth
+    write_model_card(out, card_from_classifier_checkpoint(best_path))
     return TrainResult(
         out,
         best_path,

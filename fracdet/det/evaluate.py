@@ -5,7 +5,8 @@ converter's COCO ground truth (read through :mod:`fracdet.data.coco`), so they c
 the literature. Ultralytics' own ``val`` is reported next to them because that is what its
 training logs show; the two differ slightly by design (see :data:`ULTRALYTICS_NOTE`).
 Clinicians also ask "is this image fractured?", so each image gets its best box score and an
-AUROC, sensitivity and specificity.
+AUROC, sensitivity and specificity. The headline numbers also go onto the detector's model
+card (:mod:`fracdet.det.card`), the latest per split.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fracdet import __version__
 from fracdet.data.coco import parse_coco, read_coco
 from fracdet.data.formats import ImageRecord, Problem
 from fracdet.data.yolo import read_class_names
+from fracdet.det.card import record_detector_evaluation
 from fracdet.det.coco_eval import (
     bootstrap_map_ci,
     coco_map,
@@ -236,6 +238,7 @@ def evaluate_detector(cfg: DetEvalConfig) -> DetEvalSummary:
             "versions": versions(),
         }
         (tmp / METRICS_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    record_detector_evaluation(cfg.weights, report, output / METRICS_NAME)
     logger.info(
         "%s on %s: COCO mAP@0.5 %s, mAP@[.5:.95] %s, image AUROC %s (details in %s)",
         Path(cfg.weights).name,

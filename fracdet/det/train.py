@@ -3,7 +3,8 @@
 A thin, checked wrapper: fracdet validates the inputs (a local model, a data.yaml from
 ``fracdet convert``, matching class names), keeps Ultralytics offline, chooses augmentation
 defaults that make sense for radiographs, and writes ``metrics.json`` with the provenance
-every fracdet report carries. The training loop itself is Ultralytics' own, so its
+every fracdet report carries, and a model card beside the weights (:mod:`fracdet.det.card`).
+The training loop itself is Ultralytics' own, so its
 multi-GPU DDP (``device="0,1"``) and its resumable checkpoints work unchanged.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from fracdet import __version__
 from fracdet.data.yolo import read_class_names
+from fracdet.det.card import card_from_detector_weights
 from fracdet.det.model import (
     check_detector_path,
     hub_weights,
@@ -35,6 +37,7 @@ from fracdet.det.train_config import DetTrainConfig, parse_extra
 from fracdet.errors import ConfigError, DataError, OutputExistsError
 from fracdet.fsutil import atomic_write_json, check_folder_path, sha256_file
 from fracdet.provenance import records_hash, versions
+from fracdet.report.model_card import write_model_card
 
 __all__ = ["DetTrainConfig", "DetTrainResult", "train_detector", "parse_extra", "METRICS_NAME"]
 
@@ -135,6 +138,8 @@ def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     }
     atomic_write_json(run_dir / METRICS_NAME, report)
     best, last = run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt"
+    if best.is_file():  # the card reads metrics.json, just written: one source of truth
+        write_model_card(best.parent, card_from_detector_weights(best))
     logger.info(
         "Trained: best weights %s (val mAP50 %.3f); metrics in %s",
         best,
