@@ -61,7 +61,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         app, ["export", str(root / "cls_run"), "--images", str(images), "--seed", "1"]
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("classifier -> ") and "logits max |diff|" in result.output
+    assert (
+        result.output.strip().startswith("classifier -> ") and "logits max |diff|" in result.output
+    )
     export_model(ExportConfig(det, output=root / "det-onnx", images=images, imgsz=64))
     return {
         "root": root,
@@ -111,7 +113,30 @@ def test_detector_export_matches_ultralytics_pt(exported):
     assert parity["images"] == 8 + 4 and record["kind"] == "detector"
     assert record["source"]["sha256"] == {"tiny_det.pt": sha256_file(exported["det"])}
     assert not (exported["root"] / "tiny_det.onnx").exists()  # nothing beside the source
-    assert sorted(p.name for p in exported["det_onnx"].iterdir()) == ["export.json", "model.onnx"]
+    assert sorted(p.name for p in exported["det_onnx"].iterdir()) == [
+        "MODEL_CARD.md",
+        "export.json",
+        "model.onnx",
+        "model_card.json",
+    ]
+
+
+@pytest.mark.parametrize("which", ["cls_onnx", "det_onnx"])
+def test_an_export_carries_the_models_card_for_its_onnx_file(exported, which):
+    from fracdet.report.model_card import read_model_card
+
+    folder = exported[which]
+    card = read_model_card(folder)
+    record = json.loads((folder / "export.json").read_text())
+    assert card.model.framework == "onnx"
+    assert [(f.name, f.sha256) for f in card.model.files] == [
+        ("model.onnx", sha256_file(folder / "model.onnx"))
+    ]
+    (entry,) = card.exports
+    assert entry.format == "onnx" and entry.sha256 == record["onnx"]["sha256"]
+    assert entry.details["opset"] == 17 and entry.details["passed"] is True
+    assert "onnx" in (folder / "MODEL_CARD.md").read_text().lower()
+    assert card.model.kind == ("classifier" if which == "cls_onnx" else "detector")
 
 
 def _predict(exported, out: Path, cls: Path, det: Path) -> list[dict[str, str]]:
@@ -234,6 +259,10 @@ def test_eval_cls_scores_an_onnx_classifier_like_its_checkpoint(
     numbers = [k for k, v in a.items() if isinstance(v, float)]
     assert "auroc" in numbers
     assert {k: b[k] for k in numbers} == pytest.approx({k: a[k] for k in numbers}, abs=1e-6)
+    from fracdet.report.model_card import read_model_card
+
+    card = read_model_card(exported["cls_onnx"])  # the export's card takes the ONNX numbers
+    assert card.evaluations["all"].metrics["auroc"].value == pytest.approx(b["auroc"])
 
 
 @pytest.mark.parametrize("flag", ["--cls", "--det"])

@@ -271,7 +271,13 @@ def record_classifier_evaluation(
     evaluation per split and points to that report. A folder that cannot be written only
     warns: the evaluation itself is done.
     """
-    weights, _ = resolve_checkpoint(checkpoint)
+    from fracdet.cls.onnx import find_onnx_file
+
+    onnx_file = find_onnx_file(checkpoint)
+    if onnx_file is not None:  # an export folder: its card came with the export
+        weights = onnx_file
+    else:
+        weights, _ = resolve_checkpoint(checkpoint)
     return try_update_model_card(
         weights.parent,
         create=lambda: card_from_classifier_checkpoint(weights),

@@ -102,9 +102,59 @@ def export_model(cfg: ExportConfig) -> ExportSummary:
                 source,
             )
         atomic_write_json(tmp / RECORD, record)
+        _write_cards(source, kind, tmp, out, record)
     return ExportSummary(
         kind=kind, onnx=out / MODEL_FILE, record=out / RECORD, opset=cfg.opset, parity=parity
     )
+
+
+# --- model cards --------------------------------------------------------------------------
+
+
+def _write_cards(source: Path, kind: str, tmp: Path, out: Path, record: dict[str, Any]) -> None:
+    """The export folder gets the source model's card (its evaluations and audit included, when
+    it has one), now describing ``model.onnx`` (framework onnx) with the export and its parity.
+    Nothing is written beside the source."""
+    from dataclasses import replace
+
+    from fracdet.errors import FracdetError
+    from fracdet.report.model_card import (
+        Export,
+        model_file,
+        now,
+        read_model_card,
+        write_model_card,
+    )
+
+    if kind == "classifier":
+        from fracdet.cls.card import card_from_classifier_checkpoint as build
+        from fracdet.cls.checkpoint import resolve_checkpoint
+
+        weights = resolve_checkpoint(source)[0]
+    else:
+        from fracdet.det.card import card_from_detector_weights as build
+
+        weights = source
+    onnx = record["onnx"]
+    parity = {k: v for k, v in record["parity"].items() if not isinstance(v, (list, dict))}
+    entry = Export(
+        format="onnx",
+        file=str(out / onnx["file"]),
+        sha256=onnx["sha256"],
+        date=now(),
+        details={"opset": onnx["opset"], "record": RECORD, **parity},
+    )
+    try:  # the source's card as it stands (its evaluations, its audit), else one from its files
+        card = read_model_card(weights.parent)
+    except (OSError, FracdetError):
+        card = build(source)
+    onnx_file = model_file(tmp / onnx["file"], "weights")
+    exported = replace(
+        card,
+        model=replace(card.model, framework="onnx", files=(onnx_file,)),
+        exports=(entry,),
+    )
+    write_model_card(tmp, exported)
 
 
 # --- samples ------------------------------------------------------------------------------
@@ -119,7 +169,7 @@ def _real_samples(
     from fracdet.predict.decode import DecodeDataset
     from fracdet.predict.inputs import list_inputs
 
-    paths, _ = list_inputs(Path(cfg.images))
+    paths, _, real_names = list_inputs(Path(cfg.images))
     items = list(enumerate(paths[: cfg.max_images]))
     dataset = DecodeDataset(
         Path(cfg.images),
@@ -128,6 +178,7 @@ def _real_samples(
         det_imgsz=det_imgsz,
         overlays=False,
         cls_keep_aspect=keep_aspect,
+        real_names=real_names,
     )
     decoded = [dataset[i] for i in range(len(dataset))]
     used = [d for d in decoded if d.reason is None]
