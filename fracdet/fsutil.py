@@ -184,10 +184,10 @@ def output_lock(out: Path) -> Iterator[Path]:
     rank 0 locks: the other ranks are the same run.
     """
     out = Path(out)
-    if os.environ.get("RANK", "0") != "0":
-        yield out
+    under_a_file = any(p.exists() and not p.is_dir() for p in (out.parent, *out.parent.parents))
+    if os.environ.get("RANK", "0") != "0" or under_a_file:
+        yield out  # under a file nothing can be written: the command's own check says so
         return
-    check_folder_path(out.parent)
     lock = lock_path(out)
     made = _make_folder(lock.parent)
     try:

@@ -78,6 +78,8 @@ def _where(exc: BaseException, *, outer: bool) -> str:
 def stop_line(exc: KeyboardInterrupt, command: str) -> str:
     """The one line of an interrupted command: what stopped it, what is kept, how to go on."""
     flag, kept = _AFTER_STOP.get(command, _NOTHING_KEPT)
+    if not outputs_of(exc):  # stopped before its output was opened: nothing to resume
+        flag, kept = None, "nothing was written yet"
     what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     again = resume_command(flag)
     if flag is None:

@@ -288,6 +288,7 @@ def test_a_stale_lock_after_a_kill_is_taken_over_with_a_note(
     assert_same_predictions(out, straight_predict)
 
 
+@pytest.mark.slow
 def test_two_live_runs_the_second_refuses_and_shards_into_their_own_folders_go_on(
     images, tiny_models, tmp_path
 ):
@@ -742,3 +743,31 @@ def test_resume_after_inputs_changed_names_them_and_redoes_them(
     assert_same_predictions(out, tmp_path / "straight")
     rows = {r["path"]: r for r in read_rows(out / "predictions.csv")}
     assert [rows[name]["width"] for name in changed] == ["33", "34"]
+
+
+def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_path, monkeypatch):
+    import fracdet.det.train as det_module
+
+    build, hit = det_module._build_model, sigterm_on_call(1)
+
+    def build_and_stop(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.add_callback("on_fit_epoch_end", lambda trainer: hit())  # after last.pt is saved
+        return model
+
+    monkeypatch.setattr(det_module, "_build_model", build_and_stop)
+    out = tmp_path / "out"
+    args = train_det_cmd(phantom_dataset / "data.yaml", out)
+    args[args.index("--epochs") + 1] = "2"
+    result = invoke(args)
+    assert result.exit_code == 143
+    line = one_line(result)
+    assert line.startswith(
+        f"interrupted (SIGTERM): the last epoch Ultralytics saved is kept in {out}"
+    )
+    assert (out / "train" / "weights" / "last.pt").is_file() and not lock_path(
+        out / "train"
+    ).exists()
+    monkeypatch.setattr(det_module, "_build_model", build)
+    ok([*args, "--resume"])
+    assert (out / "train" / "metrics.json").is_file()
