@@ -745,6 +745,7 @@ def test_resume_after_inputs_changed_names_them_and_redoes_them(
     assert [rows[name]["width"] for name in changed] == ["33", "34"]
 
 
+@pytest.mark.slow
 def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_path, monkeypatch):
     import fracdet.det.train as det_module
 
@@ -759,9 +760,12 @@ def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_pa
     out = tmp_path / "out"
     args = train_det_cmd(phantom_dataset / "data.yaml", out)
     args[args.index("--epochs") + 1] = "2"
+    args[args.index("--imgsz") + 1] = "64"  # 32 px leaves BatchNorm a one-image last batch here
     result = invoke(args)
-    assert result.exit_code == 143
-    line = one_line(result)
+    assert result.exit_code == 143, result.output
+    # Ultralytics prints its own progress whatever -q says; fracdet's part is the one line on stderr
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
     assert line.startswith(
         f"interrupted (SIGTERM): the last epoch Ultralytics saved is kept in {out}"
     )
