@@ -775,3 +775,25 @@ def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_pa
     monkeypatch.setattr(det_module, "_build_model", build)
     ok([*args, "--resume"])
     assert (out / "train" / "metrics.json").is_file()
+
+
+def test_a_file_replaced_mid_predict_by_a_half_written_one_is_skipped_and_recorded(
+    images, tiny_models, tmp_path, monkeypatch
+):
+    import fracdet.predict.decode as decode_module
+
+    folder = Path(shutil.copytree(images, tmp_path / "images"))
+    real = decode_module.load_image
+
+    def load(path, **kwargs):
+        if Path(path).name == "img09.png":  # another program is rewriting it right now
+            data = Path(path).read_bytes()
+            Path(path).write_bytes(data[: len(data) // 2])
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(decode_module, "load_image", load)
+    out = tmp_path / "out"
+    ok(predict_args(folder, tiny_models, out))
+    rows = {r["path"]: r for r in read_rows(out / "predictions.csv")}
+    assert rows["img09.png"]["status"] == "skipped" and rows["img09.png"]["reason"]
+    assert sum(r["status"] == "ok" for r in rows.values()) == 15
