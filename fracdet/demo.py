@@ -21,6 +21,7 @@ from typing import Any
 from fracdet.cls.checkpoint import save_input_quantized
 from fracdet.demo_report import DemoSummary, write_demo_index
 from fracdet.errors import ConfigError
+from fracdet.fsutil import output_lock
 from fracdet.pipeline import (
     Settings,
     audit_stage,
@@ -331,6 +332,12 @@ def demo_stages(cfg: DemoConfig, out: Path) -> list[Stage]:
 
 
 def run_demo(config: DemoConfig) -> DemoSummary:
+    """Run (or reuse) every stage, then write ``index.html``; returns the headline numbers."""
+    with output_lock(Path(config.effective().output)):
+        return _run_demo(config)
+
+
+def _run_demo(config: DemoConfig) -> DemoSummary:
     """Run (or reuse) every stage, then write ``index.html``; returns the headline numbers."""
     cfg = config.effective()
     out = Path(cfg.output)

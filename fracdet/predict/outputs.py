@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fracdet.predict.config import (
     DETECTIONS,
     DETECTIONS_LOG,
     IMAGES,
+    INPUT_FILES,
     PREDICTIONS,
     PredictConfig,
 )
@@ -74,8 +76,10 @@ def prepare_output(
     cfg: PredictConfig,
     identity: dict[str, Any],
     items: Sequence[tuple[int, str]],
-) -> set[str]:
-    """Create, replace or reopen the output; returns the paths already done (for ``--resume``)."""
+) -> tuple[set[str], list[str]]:
+    """Create, replace or reopen the output; returns the paths already done (for ``--resume``)
+    and those whose rows were dropped because the file changed since they were written."""
+    today = _fingerprints(Path(cfg.folder), items)
     previous = open_output(
         rows.folder,
         "predict",
@@ -87,12 +91,52 @@ def prepare_output(
     )
     if previous is None:
         rows.start()
-        return set()
-    return _reconcile(rows, items)
+        atomic_write_json(rows.folder / INPUT_FILES, {"size_mtime_ns": today}, indent=None)
+        return set(), []
+    saved = _saved_fingerprints(rows.folder / INPUT_FILES)
+    changed = {rel for rel, stat in today.items() if rel in saved and saved[rel] != stat}
+    done, redone = _reconcile(rows, items, changed)
+    atomic_write_json(rows.folder / INPUT_FILES, {"size_mtime_ns": today}, indent=None)
+    if redone:
+        logger.warning(
+            "%d input(s) changed since their rows were written (size or modification time)"
+            " and are predicted again: %s%s",
+            len(redone),
+            ", ".join(redone[:5]),
+            ", ..." if len(redone) > 5 else "",
+        )
+    return done, redone
 
 
-def _reconcile(rows: Journal[str], items: Sequence[tuple[int, str]]) -> set[str]:
-    """Match the rows written to today's listing; drop the overlays and boxes of rows that go."""
+def _fingerprints(folder: Path, items: Sequence[tuple[int, str]]) -> dict[str, list[int] | None]:
+    """Each input's ``[size, mtime_ns]`` (``None``: it cannot be read now): cheap, no reading."""
+    stats: dict[str, list[int] | None] = {}
+    for _, rel in items:
+        try:
+            stat = os.stat(folder / rel)
+        except OSError:
+            stats[rel] = None
+            continue
+        stats[rel] = [stat.st_size, stat.st_mtime_ns]
+    return stats
+
+
+def _saved_fingerprints(path: Path) -> dict[str, Any]:
+    """What :data:`INPUT_FILES` recorded; empty for an output written before it existed."""
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["size_mtime_ns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _reconcile(
+    rows: Journal[str], items: Sequence[tuple[int, str]], changed: set[str]
+) -> tuple[set[str], list[str]]:
+    """Match the rows written to today's listing; drop the overlays and boxes of rows that go.
+
+    Rows of ``changed`` files go too (they are redone): a resumed output never mixes rows of
+    a file's old content with rows of the new files.
+    """
 
     def renumber(entry: dict[str, Any], found: Reopened[str]) -> dict[str, Any] | None:
         # The CSV row is the commit: boxes of an image without a row are redone with it.
@@ -107,13 +151,17 @@ def _reconcile(rows: Journal[str], items: Sequence[tuple[int, str]]) -> set[str]
         }
 
     found = rows.reopen(
-        [[rel] for _, rel in items], ids={rel: image_id for image_id, rel in items}, side=renumber
+        [[rel] for _, rel in items if rel not in changed],
+        ids={rel: image_id for image_id, rel in items},
+        side=renumber,
     )
-    if found.dropped:
-        logger.info("%d row(s) of files no longer in this listing were dropped", len(found.dropped))
+    redone = sorted(row["path"] for row in found.dropped if row["path"] in changed)
+    gone = len(found.dropped) - len(redone)
+    if gone:
+        logger.info("%d row(s) of files no longer in this listing were dropped", gone)
     for row in found.dropped:
         overlay_path(rows.folder, row["path"]).unlink(missing_ok=True)
-    return found.done
+    return found.done, redone
 
 
 def finish_outputs(out: Path, det_names: Sequence[str], with_det: bool) -> dict[str, Any]:

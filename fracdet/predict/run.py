@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from fracdet import __version__
 from fracdet.errors import DataError
+from fracdet.fsutil import output_lock
 from fracdet.jobs import parse_shard, shard_items, write_state
 from fracdet.log import progress
 from fracdet.predict.batches import predict_batches
@@ -51,8 +52,14 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
 
     Writes ``predictions.csv``, ``images.json``, ``detections.json`` (with a detector),
     ``predict_report.json`` and, if asked, ``overlays/`` into ``cfg.output``. Unreadable
-    images get a ``skipped`` row with the reason; the run goes on.
+    images get a ``skipped`` row with the reason; the run goes on. The output is locked for
+    the run (:func:`fracdet.fsutil.output_lock`): a second run into it refuses at once.
     """
+    with output_lock(cfg.output):
+        return _predict_folder(cfg)
+
+
+def _predict_folder(cfg: PredictConfig) -> PredictSummary:
     cfg.check_models()
     folder, out = Path(cfg.folder), Path(cfg.output)
     check_locations(folder, out)
@@ -72,7 +79,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     header = columns(models.meta, models.classifier is not None)
     identity = run_identity(folder, cfg, models)
     rows = journal(out, header)
-    done = prepare_output(rows, cfg, identity, items)
+    done, changed = prepare_output(rows, cfg, identity, items)
     todo = [item for item in items if item[1] not in done]
     report: dict[str, Any] = {
         "fracdet_version": __version__,
@@ -90,6 +97,7 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
         "not_images": not_images,
         # names that are not valid UTF-8 are written with \xNN escapes (fracdet.data.scan)
         "escaped_names": sorted(real_names),
+        "changed_since_interrupted": changed,
     }
     write_state(out, "predict", report)
     if not_images:
@@ -114,20 +122,10 @@ def predict_folder(cfg: PredictConfig) -> PredictSummary:
     )
     start = time.perf_counter()
     processed = 0
-    try:
-        for _ in progress(
-            predict_batches(loader, models, cfg, out, header, rows),
-            "Predicting",
-            total=len(todo),
-        ):
-            processed += 1
-    except KeyboardInterrupt:
-        logger.warning(
-            "interrupted after %d image(s); the rows written so far are kept:"
-            " rerun with --resume to continue",
-            processed,
-        )
-        raise
+    for _ in progress(
+        predict_batches(loader, models, cfg, out, header, rows), "Predicting", total=len(todo)
+    ):
+        processed += 1
     seconds = time.perf_counter() - start
     rate = processed / seconds if seconds > 0 and processed else 0.0
     counts = finish_outputs(out, models.det_names, with_det)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from fracdet.data.fracatlas import is_fracatlas
 from fracdet.errors import DataError
+from fracdet.fsutil import output_lock
 from fracdet.pipeline import (
     Settings,
     audit_config,
@@ -212,6 +213,12 @@ def study_stages(cfg: StudyConfig, out: Path, cls_init: Init, det_init: Init) ->
 
 
 def run_study(config: StudyConfig) -> StudySummary:
+    """Run (or reuse) every stage of the study, then write its results page."""
+    with output_lock(Path(config.effective().output)):
+        return _run_study(config)
+
+
+def _run_study(config: StudyConfig) -> StudySummary:
     """Run (or reuse) every stage of the study, then write its results page."""
     cfg = config.effective()
     source = Path(cfg.source)

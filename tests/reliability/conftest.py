@@ -49,6 +49,7 @@ _GROUPS = {
     "test_kill_resume": "kill/resume",
     "test_dicom_syntaxes": "dicom",
     "test_odd_files": "files",
+    "test_machine_failures": "machine",
 }
 _outcomes: dict[str, bool] = {}
 
