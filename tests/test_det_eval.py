@@ -556,8 +556,12 @@ def test_detector_path_errors(tmp_path):
         check_detector_path(run)
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"x")
-    with pytest.raises(ConfigError, match="expected a YOLO .pt"):
+    with pytest.raises(ConfigError, match="an ONNX model: this command needs the PyTorch detector"):
         check_detector_path(onnx)
+    text = tmp_path / "model.txt"
+    text.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="expected a YOLO .pt"):
+        check_detector_path(text)
 
 
 def test_unloadable_pt_is_a_config_error(tmp_path):

@@ -752,9 +752,9 @@ def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_pa
     build, hit = det_module._build_model, sigterm_on_call(1)
 
     def build_and_stop(*args, **kwargs):
-        model = build(*args, **kwargs)
+        model, start = build(*args, **kwargs)
         model.add_callback("on_fit_epoch_end", lambda trainer: hit())  # after last.pt is saved
-        return model
+        return model, start
 
     monkeypatch.setattr(det_module, "_build_model", build_and_stop)
     out = tmp_path / "out"
