@@ -113,7 +113,9 @@ def _train_detector(cfg: DetTrainConfig) -> DetTrainResult:
     )
     try:
         with ultralytics_offline(), _offline_children(args.get("device")):
-            outcome = model.train(**args)
+            from fracdet.det.checkpoint_trainer import AtomicCheckpointTrainer
+
+            outcome = model.train(trainer=AtomicCheckpointTrainer, **args)
     except BaseException as exc:
         _after_failure(run_dir, parked)
         if isinstance(

@@ -777,6 +777,44 @@ def test_train_det_sigterm_exits_143_and_resume_finishes(phantom_dataset, tmp_pa
     assert (out / "train" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
+def test_train_det_disk_full_in_a_checkpoint_keeps_the_last_one_and_resumes(
+    phantom_dataset, tmp_path, monkeypatch
+):
+    """Epoch 2's ``last.pt`` hits a full disk halfway: epoch 1's stays whole and loadable (the
+    save goes to a temporary name first), no partial file is left, and --resume finishes."""
+    real, full = Path.write_bytes, no_space_after(2)
+
+    def half_then_full(self: Path, data: bytes) -> int:
+        if not self.name.endswith(".pt.partial") or not self.name.startswith(".last"):
+            return real(self, data)
+        try:
+            full()
+        except OSError:
+            real(self, data[: len(data) // 2])  # the disk filled up halfway through the file
+            raise
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    out = tmp_path / "out"
+    args = train_det_cmd(phantom_dataset / "data.yaml", out)
+    args[args.index("--epochs") + 1] = "3"
+    args[args.index("--imgsz") + 1] = "64"
+    result = invoke(args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on device writing {out / 'train'}: free space and "
+        "rerun with --resume"
+    )
+    weights = out / "train" / "weights"
+    assert sorted(p.name for p in weights.iterdir()) == ["best.pt", "last.pt"]
+    saved = torch.load(weights / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0  # epoch 1's checkpoint, whole; epoch 2's never replaced it
+    monkeypatch.setattr(Path, "write_bytes", real)
+    ok([*args, "--resume"])
+    assert json.loads((out / "train" / "metrics.json").read_text())["epochs_completed"] == 3
+
+
 def test_a_file_replaced_mid_predict_by_a_half_written_one_is_skipped_and_recorded(
     images, tiny_models, tmp_path, monkeypatch
 ):
