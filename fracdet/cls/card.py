@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 
 FRACTURED = "fractured"
 TRAIN_REPORT = "train_report.json"
-# eval-cls' headline numbers, in the order of its report (each with its CI when it has one)
-_EVAL_KEYS = (
+# eval-cls' headline numbers, in the order of its report (each with its CI when it has one);
+# eval-cls' own HEADLINE adds the threshold
+EVAL_KEYS = (
     "auroc",
     "average_precision",
     "accuracy",
@@ -243,7 +244,7 @@ def evaluation_from_cls_metrics(
 ) -> Evaluation:
     """An :class:`Evaluation` from ``cls_metrics.json`` (what eval-cls writes)."""
     ci = metrics.get("ci95") or {}
-    keys = _EVAL_KEYS if "auroc" in metrics else _MULTICLASS_KEYS
+    keys = EVAL_KEYS if "auroc" in metrics else _MULTICLASS_KEYS
     values = {k: estimate(metrics.get(k), ci.get(k)) for k in keys if k in metrics}
     n = metrics.get("n")
     note = ""

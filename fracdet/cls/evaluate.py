@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fracdet.cls.calibration import apply_temperature
-from fracdet.cls.card import record_classifier_evaluation
+from fracdet.cls.card import EVAL_KEYS, record_classifier_evaluation
 from fracdet.cls.checkpoint import load_classifier
 from fracdet.cls.data import LabelledSplit, load_split, make_loader
 from fracdet.cls.inference import Predictions, predict_logits
@@ -233,19 +233,7 @@ def _multiclass_figures(metrics, class_names, out: Path) -> list[Path]:
     ]
 
 
-HEADLINE = (
-    "auroc",
-    "average_precision",
-    "accuracy",
-    "balanced_accuracy",
-    "f1",
-    "sensitivity",
-    "specificity",
-    "sens_at_spec_80",
-    "sens_at_spec_90",
-    "ece",
-    "threshold",
-)
+HEADLINE = (*EVAL_KEYS, "threshold")
 
 
 def _write_report(out: Path, metrics: dict[str, Any], figures: list[Path], binary: bool) -> None:
