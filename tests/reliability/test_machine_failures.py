@@ -906,6 +906,42 @@ def test_pretrain_mae_stopped_in_epoch_one_says_start_again_and_that_command_wor
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "checkpoint"),
+    [
+        ("train_cls", "last_state.pt"),
+        ("pretrain_mae", "last_state.pt"),
+        ("train_det", "weights/last.pt"),
+    ],
+)
+def test_a_full_disk_before_the_first_checkpoint_says_overwrite_not_resume(
+    command, checkpoint, tmp_path
+):
+    from fracdet.cli.edge import os_error_line
+    from fracdet.fsutil import output_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "events.out").write_text("the stopped run's first file")
+
+    def full() -> OSError:
+        try:
+            with output_lock(out):  # marks the error with the folder, as in every command
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            return exc
+
+    assert os_error_line(full(), command) == (
+        f"no space left on device writing {out}: free space and rerun with --overwrite "
+        "(no epoch had finished)"
+    )
+    (out / checkpoint).parent.mkdir(exist_ok=True)
+    (out / checkpoint).write_bytes(b"a finished epoch")
+    assert os_error_line(full(), command) == (
+        f"no space left on device writing {out}: free space and rerun with --resume"
+    )
+
+
 @pytest.mark.slow
 def test_train_det_stopped_in_epoch_one_says_start_again_and_that_command_works(
     phantom_dataset, tmp_path, monkeypatch
@@ -938,47 +974,77 @@ def test_train_det_stopped_in_epoch_one_says_start_again_and_that_command_works(
 # --- the study (`fracdet run`): stopped, or a full disk, in the middle of a stage -------------
 
 
-def unfinished_study(tiny_study: tuple[Path, Path], tmp: Path) -> tuple[Path, list[str]]:
-    """A copy of the finished tiny study whose ``audit`` stage never ran (its record and folder
-    gone, as after a run stopped before it); returns the copy and the ``fracdet run`` args.
+#: Where a stage of the study writes (its folder inside the study's).
+STUDY_FOLDERS = {"audit": "audit", "cls-standard-eval": "cls-standard/eval"}
 
-    Every stage before it is reused (the keys hold paths relative to the output), so only the
-    audit runs: the study's own resume is what is tested, in seconds, not its training.
+
+def unfinished_study(tiny_study: tuple[Path, Path], tmp: Path, stage: str) -> tuple[Path, list]:
+    """A copy of the finished tiny study whose ``stage`` never ran (its record and folder gone,
+    as after a run stopped before it); returns the copy and the ``fracdet run`` args.
+
+    Every other stage is reused (the keys hold paths relative to the output), so only ``stage``
+    runs: the study's own stop and resume is what is tested, in seconds, not its training.
     """
     root, study = tiny_study
     out = Path(shutil.copytree(study, tmp / "out"))
-    (out / ".stages" / "audit.json").unlink()
-    shutil.rmtree(out / "audit")
+    (out / ".stages" / f"{stage}.json").unlink()
+    shutil.rmtree(out / STUDY_FOLDERS[stage])
     (out / "summary.json").unlink()
     return out, run_cmd(root / "study.yaml", out)
 
 
-def assert_study_finished_as_straight(out: Path, study: Path) -> None:
-    """The audit ran again (only it), and its rows and the study's numbers equal the straight
-    run's."""
+def assert_study_finished_as_straight(out: Path, study: Path, stage: str) -> None:
+    """``stage`` ran again (only it), and the study's numbers (and the audit's rows) equal the
+    straight run's."""
     from conftest import assert_same_rows
 
     summary = json.loads((out / "summary.json").read_text())
-    assert {name for name, seconds in summary["seconds"].items() if seconds} == {"audit"}
-    assert_same_rows(out / "audit" / "per_image.csv", study / "audit" / "per_image.csv")
-    straight = json.loads((study / "summary.json").read_text())
-    assert summary["numbers"] == straight["numbers"]
+    assert {name for name, seconds in summary["seconds"].items() if seconds} == {stage}
+    if stage == "audit":
+        assert_same_rows(out / "audit" / "per_image.csv", study / "audit" / "per_image.csv")
+    assert summary["numbers"] == json.loads((study / "summary.json").read_text())["numbers"]
     assert not lock_path(out).exists() and not leftovers(out)
 
 
-def test_run_sigterm_mid_stage_exits_143_and_the_printed_command_finishes_it(
-    tiny_study, tmp_path, monkeypatch
-):
+def _stop_in_the_rows(monkeypatch) -> None:
+    """The audit (the study's resumable stage) stops once its rows are written, before its
+    tables: the rerun resumes it from those rows."""
     import fracdet.jobs.journal as journal_module
 
-    out, args = unfinished_study(tiny_study, tmp_path)
     real, hit = journal_module.append_rows, sigterm_on_call(1)
 
     def append(path, header, rows):
         real(path, header, rows)
-        hit()  # the audit's rows are written; its tables are not
+        hit()
 
     monkeypatch.setattr(journal_module, "append_rows", append)
+
+
+def _stop_in_the_output(monkeypatch) -> None:
+    """The evaluation stops as it writes its metrics (into a temporary folder): the rerun
+    does it again."""
+    real, hit = Path.write_text, sigterm_on_call(1)
+
+    def write_text(self: Path, *args, **kwargs):
+        if self.name == "cls_metrics.json":
+            hit()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize(
+    ("stage", "stop"),
+    [
+        pytest.param("cls-standard-eval", _stop_in_the_output, id="in-an-evaluation"),
+        pytest.param("audit", _stop_in_the_rows, id="in-the-audit", marks=pytest.mark.slow),
+    ],
+)
+def test_run_sigterm_mid_stage_exits_143_and_the_printed_command_finishes_it(
+    stage, stop, tiny_study, tmp_path, monkeypatch
+):
+    out, args = unfinished_study(tiny_study, tmp_path, stage)
+    stop(monkeypatch)
     monkeypatch.setattr(sys, "argv", ["fracdet", "-q", *args])  # as the fracdet program
     result = invoke(args)
     assert result.exit_code == 143
@@ -986,53 +1052,55 @@ def test_run_sigterm_mid_stage_exits_143_and_the_printed_command_finishes_it(
     assert one_line(result) == (
         f"interrupted (SIGTERM): the finished stages are kept in {out}; continue with: {again}"
     )
-    assert json.loads((out / ".stages" / "audit.json").read_text())["done"] is False
+    assert json.loads((out / ".stages" / f"{stage}.json").read_text())["done"] is False
     monkeypatch.undo()
     ok(shlex.split(again)[2:])
-    assert_study_finished_as_straight(out, tiny_study[1])
+    assert_study_finished_as_straight(out, tiny_study[1], stage)
 
 
-def _full_in_the_rows(monkeypatch, out: Path) -> Path:
-    import fracdet.jobs.journal as journal_module
+def _full_in_the_output(monkeypatch, out: Path) -> Path:
+    """The evaluation's metrics file meets a full disk (it builds its folder under a temporary
+    name, so nothing half-written appears)."""
+    real = Path.write_text
 
-    real, full = journal_module.append_rows, no_space_after(1)
+    def write_text(self: Path, *args, **kwargs):
+        if self.name == "cls_metrics.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
 
-    def append(path, header, rows):
-        full()
-        real(path, header, rows)
-
-    monkeypatch.setattr(journal_module, "append_rows", append)
-    return out / "audit"  # the stage's own output: its lock names it
+    monkeypatch.setattr(Path, "write_text", write_text)
+    return out
 
 
 def _full_in_the_record(monkeypatch, out: Path) -> Path:
+    """The stage's work is done; the record that says so meets a full disk."""
     import fracdet.stages as stages_module
 
     real = stages_module.atomic_write_json
 
     def write(path, doc, **kwargs):
-        if Path(path).name == "audit.json" and doc.get("done"):  # the stage's work is done
+        if Path(path).name == "cls-standard-eval.json" and doc.get("done"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(path, doc, **kwargs)
 
     monkeypatch.setattr(stages_module, "atomic_write_json", write)
-    return out  # the study's own bookkeeping
+    return out
 
 
 @pytest.mark.parametrize(
-    "fill", [_full_in_the_rows, _full_in_the_record], ids=["in-a-stage's-rows", "in-its-record"]
+    "fill", [_full_in_the_output, _full_in_the_record], ids=["in-a-stage's-output", "in-its-record"]
 )
 def test_run_disk_full_mid_stage_is_one_line_and_finishes_once_space_is_back(
     fill, tiny_study, tmp_path, monkeypatch
 ):
-    out, args = unfinished_study(tiny_study, tmp_path)
+    out, args = unfinished_study(tiny_study, tmp_path, "cls-standard-eval")
     folder = fill(monkeypatch, out)
     result = invoke(args)
     assert result.exit_code == 1
     assert one_line(result) == (
         f"error: no space left on device writing {folder}: free space and rerun the same command"
     )
-    assert json.loads((out / ".stages" / "audit.json").read_text())["done"] is False
+    assert json.loads((out / ".stages" / "cls-standard-eval.json").read_text())["done"] is False
     monkeypatch.undo()
     ok(args)
-    assert_study_finished_as_straight(out, tiny_study[1])
+    assert_study_finished_as_straight(out, tiny_study[1], "cls-standard-eval")
