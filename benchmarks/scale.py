@@ -21,8 +21,13 @@ Why: the issue asks for memory flat in the number of files: the peak RSS at N ov
 N/10 is the figure (target: at most 1.25), with what each file adds (bytes per file, from the
 peaks above baseline): the sorted list of names every run needs (ids are positions in it).
 
-Run: ``.venv/bin/python benchmarks/scale.py [--count N] [--skip-predict] [--before PATH]
-[--workdir DIR] [--json PATH] [--check]``.
+``--predict-count M`` adds one more whole predict run over M files (off by default: at the
+~50 images/s of a shared 2-core CPU, 100,000 files take about half an hour), reported with its
+images/s and its time and peak RSS over the run at ``--count``: whether a whole run stays linear
+in time and flat in memory past the sizes the default measures.
+
+Run: ``.venv/bin/python benchmarks/scale.py [--count N] [--skip-predict] [--predict-count M]
+[--before PATH] [--workdir DIR] [--json PATH] [--check]``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -109,6 +115,13 @@ class Results:
                 extra = (big["peak_mb"] - big["base_mb"]) - (small["peak_mb"] - small["base_mb"])
                 per_file = extra * 2**20 / (big["files"] - small["files"])
                 out[f"{variant}_bytes_per_file"] = round(per_file)
+        predict = [r for r in self.rows if r["variant"] == "predict"]
+        base, large = self._get("predict", self.count), predict[-1] if predict else None
+        if base and large and large["files"] != self.count:  # the --predict-count run
+            out["predict_large_files"] = large["files"]
+            out["predict_large_images_per_s"] = round(large["n"] / large["seconds"], 1)
+            out["predict_large_time_ratio"] = round(large["seconds"] / base["seconds"], 3)
+            out["predict_large_peak_ratio"] = round(large["peak_mb"] / base["peak_mb"], 3)
         return out
 
     def passed(self) -> bool:
@@ -185,13 +198,23 @@ def benchmark(args: argparse.Namespace, work: Path) -> Results:
             row = _probe(ROOT, "predict", folder, str(cls_run), str(out))
             results.rows.append({"variant": "predict", "files": n, "code": "after", **row})
             print(results.rows[-1], file=sys.stderr)
-            import shutil
-
             shutil.rmtree(out)
-        import shutil
-
         shutil.rmtree(folder)
+    if cls_run is not None and args.predict_count:
+        _predict_only(results, work, cls_run, args.predict_count)
     return results
+
+
+def _predict_only(results: Results, work: Path, cls_run: Path, n: int) -> None:
+    """One more whole predict run over ``n`` files (no scans: the default sizes cover them)."""
+    folder, out = work / f"files{n}", work / f"out{n}"
+    made = _make_folder(folder, n)
+    print(f"{n} files written in {made:.1f} s", file=sys.stderr)
+    row = _probe(ROOT, "predict", folder, str(cls_run), str(out))
+    results.rows.append({"variant": "predict", "files": n, "code": "after", **row})
+    print(results.rows[-1], file=sys.stderr)
+    shutil.rmtree(out)
+    shutil.rmtree(folder)
 
 
 def print_table(results: Results) -> None:
@@ -221,14 +244,26 @@ def print_table(results: Results) -> None:
         "peak above baseline MB",
     )
     print_rows(header, rows)
-    for key, value in results.summary().items():
-        print(f"{key}: {value} ({results.count:,} vs {results.count // 10:,} files)")
+    summary = results.summary()
+    large = summary.get("predict_large_files")
+    for key, value in summary.items():
+        if key.startswith("predict_large"):
+            against = f"{large:,} vs {results.count:,} files" if key.endswith("ratio") else ""
+        else:
+            against = f"{results.count:,} vs {results.count // 10:,} files"
+        print(f"{key}: {value}" + (f" ({against})" if against else ""))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--skip-predict", action="store_true")
+    parser.add_argument(
+        "--predict-count",
+        type=int,
+        default=0,
+        help="also a whole predict run over this many files, compared with the one at --count",
+    )
     parser.add_argument("--before", type=Path, help="a checkout to compare the scan with")
     add_run_options(parser)
     args = parser.parse_args()

@@ -105,6 +105,81 @@ def phantom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert(ConvertConfig(source=source, output=root / "dataset", seed=0)).output
 
 
+#: A study (``fracdet run``) small enough for CI: tiny models and images, one epoch each, two
+#: attribution methods.
+TINY_STUDY = {
+    "workers": 0,
+    "n_boot": 100,
+    "cls_backbone": "resnet10t",
+    "cls_image_size": 64,
+    "cls_epochs": 1,
+    "cls_batch_size": 8,
+    "cls_precision": "fp32",
+    "adv_epochs": 1,
+    "adv_steps": 1,
+    "det_model": "yolov8n.yaml",
+    "det_imgsz": 64,
+    "det_epochs": 1,
+    "det_batch": 8,
+    "audit_methods": ["saliency", "gradcam"],
+    "audit_steps": 2,
+    "audit_batch_size": 8,
+    "device": "cpu",
+}
+
+
+def write_study_config(path: Path, source: Path, output: Path, **extra: object) -> Path:
+    """A study config with the :data:`TINY_STUDY` profile (and ``extra`` in it)."""
+    import yaml
+
+    doc = {
+        "source": str(source),
+        "output": str(output),
+        "profile": "tiny",
+        "profiles": {"tiny": {**TINY_STUDY, **extra}},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``fracdet run ROOT/study.yaml`` on 80 phantoms, finished: ``(ROOT, ROOT/run)``.
+
+    Once per session (every stage trains or audits: about half a minute), on one thread like the
+    reliability tests' reruns, so their results compare. Tests that change it work on a copy.
+    """
+    import torch
+    from typer.testing import CliRunner
+
+    from data_tools.phantoms import PhantomConfig, generate_phantoms
+    from fracdet.cli import app
+
+    root = tmp_path_factory.mktemp("study")
+    generate_phantoms(
+        PhantomConfig(
+            root / "phantoms",
+            count=80,
+            size=64,
+            seed=0,
+            prevalence=0.5,
+            crack_scale=4.0,
+            hardware_rate=0.4,
+            workers=0,
+        )
+    )
+    config = write_study_config(root / "study.yaml", root / "phantoms", root / "run")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(app, ["-q", "run", str(config)])
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert "study (tiny profile)" in result.output and "comparison.md" in result.output
+    return root, root / "run"
+
+
 def make_tiny_detector(root: Path, *, seed: int | None = 0) -> Path:
     """An untrained 1-class YOLOv8n saved as ``root/tiny_det.pt`` that draws a few boxes (offline).
 

@@ -121,7 +121,7 @@ def _slice_of_the_sample(root: Path) -> tuple[Path, list[str]]:
 def test_the_study_on_a_40_image_slice(tmp_path):
     """`fracdet run` on real radiographs, tiny sizes and one epoch: every stage chains, the padded
     JPEGs stay in, the detector gets the official split, the audit splits by hardware."""
-    from test_study import TINY
+    from conftest import TINY_STUDY as TINY
 
     from fracdet.study import StudyConfig, run_study
 

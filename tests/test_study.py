@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from fracdet.cli import app
@@ -22,42 +21,6 @@ from fracdet.study.weights import classifier_init, detector_init
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
-
-#: A study small enough for CI: tiny models and images, one epoch each, two attribution methods.
-TINY = {
-    "workers": 0,
-    "n_boot": 100,
-    "cls_backbone": "resnet10t",
-    "cls_image_size": 64,
-    "cls_epochs": 1,
-    "cls_batch_size": 8,
-    "cls_precision": "fp32",
-    "adv_epochs": 1,
-    "adv_steps": 1,
-    "det_model": "yolov8n.yaml",
-    "det_imgsz": 64,
-    "det_epochs": 1,
-    "det_batch": 8,
-    "audit_methods": ["saliency", "gradcam"],
-    "audit_steps": 2,
-    "audit_batch_size": 8,
-    "device": "cpu",
-}
-
-
-def write_config(path: Path, source: Path, output: Path, **extra) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "source": str(source),
-                "output": str(output),
-                "profile": "tiny",
-                "profiles": {"tiny": {**TINY, **extra}},
-            }
-        )
-    )
-    return path
-
 
 # --- config and profiles -------------------------------------------------------------------
 
@@ -323,32 +286,8 @@ def test_the_hardware_sentence_follows_the_numbers():
 # --- the pipeline end to end on phantoms ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def phantom_study(tmp_path_factory) -> tuple[Path, Path]:
-    from data_tools.phantoms import PhantomConfig, generate_phantoms
-
-    root = tmp_path_factory.mktemp("study")
-    generate_phantoms(
-        PhantomConfig(
-            root / "phantoms",
-            count=80,
-            size=64,
-            seed=0,
-            prevalence=0.5,
-            crack_scale=4.0,
-            hardware_rate=0.4,
-            workers=0,
-        )
-    )
-    config = write_config(root / "study.yaml", root / "phantoms", root / "run")
-    result = runner.invoke(app, ["-q", "run", str(config)])
-    assert result.exit_code == 0, result.output
-    assert "study (tiny profile)" in result.output and "comparison.md" in result.output
-    return root, root / "run"
-
-
-def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
-    _, out = phantom_study
+def test_the_study_runs_every_stage_and_writes_the_page(tiny_study):
+    _, out = tiny_study
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["seconds"]) == set(STAGE_NAMES) and summary["profile"] == "tiny"
     assert (
@@ -407,8 +346,8 @@ def test_the_study_runs_every_stage_and_writes_the_page(phantom_study):
     assert (out / "index.md").is_file()
 
 
-def test_the_study_reuses_finished_stages(phantom_study):
-    root, out = phantom_study
+def test_the_study_reuses_finished_stages(tiny_study):
+    root, out = tiny_study
     again = runner.invoke(app, ["-q", "run", str(root / "study.yaml")])
     assert again.exit_code == 0, again.output
     assert set(json.loads((out / "summary.json").read_text())["seconds"].values()) == {0.0}

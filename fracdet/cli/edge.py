@@ -49,23 +49,47 @@ _AFTER_STOP: dict[str, tuple[str | None, str]] = {
 _NOTHING_KEPT = (None, "nothing was written (outputs appear only when complete)")
 #: Flags that must not come back in a resume command: they would start over.
 _STARTS_OVER = {"--overwrite", "--fresh"}
+#: The trainings whose ``--resume`` needs a checkpoint (see :func:`_nothing_saved`).
+_TRAININGS = ("train_cls", "pretrain_mae", "train_det")
+_NOTHING_TO_RESUME = "no epoch had finished, so there is nothing to resume"
 
 
 def resume_command(flag: str | None) -> str | None:
     """The exact command line that continues this one; ``None`` when it cannot be known.
 
     Built from ``sys.argv``, so only when this process is the ``fracdet`` program itself
-    (an in-process caller's argv is its own).
+    (an in-process caller's argv is its own). ``flag`` ``--overwrite`` is the command that
+    starts again: a ``--resume`` it held goes.
     """
     program = Path(sys.argv[0]).name if sys.argv else ""
     if program not in ("fracdet", "__main__.py"):
         return None
     args = list(sys.argv[1:])
     if flag is not None:
-        args = [a for a in args if a not in _STARTS_OVER]
+        drop = _STARTS_OVER | ({"--resume"} if flag == "--overwrite" else set())
+        args = [a for a in args if a not in drop]
         if flag and flag not in args:
             args.append(flag)
     return shlex.join(["fracdet", *args])
+
+
+def _nothing_saved(command: str, out: Path) -> bool:
+    """Whether a training stopped before its first checkpoint, so ``--resume`` cannot continue.
+
+    Such a run is started again, not resumed: ``--resume`` stays strict (as Ultralytics'
+    ``resume``, which needs ``last.pt``, and timm's ``--resume PATH``), because a ``--resume``
+    that quietly started over, on a mistyped ``--out`` say, would spend hours on a training the
+    user believes continues. The stop line says so instead, with the command that starts again.
+    """
+    if command not in _TRAININGS:
+        return False
+    if command == "train_det":
+        checkpoint = "weights/last.pt"  # Ultralytics' layout, in the run folder the lock names
+    else:
+        from fracdet.cls.train_state import STATE_FILE  # train-cls's and pretrain-mae's
+
+        checkpoint = STATE_FILE
+    return not (out / checkpoint).is_file()
 
 
 def _where(exc: BaseException, *, outer: bool) -> str:
@@ -78,11 +102,18 @@ def _where(exc: BaseException, *, outer: bool) -> str:
 def stop_line(exc: KeyboardInterrupt, command: str) -> str:
     """The one line of an interrupted command: what stopped it, what is kept, how to go on."""
     flag, kept = _AFTER_STOP.get(command, _NOTHING_KEPT)
-    if not outputs_of(exc):  # stopped before its output was opened: nothing to resume
+    outputs = outputs_of(exc)
+    if not outputs:  # stopped before its output was opened: nothing to resume
         flag, kept = None, "nothing was written yet"
+    elif flag == "--resume" and _nothing_saved(command, outputs[0]):
+        # the folder holds the stopped run's first files (or, for train-det, the run it was
+        # replacing, put back): a plain rerun refuses it, --overwrite starts again
+        flag, kept = "--overwrite", _NOTHING_TO_RESUME
     what = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     again = resume_command(flag)
-    if flag is None:
+    if kept == _NOTHING_TO_RESUME:
+        how = f"start again with: {again}" if again else "start again: rerun it with --overwrite"
+    elif flag is None:
         how = f"rerun: {again}" if again else "rerun the same command"
     elif flag:
         how = f"resume with: {again}" if again else f"rerun the same command with {flag}"
@@ -99,6 +130,8 @@ def os_error_line(exc: OSError, command: str) -> str | None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         flag, _ = _AFTER_STOP.get(command, _NOTHING_KEPT)
         again = "rerun with --resume" if flag == "--resume" else "rerun the same command"
+        if flag == "--resume" and outputs and _nothing_saved(command, outputs[0]):
+            again = "rerun with --overwrite (no epoch had finished)"
         where = f" writing {folder}" if folder else ""
         return f"no space left on device{where}: free space and {again}"
     if exc.errno == errno.EROFS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -38,6 +39,7 @@ from .command_corpus import pretrain_mae as pretrain_mae_cmd
 from .command_corpus import run as run_cmd
 from .command_corpus import train_det as train_det_cmd
 from .test_kill_resume import (
+    TIMING,
     assert_same_training,
     complete_lines,
     epochs_logged,
@@ -835,3 +837,270 @@ def test_a_file_replaced_mid_predict_by_a_half_written_one_is_skipped_and_record
     rows = {r["path"]: r for r in read_rows(out / "predictions.csv")}
     assert rows["img09.png"]["status"] == "skipped" and rows["img09.png"]["reason"]
     assert sum(r["status"] == "ok" for r in rows.values()) == 15
+
+
+# --- stopped before the first checkpoint: nothing to resume, the command that starts again ----
+
+
+def start_again(line: str, out: Path, args: list[str]) -> list[str]:
+    """The line of a training stopped in its first epoch: it names no ``--resume`` (there is no
+    checkpoint yet) but the exact command that starts again; returns that command's args."""
+    again = shlex.join(["fracdet", "-q", *args, "--overwrite"])
+    assert line == (
+        "interrupted (SIGTERM): no epoch had finished, so there is nothing to resume "
+        f"in {out}; start again with: {again}"
+    )
+    return shlex.split(again)[1:]
+
+
+def stop_in_epoch_one(monkeypatch, module) -> None:
+    """SIGTERM as ``module``'s first training epoch starts: no checkpoint exists yet."""
+    real, hit = module.train_epoch, sigterm_on_call(1)
+
+    def train_epoch(*args, **kwargs):
+        hit()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_epoch", train_epoch)
+
+
+def test_train_cls_stopped_in_epoch_one_says_start_again_and_that_command_works(
+    phantom_dataset, straight_training, tmp_path, monkeypatch
+):
+    import fracdet.cls.train as cls_module
+
+    out = tmp_path / "out"
+    args = train_args(phantom_dataset / "manifest.csv", out)
+    monkeypatch.setattr(sys, "argv", ["fracdet", "-q", *args])  # as the fracdet program
+    stop_in_epoch_one(monkeypatch, cls_module)
+    result = invoke(args)
+    assert result.exit_code == 143
+    again = start_again(one_line(result), out, args)
+    assert not (out / "last_state.pt").exists() and not leftovers(out)
+    assert invoke([*args, "--resume"]).exit_code == 1  # what the line no longer offers
+    monkeypatch.undo()
+    result = runner.invoke(app, again)
+    assert result.exit_code == 0, result.output
+    assert_same_training(out, straight_training)
+
+
+def test_pretrain_mae_stopped_in_epoch_one_says_start_again_and_that_command_works(
+    tmp_path, monkeypatch
+):
+    import fracdet.mae.train as mae_module
+
+    out = tmp_path / "out"
+    args = pretrain_mae_cmd(mae_images(tmp_path), out, tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fracdet", "-q", *args])
+    stop_in_epoch_one(monkeypatch, mae_module)
+    result = invoke(args)
+    assert result.exit_code == 143
+    again = start_again(one_line(result), out, args)
+    assert not (out / "last_state.pt").exists() and not leftovers(out)
+    monkeypatch.undo()
+    ok(again)
+    ok(with_out(args, tmp_path / "straight"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(json.loads((out / "metrics.json").read_text())) == strip(
+        json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "checkpoint"),
+    [
+        ("train_cls", "last_state.pt"),
+        ("pretrain_mae", "last_state.pt"),
+        ("train_det", "weights/last.pt"),
+    ],
+)
+def test_a_full_disk_before_the_first_checkpoint_says_overwrite_not_resume(
+    command, checkpoint, tmp_path
+):
+    from fracdet.cli.edge import os_error_line
+    from fracdet.fsutil import output_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "events.out").write_text("the stopped run's first file")
+
+    def full() -> OSError:
+        try:
+            with output_lock(out):  # marks the error with the folder, as in every command
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as exc:
+            return exc
+
+    assert os_error_line(full(), command) == (
+        f"no space left on device writing {out}: free space and rerun with --overwrite "
+        "(no epoch had finished)"
+    )
+    (out / checkpoint).parent.mkdir(exist_ok=True)
+    (out / checkpoint).write_bytes(b"a finished epoch")
+    assert os_error_line(full(), command) == (
+        f"no space left on device writing {out}: free space and rerun with --resume"
+    )
+
+
+@pytest.mark.slow
+def test_train_det_stopped_in_epoch_one_says_start_again_and_that_command_works(
+    phantom_dataset, tmp_path, monkeypatch
+):
+    import fracdet.det.train as det_module
+
+    build, hit = det_module._build_model, sigterm_on_call(1)
+
+    def build_and_stop(*args, **kwargs):
+        model, start = build(*args, **kwargs)
+        model.add_callback("on_train_batch_end", lambda trainer: hit())  # before any last.pt
+        return model, start
+
+    monkeypatch.setattr(det_module, "_build_model", build_and_stop)
+    out = tmp_path / "out"
+    args = train_det_cmd(phantom_dataset / "data.yaml", out)
+    args[args.index("--imgsz") + 1] = "64"
+    monkeypatch.setattr(sys, "argv", ["fracdet", "-q", *args])
+    result = invoke(args)
+    assert result.exit_code == 143, result.output
+    # Ultralytics prints its own progress whatever -q says; fracdet's part is the one line on stderr
+    (line,) = result.stderr.strip().splitlines()
+    again = start_again(line, out / "train", args)
+    assert not (out / "train" / "weights" / "last.pt").exists()
+    monkeypatch.undo()
+    ok(again)
+    assert json.loads((out / "train" / "metrics.json").read_text())["epochs_completed"] == 1
+
+
+# --- the study (`fracdet run`): stopped, or a full disk, in the middle of a stage -------------
+
+
+#: Where a stage of the study writes (its folder inside the study's).
+STUDY_FOLDERS = {"audit": "audit", "cls-standard-eval": "cls-standard/eval"}
+
+
+def unfinished_study(tiny_study: tuple[Path, Path], tmp: Path, stage: str) -> tuple[Path, list]:
+    """A copy of the finished tiny study whose ``stage`` never ran (its record and folder gone,
+    as after a run stopped before it); returns the copy and the ``fracdet run`` args.
+
+    Every other stage is reused (the keys hold paths relative to the output), so only ``stage``
+    runs: the study's own stop and resume is what is tested, in seconds, not its training.
+    """
+    root, study = tiny_study
+    out = Path(shutil.copytree(study, tmp / "out"))
+    (out / ".stages" / f"{stage}.json").unlink()
+    shutil.rmtree(out / STUDY_FOLDERS[stage])
+    (out / "summary.json").unlink()
+    return out, run_cmd(root / "study.yaml", out)
+
+
+def assert_study_finished_as_straight(out: Path, study: Path, stage: str) -> None:
+    """``stage`` ran again (only it), and the study's numbers (and the audit's rows) equal the
+    straight run's."""
+    from conftest import assert_same_rows
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert {name for name, seconds in summary["seconds"].items() if seconds} == {stage}
+    if stage == "audit":
+        assert_same_rows(out / "audit" / "per_image.csv", study / "audit" / "per_image.csv")
+    assert summary["numbers"] == json.loads((study / "summary.json").read_text())["numbers"]
+    assert not lock_path(out).exists() and not leftovers(out)
+
+
+def _stop_in_the_rows(monkeypatch) -> None:
+    """The audit (the study's resumable stage) stops once its rows are written, before its
+    tables: the rerun resumes it from those rows."""
+    import fracdet.jobs.journal as journal_module
+
+    real, hit = journal_module.append_rows, sigterm_on_call(1)
+
+    def append(path, header, rows):
+        real(path, header, rows)
+        hit()
+
+    monkeypatch.setattr(journal_module, "append_rows", append)
+
+
+def _stop_in_the_output(monkeypatch) -> None:
+    """The evaluation stops as it writes its metrics (into a temporary folder): the rerun
+    does it again."""
+    real, hit = Path.write_text, sigterm_on_call(1)
+
+    def write_text(self: Path, *args, **kwargs):
+        if self.name == "cls_metrics.json":
+            hit()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize(
+    ("stage", "stop"),
+    [
+        pytest.param("cls-standard-eval", _stop_in_the_output, id="in-an-evaluation"),
+        pytest.param("audit", _stop_in_the_rows, id="in-the-audit", marks=pytest.mark.slow),
+    ],
+)
+def test_run_sigterm_mid_stage_exits_143_and_the_printed_command_finishes_it(
+    stage, stop, tiny_study, tmp_path, monkeypatch
+):
+    out, args = unfinished_study(tiny_study, tmp_path, stage)
+    stop(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["fracdet", "-q", *args])  # as the fracdet program
+    result = invoke(args)
+    assert result.exit_code == 143
+    again = shlex.join(["fracdet", "-q", *args])
+    assert one_line(result) == (
+        f"interrupted (SIGTERM): the finished stages are kept in {out}; continue with: {again}"
+    )
+    assert json.loads((out / ".stages" / f"{stage}.json").read_text())["done"] is False
+    monkeypatch.undo()
+    ok(shlex.split(again)[2:])
+    assert_study_finished_as_straight(out, tiny_study[1], stage)
+
+
+def _full_in_the_output(monkeypatch, out: Path) -> Path:
+    """The evaluation's metrics file meets a full disk (it builds its folder under a temporary
+    name, so nothing half-written appears)."""
+    real = Path.write_text
+
+    def write_text(self: Path, *args, **kwargs):
+        if self.name == "cls_metrics.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    return out
+
+
+def _full_in_the_record(monkeypatch, out: Path) -> Path:
+    """The stage's work is done; the record that says so meets a full disk."""
+    import fracdet.stages as stages_module
+
+    real = stages_module.atomic_write_json
+
+    def write(path, doc, **kwargs):
+        if Path(path).name == "cls-standard-eval.json" and doc.get("done"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, doc, **kwargs)
+
+    monkeypatch.setattr(stages_module, "atomic_write_json", write)
+    return out
+
+
+@pytest.mark.parametrize(
+    "fill", [_full_in_the_output, _full_in_the_record], ids=["in-a-stage's-output", "in-its-record"]
+)
+def test_run_disk_full_mid_stage_is_one_line_and_finishes_once_space_is_back(
+    fill, tiny_study, tmp_path, monkeypatch
+):
+    out, args = unfinished_study(tiny_study, tmp_path, "cls-standard-eval")
+    folder = fill(monkeypatch, out)
+    result = invoke(args)
+    assert result.exit_code == 1
+    assert one_line(result) == (
+        f"error: no space left on device writing {folder}: free space and rerun the same command"
+    )
+    assert json.loads((out / ".stages" / "cls-standard-eval.json").read_text())["done"] is False
+    monkeypatch.undo()
+    ok(args)
+    assert_study_finished_as_straight(out, tiny_study[1], "cls-standard-eval")
