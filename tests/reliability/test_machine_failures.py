@@ -86,8 +86,31 @@ def leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".tmp-" in p.name or "write-test" in p.name]
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    """``fracdet ARGS`` as a real process on one thread."""
+# ``python -c`` program: fracdet's predict, held (sleeping) once HOLD_AFTER images are committed
+# until the file RELEASE exists, so what a test does after those rows appear (a signal, a second
+# run) always meets a run in progress, however loaded the machine is.
+_HELD_PREDICT = """
+import os, runpy, sys, time
+import fracdet.predict.run as run
+batches = run.predict_batches
+def held(*args, **kwargs):
+    for n, step in enumerate(batches(*args, **kwargs), 1):
+        yield step
+        while n == HOLD_AFTER and not os.path.exists(RELEASE):
+            time.sleep(0.01)
+run.predict_batches = held
+sys.argv = ["fracdet", *sys.argv[1:]]
+runpy.run_module("fracdet", run_name="__main__")
+"""
+
+
+def start(args: list[str], log: Path, *, hold_after: int | None = None) -> subprocess.Popen:
+    """``fracdet ARGS`` as a real process on one thread; a ``predict`` with ``hold_after``
+    waits once that many images are committed, until a signal or :func:`release`."""
+    program = ["-m", "fracdet"]
+    if hold_after is not None:
+        held = _HELD_PREDICT.replace("HOLD_AFTER", str(hold_after))
+        program = ["-c", held.replace("RELEASE", repr(str(log) + ".release"))]
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -97,8 +120,13 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
     }
     with open(log, "wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "fracdet", "-q", *args], env=env, stdout=fh, stderr=fh
+            [sys.executable, *program, "-q", *args], env=env, stdout=fh, stderr=fh
         )
+
+
+def release(log: Path) -> None:
+    """Let a predict :func:`start` held go on."""
+    Path(f"{log}.release").touch()
 
 
 def wait_for(process: subprocess.Popen, ready: Callable[[], bool], log: Path, timeout=300) -> None:
@@ -295,14 +323,15 @@ def test_two_live_runs_the_second_refuses_and_shards_into_their_own_folders_go_o
     images, tiny_models, tmp_path
 ):
     out, log = tmp_path / "out", tmp_path / "log"
-    first = start(predict_args(images, tiny_models, out), log)
+    first = start(predict_args(images, tiny_models, out), log, hold_after=2)
     try:
-        wait_for(first, lambda: complete_lines(out / "predictions.csv") >= 2, log)
+        wait_for(first, lambda: complete_lines(out / "predictions.csv") >= 3, log)
         second = invoke(predict_args(images, tiny_models, out, "--overwrite"))
         assert second.exit_code == 1 and "another fracdet run is writing here" in one_line(second)
         assert f"pid {first.pid}" in second.output
         # a shard of the same job into its own folder is another output: allowed meanwhile
         ok(predict_args(images, tiny_models, tmp_path / "shard2", "--shard", "2/2"))
+        release(log)
         assert first.wait(timeout=300) == 0, log.read_text()
     finally:
         first.kill()
@@ -321,8 +350,8 @@ def test_predict_ctrl_c_exits_130_with_the_resume_command_and_resumes_exactly(
 ):
     out, log = tmp_path / "out", tmp_path / "log"
     args = predict_args(images, tiny_models, out)
-    process = start(args, log)
-    wait_for(process, lambda: complete_lines(out / "predictions.csv") >= 4, log)
+    process = start(args, log, hold_after=4)
+    wait_for(process, lambda: complete_lines(out / "predictions.csv") >= 5, log)
     code, printed = stop(process, signal.SIGINT, log)
     assert code == 130, printed
     lines = printed.strip().splitlines()
