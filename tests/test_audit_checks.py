@@ -12,13 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_tiny_detector
-from test_audit import _cfg, _classifier
+from test_audit import _cfg as _audit_cfg
+from test_audit import _classifier
 
 from fracdet.audit import merge_audits, run_audit
 from fracdet.audit.checks import CHECKS, CheckSubject, select_check_items
 from fracdet.audit.inputs import load_inputs
 from fracdet.errors import ConfigError
 from fracdet.report import Section
+
+
+def _cfg(dataset: Path, out: Path, models: dict[str, Path], **options):
+    """``test_audit``'s audit with the two attributions one forward pass gives (saliency and
+    Grad-CAM): these tests are about the checks' framework, and DeepLift and IG were most of
+    each audit's time."""
+    return _audit_cfg(dataset, out, models, methods=("saliency", "gradcam"), **options)
 
 
 class _CountingCheck:

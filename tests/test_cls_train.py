@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -304,47 +303,54 @@ def _torchrun_train_cls(
     return done
 
 
-@pytest.mark.slow
-def test_torchrun_ddp_with_two_gloo_processes(phantom_dataset, tmp_path):
-    done = _torchrun_train_cls(
-        phantom_dataset / "manifest.csv", tmp_path / "ddp", image_size=32, batch_size=4, epochs=2
-    )
-    history = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    assert [row["epoch"] for row in history] == [1, 2]
-    assert done.stdout.count("best epoch") == 1  # rank 0 alone reports and checkpoints
-    model, _ = load_classifier(tmp_path / "ddp")
-    assert model(torch.rand(1, 1, 32, 32)).shape == (1,)
-    shutil.rmtree(tmp_path / "ddp")
-
-
-@pytest.mark.slow
-def test_torchrun_keeps_its_processes_in_step_past_unreadable_images(phantom_dataset, tmp_path):
-    """Batches of one image, some unreadable: a process with nothing to train must not leave the
-    others waiting in DDP's all-reduce.
+@pytest.fixture(scope="module")
+def torchrun_run(phantom_dataset, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One ``train-cls`` under torchrun (two gloo processes, 2 epochs, batches of one image, some
+    unreadable), shared by the two torchrun tests: starting the processes is most of its time.
     """
+    root = tmp_path_factory.mktemp("torchrun")
     with open(phantom_dataset / "manifest.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     train = [r for r in rows if r["split"] == "train"]
     for k, row in enumerate(train[:: max(1, len(train) // 4)]):
-        (tmp_path / f"junk{k}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-        row["path"] = str(tmp_path / f"junk{k}.jpg")
+        (root / f"junk{k}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        row["path"] = str(root / f"junk{k}.jpg")
     for row in rows:
         row["path"] = (
             row["path"] if Path(row["path"]).is_absolute() else str(phantom_dataset / row["path"])
         )
-    with open(tmp_path / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     # 64 px: batch norm's last stage keeps 2x2 values per channel with one image per batch
-    _torchrun_train_cls(
-        tmp_path / "manifest.csv", tmp_path / "ddp", image_size=64, batch_size=1, epochs=1
+    done = _torchrun_train_cls(
+        root / "manifest.csv", root / "ddp", image_size=64, batch_size=1, epochs=2
     )
-    report = json.loads((tmp_path / "ddp" / "train_report.json").read_text())
-    junk = {path.name for path in tmp_path.glob("junk*.jpg")}
-    assert {
-        Path(s["file"]).name for s in report["skipped"]
-    } == junk  # both processes' skipped files, in rank 0's report
+    return root, done
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_with_two_gloo_processes(torchrun_run):
+    root, done = torchrun_run
+    history = json.loads((root / "ddp" / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert done.stdout.count("best epoch") == 1  # rank 0 alone reports and checkpoints
+    model, _ = load_classifier(root / "ddp")
+    assert model(torch.rand(1, 1, 64, 64)).shape == (1,)
+
+
+@pytest.mark.slow
+def test_torchrun_keeps_its_processes_in_step_past_unreadable_images(torchrun_run):
+    """Batches of one image, some unreadable: a process with nothing to train must not leave the
+    others waiting in DDP's all-reduce (two epochs: they stay in step past the first).
+    """
+    root, _ = torchrun_run
+    report = json.loads((root / "ddp" / "train_report.json").read_text())
+    junk = {path.name for path in root.glob("junk*.jpg")}
+    assert (
+        junk and {Path(s["file"]).name for s in report["skipped"]} == junk
+    )  # both processes' skipped files, in rank 0's report
 
 
 def test_resume_with_another_backbone_and_sampler_under_torchrun_are_refused(
