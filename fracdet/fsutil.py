@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fracdet.errors import ConfigError, OutputBusyError, OutputExistsError
 
@@ -31,6 +31,7 @@ __all__ = [
     "atomic_output_dir",
     "check_folder_path",
     "atomic_write",
+    "atomic_writer",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -117,18 +118,37 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     The one temp-file-and-rename of the project: a reader (or a resumed run) sees the old
     file or the new one, never half of one. The parent folder is created when missing.
     """
+    with _temporary_sibling(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+@contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text handle on a temporary sibling of ``path``, renamed onto it when the block ends.
+
+    For files written piece by piece (a JSON document of one item per row of a large CSV)
+    that should never be whole in memory; an exception in the block leaves ``path`` as it
+    was (see :func:`atomic_write`).
+    """
+    with _temporary_sibling(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        yield fh
+
+
+@contextmanager
+def _temporary_sibling(path: Path) -> Iterator[Path]:
+    """A new empty file beside ``path`` that replaces it if the block succeeds, else goes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

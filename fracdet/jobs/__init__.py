@@ -20,6 +20,8 @@ from fracdet.jobs.files import (
     append_jsonl,
     append_rows,
     cut_partial_line,
+    iter_jsonl,
+    iter_rows,
     read_jsonl,
     read_rows,
     rewrite_jsonl,
@@ -61,6 +63,7 @@ __all__ = [
     "merge_rows",
     "link_tree",
     "read_rows",
+    "iter_rows",
     "write_rows",
     "start_rows",
     "append_rows",
@@ -68,5 +71,6 @@ __all__ = [
     "cut_partial_line",
     "sort_rows",
     "read_jsonl",
+    "iter_jsonl",
     "rewrite_jsonl",
 ]

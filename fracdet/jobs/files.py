@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from fracdet.fsutil import atomic_write, atomic_write_text
 
 __all__ = [
     "read_rows",
+    "iter_rows",
     "start_rows",
     "write_rows",
     "append_rows",
@@ -27,6 +28,7 @@ __all__ = [
     "cut_partial_line",
     "sort_rows",
     "read_jsonl",
+    "iter_jsonl",
     "rewrite_jsonl",
 ]
 
@@ -36,9 +38,21 @@ _CHUNK = 1 << 16
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The header and the rows (as dicts) of a journal CSV; blank lines are skipped."""
     with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    return header, list(iter_rows(path))
+
+
+def iter_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a journal CSV one at a time, as :func:`read_rows` reads them.
+
+    For a pass over a file of one row per input (100,000s) that need not hold them all.
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
-        return header, [dict(zip(header, row, strict=False)) for row in reader if row]
+        for row in reader:
+            if row:
+                yield dict(zip(header, row, strict=False))
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -119,16 +133,20 @@ def read_jsonl(path: Path) -> list[Any]:
 
     Call :func:`rewrite_jsonl` first on a journal an interrupted run may have left.
     """
-    docs: list[Any] = []
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[Any]:
+    """The documents of a JSONL journal one at a time, as :func:`read_jsonl` reads them."""
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                docs.append(json.loads(line))
+                doc = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"line {number} is not JSON ({exc.msg})", path) from exc
-    return docs
+            yield doc
 
 
 def rewrite_jsonl(path: Path, transform: Callable[[Any], Any | None]) -> int:

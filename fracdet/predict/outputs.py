@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fracdet.fsutil import atomic_write_json, atomic_write_text
-from fracdet.jobs import Journal, Reopened, open_output, read_jsonl, sort_rows
+from fracdet.fsutil import atomic_write_json, atomic_writer
+from fracdet.jobs import Journal, Reopened, iter_jsonl, iter_rows, open_output, sort_rows
 from fracdet.predict.config import (
     DETECTIONS,
     DETECTIONS_LOG,
@@ -165,37 +165,99 @@ def _reconcile(
 
 
 def finish_outputs(out: Path, det_names: Sequence[str], with_det: bool) -> dict[str, Any]:
-    """Sort the CSV if a resume left it out of order; write images.json and detections.json."""
-    rows = sort_rows(out / PREDICTIONS)
+    """Write images.json and detections.json from the journal in one pass each; count the rows.
+
+    Memory stays flat in the number of images: the files are streamed (only the skipped rows
+    are kept, for the report). They are in id order unless a resume appended rows or boxes
+    of lower ids after higher ones; only then is the file sorted first (that rare pass holds
+    its rows), so the outputs are what one uninterrupted run writes.
+    """
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(det_names)]
-    images = [
-        {
-            "id": int(r["image_id"]),
-            "file_name": r["path"],
-            "width": int(r["width"]),
-            "height": int(r["height"]),
-        }
-        for r in rows
-        if r["status"] == "ok"
-    ]
-    atomic_write_json(out / IMAGES, {"images": images, "categories": categories})
+    try:
+        counts = _write_images(out, categories)
+    except _OutOfOrder:
+        sort_rows(out / PREDICTIONS)  # rewrites the CSV in id order, for the next readers too
+        counts = _write_images(out, categories)
     n_boxes = 0
     if with_det:
-        entries = sorted(
-            read_jsonl(out / DETECTIONS_LOG), key=lambda e: int(e["image_id"])
-        )  # stable: boxes keep their order
-        results = [r for entry in entries for r in entry["results"]]
-        n_boxes = len(results)
-        atomic_write_text(out / DETECTIONS, json.dumps(results) + "\n")
-    skipped = [
-        {"image_id": int(r["image_id"]), "path": r["path"], "reason": r["reason"]}
-        for r in rows
-        if r["status"] != "ok"
-    ]
+        try:
+            n_boxes = _write_detections(out / DETECTIONS, iter_jsonl(out / DETECTIONS_LOG))
+        except _OutOfOrder:
+            entries = sorted(iter_jsonl(out / DETECTIONS_LOG), key=_image_id)  # stable
+            n_boxes = _write_detections(out / DETECTIONS, entries)
     return {
-        "n_images": len(rows),
-        "n_ok": len(images),
-        "n_skipped": len(skipped),
+        "n_images": counts["n_images"],
+        "n_ok": counts["n_ok"],
+        "n_skipped": len(counts["skipped"]),
         "n_boxes": n_boxes,
-        "skipped": skipped,
+        "skipped": counts["skipped"],
     }
+
+
+#: ``json.dumps(doc, indent=2)``'s encoder, made once (``dumps`` makes one a call).
+_PRETTY = json.JSONEncoder(indent=2)
+
+
+class _OutOfOrder(Exception):
+    """A journal's ids go down somewhere (a resume appended lower ids): it must be sorted."""
+
+
+def _image_id(doc: dict[str, Any]) -> int:
+    return int(doc["image_id"])
+
+
+def _in_id_order(docs: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``docs`` as they come, raising :class:`_OutOfOrder` at the first id lower than the last."""
+    last = None
+    for doc in docs:
+        image_id = _image_id(doc)
+        if last is not None and image_id < last:
+            raise _OutOfOrder
+        last = image_id
+        yield doc
+
+
+def _indented(doc: Any, depth: int) -> str:
+    """``json.dumps(doc, indent=2)`` as it reads ``depth`` levels deep in an indented document
+    (JSON strings hold no raw newline, so every newline is the layout's)."""
+    return _PRETTY.encode(doc).replace("\n", "\n" + "  " * depth)
+
+
+def _write_images(out: Path, categories: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stream the ok rows of the CSV into ``images.json``, byte for byte the document
+    ``json.dumps({"images": [...], "categories": categories}, indent=2)`` would be."""
+    n_images, n_ok, skipped = 0, 0, []
+    with atomic_writer(out / IMAGES) as fh:
+        fh.write('{\n  "images": [')
+        for row in _in_id_order(iter_rows(out / PREDICTIONS)):
+            n_images += 1
+            if row["status"] != "ok":
+                skipped.append(
+                    {"image_id": int(row["image_id"]), "path": row["path"], "reason": row["reason"]}
+                )
+                continue
+            image = {
+                "id": int(row["image_id"]),
+                "file_name": row["path"],
+                "width": int(row["width"]),
+                "height": int(row["height"]),
+            }
+            fh.write(("," if n_ok else "") + "\n    " + _indented(image, 2))
+            n_ok += 1
+        fh.write(("\n  ]" if n_ok else "]") + ',\n  "categories": ')
+        fh.write(_indented(categories, 1) + "\n}\n")
+    return {"n_images": n_images, "n_ok": n_ok, "skipped": skipped}
+
+
+def _write_detections(path: Path, entries: Iterable[dict[str, Any]]) -> int:
+    """Stream the boxes of the journal's entries (each image's in their order) into the COCO
+    results list, byte for byte ``json.dumps(results)``; returns how many boxes."""
+    n_boxes = 0
+    with atomic_writer(path) as fh:
+        fh.write("[")
+        for entry in _in_id_order(entries):
+            for result in entry["results"]:
+                fh.write((", " if n_boxes else "") + json.dumps(result))
+                n_boxes += 1
+        fh.write("]\n")
+    return n_boxes
