@@ -38,8 +38,8 @@ _CHUNK = 1 << 16
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The header and the rows (as dicts) of a journal CSV; blank lines are skipped."""
     with open(path, newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
-    return header, list(iter_rows(path))
+        header, rows = _csv_rows(fh)
+        return header, list(rows)
 
 
 def iter_rows(path: Path) -> Iterator[dict[str, str]]:
@@ -48,11 +48,14 @@ def iter_rows(path: Path) -> Iterator[dict[str, str]]:
     For a pass over a file of one row per input (100,000s) that need not hold them all.
     """
     with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        for row in reader:
-            if row:
-                yield dict(zip(header, row, strict=False))
+        yield from _csv_rows(fh)[1]
+
+
+def _csv_rows(fh: Iterable[str]) -> tuple[list[str], Iterator[dict[str, str]]]:
+    """The header, and the non-blank rows as dicts, of an open CSV (read once, lazily)."""
+    reader = csv.reader(fh)
+    header = next(reader, [])
+    return header, (dict(zip(header, row, strict=False)) for row in reader if row)
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
