@@ -281,6 +281,36 @@ def test_the_hardware_sentence_follows_the_numbers():
         and "consistent with a hardware shortcut" in preferred
     )
     assert gap_text(_numbers(), "standard") is None
+    assert "(not sanity-checked: the randomisation check did not run)" in unclear
+
+
+def test_the_hardware_verdict_counts_only_methods_that_pass_the_sanity_check():
+    from fracdet.study.wording import answer, gap_text, hardware_shortcut
+
+    sens = {"clean_sensitivity": {"value": 0.8, "ci95": [0.5, 0.95], "n": 10}}
+    gap = {"mean_diff": -0.18, "ci95": [-0.3, -0.08], "mann_whitney_p": 0.003}
+    split = {
+        "values": ["0", "1"],
+        "models": {"standard": {"1": sens, "0": sens}},
+        "gaps": {"standard": {"SM": gap, "GC": gap | {"mean_diff": 0.26, "mann_whitney_p": 0.16}}},
+    }
+    numbers = _numbers({"hardware": split})
+    numbers["classifiers"] = {"standard": numbers["classifiers"]["standard"]}
+    failing = numbers | {"sanity": {"standard": {"passed": ["GC"], "failed": ["SM"]}}}
+    passing = numbers | {"sanity": {"standard": {"passed": ["GC", "SM"], "failed": []}}}
+    # SM's significant gap decides the verdict only where SM's maps pass the randomisation check
+    assert hardware_shortcut(passing, "standard") is True
+    assert hardware_shortcut(failing, "standard") is False
+    text = gap_text(failing, "standard")
+    assert (
+        "SM -0.180 [-0.300, -0.080], p=0.003; GC +0.260 [-0.300, -0.080], p=0.16 (SM fails the "
+        "randomisation check in the test audit, so its gap is not counted). At this sample size "
+        "these images show no clear hardware shortcut" in text
+    )
+    assert "consistent with a hardware shortcut" in gap_text(passing, "standard")
+    assert "fails the randomisation check" not in gap_text(passing, "standard")
+    inits = {"detector": "scratch", "classifier": "ImageNet"}
+    assert "without a clear hardware shortcut for standard" in answer(failing, StudyConfig(), inits)
 
 
 # --- the pipeline end to end on phantoms ---------------------------------------------------

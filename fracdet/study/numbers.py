@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fracdet.audit.answer import sane_methods
 from fracdet.audit.schema import CONDITIONS, input_key
 from fracdet.stages import read_stage_json
 
@@ -55,6 +56,9 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
         or {},
         "focus_percentile": audit.get("focus_percentile", 25.0),
         "methods": audit.get("methods", []),
+        # the test audit's randomisation check per classifier ({"passed", "failed"} method
+        # codes; None: not run): the hardware sentence counts only methods that pass it
+        "sanity": {},
     }
     for name in ("standard", "pgd"):
         own = read_stage_json(folders[name] / "eval" / "cls_metrics.json")
@@ -70,4 +74,6 @@ def study_numbers(folders: Mapping[str, Path]) -> dict[str, Any]:
             "auroc_ci95": (own.get("ci95") or {}).get("auroc"),
             "eval_n": own.get("n"),
         }
+        sane = sane_methods(audit, name)
+        numbers["sanity"][name] = None if sane is None else {"passed": sane[0], "failed": sane[1]}
     return numbers

@@ -39,8 +39,11 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
         text += (
             f"; coverage@{focus:g} of the fracture boxes, with minus without hardware: "
             + "; ".join(covs)
+            + _sanity_note(numbers, model, gaps)
         )
-    significant_lower, higher, separated = _hardware_evidence(entry, model)
+    significant_lower, higher, separated = _hardware_evidence(
+        entry, model, _failing(numbers, model)
+    )
     if significant_lower or separated:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
             (
@@ -77,14 +80,40 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
     return text + "."
 
 
-def _hardware_evidence(entry: Mapping[str, Any], model: str) -> tuple[list[str], list[str], bool]:
-    """Methods whose coverage is significantly lower / higher on hardware images (p < 0.05),
-    and whether the sensitivity CIs with and without hardware are apart."""
+def _failing(numbers: Mapping[str, Any], model: str) -> set[str]:
+    """The methods whose maps failed the test audit's randomisation check for ``model``."""
+    sanity = (numbers.get("sanity") or {}).get(model)
+    return set(sanity["failed"]) if sanity else set()
+
+
+def _sanity_note(numbers: Mapping[str, Any], model: str, gaps: Mapping[str, Any]) -> str:
+    """Which coverage gaps the verdict could not count: a map that stays on the boxes with
+    the network's weights randomised says nothing about what the trained network uses."""
+    sanity = (numbers.get("sanity") or {}).get(model)
+    if sanity is None:
+        return " (not sanity-checked: the randomisation check did not run)"
+    failed = sorted(set(gaps) & set(sanity["failed"]))
+    if not failed:
+        return ""
+    return (
+        f" ({', '.join(failed)} fail{'s' if len(failed) == 1 else ''} the randomisation check "
+        f"in the test audit, so {'its gap is' if len(failed) == 1 else 'their gaps are'} not "
+        "counted)"
+    )
+
+
+def _hardware_evidence(
+    entry: Mapping[str, Any], model: str, failing: set[str]
+) -> tuple[list[str], list[str], bool]:
+    """Methods whose coverage is significantly lower / higher on hardware images (p < 0.05;
+    methods in ``failing`` the randomisation check never count), and whether the sensitivity
+    CIs with and without hardware are apart."""
     gaps = entry["gaps"].get(model, {})
     significant = {
         code: g
         for code, g in gaps.items()
-        if g["mean_diff"] is not None
+        if code not in failing
+        and g["mean_diff"] is not None
         and g["mann_whitney_p"] is not None
         and g["mann_whitney_p"] < 0.05
     }
@@ -122,7 +151,7 @@ def hardware_shortcut(numbers: Mapping[str, Any], model: str) -> bool | None:
     entry, _ = _hardware_entry(numbers)
     if entry is None:
         return None
-    lower, _, separated = _hardware_evidence(entry, model)
+    lower, _, separated = _hardware_evidence(entry, model, _failing(numbers, model))
     return bool(lower) or separated
 
 
