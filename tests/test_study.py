@@ -305,12 +305,13 @@ def test_the_hardware_verdict_counts_only_methods_that_pass_the_sanity_check():
     assert (
         "SM -0.180 [-0.300, -0.080], p=0.003; GC +0.260 [-0.300, -0.080], p=0.16 (SM fails the "
         "randomisation check in the test audit, so its gap is not counted). At this sample size "
-        "these images show no clear hardware shortcut" in text
+        "these images show no clear hardware shortcut (overlapping CIs; no method passing that "
+        "check with significantly lower coverage" in text
     )
     assert "consistent with a hardware shortcut" in gap_text(passing, "standard")
     assert "fails the randomisation check" not in gap_text(passing, "standard")
     inits = {"detector": "scratch", "classifier": "ImageNet"}
-    assert "without a clear hardware shortcut for standard" in answer(failing, StudyConfig(), inits)
+    assert "show no clear hardware shortcut for standard" in answer(failing, StudyConfig(), inits)
 
 
 # --- the pipeline end to end on phantoms ---------------------------------------------------
@@ -491,8 +492,8 @@ def test_the_answer_is_three_sentences_with_the_hardware_verdict_per_classifier(
     assert hardware_shortcut(numbers, "standard") is True
     assert hardware_shortcut(numbers, "pgd") is False
     assert (
-        "consistent with a hardware shortcut for standard; without a clear hardware shortcut for "
-        "pgd" in text
+        "On hardware images the numbers are consistent with a hardware shortcut for standard; "
+        "show no clear hardware shortcut for pgd" in text
     )
     assert "standard AUROC 0.800 [0.660–0.910]" in text and "mAP@0.5 0.200 [0.100–0.300]" in text
     # no hardware split: two sentences

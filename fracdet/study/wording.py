@@ -41,9 +41,8 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
             + "; ".join(covs)
             + _sanity_note(numbers, model, gaps)
         )
-    significant_lower, higher, separated = _hardware_evidence(
-        entry, model, _failing(numbers, model)
-    )
+    failing = _failing(numbers, model)
+    significant_lower, higher, separated = _hardware_evidence(entry, model, failing)
     if significant_lower or separated:
         text += ". This is consistent with a hardware shortcut: " + " and ".join(
             (
@@ -64,9 +63,10 @@ def gap_text(numbers: Mapping[str, Any], model: str) -> str | None:
             )
         )
     else:
+        counted = "no method" if not set(gaps) & failing else "no method passing that check"
         text += (
             ". At this sample size these images show no clear hardware shortcut (overlapping CIs; "
-            "no method with significantly lower coverage on hardware images)"
+            f"{counted} with significantly lower coverage on hardware images)"
         )
     if higher:
         # Plates and screws are fixed across the fracture: inside its box, looking at the metal
@@ -176,10 +176,14 @@ def answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> st
         found = [name for name, v in judged.items() if v]
         clear = [name for name, v in judged.items() if not v]
         parts.append(
-            "On hardware images the numbers are "
+            "On hardware images the numbers "
             + "; ".join(
-                ([f"consistent with a hardware shortcut for {', '.join(found)}"] if found else [])
-                + ([f"without a clear hardware shortcut for {', '.join(clear)}"] if clear else [])
+                (
+                    [f"are consistent with a hardware shortcut for {' and '.join(found)}"]
+                    if found
+                    else []
+                )
+                + ([f"show no clear hardware shortcut for {' and '.join(clear)}"] if clear else [])
             )
             + " (the hardware section below)."
         )
