@@ -492,8 +492,8 @@ def test_the_answer_is_three_sentences_with_the_hardware_verdict_per_classifier(
     assert hardware_shortcut(numbers, "standard") is True
     assert hardware_shortcut(numbers, "pgd") is False
     assert (
-        "On hardware images the numbers are consistent with a hardware shortcut for standard; "
-        "show no clear hardware shortcut for pgd" in text
+        "On hardware images the numbers are consistent with a hardware shortcut for standard "
+        "and show no clear hardware shortcut for pgd" in text
     )
     assert "standard AUROC 0.800 [0.660–0.910]" in text and "mAP@0.5 0.200 [0.100–0.300]" in text
     # no hardware split: two sentences

@@ -177,7 +177,7 @@ def answer(numbers: Mapping[str, Any], cfg: Any, inits: Mapping[str, Any]) -> st
         clear = [name for name, v in judged.items() if not v]
         parts.append(
             "On hardware images the numbers "
-            + "; ".join(
+            + " and ".join(
                 (
                     [f"are consistent with a hardware shortcut for {' and '.join(found)}"]
                     if found
